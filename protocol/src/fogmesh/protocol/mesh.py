@@ -1,0 +1,32 @@
+"""Broker mesh status: each bridge link reports its state retained on ``mesh/{broker}/links/{link}``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from fogmesh.protocol._ids import Ident
+from fogmesh.protocol.envelope import Envelope
+
+__all__ = ["LinkState", "LinkStatus"]
+
+
+class LinkState(StrEnum):
+    """Whether a bridge link is carrying messages."""
+
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+
+
+class LinkStatus(Envelope):
+    """One bridge link's state and queue."""
+
+    broker: Ident
+    link: Ident
+    state: LinkState
+    queue_depth: int = Field(ge=0, description="messages waiting on disk to cross")
+    dropped: int = Field(ge=0, description="messages dropped by the queue's bound since start")
+    forwarded: int = Field(default=0, ge=0)
+    last_error: str = Field(default="", max_length=1024)

@@ -1,0 +1,98 @@
+"""What a node says about itself: hello (facts), state (online / offline), heartbeat (usage)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fogmesh.protocol._ids import Ident
+from fogmesh.protocol.envelope import Envelope
+from fogmesh.protocol.workload import WorkloadStatus
+
+__all__ = [
+    "Heartbeat",
+    "Location",
+    "NodeFacts",
+    "NodeHello",
+    "NodeLiveness",
+    "NodeStateMessage",
+    "Usage",
+]
+
+
+class Location(BaseModel):
+    """Where a node is, in WGS84 degrees."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class NodeFacts(BaseModel):
+    """A node's hardware and software, as reported in its hello."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(max_length=256, description="hostname-MAC, as in the paper")
+    hostname: str = Field(default="", max_length=256)
+    arch: str = Field(max_length=32, description="machine architecture, e.g. x86_64, aarch64")
+    cpu_count: int = Field(ge=1)
+    cpu_model: str = Field(default="", max_length=256)
+    memory_bytes: int = Field(ge=0)
+    disk_bytes: int = Field(ge=0)
+    os: str = Field(default="", max_length=128)
+    kernel: str = Field(default="", max_length=128)
+    location: Location | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    runtimes: list[str] = Field(default_factory=list, description="e.g. docker, native")
+    devices: list[str] = Field(default_factory=list, description="GPUs, serial ports, GPIO paths")
+    site: str = Field(default="", max_length=128, description="the site broker it is joined to")
+    agent_version: str = Field(default="", max_length=64)
+
+
+class NodeHello(Envelope):
+    """``nodes/{node}/hello`` (retained): the node's facts, sent when the agent starts."""
+
+    node: Ident
+    facts: NodeFacts
+    boot_id: str = Field(default="", max_length=128, description="changes when the agent restarts")
+
+
+class NodeLiveness(StrEnum):
+    """What ``nodes/{node}/state`` says."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class NodeStateMessage(Envelope):
+    """``nodes/{node}/state`` (retained): online at connect; the last will says offline."""
+
+    node: Ident
+    state: NodeLiveness
+    boot_id: str = Field(default="", max_length=128)
+
+
+class Usage(BaseModel):
+    """Resource use at one moment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu_percent: float = Field(ge=0, description="percent of the whole node (0-100)")
+    memory_used_bytes: int = Field(ge=0)
+    memory_total_bytes: int = Field(ge=0)
+    disk_used_bytes: int = Field(ge=0)
+    disk_total_bytes: int = Field(ge=0)
+    load1: float = Field(default=0.0, ge=0)
+
+
+class Heartbeat(Envelope):
+    """``nodes/{node}/heartbeat``: usage and each workload's status, every few seconds."""
+
+    node: Ident
+    seq: int = Field(ge=0, description="counts up from 0 at each agent start")
+    interval_s: float = Field(gt=0, description="when to expect the next heartbeat")
+    usage: Usage
+    workloads: list[WorkloadStatus] = Field(default_factory=list)

@@ -1,0 +1,231 @@
+"""The topic tree: one builder per kind of topic, and one parser for all of them.
+
+Every builder validates each id it is given (see :func:`fogmesh.protocol.check_id`), so a topic
+built here never holds a wildcard, an empty level or a control character. :func:`parse_topic`
+is the inverse: it turns a concrete topic back into a :class:`TopicRef`, and refuses anything
+outside the tree.
+
+The tree (``ROOT`` is ``fm/v1``)::
+
+    fm/v1/nodes/{node}/hello|state|heartbeat|desired|actual
+    fm/v1/nodes/{node}/cmd/{verb}
+    fm/v1/api/{tenant}/{resource}/{action}
+    fm/v1/events/fleet/{kind}
+    fm/v1/events/tenants/{tenant}/{kind}
+    fm/v1/data/{tenant}/{app}/{stream}
+    fm/v1/reply/{client}
+    fm/v1/mesh/{broker}/links/{link}
+    fm/v1/leases/{duty}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from fogmesh.protocol._ids import check_id, check_topic
+from fogmesh.protocol.errors import ContractError
+
+__all__ = [
+    "NODE_CHANNELS",
+    "ROOT",
+    "NodeChannel",
+    "TopicKind",
+    "TopicRef",
+    "api",
+    "api_filter",
+    "data",
+    "data_filter",
+    "fleet_event",
+    "lease",
+    "mesh_link",
+    "node",
+    "node_cmd",
+    "node_filter",
+    "parse_topic",
+    "reply",
+    "tenant_event",
+]
+
+ROOT = "fm/v1"
+_T = TypeVar("_T")
+
+
+class NodeChannel(StrEnum):
+    """The fixed per-node topics."""
+
+    HELLO = "hello"
+    STATE = "state"
+    HEARTBEAT = "heartbeat"
+    DESIRED = "desired"
+    ACTUAL = "actual"
+
+
+NODE_CHANNELS = frozenset(NodeChannel)
+
+
+class TopicKind(StrEnum):
+    """What a topic is for; the ``kind`` of a :class:`TopicRef`."""
+
+    NODE = "node"
+    NODE_CMD = "node_cmd"
+    API = "api"
+    FLEET_EVENT = "fleet_event"
+    TENANT_EVENT = "tenant_event"
+    DATA = "data"
+    REPLY = "reply"
+    MESH_LINK = "mesh_link"
+    LEASE = "lease"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRef:
+    """A parsed topic: its kind and the ids it carries (the others are ``None``)."""
+
+    kind: TopicKind
+    node: str | None = None
+    channel: NodeChannel | None = None
+    verb: str | None = None
+    tenant: str | None = None
+    resource: str | None = None
+    action: str | None = None
+    event: str | None = None
+    app: str | None = None
+    stream: str | None = None
+    client: str | None = None
+    broker: str | None = None
+    link: str | None = None
+    duty: str | None = None
+
+    def topic(self) -> str:
+        """Build the topic string back from this reference."""
+        match self.kind:
+            case TopicKind.NODE:
+                return node(_req(self.node), _req(self.channel))
+            case TopicKind.NODE_CMD:
+                return node_cmd(_req(self.node), _req(self.verb))
+            case TopicKind.API:
+                return api(_req(self.tenant), _req(self.resource), _req(self.action))
+            case TopicKind.FLEET_EVENT:
+                return fleet_event(_req(self.event))
+            case TopicKind.TENANT_EVENT:
+                return tenant_event(_req(self.tenant), _req(self.event))
+            case TopicKind.DATA:
+                return data(_req(self.tenant), _req(self.app), _req(self.stream))
+            case TopicKind.REPLY:
+                return reply(_req(self.client))
+            case TopicKind.MESH_LINK:
+                return mesh_link(_req(self.broker), _req(self.link))
+            case TopicKind.LEASE:
+                return lease(_req(self.duty))
+        raise ContractError(f"unknown topic kind {self.kind!r}")  # pragma: no cover
+
+
+def _req(value: _T | None) -> _T:
+    if value is None:
+        raise ContractError("topic reference is missing a part")
+    return value
+
+
+def node(node_id: str, channel: NodeChannel | str) -> str:
+    """``fm/v1/nodes/{node}/{channel}``: hello, state, heartbeat, desired or actual."""
+    try:
+        chan = NodeChannel(channel)
+    except ValueError as exc:
+        raise ContractError(f"unknown node channel {channel!r}") from exc
+    return f"{ROOT}/nodes/{check_id(node_id, what='node')}/{chan.value}"
+
+
+def node_filter(channel: NodeChannel | str) -> str:
+    """A subscription filter for one channel of every node: ``fm/v1/nodes/+/{channel}``."""
+    return f"{ROOT}/nodes/+/{NodeChannel(channel).value}"
+
+
+def node_cmd(node_id: str, verb: str) -> str:
+    """``fm/v1/nodes/{node}/cmd/{verb}``: a command to one node's agent."""
+    return f"{ROOT}/nodes/{check_id(node_id, what='node')}/cmd/{check_id(verb, what='verb')}"
+
+
+def api(tenant: str, resource: str, action: str) -> str:
+    """``fm/v1/api/{tenant}/{resource}/{action}``: a user request, e.g. ``apps/deploy``."""
+    return (
+        f"{ROOT}/api/{check_id(tenant, what='tenant')}/"
+        f"{check_id(resource, what='resource')}/{check_id(action, what='action')}"
+    )
+
+
+def api_filter(resource: str, action: str | None = None) -> str:
+    """Every tenant's requests for one resource (and action): ``fm/v1/api/+/{resource}/+``."""
+    act = "+" if action is None else check_id(action, what="action")
+    return f"{ROOT}/api/+/{check_id(resource, what='resource')}/{act}"
+
+
+def fleet_event(kind: str) -> str:
+    """``fm/v1/events/fleet/{kind}``: node joined / lost and other fleet-wide events."""
+    return f"{ROOT}/events/fleet/{check_id(kind, what='event kind')}"
+
+
+def tenant_event(tenant: str, kind: str) -> str:
+    """``fm/v1/events/tenants/{tenant}/{kind}``: events about one tenant's apps and workloads."""
+    return f"{ROOT}/events/tenants/{check_id(tenant, what='tenant')}/{check_id(kind, what='event kind')}"
+
+
+def data(tenant: str, app: str, stream: str) -> str:
+    """``fm/v1/data/{tenant}/{app}/{stream}``: an app's own data plane."""
+    return (
+        f"{ROOT}/data/{check_id(tenant, what='tenant')}/{check_id(app, what='app')}/"
+        f"{check_id(stream, what='stream')}"
+    )
+
+
+def data_filter(tenant: str, app: str) -> str:
+    """Every stream of one app: ``fm/v1/data/{tenant}/{app}/#``."""
+    return f"{ROOT}/data/{check_id(tenant, what='tenant')}/{check_id(app, what='app')}/#"
+
+
+def reply(client: str) -> str:
+    """``fm/v1/reply/{client}``: where one bus client receives its replies."""
+    return f"{ROOT}/reply/{check_id(client, what='client')}"
+
+
+def mesh_link(broker: str, link: str) -> str:
+    """``fm/v1/mesh/{broker}/links/{link}``: retained status of one bridge link."""
+    return f"{ROOT}/mesh/{check_id(broker, what='broker')}/links/{check_id(link, what='link')}"
+
+
+def lease(duty: str) -> str:
+    """``fm/v1/leases/{duty}``: retained holder of a single-writer duty (e.g. ``scheduler``)."""
+    return f"{ROOT}/leases/{check_id(duty, what='duty')}"
+
+
+def parse_topic(topic: str) -> TopicRef:
+    """Parse a concrete topic of the tree into a :class:`TopicRef`.
+
+    Raises :class:`ContractError` for wildcards, illegal ids and topics outside the tree.
+    """
+    check_topic(topic)
+    levels = topic.split("/")
+    if levels[:2] != ROOT.split("/"):
+        raise ContractError(f"topic {topic!r} is not under {ROOT}/")
+    rest = levels[2:]
+    match rest:
+        case ["nodes", node_id, channel] if channel in NODE_CHANNELS:
+            return TopicRef(TopicKind.NODE, node=node_id, channel=NodeChannel(channel))
+        case ["nodes", node_id, "cmd", verb]:
+            return TopicRef(TopicKind.NODE_CMD, node=node_id, verb=verb)
+        case ["api", tenant, resource, action]:
+            return TopicRef(TopicKind.API, tenant=tenant, resource=resource, action=action)
+        case ["events", "fleet", kind]:
+            return TopicRef(TopicKind.FLEET_EVENT, event=kind)
+        case ["events", "tenants", tenant, kind]:
+            return TopicRef(TopicKind.TENANT_EVENT, tenant=tenant, event=kind)
+        case ["data", tenant, app, stream]:
+            return TopicRef(TopicKind.DATA, tenant=tenant, app=app, stream=stream)
+        case ["reply", client]:
+            return TopicRef(TopicKind.REPLY, client=client)
+        case ["mesh", broker, "links", link]:
+            return TopicRef(TopicKind.MESH_LINK, broker=broker, link=link)
+        case ["leases", duty]:
+            return TopicRef(TopicKind.LEASE, duty=duty)
+    raise ContractError(f"topic {topic!r} is not part of the fogmesh tree")

@@ -1,0 +1,203 @@
+"""Workloads: what a node should run (spec, desired state) and what it does run (status, actual).
+
+Each workload moves through :class:`WorkloadPhase` by legal transitions only
+(:func:`can_transition`); the node agent is the only writer of a workload's phase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fogmesh.protocol._ids import Ident
+from fogmesh.protocol.envelope import Envelope
+
+__all__ = [
+    "TRANSITIONS",
+    "ActualState",
+    "Artefact",
+    "DesiredState",
+    "MigrationKind",
+    "RestartPolicy",
+    "RuntimeKind",
+    "VolumeSpec",
+    "WorkloadPhase",
+    "WorkloadSpec",
+    "WorkloadStatus",
+    "can_transition",
+]
+
+
+class RuntimeKind(StrEnum):
+    """Which runtime plugin runs a workload."""
+
+    DOCKER = "docker"
+    NATIVE = "native"
+
+
+class RestartPolicy(StrEnum):
+    """When a workload that stopped by itself is started again."""
+
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+    NEVER = "never"
+
+
+class MigrationKind(StrEnum):
+    """How a workload moves: restarted fresh (cold) or with its state (stateful)."""
+
+    COLD = "cold"
+    STATEFUL = "stateful"
+
+
+class WorkloadPhase(StrEnum):
+    """The workload state machine (after fog05's entity states)."""
+
+    DEFINED = "defined"  # known from desired state, nothing done yet
+    CONFIGURED = "configured"  # artefact fetched / image pulled, instance created
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"  # exited or stopped on purpose
+    FAILED = "failed"  # could not be prepared / started, or crashed; ``reason`` says why
+    MIGRATING = "migrating"
+    REMOVED = "removed"  # terminal
+
+
+_P = WorkloadPhase
+TRANSITIONS: dict[WorkloadPhase, frozenset[WorkloadPhase]] = {
+    _P.DEFINED: frozenset({_P.CONFIGURED, _P.FAILED, _P.REMOVED}),
+    _P.CONFIGURED: frozenset({_P.STARTING, _P.RUNNING, _P.FAILED, _P.REMOVED, _P.DEFINED}),
+    _P.STARTING: frozenset({_P.RUNNING, _P.FAILED, _P.STOPPED, _P.STOPPING}),
+    _P.RUNNING: frozenset({_P.PAUSED, _P.STOPPING, _P.STOPPED, _P.FAILED, _P.MIGRATING}),
+    _P.PAUSED: frozenset({_P.RUNNING, _P.STOPPING, _P.FAILED, _P.MIGRATING}),
+    _P.STOPPING: frozenset({_P.STOPPED, _P.FAILED, _P.REMOVED}),
+    _P.STOPPED: frozenset({_P.CONFIGURED, _P.STARTING, _P.RUNNING, _P.REMOVED, _P.DEFINED}),
+    _P.FAILED: frozenset(
+        {_P.CONFIGURED, _P.STARTING, _P.RUNNING, _P.STOPPED, _P.REMOVED, _P.DEFINED}
+    ),
+    _P.MIGRATING: frozenset({_P.RUNNING, _P.STOPPED, _P.FAILED, _P.REMOVED}),
+    _P.REMOVED: frozenset(),
+}
+"""Legal next phases for each phase."""
+
+
+def can_transition(current: WorkloadPhase, target: WorkloadPhase) -> bool:
+    """Whether a workload may move from ``current`` to ``target`` (staying put is always legal)."""
+    return current == target or target in TRANSITIONS[current]
+
+
+class Artefact(BaseModel):
+    """A native app shipped as a ``.tar`` (paper 4.1): where to fetch it and its checksum."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(min_length=1, max_length=2048, description="file://, http:// or https://")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    command_script: str = Field(
+        default="run.sh", max_length=256, description="script inside the tar that starts the app"
+    )
+
+
+class VolumeSpec(BaseModel):
+    """A named volume mounted into a workload; its content moves with a stateful migration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Ident
+    mount_path: str = Field(min_length=1, max_length=1024, pattern=r"^/")
+
+
+class WorkloadSpec(BaseModel):
+    """One instance of one component of one app, as a node should run it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Ident = Field(description="unique on the node, e.g. {app}-{component}-{replica}")
+    tenant: Ident
+    app: Ident
+    component: Ident
+    replica: int = Field(default=0, ge=0)
+    app_version: str = Field(default="1", max_length=64)
+    runtime: RuntimeKind
+    image: str | None = Field(default=None, max_length=512)
+    executable: str | None = Field(default=None, max_length=1024)
+    artefact: Artefact | None = None
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cpu_limit: float | None = Field(default=None, gt=0, description="in cores")
+    memory_limit_bytes: int | None = Field(default=None, gt=0)
+    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    volumes: list[VolumeSpec] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    inputs: list[Ident] = Field(default_factory=list, description="streams under data/{t}/{app}/")
+    outputs: list[Ident] = Field(default_factory=list)
+    migration: MigrationKind = MigrationKind.COLD
+
+    @model_validator(mode="after")
+    def _runtime_has_what_it_runs(self) -> WorkloadSpec:
+        if self.runtime is RuntimeKind.DOCKER and not self.image:
+            raise ValueError("a docker workload needs an image")
+        if self.runtime is RuntimeKind.NATIVE and not (self.executable or self.artefact):
+            raise ValueError("a native workload needs an executable or an artefact")
+        return self
+
+    def spec_hash(self) -> str:
+        """A digest of the spec: when it changes, the running instance must be replaced."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class DesiredState(Envelope):
+    """``nodes/{node}/desired`` (retained): every workload the node should run.
+
+    Written by the scheduler (or migrator), never by the node. ``generation`` only grows; a
+    node ignores a desired state older than the one it holds.
+    """
+
+    node: Ident
+    generation: int = Field(ge=0)
+    workloads: list[WorkloadSpec] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> DesiredState:
+        names = [w.name for w in self.workloads]
+        if len(names) != len(set(names)):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"workload names must be unique on a node; repeated: {dupes}")
+        return self
+
+
+class WorkloadStatus(BaseModel):
+    """What one workload is doing now, as its node's agent sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Ident
+    tenant: Ident
+    app: Ident
+    component: Ident
+    runtime: RuntimeKind
+    phase: WorkloadPhase
+    reason: str = Field(default="", max_length=2048)
+    spec_hash: str = Field(default="", max_length=64)
+    restarts: int = Field(default=0, ge=0)
+    since: float = Field(default=0.0, description="unix time of the last phase change")
+    runtime_id: str = Field(default="", max_length=128, description="container id or pid")
+    cpu_percent: float = Field(default=0.0, ge=0)
+    memory_bytes: int = Field(default=0, ge=0)
+
+
+class ActualState(Envelope):
+    """``nodes/{node}/actual`` (retained): what runs; written only by that node's agent."""
+
+    node: Ident
+    observed_generation: int = Field(ge=-1, description="-1 before any desired state arrived")
+    workloads: list[WorkloadStatus] = Field(default_factory=list)
+    rejected: str = Field(default="", max_length=4096, description="why the last desired failed")
+    state: Literal["converged", "converging", "degraded"] = "converging"

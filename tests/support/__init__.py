@@ -1,0 +1,1 @@
+"""Helpers that start real brokers and processes for the tests."""

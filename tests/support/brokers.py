@@ -1,0 +1,91 @@
+"""Start real MQTT brokers (embedded amqtt, Mosquitto) as child processes on free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["BrokerProcess", "free_port", "wait_port"]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+    """Block until something accepts TCP connections on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+@dataclass
+class BrokerProcess:
+    """A broker child process that can be stopped, killed and started again on the same port."""
+
+    kind: str  # "amqtt" or "mosquitto"
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> BrokerProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / f"{self.kind}-{self.port}.log").open("ab")
+        if self.kind == "amqtt":
+            cmd = [sys.executable, "-m", "tests.support.run_amqtt", str(self.port)]
+        elif self.kind == "mosquitto":
+            exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+            conf = self.workdir / f"mosquitto-{self.port}.conf"
+            conf.write_text(
+                f"listener {self.port} 127.0.0.1\n"
+                "allow_anonymous true\n"
+                "persistence true\n"
+                f"persistence_location {self.workdir}/\n"
+                "max_queued_messages 100000\n"
+            )
+            cmd = [exe, "-c", str(conf)]
+        else:
+            raise ValueError(self.kind)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+        )
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM), waiting for the process to end."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker dies without a word."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
