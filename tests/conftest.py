@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from fogmesh.service import configure_logging
 from tests.support.brokers import BrokerProcess
+
+configure_logging("debug", json_lines=False)
 
 BROKER_KINDS = ["amqtt", "mosquitto"]
 
@@ -17,7 +20,9 @@ BROKER_KINDS = ["amqtt", "mosquitto"]
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerProcess]:
     """A fresh broker of each kind (embedded amqtt, real Mosquitto) for the test."""
     kind = str(request.param)
-    if kind == "mosquitto" and not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+    if kind == "mosquitto" and not (
+        shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()
+    ):
         pytest.fail("mosquitto is not installed; .ci/run installs it")
     proc = BrokerProcess(kind, tmp_path / "broker").start()
     yield proc

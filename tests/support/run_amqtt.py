@@ -1,4 +1,7 @@
-"""Run a bare amqtt broker on a port, anonymous allowed: the tests' plain embedded broker.
+"""Run a bare amqtt broker on a port: the tests' plain embedded broker.
+
+Any client that sends a username gets in (amqtt keeps queued messages only for sessions it
+does not count as anonymous, and every fogmesh client has a username).
 
 Usage: python -m tests.support.run_amqtt PORT
 """
@@ -15,7 +18,7 @@ async def _serve(port: int) -> None:
 
     config = {
         "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}},
     }
     broker = Broker(config)
     await broker.start()

@@ -14,10 +14,10 @@ from fogmesh.protocol.node import NodeFacts, Usage
 from fogmesh.protocol.workload import WorkloadStatus
 
 __all__ = [
+    "MAX_UPLOAD_BYTES",
     "AckReply",
     "LogsCommand",
     "LogsReply",
-    "MAX_UPLOAD_BYTES",
     "ReportCommand",
     "ReportReply",
     "RestartCommand",

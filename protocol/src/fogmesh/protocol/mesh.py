@@ -1,4 +1,5 @@
-"""Broker mesh status: each bridge link reports its state retained on ``mesh/{broker}/links/{link}``."""
+"""Broker mesh status: each bridge link reports its state, retained, on
+``mesh/{broker}/links/{link}``."""
 
 from __future__ import annotations
 

@@ -168,7 +168,8 @@ def fleet_event(kind: str) -> str:
 
 def tenant_event(tenant: str, kind: str) -> str:
     """``fm/v1/events/tenants/{tenant}/{kind}``: events about one tenant's apps and workloads."""
-    return f"{ROOT}/events/tenants/{check_id(tenant, what='tenant')}/{check_id(kind, what='event kind')}"
+    tenant_id = check_id(tenant, what="tenant")
+    return f"{ROOT}/events/tenants/{tenant_id}/{check_id(kind, what='event kind')}"
 
 
 def data(tenant: str, app: str, stream: str) -> str:

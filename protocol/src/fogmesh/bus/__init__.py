@@ -1,0 +1,20 @@
+"""The fogmesh bus client: typed MQTT publish / subscribe / request over aiomqtt.
+
+See ``docs/bus-api.md`` for the contract every service relies on.
+"""
+
+from fogmesh.bus._backoff import backoff_delay
+from fogmesh.bus._client import Bus, Handler
+from fogmesh.bus._config import BusConfig, OutboxPolicy, Will
+from fogmesh.bus._context import MessageContext, Refusal
+
+__all__ = [
+    "Bus",
+    "BusConfig",
+    "Handler",
+    "MessageContext",
+    "OutboxPolicy",
+    "Refusal",
+    "Will",
+    "backoff_delay",
+]

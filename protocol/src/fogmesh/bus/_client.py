@@ -1,0 +1,435 @@
+"""The bus client every fogmesh service talks through.
+
+One :class:`Bus` owns one MQTT connection. ``async with Bus(...)`` starts a supervisor task
+that runs a :class:`asyncio.TaskGroup` of named loops: the connection loop (connect, restore
+subscriptions, flush the outbox, receive; on loss reconnect after a capped, jittered back-off)
+and one worker per subscription (handlers of one subscription run in order; a slow handler of
+one subscription does not hold up another). Leaving the block cancels the supervisor and awaits
+it, which disconnects cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Self, TypeVar
+
+import aiomqtt
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from fogmesh.bus._backoff import backoff_delay
+from fogmesh.bus._config import BusConfig, Will
+from fogmesh.bus._context import MessageContext, Refusal, topic_ref
+from fogmesh.bus._outbox import OutboundMessage, Outbox
+from fogmesh.protocol import (
+    BusError,
+    ErrorCode,
+    ErrorInfo,
+    ErrorReply,
+    RemoteError,
+    Reply,
+    Request,
+    RequestTimeout,
+    check_topic,
+    error_info_from_validation,
+    topics,
+)
+
+__all__ = ["Bus", "Handler"]
+
+log = structlog.get_logger("fogmesh.bus")
+
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=Reply)
+Handler = Callable[[M, MessageContext], Awaitable[None]]
+ConnectCallback = Callable[["Bus"], Coroutine[Any, Any, None]]
+
+
+class _Lifecycle(Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True)
+class _Subscription:
+    filter: str
+    model: type[BaseModel]
+    handler: Handler[Any]
+    qos: int
+    queue: asyncio.Queue[aiomqtt.Message] = field(default_factory=asyncio.Queue)
+    worker: asyncio.Task[None] | None = None
+
+
+class Bus:
+    """A connection to the fogmesh bus: typed publish, typed subscriptions, request / reply."""
+
+    def __init__(self, config: BusConfig, *, will: Will | None = None) -> None:
+        self.config = config
+        self._will = will
+        self._lifecycle = _Lifecycle.UNOPENED
+        self._subs: dict[str, _Subscription] = {}
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._outbox = Outbox(config.outbox_limit, config.outbox_policy)
+        self._client: aiomqtt.Client | None = None
+        self._ready = asyncio.Event()
+        self._on_connect: list[ConnectCallback] = []
+        self._supervisor: asyncio.Task[None] | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._group_ready = asyncio.Event()
+        self.reply_topic = topics.reply(config.client_id)
+        self.connects = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._lifecycle is not _Lifecycle.UNOPENED:
+            raise BusError(f"a Bus can be opened once; this one is {self._lifecycle.value}")
+        self._lifecycle = _Lifecycle.OPENED
+        self._supervisor = asyncio.create_task(
+            self._supervise(), name=f"fogmesh.bus[{self.config.client_id}].supervisor"
+        )
+        await self._group_ready.wait()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lifecycle = _Lifecycle.CLOSED
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for future in self._pending.values():
+            future.cancel()
+
+    @property
+    def connected(self) -> bool:
+        """True while connected, with subscriptions restored and the outbox flushed."""
+        return self._ready.is_set()
+
+    @property
+    def dropped(self) -> int:
+        """Messages the outbox dropped by its policy since this bus started."""
+        return self._outbox.dropped
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in the outbox for a connection."""
+        return len(self._outbox)
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until connected; raise :class:`TimeoutError` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            await self._ready.wait()
+
+    def on_connect(self, callback: ConnectCallback) -> None:
+        """Call ``callback(bus)`` after each (re)connect, once subscriptions are restored."""
+        self._on_connect.append(callback)
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    def subscribe(
+        self, topic_filter: str, model: type[M], handler: Handler[M], *, qos: int = 1
+    ) -> None:
+        """Deliver messages on ``topic_filter``, validated as ``model``, to ``handler``.
+
+        Subscribing to a filter again replaces its handler; it never adds a second one.
+        """
+        existing = self._subs.get(topic_filter)
+        if existing is not None:
+            existing.model, existing.handler, existing.qos = model, handler, qos
+            return
+        sub = _Subscription(topic_filter, model, handler, qos)
+        self._subs[topic_filter] = sub
+        if self._group is not None:
+            self._start_worker(sub)
+        client = self._client
+        if client is not None and self._ready.is_set():
+            task = asyncio.create_task(self._subscribe_now(client, sub))
+            task.add_done_callback(_log_task_failure)
+
+    async def _subscribe_now(self, client: aiomqtt.Client, sub: _Subscription) -> None:
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await client.subscribe(sub.filter, qos=sub.qos, timeout=self.config.timeout)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self, topic: str, message: BaseModel, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish ``message`` as JSON. Returns once the broker has it (QoS 1) or it is queued."""
+        await self.publish_raw(topic, message.model_dump_json().encode(), qos=qos, retain=retain)
+
+    async def publish_raw(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish raw bytes (the apps' data plane); same delivery rules as :meth:`publish`."""
+        check_topic(topic)
+        outbound = OutboundMessage(topic, payload, qos, retain)
+        client = self._client
+        if client is not None and self._ready.is_set():
+            try:
+                await self._send(client, outbound)
+            except (aiomqtt.MqttError, TimeoutError) as exc:
+                log.debug(
+                    "publish failed; queued for the next connection", topic=topic, error=str(exc)
+                )
+            else:
+                return
+        self._outbox.put(outbound)
+
+    async def _send(self, client: aiomqtt.Client, outbound: OutboundMessage) -> None:
+        await client.publish(
+            outbound.topic,
+            outbound.payload,
+            qos=outbound.qos,
+            retain=outbound.retain,
+            timeout=self.config.timeout,
+        )
+
+    # -- request / reply -------------------------------------------------------------------
+
+    async def request(
+        self, topic: str, request: Request, reply_model: type[R], *, timeout: float = 5.0
+    ) -> R:
+        """Send ``request`` and return its reply as ``reply_model``.
+
+        Raises :class:`RemoteError` when the service answers with an error, and
+        :class:`RequestTimeout` when no answer comes within ``timeout`` seconds.
+        """
+        sent = request.model_copy(
+            update={"reply_to": self.reply_topic, "source": request.source or self.config.client_id}
+        )
+        correlation_id = sent.correlation_id
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            async with asyncio.timeout(timeout):
+                await self.publish(topic, sent, qos=1)
+                payload = await future
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"no reply on {topic} within {timeout}s",
+                topic=topic,
+                correlation_id=correlation_id,
+                timeout=timeout,
+            ) from exc
+        finally:
+            self._pending.pop(correlation_id, None)
+        return _decode_reply(payload, reply_model)
+
+    def _resolve_reply(self, payload: bytes) -> None:
+        try:
+            data = json.loads(payload)
+            correlation_id = data.get("correlation_id") if isinstance(data, dict) else None
+        except ValueError:
+            correlation_id = None
+        future = self._pending.get(correlation_id) if isinstance(correlation_id, str) else None
+        if future is None:
+            log.debug("reply for no pending request", correlation_id=correlation_id)
+            return
+        if not future.done():
+            future.set_result(payload)
+
+    # -- the loops -------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        name = f"fogmesh.bus[{self.config.client_id}]"
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for sub in self._subs.values():
+                    self._start_worker(sub)
+                group.create_task(self._connection_loop(), name=f"{name}.connection_loop")
+                self._group_ready.set()
+        finally:
+            self._group = None
+            self._group_ready.set()
+
+    def _start_worker(self, sub: _Subscription) -> None:
+        assert self._group is not None
+        sub.worker = self._group.create_task(
+            self._worker(sub), name=f"fogmesh.bus[{self.config.client_id}].handle[{sub.filter}]"
+        )
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._connect_once()
+                attempt = 0
+            except aiomqtt.MqttError as exc:
+                log.info(
+                    "bus connection lost",
+                    error=str(exc),
+                    host=self.config.host,
+                    port=self.config.port,
+                )
+            except TimeoutError:
+                log.info("bus connect timed out", host=self.config.host, port=self.config.port)
+            delay = backoff_delay(
+                attempt, base=self.config.reconnect_base, cap=self.config.reconnect_cap
+            )
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _make_client(self) -> aiomqtt.Client:
+        cfg = self.config
+        will = None
+        if self._will is not None:
+            will = aiomqtt.Will(
+                self._will.topic,
+                self._will.message.model_dump_json().encode(),
+                qos=self._will.qos,
+                retain=self._will.retain,
+            )
+        return aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            identifier=cfg.client_id,
+            clean_session=cfg.clean_session,
+            keepalive=cfg.keepalive,
+            will=will,
+            timeout=cfg.timeout,
+            tls_context=cfg.tls,
+            transport="websockets" if cfg.transport == "websockets" else "tcp",
+            websocket_path=cfg.websocket_path,
+        )
+
+    async def _connect_once(self) -> None:
+        client = self._make_client()
+        async with client:
+            self._client = client
+            try:
+                await self._restore(client)
+                self.connects += 1
+                self._ready.set()
+                log.debug(
+                    "bus connected",
+                    host=self.config.host,
+                    port=self.config.port,
+                    connects=self.connects,
+                )
+                for callback in self._on_connect:
+                    task = asyncio.create_task(callback(self))
+                    task.add_done_callback(_log_task_failure)
+                async for message in client.messages:
+                    self._dispatch(message)
+            finally:
+                self._ready.clear()
+                self._client = None
+
+    async def _restore(self, client: aiomqtt.Client) -> None:
+        """Subscribe to every filter, then flush the outbox in order."""
+        filters = [(self.reply_topic, 1)] + [(s.filter, s.qos) for s in self._subs.values()]
+        await client.subscribe(filters, timeout=self.config.timeout)
+        while (outbound := self._outbox.pop()) is not None:
+            try:
+                await self._send(client, outbound)
+            except BaseException:
+                self._outbox.push_front(outbound)
+                raise
+
+    def _dispatch(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        if topic == self.reply_topic:
+            self._resolve_reply(_payload_bytes(message.payload))
+            return
+        for sub in self._subs.values():
+            if message.topic.matches(sub.filter):
+                sub.queue.put_nowait(message)
+
+    async def _worker(self, sub: _Subscription) -> None:
+        while True:
+            message = await sub.queue.get()
+            try:
+                await self._handle(sub, message)
+            except Exception:  # the loop must outlive any one message
+                log.exception("bus handler failed outside its guard", topic=message.topic.value)
+
+    async def _handle(self, sub: _Subscription, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = _payload_bytes(message.payload)
+        with structlog.contextvars.bound_contextvars(topic=topic):
+            try:
+                model = sub.model.model_validate_json(payload)
+            except ValidationError as exc:
+                await self._refuse_invalid(topic, payload, exc)
+                return
+            correlation_id = getattr(model, "correlation_id", None)
+            with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+                ctx = MessageContext(self, topic, topic_ref(topic), bool(message.retain), model)
+                try:
+                    await sub.handler(model, ctx)
+                except Refusal as refusal:
+                    log.info("request refused", code=refusal.code.value, reason=refusal.message)
+                    await ctx.reply_error(refusal.info())
+                except Exception as exc:
+                    log.exception("handler raised")
+                    await ctx.reply_error(
+                        ErrorInfo(code=ErrorCode.INTERNAL, message=f"{type(exc).__name__}: {exc}")
+                    )
+
+    async def _refuse_invalid(self, topic: str, payload: bytes, exc: ValidationError) -> None:
+        """Log an invalid payload and answer it when it says where to."""
+        info = error_info_from_validation(exc)
+        log.warning("invalid payload", reason=info.message, size=len(payload))
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        reply_to, correlation_id = data.get("reply_to"), data.get("correlation_id")
+        if not isinstance(reply_to, str) or not isinstance(correlation_id, str):
+            return
+        try:
+            check_topic(reply_to)
+            answer = ErrorReply(
+                correlation_id=correlation_id[:128] or "-",
+                source=self.config.client_id,
+                error=info,
+            )
+        except (ValueError, ValidationError):
+            log.warning("invalid payload has an unusable reply_to", reply_to=reply_to[:200])
+            return
+        await self.publish(reply_to, answer, qos=1)
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+def _decode_reply(payload: bytes, reply_model: type[R]) -> R:
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise BusError(f"reply is not JSON: {exc}") from exc
+    if isinstance(data, dict) and data.get("ok") is False:
+        try:
+            error = ErrorReply.model_validate(data)
+        except ValidationError as exc:
+            raise BusError(f"malformed error reply: {exc}") from exc
+        raise RemoteError(error.error)
+    try:
+        return reply_model.model_validate(data)
+    except ValidationError as exc:
+        raise BusError(f"reply does not match {reply_model.__name__}: {exc}") from exc
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("background bus task failed", task=task.get_name(), error=repr(exc))

@@ -1,0 +1,68 @@
+"""Settings of one bus connection, and the last will it leaves with the broker."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from fogmesh.protocol import check_id, check_topic
+
+__all__ = ["BusConfig", "OutboxPolicy", "Will"]
+
+
+class OutboxPolicy(StrEnum):
+    """What :meth:`Bus.publish` does when disconnected and the outbox is full."""
+
+    DROP_OLDEST = "drop-oldest"  # drop the oldest non-retained message, count it in ``dropped``
+    REJECT = "reject"  # raise NotConnectedError; the caller keeps the message
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    """Where and how a :class:`Bus` connects.
+
+    ``clean_session`` is False by default: the broker keeps the session, so QoS 1 messages
+    published while this client was away are delivered when it returns. ``client_id`` must be
+    stable across restarts for that to work, and must be a legal topic level because replies to
+    this client arrive on ``fm/v1/reply/{client_id}``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "fogmesh"
+    username: str | None = None
+    password: str | None = None
+    clean_session: bool = False
+    keepalive: int = 10
+    tls: ssl.SSLContext | None = None
+    transport: str = "tcp"
+    websocket_path: str | None = None
+    timeout: float = 10.0
+    outbox_limit: int = 10_000
+    outbox_policy: OutboxPolicy = OutboxPolicy.DROP_OLDEST
+    reconnect_base: float = 0.2
+    reconnect_cap: float = 30.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_id(self.client_id, what="client_id")
+        if self.outbox_limit < 1:
+            raise ValueError("outbox_limit must be at least 1")
+        if not 0 < self.reconnect_base <= self.reconnect_cap:
+            raise ValueError("need 0 < reconnect_base <= reconnect_cap")
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The message the broker publishes for this client if its session dies uncleanly."""
+
+    topic: str
+    message: BaseModel
+    qos: int = 1
+    retain: bool = True
+
+    def __post_init__(self) -> None:
+        check_topic(self.topic)
