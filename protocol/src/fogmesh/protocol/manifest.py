@@ -1,0 +1,409 @@
+"""The app manifest: what a tenant deploys, and the label expression language of its placement.
+
+A manifest (YAML or JSON) names an app, its version and its components; each component says
+what to run (a Docker image, or a native executable / ``.tar`` artefact), what it needs (CPU and
+memory requests and limits, devices, runtime) and where it may run (:class:`Placement`).
+Unknown fields are refused, and a validation error names the failing field. See
+``docs/manifest.md`` for a full example.
+
+Label expressions (``placement.labels``) are a small language over a node's labels, after Open
+Horizon's policy constraints::
+
+    expr   := or
+    or     := and (("or" | "||") and)*
+    and    := unary (("and" | "&&") unary)*
+    unary  := "not" unary | "(" expr ")" | test
+    test   := KEY "exists" | KEY "==" VALUE | KEY "!=" VALUE
+            | KEY "in" "(" VALUE ("," VALUE)* ")" | KEY "not" "in" "(" ... ")"
+
+Keywords are case-insensitive (``AND`` works too). A VALUE is a bare word (letters, digits,
+``_ . - / :``) or a single- or double-quoted string; comparisons are on strings. A test on a
+label the node does not have is false, except ``!=`` and ``not in``, which are true.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from fogmesh.protocol._ids import MAX_ID_LENGTH, Ident
+from fogmesh.protocol.errors import ContractError
+from fogmesh.protocol.node import Location
+from fogmesh.protocol.workload import (
+    Artefact,
+    MigrationKind,
+    RestartPolicy,
+    RuntimeKind,
+    VolumeSpec,
+)
+
+__all__ = [
+    "AppManifest",
+    "ComponentSpec",
+    "LabelExpr",
+    "Near",
+    "Placement",
+    "Resources",
+    "load_manifest_text",
+    "parse_cpu",
+    "parse_label_expr",
+    "parse_memory",
+]
+
+# --- label expressions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Test:
+    key: str
+    op: str  # "exists", "==", "!=", "in", "not in"
+    values: tuple[str, ...] = ()
+
+    def evaluate(self, labels: Mapping[str, str]) -> bool:
+        value = labels.get(self.key)
+        match self.op:
+            case "exists":
+                return value is not None
+            case "==":
+                return value == self.values[0]
+            case "!=":
+                return value != self.values[0]
+            case "in":
+                return value is not None and value in self.values
+            case _:  # "not in"
+                return value not in self.values
+
+
+@dataclass(frozen=True, slots=True)
+class _Not:
+    inner: LabelExpr
+
+    def evaluate(self, labels: Mapping[str, str]) -> bool:
+        return not self.inner.evaluate(labels)
+
+
+@dataclass(frozen=True, slots=True)
+class _BoolOp:
+    op: str  # "and" or "or"
+    parts: tuple[LabelExpr, ...]
+
+    def evaluate(self, labels: Mapping[str, str]) -> bool:
+        if self.op == "and":
+            return all(p.evaluate(labels) for p in self.parts)
+        return any(p.evaluate(labels) for p in self.parts)
+
+
+LabelExpr = _Test | _Not | _BoolOp
+"""A parsed label expression; ``expr.evaluate(labels)`` says whether a node's labels match."""
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<op>==|!=|&&|\|\||[(),])|(?P<q>'[^']*'|\"[^\"]*\")|(?P<word>[A-Za-z0-9_.\-/:]+))"
+)
+_KEYWORDS = {"and", "or", "not", "in", "exists"}
+
+
+def _tokenize(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise ContractError(f"unexpected character {text[pos:].strip()[:1]!r} at {pos}")
+        pos = match.end()
+        if match["op"]:
+            tokens.append(("op", {"&&": "and", "||": "or"}.get(match["op"], match["op"])))
+        elif match["q"]:
+            tokens.append(("value", match["q"][1:-1]))
+        elif match["word"].lower() in _KEYWORDS:
+            tokens.append(("op", match["word"].lower()))
+        else:
+            tokens.append(("word", match["word"]))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokenize(text)
+        self.pos = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, kind: str | None = None, text: str | None = None) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            raise ContractError(f"expression ends early; expected {text or kind or 'more'}")
+        if (kind and token[0] != kind) or (text and token[1] != text):
+            raise ContractError(f"expected {text or kind}, found {token[1]!r}")
+        self.pos += 1
+        return token
+
+    def at(self, text: str) -> bool:
+        token = self.peek()
+        return token is not None and token[0] == "op" and token[1] == text
+
+    def parse(self) -> LabelExpr:
+        expr = self.bool_op("or")
+        if self.peek() is not None:
+            raise ContractError(f"unexpected {self.tokens[self.pos][1]!r} after expression")
+        return expr
+
+    def bool_op(self, op: str) -> LabelExpr:
+        parts = [self.bool_op("and") if op == "or" else self.unary()]
+        while self.at(op):
+            self.pos += 1
+            parts.append(self.bool_op("and") if op == "or" else self.unary())
+        return parts[0] if len(parts) == 1 else _BoolOp(op, tuple(parts))
+
+    def unary(self) -> LabelExpr:
+        if self.at("not"):
+            self.pos += 1
+            return _Not(self.unary())
+        if self.at("("):
+            self.pos += 1
+            inner = self.bool_op("or")
+            self.take("op", ")")
+            return inner
+        return self.test()
+
+    def value(self) -> str:
+        token = self.peek()
+        if token is None or token[0] == "op":
+            raise ContractError(f"expected a value, found {token[1] if token else 'the end'!r}")
+        self.pos += 1
+        return token[1]
+
+    def test(self) -> LabelExpr:
+        key = self.take("word")[1]
+        if self.at("exists"):
+            self.pos += 1
+            return _Test(key, "exists")
+        if self.at("==") or self.at("!="):
+            op = self.take()[1]
+            return _Test(key, op, (self.value(),))
+        negate = self.at("not")
+        if negate:
+            self.pos += 1
+        self.take("op", "in")
+        self.take("op", "(")
+        values = [self.value()]
+        while self.at(","):
+            self.pos += 1
+            values.append(self.value())
+        self.take("op", ")")
+        return _Test(key, "not in" if negate else "in", tuple(values))
+
+
+def parse_label_expr(text: str) -> LabelExpr:
+    """Parse a label expression; raise :class:`ContractError` saying what is wrong."""
+    if not text.strip():
+        raise ContractError("label expression is empty")
+    return _Parser(text).parse()
+
+
+def _check_expr(text: str) -> str:
+    try:
+        parse_label_expr(text)
+    except ContractError as exc:
+        raise ValueError(f"bad label expression: {exc}") from exc
+    return text
+
+
+# --- quantities --------------------------------------------------------------------------------
+
+_MEM_UNITS = {
+    "": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
+}  # fmt: skip
+_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
+
+
+def parse_memory(value: object) -> int:
+    """Bytes from an int or a string such as ``"256Mi"``, ``"1G"``, ``"512k"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and (match := _MEM_RE.match(value)):
+        return int(float(match[1]) * _MEM_UNITS[(match[2] or "").lower()])
+    raise ValueError(f"memory must be a number of bytes or a string like '256Mi', not {value!r}")
+
+
+def parse_cpu(value: object) -> float:
+    """Cores from a number or a string such as ``"500m"`` (milli-cores) or ``"1.5"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+        except ValueError:
+            pass
+    raise ValueError(f"cpu must be a number of cores or a string like '500m', not {value!r}")
+
+
+Cpu = Annotated[float, BeforeValidator(parse_cpu), Field(ge=0, le=4096)]
+Memory = Annotated[int, BeforeValidator(parse_memory), Field(ge=0)]
+
+# --- the manifest ------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    """CPU (cores, or ``"500m"``) and memory (bytes, or ``"256Mi"``)."""
+
+    cpu: Cpu | None = None
+    memory: Memory | None = None
+
+
+class Near(_Strict):
+    """Run within ``radius_km`` of a point (great-circle distance to the node's location)."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_km: float = Field(gt=0)
+
+
+class Placement(_Strict):
+    """Hard constraints on the node: every one set must hold."""
+
+    arch: list[str] = Field(default_factory=list, description="any of these architectures")
+    labels: Annotated[str, AfterValidator(_check_expr)] | None = Field(
+        default=None, max_length=4096, description="a label expression (see module docs)"
+    )
+    near: Near | None = None
+    devices: list[str] = Field(default_factory=list, description="the node must have each")
+    node: Ident | None = Field(default=None, description="pin to this node")
+
+    def label_expr(self) -> LabelExpr | None:
+        """The parsed label expression, if any."""
+        return None if self.labels is None else parse_label_expr(self.labels)
+
+
+DEFAULT_REQUESTS = Resources(cpu=0.1, memory=64 * 2**20)
+
+
+class ComponentSpec(_Strict):
+    """One component of an app; it runs as ``replicas`` workloads ``{app}-{component}-{i}``."""
+
+    name: Ident
+    runtime: RuntimeKind = RuntimeKind.DOCKER
+    image: str | None = Field(default=None, max_length=512)
+    executable: str | None = Field(default=None, max_length=1024)
+    artefact: Artefact | None = Field(default=None, description="a .tar and its command script")
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    requests: Resources = DEFAULT_REQUESTS
+    limits: Resources = Resources()
+    volumes: list[VolumeSpec] = Field(default_factory=list)
+    inputs: list[Ident] = Field(default_factory=list, description="streams data/{t}/{app}/{s}")
+    outputs: list[Ident] = Field(default_factory=list)
+    restart: RestartPolicy = RestartPolicy.ALWAYS
+    replicas: int = Field(default=1, ge=0, le=1000)
+    migration: MigrationKind = MigrationKind.COLD
+    placement: Placement = Placement()
+    affinity: list[Ident] = Field(default_factory=list, description="share a node with these")
+    anti_affinity: list[Ident] = Field(
+        default_factory=list, description="never share a node with these (self: one per node)"
+    )
+    latency_budget_ms: float | None = Field(default=None, gt=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ComponentSpec:
+        if self.runtime is RuntimeKind.DOCKER and not self.image:
+            raise ValueError("a docker component needs an image")
+        if self.runtime is RuntimeKind.NATIVE and not (self.executable or self.artefact):
+            raise ValueError("a native component needs an executable or an artefact")
+        for what in ("cpu", "memory"):
+            req, lim = getattr(self.requests, what), getattr(self.limits, what)
+            if req is not None and lim is not None and lim < req:
+                raise ValueError(f"limits.{what} is below requests.{what}")
+        if self.name in self.affinity:
+            raise ValueError("a component cannot have affinity to itself")
+        return self
+
+    @property
+    def cpu_request(self) -> float:
+        """Requested cores (0 when unset)."""
+        return self.requests.cpu or 0.0
+
+    @property
+    def memory_request(self) -> int:
+        """Requested bytes (0 when unset)."""
+        return self.requests.memory or 0
+
+
+class AppManifest(_Strict):
+    """An app: its name, owner, version, components and app-wide placement."""
+
+    name: Ident
+    tenant: Ident | None = Field(default=None, description="filled from the API topic if unset")
+    version: str = Field(default="1", min_length=1, max_length=64)
+    description: str = Field(default="", max_length=4096)
+    data_source: Location | None = Field(
+        default=None, description="where the app's data comes from; latency is measured from it"
+    )
+    latency_budget_ms: float | None = Field(default=None, gt=0, description="default per comp.")
+    placement: Placement = Field(default=Placement(), description="applies to every component")
+    components: list[ComponentSpec] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _references(self) -> AppManifest:
+        names = [c.name for c in self.components]
+        budgets = self.latency_budget_ms or any(c.latency_budget_ms for c in self.components)
+        if budgets and self.data_source is None:
+            raise ValueError("a latency budget needs data_source (where latency is measured from)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"component names must be unique: {names}")
+        for comp in self.components:
+            for ref in [*comp.affinity, *comp.anti_affinity]:
+                if ref not in names:
+                    raise ValueError(f"component {comp.name!r} refers to unknown {ref!r}")
+            longest = f"{self.name}-{comp.name}-{max(comp.replicas - 1, 0)}"
+            if len(longest) > MAX_ID_LENGTH:
+                raise ValueError(f"workload name {longest[:40]}... exceeds {MAX_ID_LENGTH} chars")
+        return self
+
+    def component(self, name: str) -> ComponentSpec:
+        """The component called ``name`` (``KeyError`` if none)."""
+        for comp in self.components:
+            if comp.name == name:
+                return comp
+        raise KeyError(name)
+
+    def latency_budget(self, comp: ComponentSpec) -> float | None:
+        """The component's latency budget, else the app's."""
+        return comp.latency_budget_ms or self.latency_budget_ms
+
+
+def load_manifest_text(text: str, *, tenant: str | None = None) -> AppManifest:
+    """Parse a manifest from YAML or JSON text (YAML needs PyYAML installed).
+
+    Raises pydantic's ``ValidationError`` for a bad manifest and :class:`ContractError` for
+    text that is neither JSON nor YAML of a mapping.
+    """
+    data: Any
+    try:
+        data = json.loads(text)
+    except ValueError:
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - pyyaml is a dependency of the users
+            raise ContractError("manifest is not JSON and PyYAML is not installed") from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ContractError(f"manifest is neither JSON nor YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError("a manifest must be a mapping at the top level")
+    if tenant is not None and data.get("tenant") is None:
+        data["tenant"] = tenant
+    return AppManifest.model_validate(data)

@@ -1,0 +1,217 @@
+"""Place an app's workloads: filter the nodes, then pick the cheapest (see ``cost``).
+
+For each workload the planner keeps the nodes whose facts pass the component's constraints
+(cached per view), drops those without the free CPU and memory, those already running a workload
+of the same name, those that break anti-affinity and, when the component has affinity, those
+not running the target component, and picks the node of lowest cost (ties: lowest node id).
+Each decision is added to the planner's own copy of the free resources, so later decisions
+see earlier ones; the view itself is never changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from fogmesh.protocol.apps import Unschedulable
+from fogmesh.protocol.manifest import AppManifest, ComponentSpec
+from fogmesh.scheduler.placement.constraints import Constraints
+from fogmesh.scheduler.placement.cost import MIN_REMAINING, spread_factor
+from fogmesh.scheduler.placement.model import Plan, Want
+from fogmesh.scheduler.placement.view import ClusterView
+
+__all__ = ["MAX_REASONS", "Planner", "all_wants", "ordered_components", "workload_name"]
+
+MAX_REASONS = 1000
+"""At most this many per-node reasons in an unschedulable answer (all are counted)."""
+_EPS = 1e-9
+
+
+def workload_name(app: str, component: str, replica: int) -> str:
+    """``{app}-{component}-{replica}``."""
+    return f"{app}-{component}-{replica}"
+
+
+def ordered_components(manifest: AppManifest) -> list[ComponentSpec]:
+    """Components with their affinity targets first (manifest order otherwise)."""
+    done: list[ComponentSpec] = []
+    names: set[str] = set()
+    pending = list(manifest.components)
+    while pending:
+        ready = [c for c in pending if all(t in names for t in c.affinity)] or pending[:1]
+        comp = ready[0]
+        pending.remove(comp)
+        done.append(comp)
+        names.add(comp.name)
+    return done
+
+
+def all_wants(manifest: AppManifest) -> list[Want]:
+    """Every replica of every component, affinity targets first."""
+    return [Want(c.name, r) for c in ordered_components(manifest) for r in range(c.replicas)]
+
+
+class Planner:
+    """Plans workloads of one app (one tenant, one version) against a :class:`ClusterView`."""
+
+    def __init__(self, view: ClusterView, manifest: AppManifest, tenant: str) -> None:
+        self.view = view
+        self.manifest = manifest
+        self.tenant = tenant
+        app_key = (tenant, manifest.name, manifest.version)
+        self.cpu_free = list(view.cpu_free)
+        self.mem_free = list(view.mem_free)
+        self.occ: dict[str, dict[int, int]] = {
+            c.name: dict(view.occupancy.get((*app_key, c.name), {})) for c in manifest.components
+        }
+        self.app_occ: dict[int, int] = dict(view.app_occupancy.get(app_key, {}))
+        self.new_names: dict[str, set[int]] = {}
+        self._constraints = {c.name: Constraints.of(manifest, c) for c in manifest.components}
+
+    def place(
+        self, wants: Iterable[Want], *, exclude: Sequence[str] = (), partial: bool = False
+    ) -> Plan:
+        """Place each want in order; stop at the first failure unless ``partial``.
+
+        ``exclude`` lists node ids that must not be chosen (e.g. a node being drained).
+        """
+        plan = Plan()
+        banned_nodes = {self.view.index[n] for n in exclude if n in self.view.index}
+        for want in wants:
+            idx = self._choose(want, banned_nodes)
+            if idx is None:
+                plan.failures.append(self._explain(want, banned_nodes))
+                if not partial:
+                    break
+                continue
+            self._commit(want, idx)
+            name = workload_name(self.manifest.name, want.component, want.replica)
+            plan.placements[name] = self.view.nodes[idx].id
+        return plan
+
+    # --- the decision --------------------------------------------------------------------------
+
+    def _conflicts(self, comp: ComponentSpec, name: str) -> tuple[set[int], set[int] | None]:
+        """Nodes ruled out (name clash, anti-affinity) and nodes required (affinity), if any."""
+        banned = set(self.view.name_nodes.get(name, ())) | self.new_names.get(name, set())
+        for other in comp.anti_affinity:
+            banned.update(self.occ[other])
+        for peer in self.manifest.components:
+            if comp.name in peer.anti_affinity:
+                banned.update(self.occ[peer.name])
+        required: set[int] | None = None
+        for target in comp.affinity:
+            if self.manifest.component(target).replicas == 0:
+                continue
+            hosts = set(self.occ[target])
+            required = hosts if required is None else required & hosts
+        return banned, required
+
+    def _choose(self, want: Want, excluded: set[int]) -> int | None:
+        comp = self.manifest.component(want.component)
+        name = workload_name(self.manifest.name, comp.name, want.replica)
+        candidates = self.view.static_candidates(self._constraints[comp.name])
+        banned, required = self._conflicts(comp, name)
+        banned |= excluded
+        if required is not None:
+            candidates = [i for i in candidates if i in required]
+        touched = {
+            i: spread_factor(self.occ[comp.name].get(i, 0), count)
+            for i, count in self.app_occ.items()
+        }
+        for i in banned:
+            touched[i] = -1.0
+        creq, mreq = comp.cpu_request, float(comp.memory_request)
+        cpu_free, mem_free = self.cpu_free, self.mem_free
+        cpu_cap, mem_cap = self.view.cpu_cap, self.view.mem_cap
+        latency = self.view.latencies(self.manifest.data_source)
+        best_cost, best = float("inf"), None
+        for i in candidates:
+            cpu_left = cpu_free[i] - creq
+            if cpu_left < -_EPS:
+                continue
+            mem_left = mem_free[i] - mreq
+            if mem_left < 0:
+                continue
+            cap = cpu_cap[i]
+            remaining = cpu_left / cap if cap > 0 else 0.0
+            cap = mem_cap[i]
+            mem_frac = mem_left / cap if cap > 0 else 0.0
+            remaining = min(remaining, mem_frac)
+            remaining = max(remaining, MIN_REMAINING)
+            cost = latency[i] / remaining
+            factor = touched.get(i)
+            if factor is not None:
+                if factor < 0:
+                    continue
+                cost *= factor
+            if cost < best_cost:
+                best_cost, best = cost, i
+        return best
+
+    def _commit(self, want: Want, idx: int) -> None:
+        comp = self.manifest.component(want.component)
+        self.cpu_free[idx] -= comp.cpu_request
+        self.mem_free[idx] -= comp.memory_request
+        occ = self.occ[comp.name]
+        occ[idx] = occ.get(idx, 0) + 1
+        self.app_occ[idx] = self.app_occ.get(idx, 0) + 1
+        name = workload_name(self.manifest.name, comp.name, want.replica)
+        self.new_names.setdefault(name, set()).add(idx)
+
+    # --- the explanation -----------------------------------------------------------------------
+
+    def _explain(self, want: Want, excluded: set[int]) -> Unschedulable:
+        """Why each node was refused for ``want``."""
+        comp = self.manifest.component(want.component)
+        name = workload_name(self.manifest.name, comp.name, want.replica)
+        cons = self._constraints[comp.name]
+        banned, required = self._conflicts(comp, name)
+        names = set(self.view.name_nodes.get(name, ())) | self.new_names.get(name, set())
+        reasons: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        for i, node in enumerate(self.view.nodes):
+            reason = cons.reason(node)
+            if reason is None:
+                reason = self._dynamic_reason(
+                    comp, i, excluded=excluded, names=names, banned=banned, required=required
+                )
+            reason = reason or "not chosen"
+            category = reason.split(":", 1)[0]
+            counts[category] = counts.get(category, 0) + 1
+            if len(reasons) < MAX_REASONS:
+                reasons[node.id] = reason
+        if not self.view.nodes:
+            counts["no nodes"] = 1
+        return Unschedulable(
+            component=comp.name,
+            replica=want.replica,
+            reasons=reasons,
+            reason_counts=counts,
+            truncated=max(0, len(self.view.nodes) - MAX_REASONS),
+        )
+
+    def _dynamic_reason(
+        self,
+        comp: ComponentSpec,
+        i: int,
+        *,
+        excluded: set[int],
+        names: set[int],
+        banned: set[int],
+        required: set[int] | None,
+    ) -> str | None:
+        if i in excluded:
+            return "excluded: node is being drained"
+        if i in names:
+            return "name: a workload of the same name is already on this node"
+        if i in banned:
+            return f"anti-affinity: conflicts with a component on this node ({comp.name})"
+        if required is not None and i not in required:
+            return f"affinity: node does not run {', '.join(comp.affinity)}"
+        if self.cpu_free[i] - comp.cpu_request < -_EPS:
+            free = max(self.cpu_free[i], 0.0)
+            return f"cpu: {free:.3f} cores free, needs {comp.cpu_request:g}"
+        if self.mem_free[i] - comp.memory_request < 0:
+            free_mib = max(self.mem_free[i], 0.0) / 2**20
+            return f"memory: {free_mib:.1f} MiB free, needs {comp.memory_request / 2**20:.1f} MiB"
+        return None
