@@ -1,0 +1,192 @@
+"""Every topic of the tree with its message model, direction, QoS and retain flag.
+
+This table is the single source of ``docs/topics.md`` (see :mod:`fogmesh.protocol.docs`); a test
+fails when the document is stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from fogmesh.protocol.commands import (
+    AckReply,
+    LogsCommand,
+    LogsReply,
+    ReportCommand,
+    ReportReply,
+    RestartCommand,
+    UploadCommand,
+    UploadReply,
+)
+from fogmesh.protocol.envelope import ErrorReply
+from fogmesh.protocol.events import Event
+from fogmesh.protocol.lease import LeaseRecord
+from fogmesh.protocol.mesh import LinkStatus
+from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
+from fogmesh.protocol.workload import ActualState, DesiredState
+
+__all__ = ["CATALOGUE", "TopicSpec"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic pattern of the tree and what travels on it."""
+
+    pattern: str
+    model: type[BaseModel] | None
+    publisher: str
+    subscribers: str
+    qos: int
+    retained: bool
+    summary: str
+    reply: tuple[type[BaseModel], ...] = ()
+    payload: str = ""  # what travels when there is no single model
+
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        "fm/v1/nodes/{node}/hello",
+        NodeHello,
+        "node agent",
+        "registry, scheduler",
+        1,
+        True,
+        "The node's facts, at agent start and after every reconnect.",
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/state",
+        NodeStateMessage,
+        "node agent (its last will: broker)",
+        "registry, scheduler",
+        1,
+        True,
+        "`online` at connect; the broker publishes the agent's last will `offline` the "
+        "moment its session dies.",
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/heartbeat",
+        Heartbeat,
+        "node agent",
+        "registry, scheduler",
+        0,
+        False,
+        "Usage and each workload's status, every few seconds.",
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/desired",
+        DesiredState,
+        "scheduler (lease holder), migrator",
+        "that node's agent",
+        1,
+        True,
+        "Every workload the node should run; never written by the node.",
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/actual",
+        ActualState,
+        "that node's agent",
+        "registry, scheduler",
+        1,
+        True,
+        "What runs, with each workload's phase.",
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/cmd/logs",
+        LogsCommand,
+        "operator, CLI",
+        "that node's agent",
+        1,
+        False,
+        "The last lines of a workload's output.",
+        (LogsReply, ErrorReply),
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/cmd/upload",
+        UploadCommand,
+        "operator, CLI",
+        "that node's agent",
+        1,
+        False,
+        "Put a file into a workload.",
+        (UploadReply, ErrorReply),
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/cmd/restart",
+        RestartCommand,
+        "operator, CLI",
+        "that node's agent",
+        1,
+        False,
+        "Stop and start a workload.",
+        (AckReply, ErrorReply),
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/cmd/report",
+        ReportCommand,
+        "operator, CLI",
+        "that node's agent",
+        1,
+        False,
+        "Facts, usage and workloads, now.",
+        (ReportReply, ErrorReply),
+    ),
+    TopicSpec(
+        "fm/v1/events/fleet/{kind}",
+        Event,
+        "registry, scheduler, agents",
+        "registry, CLI, dashboards",
+        1,
+        False,
+        "Fleet events: node joined / stale / lost / back, desired rejected.",
+    ),
+    TopicSpec(
+        "fm/v1/events/tenants/{tenant}/{kind}",
+        Event,
+        "scheduler, agents",
+        "registry, that tenant",
+        1,
+        False,
+        "A tenant's events: app deployed / updated / deleted, placement failed, "
+        "workload replaced, migrations.",
+    ),
+    TopicSpec(
+        "fm/v1/data/{tenant}/{app}/{stream}",
+        None,
+        "sensors, apps",
+        "apps, actuators",
+        1,
+        False,
+        "The apps' own data plane; payloads are the app's own.",
+        payload="the app's own bytes",
+    ),
+    TopicSpec(
+        "fm/v1/reply/{client}",
+        None,
+        "any service answering a request",
+        "the requester",
+        1,
+        False,
+        "Replies: the request's reply model, or `ErrorReply`.",
+        payload="the request's reply model",
+    ),
+    TopicSpec(
+        "fm/v1/mesh/{broker}/links/{link}",
+        LinkStatus,
+        "bridge link",
+        "operators",
+        1,
+        True,
+        "A bridge link's state and queue depth.",
+    ),
+    TopicSpec(
+        "fm/v1/leases/{duty}",
+        LeaseRecord,
+        "holder of the duty",
+        "its standbys",
+        1,
+        True,
+        "Who holds a single-writer duty (the scheduler's placements) until when.",
+    ),
+)
