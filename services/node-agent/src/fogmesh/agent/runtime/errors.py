@@ -1,0 +1,91 @@
+"""The runtime plugins' exceptions, and the one place foreign errors are translated into them.
+
+The exception tree::
+
+    RuntimeFailure              a runtime could not do what was asked (base class)
+     ├── RuntimeUnavailable     the engine (dockerd) cannot be reached at all
+     ├── InstanceNotFound       no instance of that workload on this node / runtime
+     ├── InstanceExists         create() found an instance with a different spec hash
+     ├── PrepareFailed          pull, fetch, checksum or unpack failed
+     └── UnsafePath             put_file / a tarball tried to leave its directory
+
+Plugins wrap every call into a foreign library (aiodocker, the OS, urllib) in
+:func:`translate_errors`, so callers only ever see this tree; the original error is chained
+(``raise ... from exc``) for logs.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+from aiodocker.exceptions import DockerError
+
+__all__ = [
+    "InstanceExists",
+    "InstanceNotFound",
+    "PrepareFailed",
+    "RuntimeFailure",
+    "RuntimeUnavailable",
+    "UnsafePath",
+    "translate_errors",
+]
+
+
+class RuntimeFailure(Exception):
+    """A runtime plugin could not do what was asked; ``str(exc)`` says what and why."""
+
+
+class RuntimeUnavailable(RuntimeFailure):
+    """The runtime's engine cannot be reached (dockerd down, socket missing)."""
+
+
+class InstanceNotFound(RuntimeFailure):
+    """No instance of the named workload exists in this runtime on this node."""
+
+
+class InstanceExists(RuntimeFailure):
+    """An instance of the workload exists with another spec hash: remove it first."""
+
+
+class PrepareFailed(RuntimeFailure):
+    """An image could not be pulled, or an artefact fetched, verified or unpacked."""
+
+
+class UnsafePath(RuntimeFailure):
+    """A path (put_file, a tarball member) would escape the directory it must stay in."""
+
+
+@contextmanager
+def translate_errors(
+    action: str,
+    *,
+    failure: type[RuntimeFailure] = RuntimeFailure,
+    missing: type[RuntimeFailure] | None = None,
+) -> Iterator[None]:
+    """Turn foreign errors raised inside the block into :class:`RuntimeFailure` subclasses.
+
+    ``action`` prefixes the message (e.g. ``"start web-0"``). Errors of this module's own tree
+    pass unchanged. A Docker 404 or :class:`FileNotFoundError` becomes ``missing`` when given,
+    a connection failure to the engine becomes :class:`RuntimeUnavailable`, and every other
+    :class:`DockerError`, :class:`OSError`, :class:`tarfile.TarError`, timeout or aiohttp
+    client error becomes ``failure``.
+    """
+    try:
+        yield
+    except RuntimeFailure:
+        raise
+    except DockerError as exc:
+        if exc.status == 404 and missing is not None:
+            raise missing(f"{action}: {exc.message}") from exc
+        raise failure(f"{action}: {exc.message}") from exc
+    except aiohttp.ClientConnectionError as exc:
+        raise RuntimeUnavailable(f"{action}: engine unreachable: {exc}") from exc
+    except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError (an OSError) on 3.11
+        raise failure(f"{action}: timed out") from exc
+    except FileNotFoundError as exc:
+        raise (missing or failure)(f"{action}: {exc}") from exc
+    except (OSError, tarfile.TarError, aiohttp.ClientError) as exc:
+        raise failure(f"{action}: {exc}") from exc

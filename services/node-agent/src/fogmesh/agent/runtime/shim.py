@@ -1,0 +1,156 @@
+"""The native runtime's shim: runs one app, pumps its output into rotating logs, records it.
+
+Started by :class:`~fogmesh.agent.runtime.native.NativeRuntime` as
+``python shim.py CONFIG.json`` (by file path, so it imports only the standard library and
+psutil). It forks once and the parent exits at once: the shim then lives on independently of
+the agent (re-parented, its own session), so workloads survive an agent restart.
+
+The shim starts the app in a new session / process group (pgid = pid) with the configured
+rlimit and niceness, writes ``instance.json`` (pid, create time, start time), copies the app's
+merged stdout+stderr line by line, each prefixed with a unix timestamp, into ``log_path``
+rotated at ``max_bytes`` with ``backups`` old files (``.1`` newest), and writes ``exit.json``
+(exit code, 128 + signal when killed) the moment the app exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psutil
+
+MAX_LINE = 16 * 1024
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write ``value`` to ``path`` atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value))
+    tmp.replace(path)
+
+
+class Rotator:
+    """An append-only log file of at most ``max_bytes``, with ``backups`` rotated copies."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self.file: BinaryIO = path.open("ab")
+        self.size = self.file.tell()
+
+    def write(self, record: bytes) -> None:
+        """Append one record, rotating first if it would not fit."""
+        if self.size and self.size + len(record) > self.max_bytes:
+            self.rotate()
+        self.file.write(record)
+        self.file.flush()
+        self.size += len(record)
+
+    def rotate(self) -> None:
+        """``log`` -> ``log.1`` -> ... -> ``log.{backups}`` (the oldest is dropped)."""
+        self.file.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups > 0:
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self.file = self.path.open("ab")
+        self.size = 0
+
+
+def pump(fd: int, log: Rotator) -> None:
+    """Copy lines from ``fd`` to ``log`` until EOF (long lines are split at MAX_LINE)."""
+    pending = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        pending += chunk
+        while True:
+            cut = pending.find(b"\n")
+            if 0 <= cut < MAX_LINE:
+                line, pending = pending[:cut], pending[cut + 1 :]
+            elif len(pending) >= MAX_LINE:
+                line, pending = pending[:MAX_LINE], pending[MAX_LINE:]
+            else:
+                break
+            log.write(b"%.6f %s\n" % (time.time(), line))
+    if pending:
+        log.write(b"%.6f %s\n" % (time.time(), pending))
+    os.close(fd)
+
+
+def run(config: dict[str, Any]) -> None:
+    """Start the app described by ``config``, record it, pump its output, record its exit."""
+    record_path, exit_path = Path(config["record_path"]), Path(config["exit_path"])
+    rlimit_as, niceness = config.get("rlimit_as"), int(config.get("nice") or 0)
+
+    def limits() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if rlimit_as:
+            resource.setrlimit(resource.RLIMIT_AS, (int(rlimit_as), int(rlimit_as)))
+        if niceness:
+            os.nice(niceness)
+
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            config["argv"],
+            cwd=config["cwd"],
+            env=config["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            start_new_session=True,
+            preexec_fn=limits,  # noqa: PLW1509 (the shim has a single thread here)
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        write_json(exit_path, {"exit_code": 127, "finished_at": time.time(), "error": str(exc)})
+        return
+    os.close(write_fd)
+    try:
+        create_time = psutil.Process(proc.pid).create_time()
+    except psutil.Error:
+        create_time = 0.0
+    started = time.time()
+    write_json(
+        record_path,
+        {"pid": proc.pid, "create_time": create_time, "started_at": started, "shim": os.getpid()},
+    )
+
+    def wait() -> None:
+        code = proc.wait()
+        write_json(
+            exit_path,
+            {"exit_code": code if code >= 0 else 128 - code, "finished_at": time.time()},
+        )
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    pump(read_fd, Rotator(Path(config["log_path"]), config["max_bytes"], config["backups"]))
+    waiter.join()
+
+
+def main() -> None:
+    """``python shim.py CONFIG.json``: detach, then :func:`run`."""
+    config = json.loads(Path(sys.argv[1]).read_text())
+    if os.fork() > 0:
+        os._exit(0)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    run(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tests of the node agent's runtime plugins against a real dockerd and real processes."""
