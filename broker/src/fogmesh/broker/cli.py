@@ -1,0 +1,64 @@
+"""``fogmesh-broker``: run a site's broker and links, render Mosquitto config, hash passwords."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+from fogmesh.broker.config import MeshConfigError, load_mesh
+from fogmesh.broker.mosquitto import render_mosquitto
+from fogmesh.broker.passwords import hash_password
+from fogmesh.broker.runner import run_site
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fogmesh-broker", description=__doc__)
+    parser.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve a broker of the mesh and run its links")
+    run.add_argument("--mesh", type=Path, required=True, help="mesh description file (YAML)")
+    run.add_argument("--broker", required=True, help="which broker of the mesh this process is")
+    run.add_argument("--no-links", action="store_true", help="serve the broker only")
+    run.add_argument(
+        "--no-broker",
+        action="store_true",
+        help="run the links only (the broker runs elsewhere, e.g. Mosquitto)",
+    )
+    render = sub.add_parser("render-mosquitto", help="write an equivalent Mosquitto config")
+    render.add_argument("--mesh", type=Path, required=True)
+    render.add_argument("--broker", required=True)
+    render.add_argument("--out", type=Path, required=True, help="output directory")
+    hashp = sub.add_parser("hash-password", help="print a $7$ hash for a mesh file user")
+    hashp.add_argument("--password", help="the password (default: prompt)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "hash-password":
+            print(hash_password(args.password or getpass.getpass()))  # noqa: T201
+            return 0
+        mesh = load_mesh(args.mesh)
+        mesh.require_broker(args.broker)
+        if args.command == "render-mosquitto":
+            for path in render_mosquitto(mesh, args.broker, args.out):
+                print(path)  # noqa: T201
+            return 0
+        asyncio.run(run_site(mesh, args.broker, broker=not args.no_broker, links=not args.no_links))
+    except MeshConfigError as exc:
+        print(f"fogmesh-broker: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

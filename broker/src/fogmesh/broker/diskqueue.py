@@ -1,0 +1,87 @@
+"""A bounded, ordered, disk-backed message queue (SQLite in WAL mode), one per link direction.
+
+A message is appended (and committed) before the receiving MQTT side acknowledges it, and
+removed only after the far broker acknowledged it, so a crash loses nothing that was acked.
+
+Drop policy when the queue holds ``max_messages``: ``oldest`` deletes the head to make room
+(recent telemetry matters most after a long partition), ``newest`` refuses the new message.
+Either way :attr:`DiskQueue.dropped` counts it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["DiskQueue", "QueuedMessage"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One message waiting to cross."""
+
+    seq: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class DiskQueue:
+    """FIFO of :class:`QueuedMessage` in one SQLite table."""
+
+    def __init__(
+        self, path: Path, *, max_messages: int, drop: Literal["oldest", "newest"] = "oldest"
+    ) -> None:
+        """Open or create the queue file; messages left by an earlier run are kept."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL: a commit survives a process crash (SIGKILL); FULL would add power-loss safety
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
+            " retain INTEGER NOT NULL)"
+        )
+        self.max_messages = max_messages
+        self.drop = drop
+        self.dropped = 0
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM q").fetchone()[0])
+
+    def __len__(self) -> int:
+        """Messages waiting."""
+        return self._depth
+
+    def put(self, topic: str, payload: bytes, qos: int, *, retain: bool) -> bool:
+        """Append one message (committed on return). False if the drop policy refused it."""
+        if self._depth >= self.max_messages:
+            self.dropped += 1
+            if self.drop == "newest":
+                return False
+            self._db.execute("DELETE FROM q WHERE seq = (SELECT MIN(seq) FROM q)")
+            self._depth -= 1
+        self._db.execute(
+            "INSERT INTO q (topic, payload, qos, retain) VALUES (?,?,?,?)",
+            (topic, payload, qos, int(retain)),
+        )
+        self._depth += 1
+        return True
+
+    def peek(self, limit: int) -> list[QueuedMessage]:
+        """The first ``limit`` messages, oldest first, without removing them."""
+        rows = self._db.execute(
+            "SELECT seq, topic, payload, qos, retain FROM q ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [QueuedMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
+
+    def remove_through(self, seq: int) -> None:
+        """Delete every message up to and including ``seq`` (they reached the far side)."""
+        cur = self._db.execute("DELETE FROM q WHERE seq <= ?", (seq,))
+        self._depth = max(0, self._depth - cur.rowcount)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()

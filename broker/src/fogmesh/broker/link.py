@@ -1,0 +1,280 @@
+"""One bridge link: two aiomqtt clients, two disk queues, and the loops that move messages.
+
+Each side (local, remote) runs a loop that connects with back-off and, while connected, runs a
+reader (subscribe the rules' source filters, write every arrival to the disk queue, and only then
+acknowledge it) and a writer (publish the other side's queue in order, delete a batch once the
+broker acknowledged all of it). Both clients use persistent sessions with stable client ids, so
+whatever was not acknowledged when a link or process died is redelivered by the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Literal
+
+import aiomqtt
+from aiomqtt import MqttError
+
+from fogmesh.broker.backoff import backoff_delay
+from fogmesh.broker.config import LinkSpec, ResolvedEndpoint
+from fogmesh.broker.diskqueue import DiskQueue
+from fogmesh.broker.echo import EchoMemory
+from fogmesh.broker.rules import Route, routes_from
+from fogmesh.broker.server import BRIDGE_PREFIX
+from fogmesh.protocol import LinkState, LinkStatus, topics
+
+__all__ = ["Link"]
+
+log = logging.getLogger(__name__)
+Side = Literal["local", "remote"]
+_OTHER: dict[Side, Side] = {"local": "remote", "remote": "local"}
+CONNECT_TIMEOUT = 15.0
+PUBLISH_TIMEOUT = 30.0
+BATCH = 200  # messages in flight per writer; order still holds (one socket, sent in order)
+_NET_ERRORS = (MqttError, TimeoutError, OSError)
+
+
+class Link:
+    """A running bridge link between the local broker and a remote one."""
+
+    def __init__(
+        self, broker: str, spec: LinkSpec, ends: dict[Side, ResolvedEndpoint], data_dir: Path
+    ) -> None:
+        """Prepare the link; nothing connects until :meth:`run`."""
+        self.broker = broker
+        self.spec = spec
+        self.ends = ends
+        self.routes = routes_from(spec.rules)
+        qdir = data_dir / "links" / spec.name
+        # queue[side] holds what arrived on ``side`` and must go to the other side
+        self.queue: dict[Side, DiskQueue] = {
+            side: DiskQueue(
+                qdir / f"from-{side}.sqlite",
+                max_messages=spec.queue.max_messages,
+                drop=spec.queue.drop,
+            )
+            for side in ("local", "remote")
+        }
+        self.echo: dict[Side, EchoMemory] = {"local": EchoMemory(), "remote": EchoMemory()}
+        self.connected: dict[Side, bool] = {"local": False, "remote": False}
+        self._clients: dict[Side, aiomqtt.Client | None] = {"local": None, "remote": None}
+        self._wake: dict[Side, asyncio.Event] = {
+            "local": asyncio.Event(),
+            "remote": asyncio.Event(),
+        }
+        self._status_changed = asyncio.Event()
+        self.forwarded = 0
+        self.ignored = 0
+        self.last_error = ""
+        self.status_topic = topics.mesh_link(broker, spec.name)
+
+    # ---- status -------------------------------------------------------------------------
+
+    def status(self, state: LinkState | None = None) -> LinkStatus:
+        """The link's status as the contract's :class:`LinkStatus`."""
+        if state is None:
+            both = self.connected["local"] and self.connected["remote"]
+            state = LinkState.UP if both else LinkState.CONNECTING
+        return LinkStatus(
+            broker=self.broker,
+            link=self.spec.name,
+            state=state,
+            queue_depth=len(self.queue["local"]) + len(self.queue["remote"]),
+            dropped=self.queue["local"].dropped + self.queue["remote"].dropped,
+            forwarded=self.forwarded,
+            last_error=self.last_error[:1024],
+            source=self._client_id("local"),
+        )
+
+    async def _publish_status(self, state: LinkState | None = None) -> None:
+        client = self._clients["local"]
+        if client is None:
+            return
+        payload = self.status(state).model_dump_json().encode()
+        self.echo["local"].remember(self.status_topic, payload)
+        await client.publish(
+            self.status_topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT
+        )
+
+    async def _status_loop(self) -> None:
+        """Publish status on every change, and every few seconds for the queue depth."""
+        last = None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await self._status_changed.wait()
+            self._status_changed.clear()
+            snap = self.status().model_dump(exclude={"id", "ts"})
+            if snap != last:
+                with contextlib.suppress(*_NET_ERRORS):
+                    await self._publish_status()
+                    last = snap
+
+    # ---- connections --------------------------------------------------------------------
+
+    def _client_id(self, side: Side) -> str:
+        return f"{BRIDGE_PREFIX}{self.broker}-{self.spec.name}-{side[0]}"
+
+    def _make_client(self, side: Side) -> aiomqtt.Client:
+        end = self.ends[side]
+        tls = None
+        if end.tls is not None:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=str(end.tls.cafile) if end.tls.cafile else None,
+                certfile=str(end.tls.certfile) if end.tls.certfile else None,
+                keyfile=str(end.tls.keyfile) if end.tls.keyfile else None,
+            )
+        will = None
+        if side == "local":
+            down = self.status(LinkState.DOWN).model_dump_json()
+            will = aiomqtt.Will(self.status_topic, down, qos=1, retain=True)
+        client = aiomqtt.Client(
+            end.host,
+            end.port,
+            identifier=self._client_id(side),
+            clean_session=False,
+            username=end.username,
+            password=end.password,
+            keepalive=self.spec.keepalive,
+            tls_params=tls,
+            tls_insecure=bool(end.tls and end.tls.insecure) or None,
+            timeout=PUBLISH_TIMEOUT,
+            max_inflight_messages=BATCH,
+            max_queued_outgoing_messages=0,
+            will=will,
+        )
+        # Acknowledge only after the message is on disk: aiomqtt 2.5 has no switch for this,
+        # paho (underneath) does.
+        client._client.manual_ack_set(True)
+        return client
+
+    async def _side_loop(self, side: Side) -> None:
+        """Keep ``side`` connected; run its reader and writer while it is."""
+        attempt = 0
+        while True:
+            client = self._make_client(side)
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await client.__aenter__()
+            except _NET_ERRORS as exc:
+                self._note_error(side, exc)
+                await asyncio.sleep(
+                    backoff_delay(attempt, base=self.spec.backoff_base, cap=self.spec.backoff_cap)
+                )
+                attempt += 1
+                continue
+            attempt = 0
+            self._clients[side] = client
+            self.connected[side] = True
+            self._status_changed.set()
+            log.info("link %s: %s side up", self.spec.name, side)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._reader(side, client), name=f"{self.spec.name}-{side}-read")
+                    tg.create_task(
+                        self._writer(side, client), name=f"{self.spec.name}-{side}-write"
+                    )
+            except* _NET_ERRORS as group:
+                self._note_error(side, group.exceptions[0])
+            finally:
+                self.connected[side] = False
+                self._status_changed.set()
+                await self._close(side, client)
+            await asyncio.sleep(
+                backoff_delay(0, base=self.spec.backoff_base, cap=self.spec.backoff_cap)
+            )
+
+    async def _close(self, side: Side, client: aiomqtt.Client) -> None:
+        # On shutdown the local side says "down" itself (a clean disconnect sends no will).
+        with contextlib.suppress(*_NET_ERRORS, asyncio.CancelledError):
+            async with asyncio.timeout(3.0):
+                if side == "local":
+                    await self._publish_status(LinkState.DOWN)
+                self._clients[side] = None
+                await client.__aexit__(None, None, None)
+        self._clients[side] = None
+
+    def _note_error(self, side: Side, exc: BaseException) -> None:
+        self.last_error = f"{side}: {type(exc).__name__}: {exc}"[:1024]
+        log.warning("link %s: %s", self.spec.name, self.last_error)
+        self._status_changed.set()
+
+    # ---- message flow -------------------------------------------------------------------
+
+    def _route(self, side: Side, topic: str) -> tuple[Route, str] | None:
+        for route in self.routes:
+            if route.source == side and (dest := route.map(topic)) is not None:
+                return route, dest
+        return None
+
+    async def _reader(self, side: Side, client: aiomqtt.Client) -> None:
+        filters = {r.source_filter: r.qos for r in self.routes if r.source == side}
+        for flt, qos in filters.items():
+            await client.subscribe(flt, qos=qos, timeout=PUBLISH_TIMEOUT)
+        async for message in client.messages:
+            self._take(side, message)
+            if message.qos > 0:
+                # ack only now: the message is committed to the disk queue (or deliberately dropped)
+                client._client.ack(message.mid, message.qos)
+
+    def _take(self, side: Side, message: aiomqtt.Message) -> None:
+        """Queue one arrival for the other side, unless it is an echo or matches no rule."""
+        topic = message.topic.value
+        raw = message.payload
+        if isinstance(raw, bytes | bytearray):
+            payload = bytes(raw)
+        elif raw is None:
+            payload = b""
+        else:  # aiomqtt only yields bytes from the wire; anything else is not ours to carry
+            self.ignored += 1
+            return
+        if self.echo[side].is_echo(topic, payload):
+            return
+        found = self._route(side, topic)
+        if found is None:
+            self.ignored += 1
+            return
+        route, dest = found
+        self.queue[side].put(dest, payload, min(route.qos, 2), retain=bool(message.retain))
+        self._wake[_OTHER[side]].set()
+
+    async def _writer(self, side: Side, client: aiomqtt.Client) -> None:
+        """Publish what arrived on the other side to ``side``, in order."""
+        queue = self.queue[_OTHER[side]]
+        wake = self._wake[side]
+        while True:
+            batch = queue.peek(BATCH)
+            if not batch:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await wake.wait()
+                continue
+            for msg in batch:
+                if self._route(side, msg.topic) is not None:  # only then can it come back
+                    self.echo[side].remember(msg.topic, msg.payload)
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                # gather starts the publishes in list order, and each hands its packet to paho
+                # before its first await, so the wire order is the queue order
+                await asyncio.gather(
+                    *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch)
+                )
+            queue.remove_through(batch[-1].seq)
+            self.forwarded += len(batch)
+            self._status_changed.set()
+
+    # ---- lifetime -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; on cancel every loop is cancelled and awaited, queues closed."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._side_loop("local"), name=f"{self.spec.name}-local")
+                tg.create_task(self._side_loop("remote"), name=f"{self.spec.name}-remote")
+                tg.create_task(self._status_loop(), name=f"{self.spec.name}-status")
+        finally:
+            for q in self.queue.values():
+                q.close()

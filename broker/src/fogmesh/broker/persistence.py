@@ -1,0 +1,176 @@
+"""A small SQLite plugin that keeps sessions, their queued messages and retained messages.
+
+amqtt's shipped ``SessionDBPlugin`` wipes everything on a clean shutdown by default and never
+forgets queued messages once they are delivered, so this one replaces it. What it stores:
+
+* ``sessions``: every persistent (clean_session=0) session, its subscriptions, last disconnect;
+* ``queued``: QoS>0 messages waiting for a disconnected persistent session, in order;
+* ``retained``: the broker's retained messages.
+
+Writes are synchronous sqlite3 calls in WAL mode: small, ordered by the event loop, and durable
+against a process crash (``synchronous=NORMAL``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amqtt.broker import BrokerContext, RetainedApplicationMessage
+from amqtt.plugins.base import BasePlugin
+from amqtt.session import Session
+
+__all__ = ["SqlitePersistencePlugin"]
+
+log = logging.getLogger(__name__)
+
+_ORPHANS = "DELETE FROM queued WHERE client_id NOT IN (SELECT client_id FROM sessions)"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    client_id TEXT PRIMARY KEY, subscriptions TEXT NOT NULL DEFAULT '{}',
+    last_seen REAL NOT NULL, connected INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS queued (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT NOT NULL,
+    topic TEXT NOT NULL, data BLOB NOT NULL, qos INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS queued_client ON queued (client_id, id);
+CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, data BLOB NOT NULL, qos INTEGER);
+"""
+
+
+@dataclass
+class _Config:
+    path: str = "broker.sqlite"
+    session_expiry: int = 7 * 24 * 3600
+
+
+class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
+    """Saves broker state as it changes and restores it when the broker starts."""
+
+    Config = _Config
+
+    def __init__(self, context: BrokerContext) -> None:
+        """Open (or create) the database file."""
+        super().__init__(context)
+        cfg: Any = context.config
+        path = Path(getattr(cfg, "path", "broker.sqlite"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._expiry = int(getattr(cfg, "session_expiry", _Config.session_expiry))
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def _subs(self, client_id: str) -> dict[str, int]:
+        row = self._db.execute(
+            "SELECT subscriptions FROM sessions WHERE client_id=?", (client_id,)
+        ).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def _save(self, client_id: str, subs: dict[str, int], *, connected: bool) -> None:
+        self._db.execute(
+            "INSERT INTO sessions (client_id, subscriptions, last_seen, connected) VALUES (?,?,?,?)"
+            " ON CONFLICT(client_id) DO UPDATE SET subscriptions=excluded.subscriptions,"
+            " last_seen=excluded.last_seen, connected=excluded.connected",
+            (client_id, json.dumps(subs), time.time(), int(connected)),
+        )
+
+    async def on_broker_client_connected(self, client_id: str, client_session: Session) -> None:
+        """Record a persistent session; its queue is now being delivered, so drop the copy."""
+        if client_session.clean_session:
+            self._db.execute("DELETE FROM sessions WHERE client_id=?", (client_id,))
+            self._db.execute("DELETE FROM queued WHERE client_id=?", (client_id,))
+            return
+        self._save(client_id, self._subs(client_id), connected=True)
+        self._db.execute("DELETE FROM queued WHERE client_id=?", (client_id,))
+
+    async def on_broker_client_disconnected(self, client_id: str, client_session: Session) -> None:
+        """Note when a persistent session went away (for expiry)."""
+        if client_session.clean_session:
+            self._db.execute("DELETE FROM sessions WHERE client_id=?", (client_id,))
+            return
+        self._save(client_id, self._subs(client_id), connected=False)
+        await self.expire()
+
+    async def on_broker_client_subscribed(self, client_id: str, topic: str, qos: int) -> None:
+        """Remember a persistent session's subscription."""
+        session = self.context.get_session(client_id)
+        if session is None or session.clean_session:
+            return
+        subs = self._subs(client_id)
+        subs[topic] = qos
+        self._save(client_id, subs, connected=True)
+
+    async def on_broker_client_unsubscribed(self, client_id: str, topic: str) -> None:
+        """Forget a persistent session's subscription."""
+        subs = self._subs(client_id)
+        if subs.pop(topic, None) is not None:
+            self._save(client_id, subs, connected=True)
+
+    async def on_broker_retained_message(
+        self, *, client_id: str | None, retained_message: RetainedApplicationMessage
+    ) -> None:
+        """Store a message queued for an offline session, or a retained message (or its removal)."""
+        data = bytes(retained_message.data or b"")
+        if client_id is not None:
+            self._db.execute(
+                "INSERT INTO queued (client_id, topic, data, qos) VALUES (?,?,?,?)",
+                (client_id, retained_message.topic, data, retained_message.qos or 0),
+            )
+        elif data:
+            self._db.execute(
+                "INSERT OR REPLACE INTO retained (topic, data, qos) VALUES (?,?,?)",
+                (retained_message.topic, data, retained_message.qos or 0),
+            )
+        else:
+            self._db.execute("DELETE FROM retained WHERE topic=?", (retained_message.topic,))
+
+    async def on_broker_post_start(self) -> None:
+        """Restore unexpired sessions with their subscriptions and queues, and retained messages."""
+        cutoff = time.time() - self._expiry
+        # A session "connected" at a crash has been dead since the crash: restart its clock now.
+        self._db.execute(
+            "UPDATE sessions SET last_seen=?, connected=0 WHERE connected=1", (time.time(),)
+        )
+        self._db.execute("DELETE FROM sessions WHERE last_seen < ?", (cutoff,))
+        self._db.execute(
+            "DELETE FROM queued WHERE client_id NOT IN (SELECT client_id FROM sessions)"
+        )
+        rows = self._db.execute(
+            "SELECT client_id, subscriptions, last_seen FROM sessions"
+        ).fetchall()
+        for client_id, subs_json, last_seen in rows:
+            await self.context.add_subscription(client_id, None, None)
+            for topic, qos in json.loads(subs_json).items():
+                await self.context.add_subscription(client_id, topic, int(qos))
+            session = self.context.get_session(client_id)
+            if session is None:
+                continue
+            session.clean_session = False
+            session.last_disconnect_time = int(last_seen)
+            for topic, data, qos in self._db.execute(
+                "SELECT topic, data, qos FROM queued WHERE client_id=? ORDER BY id", (client_id,)
+            ):
+                await session.retained_messages.put(
+                    RetainedApplicationMessage(None, topic, bytes(data), qos)
+                )
+        retained = self.context.retained_messages
+        for topic, data, qos in self._db.execute("SELECT topic, data, qos FROM retained"):
+            retained[topic] = RetainedApplicationMessage(None, topic, bytes(data), qos)
+        log.info("restored %d sessions and %d retained messages", len(rows), len(retained))
+
+    async def expire(self) -> None:
+        """Drop sessions dead for longer than the expiry (the broker drops them from memory)."""
+        cutoff = time.time() - self._expiry
+        self._db.execute("DELETE FROM sessions WHERE connected=0 AND last_seen < ?", (cutoff,))
+        self._db.execute(
+            "DELETE FROM queued WHERE client_id NOT IN (SELECT client_id FROM sessions)"
+        )
+
+    async def close(self) -> None:
+        """Close the database (state stays on disk: that is the point)."""
+        self._db.close()

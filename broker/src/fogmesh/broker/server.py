@@ -1,0 +1,185 @@
+"""The embedded broker: amqtt with fogmesh's plugins, split horizon and bridge-friendly delivery.
+
+Three amqtt behaviours are changed by overriding small methods of :class:`amqtt.broker.Broker`
+(amqtt is pinned to 0.12, whose internals these overrides follow):
+
+* split horizon: a message published by a bridge client (client id starting with
+  :data:`BRIDGE_PREFIX`) is never handed back to the same client, and, when the broker's
+  ``split_horizon`` is on, to no other bridge client either. MQTT 3.1.1 has no no-local flag;
+  this is what keeps a cycle of ``both`` links from circulating a message;
+* retain as published: bridge clients receive the publisher's retain flag, so retained
+  messages stay retained on the far side (plain clients get 0, as MQTT 3.1.1 requires);
+* messages queued for an offline session are delivered with retain=0 (amqtt sets 1), and
+  retained messages are replayed on reconnect only for the client's own subscriptions (amqtt
+  replays those of every client on the broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.events import BrokerEvents
+from amqtt.session import OutgoingApplicationMessage, Session
+
+from fogmesh.broker.config import BrokerSpec
+
+__all__ = ["BRIDGE_PREFIX", "MeshBroker", "amqtt_config"]
+
+log = logging.getLogger(__name__)
+BRIDGE_PREFIX = "fmb-"
+"""Client ids of bridge links start with this."""
+
+
+def amqtt_config(name: str, spec: BrokerSpec) -> dict[str, Any]:
+    """The amqtt configuration dict for broker ``name`` of the mesh."""
+    listeners: dict[str, Any] = {}
+    for i, lst in enumerate(spec.listeners):
+        entry: dict[str, Any] = {"type": lst.type, "bind": f"{lst.host}:{lst.port}"}
+        if lst.tls is not None:
+            entry.update(ssl=True, certfile=str(lst.tls.certfile), keyfile=str(lst.tls.keyfile))
+            if lst.tls.cafile:
+                entry["cafile"] = str(lst.tls.cafile)
+        # amqtt requires a listener called "default"; the first one takes that name
+        listeners["default" if i == 0 else lst.name] = entry
+    data_dir = spec.data_dir or Path(f"./fogmesh-{name}")
+    spec_json = spec.model_dump_json()
+    return {
+        "listeners": listeners,
+        "session_expiry_interval": spec.session_expiry,
+        "plugins": {
+            "fogmesh.broker.plugins.MeshAuthPlugin": {"spec_json": spec_json},
+            "fogmesh.broker.plugins.MeshAclPlugin": {"spec_json": spec_json},
+            "fogmesh.broker.persistence.SqlitePersistencePlugin": {
+                "path": str(data_dir / "broker.sqlite"),
+                "session_expiry": spec.session_expiry,
+            },
+        },
+    }
+
+
+def _is_bridge(session: Session | None) -> bool:
+    return bool(session and session.client_id and session.client_id.startswith(BRIDGE_PREFIX))
+
+
+class MeshBroker(Broker):  # type: ignore[misc]
+    """amqtt's broker with split horizon and bridge-friendly retained handling."""
+
+    def __init__(self, config: dict[str, Any], *, split_horizon: bool = True) -> None:
+        """Build the broker; ``split_horizon`` as in :class:`BrokerSpec`."""
+        super().__init__(config)
+        self.split_horizon = split_horizon
+
+    async def _broadcast_message(
+        self,
+        session: Session | None,
+        topic: str | None,
+        data: bytes | bytearray | None,
+        force_qos: int | None = None,
+        *,
+        retain: bool = False,
+    ) -> None:
+        broadcast: dict[str, Any] = {
+            "session": session,
+            "topic": topic,
+            "data": data,
+            "retain": retain,
+        }
+        if force_qos is not None:
+            broadcast["qos"] = force_qos
+        await self._broadcast_queue.put(broadcast)
+
+    async def _handle_message_delivery(
+        self, client_session: Session, handler: Any, wait_deliver: asyncio.Future[Any]
+    ) -> bool:
+        # Same checks as amqtt 0.12's method; only the retain flag now travels with the broadcast.
+        app_message = wait_deliver.result()
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_RECEIVED, client_id=client_session.client_id, message=app_message
+        )
+        if app_message is None:
+            return True
+        topic = app_message.topic
+        if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
+            log.warning("%s sent an invalid topic; closing", client_session.client_id)
+            return False
+        if not await self._topic_filtering(client_session, topic=topic, action=Action.PUBLISH):
+            log.info("%s may not publish on %s", client_session.client_id, topic)
+            return True
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_BROADCAST, client_id=client_session.client_id, message=app_message
+        )
+        retain = bool(app_message.publish_packet and app_message.publish_packet.retain_flag)
+        await self._broadcast_message(client_session, topic, app_message.data, retain=retain)
+        if retain:
+            await self.retain_message(client_session, topic, app_message.data, app_message.qos)
+        return True
+
+    def _skip(self, source: Session | None, target: Session) -> bool:
+        """Split horizon: should a message from ``source`` not go to ``target``?"""
+        if not _is_bridge(source) or not _is_bridge(target):
+            return False
+        assert source is not None
+        return self.split_horizon or source.client_id == target.client_id
+
+    async def _run_broadcast(
+        self, running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]]
+    ) -> None:
+        broadcast = await self._broadcast_queue.get()
+        topic = broadcast["topic"]
+        source = broadcast["session"]
+        for k_filter, subscriptions in list(self._subscriptions.items()):
+            if not self._matches(topic, k_filter):
+                continue
+            for target_session, sub_qos in list(subscriptions):
+                if self._skip(source, target_session):
+                    continue
+                qos = broadcast.get("qos", sub_qos)
+                if (
+                    target_session.transitions.state != "connected"
+                    and not target_session.clean_session
+                    and qos in (1, 2)
+                ):
+                    await self._retain_broadcast_message(broadcast, qos, target_session)
+                    continue
+                if target_session.transitions.state != "connected":
+                    continue
+                handler = self._get_handler(target_session)
+                if handler:
+                    retain = bool(broadcast.get("retain")) and _is_bridge(target_session)
+                    running_tasks.append(
+                        asyncio.ensure_future(
+                            handler.mqtt_publish(topic, broadcast["data"], qos, retain=retain)
+                        )
+                    )
+
+    async def _publish_session_retained_messages(self, session: Session) -> None:
+        # Queued while offline: these are ordinary messages, so retain=0 (amqtt sends 1).
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        tasks = []
+        while not session.retained_messages.empty():
+            msg = await session.retained_messages.get()
+            tasks.append(
+                asyncio.ensure_future(
+                    handler.mqtt_publish(msg.topic, msg.data, msg.qos, retain=False)
+                )
+            )
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        topic_filter = subscription[0]
+        subscribers = self._subscriptions.get(topic_filter, [])
+        mine = [q for s, q in subscribers if s.client_id == session.client_id]
+        if not mine:
+            return  # amqtt 0.12 replays every client's filters on reconnect; only ours count
+        await super()._publish_retained_messages_for_subscription((topic_filter, mine[0]), session)

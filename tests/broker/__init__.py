@@ -1,0 +1,1 @@
+"""Tests of the broker mesh (fogmesh.broker), against real broker processes."""

@@ -1,0 +1,102 @@
+"""A link carries messages site->cloud and cloud->site, with prefixes, retained flags and status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiomqtt
+
+from fogmesh.protocol import LinkState, LinkStatus, topics
+from tests.broker.conftest import (
+    MeshProcess,
+    broker_spec,
+    client,
+    collect,
+    eventually_delivered,
+    link_spec,
+    port_of,
+    wait_for,
+    write_mesh,
+)
+
+RULES = [
+    {"pattern": "up/#", "direction": "out", "qos": 1},
+    {"pattern": "down/#", "direction": "in", "qos": 1},
+    {"pattern": "tele/#", "direction": "out", "qos": 1, "local_prefix": "",
+     "remote_prefix": "sites/s1/"},
+]
+
+
+def _mesh(tmp_path: Path) -> Path:
+    return write_mesh(
+        tmp_path / "mesh.yaml",
+        {"site": broker_spec(tmp_path, "site"), "cloud": broker_spec(tmp_path, "cloud")},
+        [link_spec("wan", "site", "cloud", RULES)],
+    )
+
+
+async def test_both_directions_prefix_retained_and_status(tmp_path: Path, procs: list[MeshProcess]) -> None:
+    mesh = _mesh(tmp_path)
+    procs.append(MeshProcess(mesh, "cloud").start())
+    procs.append(MeshProcess(mesh, "site").start())
+    site, cloud = port_of(mesh, "site"), port_of(mesh, "cloud")
+    at_cloud: list[aiomqtt.Message] = []
+    at_site: list[aiomqtt.Message] = []
+    async with client(site) as s, client(cloud) as c:
+        await c.subscribe("up/#", qos=1)
+        await c.subscribe("sites/#", qos=1)
+        await s.subscribe("down/#", qos=1)
+        tasks = [asyncio.create_task(collect(c, at_cloud)), asyncio.create_task(collect(s, at_site))]
+
+        # site -> cloud
+        await eventually_delivered(lambda: s.publish("up/x", b"hello-cloud", qos=1),
+                                   lambda: any(m.payload == b"hello-cloud" for m in at_cloud))
+        # cloud -> site
+        await eventually_delivered(lambda: c.publish("down/y", b"hello-site", qos=1),
+                                   lambda: any(m.payload == b"hello-site" for m in at_site))
+        assert {str(m.topic) for m in at_site} == {"down/y"}
+        # prefix rewrite: tele/t -> sites/s1/tele/t
+        await s.publish("tele/t", b"temp=20", qos=1)
+        await wait_for(lambda: any(m.payload == b"temp=20" for m in at_cloud), what="prefixed")
+        assert [str(m.topic) for m in at_cloud if m.payload == b"temp=20"] == ["sites/s1/tele/t"]
+        # a topic no rule covers never crosses
+        await s.publish("private/z", b"stay", qos=1)
+        for t in tasks:
+            t.cancel()
+
+    # a retained message crosses and stays retained on the far side
+    async with client(site) as s:
+        await s.publish("up/config", b"retained-v1", qos=1, retain=True)
+    got: list[aiomqtt.Message] = []
+
+    async def retained_seen() -> bool:
+        async with client(cloud) as c2:
+            await c2.subscribe("up/config", qos=1)
+            try:
+                async with asyncio.timeout(1.0):
+                    async for m in c2.messages:
+                        got.append(m)
+                        return bool(m.retain and m.payload == b"retained-v1")
+            except TimeoutError:
+                return False
+        return False
+
+    for _ in range(60):
+        if await retained_seen():
+            break
+    else:
+        raise AssertionError(f"retained message did not cross: {got}")
+
+    # the link publishes its status, retained, on the contract's topic
+    async with client(site) as s:
+        await s.subscribe(topics.mesh_link("site", "wan"), qos=1)
+        async with asyncio.timeout(30):
+            async for m in s.messages:
+                status = LinkStatus.model_validate(json.loads(bytes(m.payload)))  # type: ignore[arg-type]
+                assert status.broker == "site"
+                assert status.link == "wan"
+                if status.state == LinkState.UP:
+                    break
+    assert not any(m.payload == b"stay" for m in at_cloud)
