@@ -33,8 +33,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-import psutil
-
 from fogmesh.agent.runtime.artefact import artefact_dir, fetch_artefact
 from fogmesh.agent.runtime.base import (
     InstanceState,
@@ -50,6 +48,7 @@ from fogmesh.agent.runtime.errors import (
     RuntimeFailure,
     translate_errors,
 )
+from fogmesh.agent.runtime.native_io import cpu_and_rss, read_logs, tar_state
 from fogmesh.agent.runtime.native_state import (
     Layout,
     alive_process,
@@ -57,12 +56,7 @@ from fogmesh.agent.runtime.native_state import (
     shim_alive,
     write_json,
 )
-from fogmesh.agent.runtime.tarutil import (
-    extract_safely,
-    read_manifest,
-    safe_join,
-    write_manifest,
-)
+from fogmesh.agent.runtime.tarutil import extract_safely, read_manifest, safe_join
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 __all__ = ["DEFAULT_ENV", "NativeRuntime"]
@@ -273,7 +267,7 @@ class NativeRuntime:
         with translate_errors(f"logs {name}", missing=InstanceNotFound):
             self._spec(name)
             files = self._layout(name).log_files()
-            return await asyncio.to_thread(_read_logs, files, tail, since)
+            return await asyncio.to_thread(read_logs, files, tail, since)
 
     async def put_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write ``data`` to ``path`` relative to ``work/`` (``UnsafePath`` if it escapes)."""
@@ -291,7 +285,7 @@ class NativeRuntime:
         with translate_errors(f"snapshot {name}", missing=InstanceNotFound):
             self._spec(name)
             state = self._layout(name).state
-            return await asyncio.to_thread(_tar_state, state, name)
+            return await asyncio.to_thread(tar_state, state, name)
 
     async def restore(self, spec: WorkloadSpec, snapshot: bytes) -> InstanceStatus:
         """Create the instance and replace its ``work/state/`` with the snapshot's."""
@@ -311,9 +305,9 @@ class NativeRuntime:
             proc = alive_process(read_json(self._layout(name).record))
             if proc is None:
                 return Usage()
-            before, t0 = _cpu_and_rss(proc)[0], time.monotonic()
+            before, t0 = cpu_and_rss(proc)[0], time.monotonic()
             await asyncio.sleep(0.5)
-            cpu, rss = _cpu_and_rss(proc)
+            cpu, rss = cpu_and_rss(proc)
             elapsed = max(time.monotonic() - t0, 1e-6)
             return Usage(cpu_percent=max(cpu - before, 0.0) / elapsed * 100.0, memory_bytes=rss)
 
@@ -369,38 +363,3 @@ async def _wait(condition: Callable[[], bool], timeout: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(_POLL)
-
-
-def _read_logs(files: list[Path], tail: int, since: float | None) -> list[str]:
-    lines: list[str] = []
-    for path in files:
-        with contextlib.suppress(FileNotFoundError):  # rotated away meanwhile
-            for raw in path.read_bytes().splitlines():
-                stamp, _, text = raw.partition(b" ")
-                try:
-                    when = float(stamp)
-                except ValueError:
-                    when, text = 0.0, raw
-                if since is None or when >= since:
-                    lines.append(text.decode(errors="replace"))
-    return lines[-tail:]
-
-
-def _tar_state(state: Path, name: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        write_manifest(tar, {"runtime": "native", "workload": name, "kind": "state"})
-        if state.is_dir():
-            tar.add(str(state), arcname="state", recursive=True)
-    return buf.getvalue()
-
-
-def _cpu_and_rss(proc: psutil.Process) -> tuple[float, int]:
-    cpu, rss = 0.0, 0
-    with contextlib.suppress(psutil.Error):
-        for member in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                times = member.cpu_times()
-                cpu += times.user + times.system
-                rss += member.memory_info().rss
-    return cpu, rss

@@ -1,0 +1,53 @@
+"""File and process reading helpers of the native runtime: logs, state tarballs, usage."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tarfile
+from pathlib import Path
+
+import psutil
+
+from fogmesh.agent.runtime.tarutil import write_manifest
+
+__all__ = ["cpu_and_rss", "read_logs", "tar_state"]
+
+
+def read_logs(files: list[Path], tail: int, since: float | None) -> list[str]:
+    """The last ``tail`` lines of ``files`` (oldest first, "{unix time} {line}" records), only
+    those stamped at or after ``since`` if given; without the stamps."""
+    lines: list[str] = []
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):  # rotated away meanwhile
+            for raw in path.read_bytes().splitlines():
+                stamp, _, text = raw.partition(b" ")
+                try:
+                    when = float(stamp)
+                except ValueError:
+                    when, text = 0.0, raw
+                if since is None or when >= since:
+                    lines.append(text.decode(errors="replace"))
+    return lines[-tail:]
+
+
+def tar_state(state: Path, name: str) -> bytes:
+    """A native snapshot: the manifest, then ``state`` as ``state/...``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        write_manifest(tar, {"runtime": "native", "workload": name, "kind": "state"})
+        if state.is_dir():
+            tar.add(str(state), arcname="state", recursive=True)
+    return buf.getvalue()
+
+
+def cpu_and_rss(proc: psutil.Process) -> tuple[float, int]:
+    """CPU seconds (user + system) and RSS bytes of ``proc`` and its descendants."""
+    cpu, rss = 0.0, 0
+    with contextlib.suppress(psutil.Error):
+        for member in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = member.cpu_times()
+                cpu += times.user + times.system
+                rss += member.memory_info().rss
+    return cpu, rss
