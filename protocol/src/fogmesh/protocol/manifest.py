@@ -45,7 +45,9 @@ from fogmesh.protocol.workload import (
 __all__ = [
     "AppManifest",
     "ComponentSpec",
+    "Cpu",
     "LabelExpr",
+    "Memory",
     "Near",
     "Placement",
     "Resources",
@@ -247,7 +249,9 @@ def parse_cpu(value: object) -> float:
 
 
 Cpu = Annotated[float, BeforeValidator(parse_cpu), Field(ge=0, le=4096)]
+"""Cores: a number, or a string of milli-cores such as ``"500m"``."""
 Memory = Annotated[int, BeforeValidator(parse_memory), Field(ge=0)]
+"""Bytes: a number, or a string such as ``"256Mi"`` or ``"1G"``."""
 
 # --- the manifest ------------------------------------------------------------------------------
 

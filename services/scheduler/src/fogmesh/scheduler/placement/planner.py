@@ -53,11 +53,16 @@ def all_wants(manifest: AppManifest) -> list[Want]:
 class Planner:
     """Plans workloads of one app (one tenant, one version) against a :class:`ClusterView`."""
 
-    def __init__(self, view: ClusterView, manifest: AppManifest, tenant: str) -> None:
+    def __init__(
+        self, view: ClusterView, manifest: AppManifest, tenant: str, *, version: str | None = None
+    ) -> None:
+        """``version`` (default: the manifest's) picks which placed workloads of the app count
+        for affinity, anti-affinity and spread; other versions only take up resources and names.
+        """
         self.view = view
         self.manifest = manifest
         self.tenant = tenant
-        app_key = (tenant, manifest.name, manifest.version)
+        app_key = (tenant, manifest.name, manifest.version if version is None else version)
         self.cpu_free = list(view.cpu_free)
         self.mem_free = list(view.mem_free)
         self.occ: dict[str, dict[int, int]] = {

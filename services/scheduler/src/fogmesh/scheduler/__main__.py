@@ -1,0 +1,5 @@
+"""``python -m fogmesh.scheduler``."""
+
+from fogmesh.scheduler.cli import main
+
+main()

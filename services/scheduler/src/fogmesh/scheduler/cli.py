@@ -1,0 +1,45 @@
+"""``fogmesh-scheduler``: run the scheduler until SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fogmesh.scheduler.config import SchedulerConfig
+from fogmesh.scheduler.service import SchedulerService
+from fogmesh.service import configure_logging, serve
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="fogmesh-scheduler", description=__doc__)
+    parser.add_argument("--config", type=Path, help="YAML settings file (see docs/scheduler.md)")
+    parser.add_argument("--host", help="broker host")
+    parser.add_argument("--port", type=int, help="broker port")
+    parser.add_argument("--client-id", dest="client_id", help="MQTT client id and lease holder")
+    parser.add_argument("--state-dir", dest="state_dir", type=Path, help="where state.json lives")
+    parser.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> SchedulerConfig:
+    """Settings from the file (if any) with the command line on top."""
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "client_id": args.client_id,
+        "state_dir": args.state_dir,
+    }
+    if args.config is not None:
+        return SchedulerConfig.from_file(args.config, **overrides)
+    return SchedulerConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``fogmesh-scheduler`` console script."""
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    config = load_config(args)
+    serve(SchedulerService(config).run)

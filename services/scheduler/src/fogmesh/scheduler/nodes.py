@@ -1,0 +1,123 @@
+"""The scheduler's picture of the fleet, kept from the nodes' own messages on the bus.
+
+``hello`` gives a node's facts, ``state`` says online / offline (the broker's last will says
+offline the moment a session dies), ``heartbeat`` gives usage every ``interval_s``, ``actual``
+says what runs. A node whose heartbeats are late by more than ``stale_after`` intervals is
+stale (no new workloads); late by more than ``offline_after`` intervals it counts as offline,
+exactly like a node whose state says so, and its workloads are placed again elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from fogmesh.protocol.node import Heartbeat, NodeFacts, NodeHello, NodeLiveness, Usage
+from fogmesh.protocol.workload import ActualState, WorkloadPhase
+from fogmesh.scheduler.placement import Liveness, NodeInfo, PlacedWorkload
+
+__all__ = ["NodeRecord", "NodeTracker"]
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """What the scheduler knows about one node."""
+
+    id: str
+    facts: NodeFacts | None = None
+    state: NodeLiveness | None = None
+    usage: Usage | None = None
+    interval_s: float | None = None
+    last_heartbeat: float | None = None  # monotonic
+    first_seen: float = 0.0  # monotonic
+    running: frozenset[tuple[str, str]] = frozenset()  # (workload, spec_hash) running now
+
+
+class NodeTracker:
+    """Folds hello / state / heartbeat / actual into per-node records, and judges liveness."""
+
+    def __init__(
+        self,
+        *,
+        default_interval_s: float = 5.0,
+        stale_after: float = 2.0,
+        offline_after: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.nodes: dict[str, NodeRecord] = {}
+        self.default_interval_s = default_interval_s
+        self.stale_after = stale_after
+        self.offline_after = offline_after
+        self.clock = clock
+        self.version = 0
+        """Counts changes that can make a pending workload placeable."""
+
+    def _record(self, node_id: str) -> NodeRecord:
+        rec = self.nodes.get(node_id)
+        if rec is None:
+            rec = self.nodes[node_id] = NodeRecord(node_id, first_seen=self.clock())
+        return rec
+
+    def on_hello(self, hello: NodeHello) -> None:
+        """A node's facts."""
+        rec = self._record(hello.node)
+        rec.facts = hello.facts
+        self.version += 1
+
+    def on_state(self, node_id: str, state: NodeLiveness) -> None:
+        """The node's retained online / offline state."""
+        rec = self._record(node_id)
+        if state is NodeLiveness.ONLINE and rec.state is not NodeLiveness.ONLINE:
+            rec.last_heartbeat = None
+            rec.first_seen = self.clock()
+        rec.state = state
+        self.version += 1
+
+    def on_heartbeat(self, hb: Heartbeat) -> None:
+        """Usage, and proof of life."""
+        rec = self._record(hb.node)
+        was = self.liveness(rec)
+        rec.usage = hb.usage
+        rec.interval_s = hb.interval_s
+        rec.last_heartbeat = self.clock()
+        if self.liveness(rec) is not was:
+            self.version += 1
+
+    def on_actual(self, actual: ActualState) -> None:
+        """Which workloads run, with which spec (to retire an old version once the new runs)."""
+        rec = self._record(actual.node)
+        rec.running = frozenset(
+            (w.name, w.spec_hash) for w in actual.workloads if w.phase is WorkloadPhase.RUNNING
+        )
+
+    def liveness(self, rec: NodeRecord) -> Liveness:
+        """Online, stale or offline, from the state message and the heartbeat clock."""
+        if rec.state is NodeLiveness.OFFLINE or rec.facts is None:
+            return Liveness.OFFLINE
+        interval = rec.interval_s or self.default_interval_s
+        since = rec.last_heartbeat if rec.last_heartbeat is not None else rec.first_seen
+        missed = (self.clock() - since) / interval
+        if missed > self.offline_after:
+            return Liveness.OFFLINE
+        if missed > self.stale_after:
+            return Liveness.STALE
+        return Liveness.ONLINE
+
+    def offline(self) -> set[str]:
+        """Ids of the known nodes that count as offline now."""
+        return {n for n, rec in self.nodes.items() if self.liveness(rec) is Liveness.OFFLINE}
+
+    def is_running(self, node_id: str, workload: str, spec_hash: str) -> bool:
+        """Whether ``node_id`` reports ``workload`` running with that spec."""
+        rec = self.nodes.get(node_id)
+        return rec is not None and (workload, spec_hash) in rec.running
+
+    def infos(self, placed: dict[str, list[PlacedWorkload]]) -> Iterable[NodeInfo]:
+        """Planner input: every node with facts, and the workloads placed on it."""
+        for node_id, rec in self.nodes.items():
+            if rec.facts is None:
+                continue
+            yield NodeInfo(
+                node_id, rec.facts, self.liveness(rec), rec.usage, placed.get(node_id, [])
+            )

@@ -1,0 +1,330 @@
+"""What the scheduler does to its store: deploy, update, scale, delete, and heal the fleet.
+
+Each operation changes :class:`~fogmesh.scheduler.store.Store` in memory, or raises
+:class:`~fogmesh.bus.Refusal` and changes nothing, and returns the nodes whose desired state
+changed; the service saves the store and publishes those nodes' desired states.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from fogmesh.bus import Refusal
+from fogmesh.protocol.errors import ErrorCode
+from fogmesh.protocol.events import Event, EventKind
+from fogmesh.protocol.manifest import AppManifest
+from fogmesh.scheduler.config import SchedulerConfig
+from fogmesh.scheduler.nodes import NodeTracker
+from fogmesh.scheduler.placement import (
+    ClusterView,
+    PlacedWorkload,
+    Plan,
+    Planner,
+    Want,
+    all_wants,
+    workload_name,
+)
+from fogmesh.scheduler.specs import make_spec, manifest_totals
+from fogmesh.scheduler.store import AppRecord, PlacementRecord, Store
+
+__all__ = ["Changes", "Operations"]
+
+
+@dataclass(slots=True)
+class Changes:
+    """Nodes whose desired state must be republished, and events to publish (tenant, event)."""
+
+    dirty: set[str] = field(default_factory=set)
+    events: list[tuple[str, Event]] = field(default_factory=list)
+
+
+def _unschedulable(plan: Plan) -> Refusal:
+    failure = plan.failures[0]
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(failure.reason_counts.items()))
+    return Refusal(
+        ErrorCode.UNSCHEDULABLE,
+        f"no node for {failure.component} replica {failure.replica} ({counts})",
+        details=failure.model_dump(mode="json"),
+    )
+
+
+class Operations:
+    """The scheduler's decisions, on its store and its view of the nodes."""
+
+    def __init__(self, store: Store, tracker: NodeTracker, config: SchedulerConfig) -> None:
+        self.store = store
+        self.tracker = tracker
+        self.config = config
+        self._reported: set[str] = set()
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def view(self, *, skip: str | None = None) -> ClusterView:
+        """The fleet with every placed workload (except those of app key ``skip``)."""
+        placed: dict[str, list[PlacedWorkload]] = {}
+        for key, app in self.store.doc.apps.items():
+            if key == skip:
+                continue
+            for p in app.placements:
+                if p.node is None:
+                    continue
+                comp = app.manifest.component(p.spec.component)
+                placed.setdefault(p.node, []).append(
+                    PlacedWorkload(
+                        p.spec.name,
+                        app.tenant,
+                        app.manifest.name,
+                        p.spec.component,
+                        comp.cpu_request,
+                        comp.memory_request,
+                        str(p.revision),
+                    )
+                )
+        return ClusterView(self.tracker.infos(placed))
+
+    def get(self, tenant: str, app: str) -> AppRecord:
+        """The tenant's app, or ``not_found``."""
+        rec = self.store.doc.apps.get(Store.key(tenant, app))
+        if rec is None:
+            raise Refusal(ErrorCode.NOT_FOUND, f"tenant {tenant} has no app {app}")
+        return rec
+
+    def _check_quota(self, tenant: str, manifest: AppManifest, *, replacing: str | None) -> None:
+        quota = self.config.quota(tenant)
+        apps, workloads, cpu, mem = 0, 0, 0.0, 0
+        for key, app in self.store.doc.apps.items():
+            if app.tenant != tenant or key == replacing:
+                continue
+            apps += 1
+            n, c, m = manifest_totals(app.manifest)
+            workloads, cpu, mem = workloads + n, cpu + c, mem + m
+        n, c, m = manifest_totals(manifest)
+        checks = [
+            ("apps", apps + 1, quota.max_apps),
+            ("workloads", workloads + n, quota.max_workloads),
+            ("cpu", cpu + c, quota.max_cpu),
+            ("memory", mem + m, quota.max_memory),
+        ]
+        for what, total, limit in checks:
+            if limit is not None and total > limit + 1e-9:
+                raise Refusal(
+                    ErrorCode.QUOTA_EXCEEDED,
+                    f"tenant {tenant} would use {total:g} {what}, quota {limit:g}",
+                    details={"resource": what, "requested": total, "limit": limit},
+                )
+
+    def _records(
+        self, tenant: str, manifest: AppManifest, plan: Plan, rev: int
+    ) -> list[PlacementRecord]:
+        out = []
+        for comp in manifest.components:
+            for replica in range(comp.replicas):
+                spec = make_spec(tenant, manifest, comp, replica)
+                if spec.name in plan.placements:
+                    out.append(
+                        PlacementRecord(spec=spec, node=plan.placements[spec.name], revision=rev)
+                    )
+        return out
+
+    @staticmethod
+    def _event(kind: EventKind, app: AppRecord, message: str, **data: object) -> Event:
+        return Event(
+            kind=kind, tenant=app.tenant, app=app.manifest.name, message=message, data=dict(data)
+        )
+
+    # --- the API -------------------------------------------------------------------------------
+
+    def deploy(self, tenant: str, manifest: AppManifest, changes: Changes) -> AppRecord:
+        """Place every workload of a new app, or refuse and change nothing."""
+        key = Store.key(tenant, manifest.name)
+        if key in self.store.doc.apps:
+            raise Refusal(ErrorCode.CONFLICT, f"tenant {tenant} already has app {manifest.name}")
+        self._check_quota(tenant, manifest, replacing=None)
+        plan = Planner(self.view(), manifest, tenant, version="1").place(all_wants(manifest))
+        if not plan.ok:
+            raise _unschedulable(plan)
+        now = time.time()
+        rec = AppRecord(tenant=tenant, manifest=manifest, created_at=now, updated_at=now)
+        rec.placements = self._records(tenant, manifest, plan, 1)
+        self.store.doc.apps[key] = rec
+        changes.dirty.update(plan.placements.values())
+        changes.events.append((tenant, self._event(EventKind.APP_DEPLOYED, rec, "deployed")))
+        return rec
+
+    def update(self, tenant: str, manifest: AppManifest, changes: Changes) -> AppRecord:
+        """Roll an app to a new manifest: new workloads first, old ones retire once it runs.
+
+        Unchanged workloads stay where they are. When the new version does not fit beside the
+        old, the old is replaced in place (stopped, then the new started); when it does not fit
+        at all, nothing changes.
+        """
+        key = Store.key(tenant, manifest.name)
+        rec = self.get(tenant, manifest.name)
+        self._check_quota(tenant, manifest, replacing=key)
+        rev = rec.revision + 1
+        specs = [
+            make_spec(tenant, manifest, c, r)
+            for c in manifest.components
+            for r in range(c.replicas)
+        ]
+        new_specs = {s.name: s for s in specs}
+        offline = self.tracker.offline()
+        keep = [
+            p for p in rec.placements
+            if not p.retiring and p.node is not None and p.node not in offline
+            and new_specs.get(p.name) == p.spec
+        ]  # fmt: skip
+        old = [p for p in rec.placements if p not in keep]
+        for p in keep:
+            p.revision = rev
+        kept = {p.name for p in keep}
+        wants = [
+            w for w in all_wants(manifest)
+            if workload_name(manifest.name, w.component, w.replica) not in kept
+        ]  # fmt: skip
+        beside = True
+        plan = Planner(self.view(), manifest, tenant, version=str(rev)).place(wants)
+        if not plan.ok:
+            beside = False
+            rec.placements = keep
+            plan = Planner(self.view(), manifest, tenant, version=str(rev)).place(wants)
+            if not plan.ok:
+                for p in keep:
+                    p.revision = rev - 1
+                rec.placements = keep + old
+                raise _unschedulable(plan)
+        now = time.time()
+        retiring = []
+        for p in old:
+            if p.node is None:
+                continue
+            changes.dirty.add(p.node)
+            if beside and (p.retiring or p.spec.name in plan.placements):
+                p.retiring, p.retire_by = True, p.retire_by or now + self.config.retire_timeout_s
+                retiring.append(p)
+        rec.placements = keep + self._records(tenant, manifest, plan, rev) + retiring
+        rec.manifest, rec.revision, rec.updated_at = manifest, rev, now
+        changes.dirty.update(plan.placements.values())
+        changes.events.append(
+            (tenant, self._event(EventKind.APP_UPDATED, rec, "updated", beside=beside))
+        )
+        return rec
+
+    def scale(
+        self, tenant: str, app: str, component: str, replicas: int, changes: Changes
+    ) -> AppRecord:
+        """Set one component's replica count: new replicas are placed, extra ones removed."""
+        rec = self.get(tenant, app)
+        try:
+            comp = rec.manifest.component(component)
+        except KeyError:
+            raise Refusal(ErrorCode.NOT_FOUND, f"app {app} has no component {component}") from None
+        comps = [c.model_copy(update={"replicas": replicas}) if c is comp else c
+                 for c in rec.manifest.components]  # fmt: skip
+        manifest = rec.manifest.model_copy(update={"components": comps})
+        manifest = AppManifest.model_validate(manifest.model_dump())
+        self._check_quota(tenant, manifest, replacing=Store.key(tenant, app))
+        have = {
+            p.spec.replica
+            for p in rec.placements
+            if not p.retiring and p.spec.component == component
+        }
+        wants = [Want(component, r) for r in range(replicas) if r not in have]
+        plan = Planner(self.view(), manifest, tenant, version=str(rec.revision)).place(wants)
+        if not plan.ok:
+            raise _unschedulable(plan)
+        keep = []
+        for p in rec.placements:
+            if p.spec.component == component and p.spec.replica >= replicas:
+                if p.node is not None:
+                    changes.dirty.add(p.node)
+                continue
+            keep.append(p)
+        rec.placements = keep + self._records(tenant, manifest, plan, rec.revision)
+        rec.manifest, rec.updated_at = manifest, time.time()
+        changes.dirty.update(plan.placements.values())
+        return rec
+
+    def delete(self, tenant: str, app: str, changes: Changes) -> list[str]:
+        """Remove an app; returns the names of its workloads."""
+        rec = self.get(tenant, app)
+        del self.store.doc.apps[Store.key(tenant, app)]
+        changes.dirty.update(p.node for p in rec.placements if p.node is not None)
+        changes.events.append((tenant, self._event(EventKind.APP_DELETED, rec, "deleted")))
+        return sorted({p.name for p in rec.placements})
+
+    # --- keeping the fleet healthy -------------------------------------------------------------
+
+    def heal(self, changes: Changes, *, retry_pending: bool) -> None:
+        """Move workloads off offline nodes, place pending ones, retire finished old versions."""
+        offline = self.tracker.offline()
+        moved: dict[str, str] = {}
+        now = time.time()
+        for app in self.store.doc.apps.values():
+            keep = []
+            for p in app.placements:
+                if p.node is not None and p.node in offline:
+                    changes.dirty.add(p.node)
+                    if p.retiring:
+                        continue
+                    moved[f"{app.tenant}/{p.name}"] = p.node
+                    p.node = None
+                elif p.retiring and self._retired(app, p, now):
+                    if p.node is not None:
+                        changes.dirty.add(p.node)
+                    continue
+                keep.append(p)
+            app.placements = keep
+        if not (moved or retry_pending):
+            return
+        for app in self.store.doc.apps.values():
+            pending = [p for p in app.placements if p.node is None]
+            if pending:
+                self._place_pending(app, pending, moved, offline, changes)
+
+    def _retired(self, app: AppRecord, old: PlacementRecord, now: float) -> bool:
+        for p in app.placements:
+            if not p.retiring and p.name == old.name:
+                if p.node is not None and self.tracker.is_running(
+                    p.node, p.name, p.spec.spec_hash()
+                ):
+                    return True
+                break
+        else:
+            return True
+        return now >= old.retire_by
+
+    def _place_pending(
+        self,
+        app: AppRecord,
+        pending: list[PlacementRecord],
+        moved: dict[str, str],
+        offline: set[str],
+        changes: Changes,
+    ) -> None:
+        wants = [Want(p.spec.component, p.spec.replica) for p in pending]
+        planner = Planner(self.view(), app.manifest, app.tenant, version=str(app.revision))
+        plan = planner.place(wants, exclude=sorted(offline), partial=True)
+        for p in pending:
+            tag = f"{app.tenant}/{p.name}"
+            node = plan.placements.get(p.name)
+            if node is not None:
+                p.node = node
+                changes.dirty.add(node)
+                self._reported.discard(tag)
+                changes.events.append((app.tenant, Event(
+                    kind=EventKind.REPLACED, tenant=app.tenant, app=app.manifest.name,
+                    workload=p.name, node=node, message=f"placed again on {node}",
+                    data={"from": moved.get(tag), "to": node},
+                )))  # fmt: skip
+            elif tag not in self._reported:
+                self._reported.add(tag)
+                failure = next((f for f in plan.failures if f.component == p.spec.component
+                                and f.replica == p.spec.replica), None)  # fmt: skip
+                changes.events.append((app.tenant, Event(
+                    kind=EventKind.PLACEMENT_FAILED, tenant=app.tenant, app=app.manifest.name,
+                    workload=p.name, message="no node can take this workload; will retry",
+                    data={"from": moved.get(tag),
+                          "reason_counts": failure.reason_counts if failure else {}},
+                )))  # fmt: skip

@@ -1,0 +1,247 @@
+"""The scheduler service on the bus.
+
+It follows every node (hello, state, heartbeat, actual, and the retained desired states to learn
+their generations), answers the apps API on ``fm/v1/api/{tenant}/apps/{action}`` and is the only
+writer of ``fm/v1/nodes/{node}/desired`` while it holds the ``scheduler`` lease; a standby
+instance follows the fleet too but answers nothing and writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+
+from fogmesh.bus import Bus, BusConfig, MessageContext, Refusal
+from fogmesh.protocol import topics
+from fogmesh.protocol.apps import (
+    APPS_RESOURCE,
+    AppAction,
+    AppDeletedReply,
+    AppListReply,
+    AppReply,
+    DeleteApp,
+    DeployApp,
+    GetApp,
+    ListApps,
+    ScaleApp,
+    UpdateApp,
+)
+from fogmesh.protocol.envelope import Reply, Request
+from fogmesh.protocol.errors import ErrorCode
+from fogmesh.protocol.manifest import AppManifest
+from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
+from fogmesh.protocol.topics import NodeChannel
+from fogmesh.protocol.workload import ActualState, DesiredState
+from fogmesh.scheduler.config import SchedulerConfig
+from fogmesh.scheduler.lease import LeaseKeeper
+from fogmesh.scheduler.nodes import NodeTracker
+from fogmesh.scheduler.ops import Changes, Operations
+from fogmesh.scheduler.store import Store
+
+__all__ = ["SchedulerService"]
+
+log = structlog.get_logger("fogmesh.scheduler")
+Q = TypeVar("Q", bound=Request)
+RETRY_PENDING_EVERY_S = 10.0
+
+
+class SchedulerService:
+    """One scheduler instance: leader or standby, decided by the lease."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.store = Store(config.state_dir)
+        self.store.load()
+        self.tracker = NodeTracker(
+            default_interval_s=config.heartbeat_interval_s,
+            stale_after=config.stale_after,
+            offline_after=config.offline_after,
+        )
+        self.ops = Operations(self.store, self.tracker, config)
+        self.lock = asyncio.Lock()
+        self.seen_desired: dict[str, DesiredState] = {}
+        self.bus: Bus | None = None
+        self.lease: LeaseKeeper | None = None
+        self.ready = asyncio.Event()
+        """Set once this instance leads and has published what its store says."""
+        self._retry_version = -1
+        self._retry_at = 0.0
+
+    @property
+    def leader(self) -> bool:
+        """Whether this instance holds the lease now."""
+        return self.lease is not None and self.lease.leader
+
+    def bus_config(self) -> BusConfig:
+        """The bus settings from the scheduler's config."""
+        c = self.config
+        return BusConfig(
+            host=c.host, port=c.port, client_id=c.client_id, username=c.username,
+            password=c.password,
+        )  # fmt: skip
+
+    async def run(self) -> None:
+        """Run until cancelled; leaving cancels every loop and waits for it (TaskGroup)."""
+        async with Bus(self.bus_config()) as bus:
+            self.bus = bus
+            self.lease = LeaseKeeper(
+                bus, self.config.client_id, ttl=self.config.lease_ttl_s,
+                settle=self.config.lease_settle_s, on_gain=self._on_gain,
+            )  # fmt: skip
+            self.lease.install()
+            self._subscribe(bus)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.lease.run(), name="scheduler.lease")
+                group.create_task(self._tick_loop(), name="scheduler.tick")
+
+    def _subscribe(self, bus: Bus) -> None:
+        bus.subscribe(topics.node_filter(NodeChannel.HELLO), NodeHello, self._on_hello)
+        bus.subscribe(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self._on_state)
+        bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_heartbeat)
+        bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
+        bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
+        api = self._api
+        bus.subscribe(self._api_topic(AppAction.DEPLOY), DeployApp, api(self._deploy))
+        bus.subscribe(self._api_topic(AppAction.UPDATE), UpdateApp, api(self._update))
+        bus.subscribe(self._api_topic(AppAction.SCALE), ScaleApp, api(self._scale))
+        bus.subscribe(self._api_topic(AppAction.DELETE), DeleteApp, api(self._delete))
+        bus.subscribe(self._api_topic(AppAction.LIST), ListApps, api(self._list))
+        bus.subscribe(self._api_topic(AppAction.GET), GetApp, api(self._get))
+
+    @staticmethod
+    def _api_topic(action: AppAction) -> str:
+        return topics.api_filter(APPS_RESOURCE, action.value)
+
+    # --- the fleet -----------------------------------------------------------------------------
+
+    async def _on_hello(self, msg: NodeHello, ctx: MessageContext) -> None:
+        self.tracker.on_hello(msg)
+
+    async def _on_state(self, msg: NodeStateMessage, ctx: MessageContext) -> None:
+        self.tracker.on_state(msg.node, msg.state)
+
+    async def _on_heartbeat(self, msg: Heartbeat, ctx: MessageContext) -> None:
+        self.tracker.on_heartbeat(msg)
+
+    async def _on_actual(self, msg: ActualState, ctx: MessageContext) -> None:
+        self.tracker.on_actual(msg)
+
+    async def _on_desired(self, msg: DesiredState, ctx: MessageContext) -> None:
+        seen = self.seen_desired.get(msg.node)
+        if seen is None or msg.generation >= seen.generation:
+            self.seen_desired[msg.node] = msg
+
+    # --- leadership and the periodic work ------------------------------------------------------
+
+    async def _on_gain(self, term: int) -> None:
+        """Take over: reload the store, then make each node's desired state match it."""
+        async with self.lock:
+            self.store.load()
+            nodes = {p.node for _, p in self.store.placements() if p.node is not None}
+            nodes |= {n for n, d in self.seen_desired.items() if d.workloads}
+            dirty = {
+                n for n in nodes
+                if n not in self.seen_desired
+                or self.seen_desired[n].workloads != self.store.specs_for(n)
+            }  # fmt: skip
+            await self._apply(Changes(dirty=dirty))
+        log.info("scheduler leads", term=term, republished=len(dirty))
+        self.ready.set()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            if not self.leader:
+                self.ready.clear()
+                continue
+            async with self.lock:
+                now = time.monotonic()
+                retry = self.tracker.version != self._retry_version or now >= self._retry_at
+                if retry:
+                    self._retry_version = self.tracker.version
+                    self._retry_at = now + RETRY_PENDING_EVERY_S
+                changes = Changes()
+                self.ops.heal(changes, retry_pending=retry)
+                await self._apply(changes)
+
+    async def _apply(self, changes: Changes) -> None:
+        """Save the store, then publish the dirty nodes' desired states and the events."""
+        if not (changes.dirty or changes.events):
+            return
+        bus = self.bus
+        assert bus is not None
+        gens = self.store.doc.generations
+        desired = []
+        for node in sorted(changes.dirty):
+            seen = self.seen_desired.get(node)
+            gen = max(gens.get(node, 0), seen.generation if seen else 0) + 1
+            gens[node] = gen
+            desired.append(
+                DesiredState(
+                    node=node,
+                    generation=gen,
+                    workloads=self.store.specs_for(node),
+                    source=self.config.client_id,
+                )
+            )
+        self.store.save()
+        for state in desired:
+            self.seen_desired[state.node] = state
+            await bus.publish(topics.node(state.node, NodeChannel.DESIRED), state, retain=True)
+        for tenant, event in changes.events:
+            stamped = event.model_copy(update={"source": self.config.client_id})
+            await bus.publish(topics.tenant_event(tenant, event.kind.value), stamped)
+
+    # --- the apps API --------------------------------------------------------------------------
+
+    def _api(
+        self, action: Callable[[str, Q, Changes], Awaitable[Reply]]
+    ) -> Callable[[Q, MessageContext], Awaitable[None]]:
+        async def handler(request: Q, ctx: MessageContext) -> None:
+            if not self.leader:
+                return  # a standby stays silent; the leader answers
+            tenant = ctx.ref.tenant if ctx.ref is not None else None
+            if tenant is None:
+                raise Refusal(ErrorCode.INVALID_REQUEST, f"no tenant in topic {ctx.topic}")
+            if request.tenant is not None and request.tenant != tenant:
+                raise Refusal(ErrorCode.UNAUTHORISED, "a tenant may act only on its own apps")
+            async with self.lock:
+                changes = Changes()
+                answer = await action(tenant, request, changes)
+                await self._apply(changes)
+            await ctx.reply(answer.model_copy(update={"source": self.config.client_id}))
+
+        return handler
+
+    @staticmethod
+    def _own_manifest(tenant: str, manifest: AppManifest) -> AppManifest:
+        if manifest.tenant is not None and manifest.tenant != tenant:
+            raise Refusal(ErrorCode.UNAUTHORISED, "the manifest names another tenant")
+        return manifest.model_copy(update={"tenant": tenant})
+
+    async def _deploy(self, tenant: str, req: DeployApp, changes: Changes) -> AppReply:
+        rec = self.ops.deploy(tenant, self._own_manifest(tenant, req.manifest), changes)
+        return AppReply.to(req, app=rec.info())
+
+    async def _update(self, tenant: str, req: UpdateApp, changes: Changes) -> AppReply:
+        rec = self.ops.update(tenant, self._own_manifest(tenant, req.manifest), changes)
+        return AppReply.to(req, app=rec.info())
+
+    async def _scale(self, tenant: str, req: ScaleApp, changes: Changes) -> AppReply:
+        rec = self.ops.scale(tenant, req.app, req.component, req.replicas, changes)
+        return AppReply.to(req, app=rec.info())
+
+    async def _delete(self, tenant: str, req: DeleteApp, changes: Changes) -> AppDeletedReply:
+        removed = self.ops.delete(tenant, req.app, changes)
+        return AppDeletedReply.to(req, app=req.app, removed=removed)
+
+    async def _list(self, tenant: str, req: ListApps, changes: Changes) -> AppListReply:
+        apps = [a.summary() for a in self.store.doc.apps.values() if a.tenant == tenant]
+        return AppListReply.to(req, apps=sorted(apps, key=lambda a: a.name))
+
+    async def _get(self, tenant: str, req: GetApp, changes: Changes) -> AppReply:
+        return AppReply.to(req, app=self.ops.get(tenant, req.app).info())
