@@ -212,3 +212,30 @@ async def test_snapshot_restore_keeps_file(
     assert (await docker_rt.status(moved.name)).exit_code == 0
     assert await docker_rt.logs(moved.name) == ["41"]
     await docker_rt.remove(moved.name)
+
+
+async def test_remove_keep_state_keeps_volume_for_successor(
+    docker_rt: DockerRuntime, busybox: str, run_id: str
+) -> None:
+    """A spec change replaces the container; remove(keep_state=True) keeps its volume."""
+    spec = docker_spec(
+        "db", busybox, f"t{run_id}", volumes=[VolumeSpec(name="data", mount_path="/data")]
+    )
+    await docker_rt.prepare(spec)
+    await docker_rt.create(spec)
+    await docker_rt.put_file(spec.name, "/data/kept.txt", b"kept")  # container not started
+    await docker_rt.remove(spec.name, keep_state=True)
+    assert f"fm-n-{run_id}-t{run_id}-app-db-0-data" in docker_names(
+        "volume", "ls", "--format", "{{.Name}}"
+    )
+    changed = spec.model_copy(update={"command": ["cat", "/data/kept.txt"]})
+    await docker_rt.create(changed)
+    await docker_rt.start(changed.name)
+    await eventually(
+        lambda: state_is(docker_rt, changed.name, InstanceState.EXITED), what="cat exits"
+    )
+    assert await docker_rt.logs(changed.name) == ["kept"]
+    await docker_rt.remove(changed.name)
+    assert f"fm-n-{run_id}-t{run_id}-app-db-0-data" not in docker_names(
+        "volume", "ls", "--format", "{{.Name}}"
+    )

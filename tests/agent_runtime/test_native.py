@@ -279,3 +279,21 @@ async def test_snapshot_restore_keeps_state(native_rt: NativeRuntime) -> None:
     assert (state / "nested/counter").read_bytes() == b"41"
     assert (state / "history.txt").read_text().startswith("run ")
     await native_rt.remove(moved.name)
+
+
+async def test_remove_keep_state_keeps_state_for_successor(native_rt: NativeRuntime) -> None:
+    """remove(keep_state=True) drops everything but work/state; a new spec of the name sees it."""
+    spec = sh_spec("db", SLEEPER)
+    await native_rt.prepare(spec)
+    await native_rt.create(spec)
+    await native_rt.put_file(spec.name, "state/kept.txt", b"kept")
+    await native_rt.put_file(spec.name, "scratch.txt", b"gone")
+    await native_rt.remove(spec.name, keep_state=True)
+    assert (await native_rt.status(spec.name)).state is InstanceState.ABSENT
+    changed = sh_spec("db", ["-c", "cat state/kept.txt; test ! -e scratch.txt"])
+    await native_rt.create(changed)
+    await native_rt.start(changed.name)
+    await eventually(lambda: exited(native_rt, changed.name), what="successor exits")
+    assert (await native_rt.status(changed.name)).exit_code == 0
+    assert await native_rt.logs(changed.name) == ["kept"]
+    await native_rt.remove(changed.name)

@@ -33,6 +33,9 @@ __all__ = [
     "translate_errors",
 ]
 
+_DOCKER_UNREACHABLE = 900
+"""The status aiodocker gives the DockerError it raises when it cannot connect to dockerd."""
+
 
 class RuntimeFailure(Exception):
     """A runtime plugin could not do what was asked; ``str(exc)`` says what and why."""
@@ -78,6 +81,8 @@ def translate_errors(
     except RuntimeFailure:
         raise
     except DockerError as exc:
+        if exc.status == _DOCKER_UNREACHABLE:
+            raise RuntimeUnavailable(f"{action}: {exc.message}") from exc
         if exc.status == 404 and missing is not None:
             raise missing(f"{action}: {exc.message}") from exc
         raise failure(f"{action}: {exc.message}") from exc
