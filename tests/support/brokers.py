@@ -62,6 +62,7 @@ class BrokerProcess:
                 "persistence true\n"
                 f"persistence_location {self.workdir}/\n"
                 "max_queued_messages 100000\n"
+                "set_tcp_nodelay true\n"
             )
             cmd = [exe, "-c", str(conf)]
         else:

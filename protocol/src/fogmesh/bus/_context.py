@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
@@ -40,6 +41,7 @@ class Refusal(FogmeshError):
         return ErrorInfo(code=self.code, message=self.message, details=self.details)
 
 
+@lru_cache(maxsize=4096)
 def topic_ref(topic: str) -> TopicRef | None:
     """The parsed topic, or None for topics outside the fogmesh tree."""
     try:

@@ -6,6 +6,7 @@ wildcard, and it must stay short enough that a whole topic fits well under MQTT'
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -36,6 +37,7 @@ def check_id(value: str, *, what: str = "id") -> str:
     return value
 
 
+@lru_cache(maxsize=4096)  # the same topics are checked over and over on hot paths
 def check_topic(value: str) -> str:
     """Return ``value`` if it is a concrete topic name (no wildcards, no empty levels)."""
     if not value:

@@ -1,0 +1,49 @@
+"""Shared bits of the benchmarks: percentiles, result files, brokers to measure against."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "bench" / "results"
+
+__all__ = ["REPO", "RESULTS", "summarise", "write_result"]
+
+
+def summarise(samples_s: list[float]) -> dict[str, float]:
+    """p50 / p99 / mean in milliseconds of samples given in seconds."""
+    ordered = sorted(samples_s)
+    n = len(ordered)
+
+    def pct(p: float) -> float:
+        return ordered[min(n - 1, round(p / 100 * (n - 1)))] * 1000
+
+    return {
+        "n": n,
+        "p50_ms": round(pct(50), 3),
+        "p99_ms": round(pct(99), 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+    }
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``bench/results/{name}.json`` with the machine it ran on."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        **payload,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

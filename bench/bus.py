@@ -1,0 +1,129 @@
+"""Request / reply round trip through the bus client against a raw aiomqtt echo, same run.
+
+Both sides use QoS 1 on the same broker; the raw echo is the floor the bus client is measured
+against (goal: the client adds at most 30% to the raw round trip). Runs on the embedded amqtt
+broker and on Mosquitto.
+
+Usage: python bench/bus.py [--rounds 5] [--per-round 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import aiomqtt
+from _common import summarise, write_result
+
+from fogmesh.bus import Bus, BusConfig, MessageContext
+from fogmesh.protocol import AckReply, RestartCommand, topics
+from fogmesh.service import configure_logging
+from tests.support.brokers import BrokerProcess
+
+# The same socket option the bus client sets, so the floor is a fair one.
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+async def _raw_round_trips(port: int, count: int) -> list[float]:
+    req, rep = "bench/raw/req", "bench/raw/rep"
+    samples: list[float] = []
+    async with (
+        aiomqtt.Client(
+            "127.0.0.1", port, identifier="raw-echo", username="raw-echo", socket_options=NODELAY
+        ) as echo,
+        aiomqtt.Client(
+            "127.0.0.1",
+            port,
+            identifier="raw-client",
+            username="raw-client",
+            socket_options=NODELAY,
+        ) as cli,
+    ):
+        await echo.subscribe(req, qos=1)
+        await cli.subscribe(rep, qos=1)
+
+        async def serve() -> None:
+            async for message in echo.messages:
+                await echo.publish(rep, message.payload, qos=1)
+
+        server = asyncio.create_task(serve())
+        replies = cli.messages
+        payload = RestartCommand(workload="w", reply_to=rep).model_dump_json()
+        for _ in range(count):
+            start = time.perf_counter()
+            await cli.publish(req, payload, qos=1)
+            await anext(replies)
+            samples.append(time.perf_counter() - start)
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+    return samples
+
+
+async def _bus_round_trips(port: int, count: int) -> list[float]:
+    topic = topics.node_cmd("bench-node", "restart")
+
+    async def on_restart(cmd: RestartCommand, ctx: MessageContext) -> None:
+        await ctx.reply(AckReply.to(cmd))
+
+    samples: list[float] = []
+    server_cfg = BusConfig(port=port, client_id="bench-server", username="bench-server")
+    client_cfg = BusConfig(port=port, client_id="bench-client", username="bench-client")
+    async with Bus(server_cfg) as server, Bus(client_cfg) as client:
+        server.subscribe(topic, RestartCommand, on_restart)
+        await server.wait_connected(timeout=15)
+        await client.wait_connected(timeout=15)
+        for _ in range(count):
+            start = time.perf_counter()
+            await client.request(topic, RestartCommand(workload="w"), AckReply, timeout=10)
+            samples.append(time.perf_counter() - start)
+    return samples
+
+
+async def _measure(kind: str, rounds: int, per_round: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = BrokerProcess(kind, Path(tmp)).start()
+        try:
+            await _raw_round_trips(broker.port, 50)  # warm-up
+            await _bus_round_trips(broker.port, 50)
+            raw: list[float] = []
+            bus: list[float] = []
+            for _ in range(rounds):  # interleaved, so machine noise hits both alike
+                raw += await _raw_round_trips(broker.port, per_round)
+                bus += await _bus_round_trips(broker.port, per_round)
+        finally:
+            broker.stop()
+    raw_s, bus_s = summarise(raw), summarise(bus)
+    overhead = (bus_s["p50_ms"] - raw_s["p50_ms"]) / raw_s["p50_ms"] * 100
+    return {"raw": raw_s, "bus": bus_s, "p50_overhead_percent": round(overhead, 1)}
+
+
+async def _main(rounds: int, per_round: int) -> None:
+    configure_logging("warning")
+    results: dict[str, object] = {}
+    for kind in ("amqtt", "mosquitto"):
+        res = await _measure(kind, rounds, per_round)
+        results[kind] = res
+        raw, bus = res["raw"], res["bus"]
+        assert isinstance(raw, dict)
+        assert isinstance(bus, dict)
+        print(
+            f"{kind:9} raw aiomqtt echo p50 {raw['p50_ms']:.3f} ms p99 {raw['p99_ms']:.3f} ms | "
+            f"bus request p50 {bus['p50_ms']:.3f} ms p99 {bus['p99_ms']:.3f} ms | "
+            f"overhead p50 {res['p50_overhead_percent']}% (goal <= 30%)"
+        )
+    path = write_result("bus", {"goal_overhead_percent": 30, "results": results})
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=200)
+    args = parser.parse_args()
+    asyncio.run(_main(args.rounds, args.per_round))
