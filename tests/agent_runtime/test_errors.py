@@ -31,9 +31,9 @@ def test_other_errors_become_the_given_failure() -> None:
     with pytest.raises(PrepareFailed) as caught, translate_errors("pull", failure=PrepareFailed):
         raise DockerError(500, "boom")
     assert isinstance(caught.value.__cause__, DockerError)
-    with pytest.raises(RuntimeFailure) as caught, translate_errors("write"):
+    with pytest.raises(RuntimeFailure) as generic, translate_errors("write"):
         raise PermissionError("denied")
-    assert isinstance(caught.value.__cause__, PermissionError)
+    assert isinstance(generic.value.__cause__, PermissionError)
     with pytest.raises(RuntimeFailure, match="timed out"), translate_errors("wait"):
         raise TimeoutError
 
