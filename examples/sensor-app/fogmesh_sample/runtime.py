@@ -176,6 +176,7 @@ class MqttRunner:
         client.max_inflight_messages_set(100)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         if on_message is not None:
             handler = on_message
 
@@ -211,6 +212,20 @@ class MqttRunner:
         )
         for topic, qos in self.subscriptions:
             client.subscribe(topic, qos=qos)
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Any,
+    ) -> None:
+        granted = [rc.value for rc in reason_codes]
+        if any(rc.is_failure for rc in reason_codes):
+            log.warning("subscription %d refused: %s", mid, granted)
+        else:
+            log.info("subscribed (mid %d, granted QoS %s)", mid, granted)
 
     def _on_disconnect(
         self,
