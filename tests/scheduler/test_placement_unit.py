@@ -101,3 +101,22 @@ def test_same_workload_name_never_lands_twice_on_a_node() -> None:
     nodes = [node("a", workloads=old), node("b")]
     m = manifest({"name": "c"}, version="2")
     assert plan(nodes, m) == {"app-c-0": "b"}
+
+
+def test_the_sample_app_manifest_loads_and_places() -> None:
+    from pathlib import Path
+
+    from fogmesh.protocol.manifest import load_manifest_text
+
+    text = (Path(__file__).resolve().parents[2] / "deploy/examples/sensor-app.yaml").read_text()
+    m = load_manifest_text(text, tenant="acme")
+    assert m.tenant == "acme"
+    assert [c.name for c in m.components] == ["sensor", "convolve"]
+    nodes = [
+        node("gw", lat=48.1, labels={"role": "sensor-gateway"}),
+        node("e1", lat=48.2, labels={"tier": "edge"}),
+        node("e2", lat=48.3, labels={"tier": "fog"}),
+    ]
+    got = plan(nodes, m)
+    assert got["sensor-app-sensor-0"] == "gw"
+    assert {got["sensor-app-convolve-0"], got["sensor-app-convolve-1"]} == {"e1", "e2"}

@@ -68,17 +68,10 @@ class _Test:
 
     def evaluate(self, labels: Mapping[str, str]) -> bool:
         value = labels.get(self.key)
-        match self.op:
-            case "exists":
-                return value is not None
-            case "==":
-                return value == self.values[0]
-            case "!=":
-                return value != self.values[0]
-            case "in":
-                return value is not None and value in self.values
-            case _:  # "not in"
-                return value not in self.values
+        if self.op == "exists":
+            return value is not None
+        hit = value is not None and value in self.values
+        return hit if self.op in {"==", "in"} else not hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +139,11 @@ class _Parser:
         self.pos += 1
         return token
 
-    def at(self, text: str) -> bool:
+    def accept(self, text: str) -> bool:
         token = self.peek()
-        return token is not None and token[0] == "op" and token[1] == text
+        found = token is not None and token[0] == "op" and token[1] == text
+        self.pos += found
+        return found
 
     def parse(self) -> LabelExpr:
         expr = self.bool_op("or")
@@ -158,17 +153,14 @@ class _Parser:
 
     def bool_op(self, op: str) -> LabelExpr:
         parts = [self.bool_op("and") if op == "or" else self.unary()]
-        while self.at(op):
-            self.pos += 1
+        while self.accept(op):
             parts.append(self.bool_op("and") if op == "or" else self.unary())
         return parts[0] if len(parts) == 1 else _BoolOp(op, tuple(parts))
 
     def unary(self) -> LabelExpr:
-        if self.at("not"):
-            self.pos += 1
+        if self.accept("not"):
             return _Not(self.unary())
-        if self.at("("):
-            self.pos += 1
+        if self.accept("("):
             inner = self.bool_op("or")
             self.take("op", ")")
             return inner
@@ -183,20 +175,16 @@ class _Parser:
 
     def test(self) -> LabelExpr:
         key = self.take("word")[1]
-        if self.at("exists"):
-            self.pos += 1
+        if self.accept("exists"):
             return _Test(key, "exists")
-        if self.at("==") or self.at("!="):
-            op = self.take()[1]
-            return _Test(key, op, (self.value(),))
-        negate = self.at("not")
-        if negate:
-            self.pos += 1
+        for op in ("==", "!="):
+            if self.accept(op):
+                return _Test(key, op, (self.value(),))
+        negate = self.accept("not")
         self.take("op", "in")
         self.take("op", "(")
         values = [self.value()]
-        while self.at(","):
-            self.pos += 1
+        while self.accept(","):
             values.append(self.value())
         self.take("op", ")")
         return _Test(key, "not in" if negate else "in", tuple(values))
@@ -352,9 +340,7 @@ class AppManifest(_Strict):
     tenant: Ident | None = Field(default=None, description="filled from the API topic if unset")
     version: str = Field(default="1", min_length=1, max_length=64)
     description: str = Field(default="", max_length=4096)
-    data_source: Location | None = Field(
-        default=None, description="where the app's data comes from; latency is measured from it"
-    )
+    data_source: Location | None = Field(default=None, description="latency is measured from it")
     latency_budget_ms: float | None = Field(default=None, gt=0, description="default per comp.")
     placement: Placement = Field(default=Placement(), description="applies to every component")
     components: list[ComponentSpec] = Field(min_length=1, max_length=100)
