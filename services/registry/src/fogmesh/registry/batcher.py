@@ -1,0 +1,123 @@
+"""The single database writer: a queue drained every ``interval`` seconds (or sooner when it
+holds ``max_items``) into one transaction, run in a worker thread so the event loop never
+blocks on the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from fogmesh.registry.ops import Batch, HeartbeatOp, Op
+
+__all__ = ["WriteQueue", "WriterStats"]
+
+log = structlog.get_logger("fogmesh.registry.writer")
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters of the writer, for logs, tests and the bench."""
+
+    batches: int = 0
+    ops: int = 0
+    heartbeats: int = 0
+    coalesced: int = 0
+    failures: int = 0
+    dropped_batches: int = 0
+
+
+class WriteQueue:
+    """Collects write operations and applies them in batches with ``apply(batch)``."""
+
+    def __init__(
+        self,
+        apply: Callable[[Batch], None],
+        *,
+        interval: float = 0.15,
+        max_items: int = 2000,
+        retries: int = 3,
+    ) -> None:
+        self._apply = apply
+        self.interval = interval
+        self.max_items = max_items
+        self.retries = retries
+        self._batch = Batch()
+        self._has_items = asyncio.Event()
+        self._full = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.stats = WriterStats()
+
+    def put(self, op: Op) -> None:
+        """Queue one operation (kept in order)."""
+        self._batch.ops.append(op)
+        self._note()
+
+    def heartbeat(self, op: HeartbeatOp) -> None:
+        """Queue a heartbeat; a newer one of the same node replaces it."""
+        if op.node in self._batch.heartbeats:
+            self.stats.coalesced += 1
+        self._batch.heartbeats[op.node] = op
+        self._note()
+
+    def _note(self) -> None:
+        self._idle.clear()
+        self._has_items.set()
+        if len(self._batch) >= self.max_items:
+            self._full.set()
+
+    @property
+    def pending(self) -> int:
+        """Operations waiting for the next batch."""
+        return len(self._batch)
+
+    async def drained(self, timeout: float | None = None) -> None:
+        """Wait until everything queued so far has been written (or given up on)."""
+        async with asyncio.timeout(timeout):
+            await self._idle.wait()
+
+    async def run(self) -> None:
+        """Drain the queue until cancelled; what is queued at cancellation is still written."""
+        try:
+            while True:
+                await self._has_items.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await self._full.wait()
+                await self._flush()
+        finally:
+            if len(self._batch):
+                batch = self._take()
+                try:
+                    await asyncio.to_thread(self._apply, batch)
+                except Exception:
+                    log.exception("final batch failed", size=len(batch))
+
+    def _take(self) -> Batch:
+        batch, self._batch = self._batch, Batch()
+        self._has_items.clear()
+        self._full.clear()
+        return batch
+
+    async def _flush(self) -> None:
+        batch = self._take()
+        for attempt in range(self.retries + 1):
+            try:
+                await asyncio.to_thread(self._apply, batch)
+                break
+            except Exception:
+                self.stats.failures += 1
+                log.exception("batch failed", size=len(batch), attempt=attempt)
+                if attempt == self.retries:
+                    self.stats.dropped_batches += 1
+                    break
+                await asyncio.sleep(0.5 * (attempt + 1))
+        self.stats.batches += 1
+        self.stats.ops += len(batch.ops)
+        self.stats.heartbeats += len(batch.heartbeats)
+        if not len(self._batch):
+            self._idle.set()

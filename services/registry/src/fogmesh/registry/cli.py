@@ -1,0 +1,62 @@
+"""``fogmesh-registry``: run the registry from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+from fogmesh.bus import BusConfig
+from fogmesh.registry.service import Registry
+from fogmesh.registry.settings import DEFAULT_DB_URL, RegistrySettings
+from fogmesh.service import configure_logging, serve
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; every option also reads a ``FOGMESH_*`` environment variable."""
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="fogmesh-registry", description=__doc__)
+    p.add_argument("--host", default=env("FOGMESH_BROKER_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("FOGMESH_BROKER_PORT", "1883")))
+    p.add_argument("--username", default=env("FOGMESH_USERNAME"))
+    p.add_argument("--password", default=env("FOGMESH_PASSWORD"))
+    default_id = f"registry-{socket.gethostname().split('.')[0]}".replace("+", "-")
+    p.add_argument("--client-id", default=env("FOGMESH_CLIENT_ID", default_id))
+    p.add_argument("--db", default=env("FOGMESH_REGISTRY_DB", DEFAULT_DB_URL), help="SQL URL")
+    p.add_argument("--missed", type=float, default=float(env("FOGMESH_REGISTRY_MISSED", "3")))
+    p.add_argument("--default-interval", type=float, default=10.0)
+    p.add_argument("--batch-interval", type=float, default=0.15)
+    p.add_argument("--batch-max", type=int, default=2000)
+    p.add_argument("--history", type=int, default=30)
+    p.add_argument("--log-level", default=env("FOGMESH_LOG_LEVEL", "info"))
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> RegistrySettings:
+    """Settings from parsed arguments."""
+    bus = BusConfig(
+        host=args.host,
+        port=args.port,
+        client_id=args.client_id,
+        username=args.username or args.client_id,
+        password=args.password,
+    )
+    return RegistrySettings(
+        bus=bus,
+        db_url=args.db,
+        missed=args.missed,
+        default_interval=args.default_interval,
+        batch_interval=args.batch_interval,
+        batch_max=args.batch_max,
+        history_size=args.history,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the registry until SIGTERM / SIGINT."""
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    registry = Registry(settings_from(args))
+    serve(registry.run)

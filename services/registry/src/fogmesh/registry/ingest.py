@@ -1,0 +1,173 @@
+"""Turn what the nodes and services publish into write operations and liveness transitions.
+
+Each handler is cheap: it validates, updates the in-memory liveness tracker and queues writes;
+the database is written by the batching writer. Messages whose topic names another node than
+their payload are dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from fogmesh.bus import Bus, MessageContext
+from fogmesh.protocol import (
+    ActualState,
+    Event,
+    EventKind,
+    Heartbeat,
+    NodeHello,
+    NodeLiveness,
+    NodeStateMessage,
+    TopicKind,
+    topics,
+)
+from fogmesh.registry.batcher import WriteQueue
+from fogmesh.registry.liveness import LivenessTracker, Transition
+from fogmesh.registry.ops import ActualOp, AppOp, EventOp, HeartbeatOp, HelloOp, LivenessOp
+
+__all__ = ["Ingest", "event_row"]
+
+log = structlog.get_logger("fogmesh.registry.ingest")
+
+Publish = Callable[[Transition], Awaitable[None]]
+
+
+def event_row(event: Event, tenant: str | None, received_at: float) -> dict[str, Any]:
+    """An ``events`` row for ``event``; ``tenant`` is the one its topic names (None: fleet)."""
+    return {
+        "id": event.id,
+        "kind": event.kind.value,
+        "tenant": tenant,
+        "node": event.node,
+        "app": event.app,
+        "workload": event.workload,
+        "ts": event.ts,
+        "source": event.source,
+        "message": event.message,
+        "data": event.data,
+        "received_at": received_at,
+    }
+
+
+class Ingest:
+    """The bus handlers of the registry's ingest side."""
+
+    def __init__(self, tracker: LivenessTracker, writer: WriteQueue, publish: Publish) -> None:
+        self.tracker = tracker
+        self.writer = writer
+        self.publish = publish
+        self.received = 0
+
+    def attach(self, bus: Bus) -> None:
+        """Subscribe to every node channel the registry reads, and to all events."""
+        bus.subscribe(topics.node_filter("hello"), NodeHello, self.on_hello)
+        bus.subscribe(topics.node_filter("state"), NodeStateMessage, self.on_state)
+        bus.subscribe(topics.node_filter("heartbeat"), Heartbeat, self.on_heartbeat)
+        bus.subscribe(topics.node_filter("actual"), ActualState, self.on_actual)
+        bus.subscribe(f"{topics.ROOT}/events/#", Event, self.on_event)
+
+    async def apply(self, transitions: list[Transition]) -> None:
+        """Record each transition and publish its event."""
+        for tr in transitions:
+            self.writer.put(LivenessOp(tr.node, tr.new, time.time(), tr.reason, tr.boot_id))
+            if tr.kind is not None:
+                log.info("node liveness", node=tr.node, old=tr.old, new=tr.new, reason=tr.reason)
+                await self.publish(tr)
+
+    @staticmethod
+    def _matches(ctx: MessageContext, node: str) -> bool:
+        if ctx.ref is None or ctx.ref.node != node:
+            log.warning("payload names another node than its topic", node=node)
+            return False
+        return True
+
+    async def on_hello(self, msg: NodeHello, ctx: MessageContext) -> None:
+        """Facts: stored; a live hello is a sign of life."""
+        if not self._matches(ctx, msg.node):
+            return
+        self.received += 1
+        transitions = self.tracker.alive(
+            msg.node, time.monotonic(), retained=ctx.retained, via="hello", boot_id=msg.boot_id
+        )
+        state = self.tracker.state(msg.node) or "online"
+        facts = msg.facts.model_dump(mode="json")
+        self.writer.put(HelloOp(msg.node, facts, msg.boot_id, state, time.time()))
+        await self.apply(transitions)
+
+    async def on_state(self, msg: NodeStateMessage, ctx: MessageContext) -> None:
+        """``online`` is a sign of life; ``offline`` (the last will) is offline at once."""
+        if not self._matches(ctx, msg.node):
+            return
+        self.received += 1
+        now = time.monotonic()
+        if msg.state is NodeLiveness.OFFLINE:
+            transitions = self.tracker.last_will(msg.node, now, boot_id=msg.boot_id)
+        else:
+            transitions = self.tracker.alive(
+                msg.node, now, retained=ctx.retained, via="state", boot_id=msg.boot_id or None
+            )
+        await self.apply(transitions)
+
+    async def on_heartbeat(self, msg: Heartbeat, ctx: MessageContext) -> None:
+        """Usage: coalesced latest-per-node; a sign of life."""
+        if not self._matches(ctx, msg.node):
+            return
+        self.received += 1
+        transitions = self.tracker.alive(
+            msg.node,
+            time.monotonic(),
+            retained=ctx.retained,
+            via="heartbeat",
+            interval=msg.interval_s,
+        )
+        await self.apply(transitions)
+        usage = msg.usage.model_dump()
+        self.writer.heartbeat(
+            HeartbeatOp(msg.node, msg.seq, msg.ts, msg.interval_s, usage, time.time())
+        )
+
+    async def on_actual(self, msg: ActualState, ctx: MessageContext) -> None:
+        """The node's workloads, replacing what it reported before."""
+        if not self._matches(ctx, msg.node):
+            return
+        self.received += 1
+        workloads = [w.model_dump(mode="json") for w in msg.workloads]
+        self.writer.put(ActualOp(msg.node, workloads, time.time()))
+
+    async def on_event(self, msg: Event, ctx: MessageContext) -> None:
+        """Record the event; the scheduler's app events also update the apps table."""
+        ref = ctx.ref
+        if ref is None or ref.kind not in (TopicKind.FLEET_EVENT, TopicKind.TENANT_EVENT):
+            return
+        self.received += 1
+        tenant = ref.tenant if ref.kind is TopicKind.TENANT_EVENT else None
+        now = time.time()
+        self.writer.put(EventOp(event_row(msg, tenant, now)))
+        if tenant is not None and msg.kind in _APP_KINDS:
+            op = _app_op(msg, tenant, now)
+            if op is None:
+                log.warning("app event without an app name", kind=msg.kind.value, id=msg.id)
+            else:
+                self.writer.put(op)
+
+
+_APP_KINDS = frozenset({EventKind.APP_DEPLOYED, EventKind.APP_UPDATED, EventKind.APP_DELETED})
+
+
+def _app_op(event: Event, tenant: str, now: float) -> AppOp | None:
+    """The apps-table change an app event makes; the manifest is ``data["manifest"]``
+    (or ``data`` itself when it looks like a manifest)."""
+    data = event.data
+    manifest = data.get("manifest")
+    if not isinstance(manifest, dict):
+        manifest = data if "components" in data else {}
+    name = event.app or manifest.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    version = str(manifest.get("version") or data.get("version") or "1")
+    deleted = event.kind is EventKind.APP_DELETED
+    return AppOp(tenant, name, version, manifest, now, deleted=deleted)

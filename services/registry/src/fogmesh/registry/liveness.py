@@ -1,0 +1,155 @@
+"""Judge each node's liveness from what it says and what it stops saying (no I/O here).
+
+States: ``online`` -> ``stale`` (no heartbeat for more than 1.5 intervals) -> ``offline`` (none
+for ``missed`` intervals, or at once on the last will). Signs of life revive a stale or
+offline node (``node-back``), with one exception: a node the last will declared offline comes
+back only on a live ``state: online`` or ``hello``, never on a stray late heartbeat.
+
+Retained messages (replayed when the registry subscribes) are not signs of life: they may be
+old. They can still introduce a node never seen before and deliver a last will that fired while
+the registry was away. At start every node the database holds as online or stale gets a grace
+of ``missed`` intervals before it is judged, so a restarted registry does not flap live nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fogmesh.protocol import EventKind
+
+__all__ = ["LivenessTracker", "NodeLive", "Transition"]
+
+ONLINE, STALE, OFFLINE = "online", "stale", "offline"
+LAST_WILL, MISSED = "last-will", "missed-heartbeats"
+
+
+@dataclass(slots=True)
+class NodeLive:
+    """The tracker's view of one node (times are monotonic seconds)."""
+
+    state: str
+    last_seen: float
+    interval: float | None
+    boot_id: str = ""
+    judge_after: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of a node's liveness, and the event it makes (None: record it silently)."""
+
+    node: str
+    old: str | None
+    new: str
+    kind: EventKind | None
+    reason: str = ""
+    boot_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class LivenessTracker:
+    """All nodes' liveness; methods take ``now`` (monotonic) and return the transitions."""
+
+    def __init__(self, *, missed: float = 3.0, default_interval: float = 10.0) -> None:
+        if missed < 2:
+            raise ValueError("missed must be at least 2 heartbeat intervals")
+        self.missed = missed
+        self.default_interval = default_interval
+        self.nodes: dict[str, NodeLive] = {}
+
+    def interval(self, live: NodeLive) -> float:
+        """The heartbeat interval to judge ``live`` by."""
+        return live.interval or self.default_interval
+
+    def load(
+        self,
+        node: str,
+        state: str,
+        interval: float | None,
+        *,
+        boot_id: str,
+        reason: str,
+        now: float,
+    ) -> None:
+        """A node from the database at start; live ones get a grace before being judged."""
+        live = NodeLive(state, now, interval, boot_id, reason=reason)
+        live.judge_after = now + self.missed * self.interval(live)
+        self.nodes[node] = live
+
+    def state(self, node: str) -> str | None:
+        """The node's current state, or None if unknown."""
+        live = self.nodes.get(node)
+        return None if live is None else live.state
+
+    def alive(
+        self,
+        node: str,
+        now: float,
+        *,
+        retained: bool,
+        via: str,
+        boot_id: str | None = None,
+        interval: float | None = None,
+    ) -> list[Transition]:
+        """A sign of life: ``via`` is ``hello``, ``state`` or ``heartbeat``."""
+        live = self.nodes.get(node)
+        if live is None:
+            live = NodeLive(ONLINE, now, interval, boot_id or "", judge_after=now)
+            self.nodes[node] = live
+            return [Transition(node, None, ONLINE, EventKind.NODE_JOINED, via, live.boot_id)]
+        rebooted = bool(boot_id) and bool(live.boot_id) and boot_id != live.boot_id
+        if boot_id:
+            live.boot_id = boot_id
+        if interval is not None:
+            live.interval = interval
+        if retained:
+            return []
+        live.last_seen = now
+        if live.state == ONLINE:
+            return []
+        if live.state == OFFLINE and live.reason == LAST_WILL and via == "heartbeat":
+            return []
+        old, live.state, live.reason = live.state, ONLINE, ""
+        live.judge_after = now
+        data = {"from": old, "via": via, "rebooted": rebooted}
+        return [Transition(node, old, ONLINE, EventKind.NODE_BACK, via, live.boot_id, data)]
+
+    def last_will(self, node: str, now: float, *, boot_id: str) -> list[Transition]:
+        """``state: offline`` (the last will, or a clean goodbye): offline at once."""
+        live = self.nodes.get(node)
+        if live is None:
+            self.nodes[node] = NodeLive(OFFLINE, now, None, boot_id, reason=LAST_WILL)
+            return [Transition(node, None, OFFLINE, None, LAST_WILL, boot_id)]
+        if boot_id and live.boot_id and boot_id != live.boot_id:
+            return []  # the will of an earlier boot, arriving after the node came back
+        if live.state == OFFLINE:
+            live.reason = LAST_WILL
+            return []
+        old, live.state, live.reason = live.state, OFFLINE, LAST_WILL
+        data = {"from": old, "reason": LAST_WILL}
+        return [Transition(node, old, OFFLINE, EventKind.NODE_LOST, LAST_WILL, None, data)]
+
+    def tick(self, now: float) -> list[Transition]:
+        """Judge every node past its grace by the time since it was last heard from."""
+        out: list[Transition] = []
+        for node, live in self.nodes.items():
+            if live.state == OFFLINE or now < live.judge_after:
+                continue
+            interval = self.interval(live)
+            silent = now - live.last_seen
+            data = {"silent_s": round(silent, 3), "interval_s": interval}
+            if silent > self.missed * interval:
+                old, live.state, live.reason = live.state, OFFLINE, MISSED
+                out.append(
+                    Transition(
+                        node, old, OFFLINE, EventKind.NODE_LOST, MISSED, None, {**data, "from": old}
+                    )
+                )
+            elif silent > 1.5 * interval and live.state == ONLINE:
+                live.state = STALE
+                out.append(
+                    Transition(node, ONLINE, STALE, EventKind.NODE_STALE, "late", None, data)
+                )
+        return out

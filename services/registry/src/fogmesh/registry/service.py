@@ -1,0 +1,103 @@
+"""The registry service: one bus connection, one database writer, one liveness judge.
+
+:meth:`Registry.run` opens the database (creating or upgrading the schema), loads every node's
+liveness, connects to the bus and runs its loops (the batching writer and the liveness judge)
+in one :class:`asyncio.TaskGroup` until cancelled; cancelling it cancels the loops, waits for
+them (the writer commits what it still holds) and disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from sqlalchemy import Engine
+
+from fogmesh.bus import Bus
+from fogmesh.protocol import Event, topics
+from fogmesh.registry.api import QueryApi
+from fogmesh.registry.batcher import WriteQueue
+from fogmesh.registry.db import reads
+from fogmesh.registry.db.engine import make_engine
+from fogmesh.registry.db.migrate import migrate
+from fogmesh.registry.db.writes import BatchWriter
+from fogmesh.registry.ingest import Ingest, event_row
+from fogmesh.registry.liveness import LivenessTracker, Transition
+from fogmesh.registry.ops import EventOp
+from fogmesh.registry.settings import RegistrySettings
+
+__all__ = ["Registry"]
+
+log = structlog.get_logger("fogmesh.registry")
+
+
+class Registry:
+    """The registry: ingest from the bus, judge liveness, answer queries."""
+
+    def __init__(self, settings: RegistrySettings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.db_url)
+        self.tracker = LivenessTracker(
+            missed=settings.missed, default_interval=settings.default_interval
+        )
+        self.writer = WriteQueue(
+            BatchWriter(self.engine, history_size=settings.history_size),
+            interval=settings.batch_interval,
+            max_items=settings.batch_max,
+        )
+        self.ingest = Ingest(self.tracker, self.writer, self._publish)
+        self.api = QueryApi(self.engine)
+        self.ready = asyncio.Event()
+        self.bus: Bus | None = None
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        added = await asyncio.to_thread(migrate, self.engine)
+        if added:
+            log.info("schema upgraded", added=added)
+        records = await asyncio.to_thread(reads.load_liveness, self.engine)
+        now = time.monotonic()
+        for r in records:
+            self.tracker.load(
+                r.node, r.state, r.interval_s, boot_id=r.boot_id, reason=r.reason, now=now
+            )
+        log.info("registry starting", nodes=len(records), db=self.engine.url.render_as_string())
+        async with Bus(self.settings.bus) as bus:
+            self.bus = bus
+            self.ingest.attach(bus)
+            self.api.attach(bus)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self.writer.run(), name="registry.writer")
+                    group.create_task(self._judge(), name="registry.liveness")
+                    group.create_task(self._announce_ready(bus), name="registry.ready")
+            finally:
+                self.bus = None
+                self.ready.clear()
+
+    async def _announce_ready(self, bus: Bus) -> None:
+        await bus.wait_connected()
+        self.ready.set()
+        log.info("registry ready")
+
+    async def _judge(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_s)
+            await self.ingest.apply(self.tracker.tick(time.monotonic()))
+
+    async def _publish(self, tr: Transition) -> None:
+        """Record and publish the fleet event of a liveness transition."""
+        if tr.kind is None:
+            return
+        event = Event(
+            kind=tr.kind,
+            node=tr.node,
+            source=self.settings.bus.client_id,
+            message=f"node {tr.node} {tr.old or 'unknown'} -> {tr.new} ({tr.reason})",
+            data=tr.data,
+        )
+        self.writer.put(EventOp(event_row(event, None, time.time())))
+        bus = self.bus
+        if bus is not None:
+            await bus.publish(topics.fleet_event(tr.kind.value), event, qos=1)

@@ -1,0 +1,44 @@
+"""The registry's settings (from the command line, the environment or a test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fogmesh.bus import BusConfig
+
+__all__ = ["DEFAULT_DB_URL", "RegistrySettings"]
+
+DEFAULT_DB_URL = "sqlite:///var/fogmesh-registry.db"
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    """How the registry connects, stores and judges.
+
+    ``missed``: heartbeat intervals of silence after which a node is offline (stale after 1.5).
+    ``default_interval``: the interval assumed for a node that has not sent a heartbeat yet.
+    ``batch_interval`` / ``batch_max``: the writer commits at least this often / this many.
+    ``history_size``: usage samples kept per node.
+    """
+
+    bus: BusConfig
+    db_url: str = DEFAULT_DB_URL
+    missed: float = 3.0
+    default_interval: float = 10.0
+    batch_interval: float = 0.15
+    batch_max: int = 2000
+    history_size: int = 30
+    tick: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.missed < 2:
+            raise ValueError("missed must be at least 2")
+        if self.default_interval <= 0 or self.batch_interval <= 0:
+            raise ValueError("intervals must be positive")
+
+    @property
+    def tick_s(self) -> float:
+        """How often the liveness judge runs."""
+        if self.tick is not None:
+            return self.tick
+        return min(1.0, max(0.05, self.default_interval / 10))
