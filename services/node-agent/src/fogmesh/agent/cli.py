@@ -1,0 +1,133 @@
+"""``fogmesh-agent``: run the node agent.
+
+    fogmesh-agent --config /etc/fogmesh/agent.yaml
+    fogmesh-agent --node-id n1 --broker-host 10.0.0.2 --broker-port 1883 --state-dir /var/lib/fa
+
+Flags override the file; see :mod:`fogmesh.agent.config` for every setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fogmesh.agent.config import AgentConfig, load_config
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    p = argparse.ArgumentParser(prog="fogmesh-agent", description="fogmesh node agent")
+    p.add_argument("--config", type=Path, help="YAML or JSON configuration file")
+    p.add_argument("--node-id", help="node id (default {hostname}-{MAC})")
+    p.add_argument("--broker-host")
+    p.add_argument("--broker-port", type=int)
+    p.add_argument("--broker-username")
+    p.add_argument("--broker-password")
+    p.add_argument("--client-id", help="MQTT client id (default agent-{node})")
+    p.add_argument("--tls", action="store_true", default=None, help="connect with TLS")
+    p.add_argument("--ca-file", type=Path)
+    p.add_argument("--state-dir", type=Path)
+    p.add_argument("--heartbeat", type=float, help="heartbeat interval, seconds")
+    p.add_argument("--reconcile-interval", type=float, help="reconcile timer, seconds")
+    p.add_argument("--stop-timeout", type=float, help="seconds between SIGTERM and SIGKILL")
+    p.add_argument("--retry-base", type=float, help="first failure back-off, seconds")
+    p.add_argument("--label", action="append", default=[], metavar="K=V")
+    p.add_argument("--lat", type=float)
+    p.add_argument("--lon", type=float)
+    p.add_argument("--gpio", action="append", default=[], metavar="PATH")
+    p.add_argument("--runtimes", help="comma-separated: docker,native")
+    p.add_argument("--container-prefix", help="container name prefix (default fm-{node}-)")
+    p.add_argument(
+        "--extra-label",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="label put on every Docker object the agent creates",
+    )
+    p.add_argument("--allow-operator-commands", action="store_true", default=None)
+    p.add_argument("--log-level")
+    p.add_argument("--print-config", action="store_true", help="print the config and exit")
+    return p
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} wants KEY=VALUE, not {item!r}")
+        out[key] = value
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    """Defaults < ``--config`` file < flags."""
+    over: dict[str, Any] = {}
+    broker: dict[str, Any] = {}
+    for flag, key in (
+        ("broker_host", "host"),
+        ("broker_port", "port"),
+        ("broker_username", "username"),
+        ("broker_password", "password"),
+        ("client_id", "client_id"),
+        ("tls", "tls"),
+        ("ca_file", "ca_file"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            broker[key] = value
+    if broker:
+        over["broker"] = broker
+    for flag, key in (
+        ("node_id", "node_id"),
+        ("state_dir", "state_dir"),
+        ("heartbeat", "heartbeat_interval_s"),
+        ("reconcile_interval", "reconcile_interval_s"),
+        ("stop_timeout", "stop_timeout_s"),
+        ("retry_base", "retry_base_s"),
+        ("container_prefix", "container_prefix"),
+        ("allow_operator_commands", "allow_operator_commands"),
+        ("log_level", "log_level"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            over[key] = value
+    if args.label:
+        over["labels"] = _pairs(args.label, "--label")
+    if args.extra_label:
+        over["extra_labels"] = _pairs(args.extra_label, "--extra-label")
+    if (args.lat is None) != (args.lon is None):
+        raise SystemExit("--lat and --lon go together")
+    if args.lat is not None:
+        over["location"] = {"lat": args.lat, "lon": args.lon}
+    if args.gpio:
+        over["gpio"] = args.gpio
+    if args.runtimes is not None:
+        over["runtimes"] = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    return load_config(args.config, over)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``fogmesh-agent`` and ``python -m fogmesh.agent``."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except (ValidationError, ValueError, OSError) as exc:
+        sys.stderr.write(f"fogmesh-agent: bad configuration: {exc}\n")
+        raise SystemExit(2) from exc
+    if args.print_config:
+        sys.stdout.write(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+        return
+    from fogmesh.agent.service import Agent
+    from fogmesh.service import configure_logging, serve
+
+    configure_logging(config.log_level)
+    agent = Agent(config)
+    serve(agent.run)

@@ -1,0 +1,139 @@
+"""The agent's configuration: one pydantic model, read from a YAML / JSON file and CLI flags.
+
+Precedence: built-in defaults < the file (``--config``) < command-line flags. Example file::
+
+    node_id: truck-17            # default: {hostname}-{MAC}
+    broker: {host: site-broker.local, port: 8883, username: truck-17, password: s3cret,
+             tls: true, ca_file: /etc/fogmesh/ca.pem}
+    state_dir: /var/lib/fogmesh-agent
+    heartbeat_interval_s: 5
+    reconcile_interval_s: 5
+    labels: {zone: north, gpu: "true"}
+    location: {lat: 48.85, lon: 2.35}
+    gpio: [/sys/class/gpio/gpio17]
+    runtimes: [docker, native]
+    container_prefix: null       # default fm-{node}-
+    allow_operator_commands: false
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fogmesh.protocol import Ident, Location, RuntimeKind
+
+__all__ = ["AgentConfig", "BrokerSettings", "load_config"]
+
+
+class BrokerSettings(BaseModel):
+    """Where the agent's bus connects (its site broker, or a broker on the node itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    client_id: Ident | None = Field(default=None, description="default: agent-{node}")
+    keepalive: int = Field(default=10, ge=1, le=3600)
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = Field(default=False, description="skip hostname verification")
+    reconnect_base_s: float = Field(default=0.2, gt=0)
+    reconnect_cap_s: float = Field(default=30.0, gt=0)
+    outbox_limit: int = Field(default=1000, ge=1)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context, or None without TLS."""
+        if not self.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None:
+            ctx.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
+        if self.tls_insecure:
+            ctx.check_hostname = False
+        return ctx
+
+
+class AgentConfig(BaseModel):
+    """Everything the node agent is told."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: Ident | None = Field(default=None, description="default: {hostname}-{MAC}")
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    state_dir: Path = Path("/var/lib/fogmesh-agent")
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
+    retry_base_s: float = Field(default=1.0, gt=0, description="first failure back-off")
+    retry_cap_s: float = Field(default=60.0, gt=0, description="longest failure back-off")
+    stop_timeout_s: float = Field(default=10.0, ge=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+    location: Location | None = None
+    site: str = Field(default="", max_length=128)
+    gpio: list[str] = Field(default_factory=list, description="GPIO paths reported as devices")
+    devices: list[str] = Field(default_factory=list, description="more device paths to report")
+    runtimes: list[RuntimeKind] = Field(
+        default_factory=lambda: [RuntimeKind.DOCKER, RuntimeKind.NATIVE]
+    )
+    container_prefix: str | None = Field(default=None, description="default fm-{node}-")
+    docker_url: str | None = None
+    extra_labels: dict[str, str] = Field(
+        default_factory=dict, description="labels put on every Docker object the agent makes"
+    )
+    allow_operator_commands: bool = Field(
+        default=False,
+        description="accept commands that name no tenant, acting as the operator on any workload",
+    )
+    workload_usage: bool = Field(
+        default=True, description="sample each workload's CPU / memory for the heartbeat"
+    )
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _sane(self) -> AgentConfig:
+        if self.retry_base_s > self.retry_cap_s:
+            raise ValueError("retry_base_s must not exceed retry_cap_s")
+        if len(set(self.runtimes)) != len(self.runtimes):
+            raise ValueError("runtimes must not repeat")
+        return self
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    data: Any
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the configuration must be a mapping")  # noqa: TRY004
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> AgentConfig:
+    """Defaults, then the file at ``path`` (YAML, or JSON for ``.json``), then ``overrides``
+    (nested dicts merge: ``{"broker": {"port": 1884}}`` keeps the file's broker host)."""
+    data: dict[str, Any] = _read_file(path) if path is not None else {}
+    if overrides:
+        data = _merge(data, overrides)
+    return AgentConfig.model_validate(data)

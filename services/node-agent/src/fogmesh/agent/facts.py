@@ -1,0 +1,129 @@
+"""What the node is (facts, for hello) and how busy it is (usage, for the heartbeat).
+
+The default node id is the paper's device id, hostname and MAC address joined (``-`` instead
+of ``/``, which cannot appear in a topic level): ``{hostname}-{mac}`` with the MAC of the first
+non-loopback interface, lower case, colons removed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+import psutil
+
+from fogmesh.agent.config import AgentConfig
+from fogmesh.protocol import NodeFacts, Usage, check_id
+
+__all__ = [
+    "AGENT_VERSION",
+    "default_node_id",
+    "detect_devices",
+    "gather_facts",
+    "mac_address",
+    "sample_usage",
+]
+
+AGENT_VERSION = "0.1.0"
+
+
+def mac_address() -> str:
+    """The MAC of the first non-loopback interface with one (sorted by name), colons removed;
+    falls back to :func:`uuid.getnode`."""
+    af_link = getattr(psutil, "AF_LINK", None)
+    for name, addrs in sorted(psutil.net_if_addrs().items()):
+        if name == "lo":
+            continue
+        for addr in addrs:
+            if addr.family == af_link and addr.address and addr.address != "00:00:00:00:00:00":
+                return str(addr.address).replace(":", "").replace("-", "").lower()
+    return f"{uuid.getnode():012x}"
+
+
+def default_node_id() -> str:
+    """``{hostname}-{mac}``, as the paper's device id (hostname + MAC)."""
+    host = socket.gethostname().split(".")[0] or "node"
+    host = "".join(c if c.isalnum() or c in "-_." else "_" for c in host)
+    return check_id(f"{host}-{mac_address()}", what="node id")
+
+
+def _cpu_model() -> str:
+    try:
+        with Path("/proc/cpuinfo").open() as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in {"model name", "Hardware", "Model"}:
+                    return value.strip()[:256]
+    except OSError:
+        pass
+    return platform.processor()[:256]
+
+
+def _os_name() -> str:
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())[:128]
+    except OSError:
+        return platform.system()[:128]
+
+
+def detect_devices(config: AgentConfig) -> list[str]:
+    """GPUs (``/dev/nvidia*``), serial ports (``/dev/ttyUSB*``, ``/dev/ttyACM*``), the GPIO
+    paths and extra devices from the config that exist."""
+    found: set[str] = set()
+    for pattern in ("/dev/nvidia[0-9]*", "/dev/ttyUSB*", "/dev/ttyACM*"):
+        found.update(glob.glob(pattern))  # noqa: PTH207 -- absolute patterns
+    for path in [*config.gpio, *config.devices]:
+        if Path(path).exists():
+            found.add(path)
+    return sorted(found)
+
+
+def gather_facts(config: AgentConfig, runtimes: list[str]) -> NodeFacts:
+    """The node's facts for its hello."""
+    disk = shutil.disk_usage(_existing(config.state_dir))
+    return NodeFacts(
+        device_id=f"{socket.gethostname()}/{mac_address()}"[:256],
+        hostname=socket.gethostname()[:256],
+        arch=platform.machine()[:32] or "unknown",
+        cpu_count=os.cpu_count() or 1,
+        cpu_model=_cpu_model(),
+        memory_bytes=psutil.virtual_memory().total,
+        disk_bytes=disk.total,
+        os=_os_name(),
+        kernel=platform.release()[:128],
+        location=config.location,
+        labels=dict(config.labels),
+        runtimes=sorted(runtimes),
+        devices=detect_devices(config),
+        site=config.site,
+        agent_version=AGENT_VERSION,
+    )
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def sample_usage(state_dir: Path) -> Usage:
+    """CPU (since the last call), memory, disk of the state dir's filesystem, load."""
+    mem = psutil.virtual_memory()
+    disk = shutil.disk_usage(_existing(state_dir))
+    try:
+        load1 = os.getloadavg()[0]
+    except OSError:
+        load1 = 0.0
+    return Usage(
+        cpu_percent=min(max(psutil.cpu_percent(interval=None), 0.0), 100.0),
+        memory_used_bytes=mem.total - mem.available,
+        memory_total_bytes=mem.total,
+        disk_used_bytes=disk.used,
+        disk_total_bytes=disk.total,
+        load1=max(load1, 0.0),
+    )

@@ -1,0 +1,511 @@
+"""Level-triggered reconciliation: make what the runtimes run match the desired state.
+
+Each pass (after every desired-state change, and on a timer) compares the desired specs, by
+``spec_hash()``, with the instances the runtimes report (``list_instances``):
+
+* missing            -> prepare, create, start       (DEFINED -> CONFIGURED -> STARTING -> RUNNING)
+* spec hash changed  -> stop, remove (state kept), create, start: the new spec replaces it
+* not desired        -> stop, remove                 (... -> STOPPING -> REMOVED)
+* exited             -> started again per its restart policy, with capped jittered back-off
+* running, same hash -> adopted as is (after an agent restart: no duplicate)
+
+A runtime failure marks the workload FAILED with the reason and retries it after a capped,
+jittered back-off; it never escapes the pass, so the agent never crash-loops. Passes hold
+:attr:`Reconciler.lock`, which commands that change a workload (restart) take too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import structlog
+
+from fogmesh.agent.phases import PhaseMachine
+from fogmesh.agent.runtime.base import InstanceState, InstanceStatus, Runtime
+from fogmesh.agent.runtime.errors import RuntimeFailure, RuntimeUnavailable
+from fogmesh.agent.store import DesiredStore
+from fogmesh.protocol import (
+    ActualState,
+    Event,
+    EventKind,
+    RestartPolicy,
+    RuntimeKind,
+    WorkloadPhase,
+    WorkloadSpec,
+    WorkloadStatus,
+)
+
+__all__ = ["STABLE_AFTER_S", "Reconciler", "Tracked", "retry_delay"]
+
+log = structlog.get_logger("fogmesh.agent.reconcile")
+
+P = WorkloadPhase
+STABLE_AFTER_S = 30.0
+"""A workload that has run this long is healthy again: its crash back-off starts over."""
+_ACTIVE = frozenset({P.RUNNING, P.STARTING, P.PAUSED, P.STOPPING})
+
+EventSink = Callable[[str | None, Event], None]
+T = TypeVar("T")
+
+
+def retry_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Seconds before retry ``attempt`` (0 = the first): half the capped exponential ceiling
+    plus a random half of it ("equal jitter"), so retries spread but never come at once."""
+    ceiling = float(min(cap, base * (2 ** min(attempt, 32))))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass
+class Tracked:
+    """What the agent knows of one desired workload."""
+
+    spec: WorkloadSpec
+    machine: PhaseMachine
+    restarts: int = 0
+    failures: int = 0
+    """Consecutive failures (runtime errors or crashes) since the workload last ran stably."""
+    retry_at: float = 0.0
+    """``time.monotonic()`` before which no new attempt is made."""
+    runtime_id: str = ""
+    cpu_percent: float = 0.0
+    memory_bytes: int = 0
+    finished: bool = False
+    """It ended and its restart policy says it stays ended (until its spec changes)."""
+
+    def status(self) -> WorkloadStatus:
+        """The workload's status for actual and the heartbeat."""
+        spec = self.spec
+        return WorkloadStatus(
+            name=spec.name,
+            tenant=spec.tenant,
+            app=spec.app,
+            component=spec.component,
+            runtime=spec.runtime,
+            phase=self.machine.phase,
+            reason=self.machine.reason,
+            spec_hash=spec.spec_hash(),
+            restarts=self.restarts,
+            since=self.machine.since,
+            runtime_id=self.runtime_id[:128],
+            cpu_percent=self.cpu_percent,
+            memory_bytes=self.memory_bytes,
+        )
+
+
+class Reconciler:
+    """Drives the runtimes toward the desired state held by a :class:`DesiredStore`."""
+
+    def __init__(
+        self,
+        node: str,
+        store: DesiredStore,
+        runtimes: Mapping[RuntimeKind, Runtime],
+        *,
+        missing_runtimes: Mapping[RuntimeKind, str] | None = None,
+        stop_timeout: float = 10.0,
+        retry_base: float = 1.0,
+        retry_cap: float = 60.0,
+        emit: EventSink | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        self.node = node
+        self.store = store
+        self.runtimes = dict(runtimes)
+        self.missing_runtimes = dict(missing_runtimes or {})
+        self.stop_timeout = stop_timeout
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+        self._emit = emit
+        self.lock = asyncio.Lock()
+        self.tracked: dict[str, Tracked] = {}
+        self.rejected = ""
+        self.changed = asyncio.Event()
+        """Set when the actual state differs from the last one :meth:`actual` returned."""
+        self.passes = 0
+        self._wake = asyncio.Event()
+        self._removal_retry: dict[str, tuple[int, float]] = {}
+        self._pending_removals: set[str] = set()
+        self._fingerprint = ""
+        self._sem = asyncio.Semaphore(concurrency)
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def trigger(self) -> None:
+        """Ask for a pass now (e.g. after a new desired state)."""
+        self._wake.set()
+
+    async def run(self, interval: float) -> None:
+        """Reconcile now, then after every :meth:`trigger` and at least every ``interval`` s."""
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile_once()
+            except Exception:  # a bug in one pass must not stop supervision
+                log.exception("reconcile pass failed")
+            try:
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def set_rejected(self, reason: str) -> None:
+        """Record why the last desired state was refused ("" when the last one was taken)."""
+        self.rejected = reason[:4096]
+        self._note_change()
+
+    async def reconcile_once(self) -> None:
+        """One level-triggered pass over every runtime and every desired workload."""
+        async with self.lock:
+            self.passes += 1
+            desired = {
+                w.name: w for w in (self.store.current.workloads if self.store.current else [])
+            }
+            observed, down = await self._observe()
+            extras = {
+                name: inst
+                for name, inst in observed.items()
+                if name not in desired or desired[name].runtime is not inst.runtime
+            }
+            self._pending_removals = set(extras)
+            jobs: list[Awaitable[None]] = [
+                self._guard(name, self._remove_extra(name, inst)) for name, inst in extras.items()
+            ]
+            for name in list(self.tracked):
+                if name not in desired:
+                    tracked = self.tracked[name]
+                    if name in self._pending_removals or tracked.spec.runtime in down:
+                        continue
+                    self._retire(tracked, "no longer desired")
+            for spec in desired.values():
+                inst = observed.get(spec.name)
+                if inst is not None and inst.runtime is not spec.runtime:
+                    inst = None
+                jobs.append(self._guard(spec.name, self._ensure(spec, inst, down)))
+            await asyncio.gather(*jobs)
+            self._note_change()
+
+    async def _observe(
+        self,
+    ) -> tuple[dict[str, InstanceStatus], dict[RuntimeKind, str]]:
+        observed: dict[str, InstanceStatus] = {}
+        down: dict[RuntimeKind, str] = {}
+        for kind, runtime in self.runtimes.items():
+            try:
+                instances = await runtime.list_instances()
+            except RuntimeFailure as exc:
+                down[kind] = str(exc)
+                log.warning("runtime cannot list its instances", runtime=kind.value, error=str(exc))
+                continue
+            for inst in instances:
+                if inst.name:
+                    observed.setdefault(inst.name, inst)
+        return observed, down
+
+    async def _guard(self, name: str, job: Awaitable[None]) -> None:
+        async with self._sem:
+            try:
+                await job
+            except _Handled:
+                pass
+            except Exception as exc:  # never let one workload break the pass
+                log.exception("reconciling a workload failed", workload=name)
+                tracked = self.tracked.get(name)
+                if tracked is not None and tracked.machine.phase is not P.REMOVED:
+                    self._fail(tracked, f"internal error: {type(exc).__name__}: {exc}")
+
+    # -- one workload -------------------------------------------------------------------------
+
+    def _track(self, spec: WorkloadSpec) -> Tracked:
+        tracked = self.tracked.get(spec.name)
+        if tracked is None or tracked.machine.phase is P.REMOVED:
+            machine = PhaseMachine(spec.name, listener=self._listener(spec.name))
+            tracked = Tracked(spec=spec, machine=machine)
+            self.tracked[spec.name] = tracked
+        elif tracked.spec != spec:
+            if tracked.spec.spec_hash() != spec.spec_hash():
+                # a new spec deserves a fresh try
+                tracked.failures, tracked.retry_at, tracked.finished = 0, 0.0, False
+            tracked.spec = spec
+        return tracked
+
+    async def _ensure(  # noqa: PLR0912 -- one branch per observed instance state
+        self, spec: WorkloadSpec, inst: InstanceStatus | None, down: Mapping[RuntimeKind, str]
+    ) -> None:
+        tracked = self._track(spec)
+        machine = tracked.machine
+        runtime = self.runtimes.get(spec.runtime)
+        if runtime is None:
+            why = self.missing_runtimes.get(spec.runtime, "not enabled in the agent config")
+            self._fail(tracked, f"runtime {spec.runtime.value} is not available here: {why}")
+            return
+        if spec.runtime in down:
+            self._fail(tracked, f"runtime {spec.runtime.value} unavailable: {down[spec.runtime]}")
+            return
+        if inst is None or inst.state is InstanceState.ABSENT:
+            if machine.phase in _ACTIVE:
+                tracked.runtime_id = ""
+                machine.drive_to(P.FAILED, "instance disappeared")
+                tracked.finished = spec.restart_policy is RestartPolicy.NEVER
+            if tracked.finished:
+                return
+            if self._waiting(tracked):
+                return
+            await self._create_and_start(tracked, runtime)
+            return
+        if inst.spec_hash != spec.spec_hash():
+            if self._waiting(tracked):
+                return
+            await self._replace(tracked, runtime, inst)
+            return
+        tracked.runtime_id = inst.runtime_id
+        if inst.state is InstanceState.RUNNING:
+            self._observe_running(tracked, inst)
+        elif inst.state is InstanceState.CREATED:
+            if self._waiting(tracked):
+                return
+            if machine.phase is P.DEFINED:
+                machine.move(P.CONFIGURED, "instance exists")
+            machine.drive_to(P.STARTING)
+            self._after_start(tracked, await self._call(tracked, runtime.start(spec.name)))
+        else:
+            await self._handle_exit(tracked, runtime, inst)
+
+    def _observe_running(self, tracked: Tracked, inst: InstanceStatus) -> None:
+        machine = tracked.machine
+        if machine.phase is P.DEFINED:
+            machine.path(P.CONFIGURED, P.RUNNING, reason="adopted: already running")
+        elif machine.phase is not P.RUNNING:
+            machine.drive_to(P.RUNNING)
+        if machine.reason and not machine.reason.startswith("adopted"):
+            machine.move(P.RUNNING, "")
+        if inst.started_at is not None and time.time() - inst.started_at > STABLE_AFTER_S:
+            tracked.failures = 0
+
+    async def _create_and_start(self, tracked: Tracked, runtime: Runtime) -> None:
+        spec, machine = tracked.spec, tracked.machine
+        if machine.phase not in {P.DEFINED, P.FAILED, P.STOPPED, P.CONFIGURED}:
+            machine.drive_to(P.DEFINED)
+        await self._call(tracked, runtime.prepare(spec))
+        await self._call(tracked, runtime.create(spec))
+        if machine.phase is not P.CONFIGURED:
+            machine.move(P.CONFIGURED, "created")
+        machine.move(P.STARTING)
+        self._after_start(tracked, await self._call(tracked, runtime.start(spec.name)))
+
+    def _after_start(self, tracked: Tracked, status: InstanceStatus) -> None:
+        tracked.runtime_id = status.runtime_id
+        if status.state is InstanceState.RUNNING:
+            tracked.machine.move(P.RUNNING, "")
+        # otherwise it already exited: the next pass sees EXITED and applies the policy
+
+    async def _replace(self, tracked: Tracked, runtime: Runtime, inst: InstanceStatus) -> None:
+        spec, machine = tracked.spec, tracked.machine
+        reason = f"spec changed ({inst.spec_hash} -> {spec.spec_hash()})"
+        log.info("replacing workload", workload=spec.name, reason=reason)
+        if inst.state is InstanceState.RUNNING:
+            if machine.phase is P.DEFINED:
+                machine.path(P.CONFIGURED, P.RUNNING, reason="adopted: already running")
+            machine.drive_to(P.STOPPING, reason)
+            await self._call(tracked, runtime.stop(spec.name, self.stop_timeout))
+            machine.move(P.STOPPED, reason)
+        await self._call(tracked, runtime.remove(spec.name, keep_state=True))
+        machine.drive_to(P.DEFINED, reason)
+        self._send_event(
+            spec.tenant,
+            EventKind.REPLACED,
+            spec,
+            reason,
+            {"old_spec_hash": inst.spec_hash, "new_spec_hash": spec.spec_hash()},
+        )
+        await self._create_and_start(tracked, runtime)
+
+    async def _handle_exit(self, tracked: Tracked, runtime: Runtime, inst: InstanceStatus) -> None:
+        spec, machine = tracked.spec, tracked.machine
+        code = inst.exit_code
+        crashed = code != 0
+        why = f"exited with code {code}"
+        if machine.phase in _ACTIVE:
+            if crashed:
+                machine.drive_to(P.FAILED, why)
+            elif machine.phase is P.STOPPING or machine.can(P.STOPPED):
+                machine.move(P.STOPPED, why)
+            else:
+                machine.drive_to(P.STOPPED, why)
+            tracked.failures += 1
+            delay = retry_delay(tracked.failures - 1, base=self.retry_base, cap=self.retry_cap)
+            # the first restart is immediate; a crash loop slows down
+            tracked.retry_at = time.monotonic() + (0.0 if tracked.failures == 1 else delay)
+        elif machine.phase is P.DEFINED:
+            machine.move(P.CONFIGURED, f"found exited ({why})")
+        policy = spec.restart_policy
+        restart = policy is RestartPolicy.ALWAYS or (policy is RestartPolicy.ON_FAILURE and crashed)
+        if not restart:
+            tracked.finished = True
+            return
+        if self._waiting(tracked):
+            return
+        tracked.restarts += 1
+        machine.drive_to(P.STARTING, f"restart {tracked.restarts} after it {why}")
+        self._after_start(tracked, await self._call(tracked, runtime.start(spec.name)))
+
+    async def _remove_extra(self, name: str, inst: InstanceStatus) -> None:
+        attempts, not_before = self._removal_retry.get(name, (0, 0.0))
+        if time.monotonic() < not_before:
+            return
+        runtime = self.runtimes[inst.runtime]
+        tracked = self.tracked.get(name)
+        still_desired = tracked is not None and tracked.spec.runtime is not inst.runtime
+        machine = None if tracked is None or still_desired else tracked.machine
+        try:
+            if machine is not None and machine.phase in _ACTIVE:
+                machine.drive_to(P.STOPPING, "no longer desired")
+            if inst.state is InstanceState.RUNNING:
+                await runtime.stop(name, self.stop_timeout)
+            await runtime.remove(name)
+        except RuntimeFailure as exc:
+            delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+            self._removal_retry[name] = (attempts + 1, time.monotonic() + delay)
+            log.warning("removing a workload failed; will retry", workload=name, error=str(exc))
+            if machine is not None:
+                machine.drive_to(P.FAILED, f"remove failed: {exc}")
+            return
+        self._removal_retry.pop(name, None)
+        self._pending_removals.discard(name)
+        log.info("removed workload", workload=name, runtime=inst.runtime.value)
+        if machine is not None and tracked is not None:
+            self._retire(tracked, "no longer desired")
+
+    def _retire(self, tracked: Tracked, reason: str) -> None:
+        machine = tracked.machine
+        if machine.phase is not P.REMOVED:
+            machine.drive_to(P.REMOVED, reason)
+        self.tracked.pop(tracked.spec.name, None)
+
+    # -- failures -----------------------------------------------------------------------------
+
+    async def _call(self, tracked: Tracked, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except RuntimeFailure as exc:
+            self._fail(tracked, str(exc), unavailable=isinstance(exc, RuntimeUnavailable))
+            raise _Handled from exc
+
+    def _fail(self, tracked: Tracked, reason: str, *, unavailable: bool = False) -> None:
+        same = tracked.machine.phase is P.FAILED and tracked.machine.reason == reason[:2048]
+        if same and time.monotonic() < tracked.retry_at:
+            return
+        tracked.failures += 1
+        delay = retry_delay(tracked.failures - 1, base=self.retry_base, cap=self.retry_cap)
+        tracked.retry_at = time.monotonic() + delay
+        log.warning(
+            "workload failed; will retry",
+            workload=tracked.spec.name,
+            reason=reason[:500],
+            retry_in_s=round(delay, 2),
+            engine_down=unavailable,
+        )
+        tracked.machine.drive_to(P.FAILED, reason)
+
+    def _waiting(self, tracked: Tracked) -> bool:
+        return time.monotonic() < tracked.retry_at
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def _listener(self, name: str) -> Callable[[WorkloadPhase, WorkloadPhase, str], None]:
+        def changed(old: WorkloadPhase, new: WorkloadPhase, reason: str) -> None:
+            tracked = self.tracked.get(name)
+            log.info("workload phase", workload=name, old=old.value, new=new.value, reason=reason)
+            if tracked is not None:
+                self._send_event(
+                    tracked.spec.tenant,
+                    EventKind.WORKLOAD_STATE,
+                    tracked.spec,
+                    reason,
+                    {"from": old.value, "to": new.value},
+                )
+            self._note_change()
+
+        return changed
+
+    def _send_event(
+        self,
+        tenant: str | None,
+        kind: EventKind,
+        spec: WorkloadSpec,
+        message: str,
+        data: dict[str, object],
+    ) -> None:
+        if self._emit is None:
+            return
+        event = Event(
+            kind=kind,
+            tenant=spec.tenant,
+            node=self.node,
+            app=spec.app,
+            workload=spec.name,
+            message=message[:4096],
+            data=dict(data),
+        )
+        self._emit(tenant, event)
+
+    def statuses(self, tenant: str | None = None) -> list[WorkloadStatus]:
+        """Each tracked workload's status (only ``tenant``'s when given), sorted by name."""
+        return [
+            t.status()
+            for _, t in sorted(self.tracked.items())
+            if tenant is None or t.spec.tenant == tenant
+        ]
+
+    def overall(self) -> Literal["converged", "converging", "degraded"]:
+        """converged, converging or degraded."""
+        phases = [t.machine.phase for t in self.tracked.values()]
+        if any(p is P.FAILED for p in phases):
+            return "degraded"
+        settled = all(
+            t.machine.phase is P.RUNNING
+            or (
+                t.machine.phase in {P.STOPPED, P.CONFIGURED}
+                and t.spec.restart_policy is not RestartPolicy.ALWAYS
+            )
+            for t in self.tracked.values()
+        )
+        if settled and not self._pending_removals:
+            return "converged"
+        return "converging"
+
+    def actual(self, source: str = "") -> ActualState:
+        """The actual state now (per-workload usage is left to the heartbeat)."""
+        workloads = [
+            s.model_copy(update={"cpu_percent": 0.0, "memory_bytes": 0}) for s in self.statuses()
+        ]
+        return ActualState(
+            node=self.node,
+            source=source,
+            observed_generation=self.store.generation,
+            workloads=workloads,
+            rejected=self.rejected,
+            state=self.overall(),
+        )
+
+    def _note_change(self) -> None:
+        actual = self.actual()
+        body = {
+            "g": actual.observed_generation,
+            "w": [w.model_dump(mode="json", exclude={"since"}) for w in actual.workloads],
+            "r": actual.rejected,
+            "s": actual.state,
+        }
+        fingerprint = json.dumps(body, sort_keys=True)
+        if fingerprint != self._fingerprint:
+            self._fingerprint = fingerprint
+            self.changed.set()
+
+
+class _Handled(Exception):
+    """A runtime failure already recorded on the workload (ends that workload's step)."""

@@ -1,0 +1,376 @@
+"""The node agent process: one :class:`asyncio.TaskGroup` owning the bus, the reconcile loop,
+the heartbeat loop and the publishers of actual state and events.
+
+Start-up order: desired state from disk, runtimes, first reconcile pass (no broker needed),
+then the bus connects in the background. After every (re)connect the agent publishes ``hello``
+and ``state: online`` (both retained) and its ``actual`` state; the broker publishes the last
+will (``state: offline``) if the session dies; a clean shutdown publishes ``offline`` itself.
+Workloads keep running when the agent stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import deque
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fogmesh.agent.commands import CommandHandler
+from fogmesh.agent.config import AgentConfig
+from fogmesh.agent.facts import default_node_id, gather_facts, sample_usage
+from fogmesh.agent.reconcile import Reconciler
+from fogmesh.agent.runtime.base import InstanceState, Runtime
+from fogmesh.agent.runtime.errors import RuntimeFailure
+from fogmesh.agent.store import DesiredStore
+from fogmesh.bus import Bus, BusConfig, MessageContext, Will
+from fogmesh.protocol import (
+    DesiredState,
+    Event,
+    EventKind,
+    Heartbeat,
+    NodeChannel,
+    NodeFacts,
+    NodeHello,
+    NodeLiveness,
+    NodeStateMessage,
+    RuntimeKind,
+    Usage,
+    error_info_from_validation,
+    topics,
+)
+
+__all__ = ["Agent", "RawPayload"]
+
+log = structlog.get_logger("fogmesh.agent")
+
+
+class RawPayload(BaseModel):
+    """Any payload, unparsed, so the agent itself can reject a malformed desired state.
+
+    The bus validates a payload before a handler sees it and only logs one that fails; a
+    desired state that is not even JSON must still be answered with ``desired-rejected``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    raw: bytes = b""
+
+    @classmethod
+    def model_validate_json(
+        cls,
+        json_data: str | bytes | bytearray,
+        *,
+        strict: bool | None = None,
+        extra: Any = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> RawPayload:
+        """Wrap the bytes, whatever they are."""
+        data = json_data.encode() if isinstance(json_data, str) else bytes(json_data)
+        return cls(raw=data)
+
+
+class Agent:
+    """One node agent."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.node = config.node_id or default_node_id()
+        self.boot_id = uuid.uuid4().hex
+        self.state_dir = config.state_dir
+        self.store = DesiredStore(self.state_dir, self.node)
+        self.runtimes: dict[RuntimeKind, Runtime] = {}
+        self.missing: dict[RuntimeKind, str] = {}
+        self.reconciler: Reconciler | None = None
+        self.bus: Bus | None = None
+        self.client_id = config.broker.client_id or f"agent-{self.node}"[:128]
+        self._events: deque[tuple[str, Event]] = deque(maxlen=1000)
+        self._events_ready = asyncio.Event()
+        self._seq = 0
+        self._facts: NodeFacts | None = None
+        self.ready = asyncio.Event()
+        """Set once the first reconcile pass is done and the loops run."""
+
+    # -- setup --------------------------------------------------------------------------------
+
+    async def _open_runtimes(self) -> None:
+        for kind in self.config.runtimes:
+            try:
+                if kind is RuntimeKind.DOCKER:
+                    self.runtimes[kind] = await self._open_docker()
+                else:
+                    from fogmesh.agent.runtime.native import NativeRuntime
+
+                    self.runtimes[kind] = NativeRuntime(self.state_dir / "native", self.node)
+            except Exception as exc:  # noqa: BLE001 -- an absent engine must not stop the agent
+                self.missing[kind] = f"{type(exc).__name__}: {exc}"
+                log.warning("runtime not available", runtime=kind.value, error=str(exc))
+
+    async def _open_docker(self) -> Runtime:
+        import aiodocker
+
+        from fogmesh.agent.runtime.docker import DockerRuntime
+
+        docker = aiodocker.Docker(url=self.config.docker_url)
+        try:
+            async with asyncio.timeout(5):
+                await docker.version()
+        except Exception:
+            await docker.close()
+            raise
+        return DockerRuntime(
+            self.node,
+            prefix=self.config.container_prefix,
+            docker=docker,
+            extra_labels=self.config.extra_labels,
+        )
+
+    def facts(self) -> NodeFacts:
+        """The node's facts (cached after the first call; refreshed at each reconnect)."""
+        if self._facts is None:
+            self._facts = gather_facts(self.config, [k.value for k in self.runtimes])
+        return self._facts
+
+    def usage(self) -> Usage:
+        """Node usage now."""
+        return sample_usage(self.state_dir)
+
+    def _bus_config(self) -> BusConfig:
+        b = self.config.broker
+        return BusConfig(
+            host=b.host,
+            port=b.port,
+            client_id=self.client_id,
+            username=b.username if b.username is not None else self.client_id,
+            password=b.password,
+            keepalive=b.keepalive,
+            tls=b.ssl_context(),
+            outbox_limit=b.outbox_limit,
+            reconnect_base=b.reconnect_base_s,
+            reconnect_cap=b.reconnect_cap_s,
+        )
+
+    def _state_message(self, state: NodeLiveness) -> NodeStateMessage:
+        return NodeStateMessage(
+            node=self.node, state=state, boot_id=self.boot_id, source=self.client_id
+        )
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        loaded = self.store.load()
+        log.info(
+            "agent starting",
+            node=self.node,
+            state_dir=str(self.state_dir),
+            desired_generation=None if loaded is None else loaded.generation,
+        )
+        await self._open_runtimes()
+        self.reconciler = Reconciler(
+            self.node,
+            self.store,
+            self.runtimes,
+            missing_runtimes=self.missing,
+            stop_timeout=self.config.stop_timeout_s,
+            retry_base=self.config.retry_base_s,
+            retry_cap=self.config.retry_cap_s,
+            emit=self._emit,
+        )
+        commands = CommandHandler(
+            self.node,
+            self.reconciler,
+            facts=self.facts,
+            usage=self.usage,
+            allow_operator=self.config.allow_operator_commands,
+            stop_timeout=self.config.stop_timeout_s,
+        )
+        will = Will(
+            topics.node(self.node, NodeChannel.STATE), self._state_message(NodeLiveness.OFFLINE)
+        )
+        bus = Bus(self._bus_config(), will=will)
+        self.bus = bus
+        bus.subscribe(topics.node(self.node, NodeChannel.DESIRED), RawPayload, self._on_desired)
+        commands.register(bus)
+        bus.on_connect(self._on_connect)
+        try:
+            async with bus:
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self.reconciler.run(self.config.reconcile_interval_s))
+                        group.create_task(self._actual_loop(bus))
+                        group.create_task(self._event_loop(bus))
+                        group.create_task(self._heartbeat_loop(bus))
+                        self.ready.set()
+                finally:
+                    await self._say_offline(bus)
+        finally:
+            await self._close_runtimes()
+
+    async def _say_offline(self, bus: Bus) -> None:
+        """A clean shutdown says offline itself (the will is only for unclean deaths)."""
+        if not bus.connected:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await bus.publish(
+                    topics.node(self.node, NodeChannel.STATE),
+                    self._state_message(NodeLiveness.OFFLINE),
+                    retain=True,
+                )
+
+    async def _close_runtimes(self) -> None:
+        for runtime in self.runtimes.values():
+            with contextlib.suppress(Exception):
+                await runtime.close()
+        log.info("agent stopped", node=self.node)
+
+    async def _on_connect(self, bus: Bus) -> None:
+        self._facts = None
+        facts = await asyncio.to_thread(self.facts)
+        hello = NodeHello(node=self.node, facts=facts, boot_id=self.boot_id, source=self.client_id)
+        await bus.publish(topics.node(self.node, NodeChannel.HELLO), hello, retain=True)
+        await bus.publish(
+            topics.node(self.node, NodeChannel.STATE),
+            self._state_message(NodeLiveness.ONLINE),
+            retain=True,
+        )
+        if self.reconciler is not None:
+            await self._publish_actual(bus)
+        log.info("connected to the bus; hello sent", node=self.node, connects=bus.connects)
+
+    async def _publish_actual(self, bus: Bus) -> None:
+        assert self.reconciler is not None
+        self.reconciler.changed.clear()
+        actual = self.reconciler.actual(source=self.client_id)
+        await bus.publish(topics.node(self.node, NodeChannel.ACTUAL), actual, retain=True)
+
+    async def _actual_loop(self, bus: Bus) -> None:
+        assert self.reconciler is not None
+        while True:
+            await self.reconciler.changed.wait()
+            try:
+                await self._publish_actual(bus)
+            except Exception:
+                log.exception("publishing actual state failed")
+                await asyncio.sleep(1)
+
+    def _emit(self, tenant: str | None, event: Event) -> None:
+        kind = event.kind.value
+        topic = topics.tenant_event(tenant, kind) if tenant else topics.fleet_event(kind)
+        self._events.append((topic, event.model_copy(update={"source": self.client_id})))
+        self._events_ready.set()
+
+    async def _event_loop(self, bus: Bus) -> None:
+        while True:
+            await self._events_ready.wait()
+            self._events_ready.clear()
+            while self._events:
+                topic, event = self._events.popleft()
+                try:
+                    await bus.publish(topic, event)
+                except Exception:
+                    log.exception("publishing an event failed", topic=topic)
+
+    async def _heartbeat_loop(self, bus: Bus) -> None:
+        assert self.reconciler is not None
+        interval = self.config.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            if not bus.connected:
+                continue  # a heartbeat is only news while it is fresh: never queue them
+            try:
+                beat = await self._heartbeat(interval)
+                await bus.publish(topics.node(self.node, NodeChannel.HEARTBEAT), beat, qos=0)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _heartbeat(self, interval: float) -> Heartbeat:
+        assert self.reconciler is not None
+        if self.config.workload_usage:
+            await self._sample_workloads(timeout=max(interval * 0.8, 0.5))
+        beat = Heartbeat(
+            node=self.node,
+            seq=self._seq,
+            interval_s=interval,
+            usage=self.usage(),
+            workloads=self.reconciler.statuses(),
+            source=self.client_id,
+        )
+        self._seq += 1
+        return beat
+
+    async def _sample_workloads(self, timeout: float) -> None:
+        assert self.reconciler is not None
+
+        async def one(name: str, runtime: Runtime) -> None:
+            tracked = self.reconciler.tracked.get(name) if self.reconciler else None
+            try:
+                use = await runtime.usage(name)
+            except RuntimeFailure:
+                return
+            if tracked is not None:
+                tracked.cpu_percent = max(use.cpu_percent, 0.0)
+                tracked.memory_bytes = max(use.memory_bytes, 0)
+
+        jobs = []
+        for name, tracked in list(self.reconciler.tracked.items()):
+            runtime = self.runtimes.get(tracked.spec.runtime)
+            if runtime is None:
+                continue
+            if tracked.machine.phase.value != InstanceState.RUNNING.value:
+                tracked.cpu_percent, tracked.memory_bytes = 0.0, 0
+                continue
+            jobs.append(one(name, runtime))
+        if jobs:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await asyncio.gather(*jobs)
+
+    # -- desired state ------------------------------------------------------------------------
+
+    async def _on_desired(self, message: RawPayload, ctx: MessageContext) -> None:
+        assert self.reconciler is not None
+        if not message.raw:
+            log.info("desired state cleared on the broker; keeping the one held")
+            return
+        try:
+            desired = DesiredState.model_validate_json(message.raw)
+        except ValidationError as exc:
+            await self._reject(ctx.bus, error_info_from_validation(exc).message, message.raw)
+            return
+        if desired.node != self.node:
+            reason = f"desired state is for node {desired.node!r}, not {self.node!r}"
+            await self._reject(ctx.bus, reason, message.raw)
+            return
+        try:
+            taken = await asyncio.to_thread(self.store.accept, desired)
+        except OSError as exc:
+            log.exception("cannot write the desired state to disk")
+            await self._reject(ctx.bus, f"cannot persist the desired state: {exc}", message.raw)
+            return
+        if taken:
+            log.info(
+                "new desired state", generation=desired.generation, workloads=len(desired.workloads)
+            )
+            self.reconciler.set_rejected("")
+            self.reconciler.trigger()
+
+    async def _reject(self, bus: Bus, reason: str, raw: bytes) -> None:
+        assert self.reconciler is not None
+        log.warning("desired state rejected", reason=reason[:500], size=len(raw))
+        self.reconciler.set_rejected(reason)
+        event = Event(
+            kind=EventKind.DESIRED_REJECTED,
+            node=self.node,
+            message=reason[:4096],
+            data={"size": len(raw), "held_generation": self.store.generation},
+            source=self.client_id,
+        )
+        await bus.publish(topics.fleet_event(EventKind.DESIRED_REJECTED.value), event)
