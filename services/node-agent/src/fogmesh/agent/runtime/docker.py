@@ -77,8 +77,15 @@ class DockerRuntime:
         always_pull: bool = False,
         extra_labels: Mapping[str, str] | None = None,
         pull_timeout: float = 900.0,
+        env_defaults: Mapping[str, str] | None = None,
+        host_network: bool = False,
     ) -> None:
         self.node = node
+        # Variables every workload gets under its own env (e.g. the broker it should use).
+        self._env_defaults = dict(env_defaults or {})
+        # Host networking lets workloads reach a broker that listens on loopback only; it
+        # gives up the per-tenant network, so it is for single-tenant or trusted fleets.
+        self._host_network = host_network
         self.prefix = f"fm-{docker_safe(node)}-" if prefix is None else prefix
         self._docker = docker if docker is not None else aiodocker.Docker(url=url)
         self._always_pull = always_pull
@@ -145,7 +152,7 @@ class DockerRuntime:
                     f"workload {spec.name!r} exists with spec {status.spec_hash}; remove it first"
                 )
             cname = container_name(spec, self.prefix)
-            network = await self._ensure_network(spec.tenant)
+            network = "host" if self._host_network else await self._ensure_network(spec.tenant)
             mounts = []
             for volume in spec.volumes:
                 vname = make_volume_name(cname, volume.name)
@@ -164,11 +171,12 @@ class DockerRuntime:
             aliases = sorted({docker_safe(spec.component), docker_safe(spec.name)})
             config: dict[str, Any] = {
                 "Image": spec.image,
-                "Env": [f"{k}={v}" for k, v in workload_env(spec, self.node).items()],
+                "Env": [f"{k}={v}" for k, v in self._env(spec).items()],
                 "Labels": labels,
                 "HostConfig": host_config,
-                "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": aliases}}},
             }
+            if not self._host_network:
+                config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": aliases}}}
             if spec.command:
                 config["Cmd"] = list(spec.command)
             try:
@@ -316,6 +324,9 @@ class DockerRuntime:
         await self._docker.close()
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _env(self, spec: WorkloadSpec) -> dict[str, str]:
+        return {**self._env_defaults, **workload_env(spec, self.node)}
 
     async def _ensure_network(self, tenant: str) -> str:
         name = network_name(tenant)
