@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from fogmesh_sample.convolve import convolve, summarize
@@ -16,7 +17,7 @@ from tests.sample_app.helpers import (
     running,
     wait_for,
 )
-from tests.support.brokers import BrokerProcess
+from tests.support.brokers import BrokerProcess, free_port
 
 
 def assert_outputs_match_inputs(collector: Collector, seqs: set[int]) -> None:
@@ -123,3 +124,25 @@ def test_convolver_rides_out_a_broker_restart(broker: BrokerProcess, tmp_path: P
             wait_for("5 results after the restart", lambda: collector.seqs_out() >= want)
             assert_outputs_match_inputs(collector, want)
         assert conv.terminate() == 0, conv.log()
+
+
+def retried_twice(app: AppProcess) -> Callable[[], bool]:
+    return lambda: count_lines(app.log(), "unreachable") >= 2
+
+
+def test_sigterm_while_the_broker_is_away_exits_cleanly(tmp_path: Path) -> None:
+    """No broker at all: both components keep retrying (logging each failure) and still exit 0
+    promptly on SIGTERM, as the node agent stops workloads."""
+    port = free_port()
+    env = {
+        "FM_BROKER_HOST": "127.0.0.1",
+        "FM_BROKER_PORT": str(port),
+        "FM_TENANT": "t",
+        "FM_APP": "a",
+        "FM_CLIENT_ID": f"nobroker-{port}",
+    }
+    for component in ("convolve", "sensor"):
+        app = AppProcess(component, env, tmp_path / f"{component}.log")
+        with running(app):
+            wait_for("two failed connection attempts", retried_twice(app))
+            assert app.terminate() == 0, app.log()
