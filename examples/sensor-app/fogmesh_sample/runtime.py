@@ -90,7 +90,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]
     parser.add_argument(
         "--client-id",
         default=env.get("FM_CLIENT_ID") or None,
-        help="MQTT client id (default: FM_CLIENT_ID or {app}-{component}-{hostname})",
+        help="MQTT client id (default: FM_CLIENT_ID, or {workload}-{node} under fogmesh)",
     )
     parser.add_argument(
         "--rate",
@@ -107,7 +107,15 @@ def settings_from_args(args: argparse.Namespace, component: str) -> Settings:
         level=str(args.log_level).upper(),
         format=f"%(asctime)s %(levelname)s {component}: %(message)s",
     )
-    client_id = args.client_id or f"{args.app}-{component}-{socket.gethostname()}"
+    # Under a fogmesh node agent, FOGMESH_NODE and FOGMESH_WORKLOAD name this replica uniquely
+    # even when replicas share a hostname (host networking, or several agents on one machine).
+    placed = os.environ.get("FOGMESH_WORKLOAD"), os.environ.get("FOGMESH_NODE")
+    default_id = (
+        f"{placed[0]}-{placed[1]}"
+        if all(placed)
+        else f"{args.app}-{component}-{socket.gethostname()}"
+    )
+    client_id = args.client_id or default_id
     if args.rate <= 0:
         raise SystemExit("--rate / FM_RATE_HZ must be > 0")
     return Settings(
