@@ -1,0 +1,5 @@
+"""``python -m fogmesh.cli``."""
+
+from fogmesh.cli.main import main
+
+main()

@@ -1,0 +1,277 @@
+"""``fogmesh up``: start a fleet on this machine, deploy the sample app, watch it, stop it all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from fogmesh.bus import Bus, BusConfig
+from fogmesh.cli.errors import CliError
+from fogmesh.cli.fleet.live import FleetView
+from fogmesh.cli.fleet.plan import APP, SITES, TENANT, FleetPlan
+from fogmesh.cli.fleet.processes import ProcessSet, wait_port
+from fogmesh.cli.fleet.sample import SAMPLE_IMAGE, sample_manifest
+from fogmesh.cli.fleet.teardown import remove_leftovers
+from fogmesh.protocol import RemoteError, RequestTimeout, WorkloadPhase, topics
+from fogmesh.protocol.apps import AppDeletedReply, AppReply, DeleteApp, DeployApp
+from fogmesh.service import configure_logging
+
+__all__ = ["up"]
+
+console = Console(stderr=True)
+
+
+def _docker_ready() -> tuple[bool, str]:
+    if shutil.which("docker") is None:
+        return False, "no docker command"
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, timeout=15, check=False)
+        if info.returncode != 0:
+            return False, "no Docker engine answers"
+        image = subprocess.run(
+            ["docker", "image", "inspect", SAMPLE_IMAGE],
+            capture_output=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False, "docker did not answer"
+    if image.returncode != 0:
+        return False, f"image {SAMPLE_IMAGE} is not built (deploy/images/sample-app/build.sh)"
+    return True, "Docker engine answers"
+
+
+def _resolve_runtime(choice: str) -> str:
+    if choice == "native":
+        return "native"
+    ready, why = _docker_ready()
+    if choice == "docker" and not ready:
+        raise CliError(f"--runtime docker, but {why}", code=2)
+    if not ready:
+        console.print(f"[yellow]Docker not used:[/] {why}; the convolver runs natively")
+    return "docker" if ready else "native"
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return "(no log)"
+
+
+class _Fleet:
+    """The running fleet: its plan, its processes, and a bus to watch it."""
+
+    def __init__(self, plan: FleetPlan, paths: dict[str, Path]) -> None:
+        self.plan = plan
+        self.paths = paths
+        self.procs = ProcessSet(plan.state_dir / "logs")
+
+    def check_alive(self) -> None:
+        dead = self.procs.dead()
+        if dead:
+            child = dead[0]
+            raise CliError(
+                f"{child.name} exited; last lines of {child.log}:\n{_log_tail(child.log)}"
+            )
+
+    def start_brokers(self) -> None:
+        for name in ("cloud", *SITES):
+            child = self.procs.python(
+                f"broker-{name}",
+                "fogmesh.broker",
+                "run",
+                "--mesh",
+                str(self.paths["mesh"]),
+                "--broker",
+                name,
+            )
+            if not wait_port(self.plan.ports[name], proc=child.proc):
+                raise CliError(f"broker {name} did not start:\n{_log_tail(child.log)}")
+
+    def start_services(self) -> None:
+        plan = self.plan
+        registry = plan.accounts["registry"]
+        self.procs.python(
+            "registry",
+            "fogmesh.registry",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(plan.ports["cloud"]),
+            "--client-id",
+            "registry",
+            "--default-interval",
+            "2",
+            "--missed",
+            "3",
+            "--db",
+            f"sqlite:///{plan.state_dir / 'registry.db'}",
+            env={"FOGMESH_USERNAME": registry.username, "FOGMESH_PASSWORD": registry.password},
+        )
+        self.procs.python(
+            "scheduler", "fogmesh.scheduler", "--config", str(self.paths["scheduler"])
+        )
+        for node in plan.nodes:
+            self.procs.python(
+                f"agent-{node.node}",
+                "fogmesh.agent",
+                "--config",
+                str(self.paths[f"agent-{node.node}"]),
+            )
+
+    def viewer_config(self) -> BusConfig:
+        viewer = self.plan.accounts["viewer"]
+        return BusConfig(
+            port=self.plan.ports["cloud"],
+            client_id=f"viewer-{int(time.time())}",
+            username=viewer.username,
+            password=viewer.password,
+            clean_session=True,
+        )
+
+
+async def _wait_for(what: str, check: object, fleet: _Fleet, timeout: float) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    with console.status(what):
+        while not check():
+            fleet.check_alive()
+            if time.monotonic() > deadline:
+                raise CliError(f"timed out: {what}")
+            await asyncio.sleep(0.2)
+
+
+async def _deploy(bus: Bus, runtime: str) -> AppReply:
+    manifest = sample_manifest(TENANT, APP, runtime)
+    last: Exception | None = None
+    for _ in range(20):  # the scheduler may still be taking its lease or learning the nodes
+        try:
+            return await bus.request(
+                topics.api(TENANT, "apps", "deploy"),
+                DeployApp(manifest=manifest),
+                AppReply,
+                timeout=10,
+            )
+        except (RemoteError, RequestTimeout) as exc:
+            last = exc
+            await asyncio.sleep(1.0)
+    raise CliError(f"the sample app could not be deployed: {last}")
+
+
+async def _remove_app(bus: Bus, view: FleetView) -> None:
+    with contextlib.suppress(RemoteError, RequestTimeout):
+        await bus.request(
+            topics.api(TENANT, "apps", "delete"), DeleteApp(app=APP), AppDeletedReply, timeout=10
+        )
+        deadline = time.monotonic() + 30
+        while view.workloads() and time.monotonic() < deadline:  # noqa: ASYNC110 -- polls a view
+            await asyncio.sleep(0.3)
+
+
+def _status_line(view: FleetView, plan: FleetPlan) -> str:
+    running = sum(1 for _, w in view.workloads() if w.phase is WorkloadPhase.RUNNING)
+    out = view.streams.get("out")
+    rate = out.rate() if out else 0.0
+    return (
+        f"nodes online {len(view.online())}/{len(plan.nodes)}, workloads running "
+        f"{running}/{len(view.workloads())}, outputs on out: {view.outputs()} ({rate:.1f}/s)"
+    )
+
+
+async def _watch(view: FleetView, fleet: _Fleet, stop: asyncio.Event, live: bool) -> None:
+    if live:
+        with Live(view.render(), console=Console(), refresh_per_second=2, screen=False) as screen:
+            while not stop.is_set():
+                screen.update(view.render())
+                fleet.check_alive()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        return
+    while not stop.is_set():
+        print(_status_line(view, fleet.plan), flush=True)  # noqa: T201 -- plain progress for logs
+        fleet.check_alive()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 5.0)
+
+
+async def _run(fleet: _Fleet, duration: float | None, live: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    plan = fleet.plan
+    view = FleetView(TENANT, APP)
+    with console.status("starting three brokers (cloud, site-a, site-b) and their links"):
+        await asyncio.to_thread(fleet.start_brokers)
+    fleet.start_services()
+    async with Bus(fleet.viewer_config()) as bus:
+        view.attach(bus)
+        await bus.wait_connected(timeout=15)
+        names = {n.node for n in plan.nodes}
+        await _wait_for(
+            f"waiting for {len(names)} nodes to come online",
+            lambda: names <= view.online(),
+            fleet,
+            90,
+        )
+        console.print(f"[green]fleet up:[/] {len(names)} nodes online over {len(SITES)} sites")
+        with console.status(f"deploying {APP} ({plan.runtime} convolver)"):
+            reply = await _deploy(bus, plan.runtime)
+        placed = ", ".join(f"{p.workload} on {p.node}" for p in reply.app.placements)
+        console.print(f"[green]deployed {APP}:[/] {placed}")
+        console.print(f"credentials for the CLI and mosquitto_pub: source {fleet.paths['env']}")
+        try:
+            await _watch(view, fleet, stop, live)
+        finally:
+            console.print(f"stopping: {_status_line(view, plan)}")
+            with console.status("removing the sample app"):
+                await _remove_app(bus, view)
+    return view.outputs()
+
+
+def up(
+    nodes: Annotated[int, typer.Option(min=1, max=50, help="how many node agents")] = 3,
+    runtime: Annotated[str, typer.Option(help="auto, docker or native")] = "auto",
+    duration: Annotated[float | None, typer.Option(help="stop by itself after SECONDS")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="keep the fleet's files here")] = None,
+    live: Annotated[
+        bool, typer.Option(help="live tables (default on a terminal)")
+    ] = sys.stdout.isatty(),
+) -> None:
+    """Run a whole fleet on this machine with the sample app, until Ctrl-C."""
+    if runtime not in {"auto", "docker", "native"}:
+        raise CliError("--runtime must be auto, docker or native", code=2)
+    configure_logging("warning")
+    chosen = _resolve_runtime(runtime)
+    keep = state_dir is not None
+    root = state_dir or Path(tempfile.mkdtemp(prefix="fogmesh-up-"))
+    root = root.resolve()
+    plan = FleetPlan.make(root, nodes, chosen)
+    fleet = _Fleet(plan, plan.write_files())
+    outputs = 0
+    try:
+        outputs = asyncio.run(_run(fleet, duration, live))
+    finally:
+        fleet.procs.stop_all()
+        left = remove_leftovers([n.node for n in plan.nodes], root)
+        console.print(
+            f"stopped {len(fleet.procs.children)} processes; removed {left['containers']} "
+            f"containers and {left['processes']} stray processes left by workloads"
+        )
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    console.print(f"the sample app published {outputs} outputs")

@@ -1,0 +1,223 @@
+"""What ``fogmesh up`` starts: ports, nodes, accounts, and the files each process reads.
+
+Three brokers (a cloud and two sites) are joined by WAN links; the registry and the scheduler
+talk to the cloud broker; the node agents are spread over the sites. Every process has its own
+account on the brokers (ACL roles ``service``, ``bridge``, ``node``, ``tenant``), with random
+passwords written only into the fleet's state directory.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fogmesh.broker.passwords import hash_password
+
+__all__ = ["Account", "FleetPlan", "NodePlan", "free_port"]
+
+SITES = ("site-a", "site-b")
+TENANT = "demo"
+APP = "sensor-app"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A broker account: username, password and ACL role."""
+
+    username: str
+    password: str
+    role: str
+    node: str | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """One node agent: its id and the site broker it joins."""
+
+    node: str
+    site: str
+
+
+@dataclass
+class FleetPlan:
+    """Everything ``fogmesh up`` decides before starting a process."""
+
+    state_dir: Path
+    nodes: list[NodePlan]
+    runtime: str  # "docker" or "native"
+    ports: dict[str, int] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, state_dir: Path, node_count: int, runtime: str) -> FleetPlan:
+        """Pick ports, name the nodes, make the accounts."""
+        nodes = [NodePlan(f"edge-{i + 1}", SITES[i % len(SITES)]) for i in range(node_count)]
+        plan = cls(state_dir=state_dir, nodes=nodes, runtime=runtime)
+        plan.ports = {name: free_port() for name in ("cloud", *SITES)}
+
+        def account(username: str, role: str, **kw: str) -> None:
+            plan.accounts[username] = Account(username, secrets.token_urlsafe(12), role, **kw)
+
+        for service in ("registry", "scheduler", "operator", "viewer"):
+            account(service, "service")
+        for site in SITES:
+            account(f"bridge-{site}", "bridge")
+        for node in nodes:
+            account(node.node, "fleet-node", node=node.node)
+        account(TENANT, "tenant", tenant=TENANT)
+        return plan
+
+    def broker_of(self, site: str) -> tuple[str, int]:
+        """Host and port of a broker of the fleet."""
+        return "127.0.0.1", self.ports[site]
+
+    # -- files ------------------------------------------------------------------------------
+
+    def mesh(self) -> dict[str, Any]:
+        """The mesh description (see docs/mesh.md)."""
+        users = [
+            {
+                "username": a.username,
+                "password_hash": hash_password(a.password, iterations=1000),
+                "role": a.role,
+                **({"node": a.node} if a.node else {}),
+                **({"tenant": a.tenant} if a.tenant else {}),
+            }
+            for a in self.accounts.values()
+        ]
+        # Agents also publish their fleet events (desired rejected, workload state).
+        roles = {
+            "fleet-node": {
+                "publish": [
+                    "fm/v1/nodes/{node}/#",
+                    "fm/v1/events/fleet/+",
+                    "fm/v1/events/tenants/+/+",
+                ],
+                "deny_publish": ["fm/v1/nodes/{node}/desired"],
+                "subscribe": ["fm/v1/nodes/{node}/#"],
+            }
+        }
+        brokers = {
+            name: {
+                "listeners": [{"name": "tcp", "host": "127.0.0.1", "port": port}],
+                "data_dir": str(self.state_dir / "brokers" / name),
+                "users": users,
+                "roles": roles,
+            }
+            for name, port in self.ports.items()
+        }
+        links = [
+            {
+                "name": f"{site}-cloud",
+                "broker": site,
+                "kind": "wan",
+                "local": {
+                    "username": f"bridge-{site}",
+                    "password": self.accounts[f"bridge-{site}"].password,
+                },
+                "remote": {
+                    "broker": "cloud",
+                    "username": f"bridge-{site}",
+                    "password": self.accounts[f"bridge-{site}"].password,
+                },
+                "rules": [{"pattern": "fm/v1/#", "direction": "both", "qos": 1}],
+                "backoff_base": 0.2,
+                "backoff_cap": 5.0,
+            }
+            for site in SITES
+        ]
+        return {"brokers": brokers, "links": links}
+
+    def agent_config(self, node: NodePlan) -> dict[str, Any]:
+        """A node agent's configuration file."""
+        host, port = self.broker_of(node.site)
+        account = self.accounts[node.node]
+        tenant = self.accounts[TENANT]
+        return {
+            "node_id": node.node,
+            "site": node.site,
+            "broker": {
+                "host": host,
+                "port": port,
+                "username": account.username,
+                "password": account.password,
+            },
+            "state_dir": str(self.state_dir / "agents" / node.node),
+            "heartbeat_interval_s": 2.0,
+            "reconcile_interval_s": 3.0,
+            "labels": {"site": node.site, "tier": "edge"},
+            "runtimes": ["docker", "native"] if self.runtime == "docker" else ["native"],
+            "docker_host_network": True,
+            # What every workload gets: its site broker and the tenant's account on it.
+            "workload_env": {
+                "FM_BROKER_HOST": host,
+                "FM_BROKER_PORT": str(port),
+                "FM_USERNAME": tenant.username,
+                "FM_PASSWORD": tenant.password,
+            },
+        }
+
+    def scheduler_config(self) -> dict[str, Any]:
+        """The scheduler's configuration file."""
+        host, port = self.broker_of("cloud")
+        account = self.accounts["scheduler"]
+        return {
+            "host": host,
+            "port": port,
+            "client_id": "scheduler",
+            "username": account.username,
+            "password": account.password,
+            "state_dir": str(self.state_dir / "scheduler"),
+            "heartbeat_interval_s": 2.0,
+        }
+
+    def env_file(self) -> str:
+        """Shell lines that point the CLI and mosquitto_pub at the fleet."""
+        op, tenant = self.accounts["operator"], self.accounts[TENANT]
+        lines = {
+            "FOGMESH_BROKER": f"127.0.0.1:{self.ports['cloud']}",
+            "FOGMESH_HOST": "127.0.0.1",
+            "FOGMESH_PORT": str(self.ports["cloud"]),
+            "FOGMESH_USERNAME": op.username,
+            "FOGMESH_PASSWORD": op.password,
+            "FOGMESH_TENANT": TENANT,
+            "FOGMESH_TENANT_USERNAME": tenant.username,
+            "FOGMESH_TENANT_PASSWORD": tenant.password,
+        }
+        return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in lines.items())
+
+    def write_files(self) -> dict[str, Path]:
+        """Write the mesh, agent, scheduler and env files; return their paths."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "mesh": self.state_dir / "mesh.yaml",
+            "scheduler": self.state_dir / "scheduler.yaml",
+            "env": self.state_dir / "fleet.env",
+        }
+        _write_private(paths["mesh"], yaml.safe_dump(self.mesh(), sort_keys=False))
+        _write_private(paths["scheduler"], yaml.safe_dump(self.scheduler_config()))
+        _write_private(paths["env"], self.env_file())
+        for node in self.nodes:
+            path = self.state_dir / f"agent-{node.node}.yaml"
+            _write_private(path, yaml.safe_dump(self.agent_config(node), sort_keys=False))
+            paths[f"agent-{node.node}"] = path
+        return paths
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o600)

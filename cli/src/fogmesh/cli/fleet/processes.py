@@ -1,0 +1,103 @@
+"""The child processes of ``fogmesh up``: started in their own process groups, logged to
+files, stopped in reverse order with SIGTERM and, past a deadline, SIGKILL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ChildProcess", "ProcessSet", "wait_port"]
+
+
+def wait_port(
+    port: int, *, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> bool:
+    """Wait until 127.0.0.1:``port`` accepts connections (False on timeout or if ``proc`` died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@dataclass
+class ChildProcess:
+    """One child: a name, its command, its log file."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        """Start it in a new session (own process group), output to its log file."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
+
+@dataclass
+class ProcessSet:
+    """Children in start order; :meth:`stop_all` stops them in reverse."""
+
+    log_dir: Path
+    children: list[ChildProcess] = field(default_factory=list)
+
+    def python(
+        self, name: str, module: str, *args: str, env: dict[str, str] | None = None
+    ) -> ChildProcess:
+        """Start ``python -m module args`` as child ``name``."""
+        child = ChildProcess(
+            name, [sys.executable, "-m", module, *args], self.log_dir / f"{name}.log"
+        )
+        child.start(env)
+        self.children.append(child)
+        return child
+
+    def dead(self) -> list[ChildProcess]:
+        """Children that have exited."""
+        return [c for c in self.children if not c.alive]
+
+    def stop(self, child: ChildProcess, timeout: float = 10.0) -> None:
+        """SIGTERM the child's group, then SIGKILL it past ``timeout``."""
+        child.signal_group(signal.SIGTERM)
+        if child.proc is None:
+            return
+        try:
+            child.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.signal_group(signal.SIGKILL)
+            child.proc.wait(timeout=10)
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """Stop every child, last started first."""
+        for child in reversed(self.children):
+            self.stop(child, timeout)

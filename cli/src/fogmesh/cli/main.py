@@ -1,0 +1,284 @@
+"""The ``fogmesh`` command line: one entry point for people.
+
+Every command that talks to the fleet goes through the bus like any other client; a broker
+that cannot be reached is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from fogmesh.bus import Bus, MessageContext
+from fogmesh.cli import queries
+from fogmesh.cli.errors import CliError
+from fogmesh.cli.render import (
+    app_table,
+    apps_table,
+    events_table,
+    nodes_table,
+    workloads_table,
+)
+from fogmesh.cli.session import CliSettings, connect
+from fogmesh.protocol import (
+    BusError,
+    ContractError,
+    Event,
+    RemoteError,
+    error_info_from_validation,
+)
+from fogmesh.protocol.manifest import load_manifest_text
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="fogmesh",
+    help="fogmesh: place, run and keep alive microservices on a fleet of edge nodes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _settings(ctx: typer.Context) -> CliSettings:
+    settings = ctx.obj
+    assert isinstance(settings, CliSettings)
+    return settings
+
+
+def _run(settings: CliSettings, work: Callable[[Bus], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with connect(settings) as bus:
+            return await work(bus)
+
+    return asyncio.run(go())
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    broker: Annotated[
+        str | None, typer.Option(help="host:port of the broker (env FOGMESH_BROKER)")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="act as this tenant (env FOGMESH_TENANT)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each answer")] = 10.0,
+) -> None:
+    """Options every command shares."""
+    if broker:
+        os.environ["FOGMESH_BROKER"] = broker
+    settings = CliSettings.from_env()
+    ctx.obj = CliSettings(
+        host=settings.host,
+        port=settings.port,
+        tenant=tenant or settings.tenant,
+        username=settings.username,
+        password=settings.password,
+        timeout=timeout,
+    )
+
+
+@app.command()
+def nodes(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(help="online, stale or offline")] = None,
+    arch: Annotated[str | None, typer.Option(help="e.g. x86_64")] = None,
+    label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The fleet's nodes, as the registry sees them."""
+    s = _settings(ctx)
+    labels = dict(item.split("=", 1) for item in label or [] if "=" in item)
+    found = _run(s, lambda bus: queries.list_nodes(bus, s, state=state, arch=arch, labels=labels))
+    if as_json:
+        out.print_json(json.dumps([n.model_dump(mode="json") for n in found]))
+    else:
+        out.print(nodes_table(found))
+
+
+@app.command()
+def workloads(
+    ctx: typer.Context,
+    app_name: Annotated[str | None, typer.Option("--app", help="only this app")] = None,
+    node: Annotated[str | None, typer.Option(help="only this node")] = None,
+) -> None:
+    """The tenant's workloads and where they run."""
+    s = _settings(ctx)
+    found = _run(s, lambda bus: queries.list_workloads(bus, s, app=app_name, node=node))
+    out.print(workloads_table(found))
+
+
+@app.command()
+def apps(ctx: typer.Context) -> None:
+    """The tenant's apps."""
+    s = _settings(ctx)
+    out.print(apps_table(_run(s, lambda bus: queries.list_apps(bus, s))))
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    since: Annotated[float, typer.Option(help="seconds back to start from")] = 3600.0,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new events")
+    ] = False,
+) -> None:
+    """Recent events; with --follow, new ones as they happen (Ctrl-C to stop)."""
+    s = _settings(ctx)
+
+    async def work(bus: Bus) -> None:
+        out.print(events_table(await queries.list_events(bus, s, time.time() - since)))
+        if not follow:
+            return
+
+        async def on_event(event: Event, _ctx: MessageContext) -> None:
+            out.print(events_table([event]))
+
+        bus.subscribe("fm/v1/events/fleet/+", Event, on_event)
+        bus.subscribe(f"fm/v1/events/tenants/{s.tenant}/+", Event, on_event)
+        await asyncio.Event().wait()
+
+    _run(s, work)
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context, file: Annotated[Path, typer.Argument(help="manifest (YAML or JSON)")]
+) -> None:
+    """Deploy an app from its manifest."""
+    s = _settings(ctx)
+    try:
+        manifest = load_manifest_text(file.read_text(), tenant=None)
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror}", code=2) from exc
+    except ValidationError as exc:
+        raise CliError(f"{file}: {error_info_from_validation(exc).message}", code=2) from exc
+    reply = _run(s, lambda bus: queries.deploy_app(bus, s, manifest))
+    out.print(app_table(reply.app))
+
+
+@app.command()
+def delete(ctx: typer.Context, app_name: Annotated[str, typer.Argument(metavar="APP")]) -> None:
+    """Delete an app and remove its workloads."""
+    s = _settings(ctx)
+    reply = _run(s, lambda bus: queries.delete_app(bus, s, app_name))
+    out.print(f"deleted {reply.app}: {len(reply.removed)} workloads removed")
+
+
+@app.command()
+def scale(
+    ctx: typer.Context,
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    component: str,
+    replicas: int,
+) -> None:
+    """Set how many replicas of a component run."""
+    s = _settings(ctx)
+    reply = _run(s, lambda bus: queries.scale_app(bus, s, app_name, component, replicas))
+    out.print(app_table(reply.app))
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    workload: str,
+    tail: Annotated[int, typer.Option(help="how many lines")] = 100,
+) -> None:
+    """The last lines of a workload's output."""
+    s = _settings(ctx)
+    for line in _run(s, lambda bus: queries.fetch_logs(bus, s, workload, tail)):
+        out.print(line, markup=False, highlight=False)
+
+
+@app.command()
+def upload(
+    ctx: typer.Context,
+    workload: str,
+    file: Path,
+    dest: Annotated[str | None, typer.Option("--path", help="where in the workload")] = None,
+) -> None:
+    """Put a file into a workload."""
+    s = _settings(ctx)
+    target = dest or f"/{file.name}"
+    reply = _run(s, lambda bus: queries.upload_file(bus, s, workload, file, target))
+    out.print(f"uploaded {reply.size} bytes to {reply.workload}:{reply.path}")
+
+
+_PASSTHROUGH = {
+    "broker": ("fogmesh.broker", []),
+    "mesh": ("fogmesh.broker", ["render-mosquitto"]),
+    "agent": ("fogmesh.agent", []),
+    "registry": ("fogmesh.registry", []),
+    "scheduler": ("fogmesh.scheduler", []),
+}
+
+
+def _passthrough(name: str) -> None:
+    module, prefix = _PASSTHROUGH[name]
+
+    @app.command(
+        name=name,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+        help=f"Run the {name} on its own (arguments go to `python -m {module}`).",
+    )
+    def _command(ctx: typer.Context) -> None:
+        argv = [sys.executable, "-m", module, *prefix, *ctx.args]
+        os.execv(sys.executable, argv)  # noqa: S606 -- our own interpreter and module
+
+
+for _name in _PASSTHROUGH:
+    _passthrough(_name)
+
+
+def _register_up() -> None:
+    from fogmesh.cli.fleet.command import up
+
+    app.command(name="up")(up)
+
+
+_register_up()
+
+
+def main() -> None:
+    """Entry point: run the app, turning every expected failure into one line."""
+    try:
+        app(standalone_mode=False)
+    except CliError as exc:
+        err.print(f"[red]error:[/] {exc.message}", highlight=False)
+        sys.exit(exc.code)
+    except RemoteError as exc:
+        err.print(f"[red]refused ({exc.code.value}):[/] {exc.error.message}", highlight=False)
+        details: dict[str, Any] = exc.error.details
+        for node, reason in sorted(details.get("reasons", {}).items())[:20]:
+            err.print(f"  {node}: {reason}", highlight=False)
+        sys.exit(5)
+    except (BusError, ContractError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(3)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
