@@ -133,6 +133,7 @@ class Reconciler:
         self._pending_removals: set[str] = set()
         self._fingerprint = ""
         self._sem = asyncio.Semaphore(concurrency)
+        self._create_locks: dict[tuple[RuntimeKind, str], asyncio.Lock] = {}
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -292,7 +293,10 @@ class Reconciler:
         if machine.phase not in {P.DEFINED, P.FAILED, P.STOPPED, P.CONFIGURED}:
             machine.drive_to(P.DEFINED)
         await self._call(tracked, runtime.prepare(spec))
-        await self._call(tracked, runtime.create(spec))
+        # one create at a time per tenant and runtime: the first one may make the tenant's
+        # network, and two racing creates could each make one
+        async with self._create_locks.setdefault((spec.runtime, spec.tenant), asyncio.Lock()):
+            await self._call(tracked, runtime.create(spec))
         if machine.phase is not P.CONFIGURED:
             machine.move(P.CONFIGURED, "created")
         machine.move(P.STARTING)
