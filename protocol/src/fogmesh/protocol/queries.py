@@ -163,6 +163,7 @@ class WorkloadInfo(BaseModel):
     tenant: Ident
     app: Ident
     component: Ident
+    runtime: str = ""
     phase: WorkloadPhase
     reason: str = ""
     restarts: int = 0

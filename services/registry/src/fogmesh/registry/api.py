@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, ValidationError
 from sqlalchemy import Engine
 
 from fogmesh.bus import Bus, MessageContext, Refusal
-from fogmesh.protocol import ErrorCode, Request, topics
+from fogmesh.protocol import ErrorCode, Request, error_info_from_validation, topics
 from fogmesh.protocol.queries import (
     EVENTS_RESOURCE,
     NODES_RESOURCE,
@@ -40,12 +40,12 @@ from fogmesh.registry.db import reads
 
 __all__ = ["QueryApi"]
 
-Q = TypeVar("Q", bound=Request)
 _T = TypeVar("_T")
+_Handler = Callable[[Any, MessageContext], Awaitable[None]]
 
 
 class _AnyRequest(Request):
-    """Any request on a registry resource; used only to refuse unknown actions."""
+    """Any request on a registry resource, before it is validated as its action's model."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -63,38 +63,43 @@ class QueryApi:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.answered = 0
+        self._routes: dict[tuple[str, str], tuple[type[Request], _Handler]] = {}
 
     def attach(self, bus: Bus) -> None:
-        """Subscribe to every query topic (and to each resource's unknown actions)."""
-        self._on(bus, NODES_RESOURCE, "list", ListNodes, self.list_nodes)
-        self._on(bus, NODES_RESOURCE, "get", GetNode, self.get_node)
-        self._on(bus, WORKLOADS_RESOURCE, "list", ListWorkloads, self.list_workloads)
-        self._on(bus, EVENTS_RESOURCE, "list", ListEvents, self.list_events)
-        self._on(bus, REGISTRY_APPS_RESOURCE, "list", ListRegistryApps, self.list_apps)
-        self._on(bus, REGISTRY_APPS_RESOURCE, "get", GetRegistryApp, self.get_app)
+        """Subscribe to each resource once (``fm/v1/api/+/{resource}/+``) and route by action.
+
+        One subscription per resource, not one per action plus a catch-all: brokers may deliver
+        a message once per matching subscription, which would answer a request twice.
+        """
+        self._routes = {
+            (NODES_RESOURCE, "list"): (ListNodes, self.list_nodes),
+            (NODES_RESOURCE, "get"): (GetNode, self.get_node),
+            (WORKLOADS_RESOURCE, "list"): (ListWorkloads, self.list_workloads),
+            (EVENTS_RESOURCE, "list"): (ListEvents, self.list_events),
+            (REGISTRY_APPS_RESOURCE, "list"): (ListRegistryApps, self.list_apps),
+            (REGISTRY_APPS_RESOURCE, "get"): (GetRegistryApp, self.get_app),
+        }
         for resource in self.ACTIONS:
-            bus.subscribe(topics.api_filter(resource), _AnyRequest, self._unknown_action)
+            bus.subscribe(topics.api_filter(resource), _AnyRequest, self._route)
 
-    @staticmethod
-    def _on(
-        bus: Bus,
-        resource: str,
-        action: str,
-        model: type[Q],
-        handler: Callable[[Q, MessageContext], Awaitable[None]],
-    ) -> None:
-        bus.subscribe(topics.api_filter(resource, action), model, handler)
-
-    async def _unknown_action(self, msg: _AnyRequest, ctx: MessageContext) -> None:
+    async def _route(self, msg: _AnyRequest, ctx: MessageContext) -> None:
         ref = ctx.ref
         if ref is None or ref.resource is None or ref.action is None:
             return
-        if ref.action in self.ACTIONS.get(ref.resource, frozenset()):
-            return  # answered by the action's own subscription
-        known = ", ".join(sorted(self.ACTIONS.get(ref.resource, frozenset())))
-        raise Refusal(
-            ErrorCode.INVALID_REQUEST, f"unknown action {ref.resource}/{ref.action}; try {known}"
-        )
+        route = self._routes.get((ref.resource, ref.action))
+        if route is None:
+            known = ", ".join(sorted(self.ACTIONS.get(ref.resource, frozenset())))
+            raise Refusal(
+                ErrorCode.INVALID_REQUEST,
+                f"unknown action {ref.resource}/{ref.action}; try {known}",
+            )
+        model, handler = route
+        try:
+            request = model.model_validate(msg.model_dump())
+        except ValidationError as exc:
+            await ctx.reply_error(error_info_from_validation(exc))
+            return
+        await handler(request, ctx)
 
     @staticmethod
     def tenant(request: Request, ctx: MessageContext) -> str:

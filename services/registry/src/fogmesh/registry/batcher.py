@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -64,6 +64,12 @@ class WriteQueue:
         self._batch.heartbeats[op.node] = op
         self._note()
 
+    def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run ``callback()`` once the operations queued so far are committed (e.g. publish
+        the event of a change only when a query can already see the change)."""
+        self._batch.after_commit.append(callback)
+        self._note()
+
     def _note(self) -> None:
         self._idle.clear()
         self._has_items.set()
@@ -108,6 +114,7 @@ class WriteQueue:
         for attempt in range(self.retries + 1):
             try:
                 await asyncio.to_thread(self._apply, batch)
+                await self._run_callbacks(batch)
                 break
             except Exception:
                 self.stats.failures += 1
@@ -121,3 +128,11 @@ class WriteQueue:
         self.stats.heartbeats += len(batch.heartbeats)
         if not len(self._batch):
             self._idle.set()
+
+    @staticmethod
+    async def _run_callbacks(batch: Batch) -> None:
+        for callback in batch.after_commit:
+            try:
+                await callback()
+            except Exception:
+                log.exception("after-commit callback failed")

@@ -7,6 +7,7 @@ their payload are dropped with a warning.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,11 +30,24 @@ from fogmesh.registry.batcher import WriteQueue
 from fogmesh.registry.liveness import LivenessTracker, Transition
 from fogmesh.registry.ops import ActualOp, AppOp, EventOp, HeartbeatOp, HelloOp, LivenessOp
 
-__all__ = ["Ingest", "event_row"]
+__all__ = ["Ingest", "event_row", "transition_event"]
 
 log = structlog.get_logger("fogmesh.registry.ingest")
 
-Publish = Callable[[Transition], Awaitable[None]]
+Publish = Callable[[Event], Awaitable[None]]
+
+
+def transition_event(tr: Transition, source: str) -> Event | None:
+    """The fleet event of a liveness transition (None for a silent one)."""
+    if tr.kind is None:
+        return None
+    return Event(
+        kind=tr.kind,
+        node=tr.node,
+        source=source,
+        message=f"node {tr.node} {tr.old or 'unknown'} -> {tr.new} ({tr.reason})",
+        data=tr.data,
+    )
 
 
 def event_row(event: Event, tenant: str | None, received_at: float) -> dict[str, Any]:
@@ -56,10 +70,13 @@ def event_row(event: Event, tenant: str | None, received_at: float) -> dict[str,
 class Ingest:
     """The bus handlers of the registry's ingest side."""
 
-    def __init__(self, tracker: LivenessTracker, writer: WriteQueue, publish: Publish) -> None:
+    def __init__(
+        self, tracker: LivenessTracker, writer: WriteQueue, publish: Publish, *, source: str
+    ) -> None:
         self.tracker = tracker
         self.writer = writer
         self.publish = publish
+        self.source = source
         self.received = 0
 
     def attach(self, bus: Bus) -> None:
@@ -71,12 +88,15 @@ class Ingest:
         bus.subscribe(f"{topics.ROOT}/events/#", Event, self.on_event)
 
     async def apply(self, transitions: list[Transition]) -> None:
-        """Record each transition and publish its event."""
+        """Record each transition and its event; publish the event once both are committed."""
         for tr in transitions:
-            self.writer.put(LivenessOp(tr.node, tr.new, time.time(), tr.reason, tr.boot_id))
-            if tr.kind is not None:
+            now = time.time()
+            self.writer.put(LivenessOp(tr.node, tr.new, now, tr.reason, tr.boot_id))
+            event = transition_event(tr, self.source)
+            if event is not None:
                 log.info("node liveness", node=tr.node, old=tr.old, new=tr.new, reason=tr.reason)
-                await self.publish(tr)
+                self.writer.put(EventOp(event_row(event, None, now)))
+                self.writer.after_commit(functools.partial(self.publish, event))
 
     @staticmethod
     def _matches(ctx: MessageContext, node: str) -> bool:

@@ -144,7 +144,13 @@ class LivenessTracker:
                 old, live.state, live.reason = live.state, OFFLINE, MISSED
                 out.append(
                     Transition(
-                        node, old, OFFLINE, EventKind.NODE_LOST, MISSED, None, {**data, "from": old}
+                        node,
+                        old,
+                        OFFLINE,
+                        EventKind.NODE_LOST,
+                        MISSED,
+                        None,
+                        {**data, "from": old, "reason": MISSED},
                     )
                 )
             elif silent > 1.5 * interval and live.state == ONLINE:

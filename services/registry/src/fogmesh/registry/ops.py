@@ -6,6 +6,7 @@ batch per transaction (heartbeats are coalesced latest-per-node and applied last
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,7 @@ class Batch:
 
     ops: list[Op] = field(default_factory=list)
     heartbeats: dict[str, HeartbeatOp] = field(default_factory=dict)
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.ops) + len(self.heartbeats)
+        return len(self.ops) + len(self.heartbeats) + len(self.after_commit)

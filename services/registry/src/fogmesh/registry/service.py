@@ -22,9 +22,8 @@ from fogmesh.registry.db import reads
 from fogmesh.registry.db.engine import make_engine
 from fogmesh.registry.db.migrate import migrate
 from fogmesh.registry.db.writes import BatchWriter
-from fogmesh.registry.ingest import Ingest, event_row
-from fogmesh.registry.liveness import LivenessTracker, Transition
-from fogmesh.registry.ops import EventOp
+from fogmesh.registry.ingest import Ingest
+from fogmesh.registry.liveness import LivenessTracker
 from fogmesh.registry.settings import RegistrySettings
 
 __all__ = ["Registry"]
@@ -46,7 +45,9 @@ class Registry:
             interval=settings.batch_interval,
             max_items=settings.batch_max,
         )
-        self.ingest = Ingest(self.tracker, self.writer, self._publish)
+        self.ingest = Ingest(
+            self.tracker, self.writer, self._publish, source=settings.bus.client_id
+        )
         self.api = QueryApi(self.engine)
         self.ready = asyncio.Event()
         self.bus: Bus | None = None
@@ -86,18 +87,8 @@ class Registry:
             await asyncio.sleep(self.settings.tick_s)
             await self.ingest.apply(self.tracker.tick(time.monotonic()))
 
-    async def _publish(self, tr: Transition) -> None:
-        """Record and publish the fleet event of a liveness transition."""
-        if tr.kind is None:
-            return
-        event = Event(
-            kind=tr.kind,
-            node=tr.node,
-            source=self.settings.bus.client_id,
-            message=f"node {tr.node} {tr.old or 'unknown'} -> {tr.new} ({tr.reason})",
-            data=tr.data,
-        )
-        self.writer.put(EventOp(event_row(event, None, time.time())))
+    async def _publish(self, event: Event) -> None:
+        """Publish a fleet event (already recorded) if the bus is open."""
         bus = self.bus
         if bus is not None:
-            await bus.publish(topics.fleet_event(tr.kind.value), event, qos=1)
+            await bus.publish(topics.fleet_event(event.kind.value), event, qos=1)
