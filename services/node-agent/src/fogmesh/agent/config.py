@@ -92,6 +92,14 @@ class AgentConfig(BaseModel):
         default=False,
         description="accept commands that name no tenant, acting as the operator on any workload",
     )
+    workload_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="variables every workload gets under its own env, e.g. its site broker",
+    )
+    docker_host_network: bool = Field(
+        default=False,
+        description="run containers on the host network (to reach a broker on loopback only)",
+    )
     workload_usage: bool = Field(
         default=True, description="sample each workload's CPU / memory for the heartbeat"
     )

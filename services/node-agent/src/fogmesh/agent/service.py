@@ -104,9 +104,13 @@ class Agent:
                 if kind is RuntimeKind.DOCKER:
                     self.runtimes[kind] = await self._open_docker()
                 else:
-                    from fogmesh.agent.runtime.native import NativeRuntime
+                    from fogmesh.agent.runtime.native import DEFAULT_ENV, NativeRuntime
 
-                    self.runtimes[kind] = NativeRuntime(self.state_dir / "native", self.node)
+                    self.runtimes[kind] = NativeRuntime(
+                        self.state_dir / "native",
+                        self.node,
+                        base_env={**DEFAULT_ENV, **self.config.workload_env},
+                    )
             except Exception as exc:  # noqa: BLE001 -- an absent engine must not stop the agent
                 self.missing[kind] = f"{type(exc).__name__}: {exc}"
                 log.warning("runtime not available", runtime=kind.value, error=str(exc))
@@ -128,6 +132,8 @@ class Agent:
             prefix=self.config.container_prefix,
             docker=docker,
             extra_labels=self.config.extra_labels,
+            env_defaults=self.config.workload_env,
+            host_network=self.config.docker_host_network,
         )
 
     def facts(self) -> NodeFacts:
