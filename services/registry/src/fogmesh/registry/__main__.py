@@ -1,0 +1,5 @@
+"""``python -m fogmesh.registry``."""
+
+from fogmesh.registry.cli import main
+
+main()
