@@ -211,8 +211,6 @@ async def _run(fleet: _Fleet, duration: float | None, live: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if duration is not None:
-        loop.call_later(duration, stop.set)
     plan = fleet.plan
     view = FleetView(TENANT, APP)
     with console.status("starting three brokers (cloud, site-a, site-b) and their links"):
@@ -234,6 +232,8 @@ async def _run(fleet: _Fleet, duration: float | None, live: bool) -> int:
         placed = ", ".join(f"{p.workload} on {p.node}" for p in reply.app.placements)
         console.print(f"[green]deployed {APP}:[/] {placed}")
         console.print(f"credentials for the CLI and mosquitto_pub: source {fleet.paths['env']}")
+        if duration is not None:  # counted from the deployment, so start-up time is not taken
+            loop.call_later(duration, stop.set)
         try:
             await _watch(view, fleet, stop, live)
         finally:
