@@ -131,8 +131,10 @@ class WriteQueue:
 
     @staticmethod
     async def _run_callbacks(batch: Batch) -> None:
-        for callback in batch.after_commit:
-            try:
-                await callback()
-            except Exception:
-                log.exception("after-commit callback failed")
+        """Run the batch's callbacks concurrently (each starts in order); log failures."""
+        results = await asyncio.gather(
+            *(callback() for callback in batch.after_commit), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("after-commit callback failed", error=repr(result))

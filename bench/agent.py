@@ -1,0 +1,366 @@
+"""The node agent: deploy latency, memory, idle WAN traffic.
+
+* ``deploy``: time from publishing a desired state (one more docker workload) to Docker's
+  ``start`` event for its container, against raw aiodocker ``create`` + ``start`` of the same
+  image, command and network in the same run, timed the same way (call -> ``start`` event).
+  Goal: agent median <= 1.2 x raw median + 15 ms.
+* ``rss``: resident memory of the agent process, idle (no workloads) and with 20 running
+  workloads (goal idle <= 40 MB).
+* ``wan``: bytes the agent sends to the broker (and receives) over an idle window, counted on
+  the wire by a TCP proxy between agent and broker (so MQTT framing, keep-alives and PUBACKs
+  count), extrapolated to one hour. Default agent settings (heartbeat every 5 s).
+
+Needs dockerd, mosquitto and the busybox test image (built if missing).
+Run: ``.venv/bin/python bench/agent.py`` (writes ``bench/results/agent.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import psutil
+
+from fogmesh.bus import Bus, BusConfig, MessageContext
+from fogmesh.protocol import ActualState, DesiredState, RuntimeKind, WorkloadSpec, topics
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.support.images import BUSYBOX_TAG, build_busybox_image  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "agent.json"
+TRIALS = 7
+MANY = 20
+IDLE_WINDOW_S = float(os.environ.get("FOGMESH_BENCH_IDLE_S", "60"))
+COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class CountingProxy:
+    """A TCP relay that counts the bytes each way (the agent's "WAN" link)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.up = 0  # agent -> broker
+        self.down = 0  # broker -> agent
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upward: bool) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    if upward:
+                        self.up += len(data)
+                    else:
+                        self.down += len(data)
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+class StartWatcher:
+    """Docker ``start`` events of containers carrying our label, with arrival times."""
+
+    def __init__(self, docker: aiodocker.Docker, label: str) -> None:
+        self.docker = docker
+        self.label = label
+        self.started: dict[str, float] = {}
+        self.changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        sub = self.docker.events.subscribe(  # type: ignore[no-untyped-call]
+            filters={"type": ["container"], "event": ["start"], "label": [self.label]}
+        )
+
+        async def loop() -> None:
+            while True:
+                event = await sub.get()
+                if event is None:
+                    return
+                name = event.get("Actor", {}).get("Attributes", {}).get("name", "")
+                self.started[name] = time.perf_counter()
+                self.changed.set()
+
+        self._task = asyncio.create_task(loop())
+        await asyncio.sleep(0.3)
+
+    async def wait(self, name: str, timeout: float = 60.0) -> float:
+        async with asyncio.timeout(timeout):
+            while name not in self.started:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.started[name]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def spec(name: str, tenant: str) -> WorkloadSpec:
+    return WorkloadSpec(
+        name=name,
+        tenant=tenant,
+        app="bench",
+        component=name,
+        runtime=RuntimeKind.DOCKER,
+        image=BUSYBOX_TAG,
+        command=COMMAND,
+    )
+
+
+async def raw_once(
+    docker: aiodocker.Docker, watcher: StartWatcher, key: str, value: str, network: str
+) -> float:
+    """aiodocker create + start, timed from the create call to the start event."""
+    name = f"fmbench-raw-{uuid.uuid4().hex[:8]}"
+    config: dict[str, Any] = {
+        "Image": BUSYBOX_TAG,
+        "Cmd": COMMAND,
+        "Labels": {key: value},
+        "HostConfig": {"RestartPolicy": {"Name": "no"}, "NetworkMode": network},
+    }
+    t0 = time.perf_counter()
+    container = await docker.containers.create(config, name=name)
+    await container.start()
+    t1 = await watcher.wait(name)
+    return t1 - t0
+
+
+async def wait_actual(
+    box: list[ActualState], generation: int, count: int, timeout: float = 180.0
+) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            if box:
+                a = box[-1]
+                if (
+                    a.observed_generation == generation
+                    and a.state == "converged"
+                    and len(a.workloads) == count
+                ):
+                    return
+            await asyncio.sleep(0.1)
+
+
+def rss_mb(pid: int) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+async def main() -> dict[str, Any]:
+    build_busybox_image()
+    run = uuid.uuid4().hex[:8]
+    key, value = "fmbench", run
+    label = f"{key}={value}"
+    node = f"bench-{run}"
+    tenant = f"bt{run}"
+    work = Path(tempfile.mkdtemp(prefix="fmbench-"))
+    mport = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\n")
+    mosq = subprocess.Popen(  # noqa: ASYNC220 -- started once, before any measurement
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    proxy = CountingProxy(mport)
+    await proxy.start()
+    docker = aiodocker.Docker()
+    watcher = StartWatcher(docker, label)
+    await watcher.start()
+    agent: subprocess.Popen[bytes] | None = None
+    results: dict[str, Any] = {}
+    try:
+        await asyncio.sleep(0.5)
+        agent_log = (work / "agent.log").open("wb")
+        agent = subprocess.Popen(  # noqa: ASYNC220 -- started once, before measuring
+            [
+                sys.executable,
+                "-m",
+                "fogmesh.agent",
+                "--node-id",
+                node,
+                "--broker-port",
+                str(proxy.port),
+                "--state-dir",
+                str(work / "state"),
+                "--extra-label",
+                label,
+                "--stop-timeout",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            stdout=agent_log,
+            stderr=subprocess.STDOUT,
+        )
+        cfg = BusConfig(
+            port=mport, client_id=f"bench{run}", username=f"bench{run}", clean_session=True
+        )
+        async with Bus(cfg) as bus:
+            await bus.wait_connected(timeout=20)
+            actuals: list[ActualState] = []
+
+            async def on_actual(msg: ActualState, _ctx: MessageContext) -> None:
+                actuals.append(msg)
+
+            bus.subscribe(topics.node(node, "actual"), ActualState, on_actual)
+            desired_topic = topics.node(node, "desired")
+            # idle: let it settle, then measure RSS and idle WAN bytes
+            await asyncio.sleep(3)
+            await bus.publish(desired_topic, DesiredState(node=node, generation=0), retain=True)
+            await wait_actual(actuals, 0, 0)
+            await asyncio.sleep(2)
+            rss_idle = rss_mb(agent.pid)
+            up0, down0 = proxy.up, proxy.down
+            await asyncio.sleep(IDLE_WINDOW_S)
+            idle_up, idle_down = proxy.up - up0, proxy.down - down0
+            rss_idle_after = rss_mb(agent.pid)
+
+            # warm-up: the tenant's network and the image are in place for both paths
+            gen = 1
+            specs = [spec("warm", tenant)]
+            await bus.publish(
+                desired_topic, DesiredState(node=node, generation=gen, workloads=specs), retain=True
+            )
+            await wait_actual(actuals, gen, 1)
+            network = f"fm-{tenant}"
+            raw: list[float] = []
+            agent_times: list[float] = []
+            for i in range(TRIALS):  # interleaved, so both see the same machine load
+                await asyncio.sleep(0.5)
+                raw.append(await raw_once(docker, watcher, key, value, network))
+                gen += 1
+                specs = [*specs, spec(f"w{i}", tenant)]
+                cname = f"fm-{node}-{tenant}-bench-w{i}-0"
+                await asyncio.sleep(0.5)
+                t0 = time.perf_counter()
+                await bus.publish(
+                    desired_topic,
+                    DesiredState(node=node, generation=gen, workloads=specs),
+                    retain=True,
+                )
+                t1 = await watcher.wait(cname)
+                agent_times.append(t1 - t0)
+                await wait_actual(actuals, gen, len(specs))
+
+            # up to MANY workloads
+            gen += 1
+            specs = [*specs, *(spec(f"m{i}", tenant) for i in range(MANY - len(specs)))]
+            await bus.publish(
+                desired_topic, DesiredState(node=node, generation=gen, workloads=specs), retain=True
+            )
+            await wait_actual(actuals, gen, MANY)
+            await asyncio.sleep(12)  # a few heartbeats with per-workload usage sampling
+            rss_many = rss_mb(agent.pid)
+            up1, down1 = proxy.up, proxy.down
+            window_many = min(IDLE_WINDOW_S, 30.0)
+            await asyncio.sleep(window_many)
+            many_up, many_down = proxy.up - up1, proxy.down - down1
+
+            # clear
+            gen += 1
+            await bus.publish(desired_topic, DesiredState(node=node, generation=gen), retain=True)
+            await wait_actual(actuals, gen, 0)
+            await bus.publish_raw(desired_topic, b"", retain=True)
+
+        raw_med = statistics.median(raw)
+        agent_med = statistics.median(agent_times)
+        goal = 1.2 * raw_med + 0.015
+        per_hour = 3600.0 / IDLE_WINDOW_S
+        results = {
+            "deploy": {
+                "trials": TRIALS,
+                "raw_create_start_ms": [round(t * 1000, 1) for t in raw],
+                "agent_publish_to_start_ms": [round(t * 1000, 1) for t in agent_times],
+                "raw_median_ms": round(raw_med * 1000, 1),
+                "agent_median_ms": round(agent_med * 1000, 1),
+                "goal_ms": round(goal * 1000, 1),
+                "meets_goal": agent_med <= goal,
+            },
+            "rss": {
+                "idle_mb": round(rss_idle, 1),
+                "idle_after_window_mb": round(rss_idle_after, 1),
+                f"with_{MANY}_workloads_mb": round(rss_many, 1),
+                "goal_idle_mb": 40,
+                "meets_goal": rss_idle <= 40,
+            },
+            "wan": {
+                "idle_window_s": IDLE_WINDOW_S,
+                "heartbeat_interval_s": 5.0,
+                "idle_up_bytes": idle_up,
+                "idle_down_bytes": idle_down,
+                "idle_up_bytes_per_hour": round(idle_up * per_hour),
+                "idle_total_bytes_per_hour": round((idle_up + idle_down) * per_hour),
+                f"with_{MANY}_workloads_window_s": window_many,
+                f"with_{MANY}_workloads_up_bytes_per_hour": round(many_up * 3600 / window_many),
+                f"with_{MANY}_workloads_total_bytes_per_hour": round(
+                    (many_up + many_down) * 3600 / window_many
+                ),
+            },
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        if agent is not None and agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        await watcher.stop()
+        for c in await docker.containers.list(all=True, filters={"label": [label]}):
+            with contextlib.suppress(aiodocker.DockerError):
+                await c.delete(force=True)
+        with contextlib.suppress(aiodocker.DockerError):
+            net = await docker.networks.get(f"fm-{tenant}")
+            await net.delete()
+        await docker.close()
+        await proxy.stop()
+        mosq.terminate()
+        mosq.wait(timeout=10)
+    return results
+
+
+if __name__ == "__main__":
+    out = asyncio.run(main())
+    text = json.dumps(out, indent=2)
+    print(text)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text + "\n")
