@@ -117,6 +117,9 @@ class FleetPlan:
                 "data_dir": str(self.state_dir / "brokers" / name),
                 "users": users,
                 "roles": roles,
+                # The links form a star around the cloud (no cycle), so the cloud must relay
+                # one site's messages to the other; the sites keep split horizon.
+                "split_horizon": name != "cloud",
             }
             for name, port in self.ports.items()
         }
