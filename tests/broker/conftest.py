@@ -21,8 +21,13 @@ import yaml
 from fogmesh.broker.passwords import hash_password
 from tests.support.brokers import REPO, free_port, wait_port
 
-PASSWORDS = {"svc": "svc-pw", "bridge": "bridge-pw", "node-a": "node-a-pw", "acme": "acme-pw",
-             "globex": "globex-pw"}
+PASSWORDS = {
+    "svc": "svc-pw",
+    "bridge": "bridge-pw",
+    "node-a": "node-a-pw",
+    "acme": "acme-pw",
+    "globex": "globex-pw",
+}
 _HASHES = {user: hash_password(pw) for user, pw in PASSWORDS.items()}
 USERS = [
     {"username": "svc", "password_hash": _HASHES["svc"], "role": "service"},
@@ -44,13 +49,19 @@ def broker_spec(tmp: Path, name: str, *, port: int | None = None, **extra: Any) 
     return spec
 
 
-def link_spec(name: str, owner: str, remote: str, rules: list[dict[str, Any]],
-              **extra: Any) -> dict[str, Any]:
+def link_spec(
+    name: str, owner: str, remote: str, rules: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
     """A link run by ``owner`` to mesh broker ``remote``, both ends as user ``bridge``."""
     cred = {"username": "bridge", "password": PASSWORDS["bridge"]}
     spec: dict[str, Any] = {
-        "name": name, "broker": owner, "local": cred, "remote": {"broker": remote, **cred},
-        "rules": rules, "backoff_base": 0.2, "backoff_cap": 2.0,
+        "name": name,
+        "broker": owner,
+        "local": cred,
+        "remote": {"broker": remote, **cred},
+        "rules": rules,
+        "backoff_base": 0.2,
+        "backoff_cap": 2.0,
     }
     spec.update(extra)
     return spec
@@ -83,10 +94,22 @@ class MeshProcess:
 
     def start(self) -> MeshProcess:
         out = self.log.open("ab")
-        cmd = [sys.executable, "-m", "fogmesh.broker", "--log-level", "INFO", "run",
-               "--mesh", str(self.mesh), "--broker", self.broker, *self.args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                     env={**os.environ})
+        cmd = [
+            sys.executable,
+            "-m",
+            "fogmesh.broker",
+            "--log-level",
+            "INFO",
+            "run",
+            "--mesh",
+            str(self.mesh),
+            "--broker",
+            self.broker,
+            *self.args,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ}
+        )
         if "--no-broker" not in self.args:
             wait_port(port_of(self.mesh, self.broker), timeout=30)
         deadline = time.monotonic() + 30
@@ -128,14 +151,25 @@ def procs() -> Iterator[list[MeshProcess]]:
         proc.kill()
 
 
-def client(port: int, user: str | None = "svc", *, ident: str | None = None,
-           clean: bool = True, password: str | None = None) -> aiomqtt.Client:
+def client(
+    port: int,
+    user: str | None = "svc",
+    *,
+    ident: str | None = None,
+    clean: bool = True,
+    password: str | None = None,
+) -> aiomqtt.Client:
     """An aiomqtt client for a test broker on 127.0.0.1."""
     return aiomqtt.Client(
-        "127.0.0.1", port, username=user,
+        "127.0.0.1",
+        port,
+        username=user,
         password=password if password is not None else (PASSWORDS.get(user) if user else None),
-        identifier=ident or f"t-{uuid.uuid4().hex[:10]}", clean_session=clean, timeout=20,
-        max_queued_outgoing_messages=0, max_inflight_messages=100,
+        identifier=ident or f"t-{uuid.uuid4().hex[:10]}",
+        clean_session=clean,
+        timeout=20,
+        max_queued_outgoing_messages=0,
+        max_inflight_messages=100,
     )
 
 
@@ -154,8 +188,9 @@ async def collect(c: aiomqtt.Client, sink: list[aiomqtt.Message]) -> None:
         sink.append(msg)
 
 
-async def eventually_delivered(publish: Callable[[], Awaitable[None]],
-                               received: Callable[[], bool], timeout: float = 60.0) -> None:
+async def eventually_delivered(
+    publish: Callable[[], Awaitable[None]], received: Callable[[], bool], timeout: float = 60.0
+) -> None:
     """Publish repeatedly until ``received`` (a link may still be subscribing at first)."""
     deadline = time.monotonic() + timeout
     while not received():

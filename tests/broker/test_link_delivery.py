@@ -24,8 +24,13 @@ from tests.broker.conftest import (
 RULES = [
     {"pattern": "up/#", "direction": "out", "qos": 1},
     {"pattern": "down/#", "direction": "in", "qos": 1},
-    {"pattern": "tele/#", "direction": "out", "qos": 1, "local_prefix": "",
-     "remote_prefix": "sites/s1/"},
+    {
+        "pattern": "tele/#",
+        "direction": "out",
+        "qos": 1,
+        "local_prefix": "",
+        "remote_prefix": "sites/s1/",
+    },
 ]
 
 
@@ -37,7 +42,9 @@ def _mesh(tmp_path: Path) -> Path:
     )
 
 
-async def test_both_directions_prefix_retained_and_status(tmp_path: Path, procs: list[MeshProcess]) -> None:
+async def test_both_directions_prefix_retained_and_status(
+    tmp_path: Path, procs: list[MeshProcess]
+) -> None:
     mesh = _mesh(tmp_path)
     procs.append(MeshProcess(mesh, "cloud").start())
     procs.append(MeshProcess(mesh, "site").start())
@@ -48,14 +55,21 @@ async def test_both_directions_prefix_retained_and_status(tmp_path: Path, procs:
         await c.subscribe("up/#", qos=1)
         await c.subscribe("sites/#", qos=1)
         await s.subscribe("down/#", qos=1)
-        tasks = [asyncio.create_task(collect(c, at_cloud)), asyncio.create_task(collect(s, at_site))]
+        tasks = [
+            asyncio.create_task(collect(c, at_cloud)),
+            asyncio.create_task(collect(s, at_site)),
+        ]
 
         # site -> cloud
-        await eventually_delivered(lambda: s.publish("up/x", b"hello-cloud", qos=1),
-                                   lambda: any(m.payload == b"hello-cloud" for m in at_cloud))
+        await eventually_delivered(
+            lambda: s.publish("up/x", b"hello-cloud", qos=1),
+            lambda: any(m.payload == b"hello-cloud" for m in at_cloud),
+        )
         # cloud -> site
-        await eventually_delivered(lambda: c.publish("down/y", b"hello-site", qos=1),
-                                   lambda: any(m.payload == b"hello-site" for m in at_site))
+        await eventually_delivered(
+            lambda: c.publish("down/y", b"hello-site", qos=1),
+            lambda: any(m.payload == b"hello-site" for m in at_site),
+        )
         assert {str(m.topic) for m in at_site} == {"down/y"}
         # prefix rewrite: tele/t -> sites/s1/tele/t
         await s.publish("tele/t", b"temp=20", qos=1)

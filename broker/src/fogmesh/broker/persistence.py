@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 _ORPHANS = "DELETE FROM queued WHERE client_id NOT IN (SELECT client_id FROM sessions)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
-    client_id TEXT PRIMARY KEY, subscriptions TEXT NOT NULL DEFAULT '{}',
+    client_id TEXT PRIMARY KEY, username TEXT, subscriptions TEXT NOT NULL DEFAULT '{}',
     last_seen REAL NOT NULL, connected INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS queued (
     id INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT NOT NULL,
@@ -72,11 +72,16 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
         return dict(json.loads(row[0])) if row else {}
 
     def _save(self, client_id: str, subs: dict[str, int], *, connected: bool) -> None:
+        # the username goes with the session: restored subscriptions are re-checked by the ACL
+        session = self.context.get_session(client_id)
+        username = session.username if session is not None else None
         self._db.execute(
-            "INSERT INTO sessions (client_id, subscriptions, last_seen, connected) VALUES (?,?,?,?)"
-            " ON CONFLICT(client_id) DO UPDATE SET subscriptions=excluded.subscriptions,"
+            "INSERT INTO sessions (client_id, username, subscriptions, last_seen, connected)"
+            " VALUES (?,?,?,?,?) ON CONFLICT(client_id) DO UPDATE SET"
+            " username=coalesce(excluded.username, username),"
+            " subscriptions=excluded.subscriptions,"
             " last_seen=excluded.last_seen, connected=excluded.connected",
-            (client_id, json.dumps(subs), time.time(), int(connected)),
+            (client_id, username, json.dumps(subs), time.time(), int(connected)),
         )
 
     async def on_broker_client_connected(self, client_id: str, client_session: Session) -> None:
@@ -141,17 +146,18 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
             "DELETE FROM queued WHERE client_id NOT IN (SELECT client_id FROM sessions)"
         )
         rows = self._db.execute(
-            "SELECT client_id, subscriptions, last_seen FROM sessions"
+            "SELECT client_id, username, subscriptions, last_seen FROM sessions"
         ).fetchall()
-        for client_id, subs_json, last_seen in rows:
+        for client_id, username, subs_json, last_seen in rows:
             await self.context.add_subscription(client_id, None, None)
-            for topic, qos in json.loads(subs_json).items():
-                await self.context.add_subscription(client_id, topic, int(qos))
             session = self.context.get_session(client_id)
             if session is None:
                 continue
+            session.username = username
             session.clean_session = False
             session.last_disconnect_time = int(last_seen)
+            for topic, qos in json.loads(subs_json).items():
+                await self.context.add_subscription(client_id, topic, int(qos))
             for topic, data, qos in self._db.execute(
                 "SELECT topic, data, qos FROM queued WHERE client_id=? ORDER BY id", (client_id,)
             ):

@@ -27,6 +27,7 @@ from amqtt.contexts import Action
 from amqtt.events import BrokerEvents
 from amqtt.session import OutgoingApplicationMessage, Session
 
+from fogmesh.broker import qos1fix
 from fogmesh.broker.config import BrokerSpec
 
 __all__ = ["BRIDGE_PREFIX", "MeshBroker", "amqtt_config"]
@@ -72,6 +73,7 @@ class MeshBroker(Broker):  # type: ignore[misc]
 
     def __init__(self, config: dict[str, Any], *, split_horizon: bool = True) -> None:
         """Build the broker; ``split_horizon`` as in :class:`BrokerSpec`."""
+        qos1fix.install()
         super().__init__(config)
         self.split_horizon = split_horizon
 
