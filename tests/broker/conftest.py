@@ -1,4 +1,4 @@
-"""Helpers for the mesh tests: write mesh files on free ports, start ``python -m fogmesh.broker``."""
+"""Mesh test helpers: mesh files on free ports, ``python -m fogmesh.broker`` processes."""
 
 from __future__ import annotations
 

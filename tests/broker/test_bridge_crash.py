@@ -9,6 +9,7 @@ its disk queue, and what the site had not yet handed over must be redelivered by
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import aiomqtt
@@ -73,6 +74,6 @@ async def test_bridge_killed_mid_stream(tmp_path: Path, procs: list[MeshProcess]
         if n not in seen:
             seen.add(n)
             first_seen.append(n)
-    inversions = [(a, b) for a, b in zip(first_seen, first_seen[1:], strict=False) if b < a]
+    inversions = [(a, b) for a, b in itertools.pairwise(first_seen) if b < a]
     assert not inversions, f"first arrivals out of order at {inversions[:5]}"
     print(f"bridge crash: {N} delivered, {len(nums) - N} duplicates")

@@ -102,8 +102,8 @@ def _bridge(mesh: MeshSpec, name: str, link: LinkSpec) -> list[str]:
         # amqtt refuses the private bridge protocol byte; Mosquitto peers use it
         f"try_private {'false' if remote.kind != 'mosquitto' else 'true'}",
         f"keepalive_interval {link.keepalive}",
-        f"restart_timeout {link.backoff_base:g} {link.backoff_cap:g}",
-        f"notifications_topic fm/v1/mesh/{name}/links/{link.name}/mosquitto",
+        f"restart_timeout {max(1, round(link.backoff_base))} {max(1, round(link.backoff_cap))}",
+        f"notification_topic fm/v1/mesh/{name}/links/{link.name}/mosquitto",
         f"max_queued_messages {link.queue.max_messages}",
     ]
     if remote.username:

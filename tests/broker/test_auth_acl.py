@@ -1,0 +1,80 @@
+"""Authentication and topic ACLs of the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from fogmesh.protocol import topics
+from tests.broker.conftest import (
+    MeshProcess,
+    broker_spec,
+    client,
+    collect,
+    port_of,
+    wait_for,
+    write_mesh,
+)
+
+
+@pytest.fixture
+def port(tmp_path: Path, procs: list[MeshProcess]) -> int:
+    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
+    procs.append(MeshProcess(mesh, "site").start())
+    return port_of(mesh, "site")
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [(None, None), ("svc", "wrong"), ("nobody", "x"), ("svc", "")],
+    ids=["no-credentials", "wrong-password", "unknown-user", "empty-password"],
+)
+async def test_refused_connections(port: int, user: str | None, password: str | None) -> None:
+    with pytest.raises(aiomqtt.MqttError):
+        async with client(port, user, password=password):
+            pass
+
+
+async def test_publish_outside_acl_is_never_delivered(port: int) -> None:
+    got: list[aiomqtt.Message] = []
+    async with client(port, "svc") as svc:
+        await svc.subscribe("fm/v1/#", qos=1)
+        task = asyncio.create_task(collect(svc, got))
+        async with client(port, "node-a") as node, client(port, "acme") as acme:
+            # refused: other node, own desired state, other tenant, outside the tree
+            await node.publish(topics.node("node-b", "state"), b"bad-1", qos=1)
+            await node.publish(topics.node("node-a", "desired"), b"bad-2", qos=1)
+            await acme.publish(topics.api("globex", "apps", "deploy"), b"bad-3", qos=1)
+            await acme.publish(topics.data("globex", "app", "s"), b"bad-4", qos=1)
+            await acme.publish(topics.node("node-a", "state"), b"bad-5", qos=1)
+            # allowed: own node topics, own tenant topics, replies
+            await node.publish(topics.node("node-a", "state"), b"ok-1", qos=1)
+            await acme.publish(topics.api("acme", "apps", "deploy"), b"ok-2", qos=1)
+            await acme.publish(topics.data("acme", "app", "s"), b"ok-3", qos=1)
+            await node.publish(topics.reply("svc-client"), b"ok-4", qos=1)
+        await wait_for(lambda: len(got) >= 4, what="the allowed messages")
+        await asyncio.sleep(1.0)
+        task.cancel()
+    payloads = sorted(bytes(m.payload) for m in got)  # type: ignore[arg-type]
+    assert payloads == [b"ok-1", b"ok-2", b"ok-3", b"ok-4"]
+
+
+async def test_subscribe_acl_and_own_reply_topic(port: int) -> None:
+    got: list[aiomqtt.Message] = []
+    async with client(port, "acme", ident="acme-cli") as acme, client(port, "svc") as svc:
+        # a tenant cannot read another tenant's data nor someone else's replies: refused SUBACK
+        # (the subscription silently does not exist), so nothing from there arrives
+        await acme.subscribe(topics.data_filter("globex", "app"), qos=1)
+        await acme.subscribe(topics.reply("other-cli"), qos=1)
+        await acme.subscribe(topics.reply("acme-cli"), qos=1)
+        task = asyncio.create_task(collect(acme, got))
+        await svc.publish(topics.data("globex", "app", "s"), b"secret", qos=1)
+        await svc.publish(topics.reply("other-cli"), b"not-yours", qos=1)
+        await svc.publish(topics.reply("acme-cli"), b"yours", qos=1)
+        await wait_for(lambda: bool(got), what="own reply")
+        await asyncio.sleep(1.0)
+        task.cancel()
+    assert [bytes(m.payload) for m in got] == [b"yours"]  # type: ignore[arg-type]
