@@ -8,6 +8,7 @@ policy is always ``no``: the agent's reconciler decides about restarts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -86,6 +87,7 @@ class DockerRuntime:
         # Host networking lets workloads reach a broker that listens on loopback only; it
         # gives up the per-tenant network, so it is for single-tenant or trusted fleets.
         self._host_network = host_network
+        self._network_lock = asyncio.Lock()
         self.prefix = f"fm-{docker_safe(node)}-" if prefix is None else prefix
         self._docker = docker if docker is not None else aiodocker.Docker(url=url)
         self._always_pull = always_pull
@@ -329,19 +331,36 @@ class DockerRuntime:
         return {**self._env_defaults, **workload_env(spec, self.node)}
 
     async def _ensure_network(self, tenant: str) -> str:
+        """The id of the tenant's network, created if missing.
+
+        Docker's own duplicate check is racy (two creates at once can both succeed, and a
+        name then becomes "ambiguous"), so creation is serialised in this process, twins made
+        by other agents on the host are resolved to the oldest, and callers get its id.
+        """
         name = network_name(tenant)
-        existing = await self._docker.networks.list(filters={"name": name})
-        if any(n.get("Name") == name for n in existing):
-            return name
-        labels = {**self._extra_labels, LABEL_TENANT: tenant, "fogmesh.managed": "true"}
-        try:
-            await self._docker.networks.create(
-                {"Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": labels}
-            )
-        except DockerError as exc:
-            if exc.status != 409:  # created meanwhile by another agent on this host
-                raise
-        return name
+        async with self._network_lock:
+            found = await self._networks_named(name)
+            if not found:
+                labels = {**self._extra_labels, LABEL_TENANT: tenant, "fogmesh.managed": "true"}
+                try:
+                    await self._docker.networks.create(
+                        {"Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": labels}
+                    )
+                except DockerError as exc:
+                    if exc.status != 409:  # created meanwhile by another agent on this host
+                        raise
+                found = await self._networks_named(name)
+            if not found:
+                raise InstanceNotFound(f"network {name} vanished while being created")
+            oldest, *twins = sorted(found, key=lambda n: (str(n.get("Created", "")), n["Id"]))
+            for twin in twins:
+                with contextlib.suppress(DockerError):
+                    await self._docker._query_json(f"networks/{twin['Id']}", method="DELETE")
+            return str(oldest["Id"])
+
+    async def _networks_named(self, name: str) -> list[dict[str, Any]]:
+        listed = await self._docker.networks.list(filters={"name": name})
+        return [n for n in listed if n.get("Name") == name]
 
     async def _drop_network_if_unused(self, name: str) -> None:
         with contextlib.suppress(DockerError):
