@@ -10,6 +10,17 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from fogmesh.protocol.apps import (
+    AppDeletedReply,
+    AppListReply,
+    AppReply,
+    DeleteApp,
+    DeployApp,
+    GetApp,
+    ListApps,
+    ScaleApp,
+    UpdateApp,
+)
 from fogmesh.protocol.commands import (
     AckReply,
     LogsCommand,
@@ -131,6 +142,26 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         False,
         "Facts, usage and workloads, now.",
         (ReportReply, ErrorReply),
+    ),
+    *(
+        TopicSpec(
+            f"fm/v1/api/{{tenant}}/apps/{action}",
+            request,
+            "users, CLI, Node-RED",
+            "scheduler (lease holder)",
+            1,
+            False,
+            summary,
+            (answer, ErrorReply),
+        )
+        for action, request, answer, summary in (
+            ("deploy", DeployApp, AppReply, "Place a new app; the reply lists its placements."),
+            ("update", UpdateApp, AppReply, "A new version: started before the old one stops."),
+            ("scale", ScaleApp, AppReply, "Set a component's replica count."),
+            ("delete", DeleteApp, AppDeletedReply, "Remove an app and its workloads."),
+            ("list", ListApps, AppListReply, "The tenant's apps."),
+            ("get", GetApp, AppReply, "One app with its manifest and placements."),
+        )
     ),
     TopicSpec(
         "fm/v1/events/fleet/{kind}",
