@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--mesh", type=Path, required=True)
     render.add_argument("--broker", required=True)
     render.add_argument("--out", type=Path, required=True, help="output directory")
+    render.add_argument(
+        "--install-dir",
+        type=Path,
+        default=None,
+        help="where the files will live on the broker (default: --out)",
+    )
     hashp = sub.add_parser("hash-password", help="print a $7$ hash for a mesh file user")
     hashp.add_argument("--password", help="the password (default: prompt)")
     return parser
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         mesh = load_mesh(args.mesh)
         mesh.require_broker(args.broker)
         if args.command == "render-mosquitto":
-            for path in render_mosquitto(mesh, args.broker, args.out):
+            for path in render_mosquitto(mesh, args.broker, args.out, install_dir=args.install_dir):
                 print(path)  # noqa: T201
             return 0
         asyncio.run(run_site(mesh, args.broker, broker=not args.no_broker, links=not args.no_links))

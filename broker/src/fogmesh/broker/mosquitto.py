@@ -60,6 +60,7 @@ def _acl(mesh: MeshSpec, name: str) -> str:
 
 
 def _conf(mesh: MeshSpec, name: str, out: Path) -> str:
+    """mosquitto.conf; ``out`` is where passwd and acl will live on the target machine."""
     spec = mesh.brokers[name]
     data = data_dir_of(mesh, name)
     lines = [
@@ -126,13 +127,18 @@ def _bridge(mesh: MeshSpec, name: str, link: LinkSpec) -> list[str]:
     return lines
 
 
-def render_mosquitto(mesh: MeshSpec, name: str, out: Path) -> list[Path]:
-    """Write ``mosquitto.conf``, ``passwd`` and ``acl`` for broker ``name`` into ``out``."""
+def render_mosquitto(
+    mesh: MeshSpec, name: str, out: Path, *, install_dir: Path | None = None
+) -> list[Path]:
+    """Write ``mosquitto.conf``, ``passwd`` and ``acl`` for broker ``name`` into ``out``.
+
+    ``install_dir`` is where the files will be on the broker's machine (default: ``out``).
+    """
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     spec = mesh.brokers[name]
     files = {
-        "mosquitto.conf": _conf(mesh, name, out),
+        "mosquitto.conf": _conf(mesh, name, install_dir or out),
         "passwd": "".join(f"{u.username}:{u.password_hash}\n" for u in spec.users),
         "acl": _acl(mesh, name),
     }
