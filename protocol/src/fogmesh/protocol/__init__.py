@@ -5,6 +5,23 @@ This package does no I/O. Services share it and nothing else: no service imports
 
 from fogmesh.protocol import topics
 from fogmesh.protocol._ids import MAX_ID_LENGTH, Ident, check_id, check_topic
+from fogmesh.protocol.apps import (
+    APPS_RESOURCE,
+    AppAction,
+    AppDeletedReply,
+    AppInfo,
+    AppListReply,
+    AppReply,
+    AppSummary,
+    DeleteApp,
+    DeployApp,
+    GetApp,
+    ListApps,
+    PlacementInfo,
+    ScaleApp,
+    Unschedulable,
+    UpdateApp,
+)
 from fogmesh.protocol.commands import (
     AckReply,
     LogsCommand,
@@ -37,6 +54,14 @@ from fogmesh.protocol.errors import (
 )
 from fogmesh.protocol.events import Event, EventKind
 from fogmesh.protocol.lease import LeaseRecord
+from fogmesh.protocol.manifest import (
+    AppManifest,
+    ComponentSpec,
+    Placement,
+    Resources,
+    load_manifest_text,
+    parse_label_expr,
+)
 from fogmesh.protocol.mesh import LinkState, LinkStatus
 from fogmesh.protocol.node import (
     Heartbeat,
@@ -64,14 +89,25 @@ from fogmesh.protocol.workload import (
 )
 
 __all__ = [
+    "APPS_RESOURCE",
     "MAX_ID_LENGTH",
     "SCHEMA_VERSION",
     "TRANSITIONS",
     "AckReply",
     "ActualState",
+    "AppAction",
+    "AppDeletedReply",
+    "AppInfo",
+    "AppListReply",
+    "AppManifest",
+    "AppReply",
+    "AppSummary",
     "Artefact",
     "BusError",
+    "ComponentSpec",
     "ContractError",
+    "DeleteApp",
+    "DeployApp",
     "DesiredState",
     "Envelope",
     "ErrorCode",
@@ -81,11 +117,13 @@ __all__ = [
     "EventKind",
     "FieldError",
     "FogmeshError",
+    "GetApp",
     "Heartbeat",
     "Ident",
     "LeaseRecord",
     "LinkState",
     "LinkStatus",
+    "ListApps",
     "Location",
     "LogsCommand",
     "LogsReply",
@@ -96,17 +134,23 @@ __all__ = [
     "NodeLiveness",
     "NodeStateMessage",
     "NotConnectedError",
+    "Placement",
+    "PlacementInfo",
     "RemoteError",
     "Reply",
     "ReportCommand",
     "ReportReply",
     "Request",
     "RequestTimeout",
+    "Resources",
     "RestartCommand",
     "RestartPolicy",
     "RuntimeKind",
+    "ScaleApp",
     "TopicKind",
     "TopicRef",
+    "Unschedulable",
+    "UpdateApp",
     "UploadCommand",
     "UploadReply",
     "Usage",
@@ -118,7 +162,9 @@ __all__ = [
     "check_id",
     "check_topic",
     "error_info_from_validation",
+    "load_manifest_text",
     "new_id",
+    "parse_label_expr",
     "parse_topic",
     "topics",
 ]
