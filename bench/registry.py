@@ -237,7 +237,7 @@ async def run_fleet(nodes: int, interval: float, measure: float, workdir: Path) 
             "--log-level",
             "warning",
         ],
-        stderr=(workdir / "registry.log").open("wb"),
+        stderr=(RESULTS.parent / f"registry-{nodes}.log").open("wb"),
     )
     procs.append(registry)
     prefix = "sim"
@@ -387,8 +387,8 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--measure", type=float, default=15.0)
-    report = asyncio.run(main_async(p.parse_args()))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(main_async(p.parse_args()))
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"largest fleet held (p99 < 1 s, no flaps): {report['largest_fleet_held']}")
     print(f"wrote {RESULTS}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -64,9 +64,11 @@ class WriteQueue:
         self._batch.heartbeats[op.node] = op
         self._note()
 
-    def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
-        """Run ``callback()`` once the operations queued so far are committed (e.g. publish
-        the event of a change only when a query can already see the change)."""
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the operations queued so far are committed (e.g. hand the
+        event of a change to the publisher only when a query can already see the change).
+
+        Callbacks must not block: the writer calls them between transactions."""
         self._batch.after_commit.append(callback)
         self._note()
 
@@ -114,7 +116,7 @@ class WriteQueue:
         for attempt in range(self.retries + 1):
             try:
                 await asyncio.to_thread(self._apply, batch)
-                await self._run_callbacks(batch)
+                self._run_callbacks(batch)
                 break
             except Exception:
                 self.stats.failures += 1
@@ -130,11 +132,10 @@ class WriteQueue:
             self._idle.set()
 
     @staticmethod
-    async def _run_callbacks(batch: Batch) -> None:
-        """Run the batch's callbacks concurrently (each starts in order); log failures."""
-        results = await asyncio.gather(
-            *(callback() for callback in batch.after_commit), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                log.error("after-commit callback failed", error=repr(result))
+    def _run_callbacks(batch: Batch) -> None:
+        """Call the batch's callbacks in order; log failures."""
+        for callback in batch.after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")

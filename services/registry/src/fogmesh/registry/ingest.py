@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -34,7 +34,8 @@ __all__ = ["Ingest", "event_row", "transition_event"]
 
 log = structlog.get_logger("fogmesh.registry.ingest")
 
-Publish = Callable[[Event], Awaitable[None]]
+Publish = Callable[[Event], None]
+"""Hands an event to the publisher; must not block."""
 
 
 def transition_event(tr: Transition, source: str) -> Event | None:

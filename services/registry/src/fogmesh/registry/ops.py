@@ -6,7 +6,7 @@ batch per transaction (heartbeats are coalesced latest-per-node and applied last
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,7 @@ class Batch:
 
     ops: list[Op] = field(default_factory=list)
     heartbeats: dict[str, HeartbeatOp] = field(default_factory=dict)
-    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ops) + len(self.heartbeats) + len(self.after_commit)

@@ -36,6 +36,7 @@ class Registry:
 
     def __init__(self, settings: RegistrySettings, *, engine: Engine | None = None) -> None:
         self.settings = settings
+        self._outgoing: asyncio.Queue[Event] = asyncio.Queue()
         self.engine = engine or make_engine(settings.db_url)
         self.tracker = LivenessTracker(
             missed=settings.missed, default_interval=settings.default_interval
@@ -46,7 +47,7 @@ class Registry:
             max_items=settings.batch_max,
         )
         self.ingest = Ingest(
-            self.tracker, self.writer, self._publish, source=settings.bus.client_id
+            self.tracker, self.writer, self._outgoing.put_nowait, source=settings.bus.client_id
         )
         self.api = QueryApi(self.engine)
         self.ready = asyncio.Event()
@@ -72,6 +73,7 @@ class Registry:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self.writer.run(), name="registry.writer")
                     group.create_task(self._judge(), name="registry.liveness")
+                    group.create_task(self._publisher(bus), name="registry.publisher")
                     group.create_task(self._announce_ready(bus), name="registry.ready")
             finally:
                 self.bus = None
@@ -87,8 +89,16 @@ class Registry:
             await asyncio.sleep(self.settings.tick_s)
             await self.ingest.apply(self.tracker.tick(time.monotonic()))
 
-    async def _publish(self, event: Event) -> None:
-        """Publish a fleet event (already recorded) if the bus is open."""
-        bus = self.bus
-        if bus is not None:
-            await bus.publish(topics.fleet_event(event.kind.value), event, qos=1)
+    async def _publisher(self, bus: Bus) -> None:
+        """Publish recorded fleet events in order, up to 100 in flight, off the writer's path."""
+        while True:
+            events = [await self._outgoing.get()]
+            while len(events) < 100 and not self._outgoing.empty():
+                events.append(self._outgoing.get_nowait())
+            results = await asyncio.gather(
+                *(bus.publish(topics.fleet_event(e.kind.value), e, qos=1) for e in events),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, Exception):
+                    log.error("publishing a fleet event failed", error=repr(result))
