@@ -59,7 +59,7 @@ run_tests() {
   eval "$(bash .ci/postgres.sh)"
   export FOGMESH_TEST_PG_URL
   set +e
-  "$VENV/bin/python" -m pytest -q "$@"
+  "$VENV/bin/python" -m pytest -q --tb=native -p no:cacheprovider "$@"
   local rc=$?
   set -e
   if [ $rc -eq 5 ]; then
