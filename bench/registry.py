@@ -284,7 +284,7 @@ async def run_fleet(nodes: int, interval: float, measure: float, workdir: Path) 
             if time.monotonic() - t0 > 300:
                 raise TimeoutError("the fleet did not join within 300 s")
         join_s = time.monotonic() - t0
-        await asyncio.sleep(interval + 1)  # steady state: every node is on its wheel
+        await asyncio.sleep(2 * interval + 1)  # steady state: past the join storm
         marks = ",".join("?" * len(sample))
         sql = f"SELECT node, last_seq, heartbeat_ts FROM nodes WHERE node IN ({marks})"  # noqa: S608
         seen = {n: s for n, s, _ in query(sql, tuple(sample))}

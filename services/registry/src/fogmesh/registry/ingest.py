@@ -164,6 +164,8 @@ class Ingest:
         ref = ctx.ref
         if ref is None or ref.kind not in (TopicKind.FLEET_EVENT, TopicKind.TENANT_EVENT):
             return
+        if msg.source == self.source and ref.kind is TopicKind.FLEET_EVENT:
+            return  # our own liveness event, recorded before it was published
         self.received += 1
         tenant = ref.tenant if ref.kind is TopicKind.TENANT_EVENT else None
         now = time.time()
