@@ -29,7 +29,7 @@ from fogmesh.protocol.queries import (
     ListNodes,
     ListRegistryApps,
     ListWorkloads,
-    Near,
+    NearFilter,
     NodeListReply,
     NodeReply,
     RegistryAppListReply,
@@ -191,7 +191,7 @@ async def test_pagination_and_filters_over_the_bus(
                 client,
                 "t",
                 "nodes/list",
-                ListNodes(near=Near(lat=48.2, lon=11.4, km=100)),
+                ListNodes(near=NearFilter(lat=48.2, lon=11.4, km=100)),
                 NodeListReply,
             )
             assert len(near.nodes) == 4  # Munich and Augsburg, twice; not Berlin

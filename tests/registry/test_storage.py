@@ -13,7 +13,7 @@ from fogmesh.protocol.queries import (
     ListNodes,
     ListRegistryApps,
     ListWorkloads,
-    Near,
+    NearFilter,
 )
 from fogmesh.registry.cursor import BadCursor
 from fogmesh.registry.db import BatchWriter, migrate, reads
@@ -104,7 +104,7 @@ def test_nodes_filters_and_pagination(engine: Engine) -> None:
     assert cursor2 is None
     arm, _ = reads.list_nodes(engine, ListNodes(arch="aarch64"))
     assert [n.node for n in arm] == ["a2", "a3"]
-    near, _ = reads.list_nodes(engine, ListNodes(near=Near(lat=48.137, lon=11.575, km=70)))
+    near, _ = reads.list_nodes(engine, ListNodes(near=NearFilter(lat=48.137, lon=11.575, km=70)))
     assert [n.node for n in near] == ["a1", "a2", "a4", "a5"]  # Augsburg is ~57 km away
     assert near[1].distance_km is not None
     assert 50 < near[1].distance_km < 65

@@ -40,7 +40,7 @@ __all__ = [
     "ListNodes",
     "ListRegistryApps",
     "ListWorkloads",
-    "Near",
+    "NearFilter",
     "NodeInfo",
     "NodeListReply",
     "NodeReply",
@@ -69,7 +69,7 @@ class _Page(Request):
     cursor: str | None = Field(default=None, max_length=512)
 
 
-class Near(BaseModel):
+class NearFilter(BaseModel):
     """Within ``km`` kilometres (great-circle) of a point."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -85,7 +85,7 @@ class ListNodes(_Page):
     labels: dict[str, str] = Field(default_factory=dict, description="each label must equal")
     arch: str | None = Field(default=None, max_length=32)
     state: str | None = Field(default=None, description="online, stale or offline")
-    near: Near | None = None
+    near: NearFilter | None = None
 
     @model_validator(mode="after")
     def _known_state(self) -> ListNodes:
