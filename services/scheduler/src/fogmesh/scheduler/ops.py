@@ -129,8 +129,12 @@ class Operations:
 
     @staticmethod
     def _event(kind: EventKind, app: AppRecord, message: str, **data: object) -> Event:
+        # The registry records apps from these events, so they carry the manifest itself.
+        body: dict[str, object] = {"version": app.manifest.version, **data}
+        if kind in (EventKind.APP_DEPLOYED, EventKind.APP_UPDATED):
+            body["manifest"] = app.manifest.model_dump(mode="json")
         return Event(
-            kind=kind, tenant=app.tenant, app=app.manifest.name, message=message, data=dict(data)
+            kind=kind, tenant=app.tenant, app=app.manifest.name, message=message, data=body
         )
 
     # --- the API -------------------------------------------------------------------------------
