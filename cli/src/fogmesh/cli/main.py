@@ -38,6 +38,7 @@ from fogmesh.protocol import (
     error_info_from_validation,
 )
 from fogmesh.protocol.manifest import load_manifest_text
+from fogmesh.service import configure_logging
 
 __all__ = ["app", "main"]
 
@@ -257,6 +258,7 @@ _register_up()
 
 def main() -> None:
     """Entry point: run the app, turning every expected failure into one line."""
+    configure_logging(os.environ.get("FOGMESH_LOG_LEVEL", "warning"))
     try:
         app(standalone_mode=False)
     except CliError as exc:
