@@ -1,0 +1,220 @@
+"""Broker-mesh benchmark: bridge-hop latency, bridge throughput, queue drain after a partition.
+
+Runs real processes on loopback: a site broker (embedded amqtt, with its link) and a cloud
+broker that is either embedded amqtt or Mosquitto. Prints figures and writes
+``bench/results/mesh.json``.
+
+    .venv/bin/python bench/mesh.py            # 5 s partition
+    .venv/bin/python bench/mesh.py --full     # 60 s partition
+
+Goals: one hop adds <= 1 ms p50 on loopback; a queue drains at >= 2,000 msg/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import logging
+
+import aiomqtt
+
+from tests.broker.conftest import (
+    MeshProcess,
+    broker_spec,
+    client,
+    link_spec,
+    port_of,
+    write_mesh,
+)
+from tests.support.brokers import BrokerProcess
+
+logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt warns on every pipelined publish
+RULES = [{"pattern": "b/#", "direction": "out", "qos": 1}]
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100) of ``values``, in the values' unit."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def latency(
+    pub_port: int, sub_port: int, n: int, pub_user: str | None, sub_user: str | None
+) -> list[float]:
+    """One message at a time, publish -> arrival, in milliseconds."""
+    out: list[float] = []
+    async with client(sub_port, sub_user) as sub, client(pub_port, pub_user) as pub:
+        await sub.subscribe("b/lat", qos=1)
+        await asyncio.sleep(0.5)
+        it = sub.messages.__aiter__()
+        for i in range(n + 20):
+            t0 = time.perf_counter()
+            await pub.publish("b/lat", str(i).encode(), qos=1)
+            async with asyncio.timeout(30):
+                msg = await it.__anext__()
+            if i >= 20 and msg.payload == str(i).encode():  # the first 20 warm up
+                out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def drain(it: Any, n: int, prefix: bytes, timeout: float) -> tuple[int, float]:
+    """Receive until ``n`` distinct ``prefix`` messages arrived; (distinct, seconds)."""
+    seen: set[bytes] = set()
+    t0 = time.perf_counter()
+    last = t0
+    try:
+        async with asyncio.timeout(timeout):
+            while len(seen) < n:
+                msg: aiomqtt.Message = await it.__anext__()
+                if isinstance(msg.payload, bytes) and msg.payload.startswith(prefix):
+                    seen.add(msg.payload)
+                    last = time.perf_counter()
+    except TimeoutError:
+        print(f"  ! only {len(seen)} of {n} {prefix!r} messages arrived within {timeout:.0f} s")
+    return len(seen), last - t0
+
+
+async def bench_end(
+    kind: str, tmp: Path, partition: float, n_tput: int, args_timeout: float = 120.0
+) -> dict[str, Any]:
+    """All figures with the cloud end of ``kind`` (amqtt or mosquitto)."""
+    mosq: BrokerProcess | None = None
+    cloud_proc: MeshProcess | None = None
+    if kind == "mosquitto":
+        mosq = BrokerProcess("mosquitto", tmp / "mosq").start()
+        remote = {"host": "127.0.0.1", "port": mosq.port}
+        brokers = {"site": broker_spec(tmp, "site")}
+        cloud_port, cloud_user = mosq.port, None
+    else:
+        remote = {"broker": "cloud", "username": "bridge", "password": "bridge-pw"}
+        brokers = {"site": broker_spec(tmp, "site"), "cloud": broker_spec(tmp, "cloud")}
+        cloud_port, cloud_user = 0, "svc"
+    link = link_spec("wan", "site", "cloud", RULES)
+    link["remote"] = remote
+    mesh = write_mesh(tmp / "mesh.yaml", brokers, [link])
+    if kind == "amqtt":
+        cloud_proc = MeshProcess(mesh, "cloud").start()
+        cloud_port = port_of(mesh, "cloud")
+    site_proc = MeshProcess(mesh, "site").start()
+    site_port = port_of(mesh, "site")
+    try:
+        direct = await latency(cloud_port, cloud_port, 500, cloud_user, cloud_user)
+        hop = await latency(site_port, cloud_port, 500, "svc", cloud_user)
+        res: dict[str, Any] = {
+            "direct_p50_ms": pct(direct, 50),
+            "direct_p99_ms": pct(direct, 99),
+            "hop_p50_ms": pct(hop, 50),
+            "hop_p99_ms": pct(hop, 99),
+        }
+        res["added_p50_ms"] = res["hop_p50_ms"] - res["direct_p50_ms"]
+        res["added_p99_ms"] = res["hop_p99_ms"] - res["direct_p99_ms"]
+
+        # throughput: publish n QoS 1 messages at the site as fast as it takes them
+        async with (
+            client(cloud_port, cloud_user, ident="bench-sub", clean=False) as sub,
+            client(site_port, "svc") as pub,
+        ):
+            await sub.subscribe("b/#", qos=1)
+            it = sub.messages.__aiter__()
+            t0 = time.perf_counter()
+            await asyncio.gather(
+                *(pub.publish("b/t", f"t-{i}".encode(), qos=1) for i in range(n_tput))
+            )
+            got, _ = await drain(it, n_tput, b"t-", 300)
+            res["throughput_msgs"] = got
+            res["throughput_msg_s"] = got / (time.perf_counter() - t0)
+
+        # partition: the cloud goes away, the site keeps publishing, the cloud comes back
+        if mosq is not None:
+            mosq.stop()  # SIGTERM: Mosquitto saves the subscriber's session
+        else:
+            assert cloud_proc is not None
+            cloud_proc.kill()
+        count = 0
+        t_end = time.monotonic() + partition
+        async with client(site_port, "svc") as pub:
+            while time.monotonic() < t_end:
+                await asyncio.gather(
+                    *(pub.publish("b/p", f"p-{count + i}".encode(), qos=1) for i in range(100))
+                )
+                count += 100
+        await asyncio.sleep(1.0)
+        if mosq is not None:
+            mosq.start()
+        else:
+            assert cloud_proc is not None
+            cloud_proc.start()
+        async with client(cloud_port, cloud_user, ident="bench-sub", clean=False) as sub:
+            it = sub.messages.__aiter__()
+            got, seconds = await drain(it, count, b"p-", args_timeout)
+        res.update(
+            partition_s=partition,
+            queued_msgs=count,
+            drained_msgs=got,
+            drain_s=seconds,
+            drain_msg_s=got / seconds,
+        )
+        return res
+    finally:
+        site_proc.stop()
+        if cloud_proc is not None:
+            cloud_proc.stop()
+        if mosq is not None:
+            mosq.stop()
+
+
+def report(kind: str, r: dict[str, Any]) -> None:
+    """Print one end's figures."""
+    print(f"[cloud end: {kind}]")
+    print(f"  direct publish      p50 {r['direct_p50_ms']:.2f} ms  p99 {r['direct_p99_ms']:.2f} ms")
+    print(f"  through one hop     p50 {r['hop_p50_ms']:.2f} ms  p99 {r['hop_p99_ms']:.2f} ms")
+    print(f"  added by the hop    p50 {r['added_p50_ms']:.2f} ms  p99 {r['added_p99_ms']:.2f} ms")
+    print(f"  bridge throughput   {r['throughput_msg_s']:.0f} msg/s (QoS 1)")
+    print(
+        f"  partition drain     {r['drain_msg_s']:.0f} msg/s "
+        f"({r['drained_msgs']} of {r['queued_msgs']} queued msgs arrived)"
+    )
+
+
+def write_results(results: dict[str, Any]) -> Path:
+    """Write bench/results/mesh.json."""
+    out = Path(__file__).resolve().parent / "results" / "mesh.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return out
+
+
+async def main() -> None:
+    """Run both ends and write the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="60 s partition")
+    parser.add_argument("--throughput-msgs", type=int, default=5000)
+    parser.add_argument("--partition", type=float, default=None, help="override seconds")
+    parser.add_argument("--only", choices=["amqtt", "mosquitto"], default=None)
+    args = parser.parse_args()
+    partition = args.partition or (60.0 if args.full else 5.0)
+    results: dict[str, Any] = {"partition_s": partition, "ends": {}}
+    kinds = [args.only] if args.only else ["amqtt", "mosquitto"]
+    for kind in kinds:
+        with tempfile.TemporaryDirectory(prefix=f"fm-bench-{kind}-") as tmp:
+            res = await bench_end(kind, Path(tmp), partition, args.throughput_msgs)
+        results["ends"][kind] = res
+        report(kind, res)
+    results["median_added_p50_ms"] = statistics.median(
+        r["added_p50_ms"] for r in results["ends"].values()
+    )
+    print(f"wrote {write_results(results)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
