@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 
-from fogmesh.bus import Bus
+from fogmesh.bus import Bus, RawMessage
 from fogmesh.protocol import Event, EventKind, NodeLiveness, NodeStateMessage, topics
 from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import bus_config, eventually, unique
@@ -112,3 +112,19 @@ async def test_sigkilled_client_leaves_its_last_will(broker: BrokerProcess) -> N
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+async def test_raw_subscription_gets_bytes_as_they_came(broker: BrokerProcess) -> None:
+    got: list[bytes] = []
+    topic = topics.data("acme", unique("app"), "in")
+
+    async def on_raw(message: RawMessage, ctx: object) -> None:
+        got.append(message.payload)
+
+    async with Bus(bus_config(broker)) as bus:
+        bus.subscribe(topic, RawMessage, on_raw)
+        await bus.wait_connected(timeout=15)
+        for payload in (b"not json {", b"\x00\xff", b'{"a": 1}'):
+            await bus.publish_raw(topic, payload)
+        await eventually(lambda: len(got) == 3)
+    assert got == [b"not json {", b"\x00\xff", b'{"a": 1}']

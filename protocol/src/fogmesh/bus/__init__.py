@@ -6,7 +6,7 @@ See ``docs/bus-api.md`` for the contract every service relies on.
 from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._client import Bus, Handler
 from fogmesh.bus._config import BusConfig, OutboxPolicy, Will
-from fogmesh.bus._context import MessageContext, Refusal
+from fogmesh.bus._context import MessageContext, RawMessage, Refusal
 
 __all__ = [
     "Bus",
@@ -14,6 +14,7 @@ __all__ = [
     "Handler",
     "MessageContext",
     "OutboxPolicy",
+    "RawMessage",
     "Refusal",
     "Will",
     "backoff_delay",

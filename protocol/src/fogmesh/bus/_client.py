@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._config import BusConfig, Will
-from fogmesh.bus._context import MessageContext, Refusal, topic_ref
+from fogmesh.bus._context import MessageContext, RawMessage, Refusal, topic_ref
 from fogmesh.bus._outbox import OutboundMessage, Outbox
 from fogmesh.protocol import (
     BusError,
@@ -362,7 +362,11 @@ class Bus:
         topic = message.topic.value
         payload = _payload_bytes(message.payload)
         try:
-            model = sub.model.model_validate_json(payload)
+            model = (
+                RawMessage(payload=payload)
+                if sub.model is RawMessage
+                else sub.model.model_validate_json(payload)
+            )
         except ValidationError as exc:
             with structlog.contextvars.bound_contextvars(topic=topic):
                 await self._refuse_invalid(topic, payload, exc)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from fogmesh.protocol import (
     ContractError,
@@ -22,7 +22,20 @@ from fogmesh.protocol import (
 if TYPE_CHECKING:
     from fogmesh.bus._client import Bus
 
-__all__ = ["MessageContext", "Refusal", "topic_ref"]
+__all__ = ["MessageContext", "RawMessage", "Refusal", "topic_ref"]
+
+
+class RawMessage(BaseModel):
+    """Subscribe with this model to receive payloads unparsed.
+
+    For the apps' own data plane, and for handlers that must answer even a payload that is not
+    JSON (a node agent rejecting a malformed desired state). The bus hands over the bytes as
+    they came; validating them is the handler's job.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    payload: bytes
 
 
 class Refusal(FogmeshError):

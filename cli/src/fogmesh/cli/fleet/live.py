@@ -3,16 +3,16 @@ from the bus like any other client would."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
 from rich.console import Group
 from rich.table import Table
 
-from fogmesh.bus import Bus, MessageContext
+from fogmesh.bus import Bus, MessageContext, RawMessage
 from fogmesh.cli.render import human_bytes
 from fogmesh.protocol import (
     ActualState,
@@ -56,7 +56,7 @@ class FleetView:
         bus.subscribe(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self._on_state)
         bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_heartbeat)
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
-        bus.subscribe(topics.data_filter(self.tenant, self.app), _AppPayload, self._on_data)
+        bus.subscribe(topics.data_filter(self.tenant, self.app), RawMessage, self._on_data)
 
     async def _on_hello(self, msg: NodeHello, ctx: MessageContext) -> None:
         self.hello[msg.node] = msg
@@ -70,12 +70,16 @@ class FleetView:
     async def _on_actual(self, msg: ActualState, ctx: MessageContext) -> None:
         self.actual[msg.node] = msg
 
-    async def _on_data(self, msg: _AppPayload, ctx: MessageContext) -> None:
+    async def _on_data(self, msg: RawMessage, ctx: MessageContext) -> None:
         stream = ctx.ref.stream if ctx.ref and ctx.ref.stream else ctx.topic
         entry = self.streams.setdefault(stream, _Stream())
         entry.times.append(time.time())
         entry.total += 1
-        entry.last = dict(msg.model_extra or {})
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            data = {}
+        entry.last = data if isinstance(data, dict) else {}
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -137,9 +141,3 @@ class FleetView:
                 summary += f", sensor->out {latency:.1f} ms"
             data.add_row(name, f"{stream.rate():.1f}", str(stream.total), summary)
         return Group(nodes, loads, data)
-
-
-class _AppPayload(BaseModel):
-    """Any JSON object: the app's own payloads are not fogmesh models."""
-
-    model_config = ConfigDict(extra="allow")

@@ -14,10 +14,9 @@ import asyncio
 import contextlib
 import uuid
 from collections import deque
-from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from fogmesh.agent.commands import CommandHandler
 from fogmesh.agent.config import AgentConfig
@@ -26,7 +25,7 @@ from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime
 from fogmesh.agent.runtime.errors import RuntimeFailure
 from fogmesh.agent.store import DesiredStore
-from fogmesh.bus import Bus, BusConfig, MessageContext, Will
+from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage, Will
 from fogmesh.protocol import (
     DesiredState,
     Event,
@@ -43,36 +42,9 @@ from fogmesh.protocol import (
     topics,
 )
 
-__all__ = ["Agent", "RawPayload"]
+__all__ = ["Agent"]
 
 log = structlog.get_logger("fogmesh.agent")
-
-
-class RawPayload(BaseModel):
-    """Any payload, unparsed, so the agent itself can reject a malformed desired state.
-
-    The bus validates a payload before a handler sees it and only logs one that fails; a
-    desired state that is not even JSON must still be answered with ``desired-rejected``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    raw: bytes = b""
-
-    @classmethod
-    def model_validate_json(
-        cls,
-        json_data: str | bytes | bytearray,
-        *,
-        strict: bool | None = None,
-        extra: Any = None,
-        context: Any | None = None,
-        by_alias: bool | None = None,
-        by_name: bool | None = None,
-    ) -> RawPayload:
-        """Wrap the bytes, whatever they are."""
-        data = json_data.encode() if isinstance(json_data, str) else bytes(json_data)
-        return cls(raw=data)
 
 
 class Agent:
@@ -202,7 +174,7 @@ class Agent:
         )
         bus = Bus(self._bus_config(), will=will)
         self.bus = bus
-        bus.subscribe(topics.node(self.node, NodeChannel.DESIRED), RawPayload, self._on_desired)
+        bus.subscribe(topics.node(self.node, NodeChannel.DESIRED), RawMessage, self._on_desired)
         commands.register(bus)
         bus.on_connect(self._on_connect)
         try:
@@ -341,25 +313,25 @@ class Agent:
 
     # -- desired state ------------------------------------------------------------------------
 
-    async def _on_desired(self, message: RawPayload, ctx: MessageContext) -> None:
+    async def _on_desired(self, message: RawMessage, ctx: MessageContext) -> None:
         assert self.reconciler is not None
-        if not message.raw:
+        if not message.payload:
             log.info("desired state cleared on the broker; keeping the one held")
             return
         try:
-            desired = DesiredState.model_validate_json(message.raw)
+            desired = DesiredState.model_validate_json(message.payload)
         except ValidationError as exc:
-            await self._reject(ctx.bus, error_info_from_validation(exc).message, message.raw)
+            await self._reject(ctx.bus, error_info_from_validation(exc).message, message.payload)
             return
         if desired.node != self.node:
             reason = f"desired state is for node {desired.node!r}, not {self.node!r}"
-            await self._reject(ctx.bus, reason, message.raw)
+            await self._reject(ctx.bus, reason, message.payload)
             return
         try:
             taken = await asyncio.to_thread(self.store.accept, desired)
         except OSError as exc:
             log.exception("cannot write the desired state to disk")
-            await self._reject(ctx.bus, f"cannot persist the desired state: {exc}", message.raw)
+            await self._reject(ctx.bus, f"cannot persist the desired state: {exc}", message.payload)
             return
         if taken:
             log.info(
