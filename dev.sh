@@ -32,7 +32,7 @@ setup_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
   fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1
   local stamp="$VENV/.fogmesh-installed"
   local digest
   digest=$(cat pyproject.toml */pyproject.toml services/*/pyproject.toml examples/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
@@ -44,7 +44,9 @@ setup_venv() {
     [ -f "$dir/pyproject.toml" ] && editables+=(-e "$dir")
   done
   [ -f services/registry/pyproject.toml ] && editables+=(-e "services/registry[postgres]")
-  "$VENV/bin/python" -m pip install -q "${editables[@]}" -e ".[dev]"
+  # (this machine's pip configuration names local mirrors that may be absent: quiet about those)
+  "$VENV/bin/python" -m pip install -q "${editables[@]}" -e ".[dev]" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   echo "$digest" > "$stamp"
 }
 
