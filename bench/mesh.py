@@ -162,7 +162,7 @@ async def bench_end(
             queued_msgs=count,
             drained_msgs=got,
             drain_s=seconds,
-            drain_msg_s=got / seconds,
+            drain_msg_s=got / seconds if seconds > 0 else 0.0,
         )
         return res
     finally:
