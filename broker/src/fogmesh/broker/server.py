@@ -11,7 +11,13 @@ Three amqtt behaviours are changed by overriding small methods of :class:`amqtt.
   messages stay retained on the far side (plain clients get 0, as MQTT 3.1.1 requires);
 * messages queued for an offline session are delivered with retain=0 (amqtt sets 1), and
   retained messages are replayed on reconnect only for the client's own subscriptions (amqtt
-  replays those of every client on the broker).
+  replays those of every client on the broker);
+* nothing acknowledged is dropped when its publisher disconnects: amqtt PUBACKs an incoming
+  QoS 1 message as soon as it is in the session's ``delivered_message_queue`` and broadcasts it
+  later, one by one, from ``_client_message_loop``; on DISCONNECT (or a lost connection) that
+  loop stopped and whatever was still queued, already acknowledged, was silently discarded. A
+  burst of publishes followed by a disconnect lost every message the broadcast had not caught
+  up with. The loop now broadcasts the whole queue before it handles the disconnect.
 """
 
 from __future__ import annotations
@@ -95,6 +101,75 @@ class MeshBroker(Broker):  # type: ignore[misc]
         if force_qos is not None:
             broadcast["qos"] = force_qos
         await self._broadcast_queue.put(broadcast)
+
+    async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
+        # amqtt 0.12's loop, except that a disconnect is handled only after every message the
+        # broker already acknowledged has been broadcast, in order, and before the will; amqtt
+        # handled the disconnect first and dropped the rest. Waiters are checked with done(),
+        # not membership in asyncio.wait's result: one may finish after that set was taken.
+        disconnect_waiter = asyncio.ensure_future(handler.wait_disconnect())
+        subscribe_waiter = asyncio.ensure_future(handler.get_next_pending_subscription())
+        unsubscribe_waiter = asyncio.ensure_future(handler.get_next_pending_unsubscription())
+        wait_deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
+        try:
+            while True:
+                await asyncio.wait(
+                    [disconnect_waiter, subscribe_waiter, unsubscribe_waiter, wait_deliver],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if subscribe_waiter.done():
+                    await self._handle_subscription(client_session, handler, subscribe_waiter)
+                    subscribe_waiter = asyncio.ensure_future(
+                        handler.get_next_pending_subscription()
+                    )
+                if unsubscribe_waiter.done():
+                    await self._handle_unsubscription(client_session, handler, unsubscribe_waiter)
+                    unsubscribe_waiter = asyncio.ensure_future(
+                        handler.get_next_pending_unsubscription()
+                    )
+                if wait_deliver.done():
+                    if not await self._handle_message_delivery(
+                        client_session, handler, wait_deliver
+                    ):
+                        break
+                    wait_deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
+                if disconnect_waiter.done():
+                    if await self._drain_acknowledged(client_session, handler, wait_deliver):
+                        await self._handle_disconnect(client_session, handler, disconnect_waiter)
+                    break
+        except asyncio.CancelledError:
+            log.debug("client loop of %s cancelled", client_session.client_id)
+        finally:
+            pending = [disconnect_waiter, subscribe_waiter, unsubscribe_waiter, wait_deliver]
+            for waiter in pending:
+                waiter.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _drain_acknowledged(
+        self, client_session: Session, handler: Any, wait_deliver: asyncio.Future[Any]
+    ) -> bool:
+        """Broadcast what ``client_session`` published and was acked but not yet delivered.
+
+        ``wait_deliver`` (the pending ``mqtt_deliver_next_message``) is stopped first; if it
+        took a message from the queue before it stopped, that one goes first. False if the
+        session must be closed (an invalid topic), as in amqtt's loop.
+        """
+        wait_deliver.cancel()  # amqtt's mqtt_deliver_next_message returns None when cancelled
+        await asyncio.wait([wait_deliver])
+        taken = (
+            not wait_deliver.cancelled()
+            and wait_deliver.exception() is None
+            and wait_deliver.result() is not None
+        )
+        if taken and not await self._handle_message_delivery(client_session, handler, wait_deliver):
+            return False
+        queue = client_session.delivered_message_queue
+        while not queue.empty():
+            item: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            item.set_result(queue.get_nowait())
+            if not await self._handle_message_delivery(client_session, handler, item):
+                return False
+        return True
 
     async def _handle_message_delivery(
         self, client_session: Session, handler: Any, wait_deliver: asyncio.Future[Any]
