@@ -108,7 +108,7 @@ async def test_both_directions_prefix_retained_and_status(
         await s.subscribe(topics.mesh_link("site", "wan"), qos=1)
         async with asyncio.timeout(30):
             async for m in s.messages:
-                status = LinkStatus.model_validate(json.loads(bytes(m.payload)))  # type: ignore[arg-type]
+                status = LinkStatus.model_validate(json.loads(bytes(m.payload)))
                 assert status.broker == "site"
                 assert status.link == "wan"
                 if status.state == LinkState.UP:

@@ -79,7 +79,7 @@ async def test_triangle_of_both_links(tmp_path: Path, procs: list[MeshProcess]) 
             t.cancel()
 
     for n in NAMES:
-        counts = collections.Counter(bytes(m.payload) for m in got[n])  # type: ignore[arg-type]
+        counts = collections.Counter(bytes(m.payload) for m in got[n])
         assert len(counts) == total, f"{n} missed messages"
         extra = {p: k for p, k in counts.items() if k > 1}
         assert not extra, f"{n} got copies: {list(extra.items())[:5]}"

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from fogmesh.broker.acl import RoleTable
-from fogmesh.broker.backoff import backoff_delay
 from fogmesh.broker.config import MeshConfigError, MeshSpec, RuleSpec, UserSpec, load_mesh
 from fogmesh.broker.diskqueue import DiskQueue
 from fogmesh.broker.echo import EchoMemory
 from fogmesh.broker.passwords import hash_password, verify_password
 from fogmesh.broker.rules import routes_from
 from fogmesh.broker.topicmatch import filter_within, is_valid_filter, matches
+from fogmesh.bus import backoff_delay
 from tests.broker.conftest import broker_spec, link_spec
 from tests.support.brokers import REPO
 

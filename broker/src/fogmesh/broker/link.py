@@ -18,12 +18,12 @@ from typing import Literal
 import aiomqtt
 from aiomqtt import MqttError
 
-from fogmesh.broker.backoff import backoff_delay
 from fogmesh.broker.config import LinkSpec, ResolvedEndpoint
 from fogmesh.broker.diskqueue import DiskQueue
 from fogmesh.broker.echo import EchoMemory
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
+from fogmesh.bus import backoff_delay
 from fogmesh.protocol import LinkState, LinkStatus, topics
 
 __all__ = ["Link"]
