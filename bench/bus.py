@@ -57,7 +57,7 @@ async def _raw_round_trips(port: int, count: int) -> list[float]:
         for _ in range(count):
             start = time.perf_counter()
             await cli.publish(req, payload, qos=1)
-            await anext(replies)
+            await asyncio.wait_for(anext(replies), 10)
             samples.append(time.perf_counter() - start)
         server.cancel()
         with contextlib.suppress(asyncio.CancelledError):
