@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -28,17 +27,20 @@ from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._config import BusConfig, Will
 from fogmesh.bus._context import MessageContext, RawMessage, Refusal, topic_ref
 from fogmesh.bus._outbox import OutboundMessage, Outbox
+from fogmesh.bus._replies import (
+    decode_reply,
+    invalid_payload_reply,
+    log_task_failure,
+    payload_bytes,
+)
 from fogmesh.protocol import (
     BusError,
     ErrorCode,
     ErrorInfo,
-    ErrorReply,
-    RemoteError,
     Reply,
     Request,
     RequestTimeout,
     check_topic,
-    error_info_from_validation,
     topics,
 )
 
@@ -152,7 +154,7 @@ class Bus:
         client = self._client
         if client is not None and self._ready.is_set():
             task = asyncio.create_task(self._subscribe_now(client, sub))
-            task.add_done_callback(_log_task_failure)
+            task.add_done_callback(log_task_failure)
 
     async def _subscribe_now(self, client: aiomqtt.Client, sub: _Subscription) -> None:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
@@ -222,7 +224,7 @@ class Bus:
             ) from exc
         finally:
             self._pending.pop(correlation_id, None)
-        return _decode_reply(data, reply_model)
+        return decode_reply(data, reply_model)
 
     def _resolve_reply(self, payload: bytes) -> None:
         try:
@@ -323,7 +325,7 @@ class Bus:
                 )
                 for callback in self._on_connect:
                     task = asyncio.create_task(callback(self))
-                    task.add_done_callback(_log_task_failure)
+                    task.add_done_callback(log_task_failure)
                 async for message in client.messages:
                     self._dispatch(message)
             finally:
@@ -344,7 +346,7 @@ class Bus:
     def _dispatch(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
         if topic == self.reply_topic:
-            self._resolve_reply(_payload_bytes(message.payload))
+            self._resolve_reply(payload_bytes(message.payload))
             return
         for sub in self._subs.values():
             if message.topic.matches(sub.filter):
@@ -360,7 +362,7 @@ class Bus:
 
     async def _handle(self, sub: _Subscription, message: aiomqtt.Message) -> None:
         topic = message.topic.value
-        payload = _payload_bytes(message.payload)
+        payload = payload_bytes(message.payload)
         try:
             model = (
                 RawMessage(payload=payload)
@@ -387,54 +389,7 @@ class Bus:
 
     async def _refuse_invalid(self, topic: str, payload: bytes, exc: ValidationError) -> None:
         """Log an invalid payload and answer it when it says where to."""
-        info = error_info_from_validation(exc)
-        log.warning("invalid payload", reason=info.message, size=len(payload))
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            return
-        if not isinstance(data, dict):
-            return
-        reply_to, correlation_id = data.get("reply_to"), data.get("correlation_id")
-        if not isinstance(reply_to, str) or not isinstance(correlation_id, str):
-            return
-        try:
-            check_topic(reply_to)
-            answer = ErrorReply(
-                correlation_id=correlation_id[:128] or "-",
-                source=self.config.client_id,
-                error=info,
-            )
-        except (ValueError, ValidationError):
-            log.warning("invalid payload has an unusable reply_to", reply_to=reply_to[:200])
-            return
-        await self.publish(reply_to, answer, qos=1)
-
-
-def _payload_bytes(payload: Any) -> bytes:
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    if payload is None:
-        return b""
-    return str(payload).encode()
-
-
-def _decode_reply(data: dict[str, Any], reply_model: type[R]) -> R:
-    if data.get("ok") is False:
-        try:
-            error = ErrorReply.model_validate(data)
-        except ValidationError as exc:
-            raise BusError(f"malformed error reply: {exc}") from exc
-        raise RemoteError(error.error)
-    try:
-        return reply_model.model_validate(data)
-    except ValidationError as exc:
-        raise BusError(f"reply does not match {reply_model.__name__}: {exc}") from exc
-
-
-def _log_task_failure(task: asyncio.Task[None]) -> None:
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None:
-        log.error("background bus task failed", task=task.get_name(), error=repr(exc))
+        answer = invalid_payload_reply(payload, exc, source=self.config.client_id)
+        if answer is not None:
+            reply_to, error = answer
+            await self.publish(reply_to, error, qos=1)
