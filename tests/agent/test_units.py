@@ -11,8 +11,8 @@ import pytest
 from fogmesh.agent.cli import build_parser, config_from_args
 from fogmesh.agent.facts import default_node_id, gather_facts, sample_usage
 from fogmesh.agent.phases import IllegalTransition, PhaseMachine, shortest_path
-from fogmesh.agent.reconcile import retry_delay
 from fogmesh.agent.store import DesiredStore
+from fogmesh.agent.tracked import retry_delay
 from fogmesh.protocol import TRANSITIONS, DesiredState, WorkloadPhase, check_id
 
 P = WorkloadPhase

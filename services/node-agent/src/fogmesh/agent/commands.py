@@ -18,9 +18,10 @@ from contextlib import contextmanager
 
 import structlog
 
-from fogmesh.agent.reconcile import Reconciler, Tracked
+from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime
 from fogmesh.agent.runtime.errors import InstanceNotFound, RuntimeFailure, UnsafePath
+from fogmesh.agent.tracked import Tracked
 from fogmesh.bus import Bus, MessageContext, Refusal
 from fogmesh.protocol import (
     AckReply,

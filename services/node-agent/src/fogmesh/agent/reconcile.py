@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import structlog
@@ -30,6 +28,7 @@ from fogmesh.agent.phases import PhaseMachine
 from fogmesh.agent.runtime.base import InstanceState, InstanceStatus, Runtime
 from fogmesh.agent.runtime.errors import RuntimeFailure, RuntimeUnavailable
 from fogmesh.agent.store import DesiredStore
+from fogmesh.agent.tracked import STABLE_AFTER_S, Tracked, overall_state, retry_delay
 from fogmesh.protocol import (
     ActualState,
     Event,
@@ -41,61 +40,15 @@ from fogmesh.protocol import (
     WorkloadStatus,
 )
 
-__all__ = ["STABLE_AFTER_S", "Reconciler", "Tracked", "retry_delay"]
+__all__ = ["Reconciler"]
 
 log = structlog.get_logger("fogmesh.agent.reconcile")
 
 P = WorkloadPhase
-STABLE_AFTER_S = 30.0
-"""A workload that has run this long is healthy again: its crash back-off starts over."""
 _ACTIVE = frozenset({P.RUNNING, P.STARTING, P.PAUSED, P.STOPPING})
 
 EventSink = Callable[[str | None, Event], None]
 T = TypeVar("T")
-
-
-def retry_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Seconds before retry ``attempt`` (0 = the first): half the capped exponential ceiling
-    plus a random half of it ("equal jitter"), so retries spread but never come at once."""
-    ceiling = float(min(cap, base * (2 ** min(attempt, 32))))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-@dataclass
-class Tracked:
-    """What the agent knows of one desired workload."""
-
-    spec: WorkloadSpec
-    machine: PhaseMachine
-    restarts: int = 0
-    failures: int = 0
-    """Consecutive failures (runtime errors or crashes) since the workload last ran stably."""
-    retry_at: float = 0.0
-    """``time.monotonic()`` before which no new attempt is made."""
-    runtime_id: str = ""
-    cpu_percent: float = 0.0
-    memory_bytes: int = 0
-    finished: bool = False
-    """It ended and its restart policy says it stays ended (until its spec changes)."""
-
-    def status(self) -> WorkloadStatus:
-        """The workload's status for actual and the heartbeat."""
-        spec = self.spec
-        return WorkloadStatus(
-            name=spec.name,
-            tenant=spec.tenant,
-            app=spec.app,
-            component=spec.component,
-            runtime=spec.runtime,
-            phase=self.machine.phase,
-            reason=self.machine.reason,
-            spec_hash=spec.spec_hash(),
-            restarts=self.restarts,
-            since=self.machine.since,
-            runtime_id=self.runtime_id[:128],
-            cpu_percent=self.cpu_percent,
-            memory_bytes=self.memory_bytes,
-        )
 
 
 class Reconciler:
@@ -468,20 +421,7 @@ class Reconciler:
 
     def overall(self) -> Literal["converged", "converging", "degraded"]:
         """converged, converging or degraded."""
-        phases = [t.machine.phase for t in self.tracked.values()]
-        if any(p is P.FAILED for p in phases):
-            return "degraded"
-        settled = all(
-            t.machine.phase is P.RUNNING
-            or (
-                t.machine.phase in {P.STOPPED, P.CONFIGURED}
-                and t.spec.restart_policy is not RestartPolicy.ALWAYS
-            )
-            for t in self.tracked.values()
-        )
-        if settled and not self._pending_removals:
-            return "converged"
-        return "converging"
+        return overall_state(self.tracked.values(), pending_removals=bool(self._pending_removals))
 
     def actual(self, source: str = "") -> ActualState:
         """The actual state now (per-workload usage is left to the heartbeat)."""
