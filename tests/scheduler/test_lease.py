@@ -12,11 +12,11 @@ from tests.support.brokers import BrokerProcess
 
 
 async def test_standby_takes_over_when_leader_stops(
-    amqtt_broker: BrokerProcess, tmp_path: Path
+    broker: BrokerProcess, tmp_path: Path
 ) -> None:
     state = tmp_path / "shared-state"
-    first = SchedulerService(scheduler_config(amqtt_broker.port, state, client_id="sched-1"))
-    second = SchedulerService(scheduler_config(amqtt_broker.port, state, client_id="sched-2"))
+    first = SchedulerService(scheduler_config(broker.port, state, client_id="sched-1"))
+    second = SchedulerService(scheduler_config(broker.port, state, client_id="sched-2"))
     first_task = asyncio.create_task(first.run())
     try:
         await wait_for(first.ready.is_set, "first leads")

@@ -32,10 +32,10 @@ TIMEOUT = 15.0
 
 
 @pytest.fixture
-async def env(amqtt_broker: BrokerProcess, tmp_path: Path) -> AsyncIterator[tuple[Fleet, Bus]]:
+async def env(broker: BrokerProcess, tmp_path: Path) -> AsyncIterator[tuple[Fleet, Bus]]:
     """A leading scheduler, a test client and a fleet of two nodes (a, b)."""
-    service = SchedulerService(scheduler_config(amqtt_broker.port, tmp_path / "state"))
-    async with running(service), client(amqtt_broker.port, "tester") as bus:
+    service = SchedulerService(scheduler_config(broker.port, tmp_path / "state"))
+    async with running(service), client(broker.port, "tester") as bus:
         fleet = Fleet(bus)
         await fleet.start()
         await fleet.add("node-a")
@@ -53,7 +53,7 @@ def api(tenant: str, action: str) -> str:
 
 
 async def test_deploy_publishes_retained_desired_states(
-    env: tuple[Fleet, Bus], amqtt_broker: BrokerProcess
+    env: tuple[Fleet, Bus], broker: BrokerProcess
 ) -> None:
     fleet, bus = env
     m = manifest("web", {"name": "srv", "replicas": 2})
@@ -65,7 +65,7 @@ async def test_deploy_publishes_retained_desired_states(
     assert sorted(str(n) for n in placed.values()) == ["node-a", "node-b"]  # replicas spread
     await wait_for(lambda: fleet.where("web-srv-0") == [placed["web-srv-0"]], "desired arrives")
     # retained: a client that subscribes now still gets both desired states
-    async with client(amqtt_broker.port, "late") as late:
+    async with client(broker.port, "late") as late:
         got: dict[str, DesiredState] = {}
 
         async def on(msg: DesiredState, ctx: MessageContext) -> None:
