@@ -8,7 +8,6 @@ policy is always ``no``: the agent's reconciler decides about restarts.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
@@ -34,8 +33,9 @@ from fogmesh.agent.runtime.base import (
     workload_env,
     workload_labels,
 )
-from fogmesh.agent.runtime.docker_names import container_name, docker_safe, network_name
+from fogmesh.agent.runtime.docker_names import container_name, docker_safe
 from fogmesh.agent.runtime.docker_names import volume_name as make_volume_name
+from fogmesh.agent.runtime.docker_networks import TenantNetworks
 from fogmesh.agent.runtime.docker_state import (
     SKIP_CHANGES,
     copy_member,
@@ -87,12 +87,12 @@ class DockerRuntime:
         # Host networking lets workloads reach a broker that listens on loopback only; it
         # gives up the per-tenant network, so it is for single-tenant or trusted fleets.
         self._host_network = host_network
-        self._network_lock = asyncio.Lock()
         self.prefix = f"fm-{docker_safe(node)}-" if prefix is None else prefix
         self._docker = docker if docker is not None else aiodocker.Docker(url=url)
         self._always_pull = always_pull
         self._extra_labels = dict(extra_labels or {})
         self._pull_timeout = pull_timeout
+        self._networks = TenantNetworks(self._docker, self._extra_labels)
 
     @property
     def kind(self) -> RuntimeKind:
@@ -154,7 +154,7 @@ class DockerRuntime:
                     f"workload {spec.name!r} exists with spec {status.spec_hash}; remove it first"
                 )
             cname = container_name(spec, self.prefix)
-            network = "host" if self._host_network else await self._ensure_network(spec.tenant)
+            network = "host" if self._host_network else await self._networks.ensure(spec.tenant)
             mounts = []
             for volume in spec.volumes:
                 vname = make_volume_name(cname, volume.name)
@@ -223,7 +223,7 @@ class DockerRuntime:
                 for volume in found.get("Volumes") or []:
                     await self._docker._query_json(f"volumes/{volume['Name']}", method="DELETE")
             if tenant:
-                await self._drop_network_if_unused(network_name(tenant))
+                await self._networks.drop_if_unused(tenant)
 
     async def status(self, name: str) -> InstanceStatus:
         """The container's status, or ``ABSENT``."""
@@ -329,45 +329,6 @@ class DockerRuntime:
 
     def _env(self, spec: WorkloadSpec) -> dict[str, str]:
         return {**self._env_defaults, **workload_env(spec, self.node)}
-
-    async def _ensure_network(self, tenant: str) -> str:
-        """The id of the tenant's network, created if missing.
-
-        Docker's own duplicate check is racy (two creates at once can both succeed, and a
-        name then becomes "ambiguous"), so creation is serialised in this process, twins made
-        by other agents on the host are resolved to the oldest, and callers get its id.
-        """
-        name = network_name(tenant)
-        async with self._network_lock:
-            found = await self._networks_named(name)
-            if not found:
-                labels = {**self._extra_labels, LABEL_TENANT: tenant, "fogmesh.managed": "true"}
-                try:
-                    await self._docker.networks.create(
-                        {"Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": labels}
-                    )
-                except DockerError as exc:
-                    if exc.status != 409:  # created meanwhile by another agent on this host
-                        raise
-                found = await self._networks_named(name)
-            if not found:
-                raise InstanceNotFound(f"network {name} vanished while being created")
-            oldest, *twins = sorted(found, key=lambda n: (str(n.get("Created", "")), n["Id"]))
-            for twin in twins:
-                with contextlib.suppress(DockerError):
-                    await self._docker._query_json(f"networks/{twin['Id']}", method="DELETE")
-            return str(oldest["Id"])
-
-    async def _networks_named(self, name: str) -> list[dict[str, Any]]:
-        listed = await self._docker.networks.list(filters={"name": name})
-        return [n for n in listed if n.get("Name") == name]
-
-    async def _drop_network_if_unused(self, name: str) -> None:
-        with contextlib.suppress(DockerError):
-            network = await self._docker.networks.get(name)
-            info = await network.show()
-            if not info.get("Containers"):
-                await network.delete()
 
     async def _ensure_volume(self, name: str, spec: WorkloadSpec) -> None:
         labels = {

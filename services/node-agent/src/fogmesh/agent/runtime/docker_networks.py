@@ -1,0 +1,67 @@
+"""One Docker network per tenant: created on demand, shared by the agents of a host."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import aiodocker
+from aiodocker.exceptions import DockerError
+
+from fogmesh.agent.runtime.base import LABEL_TENANT
+from fogmesh.agent.runtime.docker_names import network_name
+from fogmesh.agent.runtime.errors import InstanceNotFound
+
+__all__ = ["TenantNetworks"]
+
+
+class TenantNetworks:
+    """The ``fm-{tenant}`` networks of one Docker engine."""
+
+    def __init__(self, docker: aiodocker.Docker, extra_labels: Mapping[str, str]) -> None:
+        self._docker = docker
+        self._extra_labels = dict(extra_labels)
+        self._lock = asyncio.Lock()
+
+    async def ensure(self, tenant: str) -> str:
+        """The id of the tenant's network, created if missing.
+
+        Docker's own duplicate check is racy (two creates at once can both succeed, and a
+        name then becomes "ambiguous"), so creation is serialised in this process, twins made
+        by other agents on the host are resolved to the oldest, and callers get its id.
+        """
+        name = network_name(tenant)
+        async with self._lock:
+            found = await self._named(name)
+            if not found:
+                labels = {**self._extra_labels, LABEL_TENANT: tenant, "fogmesh.managed": "true"}
+                try:
+                    await self._docker.networks.create(
+                        {"Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": labels}
+                    )
+                except DockerError as exc:
+                    if exc.status != 409:  # created meanwhile by another agent on this host
+                        raise
+                found = await self._named(name)
+            if not found:
+                raise InstanceNotFound(f"network {name} vanished while being created")
+            oldest, *twins = sorted(found, key=lambda n: (str(n.get("Created", "")), n["Id"]))
+            for twin in twins:
+                with contextlib.suppress(DockerError):
+                    await self._docker._query_json(f"networks/{twin['Id']}", method="DELETE")
+            return str(oldest["Id"])
+
+    async def _named(self, name: str) -> list[dict[str, Any]]:
+        listed = await self._docker.networks.list(filters={"name": name})
+        return [n for n in listed if n.get("Name") == name]
+
+    async def drop_if_unused(self, tenant: str) -> None:
+        """Remove the tenant's network once no container is attached to it."""
+        name = network_name(tenant)
+        with contextlib.suppress(DockerError):
+            network = await self._docker.networks.get(name)
+            info = await network.show()
+            if not info.get("Containers"):
+                await network.delete()
