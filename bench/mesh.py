@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -84,6 +85,19 @@ async def drain(it: Any, n: int, prefix: bytes, timeout: float) -> tuple[int, fl
     return len(seen), last - t0
 
 
+def _let_mosquitto_persist(tmp: Path, workdir: Path) -> None:
+    """Let Mosquitto write its database (the subscriber's session) into ``workdir``.
+
+    Started as root, Mosquitto drops to the ``mosquitto`` user, which cannot write into a
+    root-owned temporary directory: the session then dies with the broker and nothing queued
+    for the subscriber during the partition is ever delivered.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        tmp.chmod(0o711)  # traversable
+        workdir.chmod(0o777)  # writable by whichever user Mosquitto runs as
+
+
 async def bench_end(
     kind: str, tmp: Path, partition: float, n_tput: int, args_timeout: float = 120.0
 ) -> dict[str, Any]:
@@ -91,6 +105,7 @@ async def bench_end(
     mosq: BrokerProcess | None = None
     cloud_proc: MeshProcess | None = None
     if kind == "mosquitto":
+        _let_mosquitto_persist(tmp, tmp / "mosq")
         mosq = BrokerProcess("mosquitto", tmp / "mosq").start()
         remote = {"host": "127.0.0.1", "port": mosq.port}
         brokers = {"site": broker_spec(tmp, "site")}
