@@ -166,3 +166,18 @@ def test_bad_mesh_files_are_refused_cleanly(tmp_path: Path, text: str) -> None:
 def test_example_mesh_file_is_valid() -> None:
     mesh = load_mesh(REPO / "deploy" / "mesh" / "example.yaml")
     assert mesh.links
+
+
+def test_diskqueue_put_many_is_one_transaction_with_the_drop_policy(tmp_path: Path) -> None:
+    q = DiskQueue(tmp_path / "q.sqlite", max_messages=3, drop="oldest")
+    rows = [(f"t/{i}", f"p-{i}".encode(), 1, False) for i in range(5)]
+    assert q.put_many(rows) == 5
+    assert len(q) == 3
+    assert q.dropped == 2
+    assert [m.topic for m in q.peek(10)] == ["t/2", "t/3", "t/4"]
+    q.close()
+    again = DiskQueue(tmp_path / "q.sqlite", max_messages=3, drop="newest")
+    assert len(again) == 3  # committed: a new connection sees them
+    assert again.put_many(rows[:1]) == 0
+    assert again.dropped == 1
+    again.close()

@@ -2,6 +2,7 @@
 
 A message is appended (and committed) before the receiving MQTT side acknowledges it, and
 removed only after the far broker acknowledged it, so a crash loses nothing that was acked.
+A burst of arrivals is committed in one transaction, then all of them are acknowledged.
 
 Drop policy when the queue holds ``max_messages``: ``oldest`` deletes the head to make room
 (recent telemetry matters most after a long partition), ``newest`` refuses the new message.
@@ -11,6 +12,7 @@ Either way :attr:`DiskQueue.dropped` counts it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -57,6 +59,29 @@ class DiskQueue:
 
     def put(self, topic: str, payload: bytes, qos: int, *, retain: bool) -> bool:
         """Append one message (committed on return). False if the drop policy refused it."""
+        return self.put_many([(topic, payload, qos, retain)]) == 1
+
+    def put_many(self, messages: Sequence[tuple[str, bytes, int, bool]]) -> int:
+        """Append ``(topic, payload, qos, retain)`` rows in one transaction (all or none).
+
+        Committed on return; returns how many the drop policy accepted.
+        """
+        if not messages:
+            return 0
+        depth, dropped = self._depth, self.dropped
+        accepted = 0
+        self._db.execute("BEGIN")
+        try:
+            for topic, payload, qos, retain in messages:
+                accepted += self._append(topic, payload, qos, retain=retain)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._depth, self.dropped = depth, dropped
+            raise
+        return accepted
+
+    def _append(self, topic: str, payload: bytes, qos: int, *, retain: bool) -> bool:
         if self._depth >= self.max_messages:
             self.dropped += 1
             if self.drop == "newest":

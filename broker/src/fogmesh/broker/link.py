@@ -214,32 +214,42 @@ class Link:
         filters = {r.source_filter: r.qos for r in self.routes if r.source == side}
         for flt, qos in filters.items():
             await client.subscribe(flt, qos=qos, timeout=PUBLISH_TIMEOUT)
-        async for message in client.messages:
-            self._take(side, message)
-            if message.qos > 0:
-                # ack only now: the message is committed to the disk queue (or deliberately dropped)
-                client._client.ack(message.mid, message.qos)
+        messages = client.messages
+        async for first in messages:
+            # everything that already arrived goes to disk in one transaction, then is acked
+            burst = [first]
+            while len(burst) < BATCH and len(messages) > 0:
+                burst.append(await anext(messages))
+            self._take(side, burst)
+            for message in burst:
+                if message.qos > 0:
+                    # ack only now: it is committed to the disk queue (or deliberately dropped)
+                    client._client.ack(message.mid, message.qos)
 
-    def _take(self, side: Side, message: aiomqtt.Message) -> None:
-        """Queue one arrival for the other side, unless it is an echo or matches no rule."""
-        topic = message.topic.value
-        raw = message.payload
-        if isinstance(raw, bytes | bytearray):
-            payload = bytes(raw)
-        elif raw is None:
-            payload = b""
-        else:  # aiomqtt only yields bytes from the wire; anything else is not ours to carry
-            self.ignored += 1
-            return
-        if self.echo[side].is_echo(topic, payload):
-            return
-        found = self._route(side, topic)
-        if found is None:
-            self.ignored += 1
-            return
-        route, dest = found
-        self.queue[side].put(dest, payload, min(route.qos, 2), retain=bool(message.retain))
-        self._wake[_OTHER[side]].set()
+    def _take(self, side: Side, burst: list[aiomqtt.Message]) -> None:
+        """Queue arrivals for the other side, except echoes and what matches no rule."""
+        rows: list[tuple[str, bytes, int, bool]] = []
+        for message in burst:
+            topic = message.topic.value
+            raw = message.payload
+            if isinstance(raw, bytes | bytearray):
+                payload = bytes(raw)
+            elif raw is None:
+                payload = b""
+            else:  # aiomqtt only yields bytes from the wire; anything else is not ours to carry
+                self.ignored += 1
+                continue
+            if self.echo[side].is_echo(topic, payload):
+                continue
+            found = self._route(side, topic)
+            if found is None:
+                self.ignored += 1
+                continue
+            route, dest = found
+            rows.append((dest, payload, min(route.qos, 2), bool(message.retain)))
+        if rows:
+            self.queue[side].put_many(rows)
+            self._wake[_OTHER[side]].set()
 
     async def _writer(self, side: Side, client: aiomqtt.Client) -> None:
         """Publish what arrived on the other side to ``side``, in order."""
