@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
+from pydantic import ConfigDict, ValidationError
 
-from fogmesh.bus import Bus, BusConfig, MessageContext, Refusal
+from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage, Refusal
 from fogmesh.protocol import topics
 from fogmesh.protocol.apps import (
     APPS_RESOURCE,
@@ -30,8 +31,8 @@ from fogmesh.protocol.apps import (
     ScaleApp,
     UpdateApp,
 )
-from fogmesh.protocol.envelope import Reply, Request
-from fogmesh.protocol.errors import ErrorCode
+from fogmesh.protocol.envelope import Reply, Request, error_info_from_validation
+from fogmesh.protocol.errors import ErrorCode, ErrorInfo
 from fogmesh.protocol.manifest import AppManifest
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
@@ -47,6 +48,13 @@ __all__ = ["SchedulerService"]
 log = structlog.get_logger("fogmesh.scheduler")
 Q = TypeVar("Q", bound=Request)
 RETRY_PENDING_EVERY_S = 10.0
+ApiHandler = Callable[[Request, MessageContext], Awaitable[None]]
+
+
+class _AnyRequest(Request):
+    """Just the envelope of a request (to answer one whose action or body is wrong)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class SchedulerService:
@@ -70,6 +78,7 @@ class SchedulerService:
         """Set once this instance leads and has published what its store says."""
         self._retry_version = -1
         self._retry_at = 0.0
+        self._api_routes = self._routes()
 
     @property
     def leader(self) -> bool:
@@ -104,17 +113,80 @@ class SchedulerService:
         bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_heartbeat)
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
-        api = self._api
-        bus.subscribe(self._api_topic(AppAction.DEPLOY), DeployApp, api(self._deploy))
-        bus.subscribe(self._api_topic(AppAction.UPDATE), UpdateApp, api(self._update))
-        bus.subscribe(self._api_topic(AppAction.SCALE), ScaleApp, api(self._scale))
-        bus.subscribe(self._api_topic(AppAction.DELETE), DeleteApp, api(self._delete))
-        bus.subscribe(self._api_topic(AppAction.LIST), ListApps, api(self._list))
-        bus.subscribe(self._api_topic(AppAction.GET), GetApp, api(self._get))
+        # One subscription for every action, routed here: a filter per action plus a
+        # catch-all would overlap, and a broker may deliver a message once per matching
+        # subscription (Mosquitto does), so every request would be handled twice.
+        bus.subscribe(topics.api_filter(APPS_RESOURCE), RawMessage, self._on_api)
+
+    def _routes(self) -> dict[str, tuple[type[Request], ApiHandler]]:
+        route = self._route
+        return {
+            AppAction.DEPLOY.value: route(DeployApp, self._deploy),
+            AppAction.UPDATE.value: route(UpdateApp, self._update),
+            AppAction.SCALE.value: route(ScaleApp, self._scale),
+            AppAction.DELETE.value: route(DeleteApp, self._delete),
+            AppAction.LIST.value: route(ListApps, self._list),
+            AppAction.GET.value: route(GetApp, self._get),
+        }
+
+    def _route(
+        self, model: type[Q], action: Callable[[str, Q, Changes], Awaitable[Reply]]
+    ) -> tuple[type[Request], ApiHandler]:
+        handler = self._api(action)
+
+        async def typed(request: Request, ctx: MessageContext) -> None:
+            assert isinstance(request, model)
+            await handler(request, ctx)
+
+        return model, typed
+
+    async def _on_api(self, raw: RawMessage, ctx: MessageContext) -> None:
+        """Parse a request as its action's model and hand it on; answer errors on reply_to."""
+        if not self.leader:
+            return  # a standby stays silent; the leader answers
+        action = ctx.ref.action if ctx.ref is not None else None
+        route = self._api_routes.get(action or "")
+        if route is None:
+            known = ", ".join(a.value for a in AppAction)
+            await self._answer_bare(
+                raw, ctx, ErrorInfo(
+                    code=ErrorCode.INVALID_REQUEST,
+                    message=f"unknown apps action {action!r}; known actions: {known}",
+                    details={"action": action, "known": [a.value for a in AppAction]},
+                ),
+            )  # fmt: skip
+            return
+        model, handler = route
+        try:
+            request = model.model_validate_json(raw.payload)
+        except ValidationError as exc:
+            info = error_info_from_validation(exc)
+            log.warning("invalid payload", topic=ctx.topic, reason=info.message)
+            await self._answer_bare(raw, ctx, info)
+            return
+        rctx = MessageContext(ctx.bus, ctx.topic, ctx.ref, ctx.retained, request)
+        with structlog.contextvars.bound_contextvars(correlation_id=request.correlation_id):
+            try:
+                await handler(request, rctx)
+            except Refusal as refusal:
+                log.info("request refused", code=refusal.code.value, reason=refusal.message)
+                await rctx.reply_error(refusal.info())
+            except Exception as exc:
+                log.exception("apps request failed", topic=ctx.topic)
+                await rctx.reply_error(
+                    ErrorInfo(code=ErrorCode.INTERNAL, message=f"{type(exc).__name__}: {exc}")
+                )
 
     @staticmethod
-    def _api_topic(action: AppAction) -> str:
-        return topics.api_filter(APPS_RESOURCE, action.value)
+    async def _answer_bare(raw: RawMessage, ctx: MessageContext, error: ErrorInfo) -> None:
+        """Answer ``error`` to a request we could not parse, if its envelope says where."""
+        try:
+            envelope = _AnyRequest.model_validate_json(raw.payload)
+        except ValidationError:
+            log.warning("request without a usable envelope", topic=ctx.topic)
+            return
+        bare = MessageContext(ctx.bus, ctx.topic, ctx.ref, ctx.retained, envelope)
+        await bare.reply_error(error)
 
     # --- the fleet -----------------------------------------------------------------------------
 
