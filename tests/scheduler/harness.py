@@ -20,7 +20,13 @@ from fogmesh.protocol.node import (
     NodeStateMessage,
     Usage,
 )
-from fogmesh.protocol.workload import DesiredState
+from fogmesh.protocol.workload import (
+    ActualState,
+    DesiredState,
+    WorkloadPhase,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 from fogmesh.scheduler import SchedulerConfig, SchedulerService
 
 DEADLINE = 30.0
@@ -34,19 +40,22 @@ async def wait_for(cond: Callable[[], bool], what: str, timeout: float = DEADLIN
     assert cond(), what
 
 
-def scheduler_config(port: int, state_dir: Path, client_id: str = "sched") -> SchedulerConfig:
-    """Fast timings: 1 s heartbeats, offline after 3 missed."""
-    return SchedulerConfig(
-        port=port,
-        client_id=client_id,
-        username=client_id,
-        state_dir=state_dir,
-        lease_ttl_s=3.0,
-        lease_settle_s=0.2,
-        tick_s=0.2,
-        heartbeat_interval_s=1.0,
-        retire_timeout_s=30.0,
-    )
+def scheduler_config(
+    port: int, state_dir: Path, client_id: str = "sched", **overrides: Any
+) -> SchedulerConfig:
+    """Fast timings: 1 s heartbeats, offline after 3 missed; ``overrides`` replace settings."""
+    settings: dict[str, Any] = {
+        "port": port,
+        "client_id": client_id,
+        "username": client_id,
+        "state_dir": state_dir,
+        "lease_ttl_s": 3.0,
+        "lease_settle_s": 0.2,
+        "tick_s": 0.2,
+        "heartbeat_interval_s": 1.0,
+        "retire_timeout_s": 30.0,
+    }
+    return SchedulerConfig.model_validate({**settings, **overrides})
 
 
 @contextlib.asynccontextmanager
@@ -103,6 +112,26 @@ class Fleet:
         await self.set_state(node, NodeLiveness.ONLINE)
         self.alive.add(node)
 
+    async def report(
+        self, node: str, specs: list[WorkloadSpec], phase: WorkloadPhase = WorkloadPhase.RUNNING
+    ) -> None:
+        """Publish the node's retained actual state: ``specs`` in ``phase``."""
+        statuses = [
+            WorkloadStatus(
+                name=s.name, tenant=s.tenant, app=s.app, component=s.component,
+                runtime=s.runtime, phase=phase, spec_hash=s.spec_hash(),
+            )
+            for s in specs
+        ]  # fmt: skip
+        gen = self.desired[node].generation if node in self.desired else -1
+        actual = ActualState(node=node, observed_generation=gen, workloads=statuses)
+        await self.bus.publish(topics.node(node, "actual"), actual, retain=True)
+
+    def specs(self, node: str) -> list[WorkloadSpec]:
+        """The workload specs in the node's latest desired state."""
+        state = self.desired.get(node)
+        return [] if state is None else list(state.workloads)
+
     async def set_state(self, node: str, state: NodeLiveness) -> None:
         """Publish the node's retained state."""
         msg = NodeStateMessage(node=node, state=state)
@@ -129,6 +158,31 @@ class Fleet:
     def where(self, workload: str) -> list[str]:
         """Nodes whose desired state holds ``workload``."""
         return sorted(n for n in self.desired if workload in self.names(n))
+
+
+@contextlib.asynccontextmanager
+async def scheduler_env(
+    port: int, state_dir: Path, nodes: dict[str, dict[str, str]], **overrides: Any
+) -> AsyncIterator[tuple[SchedulerService, Fleet, Bus]]:
+    """A leading scheduler (settings ``overrides``), a test client and the ``nodes`` (labels)."""
+    service = SchedulerService(scheduler_config(port, state_dir, **overrides))
+    async with running(service), client(port, "tester") as bus:
+        fleet = Fleet(bus)
+        await fleet.start()
+        try:
+            for node, labels in nodes.items():
+                await fleet.add(node, labels=labels)
+            await wait_for(service.ready.is_set, "scheduler leads")
+            await wait_for(
+                lambda: all(
+                    n in service.tracker.nodes and service.tracker.nodes[n].facts is not None
+                    for n in nodes
+                ),
+                "scheduler sees every node",
+            )
+            yield service, fleet, bus
+        finally:
+            await fleet.stop()
 
 
 def client(port: int, client_id: str) -> Bus:
