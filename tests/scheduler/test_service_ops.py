@@ -352,3 +352,22 @@ async def test_unknown_action_is_answered_and_each_request_handled_once(pair: En
     assert AppReply.model_validate(by_id["d1"]).app.name == "x"  # d1 deployed the app
     assert ErrorReply.model_validate(by_id["d2"]).error.code is ErrorCode.CONFLICT
     await wait_for(lambda: len(fleet.where("x-c-0")) == 1, "x desired once")
+
+
+async def test_update_removing_a_component_drops_its_retiring_replica(pair: Env) -> None:
+    _service, fleet, bus = pair
+    await deploy(bus, manifest("gone", {"name": "c"}))
+    m2 = versioned(manifest("gone", {"name": "c", "env": {"V": "2"}}), "2")
+    await bus.request(api("acme", "update"), UpdateApp(manifest=m2), AppReply, timeout=TIMEOUT)
+    await wait_for(lambda: len(fleet.where("gone-c-0")) == 2, "old version retiring beside")
+    # version 3 has no component c: its old replica must not stay (retiring) either
+    m3 = versioned(manifest("gone", {"name": "d"}), "3")
+    reply = await bus.request(
+        api("acme", "update"), UpdateApp(manifest=m3), AppReply, timeout=TIMEOUT
+    )
+    assert [(p.workload, p.retiring) for p in reply.app.placements] == [("gone-d-0", False)]
+    # the next request right away still works (a leftover of c broke every placement)
+    after = await deploy(bus, manifest("after", {"name": "c"}))
+    assert after.app.placements[0].node in {"node-a", "node-b"}
+    await wait_for(lambda: not fleet.where("gone-c-0"), "c removed from desired")
+    assert len(fleet.where("gone-d-0")) == 1

@@ -204,7 +204,10 @@ class Operations:
             if p.node is None:
                 continue
             changes.dirty.add(p.node)
-            if beside and (p.retiring or p.spec.name in plan.placements):
+            # An old replica retires beside its replacement, or, already retiring, beside an
+            # unchanged replica; one whose workload the new manifest drops goes now (it would
+            # also name a component the manifest no longer has).
+            if beside and (p.spec.name in plan.placements or (p.retiring and p.spec.name in kept)):
                 p.retiring, p.retire_by = True, p.retire_by or now + self.config.retire_timeout_s
                 retiring.append(p)
         rec.placements = keep + self._records(tenant, manifest, plan, rev) + retiring
