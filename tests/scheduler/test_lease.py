@@ -11,9 +11,7 @@ from tests.scheduler.harness import running, scheduler_config, wait_for
 from tests.support.brokers import BrokerProcess
 
 
-async def test_standby_takes_over_when_leader_stops(
-    broker: BrokerProcess, tmp_path: Path
-) -> None:
+async def test_standby_takes_over_when_leader_stops(broker: BrokerProcess, tmp_path: Path) -> None:
     state = tmp_path / "shared-state"
     first = SchedulerService(scheduler_config(broker.port, state, client_id="sched-1"))
     second = SchedulerService(scheduler_config(broker.port, state, client_id="sched-2"))

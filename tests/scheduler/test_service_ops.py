@@ -286,10 +286,10 @@ async def test_update_that_does_not_fit_beside_replaces_in_place(pair: Env) -> N
 
 @pytest.fixture
 async def stale_env(broker: BrokerProcess, tmp_path: Path) -> AsyncIterator[Env]:
-    """Two nodes; stale after 1.5 missed heartbeats, lost only after 1,000."""
+    """Two nodes; stale after 2.5 missed heartbeats, lost only after 1,000."""
     nodes: dict[str, dict[str, str]] = {"node-a": {}, "node-b": {}}
     state = tmp_path / "state"
-    async with scheduler_env(broker.port, state, nodes, stale_after=1.5, offline_after=1000) as env:
+    async with scheduler_env(broker.port, state, nodes, stale_after=2.5, offline_after=1000) as env:
         yield env
 
 
