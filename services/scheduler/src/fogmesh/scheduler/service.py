@@ -115,7 +115,7 @@ class SchedulerService:
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
         # One subscription for every action, routed here: a filter per action plus a
         # catch-all would overlap, and a broker may deliver a message once per matching
-        # subscription (Mosquitto does), so every request would be handled twice.
+        # subscription (amqtt does), so a request would be handled twice.
         bus.subscribe(topics.api_filter(APPS_RESOURCE), RawMessage, self._on_api)
 
     def _routes(self) -> dict[str, tuple[type[Request], ApiHandler]]:
