@@ -251,6 +251,14 @@ class Operations:
         rec.placements = keep + self._records(tenant, manifest, plan, rec.revision)
         rec.manifest, rec.updated_at = manifest, time.time()
         changes.dirty.update(plan.placements.values())
+        changes.events.append(
+            (
+                tenant,
+                self._event(
+                    EventKind.APP_UPDATED, rec, "scaled", component=component, replicas=replicas
+                ),
+            )
+        )
         return rec
 
     def delete(self, tenant: str, app: str, changes: Changes) -> list[str]:
