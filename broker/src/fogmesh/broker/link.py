@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -145,6 +146,8 @@ class Link:
             max_inflight_messages=BATCH,
             max_queued_outgoing_messages=0,
             will=will,
+            # a hop's latency is the point: no Nagle delay on the link's sockets
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         # Acknowledge only after the message is on disk: aiomqtt 2.5 has no switch for this,
         # paho (underneath) does.
