@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiomqtt
@@ -10,6 +11,7 @@ import pytest
 from fogmesh.bus import Bus, MessageContext, Refusal
 from fogmesh.protocol import (
     AckReply,
+    BusError,
     ErrorCode,
     ErrorReply,
     LogsCommand,
@@ -127,3 +129,44 @@ async def test_handler_that_raises_does_not_stop_the_loop(broker: BrokerProcess)
         answer = await client.request(topic, LogsCommand(workload="fine"), LogsReply, timeout=10)
         await eventually(lambda: calls == ["boom", "fine"])
     assert answer.workload == "fine"
+
+
+async def test_a_cancelled_handler_does_not_end_its_subscription(broker: BrokerProcess) -> None:
+    node = unique("node")
+    handled: list[str] = []
+    done = asyncio.get_running_loop().create_future()
+    done.cancel()
+
+    async def on_logs(cmd: LogsCommand, ctx: MessageContext) -> None:
+        handled.append(cmd.workload)
+        if cmd.workload == "stray-cancel":
+            await done  # raises CancelledError inside the handler, not a cancel of the bus
+        await ctx.reply(LogsReply.to(cmd, workload=cmd.workload, lines=[]))
+
+    topic = topics.node_cmd(node, "logs")
+    async with Bus(bus_config(broker)) as server, Bus(bus_config(broker)) as client:
+        server.subscribe(topic, LogsCommand, on_logs)
+        await server.wait_connected(timeout=15)
+        await client.wait_connected(timeout=15)
+        await client.publish(topic, LogsCommand(workload="stray-cancel"))
+        answer = await client.request(topic, LogsCommand(workload="after"), LogsReply, timeout=10)
+    assert answer.workload == "after"
+    assert handled == ["stray-cancel", "after"]
+
+
+async def test_closing_the_bus_fails_pending_requests_with_bus_error(
+    broker: BrokerProcess,
+) -> None:
+    async with Bus(bus_config(broker)) as client:
+        await client.wait_connected(timeout=15)
+        pending = asyncio.create_task(
+            client.request(
+                topics.node_cmd(unique("n"), "logs"),
+                LogsCommand(workload="w"),
+                LogsReply,
+                timeout=30,
+            )
+        )
+        await asyncio.sleep(0.3)
+    with pytest.raises(BusError):
+        await pending

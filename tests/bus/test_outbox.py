@@ -64,3 +64,11 @@ def test_backoff_is_capped_and_jittered() -> None:
     delays = [backoff_delay(a, base=0.5, cap=8.0) for a in range(40) for _ in range(5)]
     assert all(0 <= d <= 8.0 for d in delays)
     assert len(set(delays)) > 1
+
+
+def test_requeue_never_displaces_newer_retained_state() -> None:
+    box = Outbox(10, OutboxPolicy.DROP_OLDEST)
+    box.put(_msg(2, retain=True, topic="fm/v1/a"))  # queued while the older send was failing
+    box.requeue(_msg(1, retain=True, topic="fm/v1/a"))  # the failed, older value comes back
+    box.requeue(_msg(0))  # a failed plain message goes first
+    assert _drain(box) == [b"0", b"2"]

@@ -86,6 +86,8 @@ class Bus:
         self._supervisor: asyncio.Task[None] | None = None
         self._group: asyncio.TaskGroup | None = None
         self._group_ready = asyncio.Event()
+        self._flushing = False
+        self._background: set[asyncio.Task[None]] = set()
         self.reply_topic = topics.reply(config.client_id)
         self.connects = 0
 
@@ -103,12 +105,17 @@ class Bus:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._lifecycle = _Lifecycle.CLOSED
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(BusError("the bus was closed before the reply came"))
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._supervisor
-        for future in self._pending.values():
-            future.cancel()
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the caller itself is being cancelled: let that through
 
     @property
     def connected(self) -> bool:
@@ -152,9 +159,15 @@ class Bus:
         if self._group is not None:
             self._start_worker(sub)
         client = self._client
-        if client is not None and self._ready.is_set():
-            task = asyncio.create_task(self._subscribe_now(client, sub))
-            task.add_done_callback(log_task_failure)
+        if client is not None:  # also while restoring: that pass may have missed this filter
+            self._spawn(self._subscribe_now(client, sub))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, holding a reference until it ends."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(log_task_failure)
 
     async def _subscribe_now(self, client: aiomqtt.Client, sub: _Subscription) -> None:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
@@ -175,16 +188,40 @@ class Bus:
         check_topic(topic)
         outbound = OutboundMessage(topic, payload, qos, retain)
         client = self._client
-        if client is not None and self._ready.is_set():
+        # Straight to the broker only when nothing waits before it, so order is kept.
+        if client is not None and self._ready.is_set() and not len(self._outbox):
             try:
                 await self._send(client, outbound)
             except (aiomqtt.MqttError, TimeoutError) as exc:
-                log.debug(
-                    "publish failed; queued for the next connection", topic=topic, error=str(exc)
-                )
-            else:
-                return
+                log.debug("publish failed; queued", topic=topic, error=str(exc))
+                # never let this older copy displace a newer retained value queued meanwhile
+                self._outbox.requeue(outbound)
+                self._kick_flush()
+            return
         self._outbox.put(outbound)
+        self._kick_flush()
+
+    def _kick_flush(self) -> None:
+        """While connected, send what the outbox holds now rather than at the next reconnect."""
+        if self._group is None or not self._ready.is_set() or self._flushing:
+            return
+        self._flushing = True
+        self._group.create_task(self._flush(), name=f"fogmesh.bus[{self.config.client_id}].flush")
+
+    async def _flush(self) -> None:
+        try:
+            while (client := self._client) is not None and self._ready.is_set():
+                outbound = self._outbox.pop()
+                if outbound is None:
+                    return
+                try:
+                    await self._send(client, outbound)
+                except (aiomqtt.MqttError, TimeoutError) as exc:
+                    self._outbox.requeue(outbound)
+                    log.debug("outbox flush failed; will retry", error=str(exc))
+                    await asyncio.sleep(self.config.reconnect_base)
+        finally:
+            self._flushing = False
 
     async def _send(self, client: aiomqtt.Client, outbound: OutboundMessage) -> None:
         await client.publish(
@@ -264,9 +301,9 @@ class Bus:
     async def _connection_loop(self) -> None:
         attempt = 0
         while True:
+            connects_before = self.connects
             try:
                 await self._connect_once()
-                attempt = 0
             except aiomqtt.MqttError as exc:
                 log.info(
                     "bus connection lost",
@@ -276,6 +313,8 @@ class Bus:
                 )
             except TimeoutError:
                 log.info("bus connect timed out", host=self.config.host, port=self.config.port)
+            if self.connects > connects_before:
+                attempt = 0  # it was up: the next outage starts the back-off afresh
             delay = backoff_delay(
                 attempt, base=self.config.reconnect_base, cap=self.config.reconnect_cap
             )
@@ -324,8 +363,7 @@ class Bus:
                     connects=self.connects,
                 )
                 for callback in self._on_connect:
-                    task = asyncio.create_task(callback(self))
-                    task.add_done_callback(log_task_failure)
+                    self._spawn(callback(self))
                 async for message in client.messages:
                     self._dispatch(message)
             finally:
@@ -340,7 +378,7 @@ class Bus:
             try:
                 await self._send(client, outbound)
             except BaseException:
-                self._outbox.push_front(outbound)
+                self._outbox.requeue(outbound)
                 raise
 
     def _dispatch(self, message: aiomqtt.Message) -> None:
@@ -357,6 +395,11 @@ class Bus:
             message = await sub.queue.get()
             try:
                 await self._handle(sub, message)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the bus is closing
+                log.warning("a handler was cancelled; the subscription goes on", topic=sub.filter)
             except Exception:  # the loop must outlive any one message
                 log.exception("bus handler failed outside its guard", topic=message.topic.value)
 
@@ -383,8 +426,13 @@ class Bus:
                 await ctx.reply_error(refusal.info())
             except Exception as exc:
                 log.exception("handler raised")
+                # the details stay in this service's log; the caller learns what and where
                 await ctx.reply_error(
-                    ErrorInfo(code=ErrorCode.INTERNAL, message=f"{type(exc).__name__}: {exc}")
+                    ErrorInfo(
+                        code=ErrorCode.INTERNAL,
+                        message=f"internal error ({type(exc).__name__}) in {self.config.client_id}"
+                        f"; correlation_id {correlation_id}",
+                    )
                 )
 
     async def _refuse_invalid(self, topic: str, payload: bytes, exc: ValidationError) -> None:

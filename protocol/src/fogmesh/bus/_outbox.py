@@ -54,6 +54,13 @@ class Outbox:
         """Put back a message whose send failed, so it goes first next time."""
         self._queue.appendleft(message)
 
+    def requeue(self, message: OutboundMessage) -> None:
+        """Put back a message whose send failed, first in line, unless it is retained state
+        and a newer value for its topic was queued meanwhile (then the old one is dropped)."""
+        if message.retain and any(q.retain and q.topic == message.topic for q in self._queue):
+            return
+        self._queue.appendleft(message)
+
     def pop(self) -> OutboundMessage | None:
         """The oldest message, or None when empty."""
         return self._queue.popleft() if self._queue else None
