@@ -332,9 +332,11 @@ class NsAgent:
     async def subscribe(self, flt: str, qos: int = 1) -> None:
         await self.call("sub", filter=flt, qos=qos)
 
-    async def publish(self, topic: str, payloads: list[str], qos: int = 1) -> None:
-        """Publish in order, each acknowledged before the next."""
-        await self.call("pub", timeout=120, topic=topic, payloads=payloads, qos=qos)
+    async def publish(
+        self, topic: str, payloads: list[str], qos: int = 1, gap: float = 0.0
+    ) -> None:
+        """Publish in order, each acknowledged before the next (``gap`` seconds apart)."""
+        await self.call("pub", timeout=120, topic=topic, payloads=payloads, qos=qos, gap=gap)
 
     def payloads(self, topic: str | None = None) -> list[str]:
         return [m["payload"] for m in self.messages if topic is None or m["topic"] == topic]
@@ -395,6 +397,8 @@ async def _agent(opts: argparse.Namespace) -> None:
                 elif cmd["op"] == "pub":
                     for payload in cmd["payloads"]:
                         await client.publish(cmd["topic"], payload.encode(), qos=cmd["qos"])
+                        if cmd.get("gap"):
+                            await asyncio.sleep(cmd["gap"])
             except Exception as exc:  # reported to the test, which fails with it
                 reply["error"] = f"{type(exc).__name__}: {exc}"
             _emit(reply)
