@@ -128,6 +128,7 @@ class Planner:
         creq, mreq = comp.cpu_request, float(comp.memory_request)
         cpu_free, mem_free = self.cpu_free, self.mem_free
         cpu_cap, mem_cap = self.view.cpu_cap, self.view.mem_cap
+        busy = self.view.cpu_busy
         latency = self.view.latencies(self.manifest.data_source)
         best_cost, best = float("inf"), None
         for i in candidates:
@@ -138,7 +139,7 @@ class Planner:
             if mem_left < 0:
                 continue
             cap = cpu_cap[i]
-            remaining = cpu_left / cap if cap > 0 else 0.0
+            remaining = (cpu_left - busy[i]) / cap if cap > 0 else 0.0
             cap = mem_cap[i]
             mem_frac = mem_left / cap if cap > 0 else 0.0
             remaining = min(remaining, mem_frac)

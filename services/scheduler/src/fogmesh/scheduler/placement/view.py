@@ -32,7 +32,13 @@ class ClusterView:
         self.cpu_cap: list[float] = []
         self.mem_cap: list[float] = []
         self.cpu_free: list[float] = []
+        """CPU not yet requested: what a new request must fit in (CPU is compressible, so
+        a busy moment does not make a node unschedulable, as in Kubernetes)."""
+        self.cpu_busy: list[float] = []
+        """CPU measured in use beyond the requests: it lowers a node's score, not its fit."""
         self.mem_free: list[float] = []
+        """Memory free after the larger of requests and measured use (memory is not
+        compressible)."""
         self.occupancy: dict[tuple[str, str, str, str], dict[int, int]] = {}
         self.app_occupancy: dict[AppKey, dict[int, int]] = {}
         self.name_nodes: dict[str, set[int]] = {}
@@ -47,7 +53,8 @@ class ClusterView:
                 mem_used = float(node.usage.memory_used_bytes)
             self.cpu_cap.append(cpu_cap)
             self.mem_cap.append(mem_cap)
-            self.cpu_free.append(cpu_cap - max(cpu_req, cpu_used))
+            self.cpu_free.append(cpu_cap - cpu_req)
+            self.cpu_busy.append(max(0.0, cpu_used - cpu_req))
             self.mem_free.append(mem_cap - max(mem_req, mem_used))
             for w in node.workloads:
                 key = (w.tenant, w.app, w.version, w.component)
