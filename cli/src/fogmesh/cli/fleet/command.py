@@ -76,7 +76,9 @@ class _Fleet:
     def __init__(self, plan: FleetPlan, paths: dict[str, Path]) -> None:
         self.plan = plan
         self.paths = paths
-        self.procs = ProcessSet(plan.state_dir / "logs")
+        self.procs = ProcessSet(
+            plan.state_dir / "logs", marker_env={"FOGMESH_FLEET": plan.fleet_id}
+        )
 
     def check_alive(self) -> None:
         dead = self.procs.dead()
@@ -142,21 +144,27 @@ class _Fleet:
         )
 
 
-async def _wait_for(what: str, check: object, fleet: _Fleet, timeout: float) -> None:
+async def _wait_for(
+    what: str, check: object, fleet: _Fleet, timeout: float, stop: asyncio.Event
+) -> None:
     assert callable(check)
     deadline = time.monotonic() + timeout
     with console.status(what):
         while not check():
             fleet.check_alive()
+            if stop.is_set():
+                raise CliError(f"interrupted while {what}", code=130)
             if time.monotonic() > deadline:
                 raise CliError(f"timed out: {what}")
             await asyncio.sleep(0.2)
 
 
-async def _deploy(bus: Bus, runtime: str) -> AppReply:
+async def _deploy(bus: Bus, runtime: str, stop: asyncio.Event) -> AppReply:
     manifest = sample_manifest(TENANT, APP, runtime)
     last: Exception | None = None
     for _ in range(20):  # the scheduler may still be taking its lease or learning the nodes
+        if stop.is_set():
+            raise CliError("interrupted while deploying the sample app", code=130)
         try:
             return await bus.request(
                 topics.api(TENANT, "apps", "deploy"),
@@ -218,17 +226,21 @@ async def _run(fleet: _Fleet, duration: float | None, live: bool) -> int:
     fleet.start_services()
     async with Bus(fleet.viewer_config()) as bus:
         view.attach(bus)
-        await bus.wait_connected(timeout=15)
+        try:
+            await bus.wait_connected(timeout=15)
+        except TimeoutError as exc:
+            raise CliError("could not connect to the fleet's cloud broker") from exc
         names = {n.node for n in plan.nodes}
         await _wait_for(
             f"waiting for {len(names)} nodes to come online",
             lambda: names <= view.online(),
             fleet,
             90,
+            stop,
         )
         console.print(f"[green]fleet up:[/] {len(names)} nodes online over {len(SITES)} sites")
         with console.status(f"deploying {APP} ({plan.runtime} convolver)"):
-            reply = await _deploy(bus, plan.runtime)
+            reply = await _deploy(bus, plan.runtime, stop)
         placed = ", ".join(f"{p.workload} on {p.node}" for p in reply.app.placements)
         console.print(f"[green]deployed {APP}:[/] {placed}")
         console.print(f"credentials for the CLI and mosquitto_pub: source {fleet.paths['env']}")
@@ -258,6 +270,8 @@ def up(
     configure_logging("warning")
     chosen = _resolve_runtime(runtime)
     keep = state_dir is not None
+    if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
+        raise CliError(f"--state-dir {state_dir} is not empty; remove it or pick another", code=2)
     root = state_dir or Path(tempfile.mkdtemp(prefix="fogmesh-up-"))
     root = root.resolve()
     plan = FleetPlan.make(root, nodes, chosen)
@@ -266,8 +280,9 @@ def up(
     try:
         outputs = asyncio.run(_run(fleet, duration, live))
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         fleet.procs.stop_all()
-        left = remove_leftovers([n.node for n in plan.nodes], root)
+        left = remove_leftovers(plan.fleet_id, root)
         console.print(
             f"stopped {len(fleet.procs.children)} processes; removed {left['containers']} "
             f"containers and {left['processes']} stray processes left by workloads"

@@ -8,6 +8,7 @@ passwords written only into the fleet's state directory.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shlex
 import socket
@@ -61,6 +62,8 @@ class FleetPlan:
     runtime: str  # "docker" or "native"
     ports: dict[str, int] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
+    fleet_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    """Marks everything this fleet starts (containers, processes), so teardown takes only it."""
 
     @classmethod
     def make(cls, state_dir: Path, node_count: int, runtime: str) -> FleetPlan:
@@ -99,13 +102,14 @@ class FleetPlan:
             }
             for a in self.accounts.values()
         ]
-        # Agents also publish their fleet events (desired rejected, workload state).
+        # Agents also publish the events they own (desired rejected, workload state), and no
+        # other kind: a node must not forge app or liveness events.
         roles = {
             "fleet-node": {
                 "publish": [
                     "fm/v1/nodes/{node}/#",
-                    "fm/v1/events/fleet/+",
-                    "fm/v1/events/tenants/+/+",
+                    "fm/v1/events/fleet/desired-rejected",
+                    "fm/v1/events/tenants/+/workload-state",
                 ],
                 "deny_publish": ["fm/v1/nodes/{node}/desired"],
                 "subscribe": ["fm/v1/nodes/{node}/#"],
@@ -165,12 +169,14 @@ class FleetPlan:
             "labels": {"site": node.site, "tier": "edge"},
             "runtimes": ["docker", "native"] if self.runtime == "docker" else ["native"],
             "docker_host_network": True,
+            "extra_labels": {"fogmesh.fleet": self.fleet_id},
             # What every workload gets: its site broker and the tenant's account on it.
             "workload_env": {
                 "FM_BROKER_HOST": host,
                 "FM_BROKER_PORT": str(port),
                 "FM_USERNAME": tenant.username,
                 "FM_PASSWORD": tenant.password,
+                "FOGMESH_FLEET": self.fleet_id,
             },
         }
 
@@ -206,6 +212,7 @@ class FleetPlan:
     def write_files(self) -> dict[str, Path]:
         """Write the mesh, agent, scheduler and env files; return their paths."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)  # it holds every account's password
         paths = {
             "mesh": self.state_dir / "mesh.yaml",
             "scheduler": self.state_dir / "scheduler.yaml",
@@ -222,5 +229,6 @@ class FleetPlan:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.write_text(text)
-    path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)

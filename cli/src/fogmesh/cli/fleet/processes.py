@@ -70,6 +70,8 @@ class ProcessSet:
 
     log_dir: Path
     children: list[ChildProcess] = field(default_factory=list)
+    marker_env: dict[str, str] = field(default_factory=dict)
+    """Put into every child's environment (teardown finds the fleet's processes by it)."""
 
     def python(
         self, name: str, module: str, *args: str, env: dict[str, str] | None = None
@@ -78,7 +80,7 @@ class ProcessSet:
         child = ChildProcess(
             name, [sys.executable, "-m", module, *args], self.log_dir / f"{name}.log"
         )
-        child.start(env)
+        child.start({**self.marker_env, **(env or {})})
         self.children.append(child)
         return child
 
@@ -98,6 +100,17 @@ class ProcessSet:
             child.proc.wait(timeout=10)
 
     def stop_all(self, timeout: float = 10.0) -> None:
-        """Stop every child, last started first."""
+        """SIGTERM every child's group at once (last started first), wait for them together,
+        then SIGKILL whoever is left."""
         for child in reversed(self.children):
-            self.stop(child, timeout)
+            child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in reversed(self.children):
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.signal_group(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.proc.wait(timeout=10)
