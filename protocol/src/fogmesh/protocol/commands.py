@@ -49,7 +49,7 @@ class UploadCommand(Request):
     workload: Ident
     path: str = Field(min_length=2, max_length=1024, pattern=r"^/")
     content_b64: str = Field(max_length=(MAX_UPLOAD_BYTES * 4) // 3 + 4)
-    mode: int = Field(default=0o644, ge=0, le=0o7777)
+    mode: int = Field(default=0o644, ge=0, le=0o777, description="no setuid, setgid or sticky bits")
 
 
 class UploadReply(Reply):

@@ -25,7 +25,14 @@ from typing import Literal, TypeVar
 import structlog
 
 from fogmesh.agent.phases import PhaseMachine
-from fogmesh.agent.runtime.base import InstanceState, InstanceStatus, Runtime
+from fogmesh.agent.runtime.base import (
+    LABEL_APP,
+    LABEL_COMPONENT,
+    LABEL_TENANT,
+    InstanceState,
+    InstanceStatus,
+    Runtime,
+)
 from fogmesh.agent.runtime.errors import RuntimeFailure, RuntimeUnavailable
 from fogmesh.agent.store import DesiredStore
 from fogmesh.agent.tracked import STABLE_AFTER_S, Tracked, overall_state, retry_delay
@@ -271,7 +278,17 @@ class Reconciler:
             machine.drive_to(P.STOPPING, reason)
             await self._call(tracked, runtime.stop(spec.name, self.stop_timeout))
             machine.move(P.STOPPED, reason)
-        await self._call(tracked, runtime.remove(spec.name, keep_state=True))
+        # A new version keeps its state; a workload of the same name now owned by another
+        # tenant (or another app) must never inherit the previous owner's data.
+        same_owner = all(
+            inst.labels.get(label) == value
+            for label, value in (
+                (LABEL_TENANT, spec.tenant),
+                (LABEL_APP, spec.app),
+                (LABEL_COMPONENT, spec.component),
+            )
+        )
+        await self._call(tracked, runtime.remove(spec.name, keep_state=same_owner))
         machine.drive_to(P.DEFINED, reason)
         self._send_event(
             spec.tenant,
