@@ -6,8 +6,17 @@ import asyncio
 import subprocess
 import sys
 
+import pytest
+
 from fogmesh.bus import Bus, RawMessage
-from fogmesh.protocol import Event, EventKind, NodeLiveness, NodeStateMessage, topics
+from fogmesh.protocol import (
+    Event,
+    EventKind,
+    NodeLiveness,
+    NodeStateMessage,
+    NotConnectedError,
+    topics,
+)
 from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import bus_config, eventually, unique
 
@@ -128,3 +137,16 @@ async def test_raw_subscription_gets_bytes_as_they_came(broker: BrokerProcess) -
             await bus.publish_raw(topic, payload)
         await eventually(lambda: len(got) == 3)
     assert got == [b"not json {", b"\x00\xff", b'{"a": 1}']
+
+
+async def test_unqueued_publish_refuses_while_disconnected(broker: BrokerProcess) -> None:
+    """A lease holder's writes must never wait in the outbox to land after a new leader's."""
+    broker.stop()
+    async with Bus(bus_config(broker)) as bus:
+        with pytest.raises(NotConnectedError):
+            await bus.publish(
+                topics.lease("scheduler"), Event(kind=EventKind.NODE_BACK), retain=True, queue=False
+            )
+        assert bus.queued == 0
+        await bus.publish(topics.fleet_event("x"), Event(kind=EventKind.NODE_BACK))
+        assert bus.queued == 1

@@ -37,6 +37,7 @@ from fogmesh.protocol import (
     BusError,
     ErrorCode,
     ErrorInfo,
+    NotConnectedError,
     Reply,
     Request,
     RequestTimeout,
@@ -176,28 +177,45 @@ class Bus:
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(
-        self, topic: str, message: BaseModel, *, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        message: BaseModel,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        queue: bool = True,
     ) -> None:
-        """Publish ``message`` as JSON. Returns once the broker has it (QoS 1) or it is queued."""
-        await self.publish_raw(topic, message.model_dump_json().encode(), qos=qos, retain=retain)
+        """Publish ``message`` as JSON. Returns once the broker has it (QoS 1) or it is queued.
+
+        ``queue=False`` is for writers whose right to write may lapse while they are away (a
+        lease holder): instead of waiting in the outbox, the message raises
+        :class:`NotConnectedError` when it cannot be handed to the broker now.
+        """
+        await self.publish_raw(
+            topic, message.model_dump_json().encode(), qos=qos, retain=retain, queue=queue
+        )
 
     async def publish_raw(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, queue: bool = True
     ) -> None:
         """Publish raw bytes (the apps' data plane); same delivery rules as :meth:`publish`."""
         check_topic(topic)
         outbound = OutboundMessage(topic, payload, qos, retain)
         client = self._client
         # Straight to the broker only when nothing waits before it, so order is kept.
-        if client is not None and self._ready.is_set() and not len(self._outbox):
+        if client is not None and self._ready.is_set() and (not len(self._outbox) or not queue):
             try:
                 await self._send(client, outbound)
             except (aiomqtt.MqttError, TimeoutError) as exc:
+                if not queue:
+                    raise NotConnectedError(f"publish failed: {exc}", topic=topic) from exc
                 log.debug("publish failed; queued", topic=topic, error=str(exc))
                 # never let this older copy displace a newer retained value queued meanwhile
                 self._outbox.requeue(outbound)
                 self._kick_flush()
             return
+        if not queue:
+            raise NotConnectedError("not connected; this message is not queued", topic=topic)
         self._outbox.put(outbound)
         self._kick_flush()
 

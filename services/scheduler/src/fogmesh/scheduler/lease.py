@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from fogmesh.bus import Bus, MessageContext
-from fogmesh.protocol import topics
+from fogmesh.protocol import NotConnectedError, topics
 from fogmesh.protocol.lease import LeaseRecord
 
 __all__ = ["DUTY", "LeaseKeeper"]
@@ -85,7 +85,8 @@ class LeaseKeeper:
             expires_at=self.clock() + self.ttl,
             source=self.holder,
         )
-        await self.bus.publish(self.topic, record, qos=1, retain=True)
+        # Never queued: a record written while away could depose the leader elected meanwhile.
+        await self.bus.publish(self.topic, record, qos=1, retain=True, queue=False)
 
     async def run(self, initial_wait: float = 1.0) -> None:
         """Loop forever: wait for the retained record, then claim or renew."""
@@ -97,7 +98,11 @@ class LeaseKeeper:
         except TimeoutError:
             pass
         while True:
-            await self.step()
+            try:
+                await self.step()
+            except NotConnectedError:
+                # Cannot renew: ``leader`` lapses by itself when the record expires.
+                log.info("lease not written: the bus is not connected")
             await asyncio.sleep(self.ttl / 3)
 
     async def step(self) -> None:

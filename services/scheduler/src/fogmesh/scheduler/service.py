@@ -17,7 +17,7 @@ import structlog
 from pydantic import ConfigDict, ValidationError
 
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage, Refusal
-from fogmesh.protocol import topics
+from fogmesh.protocol import NotConnectedError, topics
 from fogmesh.protocol.apps import (
     APPS_RESOURCE,
     AppAction,
@@ -72,6 +72,8 @@ class SchedulerService:
         self.ops = Operations(self.store, self.tracker, config)
         self.lock = asyncio.Lock()
         self.seen_desired: dict[str, DesiredState] = {}
+        self._unsent: set[str] = set()
+        """Nodes whose latest desired state could not be written yet (bus down, or not leader)."""
         self.bus: Bus | None = None
         self.lease: LeaseKeeper | None = None
         self.ready = asyncio.Event()
@@ -237,7 +239,10 @@ class SchedulerService:
                     self._retry_version = self.tracker.version
                     self._retry_at = now + RETRY_PENDING_EVERY_S
                 changes = Changes()
-                self.ops.heal(changes, retry_pending=retry)
+                if bus_up := (self.bus is not None and self.bus.connected):
+                    changes.dirty.update(self._unsent)  # desired states not yet written
+                    self._unsent.clear()
+                self.ops.heal(changes, retry_pending=retry and bus_up)
                 await self._apply(changes)
 
     async def _apply(self, changes: Changes) -> None:
@@ -262,8 +267,20 @@ class SchedulerService:
             )
         self.store.save()
         for state in desired:
+            # Only a connected leader writes desired state, and never through the outbox: a
+            # deposed leader's queued writes must not land after a new leader's.
+            if not self.leader:
+                self._unsent.add(state.node)
+                continue
+            try:
+                await bus.publish(
+                    topics.node(state.node, NodeChannel.DESIRED), state, retain=True, queue=False
+                )
+            except NotConnectedError:
+                self._unsent.add(state.node)
+                continue
+            self._unsent.discard(state.node)
             self.seen_desired[state.node] = state
-            await bus.publish(topics.node(state.node, NodeChannel.DESIRED), state, retain=True)
         for tenant, event in changes.events:
             stamped = event.model_copy(update={"source": self.config.client_id})
             await bus.publish(topics.tenant_event(tenant, event.kind.value), stamped)
