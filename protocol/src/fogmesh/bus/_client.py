@@ -13,30 +13,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, Self, TypeVar
 
 import aiomqtt
 import pydantic_core
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._config import BusConfig, Will
-from fogmesh.bus._context import MessageContext, RawMessage, Refusal, topic_ref
 from fogmesh.bus._outbox import OutboundMessage, Outbox
 from fogmesh.bus._replies import (
     decode_reply,
-    invalid_payload_reply,
     log_task_failure,
     payload_bytes,
 )
+from fogmesh.bus._subscription import Handler, Subscription
 from fogmesh.protocol import (
     BusError,
-    ErrorCode,
-    ErrorInfo,
     NotConnectedError,
     Reply,
     Request,
@@ -51,7 +47,6 @@ log = structlog.get_logger("fogmesh.bus")
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Reply)
-Handler = Callable[[M, MessageContext], Awaitable[None]]
 ConnectCallback = Callable[["Bus"], Coroutine[Any, Any, None]]
 
 
@@ -61,16 +56,6 @@ class _Lifecycle(Enum):
     CLOSED = "closed"
 
 
-@dataclass(slots=True)
-class _Subscription:
-    filter: str
-    model: type[BaseModel]
-    handler: Handler[Any]
-    qos: int
-    queue: asyncio.Queue[aiomqtt.Message] = field(default_factory=asyncio.Queue)
-    worker: asyncio.Task[None] | None = None
-
-
 class Bus:
     """A connection to the fogmesh bus: typed publish, typed subscriptions, request / reply."""
 
@@ -78,7 +63,7 @@ class Bus:
         self.config = config
         self._will = will
         self._lifecycle = _Lifecycle.UNOPENED
-        self._subs: dict[str, _Subscription] = {}
+        self._subs: dict[str, Subscription] = {}
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._outbox = Outbox(config.outbox_limit, config.outbox_policy)
         self._client: aiomqtt.Client | None = None
@@ -155,7 +140,7 @@ class Bus:
         if existing is not None:
             existing.model, existing.handler, existing.qos = model, handler, qos
             return
-        sub = _Subscription(topic_filter, model, handler, qos)
+        sub = Subscription(topic_filter, model, handler, qos)
         self._subs[topic_filter] = sub
         if self._group is not None:
             self._start_worker(sub)
@@ -170,7 +155,7 @@ class Bus:
         task.add_done_callback(self._background.discard)
         task.add_done_callback(log_task_failure)
 
-    async def _subscribe_now(self, client: aiomqtt.Client, sub: _Subscription) -> None:
+    async def _subscribe_now(self, client: aiomqtt.Client, sub: Subscription) -> None:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             await client.subscribe(sub.filter, qos=sub.qos, timeout=self.config.timeout)
 
@@ -310,10 +295,10 @@ class Bus:
             self._group = None
             self._group_ready.set()
 
-    def _start_worker(self, sub: _Subscription) -> None:
+    def _start_worker(self, sub: Subscription) -> None:
         assert self._group is not None
         sub.worker = self._group.create_task(
-            self._worker(sub), name=f"fogmesh.bus[{self.config.client_id}].handle[{sub.filter}]"
+            sub.serve(self), name=f"fogmesh.bus[{self.config.client_id}].handle[{sub.filter}]"
         )
 
     async def _connection_loop(self) -> None:
@@ -407,55 +392,3 @@ class Bus:
         for sub in self._subs.values():
             if message.topic.matches(sub.filter):
                 sub.queue.put_nowait(message)
-
-    async def _worker(self, sub: _Subscription) -> None:
-        while True:
-            message = await sub.queue.get()
-            try:
-                await self._handle(sub, message)
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # the bus is closing
-                log.warning("a handler was cancelled; the subscription goes on", topic=sub.filter)
-            except Exception:  # the loop must outlive any one message
-                log.exception("bus handler failed outside its guard", topic=message.topic.value)
-
-    async def _handle(self, sub: _Subscription, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        payload = payload_bytes(message.payload)
-        try:
-            model = (
-                RawMessage(payload=payload)
-                if sub.model is RawMessage
-                else sub.model.model_validate_json(payload)
-            )
-        except ValidationError as exc:
-            with structlog.contextvars.bound_contextvars(topic=topic):
-                await self._refuse_invalid(topic, payload, exc)
-            return
-        correlation_id = getattr(model, "correlation_id", None)
-        with structlog.contextvars.bound_contextvars(topic=topic, correlation_id=correlation_id):
-            ctx = MessageContext(self, topic, topic_ref(topic), bool(message.retain), model)
-            try:
-                await sub.handler(model, ctx)
-            except Refusal as refusal:
-                log.info("request refused", code=refusal.code.value, reason=refusal.message)
-                await ctx.reply_error(refusal.info())
-            except Exception as exc:
-                log.exception("handler raised")
-                # the details stay in this service's log; the caller learns what and where
-                await ctx.reply_error(
-                    ErrorInfo(
-                        code=ErrorCode.INTERNAL,
-                        message=f"internal error ({type(exc).__name__}) in {self.config.client_id}"
-                        f"; correlation_id {correlation_id}",
-                    )
-                )
-
-    async def _refuse_invalid(self, topic: str, payload: bytes, exc: ValidationError) -> None:
-        """Log an invalid payload and answer it when it says where to."""
-        answer = invalid_payload_reply(payload, exc, source=self.config.client_id)
-        if answer is not None:
-            reply_to, error = answer
-            await self.publish(reply_to, error, qos=1)
