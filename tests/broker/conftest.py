@@ -165,7 +165,8 @@ def client(
         port,
         username=user,
         password=password if password is not None else (PASSWORDS.get(user) if user else None),
-        identifier=ident or f"t-{uuid.uuid4().hex[:10]}",
+        # node and tenant accounts may only use client ids they own ({username}-...)
+        identifier=ident or f"{user or 't'}-t{uuid.uuid4().hex[:10]}",
         clean_session=clean,
         timeout=20,
         max_queued_outgoing_messages=0,

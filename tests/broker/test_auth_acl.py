@@ -78,3 +78,22 @@ async def test_subscribe_acl_and_own_reply_topic(port: int) -> None:
         await asyncio.sleep(1.0)
         task.cancel()
     assert [bytes(m.payload) for m in got] == [b"yours"]
+
+
+@pytest.mark.parametrize(
+    ("user", "ident"),
+    [("acme", "node-a-agent"), ("node-a", "acme-cli"), ("acme", "scheduler"), ("node-a", "x")],
+    ids=["tenant-as-node", "node-as-tenant", "tenant-as-service", "node-any"],
+)
+async def test_an_account_cannot_take_another_client_id(port: int, user: str, ident: str) -> None:
+    """Otherwise a tenant could kick a node agent off (firing its will) or read its replies."""
+    with pytest.raises(aiomqtt.MqttError):
+        async with client(port, user, ident=ident):
+            pass
+
+
+async def test_own_client_ids_and_service_ids_are_admitted(port: int) -> None:
+    async with client(port, "acme", ident="acme"), client(port, "node-a", ident="node-a-agent"):
+        pass
+    async with client(port, "svc", ident="any-id-at-all"):
+        pass

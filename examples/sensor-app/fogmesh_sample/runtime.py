@@ -115,6 +115,8 @@ def settings_from_args(args: argparse.Namespace, component: str) -> Settings:
         if all(placed)
         else f"{args.app}-{component}-{socket.gethostname()}"
     )
+    if args.username and not default_id.startswith(f"{args.username}-"):
+        default_id = f"{args.username}-{default_id}"  # a fogmesh account owns {username}-...
     client_id = args.client_id or default_id
     if args.rate <= 0:
         raise SystemExit("--rate / FM_RATE_HZ must be > 0")

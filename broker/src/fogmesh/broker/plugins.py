@@ -17,7 +17,7 @@ from fogmesh.broker.acl import Identity, RoleTable
 from fogmesh.broker.config import BrokerSpec, UserSpec
 from fogmesh.broker.passwords import verify_password
 
-__all__ = ["MeshAclPlugin", "MeshAuthPlugin"]
+__all__ = ["FREE_CLIENT_ID_ROLES", "MeshAclPlugin", "MeshAuthPlugin", "owns_client_id"]
 
 log = logging.getLogger(__name__)
 _ANON_ROLE = "service"  # an open broker (allow_anonymous) trusts everyone, as Mosquitto does
@@ -32,6 +32,15 @@ def _spec(context: BaseContext) -> BrokerSpec:
     cfg = context.config
     raw = getattr(cfg, "spec_json", "")
     return BrokerSpec.model_validate_json(raw)
+
+
+FREE_CLIENT_ID_ROLES = frozenset({"service", "bridge"})
+"""Roles whose clients may use any client id (the platform's own services and links)."""
+
+
+def owns_client_id(username: str, client_id: str) -> bool:
+    """A node or tenant account may connect only as ``{username}`` or ``{username}-...``."""
+    return client_id == username or client_id.startswith(f"{username}-")
 
 
 class MeshAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
@@ -58,6 +67,13 @@ class MeshAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
         user = self._users.get(username)
         if user is None or not verify_password(session.password or "", user.password_hash):
             log.info("refused %s: bad username or password", session.client_id)
+            return False
+        if user.role not in FREE_CLIENT_ID_ROLES and not owns_client_id(
+            username, session.client_id or ""
+        ):
+            # Otherwise any account could take over another's session (MQTT hands a client
+            # id to the newest connection): kick a node agent off, fire its will, read replies.
+            log.info("refused %s: client id not owned by %s", session.client_id, username)
             return False
         return True
 

@@ -69,7 +69,8 @@ async def _probe(host: str, port: int, timeout: float) -> None:
 async def connect(settings: CliSettings) -> AsyncIterator[Bus]:
     """A connected :class:`Bus` (a throw-away clean session), or a :class:`CliError`."""
     await _probe(settings.host, settings.port, settings.timeout)
-    client_id = f"cli-{new_id()[:12]}"
+    # a node or tenant account owns only client ids that start with its name
+    client_id = f"{settings.username or 'cli'}-cli-{new_id()[:12]}"
     config = BusConfig(
         host=settings.host,
         port=settings.port,

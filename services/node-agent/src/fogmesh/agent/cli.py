@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker-port", type=int)
     p.add_argument("--broker-username")
     p.add_argument("--broker-password")
-    p.add_argument("--client-id", help="MQTT client id (default agent-{node})")
+    p.add_argument("--client-id", help="MQTT client id (default {node}-agent)")
     p.add_argument("--tls", action="store_true", default=None, help="connect with TLS")
     p.add_argument("--ca-file", type=Path)
     p.add_argument("--state-dir", type=Path)

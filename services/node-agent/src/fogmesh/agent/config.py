@@ -39,7 +39,9 @@ class BrokerSettings(BaseModel):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: str | None = None
-    client_id: Ident | None = Field(default=None, description="default: agent-{node}")
+    client_id: Ident | None = Field(
+        default=None, description="default: {node}-agent (a node account owns ids {node}-...)"
+    )
     keepalive: int = Field(default=10, ge=1, le=3600)
     tls: bool = False
     ca_file: Path | None = None

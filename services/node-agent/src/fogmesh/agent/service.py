@@ -60,7 +60,7 @@ class Agent:
         self.missing: dict[RuntimeKind, str] = {}
         self.reconciler: Reconciler | None = None
         self.bus: Bus | None = None
-        self.client_id = config.broker.client_id or f"agent-{self.node}"[:128]
+        self.client_id = config.broker.client_id or f"{self.node}-agent"[:128]
         self._events: deque[tuple[str, Event]] = deque(maxlen=1000)
         self._events_ready = asyncio.Event()
         self._seq = 0
