@@ -170,6 +170,7 @@ class FleetPlan:
             "runtimes": ["docker", "native"] if self.runtime == "docker" else ["native"],
             "docker_host_network": True,
             "extra_labels": {"fogmesh.fleet": self.fleet_id},
+            "container_prefix": f"fm-{self.fleet_id}-{node.node}-",
             # What every workload gets: its site broker and the tenant's account on it.
             "workload_env": {
                 "FM_BROKER_HOST": host,

@@ -102,7 +102,13 @@ class DockerRuntime:
     # -- lookup -------------------------------------------------------------------------------
 
     def _filters(self, **labels: str) -> str:
-        wanted = [f"{LABEL_NODE}={self.node}", *(f"{k}={v}" for k, v in labels.items())]
+        # The extra labels are part of the identity: two fleets (or test runs) on one engine
+        # with the same node names never see, adopt or remove each other's containers.
+        wanted = [
+            f"{LABEL_NODE}={self.node}",
+            *(f"{k}={v}" for k, v in self._extra_labels.items()),
+            *(f"{k}={v}" for k, v in labels.items()),
+        ]
         return json.dumps({"label": wanted})
 
     async def _find(self, name: str) -> DockerContainer | None:
