@@ -202,3 +202,28 @@ async def eventually_delivered(
             if received():
                 return
             await asyncio.sleep(0.05)
+
+
+def site_cloud_mesh(tmp: Path) -> Path:
+    """Brokers ``site`` and ``cloud`` joined by link ``wan`` carrying ``tele/#`` out at QoS 1."""
+    return write_mesh(
+        tmp / "mesh.yaml",
+        {"site": broker_spec(tmp, "site"), "cloud": broker_spec(tmp, "cloud")},
+        [link_spec("wan", "site", "cloud", [{"pattern": "tele/#", "direction": "out", "qos": 1}])],
+    )
+
+
+async def warm_persistent_subscriber(
+    cloud: int, site: int, got: list[aiomqtt.Message], ident: str = "cloud-sub"
+) -> None:
+    """Give the cloud a persistent ``tele/#`` subscriber and prove the link carries to it.
+
+    The subscriber disconnects afterwards; its session must keep what arrives meanwhile.
+    """
+    async with client(cloud, ident=ident, clean=False) as c, client(site) as s:
+        await c.subscribe("tele/#", qos=1)
+        task = asyncio.create_task(collect(c, got))
+        await eventually_delivered(
+            lambda: s.publish("tele/warmup", b"w-0", qos=1), lambda: bool(got)
+        )
+        task.cancel()

@@ -16,14 +16,12 @@ import aiomqtt
 
 from tests.broker.conftest import (
     MeshProcess,
-    broker_spec,
     client,
     collect,
     eventually_delivered,
-    link_spec,
     port_of,
+    site_cloud_mesh,
     wait_for,
-    write_mesh,
 )
 
 N = 1000
@@ -34,11 +32,7 @@ def _numbers(msgs: list[aiomqtt.Message]) -> list[int]:
 
 
 async def test_bridge_killed_mid_stream(tmp_path: Path, procs: list[MeshProcess]) -> None:
-    mesh = write_mesh(
-        tmp_path / "mesh.yaml",
-        {"site": broker_spec(tmp_path, "site"), "cloud": broker_spec(tmp_path, "cloud")},
-        [link_spec("wan", "site", "cloud", [{"pattern": "tele/#", "direction": "out", "qos": 1}])],
-    )
+    mesh = site_cloud_mesh(tmp_path)
     procs.append(MeshProcess(mesh, "cloud", ["--no-links"]).start())
     procs.append(MeshProcess(mesh, "site", ["--no-links"]).start())
     bridge = MeshProcess(mesh, "site", ["--no-broker"]).start()

@@ -18,14 +18,12 @@ import aiomqtt
 
 from tests.broker.conftest import (
     MeshProcess,
-    broker_spec,
     client,
     collect,
-    eventually_delivered,
-    link_spec,
     port_of,
+    site_cloud_mesh,
     wait_for,
-    write_mesh,
+    warm_persistent_subscriber,
 )
 
 N = 5000
@@ -57,24 +55,15 @@ async def _link_status(site: int, *, forwarded: int) -> dict[str, object]:
 async def test_bursts_during_partition_lose_nothing(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    mesh = write_mesh(
-        tmp_path / "mesh.yaml",
-        {"site": broker_spec(tmp_path, "site"), "cloud": broker_spec(tmp_path, "cloud")},
-        [link_spec("wan", "site", "cloud", [{"pattern": "tele/#", "direction": "out", "qos": 1}])],
-    )
+    mesh = site_cloud_mesh(tmp_path)
     cloud_proc = MeshProcess(mesh, "cloud").start()
     procs.append(cloud_proc)
     procs.append(MeshProcess(mesh, "site").start())
     site, cloud = port_of(mesh, "site"), port_of(mesh, "cloud")
 
     got: list[aiomqtt.Message] = []
-    async with client(cloud, ident="cloud-sub", clean=False) as c, client(site) as s:
-        await c.subscribe("tele/#", qos=1)
-        task = asyncio.create_task(collect(c, got))
-        await eventually_delivered(
-            lambda: s.publish("tele/warmup", b"w-0", qos=1), lambda: bool(got)
-        )
-        task.cancel()
+    # a persistent subscriber at the cloud: its session must outlive the cloud's crash
+    await warm_persistent_subscriber(cloud, site, got)
 
     cloud_proc.kill()
     # every publish below returns only once the site broker acknowledged it; the client then

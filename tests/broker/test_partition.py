@@ -13,14 +13,12 @@ import aiomqtt
 
 from tests.broker.conftest import (
     MeshProcess,
-    broker_spec,
     client,
     collect,
-    eventually_delivered,
-    link_spec,
     port_of,
+    site_cloud_mesh,
     wait_for,
-    write_mesh,
+    warm_persistent_subscriber,
 )
 
 N = 1000
@@ -48,11 +46,7 @@ def _check_order(payloads: list[bytes]) -> tuple[int, int]:
 
 
 async def test_cloud_down_then_back_loses_nothing(tmp_path: Path, procs: list[MeshProcess]) -> None:
-    mesh = write_mesh(
-        tmp_path / "mesh.yaml",
-        {"site": broker_spec(tmp_path, "site"), "cloud": broker_spec(tmp_path, "cloud")},
-        [link_spec("wan", "site", "cloud", [{"pattern": "tele/#", "direction": "out", "qos": 1}])],
-    )
+    mesh = site_cloud_mesh(tmp_path)
     cloud_proc = MeshProcess(mesh, "cloud").start()
     procs.append(cloud_proc)
     procs.append(MeshProcess(mesh, "site").start())
@@ -60,13 +54,7 @@ async def test_cloud_down_then_back_loses_nothing(tmp_path: Path, procs: list[Me
 
     got: list[aiomqtt.Message] = []
     # a persistent subscriber at the cloud: its session must outlive the cloud's crash
-    async with client(cloud, ident="cloud-sub", clean=False) as c, client(site) as s:
-        await c.subscribe("tele/#", qos=1)
-        task = asyncio.create_task(collect(c, got))
-        await eventually_delivered(
-            lambda: s.publish("tele/warmup", b"w-0", qos=1), lambda: bool(got)
-        )
-        task.cancel()
+    await warm_persistent_subscriber(cloud, site, got)
 
     cloud_proc.kill()
     async with client(site) as s:
