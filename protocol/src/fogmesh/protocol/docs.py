@@ -11,6 +11,7 @@ import sys
 from pydantic import BaseModel
 
 from fogmesh.protocol.catalogue import CATALOGUE, TopicSpec
+from fogmesh.protocol.events import EVENT_DATA
 
 __all__ = ["render_topics"]
 
@@ -56,6 +57,20 @@ def render_topics() -> str:
                 continue
             seen.add(model.__name__)
             parts.append(f"\n### {model.__name__}\n\n```json\n{_schema(model)}\n```\n")
+    parts.append(_event_payloads())
+    return "".join(parts)
+
+
+def _event_payloads() -> str:
+    """The payload model of each event kind (``Event.data``), and their schemas."""
+    rows = "\n".join(f"| `{kind.value}` | {model.__name__} |" for kind, model in EVENT_DATA.items())
+    parts = [
+        "\n## Event payloads\n\n`Event.data` is the payload model of the event's `kind`.\n\n"
+        f"| kind | data |\n|---|---|\n{rows}\n"
+    ]
+    for model in dict.fromkeys(EVENT_DATA.values()):
+        parts.append(f"\n### {model.__name__}\n\n{(model.__doc__ or '').strip()}\n\n")
+        parts.append(f"```json\n{_schema(model)}\n```\n")
     return "".join(parts)
 
 

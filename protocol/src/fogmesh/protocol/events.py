@@ -1,17 +1,34 @@
 """Events: things that happened, published under ``events/fleet/{kind}`` or
-``events/tenants/{tenant}/{kind}``, with timings where they have them."""
+``events/tenants/{tenant}/{kind}``, with timings where they have them.
+
+Every kind has a typed payload model (:data:`EVENT_DATA`); ``Event.data`` is that model's JSON
+form. Publishers build events with :meth:`Event.of`, readers read them with
+:meth:`Event.payload_as`, so neither side guesses at keys.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fogmesh.protocol._ids import Ident
 from fogmesh.protocol.envelope import Envelope
 
-__all__ = ["Event", "EventKind"]
+__all__ = [
+    "EVENT_DATA",
+    "AppEventData",
+    "DesiredRejectedData",
+    "Event",
+    "EventData",
+    "EventKind",
+    "MigrationData",
+    "NodeEventData",
+    "PlacementFailedData",
+    "ReplacedData",
+    "WorkloadStateData",
+]
 
 
 class EventKind(StrEnum):
@@ -32,8 +49,112 @@ class EventKind(StrEnum):
     MIGRATION_FINISHED = "migration-finished"
 
 
+class EventData(BaseModel):
+    """The base of every event payload: unknown keys are refused, as in every message."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class NodeEventData(EventData):
+    """node-joined / -stale / -lost / -back (the registry's liveness tracker)."""
+
+    from_: str | None = Field(default=None, alias="from", description="the previous state")
+    via: str | None = Field(default=None, description="hello, state or heartbeat (back)")
+    rebooted: bool | None = Field(default=None, description="a new boot id (back)")
+    reason: str | None = Field(default=None, description="last-will or missed-heartbeats (lost)")
+    silent_s: float | None = Field(default=None, ge=0, description="time since the last sign")
+    interval_s: float | None = Field(default=None, gt=0, description="the heartbeat interval")
+
+
+class DesiredRejectedData(EventData):
+    """desired-rejected (an agent refused a desired state it could not read)."""
+
+    size: int = Field(ge=0, description="bytes of the refused message")
+    held_generation: int = Field(ge=0, description="the generation the agent keeps running")
+
+
+class WorkloadStateData(EventData):
+    """workload-state (an agent's workload changed phase)."""
+
+    from_: str = Field(alias="from", description="the old phase")
+    to: str = Field(description="the new phase")
+
+
+class AppEventData(EventData):
+    """app-deployed / -updated / -deleted (the scheduler); the registry records apps from it.
+
+    ``manifest`` is the manifest as the scheduler accepted it (its JSON form; deployed and
+    updated carry it, deleted does not). ``version`` defaults to the manifest's.
+    """
+
+    version: str = Field(min_length=1, max_length=64)
+    manifest: dict[str, Any] | None = None
+    beside: bool | None = Field(
+        default=None, description="updated: the new version started beside the old one"
+    )
+    component: Ident | None = Field(default=None, description="scaled: the component")
+    replicas: int | None = Field(default=None, ge=0, description="scaled: its replica count")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_from_manifest(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "version" not in data:
+            manifest = data.get("manifest")
+            version = manifest.get("version") if isinstance(manifest, dict) else None
+            return {**data, "version": str(version or "1")}
+        return data
+
+
+class PlacementFailedData(EventData):
+    """placement-failed (the scheduler found no node for a pending workload; it retries)."""
+
+    from_: str | None = Field(default=None, alias="from", description="the node it was moved off")
+    reason_counts: dict[str, int] = Field(
+        default_factory=dict, description="how many nodes refused it for each reason"
+    )
+
+
+class ReplacedData(EventData):
+    """workload-replaced: the scheduler moved it (``from`` / ``to`` nodes), or an agent
+    replaced it in place with a new spec (``old_spec_hash`` / ``new_spec_hash``)."""
+
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    old_spec_hash: str | None = None
+    new_spec_hash: str | None = None
+
+
+class MigrationData(EventData):
+    """migration-started / -finished (reserved for the migrator)."""
+
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    duration_s: float | None = Field(default=None, ge=0)
+
+
+EVENT_DATA: dict[EventKind, type[EventData]] = {
+    EventKind.NODE_JOINED: NodeEventData,
+    EventKind.NODE_LOST: NodeEventData,
+    EventKind.NODE_STALE: NodeEventData,
+    EventKind.NODE_BACK: NodeEventData,
+    EventKind.DESIRED_REJECTED: DesiredRejectedData,
+    EventKind.WORKLOAD_STATE: WorkloadStateData,
+    EventKind.APP_DEPLOYED: AppEventData,
+    EventKind.APP_UPDATED: AppEventData,
+    EventKind.APP_DELETED: AppEventData,
+    EventKind.PLACEMENT_FAILED: PlacementFailedData,
+    EventKind.REPLACED: ReplacedData,
+    EventKind.MIGRATION_STARTED: MigrationData,
+    EventKind.MIGRATION_FINISHED: MigrationData,
+}
+"""The payload model of each event kind."""
+
+D = TypeVar("D", bound=EventData)
+
+
 class Event(Envelope):
-    """One event. ``data`` holds kind-specific detail (timings in seconds end in ``_s``)."""
+    """One event. ``data`` holds the kind's payload (:data:`EVENT_DATA`; timings in seconds
+    end in ``_s``)."""
 
     kind: EventKind
     node: Ident | None = None
@@ -41,3 +162,21 @@ class Event(Envelope):
     workload: Ident | None = None
     message: str = Field(default="", max_length=4096)
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: EventKind, data: EventData, **fields: Any) -> Event:
+        """An event of ``kind`` with its typed payload (``TypeError`` for another kind's)."""
+        if not isinstance(data, EVENT_DATA[kind]):
+            raise TypeError(f"{kind.value} carries {EVENT_DATA[kind].__name__}")
+        body = data.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return cls(kind=kind, data=body, **fields)
+
+    def payload(self) -> EventData:
+        """``data`` validated as this kind's payload (``pydantic.ValidationError`` if not)."""
+        return EVENT_DATA[self.kind].model_validate(self.data)
+
+    def payload_as(self, model: type[D]) -> D:
+        """``data`` as ``model``, which must be this kind's payload model."""
+        if EVENT_DATA[self.kind] is not model:
+            raise TypeError(f"{self.kind.value} carries {EVENT_DATA[self.kind].__name__}")
+        return model.model_validate(self.data)

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from fogmesh.bus import Bus, MessageContext
 from fogmesh.protocol import (
     ActualState,
+    AppEventData,
     Event,
     EventKind,
     Heartbeat,
@@ -172,9 +174,7 @@ class Ingest:
         self.writer.put(EventOp(event_row(msg, tenant, now)))
         if tenant is not None and msg.kind in _APP_KINDS:
             op = _app_op(msg, tenant, now)
-            if op is None:
-                log.warning("app event without an app name", kind=msg.kind.value, id=msg.id)
-            else:
+            if op is not None:
                 self.writer.put(op)
 
 
@@ -182,15 +182,16 @@ _APP_KINDS = frozenset({EventKind.APP_DEPLOYED, EventKind.APP_UPDATED, EventKind
 
 
 def _app_op(event: Event, tenant: str, now: float) -> AppOp | None:
-    """The apps-table change an app event makes; the manifest is ``data["manifest"]``
-    (or ``data`` itself when it looks like a manifest)."""
-    data = event.data
-    manifest = data.get("manifest")
-    if not isinstance(manifest, dict):
-        manifest = data if "components" in data else {}
-    name = event.app or manifest.get("name")
-    if not isinstance(name, str) or not name:
+    """The apps-table change an app event makes (None: the event names no app or its payload
+    is not an :class:`~fogmesh.protocol.events.AppEventData`)."""
+    if not event.app:
+        log.warning("app event without an app name", kind=event.kind.value, id=event.id)
         return None
-    version = str(manifest.get("version") or data.get("version") or "1")
+    try:
+        data = event.payload_as(AppEventData)
+    except ValidationError as exc:
+        log.warning("app event with a bad payload", kind=event.kind.value, id=event.id,
+                    errors=exc.error_count())  # fmt: skip
+        return None
     deleted = event.kind is EventKind.APP_DELETED
-    return AppOp(tenant, name, version, manifest, now, deleted=deleted)
+    return AppOp(tenant, event.app, data.version, data.manifest or {}, now, deleted=deleted)

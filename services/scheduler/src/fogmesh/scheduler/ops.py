@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 from fogmesh.bus import Refusal
 from fogmesh.protocol.errors import ErrorCode
-from fogmesh.protocol.events import Event, EventKind
+from fogmesh.protocol.events import (
+    AppEventData,
+    Event,
+    EventKind,
+    PlacementFailedData,
+    ReplacedData,
+)
 from fogmesh.protocol.manifest import AppManifest
 from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.nodes import NodeTracker
@@ -128,14 +134,15 @@ class Operations:
         return out
 
     @staticmethod
-    def _event(kind: EventKind, app: AppRecord, message: str, **data: object) -> Event:
+    def _event(kind: EventKind, app: AppRecord, message: str, **extra: object) -> Event:
         # The registry records apps from these events, so they carry the manifest itself.
-        body: dict[str, object] = {"version": app.manifest.version, **data}
+        manifest = None
         if kind in (EventKind.APP_DEPLOYED, EventKind.APP_UPDATED):
-            body["manifest"] = app.manifest.model_dump(mode="json")
-        return Event(
-            kind=kind, tenant=app.tenant, app=app.manifest.name, message=message, data=body
+            manifest = app.manifest.model_dump(mode="json")
+        data = AppEventData.model_validate(
+            {"version": app.manifest.version, "manifest": manifest, **extra}
         )
+        return Event.of(kind, data, tenant=app.tenant, app=app.manifest.name, message=message)
 
     # --- the API -------------------------------------------------------------------------------
 
@@ -328,18 +335,19 @@ class Operations:
                 p.node = node
                 changes.dirty.add(node)
                 self._reported.discard(tag)
-                changes.events.append((app.tenant, Event(
-                    kind=EventKind.REPLACED, tenant=app.tenant, app=app.manifest.name,
-                    workload=p.name, node=node, message=f"placed again on {node}",
-                    data={"from": moved.get(tag), "to": node},
+                changes.events.append((app.tenant, Event.of(
+                    EventKind.REPLACED, ReplacedData(from_=moved.get(tag), to=node),
+                    tenant=app.tenant, app=app.manifest.name, workload=p.name, node=node,
+                    message=f"placed again on {node}",
                 )))  # fmt: skip
             elif tag not in self._reported:
                 self._reported.add(tag)
                 failure = next((f for f in plan.failures if f.component == p.spec.component
                                 and f.replica == p.spec.replica), None)  # fmt: skip
-                changes.events.append((app.tenant, Event(
-                    kind=EventKind.PLACEMENT_FAILED, tenant=app.tenant, app=app.manifest.name,
+                data = PlacementFailedData(
+                    from_=moved.get(tag), reason_counts=failure.reason_counts if failure else {}
+                )
+                changes.events.append((app.tenant, Event.of(
+                    EventKind.PLACEMENT_FAILED, data, tenant=app.tenant, app=app.manifest.name,
                     workload=p.name, message="no node can take this workload; will retry",
-                    data={"from": moved.get(tag),
-                          "reason_counts": failure.reason_counts if failure else {}},
                 )))  # fmt: skip
