@@ -3,6 +3,10 @@
 A role lists patterns with placeholders filled from the client's identity. A placeholder whose
 value is not a plain id (say a username holding ``+``) makes its pattern match nothing, so a
 crafted name can never widen a grant.
+
+Replies live under ``fm/v1/reply/{account}/{client}``, ``{account}`` being a username or a
+tenant id: every account reads the replies addressed to its own account, and only services and
+nodes (which answer commands) may publish there, so no tenant can forge a reply.
 """
 
 from __future__ import annotations
@@ -11,28 +15,47 @@ from dataclasses import dataclass
 
 from fogmesh.broker.config import RoleSpec, UserSpec
 from fogmesh.broker.topicmatch import filter_within, matches
-from fogmesh.protocol import ContractError, check_id
+from fogmesh.protocol import ContractError, EventKind, check_id
+from fogmesh.protocol.topics import ROOT, NodeChannel
 
-__all__ = ["DEFAULT_ROLES", "Identity", "RoleTable"]
+__all__ = ["DEFAULT_ROLES", "EVERYONE", "LEGACY_REPLY", "Identity", "RoleTable"]
 
-_NODE = "fm/v1/nodes/{node}"
+_NODE = f"{ROOT}/nodes/{{node}}"
+# The old reply topic fm/v1/reply/{client}: still read until every bus uses the account form.
+LEGACY_REPLY = f"{ROOT}/reply/{{client}}"
+
+# What a node agent publishes: its own channels (never desired: that is the scheduler's), the
+# events it owns, and the answers to the commands it receives. Nothing more, so a node cannot
+# forge liveness, app or another node's events.
+_NODE_PUBLISH = [
+    *(f"{_NODE}/{ch.value}" for ch in NodeChannel if ch is not NodeChannel.DESIRED),
+    f"{ROOT}/events/tenants/+/{EventKind.WORKLOAD_STATE.value}",
+    f"{ROOT}/events/tenants/+/{EventKind.REPLACED.value}",
+    f"{ROOT}/events/fleet/{EventKind.DESIRED_REJECTED.value}",
+    f"{ROOT}/reply/#",
+]
+
 DEFAULT_ROLES: dict[str, RoleSpec] = {
-    # registry, scheduler, migrator...: the platform itself writes everywhere
+    # registry, scheduler, migrator, operators: the platform itself reads and writes everywhere
     "service": RoleSpec(publish=["#"], subscribe=["#"]),
     # bridge links carry whatever their rules say; the rules are the limit
     "bridge": RoleSpec(publish=["#"], subscribe=["#"]),
     "node": RoleSpec(
-        publish=[f"{_NODE}/#"],
-        deny_publish=[f"{_NODE}/desired"],  # desired state belongs to the scheduler
-        subscribe=[f"{_NODE}/#"],
+        publish=_NODE_PUBLISH,
+        subscribe=[f"{_NODE}/#", f"{ROOT}/reply/{{node}}/#"],
     ),
     "tenant": RoleSpec(
-        publish=["fm/v1/api/{tenant}/#", "fm/v1/data/{tenant}/#"],
-        subscribe=["fm/v1/data/{tenant}/#", "fm/v1/events/tenants/{tenant}/#"],
+        publish=[f"{ROOT}/api/{{tenant}}/#", f"{ROOT}/data/{{tenant}}/#"],
+        subscribe=[
+            f"{ROOT}/data/{{tenant}}/#",
+            f"{ROOT}/events/tenants/{{tenant}}/#",
+            f"{ROOT}/reply/{{tenant}}/#",
+        ],
     ),
 }
-# Every authenticated client may answer anyone and read its own replies.
-_COMMON = RoleSpec(publish=["fm/v1/reply/+"], subscribe=["fm/v1/reply/{client}"])
+# Every authenticated account, whatever its role, reads the replies sent to its own account
+# (and, until every bus uses the account form, those sent to its own client id).
+EVERYONE = RoleSpec(subscribe=[f"{ROOT}/reply/{{username}}/#", LEGACY_REPLY])
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +118,12 @@ class RoleTable:
             return False
         if any(matches(topic, p) for p in self._expand(role.deny_publish, who)):
             return False
-        grants = [*self._expand(role.publish, who), *self._expand(_COMMON.publish, who)]
-        return any(matches(topic, p) for p in grants)
+        return any(matches(topic, p) for p in self._expand(role.publish, who))
 
     def may_subscribe(self, who: Identity, flt: str) -> bool:
         """True if every topic ``flt`` can match is one ``who`` may read."""
         role = self.roles.get(who.role)
         if role is None:
             return False
-        grants = [*self._expand(role.subscribe, who), *self._expand(_COMMON.subscribe, who)]
+        grants = [*self._expand(role.subscribe, who), *self._expand(EVERYONE.subscribe, who)]
         return any(filter_within(flt, p) for p in grants)

@@ -80,7 +80,7 @@ class FleetPlan:
         for site in SITES:
             account(f"bridge-{site}", "bridge")
         for node in nodes:
-            account(node.node, "fleet-node", node=node.node)
+            account(node.node, "node", node=node.node)
         account(TENANT, "tenant", tenant=TENANT)
         return plan
 
@@ -102,25 +102,11 @@ class FleetPlan:
             }
             for a in self.accounts.values()
         ]
-        # Agents also publish the events they own (desired rejected, workload state), and no
-        # other kind: a node must not forge app or liveness events.
-        roles = {
-            "fleet-node": {
-                "publish": [
-                    "fm/v1/nodes/{node}/#",
-                    "fm/v1/events/fleet/desired-rejected",
-                    "fm/v1/events/tenants/+/workload-state",
-                ],
-                "deny_publish": ["fm/v1/nodes/{node}/desired"],
-                "subscribe": ["fm/v1/nodes/{node}/#"],
-            }
-        }
         brokers = {
             name: {
                 "listeners": [{"name": "tcp", "host": "127.0.0.1", "port": port}],
                 "data_dir": str(self.state_dir / "brokers" / name),
                 "users": users,
-                "roles": roles,
                 # The links form a star around the cloud (no cycle), so the cloud must relay
                 # one site's messages to the other; the sites keep split horizon.
                 "split_horizon": name != "cloud",
