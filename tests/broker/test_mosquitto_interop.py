@@ -1,14 +1,18 @@
-"""Mosquitto, started with the config rendered from the mesh file, bridges to an amqtt broker.
+"""Mosquitto, started exactly as rendered from the mesh file, as root the way a user would.
 
-Also runs the rendered password and ACL files: the same ``$7$`` hashes and roles hold there.
+``mosquitto -c mosquitto.conf`` with Debian's binary: it drops to user ``mosquitto`` before it
+reads ``passwd`` and ``acl`` and writes its persistence directory, so the rendered files must
+work as they are. The same ``$7$`` hashes and roles hold there, bridges reach amqtt, and reply
+topics stay private to their account although Mosquitto does not tie client ids to accounts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -16,6 +20,7 @@ import pytest
 
 from fogmesh.broker.config import load_mesh
 from fogmesh.broker.mosquitto import render_mosquitto
+from fogmesh.protocol import topics
 from tests.broker.conftest import (
     MeshProcess,
     broker_spec,
@@ -24,6 +29,7 @@ from tests.broker.conftest import (
     eventually_delivered,
     link_spec,
     port_of,
+    wait_for,
     write_mesh,
 )
 from tests.support.brokers import wait_port
@@ -36,57 +42,151 @@ RULES = [
 ]
 
 
+@pytest.fixture
+def install_dir() -> Iterator[Path]:
+    """A directory user ``mosquitto`` can reach, as /etc/mosquitto/... is (pytest's are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="fm-mosquitto-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Mosquitto:
+    """``mosquitto -c CONF`` as a child process, its output in a log file."""
+
+    def __init__(self, conf: Path, log: Path) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            pytest.fail("mosquitto is not installed; .ci/run installs it")
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=out, stderr=out)
+
+    def wait_serving(self, port: int) -> None:
+        try:
+            wait_port(port, timeout=30)
+        except TimeoutError:
+            raise AssertionError(f"mosquitto did not start:\n{self.log.read_text()}") from None
+        assert self.proc.poll() is None, self.log.read_text()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def mosquittos() -> Iterator[list[Mosquitto]]:
+    started: list[Mosquitto] = []
+    yield started
+    for mosq in started:
+        mosq.stop()
+
+
 async def test_rendered_mosquitto_bridges_to_amqtt(
-    tmp_path: Path, procs: list[MeshProcess]
+    tmp_path: Path, install_dir: Path, procs: list[MeshProcess], mosquittos: list[Mosquitto]
 ) -> None:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(exe).exists():
-        pytest.fail("mosquitto is not installed; .ci/run installs it")
     mesh_path = write_mesh(
         tmp_path / "mesh.yaml",
         {
-            "edge": broker_spec(tmp_path, "edge", kind="mosquitto"),
+            "edge": broker_spec(install_dir, "edge", kind="mosquitto"),
             "cloud": broker_spec(tmp_path, "cloud"),
         },
         [link_spec("up", "edge", "cloud", RULES)],
     )
-    (tmp_path / "edge").mkdir()
-    render_mosquitto(load_mesh(mesh_path), "edge", tmp_path / "mosq")
-    if os.geteuid() == 0:
-        # as root Mosquitto drops to user "mosquitto", which cannot read pytest's 0700 tmp dirs
-        with (tmp_path / "mosq" / "mosquitto.conf").open("a") as conf:
-            conf.write("user root\n")
+    written, _notes = render_mosquitto(load_mesh(mesh_path), "edge", install_dir / "mosq")
     procs.append(MeshProcess(mesh_path, "cloud").start())
-    log = (tmp_path / "mosquitto.log").open("ab")
-    mosq = subprocess.Popen(
-        [exe, "-c", str(tmp_path / "mosq" / "mosquitto.conf")], stdout=log, stderr=subprocess.STDOUT
+    mosquittos.append(Mosquitto(written[0], tmp_path / "mosquitto.log"))
+    edge, cloud = port_of(mesh_path, "edge"), port_of(mesh_path, "cloud")
+    mosquittos[0].wait_serving(edge)
+    at_cloud: list[aiomqtt.Message] = []
+    at_edge: list[aiomqtt.Message] = []
+    async with client(edge) as e, client(cloud) as c:
+        await c.subscribe("tele/#", qos=1)
+        await e.subscribe("cmd/#", qos=1)
+        tasks = [
+            asyncio.create_task(collect(c, at_cloud)),
+            asyncio.create_task(collect(e, at_edge)),
+        ]
+        await eventually_delivered(
+            lambda: e.publish("tele/t", b"from-mosquitto", qos=1),
+            lambda: any(m.payload == b"from-mosquitto" for m in at_cloud),
+        )
+        await eventually_delivered(
+            lambda: c.publish("cmd/x", b"from-amqtt", qos=1),
+            lambda: any(m.payload == b"from-amqtt" for m in at_edge),
+        )
+        for t in tasks:
+            t.cancel()
+    # the rendered password file refuses a wrong password on Mosquitto too
+    with pytest.raises(aiomqtt.MqttError):
+        async with client(edge, "svc", password="wrong"):
+            pass
+
+
+async def test_rendered_acl_holds_on_mosquitto(
+    tmp_path: Path, install_dir: Path, mosquittos: list[Mosquitto]
+) -> None:
+    """A cloud tier on Mosquitto: nodes, tenants and services with the roles as rendered."""
+    mesh_path = write_mesh(
+        tmp_path / "mesh.yaml", {"cloud": broker_spec(install_dir, "cloud", kind="mosquitto")}, []
     )
-    try:
-        edge, cloud = port_of(mesh_path, "edge"), port_of(mesh_path, "cloud")
-        wait_port(edge)
-        at_cloud: list[aiomqtt.Message] = []
-        at_edge: list[aiomqtt.Message] = []
-        async with client(edge) as e, client(cloud) as c:
-            await c.subscribe("tele/#", qos=1)
-            await e.subscribe("cmd/#", qos=1)
-            tasks = [
-                asyncio.create_task(collect(c, at_cloud)),
-                asyncio.create_task(collect(e, at_edge)),
-            ]
-            await eventually_delivered(
-                lambda: e.publish("tele/t", b"from-mosquitto", qos=1),
-                lambda: any(m.payload == b"from-mosquitto" for m in at_cloud),
-            )
-            await eventually_delivered(
-                lambda: c.publish("cmd/x", b"from-amqtt", qos=1),
-                lambda: any(m.payload == b"from-amqtt" for m in at_edge),
-            )
-            for t in tasks:
-                t.cancel()
-        # the rendered password file refuses a wrong password on Mosquitto too
-        with pytest.raises(aiomqtt.MqttError):
-            async with client(edge, "svc", password="wrong"):
-                pass
-    finally:
-        mosq.terminate()
-        mosq.wait(timeout=10)
+    written, notes = render_mosquitto(load_mesh(mesh_path), "cloud", install_dir / "etc")
+    assert notes == []
+    mosquittos.append(Mosquitto(written[0], tmp_path / "mosquitto.log"))
+    port = port_of(mesh_path, "cloud")
+    mosquittos[0].wait_serving(port)
+
+    desired = topics.node("node-a", "desired")
+    at_node: list[aiomqtt.Message] = []
+    at_svc: list[aiomqtt.Message] = []
+    at_acme: list[aiomqtt.Message] = []
+    at_thief: list[aiomqtt.Message] = []
+    async with (
+        client(port, "svc", ident="scheduler") as svc,
+        client(port, "node-a", ident="node-a-agent") as node,
+        client(port, "acme", ident="acme-cli-1") as acme,
+        # another tenant takes the client id acme's tutorial uses: Mosquitto lets it
+        client(port, "globex", ident="acme-tutorial") as thief,
+    ):
+        await svc.subscribe(desired, qos=1)
+        await svc.subscribe("fm/v1/reply/#", qos=1)
+        await node.subscribe(desired, qos=1)
+        await acme.subscribe("fm/v1/reply/acme/#", qos=1)
+        await acme.subscribe("fm/v1/events/tenants/acme/#", qos=1)
+        await thief.subscribe("fm/v1/reply/acme/#", qos=1)
+        await thief.subscribe(topics.reply("acme", "acme-tutorial"), qos=1)
+        tasks = [
+            asyncio.create_task(collect(c, sink))
+            for c, sink in ((svc, at_svc), (node, at_node), (acme, at_acme), (thief, at_thief))
+        ]
+        # a node reads its own desired state, and cannot write it
+        await svc.publish(desired, b"from-scheduler", qos=1, retain=True)
+        await node.publish(desired, b"forged-by-node", qos=1)
+        # a tenant cannot publish a reply, in either form; a node answering a command can
+        await acme.publish(topics.reply("svc", "scheduler"), b"forged-by-tenant", qos=1)
+        await acme.publish("fm/v1/reply/scheduler", b"forged-by-tenant-old", qos=1)
+        await node.publish(topics.reply("svc", "scheduler"), b"node-answer", qos=1)
+        # the agent's own events reach its tenant
+        await node.publish(topics.tenant_event("acme", "workload-state"), b"state", qos=1)
+        # a reply to acme reaches acme and not the tenant holding acme's client id
+        await svc.publish(topics.reply("acme", "acme-tutorial"), b"acme-secret", qos=1)
+        await wait_for(
+            lambda: len(at_acme) >= 2 and len(at_node) >= 1 and len(at_svc) >= 3,
+            what="the allowed messages",
+        )
+        await asyncio.sleep(1.0)  # time for anything refused to show up anyway
+        for t in tasks:
+            t.cancel()
+    assert [bytes(m.payload) for m in at_node] == [b"from-scheduler"]
+    # services read every reply
+    assert sorted(bytes(m.payload) for m in at_svc) == [
+        b"acme-secret",
+        b"from-scheduler",
+        b"node-answer",
+    ]
+    assert sorted(bytes(m.payload) for m in at_acme) == [b"acme-secret", b"state"]
+    assert at_thief == []

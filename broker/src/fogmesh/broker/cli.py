@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from fogmesh.broker.config import MeshConfigError, load_mesh
-from fogmesh.broker.mosquitto import render_mosquitto
+from fogmesh.broker.mosquitto import DEFAULT_USER, render_mosquitto
 from fogmesh.broker.passwords import hash_password
 from fogmesh.broker.runner import run_site
 
@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="where the files will live on the broker (default: --out)",
     )
+    render.add_argument(
+        "--user",
+        default=DEFAULT_USER,
+        help="the user Mosquitto drops to when started as root (default: mosquitto)",
+    )
     hashp = sub.add_parser("hash-password", help="print a $7$ hash for a mesh file user")
     hashp.add_argument("--password", help="the password (default: prompt)")
     return parser
@@ -58,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         mesh = load_mesh(args.mesh)
         mesh.require_broker(args.broker)
         if args.command == "render-mosquitto":
-            for path in render_mosquitto(mesh, args.broker, args.out, install_dir=args.install_dir):
+            written, notes = render_mosquitto(
+                mesh, args.broker, args.out, install_dir=args.install_dir, user=args.user
+            )
+            for path in written:
                 print(path)  # noqa: T201
+            for note in notes:
+                print(f"fogmesh-broker: note: {note}", file=sys.stderr)  # noqa: T201
             return 0
         asyncio.run(run_site(mesh, args.broker, broker=not args.no_broker, links=not args.no_links))
     except MeshConfigError as exc:

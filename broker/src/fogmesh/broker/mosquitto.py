@@ -1,29 +1,43 @@
 """Render an equivalent Mosquitto configuration for one broker of the mesh.
 
 Output files (in ``--out``): ``mosquitto.conf``, ``passwd`` (the mesh's ``$7$`` hashes, which
-is mosquitto_passwd's own format, so no plain password is written), ``acl`` (Mosquitto's
-``pattern`` lines from the roles: ``%u`` is the username, ``%c`` the client id).
+is mosquitto_passwd's own format, so no plain password is written), ``acl`` (the roles as
+Mosquitto ``user``/``topic`` blocks and ``pattern`` lines: ``%u`` is the username, ``%c`` the
+client id).
+
+Mosquitto started as root reads its configuration, then drops to ``user`` and only then reads
+``passwd`` and ``acl`` and writes its persistence directory. So the rendered configuration names
+that user, and, when the files are rendered in place by root, they are handed to it.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
+import stat
 from pathlib import Path
 
-from fogmesh.broker.acl import _COMMON, DEFAULT_ROLES
-from fogmesh.broker.config import LinkSpec, MeshSpec, RoleSpec
+from fogmesh.broker.acl import DEFAULT_ROLES, EVERYONE, LEGACY_REPLY
+from fogmesh.broker.config import LinkSpec, MeshConfigError, MeshSpec, RoleSpec
 from fogmesh.broker.runner import data_dir_of
 
-__all__ = ["render_mosquitto"]
+__all__ = ["DEFAULT_USER", "persistence_dir", "render_mosquitto"]
 
+DEFAULT_USER = "mosquitto"  # Debian's package runs as this user
 _DIRECTION = {"out": "out", "in": "in", "both": "both"}
 
 
-def _acl_pattern(pattern: str, *, username: str, node: str, tenant: str) -> str:
+def persistence_dir(mesh: MeshSpec, name: str) -> Path:
+    """Where the rendered Mosquitto keeps its database: the broker's ``data_dir``, made absolute
+    (relative to where ``render-mosquitto`` runs, like ``fogmesh-broker run``)."""
+    if mesh.brokers[name].data_dir is None:
+        return Path("/var/lib/mosquitto")  # Debian's own, owned by user mosquitto
+    return data_dir_of(mesh, name).absolute()
+
+
+def _fill(pattern: str, *, username: str, node: str, tenant: str) -> str:
     return (
-        pattern.replace("{username}", username)
-        .replace("{client}", "%c")
-        .replace("{node}", node)
-        .replace("{tenant}", tenant)
+        pattern.replace("{username}", username).replace("{node}", node).replace("{tenant}", tenant)
     )
 
 
@@ -31,49 +45,60 @@ def _acl(mesh: MeshSpec, name: str) -> str:
     spec = mesh.brokers[name]
     roles: dict[str, RoleSpec] = {**DEFAULT_ROLES, **spec.roles}
     lines = ["# rendered by fogmesh-broker render-mosquitto; do not edit", ""]
-    lines += ["# every authenticated client: answer anyone, read its own replies"]
-    lines += [f"pattern write {p.replace('{client}', '%c')}" for p in _COMMON.publish]
-    lines += [f"pattern read {p.replace('{client}', '%c')}" for p in _COMMON.subscribe]
+    lines.append("# every account reads the replies sent to its own account (%u is the username)")
+    for pat in EVERYONE.subscribe:
+        if pat == LEGACY_REPLY:
+            # Until every bus uses fm/v1/reply/{account}/{client}. Mosquitto lets a client id
+            # hold "/", so this line can reach other accounts' replies: drop it then.
+            lines.append("# transitional: replies addressed by client id alone")
+        lines.append("pattern read " + pat.replace("{username}", "%u").replace("{client}", "%c"))
     for user in spec.users:
-        role = roles[user.role]
+        role_name = user.role
+        role = roles.get(role_name)
+        if role is None:
+            raise MeshConfigError(f"user {user.username}: unknown role {role_name!r}")
+        if role.deny_publish:
+            # Mosquitto's "topic deny" also stops reading: it cannot refuse publishing alone
+            raise MeshConfigError(
+                f"role {role_name}: Mosquitto cannot deny publishing only (deny_publish);"
+                " list the topics the role may publish instead"
+            )
         node, tenant = user.node or user.username, user.tenant or user.username
         lines += ["", f"user {user.username}"]
-        # Mosquitto has no deny rule: "deny" patterns become a topic line with access "deny"
-        for pat in role.deny_publish:
-            expanded = _acl_pattern(pat, username=user.username, node=node, tenant=tenant)
-            lines.append(f"topic deny {expanded}")
-        for pat in role.publish:
-            lines.append(
-                "topic write "
-                + _acl_pattern(pat, username=user.username, node=node, tenant=tenant).replace(
-                    "%c", "+"
-                )
-            )
-        for pat in role.subscribe:
-            lines.append(
-                "topic read "
-                + _acl_pattern(pat, username=user.username, node=node, tenant=tenant).replace(
-                    "%c", "+"
-                )
-            )
+        for access, patterns in (("write", role.publish), ("read", role.subscribe)):
+            for pat in patterns:
+                if "{client}" in pat:
+                    # a topic line cannot name the client id, and a pattern line binds everyone
+                    raise MeshConfigError(
+                        f"role {role_name}: Mosquitto cannot tie {{client}} in {pat!r} to one"
+                        " account; use {username}, {node} or {tenant}"
+                    )
+                filled = _fill(pat, username=user.username, node=node, tenant=tenant)
+                lines.append(f"topic {access} {filled}")
     return "\n".join(lines) + "\n"
 
 
-def _conf(mesh: MeshSpec, name: str, out: Path) -> str:
-    """mosquitto.conf; ``out`` is where passwd and acl will live on the target machine."""
+def _conf(mesh: MeshSpec, name: str, install_dir: Path, user: str) -> str:
+    """mosquitto.conf; ``install_dir`` is where passwd and acl live on the target machine."""
     spec = mesh.brokers[name]
-    data = data_dir_of(mesh, name)
     lines = [
         "# rendered by fogmesh-broker render-mosquitto; do not edit",
+        "# started as root, Mosquitto drops to this user before it reads passwd and acl",
+        f"user {user}",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_type information",
         "per_listener_settings false",
         f"allow_anonymous {'true' if spec.allow_anonymous else 'false'}",
         "persistence true",
-        f"persistence_location {data}/",
+        f"persistence_location {persistence_dir(mesh, name)}/",
         f"persistent_client_expiration {max(1, spec.session_expiry // 3600)}h",
         "max_queued_messages 1000000",
         "max_inflight_messages 200",
-        f"password_file {out / 'passwd'}",
-        f"acl_file {out / 'acl'}",
+        f"password_file {install_dir / 'passwd'}",
+        f"acl_file {install_dir / 'acl'}",
         "",
     ]
     for lst in spec.listeners:
@@ -127,26 +152,89 @@ def _bridge(mesh: MeshSpec, name: str, link: LinkSpec) -> list[str]:
     return lines
 
 
+def _write(path: Path, text: str, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    path.chmod(mode)  # an existing file keeps its old mode otherwise
+
+
+def _reachable(path: Path, account: pwd.struct_passwd) -> bool:
+    """True if ``account`` may traverse every directory above ``path``."""
+    for parent in path.parents:
+        try:
+            st = parent.stat()
+        except OSError:
+            return False
+        if st.st_uid == account.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == account.pw_gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _hand_over(files: list[Path], data: Path, user: str) -> list[str]:
+    """Give ``user`` the files Mosquitto reads after dropping to it, and its persistence dir.
+
+    Only root can, and only on the machine Mosquitto runs on; otherwise the notes say what to do.
+    """
+    if os.geteuid() != 0:
+        return []  # Mosquitto started by this user keeps running as it: nothing to hand over
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        return [f"user {user} does not exist here: create it, or pass --user"]
+    notes: list[str] = []
+    data.mkdir(parents=True, exist_ok=True)
+    for path in [*files, data]:
+        os.chown(path, account.pw_uid, account.pw_gid)
+    data.chmod(0o700)
+    for path in [*files, data]:
+        if not _reachable(path, account):
+            notes.append(f"user {user} cannot reach {path}: a directory above it is closed to it")
+    return notes
+
+
 def render_mosquitto(
-    mesh: MeshSpec, name: str, out: Path, *, install_dir: Path | None = None
-) -> list[Path]:
+    mesh: MeshSpec,
+    name: str,
+    out: Path,
+    *,
+    install_dir: Path | None = None,
+    user: str = DEFAULT_USER,
+) -> tuple[list[Path], list[str]]:
     """Write ``mosquitto.conf``, ``passwd`` and ``acl`` for broker ``name`` into ``out``.
 
-    ``install_dir`` is where the files will be on the broker's machine (default: ``out``).
+    ``install_dir`` is where the files will be on the broker's machine (default: ``out``);
+    ``user`` the account Mosquitto drops to when started as root. Rendered in place by root,
+    ``passwd`` and ``acl`` are handed to ``user`` (mode 0600) and the persistence directory is
+    made for it. Returns the files written and notes on what is left to do by hand.
     """
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     spec = mesh.brokers[name]
-    files = {
-        "mosquitto.conf": _conf(mesh, name, install_dir or out),
-        "passwd": "".join(f"{u.username}:{u.password_hash}\n" for u in spec.users),
-        "acl": _acl(mesh, name),
+    conf = _conf(mesh, name, install_dir or out, user)
+    texts = {
+        # the bridge password may be in the configuration: only its owner reads it then
+        "mosquitto.conf": (conf, 0o600 if "remote_password" in conf else 0o644),
+        "passwd": ("".join(f"{u.username}:{u.password_hash}\n" for u in spec.users), 0o600),
+        "acl": (_acl(mesh, name), 0o600),
     }
     written = []
-    for fname, text in files.items():
-        path = out / fname
-        path.write_text(text, encoding="utf-8")
-        if fname == "passwd":
-            path.chmod(0o600)
-        written.append(path)
-    return written
+    for fname, (text, mode) in texts.items():
+        _write(out / fname, text, mode)
+        written.append(out / fname)
+    data = persistence_dir(mesh, name)
+    if install_dir is None or install_dir.resolve() == out:
+        notes = _hand_over(written[1:], data, user)
+    else:
+        notes = [
+            f"on the broker's machine: copy passwd and acl to {install_dir},"
+            f" chown {user} {install_dir}/passwd {install_dir}/acl,"
+            f" install -d -o {user} -m 700 {data}"
+        ]
+    return written, notes
