@@ -150,8 +150,7 @@ def events(
         async def on_event(event: Event, _ctx: MessageContext) -> None:
             out.print(events_table([event]))
 
-        bus.subscribe("fm/v1/events/fleet/+", Event, on_event)
-        bus.subscribe(f"fm/v1/events/tenants/{s.tenant}/+", Event, on_event)
+        queries.follow_events(bus, s, on_event)
         await asyncio.Event().wait()
 
     _run(s, work)

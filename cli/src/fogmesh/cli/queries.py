@@ -6,7 +6,7 @@ import asyncio
 import base64
 from pathlib import Path
 
-from fogmesh.bus import Bus
+from fogmesh.bus import Bus, Handler
 from fogmesh.cli.errors import CliError
 from fogmesh.cli.session import CliSettings
 from fogmesh.protocol import (
@@ -44,6 +44,7 @@ __all__ = [
     "deploy_app",
     "fetch_logs",
     "find_workload",
+    "follow_events",
     "list_apps",
     "list_events",
     "list_nodes",
@@ -99,6 +100,22 @@ async def list_events(bus: Bus, s: CliSettings, since: float | None) -> list[Eve
         cursor = reply.next_cursor
         if cursor is None:
             return sorted(found, key=lambda e: e.ts)
+
+
+def follow_events(bus: Bus, s: CliSettings, on_event: Handler[Event]) -> list[str]:
+    """Subscribe ``on_event`` to the events the account may read; returns the filters.
+
+    A tenant's own account (the tenant id is its username) reads only its tenant's events;
+    any other account (an operator acting for a tenant) also reads the fleet's. Subscribing a
+    tenant to fleet events would be refused by the embedded broker and, on Mosquitto, granted
+    and silently empty.
+    """
+    filters = [f"{topics.ROOT}/events/tenants/{s.tenant}/+"]
+    if not s.acts_as_tenant_account:
+        filters.append(f"{topics.ROOT}/events/fleet/+")
+    for flt in filters:
+        bus.subscribe(flt, Event, on_event)
+    return filters
 
 
 async def list_apps(bus: Bus, s: CliSettings) -> list[AppSummary]:

@@ -3,11 +3,12 @@ that fails fast with a clear sentence when the broker cannot be reached."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+import aiomqtt
 
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.cli.errors import CliError
@@ -26,6 +27,12 @@ class CliSettings:
     username: str | None = None
     password: str | None = None
     timeout: float = 10.0
+
+    @property
+    def acts_as_tenant_account(self) -> bool:
+        """True when the account is the tenant's own (its username is the tenant id), so it
+        may read only that tenant's topics; False for an operator acting for the tenant."""
+        return self.username is not None and self.username == self.tenant
 
     @classmethod
     def from_env(cls) -> CliSettings:
@@ -47,28 +54,47 @@ class CliSettings:
         )
 
 
-async def _probe(host: str, port: int, timeout: float) -> None:
+def _unreachable(config: BusConfig, reason: str) -> CliError:
+    return CliError(f"cannot reach the broker at {config.host}:{config.port}: {reason}", code=3)
+
+
+async def _probe(config: BusConfig) -> None:
+    """One full MQTT connect and disconnect with the bus's own settings, so a broker that is
+    down or refuses the account is one clear sentence at once (the bus would retry with
+    back-off). A bare TCP probe made the broker log an error for every command: it sent no
+    CONNECT."""
     try:
-        async with asyncio.timeout(timeout):
-            _reader, writer = await asyncio.open_connection(host, port)
-    except TimeoutError as exc:
-        raise CliError(f"cannot reach the broker at {host}:{port}: timed out", code=3) from exc
-    except OSError as exc:
-        reason = (
-            "connection refused (is the broker running?)"
-            if isinstance(exc, ConnectionRefusedError)
-            else exc.strerror or str(exc)
-        )
-        raise CliError(f"cannot reach the broker at {host}:{port}: {reason}", code=3) from exc
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+        async with aiomqtt.Client(
+            config.host,
+            config.port,
+            identifier=f"{config.client_id}-probe",
+            username=config.username,
+            password=config.password,
+            clean_session=True,
+            tls_context=config.tls,
+            transport="websockets" if config.transport == "websockets" else "tcp",
+            websocket_path=config.websocket_path,
+            timeout=config.timeout,
+        ):
+            pass
+    except aiomqtt.MqttCodeError as exc:  # the broker answered CONNECT with a refusal
+        raise CliError(
+            f"the broker at {config.host}:{config.port} refused the connection as "
+            f"{config.username or 'anonymous'} ({exc}; wrong credentials?)",
+            code=3,
+        ) from exc
+    except aiomqtt.MqttError as exc:  # aiomqtt keeps only the text of socket errors
+        text = str(exc)
+        if "refused" in text.lower():
+            raise _unreachable(config, "connection refused (is the broker running?)") from exc
+        if "timed out" in text.lower():
+            raise _unreachable(config, "timed out") from exc
+        raise _unreachable(config, text) from exc
 
 
 @contextlib.asynccontextmanager
 async def connect(settings: CliSettings) -> AsyncIterator[Bus]:
     """A connected :class:`Bus` (a throw-away clean session), or a :class:`CliError`."""
-    await _probe(settings.host, settings.port, settings.timeout)
     # a node or tenant account owns only client ids that start with its name
     client_id = f"{settings.username or 'cli'}-cli-{new_id()[:12]}"
     config = BusConfig(
@@ -80,6 +106,7 @@ async def connect(settings: CliSettings) -> AsyncIterator[Bus]:
         clean_session=True,
         timeout=settings.timeout,
     )
+    await _probe(config)
     async with Bus(config) as bus:
         try:
             await bus.wait_connected(timeout=settings.timeout)
