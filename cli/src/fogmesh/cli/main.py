@@ -7,8 +7,10 @@ that cannot be reached is one line on stderr and a non-zero exit, never a traceb
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -38,7 +40,7 @@ from fogmesh.protocol import (
     error_info_from_validation,
 )
 from fogmesh.protocol.manifest import load_manifest_text
-from fogmesh.service import configure_logging
+from fogmesh.service import TLS_SETTINGS, BrokerSettings, configure_logging
 
 __all__ = ["app", "main"]
 
@@ -72,6 +74,7 @@ def _run(settings: CliSettings, work: Callable[[Bus], Awaitable[T]]) -> T:
 @app.callback()
 def _global(
     ctx: typer.Context,
+    *,
     broker: Annotated[
         str | None, typer.Option(help="host:port of the broker (env FOGMESH_BROKER)")
     ] = None,
@@ -79,18 +82,33 @@ def _global(
         str | None, typer.Option(help="act as this tenant (env FOGMESH_TENANT)")
     ] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for each answer")] = 10.0,
+    tls: Annotated[
+        bool | None, typer.Option("--tls", help="connect with TLS (env FOGMESH_BROKER_TLS)")
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="CA bundle for the broker's certificate (implies --tls)")
+    ] = None,
 ) -> None:
     """Options every command shares."""
     if broker:
         os.environ["FOGMESH_BROKER"] = broker
     settings = CliSettings.from_env()
-    ctx.obj = CliSettings(
-        host=settings.host,
-        port=settings.port,
-        tenant=tenant or settings.tenant,
-        username=settings.username,
-        password=settings.password,
-        timeout=timeout,
+    tls_options = settings.broker.model_dump(include=set(TLS_SETTINGS), exclude_unset=True)
+    if tls or ca_file is not None:
+        tls_options["tls"] = True
+    if ca_file is not None:
+        tls_options["ca_file"] = ca_file
+    try:
+        broker_settings = BrokerSettings.model_validate(tls_options)
+        broker_settings.ssl_context()  # unreadable certificate files: one sentence, now
+    except ValidationError as exc:
+        raise CliError(
+            f"bad broker settings: {error_info_from_validation(exc).message}", code=2
+        ) from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(f"bad TLS settings: {exc}", code=2) from exc
+    ctx.obj = dataclasses.replace(
+        settings, tenant=tenant or settings.tenant, timeout=timeout, broker=broker_settings
     )
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiomqtt
 
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.cli.errors import CliError
 from fogmesh.protocol import new_id
+from fogmesh.service import TLS_SETTINGS, BrokerSettings, broker_env
 
 __all__ = ["CliSettings", "connect"]
 
@@ -27,6 +28,17 @@ class CliSettings:
     username: str | None = None
     password: str | None = None
     timeout: float = 10.0
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    """TLS and the other broker settings (``FOGMESH_BROKER_TLS``, ``..._CA_FILE``, ...); the
+    address, account and timeout above win over its own."""
+
+    def bus_config(self, client_id: str) -> BusConfig:
+        """The CLI's bus settings: a throw-away clean session as ``client_id``."""
+        broker = self.broker.model_copy(
+            update={"host": self.host, "port": self.port, "username": self.username,
+                    "password": self.password, "timeout_s": self.timeout, "client_id": None}
+        )  # fmt: skip
+        return broker.bus_config(client_id, clean_session=True)
 
     @property
     def acts_as_tenant_account(self) -> bool:
@@ -51,6 +63,7 @@ class CliSettings:
             tenant=os.environ.get("FOGMESH_TENANT", "demo"),
             username=os.environ.get("FOGMESH_USERNAME") or None,
             password=os.environ.get("FOGMESH_PASSWORD") or None,
+            broker=BrokerSettings.model_validate(broker_env(os.environ, only=TLS_SETTINGS)),
         )
 
 
@@ -97,15 +110,7 @@ async def connect(settings: CliSettings) -> AsyncIterator[Bus]:
     """A connected :class:`Bus` (a throw-away clean session), or a :class:`CliError`."""
     # a node or tenant account owns only client ids that start with its name
     client_id = f"{settings.username or 'cli'}-cli-{new_id()[:12]}"
-    config = BusConfig(
-        host=settings.host,
-        port=settings.port,
-        client_id=client_id,
-        username=settings.username or client_id,
-        password=settings.password,
-        clean_session=True,
-        timeout=settings.timeout,
-    )
+    config = settings.bus_config(client_id)
     await _probe(config)
     async with Bus(config) as bus:
         try:

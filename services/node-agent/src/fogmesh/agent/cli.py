@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fogmesh.agent.config import AgentConfig, load_config
+from fogmesh.service import add_broker_arguments, broker_flags, configure_logging, serve
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -26,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fogmesh-agent", description="fogmesh node agent")
     p.add_argument("--config", type=Path, help="YAML or JSON configuration file")
     p.add_argument("--node-id", help="node id (default {hostname}-{MAC})")
-    p.add_argument("--broker-host")
-    p.add_argument("--broker-port", type=int)
-    p.add_argument("--broker-username")
-    p.add_argument("--broker-password")
-    p.add_argument("--client-id", help="MQTT client id (default {node}-agent)")
-    p.add_argument("--tls", action="store_true", default=None, help="connect with TLS")
-    p.add_argument("--ca-file", type=Path)
+    add_broker_arguments(p, client_id_help="MQTT client id (default {node}-agent)")
     p.add_argument("--state-dir", type=Path)
     p.add_argument("--heartbeat", type=float, help="heartbeat interval, seconds")
     p.add_argument("--reconcile-interval", type=float, help="reconcile timer, seconds")
@@ -70,19 +65,7 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     """Defaults < ``--config`` file < flags."""
     over: dict[str, Any] = {}
-    broker: dict[str, Any] = {}
-    for flag, key in (
-        ("broker_host", "host"),
-        ("broker_port", "port"),
-        ("broker_username", "username"),
-        ("broker_password", "password"),
-        ("client_id", "client_id"),
-        ("tls", "tls"),
-        ("ca_file", "ca_file"),
-    ):
-        value = getattr(args, flag)
-        if value is not None:
-            broker[key] = value
+    broker = broker_flags(args)
     if broker:
         over["broker"] = broker
     for flag, key in (
@@ -126,7 +109,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
         return
     from fogmesh.agent.service import Agent
-    from fogmesh.service import configure_logging, serve
 
     configure_logging(config.log_level)
     agent = Agent(config)

@@ -4,7 +4,7 @@ Precedence: built-in defaults < the file (``--config``) < command-line flags. Ex
 
     node_id: truck-17            # default: {hostname}-{MAC}
     broker: {host: site-broker.local, port: 8883, username: truck-17, password: s3cret,
-             tls: true, ca_file: /etc/fogmesh/ca.pem}
+             tls: true, ca_file: /etc/fogmesh/ca.pem}   # fogmesh.service.BrokerSettings
     state_dir: /var/lib/fogmesh-agent
     heartbeat_interval_s: 5
     reconcile_interval_s: 5
@@ -19,49 +19,23 @@ Precedence: built-in defaults < the file (``--config``) < command-line flags. Ex
 from __future__ import annotations
 
 import json
-import ssl
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fogmesh.agent.runtime.native_isolation import NativeIsolation
 from fogmesh.protocol import Ident, Location, RuntimeKind
+from fogmesh.service import BrokerSettings
 
-__all__ = ["AgentConfig", "BrokerSettings", "load_config"]
+__all__ = ["AgentBrokerSettings", "AgentConfig", "BrokerSettings", "load_config"]
 
 
-class BrokerSettings(BaseModel):
-    """Where the agent's bus connects (its site broker, or a broker on the node itself)."""
+class AgentBrokerSettings(BrokerSettings):
+    """The agent's ``broker:`` block: the shared settings with a small outbox (a node holds
+    little while its broker is away; heartbeats and state supersede each other)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = None
-    client_id: Ident | None = Field(
-        default=None, description="default: {node}-agent (a node account owns ids {node}-...)"
-    )
-    keepalive: int = Field(default=10, ge=1, le=3600)
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = Field(default=False, description="skip hostname verification")
-    reconnect_base_s: float = Field(default=0.2, gt=0)
-    reconnect_cap_s: float = Field(default=30.0, gt=0)
-    outbox_limit: int = Field(default=1000, ge=1)
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context, or None without TLS."""
-        if not self.tls:
-            return None
-        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-        if self.cert_file is not None:
-            ctx.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
-        if self.tls_insecure:
-            ctx.check_hostname = False
-        return ctx
+    outbox_limit: int = Field(default=1000, ge=1, description="messages held while away")
 
 
 class AgentConfig(BaseModel):
@@ -70,7 +44,7 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     node_id: Ident | None = Field(default=None, description="default: {hostname}-{MAC}")
-    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    broker: AgentBrokerSettings = Field(default_factory=AgentBrokerSettings)
     state_dir: Path = Path("/var/lib/fogmesh-agent")
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
@@ -101,6 +75,14 @@ class AgentConfig(BaseModel):
     docker_host_network: bool = Field(
         default=False,
         description="run containers on the host network (to reach a broker on loopback only)",
+    )
+    native_isolation: NativeIsolation = Field(
+        default=NativeIsolation.AUTO,
+        description="who native workloads run as: auto, tenant-user, agent-user or refuse",
+    )
+    native_cgroup_parent: Path | None = Field(
+        default=Path("/sys/fs/cgroup/fogmesh"),
+        description="cgroup v2 directory for native workloads' cgroups (null: none)",
     )
     workload_usage: bool = Field(
         default=True, description="sample each workload's CPU / memory for the heartbeat"

@@ -119,19 +119,7 @@ class Agent:
         return sample_usage(self.state_dir)
 
     def _bus_config(self) -> BusConfig:
-        b = self.config.broker
-        return BusConfig(
-            host=b.host,
-            port=b.port,
-            client_id=self.client_id,
-            username=b.username if b.username is not None else self.client_id,
-            password=b.password,
-            keepalive=b.keepalive,
-            tls=b.ssl_context(),
-            outbox_limit=b.outbox_limit,
-            reconnect_base=b.reconnect_base_s,
-            reconnect_cap=b.reconnect_cap_s,
-        )
+        return self.config.broker.bus_config(self.client_id)
 
     def _state_message(self, state: NodeLiveness) -> NodeStateMessage:
         return NodeStateMessage(

@@ -6,24 +6,26 @@ import argparse
 import os
 import socket
 
-from fogmesh.bus import BusConfig
 from fogmesh.registry.service import Registry
 from fogmesh.registry.settings import DEFAULT_DB_URL, RegistrySettings
-from fogmesh.service import configure_logging, serve
+from fogmesh.service import (
+    BrokerSettings,
+    add_broker_arguments,
+    broker_env,
+    broker_flags,
+    configure_logging,
+    serve,
+)
 
 __all__ = ["main", "parse_args"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line; every option also reads a ``FOGMESH_*`` environment variable."""
+    """The command line; the broker options also read ``FOGMESH_*`` environment variables
+    (:data:`fogmesh.service.BROKER_ENV`), as do ``--db``, ``--missed`` and ``--log-level``."""
     env = os.environ.get
     p = argparse.ArgumentParser(prog="fogmesh-registry", description=__doc__)
-    p.add_argument("--host", default=env("FOGMESH_BROKER_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("FOGMESH_BROKER_PORT", "1883")))
-    p.add_argument("--username", default=env("FOGMESH_USERNAME"))
-    p.add_argument("--password", default=env("FOGMESH_PASSWORD"))
-    default_id = f"registry-{socket.gethostname().split('.')[0]}".replace("+", "-")
-    p.add_argument("--client-id", default=env("FOGMESH_CLIENT_ID", default_id))
+    add_broker_arguments(p, client_id_help="MQTT client id (default registry-{hostname})")
     p.add_argument("--db", default=env("FOGMESH_REGISTRY_DB", DEFAULT_DB_URL), help="SQL URL")
     p.add_argument("--missed", type=float, default=float(env("FOGMESH_REGISTRY_MISSED", "3")))
     p.add_argument("--default-interval", type=float, default=10.0)
@@ -35,16 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> RegistrySettings:
-    """Settings from parsed arguments."""
-    bus = BusConfig(
-        host=args.host,
-        port=args.port,
-        client_id=args.client_id,
-        username=args.username or args.client_id,
-        password=args.password,
-    )
+    """Settings from parsed arguments (broker: the environment, then the flags)."""
+    broker = BrokerSettings.model_validate({**broker_env(os.environ), **broker_flags(args)})
+    default_id = f"registry-{socket.gethostname().split('.')[0]}".replace("+", "-")
     return RegistrySettings(
-        bus=bus,
+        bus=broker.bus_config(default_id),
         db_url=args.db,
         missed=args.missed,
         default_interval=args.default_interval,

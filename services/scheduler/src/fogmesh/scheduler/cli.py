@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.service import SchedulerService
-from fogmesh.service import configure_logging, serve
+from fogmesh.service import add_broker_arguments, broker_flags, configure_logging, serve
 
 __all__ = ["main", "parse_args"]
 
@@ -16,9 +16,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="fogmesh-scheduler", description=__doc__)
     parser.add_argument("--config", type=Path, help="YAML settings file (see docs/scheduler.md)")
-    parser.add_argument("--host", help="broker host")
-    parser.add_argument("--port", type=int, help="broker port")
-    parser.add_argument("--client-id", dest="client_id", help="MQTT client id and lease holder")
+    add_broker_arguments(parser, client_id_help="MQTT client id and lease holder")
     parser.add_argument("--state-dir", dest="state_dir", type=Path, help="where state.json lives")
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
@@ -26,15 +24,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_config(args: argparse.Namespace) -> SchedulerConfig:
     """Settings from the file (if any) with the command line on top."""
+    broker = broker_flags(args)
+    # the scheduler's client id is its own setting (the lease holder), not the broker block's
     overrides = {
-        "host": args.host,
-        "port": args.port,
-        "client_id": args.client_id,
+        "broker": broker,
+        "client_id": broker.pop("client_id", None),
         "state_dir": args.state_dir,
     }
     if args.config is not None:
         return SchedulerConfig.from_file(args.config, **overrides)
-    return SchedulerConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
+    return SchedulerConfig.merged({}, **overrides)
 
 
 def main(argv: list[str] | None = None) -> None:

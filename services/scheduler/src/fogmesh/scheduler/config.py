@@ -1,13 +1,19 @@
-"""The scheduler's settings: broker, state dir, timings and per-tenant quotas (YAML file)."""
+"""The scheduler's settings: broker, state dir, timings and per-tenant quotas (YAML file).
+
+The broker is a ``broker:`` block (:class:`fogmesh.service.BrokerSettings`); the flat keys
+``host``, ``port``, ``username`` and ``password`` of older files still fill it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fogmesh.protocol.manifest import Cpu, Memory
+from fogmesh.service import BrokerSettings
 
 __all__ = ["Quota", "SchedulerConfig"]
 
@@ -23,16 +29,16 @@ class Quota(BaseModel):
     max_memory: Memory | None = Field(default=None, description="sum of memory requests")
 
 
+_FLAT_BROKER_KEYS = frozenset({"host", "port", "username", "password"})
+
+
 class SchedulerConfig(BaseModel):
     """Everything the scheduler needs to run."""
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    client_id: str = "scheduler"
-    username: str | None = None
-    password: str | None = None
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    client_id: str = Field(default="scheduler", description="MQTT client id and lease holder")
     state_dir: Path = Path("/var/lib/fogmesh/scheduler")
     lease_ttl_s: float = Field(default=10.0, gt=0)
     lease_settle_s: float = Field(default=0.5, ge=0)
@@ -44,6 +50,28 @@ class SchedulerConfig(BaseModel):
     default_quota: Quota = Quota()
     quotas: dict[str, Quota] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_broker_keys(cls, data: Any) -> Any:
+        # Older files (and ``fogmesh up``'s) name the broker at the top level.
+        if not isinstance(data, dict) or not _FLAT_BROKER_KEYS & data.keys():
+            return data
+        data = dict(data)
+        broker = data.get("broker", {})
+        if isinstance(broker, BrokerSettings):
+            broker = broker.model_dump(exclude_unset=True)
+        if not isinstance(broker, dict):
+            return data  # let validation say what is wrong
+        flat = {k: data.pop(k) for k in _FLAT_BROKER_KEYS & data.keys()}
+        data["broker"] = {**flat, **broker}
+        return data
+
+    @model_validator(mode="after")
+    def _one_client_id(self) -> SchedulerConfig:
+        if self.broker.client_id not in (None, self.client_id):
+            raise ValueError("set the scheduler's client_id, not broker.client_id")
+        return self
+
     def quota(self, tenant: str) -> Quota:
         """The tenant's quota, else the default."""
         return self.quotas.get(tenant, self.default_quota)
@@ -54,5 +82,18 @@ class SchedulerConfig(BaseModel):
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise TypeError(f"{path}: settings must be a mapping")
-        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.merged(data, **overrides)
+
+    @classmethod
+    def merged(cls, data: dict[str, Any], **overrides: Any) -> SchedulerConfig:
+        """``data`` with ``overrides`` that are not None on top; ``broker`` overrides merge
+        key by key into the file's broker block."""
+        data = cls._flat_broker_keys(data)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key == "broker" and isinstance(value, dict):
+                data[key] = {**data.get("broker", {}), **value}
+            else:
+                data[key] = value
         return cls.model_validate(data)

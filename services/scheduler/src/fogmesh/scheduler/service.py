@@ -89,11 +89,7 @@ class SchedulerService:
 
     def bus_config(self) -> BusConfig:
         """The bus settings from the scheduler's config."""
-        c = self.config
-        return BusConfig(
-            host=c.host, port=c.port, client_id=c.client_id, username=c.username,
-            password=c.password,
-        )  # fmt: skip
+        return self.config.broker.bus_config(self.config.client_id)
 
     async def run(self) -> None:
         """Run until cancelled; leaving cancels every loop and waits for it (TaskGroup)."""
