@@ -10,8 +10,14 @@ from fogmesh.bus import Bus, Handler
 from fogmesh.cli.errors import CliError
 from fogmesh.cli.session import CliSettings
 from fogmesh.protocol import (
+    APPS_RESOURCE,
+    EVENTS_RESOURCE,
+    NODES_RESOURCE,
+    WORKLOADS_RESOURCE,
+    AppAction,
     LogsCommand,
     LogsReply,
+    NodeVerb,
     UploadCommand,
     UploadReply,
     topics,
@@ -61,7 +67,7 @@ async def list_nodes(bus: Bus, s: CliSettings, **filters: object) -> list[NodeIn
     while True:
         request = ListNodes.model_validate({"limit": 500, "cursor": cursor, **filters})
         reply = await bus.request(
-            topics.api(s.tenant, "nodes", "list"), request, NodeListReply, timeout=s.timeout
+            topics.api(s.tenant, NODES_RESOURCE, "list"), request, NodeListReply, timeout=s.timeout
         )
         found += reply.nodes
         cursor = reply.next_cursor
@@ -76,7 +82,7 @@ async def list_workloads(bus: Bus, s: CliSettings, **filters: object) -> list[Wo
     while True:
         request = ListWorkloads.model_validate({"limit": 500, "cursor": cursor, **filters})
         reply = await bus.request(
-            topics.api(s.tenant, "workloads", "list"),
+            topics.api(s.tenant, WORKLOADS_RESOURCE, "list"),
             request,
             WorkloadListReply,
             timeout=s.timeout,
@@ -94,7 +100,10 @@ async def list_events(bus: Bus, s: CliSettings, since: float | None) -> list[Eve
     while True:
         request = ListEvents(limit=500, cursor=cursor, since=since)
         reply = await bus.request(
-            topics.api(s.tenant, "events", "list"), request, EventListReply, timeout=s.timeout
+            topics.api(s.tenant, EVENTS_RESOURCE, "list"),
+            request,
+            EventListReply,
+            timeout=s.timeout,
         )
         found += reply.events
         cursor = reply.next_cursor
@@ -110,9 +119,9 @@ def follow_events(bus: Bus, s: CliSettings, on_event: Handler[Event]) -> list[st
     tenant to fleet events would be refused by the embedded broker and, on Mosquitto, granted
     and silently empty.
     """
-    filters = [f"{topics.ROOT}/events/tenants/{s.tenant}/+"]
+    filters = [topics.tenant_event_filter(s.tenant)]
     if not s.acts_as_tenant_account:
-        filters.append(f"{topics.ROOT}/events/fleet/+")
+        filters.append(topics.fleet_event_filter())
     for flt in filters:
         bus.subscribe(flt, Event, on_event)
     return filters
@@ -121,7 +130,10 @@ def follow_events(bus: Bus, s: CliSettings, on_event: Handler[Event]) -> list[st
 async def list_apps(bus: Bus, s: CliSettings) -> list[AppSummary]:
     """The tenant's apps, as the scheduler holds them."""
     reply = await bus.request(
-        topics.api(s.tenant, "apps", "list"), ListApps(), AppListReply, timeout=s.timeout
+        topics.api(s.tenant, APPS_RESOURCE, AppAction.LIST),
+        ListApps(),
+        AppListReply,
+        timeout=s.timeout,
     )
     return reply.apps
 
@@ -130,7 +142,7 @@ async def deploy_app(bus: Bus, s: CliSettings, manifest: AppManifest) -> AppRepl
     """Deploy (or fail with the scheduler's reasons)."""
     tenant = manifest.tenant or s.tenant
     return await bus.request(
-        topics.api(tenant, "apps", "deploy"),
+        topics.api(tenant, APPS_RESOURCE, AppAction.DEPLOY),
         DeployApp(manifest=manifest),
         AppReply,
         timeout=max(s.timeout, 30.0),
@@ -140,7 +152,7 @@ async def deploy_app(bus: Bus, s: CliSettings, manifest: AppManifest) -> AppRepl
 async def delete_app(bus: Bus, s: CliSettings, app: str) -> AppDeletedReply:
     """Delete an app; its workloads are removed from their nodes."""
     return await bus.request(
-        topics.api(s.tenant, "apps", "delete"),
+        topics.api(s.tenant, APPS_RESOURCE, AppAction.DELETE),
         DeleteApp(app=app),
         AppDeletedReply,
         timeout=s.timeout,
@@ -150,7 +162,7 @@ async def delete_app(bus: Bus, s: CliSettings, app: str) -> AppDeletedReply:
 async def scale_app(bus: Bus, s: CliSettings, app: str, component: str, n: int) -> AppReply:
     """Set a component's replica count."""
     return await bus.request(
-        topics.api(s.tenant, "apps", "scale"),
+        topics.api(s.tenant, APPS_RESOURCE, AppAction.SCALE),
         ScaleApp(app=app, component=component, replicas=n),
         AppReply,
         timeout=max(s.timeout, 30.0),
@@ -169,7 +181,7 @@ async def fetch_logs(bus: Bus, s: CliSettings, name: str, tail: int) -> list[str
     """The last ``tail`` lines of a workload's output, from its node's agent."""
     workload = await find_workload(bus, s, name)
     reply = await bus.request(
-        topics.node_cmd(workload.node, "logs"),
+        topics.node_cmd(workload.node, NodeVerb.LOGS),
         LogsCommand(tenant=s.tenant, workload=name, tail=tail),
         LogsReply,
         timeout=s.timeout,
@@ -185,7 +197,7 @@ async def upload_file(bus: Bus, s: CliSettings, name: str, source: Path, dest: s
     except OSError as exc:
         raise CliError(f"cannot read {source}: {exc.strerror}", code=2) from exc
     return await bus.request(
-        topics.node_cmd(workload.node, "upload"),
+        topics.node_cmd(workload.node, NodeVerb.UPLOAD),
         UploadCommand(
             tenant=s.tenant,
             workload=name,

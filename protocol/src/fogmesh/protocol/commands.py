@@ -6,6 +6,8 @@ whose tenant does not own the workload.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import Field
 
 from fogmesh.protocol._ids import Ident
@@ -18,6 +20,7 @@ __all__ = [
     "AckReply",
     "LogsCommand",
     "LogsReply",
+    "NodeVerb",
     "ReportCommand",
     "ReportReply",
     "RestartCommand",
@@ -26,6 +29,15 @@ __all__ = [
 ]
 
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
+
+
+class NodeVerb(StrEnum):
+    """The commands an agent answers: the ``{verb}`` of ``nodes/{node}/cmd/{verb}``."""
+
+    LOGS = "logs"  # LogsCommand -> LogsReply
+    UPLOAD = "upload"  # UploadCommand -> UploadReply
+    RESTART = "restart"  # RestartCommand -> AckReply
+    REPORT = "report"  # ReportCommand -> ReportReply
 
 
 class LogsCommand(Request):

@@ -22,10 +22,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from fogmesh.protocol._ids import check_id, check_topic
 from fogmesh.protocol.errors import ContractError
+
+if TYPE_CHECKING:  # the builders take these enums (or their values); no import cycle at run time
+    from fogmesh.protocol.apps import AppAction
+    from fogmesh.protocol.commands import NodeVerb
+    from fogmesh.protocol.events import EventKind
 
 __all__ = [
     "NODE_CHANNELS",
@@ -37,7 +42,9 @@ __all__ = [
     "api_filter",
     "data",
     "data_filter",
+    "events_filter",
     "fleet_event",
+    "fleet_event_filter",
     "lease",
     "mesh_link",
     "node",
@@ -46,6 +53,7 @@ __all__ = [
     "parse_topic",
     "reply",
     "tenant_event",
+    "tenant_event_filter",
 ]
 
 ROOT = "fm/v1"
@@ -142,12 +150,12 @@ def node_filter(channel: NodeChannel | str) -> str:
     return f"{ROOT}/nodes/+/{NodeChannel(channel).value}"
 
 
-def node_cmd(node_id: str, verb: str) -> str:
+def node_cmd(node_id: str, verb: NodeVerb | str) -> str:
     """``fm/v1/nodes/{node}/cmd/{verb}``: a command to one node's agent."""
     return f"{ROOT}/nodes/{check_id(node_id, what='node')}/cmd/{check_id(verb, what='verb')}"
 
 
-def api(tenant: str, resource: str, action: str) -> str:
+def api(tenant: str, resource: str, action: AppAction | str) -> str:
     """``fm/v1/api/{tenant}/{resource}/{action}``: a user request, e.g. ``apps/deploy``."""
     return (
         f"{ROOT}/api/{check_id(tenant, what='tenant')}/"
@@ -155,21 +163,39 @@ def api(tenant: str, resource: str, action: str) -> str:
     )
 
 
-def api_filter(resource: str, action: str | None = None) -> str:
+def api_filter(resource: str, action: AppAction | str | None = None) -> str:
     """Every tenant's requests for one resource (and action): ``fm/v1/api/+/{resource}/+``."""
     act = "+" if action is None else check_id(action, what="action")
     return f"{ROOT}/api/+/{check_id(resource, what='resource')}/{act}"
 
 
-def fleet_event(kind: str) -> str:
+def fleet_event(kind: EventKind | str) -> str:
     """``fm/v1/events/fleet/{kind}``: node joined / lost and other fleet-wide events."""
     return f"{ROOT}/events/fleet/{check_id(kind, what='event kind')}"
 
 
-def tenant_event(tenant: str, kind: str) -> str:
+def tenant_event(tenant: str, kind: EventKind | str) -> str:
     """``fm/v1/events/tenants/{tenant}/{kind}``: events about one tenant's apps and workloads."""
     tenant_id = check_id(tenant, what="tenant")
     return f"{ROOT}/events/tenants/{tenant_id}/{check_id(kind, what='event kind')}"
+
+
+def events_filter() -> str:
+    """Every event, the fleet's and every tenant's: ``fm/v1/events/#``."""
+    return f"{ROOT}/events/#"
+
+
+def fleet_event_filter(kind: EventKind | str | None = None) -> str:
+    """Fleet events of one kind, or of every kind: ``fm/v1/events/fleet/+``."""
+    return f"{ROOT}/events/fleet/{'+' if kind is None else check_id(kind, what='event kind')}"
+
+
+def tenant_event_filter(tenant: str | None = None, kind: EventKind | str | None = None) -> str:
+    """One tenant's events (every tenant's for None) of one kind or of every kind:
+    ``fm/v1/events/tenants/{tenant}/+``."""
+    tenant_id = "+" if tenant is None else check_id(tenant, what="tenant")
+    kind_id = "+" if kind is None else check_id(kind, what="event kind")
+    return f"{ROOT}/events/tenants/{tenant_id}/{kind_id}"
 
 
 def data(tenant: str, app: str, stream: str) -> str:

@@ -39,13 +39,13 @@ from fogmesh.protocol import (
     WorkloadPhase,
     topics,
 )
-from fogmesh.protocol.commands import MAX_UPLOAD_BYTES
+from fogmesh.protocol.commands import MAX_UPLOAD_BYTES, NodeVerb
 
 __all__ = ["VERBS", "CommandHandler"]
 
 log = structlog.get_logger("fogmesh.agent.commands")
 
-VERBS = ("logs", "upload", "restart", "report")
+VERBS = tuple(NodeVerb)  # named once, in the protocol
 P = WorkloadPhase
 
 
