@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from fogmesh.agent.runtime import workload_key
+from fogmesh.protocol.workload import WorkloadSpec
+
 RUN_LABEL = "fogmesh.test-run"
 
 
@@ -37,9 +40,14 @@ def docker_cleanup(run_id: str) -> None:
         subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)
 
 
+def key(spec: WorkloadSpec) -> str:
+    """The runtime's key of ``spec``: ``{tenant}/{name}``."""
+    return workload_key(spec.tenant, spec.name)
+
+
 def kill_recorded(state: Path) -> None:
     """SIGKILL the process group of every instance recorded under ``state``."""
-    for record in state.glob("*/run/instance.json"):
+    for record in state.glob("*/*/run/instance.json"):
         with contextlib.suppress(OSError, ValueError, KeyError):
             os.killpg(int(json.loads(record.read_text())["pid"]), signal.SIGKILL)
 

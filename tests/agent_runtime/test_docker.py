@@ -18,7 +18,7 @@ from fogmesh.agent.runtime import (
     Runtime,
 )
 from fogmesh.protocol.workload import RuntimeKind, VolumeSpec, WorkloadSpec
-from tests.agent_runtime.helpers import RUN_LABEL, eventually
+from tests.agent_runtime.helpers import RUN_LABEL, eventually, key
 from tests.support.images import LocalRegistry, image_exists
 
 pytestmark = pytest.mark.docker
@@ -100,24 +100,24 @@ async def test_lifecycle_limits_labels_logs_files(
     assert "GREETING=hi" in info["Config"]["Env"]
     assert [m["Name"] for m in info["Mounts"]] == [f"{cname}-data"]
 
-    started = await docker_rt.start(spec.name)
+    started = await docker_rt.start(key(spec))
     assert started.state is InstanceState.RUNNING
     assert started.started_at is not None
     assert cname in docker_names("ps", "--format", "{{.Names}}")
 
     async def logged() -> bool:
-        lines = await docker_rt.logs(spec.name, tail=10)
+        lines = await docker_rt.logs(key(spec), tail=10)
         return "hello web hi" in lines and "oops" in lines
 
     await eventually(logged, what="container logs")
-    await docker_rt.put_file(spec.name, "/data/in/hello.txt", b"file-content", 0o640)
+    await docker_rt.put_file(key(spec), "/data/in/hello.txt", b"file-content", 0o640)
     cat = subprocess.run(
         ["docker", "exec", cname, "cat", "/data/in/hello.txt"],
         capture_output=True,
         check=True,
     )
     assert cat.stdout == b"file-content"
-    usage = await docker_rt.usage(spec.name)
+    usage = await docker_rt.usage(key(spec))
     assert usage.memory_bytes > 0
 
     # a restarted agent (new runtime object, same node) finds its container again
@@ -125,21 +125,21 @@ async def test_lifecycle_limits_labels_logs_files(
     try:
         found = await again.list_instances()
         assert [(s.name, s.state, s.runtime_id) for s in found] == [
-            ("web", InstanceState.RUNNING, started.runtime_id)
+            (f"{tenant}/web", InstanceState.RUNNING, started.runtime_id)
         ]
     finally:
         await again.close()
 
-    stopped = await docker_rt.stop(spec.name, timeout=2)
+    stopped = await docker_rt.stop(key(spec), timeout=2)
     assert stopped.state is InstanceState.EXITED
     assert stopped.exit_code is not None
-    await docker_rt.remove(spec.name)
-    assert (await docker_rt.status(spec.name)).state is InstanceState.ABSENT
+    await docker_rt.remove(key(spec))
+    assert (await docker_rt.status(key(spec))).state is InstanceState.ABSENT
     assert cname not in docker_names("ps", "-a", "--format", "{{.Names}}")
     assert f"{cname}-data" not in docker_names("volume", "ls", "--format", "{{.Name}}")
     assert f"fm-{tenant}" not in docker_names("network", "ls", "--format", "{{.Name}}")
     with pytest.raises(InstanceNotFound):
-        await docker_rt.start(spec.name)
+        await docker_rt.start(key(spec))
 
 
 async def test_pull_from_local_registry(
@@ -170,7 +170,7 @@ async def test_two_tenants_get_separate_networks(
     for spec in specs:
         await docker_rt.prepare(spec)
         await docker_rt.create(spec)
-        await docker_rt.start(spec.name)
+        await docker_rt.start(key(spec))
     for tenant in tenants:
         cname = f"fm-n-{run_id}-{tenant}-app-svc-0"
         networks = inspect("container", cname)["NetworkSettings"]["Networks"]
@@ -179,10 +179,10 @@ async def test_two_tenants_get_separate_networks(
         assert [m["Name"] for m in members] == [cname]
         assert inspect("network", f"fm-{tenant}")["Labels"][RUN_LABEL] == run_id
     listed = await docker_rt.list_instances()
-    assert sorted(s.name for s in listed) == sorted(s.name for s in specs)
+    assert sorted(s.name for s in listed) == sorted(key(s) for s in specs)
     for spec in specs:
-        await docker_rt.stop(spec.name, timeout=1)
-        await docker_rt.remove(spec.name)
+        await docker_rt.stop(key(spec), timeout=1)
+        await docker_rt.remove(key(spec))
     assert await docker_rt.list_instances() == []
 
 
@@ -195,24 +195,24 @@ async def test_snapshot_restore_keeps_file(
     spec = docker_spec("keeper", busybox, f"t{run_id}", volumes=volumes)
     await docker_rt.prepare(spec)
     await docker_rt.create(spec)
-    await docker_rt.start(spec.name)
-    await docker_rt.put_file(spec.name, "/state/sub/counter.txt", b"41\n")
-    await docker_rt.stop(spec.name, timeout=1)
-    blob = await docker_rt.snapshot(spec.name)
-    await docker_rt.remove(spec.name)
+    await docker_rt.start(key(spec))
+    await docker_rt.put_file(key(spec), "/state/sub/counter.txt", b"41\n")
+    await docker_rt.stop(key(spec), timeout=1)
+    blob = await docker_rt.snapshot(key(spec))
+    await docker_rt.remove(key(spec))
 
     moved = spec.model_copy(
         update={"name": "keeper-moved", "replica": 1, "command": ["cat", "/state/sub/counter.txt"]}
     )
     restored = await docker_rt.restore(moved, blob)
     assert restored.state is InstanceState.CREATED
-    await docker_rt.start(moved.name)
+    await docker_rt.start(key(moved))
     await eventually(
-        lambda: state_is(docker_rt, moved.name, InstanceState.EXITED), what="cat exits"
+        lambda: state_is(docker_rt, key(moved), InstanceState.EXITED), what="cat exits"
     )
-    assert (await docker_rt.status(moved.name)).exit_code == 0
-    assert await docker_rt.logs(moved.name) == ["41"]
-    await docker_rt.remove(moved.name)
+    assert (await docker_rt.status(key(moved))).exit_code == 0
+    assert await docker_rt.logs(key(moved)) == ["41"]
+    await docker_rt.remove(key(moved))
 
 
 async def test_remove_keep_state_keeps_volume_for_successor(
@@ -224,19 +224,19 @@ async def test_remove_keep_state_keeps_volume_for_successor(
     )
     await docker_rt.prepare(spec)
     await docker_rt.create(spec)
-    await docker_rt.put_file(spec.name, "/data/kept.txt", b"kept")  # container not started
-    await docker_rt.remove(spec.name, keep_state=True)
+    await docker_rt.put_file(key(spec), "/data/kept.txt", b"kept")  # container not started
+    await docker_rt.remove(key(spec), keep_state=True)
     assert f"fm-n-{run_id}-t{run_id}-app-db-0-data" in docker_names(
         "volume", "ls", "--format", "{{.Name}}"
     )
     changed = spec.model_copy(update={"command": ["cat", "/data/kept.txt"]})
     await docker_rt.create(changed)
-    await docker_rt.start(changed.name)
+    await docker_rt.start(key(changed))
     await eventually(
-        lambda: state_is(docker_rt, changed.name, InstanceState.EXITED), what="cat exits"
+        lambda: state_is(docker_rt, key(changed), InstanceState.EXITED), what="cat exits"
     )
-    assert await docker_rt.logs(changed.name) == ["kept"]
-    await docker_rt.remove(changed.name)
+    assert await docker_rt.logs(key(changed)) == ["kept"]
+    await docker_rt.remove(key(changed))
     assert f"fm-n-{run_id}-t{run_id}-app-db-0-data" not in docker_names(
         "volume", "ls", "--format", "{{.Name}}"
     )

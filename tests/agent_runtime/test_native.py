@@ -22,7 +22,7 @@ from fogmesh.agent.runtime import (
 )
 from fogmesh.agent.runtime.native_state import Layout
 from fogmesh.protocol.workload import Artefact, RuntimeKind, VolumeSpec, WorkloadSpec
-from tests.agent_runtime.helpers import eventually
+from tests.agent_runtime.helpers import eventually, key
 
 SLEEPER = ["-c", 'echo "started $FOGMESH_WORKLOAD $GREETING"; echo oops >&2; exec sleep 300']
 
@@ -94,12 +94,12 @@ async def test_executable_lifecycle_env_logs_and_group_kill(native_rt: NativeRun
     await native_rt.prepare(spec)
     assert (await native_rt.create(spec)).state is InstanceState.CREATED
     assert (await native_rt.create(spec)).state is InstanceState.CREATED  # idempotent
-    status = await native_rt.start(spec.name)
-    await eventually(lambda: running(native_rt, spec.name), what="running")
-    status = await native_rt.status(spec.name)
+    status = await native_rt.start(key(spec))
+    await eventually(lambda: running(native_rt, key(spec)), what="running")
+    status = await native_rt.status(key(spec))
     pid = int(status.runtime_id)
     leader = psutil.Process(pid)
-    assert leader.cwd() == str(Path(Layout.of(native_rt.state_dir, spec.name).work))
+    assert leader.cwd() == str(Path(Layout.of(native_rt.state_dir, spec.tenant, spec.name).work))
 
     async def child_started() -> bool:
         return bool(leader.children())
@@ -109,19 +109,19 @@ async def test_executable_lifecycle_env_logs_and_group_kill(native_rt: NativeRun
     assert status.labels["fogmesh.workload"] == "sleeper"
 
     async def logged() -> bool:
-        lines = await native_rt.logs(spec.name)
+        lines = await native_rt.logs(key(spec))
         return "started sleeper hi" in lines and "oops" in lines
 
     await eventually(logged, what="log lines")
-    usage = await native_rt.usage(spec.name)
+    usage = await native_rt.usage(key(spec))
     assert usage.memory_bytes > 0
-    stopped = await native_rt.stop(spec.name, timeout=10)
+    stopped = await native_rt.stop(key(spec), timeout=10)
     assert stopped.state is InstanceState.EXITED
     assert stopped.exit_code == 128 + 15
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
-    await native_rt.remove(spec.name)
-    assert (await native_rt.status(spec.name)).state is InstanceState.ABSENT
-    assert not Layout.of(native_rt.state_dir, spec.name).root.exists()
+    await native_rt.remove(key(spec))
+    assert (await native_rt.status(key(spec))).state is InstanceState.ABSENT
+    assert not Layout.of(native_rt.state_dir, spec.tenant, spec.name).root.exists()
 
 
 async def test_tar_artefact_from_file_and_http(
@@ -143,13 +143,13 @@ async def test_tar_artefact_from_file_and_http(
         )
         await native_rt.prepare(spec)
         await native_rt.create(spec)
-        await native_rt.start(spec.name)
+        await native_rt.start(key(spec))
 
         async def logged(name: str = name) -> bool:
-            return f"artefact {name} payload-42" in await native_rt.logs(name)
+            return f"artefact {name} payload-42" in await native_rt.logs(f"acme/{name}")
 
         await eventually(logged, what=f"{name} output")
-        await native_rt.remove(spec.name)
+        await native_rt.remove(key(spec))
     bad = WorkloadSpec(
         name="bad",
         tenant="acme",
@@ -174,19 +174,19 @@ async def test_logs_are_size_bounded(native_dir: Path, run_id: str) -> None:
     )
     await rt.prepare(spec)
     await rt.create(spec)
-    await rt.start(spec.name)
-    await eventually(lambda: exited(rt, spec.name), what="chatty exit")
+    await rt.start(key(spec))
+    await eventually(lambda: exited(rt, key(spec)), what="chatty exit")
 
     async def last_line_logged() -> bool:
-        lines = await rt.logs(spec.name, tail=3)
+        lines = await rt.logs(key(spec), tail=3)
         return bool(lines) and lines[-1] == f"1999 {line}"
 
     await eventually(last_line_logged, what="last line in the log")
-    files = Layout.of(native_dir, spec.name).log_files()
+    files = Layout.of(native_dir, spec.tenant, spec.name).log_files()
     assert 2 <= len(files) <= 3
     assert sum(f.stat().st_size for f in files) <= 3 * 4096
-    assert (await rt.status(spec.name)).exit_code == 0
-    assert await rt.logs(spec.name, tail=3, since=4102444800.0) == []  # year 2100
+    assert (await rt.status(key(spec))).exit_code == 0
+    assert await rt.logs(key(spec), tail=3, since=4102444800.0) == []  # year 2100
 
 
 async def test_restarted_agent_readopts_instead_of_duplicating(
@@ -197,17 +197,17 @@ async def test_restarted_agent_readopts_instead_of_duplicating(
     spec = sh_spec("keeper", SLEEPER, env={"MARKER": run_id})
     await first.prepare(spec)
     await first.create(spec)
-    await first.start(spec.name)
-    await eventually(lambda: running(first, spec.name), what="running")
-    pid = (await first.status(spec.name)).runtime_id
+    await first.start(key(spec))
+    await eventually(lambda: running(first, key(spec)), what="running")
+    pid = (await first.status(key(spec))).runtime_id
     await first.close()
 
     second = NativeRuntime(native_dir, f"n-{run_id}")
     found = await second.list_instances()
     assert [(s.name, s.state, s.runtime_id) for s in found] == [
-        ("keeper", InstanceState.RUNNING, pid)
+        ("acme/keeper", InstanceState.RUNNING, pid)
     ]
-    assert (await second.start(spec.name)).runtime_id == pid  # no second process
+    assert (await second.start(key(spec))).runtime_id == pid  # no second process
 
     def marked() -> list[psutil.Process]:
         procs = []
@@ -221,12 +221,12 @@ async def test_restarted_agent_readopts_instead_of_duplicating(
 
     assert [p.pid for p in marked()] == [int(pid)]
     psutil.Process(int(pid)).kill()  # crash: the shim records 128 + SIGKILL
-    await eventually(lambda: exited(second, spec.name), what="crash seen")
-    assert (await second.status(spec.name)).exit_code == 128 + 9
-    restarted = await second.start(spec.name)
+    await eventually(lambda: exited(second, key(spec)), what="crash seen")
+    assert (await second.status(key(spec))).exit_code == 128 + 9
+    restarted = await second.start(key(spec))
     assert restarted.state is InstanceState.RUNNING
     assert restarted.runtime_id != pid
-    await second.remove(spec.name)
+    await second.remove(key(spec))
     assert marked() == []
 
 
@@ -235,18 +235,18 @@ async def test_put_file_refuses_escapes(native_rt: NativeRuntime, tmp_path: Path
     spec = sh_spec("files", SLEEPER)
     await native_rt.prepare(spec)
     await native_rt.create(spec)
-    work = Layout.of(native_rt.state_dir, spec.name).work
-    await native_rt.put_file(spec.name, "conf/app.ini", b"a=1", 0o600)
+    work = Layout.of(native_rt.state_dir, spec.tenant, spec.name).work
+    await native_rt.put_file(key(spec), "conf/app.ini", b"a=1", 0o600)
     assert (work / "conf/app.ini").read_bytes() == b"a=1"
     assert (work / "conf/app.ini").stat().st_mode & 0o777 == 0o600
-    await native_rt.put_file(spec.name, "/state/b.txt", b"b")  # "/" is the working dir
+    await native_rt.put_file(key(spec), "/state/b.txt", b"b")  # "/" is the working dir
     assert (work / "state/b.txt").read_bytes() == b"b"
     outside = tmp_path / "outside"
     outside.mkdir()
     (work / "link").symlink_to(outside)
     for bad in ("../escape.txt", "/../../escape.txt", "state/../../x", "link/x.txt", ""):
         with pytest.raises(UnsafePath):
-            await native_rt.put_file(spec.name, bad, b"no")
+            await native_rt.put_file(key(spec), bad, b"no")
     assert list(outside.iterdir()) == []
     assert not (work.parent / "escape.txt").exists()
 
@@ -260,25 +260,25 @@ async def test_snapshot_restore_keeps_state(native_rt: NativeRuntime) -> None:
     )
     await native_rt.prepare(spec)
     await native_rt.create(spec)
-    await native_rt.start(spec.name)
-    await native_rt.put_file(spec.name, "state/nested/counter", b"41")
+    await native_rt.start(key(spec))
+    await native_rt.put_file(key(spec), "state/nested/counter", b"41")
 
     async def history() -> bool:
-        path = Layout.of(native_rt.state_dir, spec.name).state / "history.txt"
+        path = Layout.of(native_rt.state_dir, spec.tenant, spec.name).state / "history.txt"
         return path.exists() and path.read_text().startswith("run ")
 
     await eventually(history, what="state written by the app")
-    await native_rt.stop(spec.name, timeout=5)
-    blob = await native_rt.snapshot(spec.name)
-    await native_rt.remove(spec.name)
+    await native_rt.stop(key(spec), timeout=5)
+    blob = await native_rt.snapshot(key(spec))
+    await native_rt.remove(key(spec))
 
     moved = spec.model_copy(update={"name": "stateful-moved", "replica": 1})
     restored = await native_rt.restore(moved, blob)
     assert restored.state is InstanceState.CREATED
-    state = Layout.of(native_rt.state_dir, moved.name).state
+    state = Layout.of(native_rt.state_dir, moved.tenant, moved.name).state
     assert (state / "nested/counter").read_bytes() == b"41"
     assert (state / "history.txt").read_text().startswith("run ")
-    await native_rt.remove(moved.name)
+    await native_rt.remove(key(moved))
 
 
 async def test_remove_keep_state_keeps_state_for_successor(native_rt: NativeRuntime) -> None:
@@ -286,14 +286,14 @@ async def test_remove_keep_state_keeps_state_for_successor(native_rt: NativeRunt
     spec = sh_spec("db", SLEEPER)
     await native_rt.prepare(spec)
     await native_rt.create(spec)
-    await native_rt.put_file(spec.name, "state/kept.txt", b"kept")
-    await native_rt.put_file(spec.name, "scratch.txt", b"gone")
-    await native_rt.remove(spec.name, keep_state=True)
-    assert (await native_rt.status(spec.name)).state is InstanceState.ABSENT
+    await native_rt.put_file(key(spec), "state/kept.txt", b"kept")
+    await native_rt.put_file(key(spec), "scratch.txt", b"gone")
+    await native_rt.remove(key(spec), keep_state=True)
+    assert (await native_rt.status(key(spec))).state is InstanceState.ABSENT
     changed = sh_spec("db", ["-c", "cat state/kept.txt; test ! -e scratch.txt"])
     await native_rt.create(changed)
-    await native_rt.start(changed.name)
-    await eventually(lambda: exited(native_rt, changed.name), what="successor exits")
-    assert (await native_rt.status(changed.name)).exit_code == 0
-    assert await native_rt.logs(changed.name) == ["kept"]
-    await native_rt.remove(changed.name)
+    await native_rt.start(key(changed))
+    await eventually(lambda: exited(native_rt, key(changed)), what="successor exits")
+    assert (await native_rt.status(key(changed))).exit_code == 0
+    assert await native_rt.logs(key(changed)) == ["kept"]
+    await native_rt.remove(key(changed))

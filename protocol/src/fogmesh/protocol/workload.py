@@ -166,10 +166,11 @@ class DesiredState(Envelope):
 
     @model_validator(mode="after")
     def _names_unique(self) -> DesiredState:
-        names = [w.name for w in self.workloads]
+        # unique per tenant: two tenants may each run an app of the same name on one node
+        names = [f"{w.tenant}/{w.name}" for w in self.workloads]
         if len(names) != len(set(names)):
             dupes = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"workload names must be unique on a node; repeated: {dupes}")
+            raise ValueError(f"workload names must be unique per tenant; repeated: {dupes}")
         return self
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import structlog
 
 from fogmesh.agent.reconcile import Reconciler
-from fogmesh.agent.runtime.base import InstanceState, Runtime
+from fogmesh.agent.runtime.base import InstanceState, Runtime, workload_key
 from fogmesh.agent.runtime.errors import InstanceNotFound, RuntimeFailure, UnsafePath
 from fogmesh.agent.tracked import Tracked
 from fogmesh.bus import Bus, MessageContext, Refusal
@@ -87,7 +87,7 @@ class CommandHandler:
 
     def _workload(self, command: Request, name: str) -> tuple[Tracked, Runtime]:
         self._check_tenant(command)
-        tracked = self.reconciler.tracked.get(name)
+        tracked = self._find(command.tenant, name)
         if tracked is None or tracked.machine.phase is P.REMOVED:
             raise Refusal(ErrorCode.NOT_FOUND, f"no workload {name!r} on node {self.node!r}")
         if command.tenant is not None and command.tenant != tracked.spec.tenant:
@@ -107,13 +107,27 @@ class CommandHandler:
             )
         return tracked, runtime
 
+    def _find(self, tenant: str | None, name: str) -> Tracked | None:
+        """A tenant's workload by its (tenant, name) key; for the operator (no tenant), the one
+        workload of that name (two tenants' equal names: the operator must name the tenant)."""
+        found = [t for t in self.reconciler.tracked.values() if t.spec.name == name]
+        if tenant is not None:
+            own = self.reconciler.tracked.get(workload_key(tenant, name))
+            # another tenant's workload of that name is refused (unauthorised) by the caller
+            return own if own is not None else (found[0] if found else None)
+        if len(found) > 1:
+            raise Refusal(
+                ErrorCode.CONFLICT, f"several tenants have a workload {name!r}; name the tenant"
+            )
+        return found[0] if found else None
+
     # -- verbs --------------------------------------------------------------------------------
 
     async def on_logs(self, command: LogsCommand, ctx: MessageContext) -> None:
         """The last ``tail`` lines (since ``since``)."""
-        _, runtime = self._workload(command, command.workload)
+        tracked, runtime = self._workload(command, command.workload)
         with _refusals(command.workload):
-            lines = await runtime.logs(command.workload, command.tail, command.since)
+            lines = await runtime.logs(_key(tracked), command.tail, command.since)
         await ctx.reply(
             LogsReply.to(
                 command, source=ctx.bus.config.client_id, workload=command.workload, lines=lines
@@ -122,7 +136,7 @@ class CommandHandler:
 
     async def on_upload(self, command: UploadCommand, ctx: MessageContext) -> None:
         """Decode and write the file into the workload."""
-        _, runtime = self._workload(command, command.workload)
+        tracked, runtime = self._workload(command, command.workload)
         try:
             data = base64.b64decode(command.content_b64, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -130,7 +144,7 @@ class CommandHandler:
         if len(data) > MAX_UPLOAD_BYTES:
             raise Refusal(ErrorCode.INVALID_REQUEST, f"file exceeds {MAX_UPLOAD_BYTES} bytes")
         with _refusals(command.workload):
-            await runtime.put_file(command.workload, command.path, data, command.mode)
+            await runtime.put_file(_key(tracked), command.path, data, command.mode)
         await ctx.reply(
             UploadReply.to(
                 command,
@@ -144,23 +158,23 @@ class CommandHandler:
     async def on_restart(self, command: RestartCommand, ctx: MessageContext) -> None:
         """Stop and start the workload (its phases: STOPPING, STOPPED, STARTING, RUNNING)."""
         tracked, runtime = self._workload(command, command.workload)
-        name = command.workload
+        name, key = command.workload, _key(tracked)
         async with self.reconciler.lock:
             machine = tracked.machine
             if machine.phase in {P.DEFINED, P.REMOVED}:
                 raise Refusal(ErrorCode.CONFLICT, f"workload {name!r} has no instance yet")
             with _refusals(name):
-                status = await runtime.status(name)
+                status = await runtime.status(key)
                 if status.state is InstanceState.ABSENT:
                     raise Refusal(ErrorCode.CONFLICT, f"workload {name!r} has no instance now")
                 if machine.phase in {P.RUNNING, P.STARTING, P.PAUSED}:
                     machine.move(P.STOPPING, f"restart requested by {command.tenant or 'operator'}")
-                    await runtime.stop(name, self.stop_timeout)
+                    await runtime.stop(key, self.stop_timeout)
                     machine.move(P.STOPPED, "restarting")
                 elif status.state is InstanceState.RUNNING:
-                    await runtime.stop(name, self.stop_timeout)
+                    await runtime.stop(key, self.stop_timeout)
                 machine.drive_to(P.STARTING, "restarting")
-                started = await runtime.start(name)
+                started = await runtime.start(key)
             tracked.restarts += 1
             tracked.runtime_id = started.runtime_id
             tracked.finished = False
@@ -184,6 +198,10 @@ class CommandHandler:
                 workloads=self.reconciler.statuses(command.tenant),
             )
         )
+
+
+def _key(tracked: Tracked) -> str:
+    return workload_key(tracked.spec.tenant, tracked.spec.name)
 
 
 @contextmanager

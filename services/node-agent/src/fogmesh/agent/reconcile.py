@@ -32,6 +32,8 @@ from fogmesh.agent.runtime.base import (
     InstanceState,
     InstanceStatus,
     Runtime,
+    split_key,
+    workload_key,
 )
 from fogmesh.agent.runtime.errors import RuntimeFailure, RuntimeUnavailable
 from fogmesh.agent.store import DesiredStore
@@ -125,7 +127,7 @@ class Reconciler:
         async with self.lock:
             self.passes += 1
             desired = {
-                w.name: w for w in (self.store.current.workloads if self.store.current else [])
+                _key(w): w for w in (self.store.current.workloads if self.store.current else [])
             }
             observed, down = await self._observe()
             extras = {
@@ -143,11 +145,11 @@ class Reconciler:
                     if name in self._pending_removals or tracked.spec.runtime in down:
                         continue
                     self._retire(tracked, "no longer desired")
-            for spec in desired.values():
-                inst = observed.get(spec.name)
+            for key, spec in desired.items():
+                inst = observed.get(key)
                 if inst is not None and inst.runtime is not spec.runtime:
                     inst = None
-                jobs.append(self._guard(spec.name, self._ensure(spec, inst, down)))
+                jobs.append(self._guard(key, self._ensure(spec, inst, down)))
             await asyncio.gather(*jobs)
             self._note_change()
 
@@ -183,11 +185,12 @@ class Reconciler:
     # -- one workload -------------------------------------------------------------------------
 
     def _track(self, spec: WorkloadSpec) -> Tracked:
-        tracked = self.tracked.get(spec.name)
+        key = _key(spec)
+        tracked = self.tracked.get(key)
         if tracked is None or tracked.machine.phase is P.REMOVED:
-            machine = PhaseMachine(spec.name, listener=self._listener(spec.name))
+            machine = PhaseMachine(key, listener=self._listener(key))
             tracked = Tracked(spec=spec, machine=machine)
-            self.tracked[spec.name] = tracked
+            self.tracked[key] = tracked
         elif tracked.spec != spec:
             if tracked.spec.spec_hash() != spec.spec_hash():
                 # a new spec deserves a fresh try
@@ -233,7 +236,7 @@ class Reconciler:
             if machine.phase is P.DEFINED:
                 machine.move(P.CONFIGURED, "instance exists")
             machine.drive_to(P.STARTING)
-            self._after_start(tracked, await self._call(tracked, runtime.start(spec.name)))
+            self._after_start(tracked, await self._call(tracked, runtime.start(_key(spec))))
         else:
             await self._handle_exit(tracked, runtime, inst)
 
@@ -260,7 +263,7 @@ class Reconciler:
         if machine.phase is not P.CONFIGURED:
             machine.move(P.CONFIGURED, "created")
         machine.move(P.STARTING)
-        self._after_start(tracked, await self._call(tracked, runtime.start(spec.name)))
+        self._after_start(tracked, await self._call(tracked, runtime.start(_key(spec))))
 
     def _after_start(self, tracked: Tracked, status: InstanceStatus) -> None:
         tracked.runtime_id = status.runtime_id
@@ -276,7 +279,7 @@ class Reconciler:
             if machine.phase is P.DEFINED:
                 machine.path(P.CONFIGURED, P.RUNNING, reason="adopted: already running")
             machine.drive_to(P.STOPPING, reason)
-            await self._call(tracked, runtime.stop(spec.name, self.stop_timeout))
+            await self._call(tracked, runtime.stop(_key(spec), self.stop_timeout))
             machine.move(P.STOPPED, reason)
         # A new version keeps its state; a workload of the same name now owned by another
         # tenant (or another app) must never inherit the previous owner's data.
@@ -288,7 +291,7 @@ class Reconciler:
                 (LABEL_COMPONENT, spec.component),
             )
         )
-        await self._call(tracked, runtime.remove(spec.name, keep_state=same_owner))
+        await self._call(tracked, runtime.remove(_key(spec), keep_state=same_owner))
         machine.drive_to(P.DEFINED, reason)
         self._send_event(
             spec.tenant,
@@ -326,7 +329,7 @@ class Reconciler:
             return
         tracked.restarts += 1
         machine.drive_to(P.STARTING, f"restart {tracked.restarts} after it {why}")
-        self._after_start(tracked, await self._call(tracked, runtime.start(spec.name)))
+        self._after_start(tracked, await self._call(tracked, runtime.start(_key(spec))))
 
     async def _remove_extra(self, name: str, inst: InstanceStatus) -> None:
         attempts, not_before = self._removal_retry.get(name, (0, 0.0))
@@ -359,7 +362,7 @@ class Reconciler:
         machine = tracked.machine
         if machine.phase is not P.REMOVED:
             machine.drive_to(P.REMOVED, reason)
-        self.tracked.pop(tracked.spec.name, None)
+        self.tracked.pop(_key(tracked.spec), None)
 
     # -- failures -----------------------------------------------------------------------------
 
@@ -391,10 +394,19 @@ class Reconciler:
 
     # -- reporting ----------------------------------------------------------------------------
 
-    def _listener(self, name: str) -> Callable[[WorkloadPhase, WorkloadPhase, str], None]:
+    def _listener(self, key: str) -> Callable[[WorkloadPhase, WorkloadPhase, str], None]:
+        tenant, name = split_key(key)
+
         def changed(old: WorkloadPhase, new: WorkloadPhase, reason: str) -> None:
-            tracked = self.tracked.get(name)
-            log.info("workload phase", workload=name, old=old.value, new=new.value, reason=reason)
+            tracked = self.tracked.get(key)
+            log.info(
+                "workload phase",
+                workload=name,
+                old=old.value,
+                new=new.value,
+                reason=reason,
+                tenant=tenant,
+            )
             if tracked is not None:
                 self._send_event(
                     tracked.spec.tenant,
@@ -468,5 +480,11 @@ class Reconciler:
             self.changed.set()
 
 
-class _Handled(Exception):
+def _key(spec: WorkloadSpec) -> str:
+    """The workload's key on this node: tracked workloads and runtime calls use it, so two
+    tenants' equal workload names never meet."""
+    return workload_key(spec.tenant, spec.name)
+
+
+class _Handled(FogmeshError):
     """A runtime failure already recorded on the workload (ends that workload's step)."""

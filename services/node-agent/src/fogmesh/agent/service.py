@@ -78,11 +78,17 @@ class Agent:
                 else:
                     from fogmesh.agent.runtime.native import DEFAULT_ENV, NativeRuntime
 
-                    self.runtimes[kind] = NativeRuntime(
+                    native = NativeRuntime(
                         self.state_dir / "native",
                         self.node,
                         base_env={**DEFAULT_ENV, **self.config.workload_env},
+                        isolation=self.config.native_isolation,
+                        cgroup_parent=self.config.native_cgroup_parent,
                     )
+                    refused = native.access.refusal()
+                    if refused:  # not offered in the hello; native workloads fail with why
+                        raise RuntimeError(refused)  # noqa: TRY301
+                    self.runtimes[kind] = native
             except Exception as exc:  # noqa: BLE001 -- an absent engine must not stop the agent
                 self.missing[kind] = f"{type(exc).__name__}: {exc}"
                 log.warning("runtime not available", runtime=kind.value, error=str(exc))

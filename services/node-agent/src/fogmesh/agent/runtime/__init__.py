@@ -1,7 +1,8 @@
 """Runtime plugins of the node agent: run workloads as Docker containers or native processes.
 
 :class:`Runtime` is the plugin interface (after fog05); :class:`DockerRuntime` and
-:class:`NativeRuntime` implement it. Every error a plugin raises is a :class:`RuntimeFailure`.
+:class:`NativeRuntime` implement it. Instances are keyed by :func:`workload_key`
+(``{tenant}/{name}``). Every error a plugin raises is a :class:`RuntimeFailure`.
 """
 
 from fogmesh.agent.runtime.base import (
@@ -9,7 +10,9 @@ from fogmesh.agent.runtime.base import (
     InstanceStatus,
     Runtime,
     Usage,
+    split_key,
     workload_env,
+    workload_key,
     workload_labels,
 )
 from fogmesh.agent.runtime.docker import DockerRuntime
@@ -23,6 +26,7 @@ from fogmesh.agent.runtime.errors import (
     translate_errors,
 )
 from fogmesh.agent.runtime.native import NativeRuntime
+from fogmesh.agent.runtime.native_isolation import NativeIsolation
 
 __all__ = [
     "DockerRuntime",
@@ -30,6 +34,7 @@ __all__ = [
     "InstanceNotFound",
     "InstanceState",
     "InstanceStatus",
+    "NativeIsolation",
     "NativeRuntime",
     "PrepareFailed",
     "Runtime",
@@ -37,7 +42,9 @@ __all__ = [
     "RuntimeUnavailable",
     "UnsafePath",
     "Usage",
+    "split_key",
     "translate_errors",
     "workload_env",
+    "workload_key",
     "workload_labels",
 ]

@@ -1,19 +1,21 @@
 """The runtime plugin interface (after fog05's plugins): what the reconciler asks of a runtime.
 
-Every method is keyed by the workload's name (``WorkloadSpec.name``, unique on a node), never
-by a container id or pid. A plugin keeps no state the node cannot rebuild: instances are found
-again by labels (Docker) or by the state directory (native), so a restarted agent sees the
-workloads it started before (:meth:`Runtime.list_instances`) and does not start duplicates.
+Every method is keyed by the workload's *key* on the node, ``{tenant}/{name}``
+(:func:`workload_key`), never by a container id or pid: two tenants may each run an app of
+the same name on one node, and their workloads never meet. A plugin keeps no state the node
+cannot rebuild: instances are found again by labels (Docker) or by the state directory
+(native), so a restarted agent sees the workloads it started before
+(:meth:`Runtime.list_instances`) and does not start duplicates.
 
 Typical reconciler flows::
 
-    first run:     prepare(spec) -> create(spec) -> start(name)
-    crash/restart: status(name).state is EXITED -> start(name)
-    spec changed:  stop(name) -> remove(name, keep_state=True) -> prepare(new) -> create(new)
-                   -> start(name)
-    removed:       stop(name) -> remove(name)
-    migration out: stop(name) -> snapshot(name) -> (ship bytes) -> remove(name)
-    migration in:  prepare(spec) -> restore(spec, snapshot) -> start(name)
+    first run:     prepare(spec) -> create(spec) -> start(key)
+    crash/restart: status(key).state is EXITED -> start(key)
+    spec changed:  stop(key) -> remove(key, keep_state=True) -> prepare(new) -> create(new)
+                   -> start(key)
+    removed:       stop(key) -> remove(key)
+    migration out: stop(key) -> snapshot(key) -> (ship bytes) -> remove(key)
+    migration in:  prepare(spec) -> restore(spec, snapshot) -> start(key)
 
 Errors are always :class:`~fogmesh.agent.runtime.errors.RuntimeFailure` subclasses.
 """
@@ -38,7 +40,9 @@ __all__ = [
     "InstanceStatus",
     "Runtime",
     "Usage",
+    "split_key",
     "workload_env",
+    "workload_key",
     "workload_labels",
 ]
 
@@ -48,6 +52,18 @@ LABEL_COMPONENT = "fogmesh.component"
 LABEL_WORKLOAD = "fogmesh.workload"
 LABEL_SPEC_HASH = "fogmesh.spec-hash"
 LABEL_NODE = "fogmesh.node"
+
+
+def workload_key(tenant: str, name: str) -> str:
+    """``{tenant}/{name}``: a workload's key on a node. Neither part may contain ``/`` (both are
+    :data:`~fogmesh.protocol._ids.Ident`), so the key is unambiguous."""
+    return f"{tenant}/{name}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(tenant, name) of a :func:`workload_key`; the tenant is ``""`` for a bare name."""
+    tenant, _, name = key.rpartition("/")
+    return tenant, name
 
 
 def workload_labels(spec: WorkloadSpec, node: str) -> dict[str, str]:
@@ -91,7 +107,7 @@ class InstanceStatus:
     """One instance as its runtime sees it now."""
 
     name: str
-    """The workload's name (``WorkloadSpec.name``)."""
+    """The workload's key, ``{tenant}/{name}`` (:func:`workload_key`)."""
     state: InstanceState
     runtime: RuntimeKind
     exit_code: int | None = None
@@ -140,22 +156,22 @@ class Runtime(Protocol):
         """
         ...
 
-    async def start(self, name: str) -> InstanceStatus:
+    async def start(self, key: str) -> InstanceStatus:
         """Start the instance; a no-op if it already runs (also one adopted after a restart)."""
         ...
 
-    async def stop(self, name: str, timeout: float = 10.0) -> InstanceStatus:
+    async def stop(self, key: str, timeout: float = 10.0) -> InstanceStatus:
         """Ask the instance to stop (SIGTERM to its process group), kill it after ``timeout``
         seconds. A no-op if it is not running."""
         ...
 
-    async def remove(self, name: str, *, keep_state: bool = False) -> None:
+    async def remove(self, key: str, *, keep_state: bool = False) -> None:
         """Remove the instance (killing it if it runs). With ``keep_state`` its state (Docker
         volumes, the native ``state/`` folder) stays for a successor of the same name.
         A no-op if there is nothing to remove."""
         ...
 
-    async def status(self, name: str) -> InstanceStatus:
+    async def status(self, key: str) -> InstanceStatus:
         """The instance's status; ``state`` is :attr:`InstanceState.ABSENT` if there is none."""
         ...
 
@@ -163,18 +179,18 @@ class Runtime(Protocol):
         """Every instance this runtime manages for this node, running or not."""
         ...
 
-    async def logs(self, name: str, tail: int = 100, since: float | None = None) -> list[str]:
+    async def logs(self, key: str, tail: int = 100, since: float | None = None) -> list[str]:
         """The last ``tail`` lines of output (stdout and stderr, interleaved), optionally only
         those written after unix time ``since``; without line endings."""
         ...
 
-    async def put_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    async def put_file(self, key: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write ``data`` to ``path`` inside the instance (Docker: the container's filesystem;
         native: relative to its working directory). Parent directories are created.
         Raises :class:`UnsafePath` for a path that would escape."""
         ...
 
-    async def snapshot(self, name: str) -> bytes:
+    async def snapshot(self, key: str) -> bytes:
         """The instance's state as a tar archive (best taken while stopped)."""
         ...
 
@@ -182,7 +198,7 @@ class Runtime(Protocol):
         """Create the instance of a prepared ``spec``, load ``snapshot`` into it; not started."""
         ...
 
-    async def usage(self, name: str) -> Usage:
+    async def usage(self, key: str) -> Usage:
         """Current CPU and memory use; zeros if the instance does not run."""
         ...
 

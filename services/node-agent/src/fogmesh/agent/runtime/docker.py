@@ -1,8 +1,14 @@
 """The Docker runtime plugin, via aiodocker.
 
 Containers carry the ``fogmesh.*`` labels (:func:`~fogmesh.agent.runtime.base.workload_labels`)
-and are found by ``fogmesh.node`` + ``fogmesh.workload``, so a restarted agent finds its
-containers again. Names: see :mod:`fogmesh.agent.runtime.docker_names`. Docker's own restart
+and are found by ``fogmesh.node`` + ``fogmesh.tenant`` + ``fogmesh.workload`` (the workload's
+key), so a restarted agent finds its containers again and two tenants' equal names never meet.
+
+What a container may do is decided here, not by the manifest (which has no field for it):
+never privileged, no capabilities added, no host path mounted (named volumes only), no
+devices, ``no-new-privileges``, and the host network only when the operator's node config
+says so (``docker_host_network``); :func:`~.docker_config.host_config` builds it and checks.
+Names: see :mod:`fogmesh.agent.runtime.docker_names`. Docker's own restart
 policy is always ``no``: the agent's reconciler decides about restarts.
 """
 
@@ -20,6 +26,7 @@ from typing import Any
 import aiodocker
 from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
+from aiodocker.volumes import DockerVolume
 
 from fogmesh.agent.runtime.base import (
     LABEL_APP,
@@ -30,9 +37,12 @@ from fogmesh.agent.runtime.base import (
     InstanceState,
     InstanceStatus,
     Usage,
+    split_key,
     workload_env,
+    workload_key,
     workload_labels,
 )
+from fogmesh.agent.runtime.docker_config import host_config as make_host_config
 from fogmesh.agent.runtime.docker_names import container_name, docker_safe
 from fogmesh.agent.runtime.docker_names import volume_name as make_volume_name
 from fogmesh.agent.runtime.docker_networks import TenantNetworks
@@ -101,7 +111,7 @@ class DockerRuntime:
 
     # -- lookup -------------------------------------------------------------------------------
 
-    def _filters(self, **labels: str) -> str:
+    def _wanted(self, **labels: str) -> dict[str, list[str]]:
         # The extra labels are part of the identity: two fleets (or test runs) on one engine
         # with the same node names never see, adopt or remove each other's containers.
         wanted = [
@@ -109,22 +119,30 @@ class DockerRuntime:
             *(f"{k}={v}" for k, v in self._extra_labels.items()),
             *(f"{k}={v}" for k, v in labels.items()),
         ]
-        return json.dumps({"label": wanted})
+        return {"label": wanted}
 
-    async def _find(self, name: str) -> DockerContainer | None:
-        found = await self._docker.containers.list(
-            all=True, filters=self._filters(**{LABEL_WORKLOAD: name})
-        )
+    def _filters(self, **labels: str) -> str:
+        return json.dumps(self._wanted(**labels))
+
+    def _key_labels(self, key: str) -> dict[str, str]:
+        tenant, name = split_key(key)
+        return {LABEL_TENANT: tenant, LABEL_WORKLOAD: name}
+
+    def _key_filters(self, key: str) -> str:
+        return self._filters(**self._key_labels(key))
+
+    async def _find(self, key: str) -> DockerContainer | None:
+        found = await self._docker.containers.list(all=True, filters=self._key_filters(key))
         return found[0] if found else None
 
-    async def _get(self, name: str) -> DockerContainer:
-        container = await self._find(name)
+    async def _get(self, key: str) -> DockerContainer:
+        container = await self._find(key)
         if container is None:
-            raise InstanceNotFound(f"no container for workload {name!r} on node {self.node!r}")
+            raise InstanceNotFound(f"no container for workload {key!r} on node {self.node!r}")
         return container
 
-    async def _inspect(self, name: str, container: DockerContainer) -> InstanceStatus:
-        return status_from_inspect(name, await container.show())
+    async def _inspect(self, key: str, container: DockerContainer) -> InstanceStatus:
+        return status_from_inspect(key, await container.show())
 
     # -- Runtime ------------------------------------------------------------------------------
 
@@ -150,14 +168,15 @@ class DockerRuntime:
 
     async def create(self, spec: WorkloadSpec) -> InstanceStatus:
         """Create the container (network and volumes first) with limits, env and labels."""
+        key = workload_key(spec.tenant, spec.name)
         with translate_errors(f"create {spec.name}"):
-            existing = await self._find(spec.name)
+            existing = await self._find(key)
             if existing is not None:
-                status = await self._inspect(spec.name, existing)
+                status = await self._inspect(key, existing)
                 if status.spec_hash == spec.spec_hash():
                     return status
                 raise InstanceExists(
-                    f"workload {spec.name!r} exists with spec {status.spec_hash}; remove it first"
+                    f"workload {key!r} exists with spec {status.spec_hash}; remove it first"
                 )
             cname = container_name(spec, self.prefix)
             network = "host" if self._host_network else await self._networks.ensure(spec.tenant)
@@ -167,15 +186,9 @@ class DockerRuntime:
                 await self._ensure_volume(vname, spec)
                 mounts.append({"Type": "volume", "Source": vname, "Target": volume.mount_path})
             labels = {**spec.labels, **self._extra_labels, **workload_labels(spec, self.node)}
-            host_config: dict[str, Any] = {
-                "RestartPolicy": {"Name": "no"},
-                "NetworkMode": network,
-                "Mounts": mounts,
-            }
-            if spec.cpu_limit is not None:
-                host_config["NanoCpus"] = int(spec.cpu_limit * 1e9)
-            if spec.memory_limit_bytes is not None:
-                host_config["Memory"] = spec.memory_limit_bytes
+            host_config = make_host_config(
+                spec, network, mounts, host_network_allowed=self._host_network
+            )
             aliases = sorted({docker_safe(spec.component), docker_safe(spec.name)})
             config: dict[str, Any] = {
                 "Image": spec.image,
@@ -193,29 +206,29 @@ class DockerRuntime:
                 if exc.status == 409:
                     raise InstanceExists(f"create {spec.name}: {exc.message}") from exc
                 raise
-            return await self._inspect(spec.name, container)
+            return await self._inspect(key, container)
 
-    async def start(self, name: str) -> InstanceStatus:
+    async def start(self, key: str) -> InstanceStatus:
         """Start the container (a no-op if it runs)."""
-        with translate_errors(f"start {name}", missing=InstanceNotFound):
-            container = await self._get(name)
+        with translate_errors(f"start {key}", missing=InstanceNotFound):
+            container = await self._get(key)
             await container.start()
-            return await self._inspect(name, container)
+            return await self._inspect(key, container)
 
-    async def stop(self, name: str, timeout: float = 10.0) -> InstanceStatus:
+    async def stop(self, key: str, timeout: float = 10.0) -> InstanceStatus:
         """``docker stop -t timeout`` (SIGTERM, then SIGKILL). A no-op if absent or stopped."""
-        with translate_errors(f"stop {name}"):
-            container = await self._find(name)
+        with translate_errors(f"stop {key}"):
+            container = await self._find(key)
             if container is None:
-                return InstanceStatus(name, InstanceState.ABSENT, RuntimeKind.DOCKER)
+                return InstanceStatus(key, InstanceState.ABSENT, RuntimeKind.DOCKER)
             await container.stop(t=max(math.ceil(timeout), 0))
-            return await self._inspect(name, container)
+            return await self._inspect(key, container)
 
-    async def remove(self, name: str, *, keep_state: bool = False) -> None:
+    async def remove(self, key: str, *, keep_state: bool = False) -> None:
         """Remove the container (forced), its volumes unless ``keep_state``, and the tenant's
         network if nothing else is attached to it."""
-        with translate_errors(f"remove {name}"):
-            container = await self._find(name)
+        with translate_errors(f"remove {key}"):
+            container = await self._find(key)
             tenant = None
             if container is not None:
                 info = await container.show()
@@ -223,26 +236,27 @@ class DockerRuntime:
                 with contextlib.suppress(DockerError):
                     await container.delete(force=True)
             if not keep_state:
-                found = await self._docker._query_json(
-                    "volumes", params={"filters": self._filters(**{LABEL_WORKLOAD: name})}
-                )
+                # aiodocker 0.27 leaves its volume calls untyped
+                wanted = self._wanted(**self._key_labels(key))
+                found = await self._docker.volumes.list(filters=wanted)  # type: ignore[no-untyped-call]
                 for volume in found.get("Volumes") or []:
-                    await self._docker._query_json(f"volumes/{volume['Name']}", method="DELETE")
+                    gone = DockerVolume(self._docker, volume["Name"])  # type: ignore[no-untyped-call]
+                    await gone.delete()  # type: ignore[no-untyped-call]
             if tenant:
                 await self._networks.drop_if_unused(tenant)
 
-    async def status(self, name: str) -> InstanceStatus:
+    async def status(self, key: str) -> InstanceStatus:
         """The container's status, or ``ABSENT``."""
-        with translate_errors(f"status {name}"):
-            container = await self._find(name)
+        with translate_errors(f"status {key}"):
+            container = await self._find(key)
             if container is None:
-                return InstanceStatus(name, InstanceState.ABSENT, RuntimeKind.DOCKER)
+                return InstanceStatus(key, InstanceState.ABSENT, RuntimeKind.DOCKER)
             try:
-                return await self._inspect(name, container)
+                return await self._inspect(key, container)
             except DockerError as exc:  # removed between list and inspect
                 if exc.status != 404:
                     raise
-                return InstanceStatus(name, InstanceState.ABSENT, RuntimeKind.DOCKER)
+                return InstanceStatus(key, InstanceState.ABSENT, RuntimeKind.DOCKER)
 
     async def list_instances(self) -> list[InstanceStatus]:
         """Every container labelled with this node."""
@@ -250,36 +264,35 @@ class DockerRuntime:
             found = await self._docker.containers.list(all=True, filters=self._filters())
             result = []
             for container in found:
-                labels: Mapping[str, str] = container["Labels"] or {}
                 with contextlib.suppress(DockerError):
-                    result.append(await self._inspect(labels.get(LABEL_WORKLOAD, ""), container))
+                    result.append(await self._inspect("", container))  # the key is in its labels
             return sorted(result, key=lambda s: s.name)
 
-    async def logs(self, name: str, tail: int = 100, since: float | None = None) -> list[str]:
+    async def logs(self, key: str, tail: int = 100, since: float | None = None) -> list[str]:
         """The container's last ``tail`` log lines (stdout and stderr), after ``since``."""
         if tail <= 0:
             return []
-        with translate_errors(f"logs {name}", missing=InstanceNotFound):
-            container = await self._get(name)
+        with translate_errors(f"logs {key}", missing=InstanceNotFound):
+            container = await self._get(key)
             params: dict[str, Any] = {"tail": str(tail)}
             if since is not None:
                 params["since"] = str(int(since))
             chunks = await container.log(stdout=True, stderr=True, **params)
             return "".join(chunks).splitlines()[-tail:]
 
-    async def put_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    async def put_file(self, key: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Put ``data`` at absolute ``path`` in the container (``PUT /archive``); missing parent
         directories are created by Docker (mode 0755)."""
         archive = one_file_tar(path, data, mode)
-        with translate_errors(f"put_file {name}:{path}", missing=InstanceNotFound):
-            container = await self._get(name)
+        with translate_errors(f"put_file {key}:{path}", missing=InstanceNotFound):
+            container = await self._get(key)
             await self._put_archive(container, "/", archive)
 
-    async def snapshot(self, name: str) -> bytes:
+    async def snapshot(self, key: str) -> bytes:
         """A tar of the container's volumes' content (or, without volumes, of its changed
         files); see :mod:`fogmesh.agent.runtime.docker_state`."""
-        with translate_errors(f"snapshot {name}", missing=InstanceNotFound):
-            container = await self._get(name)
+        with translate_errors(f"snapshot {key}", missing=InstanceNotFound):
+            container = await self._get(key)
             info = await container.show()
             mounts = [
                 m["Destination"] for m in info.get("Mounts") or [] if m.get("Type") == "volume"
@@ -288,7 +301,7 @@ class DockerRuntime:
             with tarfile.open(fileobj=buf, mode="w") as out:
                 kind = "volumes" if mounts else "rootfs"
                 write_manifest(
-                    out, {"runtime": "docker", "workload": name, "kind": kind, "mounts": mounts}
+                    out, {"runtime": "docker", "workload": key, "kind": kind, "mounts": mounts}
                 )
                 for index, path in enumerate(mounts):
                     archive = await container.get_archive(path)
@@ -308,7 +321,7 @@ class DockerRuntime:
     async def _restore(self, spec: WorkloadSpec, source: tarfile.TarFile) -> InstanceStatus:
         manifest = read_manifest(source, runtime="docker")
         status = await self.create(spec)
-        container = await self._get(spec.name)
+        container = await self._get(workload_key(spec.tenant, spec.name))
         if manifest.get("kind") == "rootfs":
             await self._put_archive(container, "/", subtar(source, "rootfs/"))
         for index, path in enumerate(manifest.get("mounts") or []):
@@ -318,11 +331,11 @@ class DockerRuntime:
             await self._put_archive(container, path, subtar(source, f"mounts/{index}/"))
         return status
 
-    async def usage(self, name: str) -> Usage:
+    async def usage(self, key: str) -> Usage:
         """CPU and memory from one ``docker stats`` sample; zeros if not running."""
-        with translate_errors(f"usage {name}", missing=InstanceNotFound):
-            container = await self._get(name)
-            if (await self._inspect(name, container)).state is not InstanceState.RUNNING:
+        with translate_errors(f"usage {key}", missing=InstanceNotFound):
+            container = await self._get(key)
+            if (await self._inspect(key, container)).state is not InstanceState.RUNNING:
                 return Usage()
             samples = await container.stats(stream=False)
             return usage_from_stats(samples[0]) if samples else Usage()
@@ -345,10 +358,11 @@ class DockerRuntime:
             LABEL_COMPONENT: spec.component,
             LABEL_WORKLOAD: spec.name,
         }
-        body = json.dumps({"Name": name, "Labels": labels}).encode()
-        await self._docker._query_json("volumes/create", method="POST", data=body)
+        config = {"Name": name, "Labels": labels}
+        await self._docker.volumes.create(config)  # type: ignore[no-untyped-call]
 
     async def _put_archive(self, container: DockerContainer, path: str, data: bytes) -> None:
+        # not container.put_archive: aiodocker 0.27 sends the tar as application/json
         async with self._docker._query(
             f"containers/{container.id}/archive",
             method="PUT",
@@ -359,6 +373,7 @@ class DockerRuntime:
             pass
 
     async def _snapshot_changes(self, container: DockerContainer, out: tarfile.TarFile) -> None:
+        # aiodocker 0.27 has no call for GET /containers/{id}/changes (docker diff)
         changes = await self._docker._query_json(f"containers/{container.id}/changes") or []
         for change in changes:
             path = str(change.get("Path", ""))

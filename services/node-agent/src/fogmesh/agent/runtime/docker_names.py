@@ -10,6 +10,10 @@ Names (decided here, documented in the package docstring):
   by every agent on the host);
 * volume ``{container name}-{volume}``: one named volume per :class:`VolumeSpec` per instance.
 
+Every name holds the tenant, so equal app names of two tenants never meet: since ids may hold
+``-`` themselves (tenant ``a-b`` app ``c`` and tenant ``a`` app ``b-c``), a container name whose
+parts contain ``-`` ends in a short hash of the parts, which keeps the two apart.
+
 Docker allows ``[a-zA-Z0-9][a-zA-Z0-9_.-]*`` in names; any other character of an identifier is
 replaced by ``_`` and a short hash of the original keeps distinct identifiers distinct.
 """
@@ -35,9 +39,12 @@ def docker_safe(text: str) -> str:
 
 
 def container_name(spec: WorkloadSpec, prefix: str) -> str:
-    """``{prefix}{tenant}-{app}-{component}-{replica}``, made safe for Docker."""
+    """``{prefix}{tenant}-{app}-{component}-{replica}``, made safe for Docker (plus a hash of
+    the parts when one of them holds ``-``)."""
     parts = (spec.tenant, spec.app, spec.component, str(spec.replica))
     name = prefix + "-".join(docker_safe(p) for p in parts)
+    if any("-" in p for p in parts):
+        name += "-" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:6]
     return name if name[0].isalnum() else f"fm{name}"
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiodocker
 from aiodocker.exceptions import DockerError
+from aiodocker.networks import DockerNetwork
 
 from fogmesh.agent.runtime.base import LABEL_TENANT
 from fogmesh.agent.runtime.docker_names import network_name
@@ -50,7 +51,8 @@ class TenantNetworks:
             oldest, *twins = sorted(found, key=lambda n: (str(n.get("Created", "")), n["Id"]))
             for twin in twins:
                 with contextlib.suppress(DockerError):
-                    await self._docker._query_json(f"networks/{twin['Id']}", method="DELETE")
+                    twin_net = DockerNetwork(self._docker, twin["Id"])  # type: ignore[no-untyped-call]
+                    await twin_net.delete()
             return str(oldest["Id"])
 
     async def _named(self, name: str) -> list[dict[str, Any]]:

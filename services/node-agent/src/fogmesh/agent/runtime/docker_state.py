@@ -20,10 +20,12 @@ from typing import Any
 
 from fogmesh.agent.runtime.base import (
     LABEL_SPEC_HASH,
+    LABEL_TENANT,
     LABEL_WORKLOAD,
     InstanceState,
     InstanceStatus,
     Usage,
+    workload_key,
 )
 from fogmesh.protocol.workload import RuntimeKind
 
@@ -69,8 +71,9 @@ def status_from_inspect(name: str, info: Mapping[str, Any]) -> InstanceStatus:
     labels: dict[str, str] = dict((info.get("Config") or {}).get("Labels") or {})
     state = _STATES.get(str(state_info.get("Status", "")), InstanceState.EXITED)
     exit_code = None if state is not InstanceState.EXITED else state_info.get("ExitCode")
+    workload, tenant = labels.get(LABEL_WORKLOAD), labels.get(LABEL_TENANT)
     return InstanceStatus(
-        name=labels.get(LABEL_WORKLOAD, name),
+        name=workload_key(tenant, workload) if workload and tenant else name,
         state=state,
         runtime=RuntimeKind.DOCKER,
         exit_code=int(exit_code) if exit_code is not None else None,

@@ -1,16 +1,23 @@
 """The native runtime plugin: a workload is a process (an executable, or an app shipped as a
 ``.tar`` with a command script, paper 4.1) run by a small detached shim (:mod:`.shim`).
 
-* Each instance has its own directory under ``state_dir`` (:mod:`.native_state`); the process
+* Each instance has its own directory ``state_dir/{tenant}/{name}`` (:mod:`.native_state`),
+  keyed by :func:`~fogmesh.agent.runtime.base.workload_key`; the process
   runs in ``work/`` with ``HOME=work/``, ``FOGMESH_STATE_DIR=work/state`` and an environment of
   ``base_env`` + ``FOGMESH_*`` + ``spec.env`` only (the agent's own environment is not passed).
 * Executable: ``[executable, *command]``. Artefact: ``["/bin/sh", command_script, *command]``,
   the tar unpacked into ``work/``.
 * Output: stdout and stderr merged into ``logs/app.log``, rotated at ``log_max_bytes`` with
   ``log_backups`` old files (total at most ``(backups + 1) * max_bytes`` plus one line).
-* Limits: memory by ``RLIMIT_AS`` (address space, so it over-counts mapped-but-unused memory);
-  CPU only by niceness (``nice 10`` for ``cpu_limit < 1``): no cgroup is used, so CPU is not
-  capped.
+* Isolation (:mod:`.native_isolation`): each tenant's workloads run as that tenant's own
+  unprivileged user (``fm-t-{tenant}``), dropped to by the shim before exec; the instance's
+  ``work/`` is that user's (0700), everything else is the agent's (0600 / 0700), and file work
+  inside ``work/`` (uploads, artefact copies, snapshots, restores) is done as that user too
+  (:mod:`.native_user_io`). ``refuse`` turns native workloads away at ``prepare``.
+* Limits: with a writable cgroup v2 hierarchy (:mod:`.native_cgroup`) each instance has its
+  own cgroup with ``memory.max`` and ``cpu.max``; otherwise memory is bounded by ``RLIMIT_AS``
+  (address space, so it over-counts mapped-but-unused memory) and CPU only by niceness
+  (``nice 10`` for ``cpu_limit < 1``).
 * Own process group (pgid = pid): stop sends SIGTERM to the group, SIGKILL after the timeout.
 * Restart-safe: the shim records pid + create time; a new :class:`NativeRuntime` on the same
   ``state_dir`` re-adopts a process whose pid and create time still match (psutil), and
@@ -38,9 +45,12 @@ from fogmesh.agent.runtime.base import (
     InstanceState,
     InstanceStatus,
     Usage,
+    split_key,
     workload_env,
+    workload_key,
     workload_labels,
 )
+from fogmesh.agent.runtime.docker_state import repack, subtar
 from fogmesh.agent.runtime.errors import (
     InstanceExists,
     InstanceNotFound,
@@ -48,7 +58,9 @@ from fogmesh.agent.runtime.errors import (
     RuntimeFailure,
     translate_errors,
 )
-from fogmesh.agent.runtime.native_io import cpu_and_rss, read_logs, tar_state
+from fogmesh.agent.runtime.native_access import NativeAccess
+from fogmesh.agent.runtime.native_io import cpu_and_rss, read_logs
+from fogmesh.agent.runtime.native_isolation import NativeIsolation, RunAs
 from fogmesh.agent.runtime.native_state import (
     Layout,
     alive_process,
@@ -56,7 +68,8 @@ from fogmesh.agent.runtime.native_state import (
     shim_alive,
     write_json,
 )
-from fogmesh.agent.runtime.tarutil import extract_safely, read_manifest, safe_join
+from fogmesh.agent.runtime.native_user_io import pack, unpack, write_file
+from fogmesh.agent.runtime.tarutil import read_manifest, safe_join, write_manifest
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 __all__ = ["DEFAULT_ENV", "NativeRuntime"]
@@ -69,7 +82,11 @@ _POLL = 0.05
 
 
 class NativeRuntime:
-    """Runs workloads as processes, each in its own directory under ``state_dir``."""
+    """Runs workloads as processes, each in its own directory under ``state_dir``.
+
+    ``isolation`` says who they run as (:class:`NativeIsolation`); ``cgroup_parent`` is the
+    cgroup v2 directory for their cgroups (``None``: none; used only where writable).
+    """
 
     def __init__(
         self,
@@ -80,6 +97,8 @@ class NativeRuntime:
         log_backups: int = 3,
         base_env: Mapping[str, str] | None = None,
         start_timeout: float = 30.0,
+        isolation: NativeIsolation = NativeIsolation.AUTO,
+        cgroup_parent: Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.node = node
@@ -88,6 +107,7 @@ class NativeRuntime:
         self.base_env = dict(DEFAULT_ENV if base_env is None else base_env)
         self.start_timeout = start_timeout
         self.cache = self.state_dir / ".artefacts"
+        self.access = NativeAccess(self.state_dir, isolation, cgroup_parent)
 
     @property
     def kind(self) -> RuntimeKind:
@@ -96,24 +116,28 @@ class NativeRuntime:
 
     # -- lookup -------------------------------------------------------------------------------
 
-    def _layout(self, name: str) -> Layout:
-        return Layout.of(self.state_dir, name)
+    def _layout(self, key: str) -> Layout:
+        tenant, name = split_key(key)
+        return Layout.of(self.state_dir, tenant, name)
 
-    def _spec(self, name: str) -> WorkloadSpec:
-        raw = read_json(self._layout(name).spec)
+    def _spec(self, key: str) -> WorkloadSpec:
+        raw = read_json(self._layout(key).spec)
         if raw is None:
-            raise InstanceNotFound(f"no native instance {name!r} in {self.state_dir}")
+            raise InstanceNotFound(f"no native instance {key!r} in {self.state_dir}")
         return WorkloadSpec.model_validate(raw)
 
-    def _status(self, name: str) -> InstanceStatus:
-        layout = self._layout(name)
+    async def _run_as(self, spec: WorkloadSpec) -> RunAs:
+        return await asyncio.to_thread(self.access.run_as, spec.tenant)
+
+    def _status(self, key: str) -> InstanceStatus:
+        layout = self._layout(key)
         raw = read_json(layout.spec)
         if raw is None:
-            return InstanceStatus(name, InstanceState.ABSENT, RuntimeKind.NATIVE)
+            return InstanceStatus(key, InstanceState.ABSENT, RuntimeKind.NATIVE)
         spec = WorkloadSpec.model_validate(raw)
         record, ended = read_json(layout.record), read_json(layout.exit)
         base = InstanceStatus(
-            name=spec.name,
+            name=workload_key(spec.tenant, spec.name),
             state=InstanceState.CREATED,
             runtime=RuntimeKind.NATIVE,
             spec_hash=spec.spec_hash(),
@@ -142,7 +166,10 @@ class NativeRuntime:
     # -- Runtime ------------------------------------------------------------------------------
 
     async def prepare(self, spec: WorkloadSpec) -> None:
-        """Check the executable exists, or fetch + verify + unpack the artefact into the cache."""
+        """Refuse if this node runs no native workloads; make the tenant's user; check the
+        executable exists, or fetch + verify + unpack the artefact into the cache."""
+        with translate_errors(f"prepare {spec.name}", failure=PrepareFailed):
+            await self._run_as(spec)
         if spec.artefact is not None:
             await fetch_artefact(spec.artefact, self.cache)
             return
@@ -151,57 +178,60 @@ class NativeRuntime:
 
     async def create(self, spec: WorkloadSpec) -> InstanceStatus:
         """Make the instance directory (artefact copied into ``work/``) and write ``spec.json``."""
-        layout = self._layout(spec.name)
+        key = workload_key(spec.tenant, spec.name)
+        layout = self._layout(key)
         with translate_errors(f"create {spec.name}"):
-            existing = self._status(spec.name)
+            existing = self._status(key)
             if existing.state is not InstanceState.ABSENT:
                 if existing.spec_hash == spec.spec_hash():
                     return existing
                 raise InstanceExists(
-                    f"workload {spec.name!r} exists with spec {existing.spec_hash}; remove it"
+                    f"workload {key!r} exists with spec {existing.spec_hash}; remove it"
                 )
+            run_as = await self._run_as(spec)
+            await asyncio.to_thread(self.access.make_instance, layout, run_as)
             if spec.artefact is not None:
                 source = artefact_dir(self.cache, spec.artefact)
                 if not source.is_dir():
                     raise PrepareFailed(f"create {spec.name}: artefact not prepared")
-                await asyncio.to_thread(
-                    shutil.copytree, source, layout.work, symlinks=True, dirs_exist_ok=True
-                )
-            for folder in (layout.state, layout.logs, layout.run):
-                folder.mkdir(parents=True, exist_ok=True)
+                owner = self.access.owner(run_as)
+                archive = await asyncio.to_thread(pack, None, source, ".")
+                await asyncio.to_thread(unpack, owner, layout.work, archive)
+                layout.work.chmod(0o700)
             write_json(layout.spec, spec.model_dump(mode="json"))
-            return self._status(spec.name)
+            return self._status(key)
 
-    async def start(self, name: str) -> InstanceStatus:
+    async def start(self, key: str) -> InstanceStatus:
         """Start the process through a new shim; a no-op if it runs (adopted or not)."""
-        with translate_errors(f"start {name}", missing=InstanceNotFound):
-            spec = self._spec(name)
-            current = self._status(name)
+        with translate_errors(f"start {key}", missing=InstanceNotFound):
+            spec = self._spec(key)
+            current = self._status(key)
             if current.state is InstanceState.RUNNING:
                 return current
-            layout = self._layout(name)
+            layout = self._layout(key)
             layout.record.unlink(missing_ok=True)
             layout.exit.unlink(missing_ok=True)
-            write_json(layout.shim_config, self._shim_config(spec, layout))
+            config = await asyncio.to_thread(self._shim_config, spec, layout)
+            write_json(layout.shim_config, config)
             await asyncio.to_thread(self._spawn_shim, layout)
             deadline = time.monotonic() + self.start_timeout
             while time.monotonic() < deadline:
                 if layout.record.exists():
-                    return self._status(name)
+                    return self._status(key)
                 ended = read_json(layout.exit)
                 if ended is not None:
-                    raise RuntimeFailure(f"start {name}: {ended.get('error', 'exec failed')}")
+                    raise RuntimeFailure(f"start {key}: {ended.get('error', 'exec failed')}")
                 await asyncio.sleep(_POLL)
-            raise RuntimeFailure(f"start {name}: no process after {self.start_timeout}s")
+            raise RuntimeFailure(f"start {key}: no process after {self.start_timeout}s")
 
-    async def stop(self, name: str, timeout: float = 10.0) -> InstanceStatus:
+    async def stop(self, key: str, timeout: float = 10.0) -> InstanceStatus:
         """SIGTERM to the process group, SIGKILL after ``timeout``; a no-op unless running."""
-        with translate_errors(f"stop {name}"):
-            layout = self._layout(name)
+        with translate_errors(f"stop {key}"):
+            layout = self._layout(key)
             record = read_json(layout.record)
             proc = alive_process(record)
             if record is None or proc is None:
-                return self._status(name)
+                return self._status(key)
             pgid = int(record["pid"])
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGTERM)
@@ -211,17 +241,20 @@ class NativeRuntime:
             with contextlib.suppress(ProcessLookupError):  # children left in the group
                 os.killpg(pgid, signal.SIGKILL)
             await _wait(layout.exit.exists, 10.0)
-            return self._status(name)
+            return self._status(key)
 
-    async def remove(self, name: str, *, keep_state: bool = False) -> None:
+    async def remove(self, key: str, *, keep_state: bool = False) -> None:
         """Kill the process if it runs and delete the instance (but ``work/state`` if
-        ``keep_state``)."""
-        layout = self._layout(name)
+        ``keep_state``) and its cgroup."""
+        layout = self._layout(key)
         if not layout.root.exists():
             return
-        await self.stop(name, timeout=2.0)
-        with translate_errors(f"remove {name}"):
+        await self.stop(key, timeout=2.0)
+        with translate_errors(f"remove {key}"):
+            if self.access.cgroups is not None:
+                self.access.cgroups.remove(self._cgroup_key(key))
             if not keep_state:
+                # rmtree works on directory fds, so links planted in work/ are not followed
                 await asyncio.to_thread(shutil.rmtree, layout.root)
                 return
             layout.spec.unlink(missing_ok=True)
@@ -233,76 +266,89 @@ class NativeRuntime:
                 else:
                     child.unlink()
 
-    async def status(self, name: str) -> InstanceStatus:
+    async def status(self, key: str) -> InstanceStatus:
         """The instance's status, or ``ABSENT``.
 
         Right after the process dies its shim may not have written the exit code yet: while
         the shim lives, this waits (up to 5 s) for it.
         """
-        with translate_errors(f"status {name}"):
-            current = self._status(name)
-            layout = self._layout(name)
+        with translate_errors(f"status {key}"):
+            current = self._status(key)
+            layout = self._layout(key)
             pending = current.state is InstanceState.EXITED and current.exit_code is None
             if pending and shim_alive(read_json(layout.record)):
                 await _wait(layout.exit.exists, 5.0)
-                current = self._status(name)
+                current = self._status(key)
             return current
 
     async def list_instances(self) -> list[InstanceStatus]:
-        """Every instance directory (with a ``spec.json``) under ``state_dir``."""
+        """Every instance directory (with a ``spec.json``) under ``state_dir/{tenant}/``."""
         with translate_errors("list native instances"):
             if not self.state_dir.is_dir():
                 return []
             found = []
-            for child in sorted(self.state_dir.iterdir()):
-                raw = read_json(child / "spec.json")
-                if raw is not None and isinstance(raw.get("name"), str):
-                    found.append(self._status(raw["name"]))
+            for child in sorted(self.state_dir.glob("*/*/spec.json")):
+                raw = read_json(child)
+                if raw is None or not isinstance(raw.get("name"), str):
+                    continue
+                key = workload_key(str(raw.get("tenant", "")), raw["name"])
+                if self._layout(key).spec == child:
+                    found.append(self._status(key))
             return [s for s in found if s.state is not InstanceState.ABSENT]
 
-    async def logs(self, name: str, tail: int = 100, since: float | None = None) -> list[str]:
+    async def logs(self, key: str, tail: int = 100, since: float | None = None) -> list[str]:
         """The last ``tail`` lines of the rotated logs (written after ``since`` if given)."""
         if tail <= 0:
             return []
-        with translate_errors(f"logs {name}", missing=InstanceNotFound):
-            self._spec(name)
-            files = self._layout(name).log_files()
+        with translate_errors(f"logs {key}", missing=InstanceNotFound):
+            self._spec(key)
+            files = self._layout(key).log_files()
             return await asyncio.to_thread(read_logs, files, tail, since)
 
-    async def put_file(self, name: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write ``data`` to ``path`` relative to ``work/`` (``UnsafePath`` if it escapes)."""
-        with translate_errors(f"put_file {name}:{path}", missing=InstanceNotFound):
-            self._spec(name)
-            target = safe_join(self._layout(name).work, path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.fogmesh-tmp")
-            tmp.write_bytes(data)
-            tmp.chmod(mode & 0o7777)
-            tmp.replace(target)
+    async def put_file(self, key: str, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write ``data`` to ``path`` relative to ``work/`` (``UnsafePath`` if it escapes), as
+        the workload's user."""
+        with translate_errors(f"put_file {key}:{path}", missing=InstanceNotFound):
+            spec = self._spec(key)
+            target = safe_join(self._layout(key).work, path)
+            owner = self.access.owner(await self._run_as(spec))
+            await asyncio.to_thread(write_file, owner, target, data, mode)
 
-    async def snapshot(self, name: str) -> bytes:
-        """A tar of ``work/state/`` (members ``state/...``) after the manifest."""
-        with translate_errors(f"snapshot {name}", missing=InstanceNotFound):
-            self._spec(name)
-            state = self._layout(name).state
-            return await asyncio.to_thread(tar_state, state, name)
+    async def snapshot(self, key: str) -> bytes:
+        """A tar of ``work/state/`` (members ``state/...``) after the manifest, read as the
+        workload's user."""
+        with translate_errors(f"snapshot {key}", missing=InstanceNotFound):
+            spec = self._spec(key)
+            owner = self.access.owner(await self._run_as(spec))
+            state = await asyncio.to_thread(pack, owner, self._layout(key).state, "state")
+            buf = io.BytesIO()
+            with (
+                tarfile.open(fileobj=io.BytesIO(state), mode="r") as source,
+                tarfile.open(fileobj=buf, mode="w") as out,
+            ):
+                write_manifest(out, {"runtime": "native", "workload": spec.name, "kind": "state"})
+                repack(out, source, "", strip_first=False)
+            return buf.getvalue()
 
     async def restore(self, spec: WorkloadSpec, snapshot: bytes) -> InstanceStatus:
-        """Create the instance and replace its ``work/state/`` with the snapshot's."""
+        """Create the instance and replace its ``work/state/`` with the snapshot's (unpacked
+        as the workload's user)."""
+        key = workload_key(spec.tenant, spec.name)
         with translate_errors(f"restore {spec.name}"):
             with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r") as tar:
                 read_manifest(tar, runtime="native")
                 status = await self.create(spec)
-                state = self._layout(spec.name).state
+                state = self._layout(key).state
+                owner = self.access.owner(await self._run_as(spec))
                 if state.exists():
                     await asyncio.to_thread(shutil.rmtree, state)
-                extract_safely(tar, state, strip="state/")
+                await asyncio.to_thread(unpack, owner, state, subtar(tar, "state/"))
             return status
 
-    async def usage(self, name: str) -> Usage:
+    async def usage(self, key: str) -> Usage:
         """CPU (over 0.5 s) and RSS of the process and its descendants; zeros if not running."""
-        with translate_errors(f"usage {name}"):
-            proc = alive_process(read_json(self._layout(name).record))
+        with translate_errors(f"usage {key}"):
+            proc = alive_process(read_json(self._layout(key).record))
             if proc is None:
                 return Usage()
             before, t0 = cpu_and_rss(proc)[0], time.monotonic()
@@ -316,14 +362,24 @@ class NativeRuntime:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _cgroup_key(self, key: str) -> str:
+        return f"{self.node}/{key}"  # several agents of one host share the cgroup parent
+
     def _shim_config(self, spec: WorkloadSpec, layout: Layout) -> dict[str, object]:
         if spec.artefact is not None:
             argv = ["/bin/sh", spec.artefact.command_script, *spec.command]
         else:
             argv = [str(_resolve(str(spec.executable)) or spec.executable), *spec.command]
+        run_as = self.access.run_as(spec.tenant)
         env = {**self.base_env, "HOME": str(layout.work), "FOGMESH_STATE_DIR": str(layout.state)}
+        if run_as.user:
+            env.update({"USER": run_as.user, "LOGNAME": run_as.user})
         env.update(workload_env(spec, self.node))
-        cpu = spec.cpu_limit
+        cpu, memory = spec.cpu_limit, spec.memory_limit_bytes
+        cgroup = None
+        if self.access.cgroups is not None:
+            key = self._cgroup_key(workload_key(spec.tenant, spec.name))
+            cgroup = str(self.access.cgroups.leaf(key, cpu=cpu, memory=memory))
         return {
             "argv": argv,
             "cwd": str(layout.work),
@@ -331,8 +387,12 @@ class NativeRuntime:
             "log_path": str(layout.log),
             "max_bytes": self.log_max_bytes,
             "backups": self.log_backups,
-            "rlimit_as": spec.memory_limit_bytes,
+            # a cgroup bounds memory exactly; without one the address space is bounded
+            "rlimit_as": memory if cgroup is None else None,
             "nice": 10 if cpu is not None and cpu < 1 else 0,
+            "cgroup": cgroup,
+            "uid": run_as.uid,
+            "gid": run_as.gid,
             "record_path": str(layout.record),
             "exit_path": str(layout.exit),
         }

@@ -1,17 +1,13 @@
-"""File and process reading helpers of the native runtime: logs, state tarballs, usage."""
+"""File and process reading helpers of the native runtime: logs, usage."""
 
 from __future__ import annotations
 
 import contextlib
-import io
-import tarfile
 from pathlib import Path
 
 import psutil
 
-from fogmesh.agent.runtime.tarutil import write_manifest
-
-__all__ = ["cpu_and_rss", "read_logs", "tar_state"]
+__all__ = ["cpu_and_rss", "read_logs"]
 
 
 def read_logs(files: list[Path], tail: int, since: float | None) -> list[str]:
@@ -29,16 +25,6 @@ def read_logs(files: list[Path], tail: int, since: float | None) -> list[str]:
                 if since is None or when >= since:
                     lines.append(text.decode(errors="replace"))
     return lines[-tail:]
-
-
-def tar_state(state: Path, name: str) -> bytes:
-    """A native snapshot: the manifest, then ``state`` as ``state/...``."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        write_manifest(tar, {"runtime": "native", "workload": name, "kind": "state"})
-        if state.is_dir():
-            tar.add(str(state), arcname="state", recursive=True)
-    return buf.getvalue()
 
 
 def cpu_and_rss(proc: psutil.Process) -> tuple[float, int]:

@@ -2,14 +2,22 @@
 
 ::
 
-    {state_dir}/{dir}/              dir = the workload name, or a safe form of it plus a hash
-        spec.json                   the WorkloadSpec (its presence means "the instance exists")
-        run/shim.json               the shim's configuration for the current / last run
-        run/instance.json           pid, create_time, started_at of the current / last run
-        run/exit.json               exit_code, finished_at of the last run (absent while running)
-        logs/app.log[.1 ...]        merged stdout + stderr, "{unix time} {line}" per line
-        work/                       the working directory (cwd, HOME, put_file root)
-        work/state/                 the state that snapshot / restore move
+    {state_dir}/                    0711: workload users may pass, never list
+        .artefacts/                 0700: the artefact cache
+        {tenant}/                   0710, group = the tenant's: only its user passes
+            {dir}/                  0710, group = the tenant's; dir = the workload name
+                spec.json           the WorkloadSpec (its presence means "the instance exists")
+                run/shim.json       the shim's configuration for the current / last run
+                run/instance.json   pid, create_time, started_at of the current / last run
+                run/exit.json       exit_code, finished_at of the last run (absent while running)
+                logs/app.log[.1]    merged stdout + stderr, "{unix time} {line}" per line
+                work/               0700, owned by the tenant's user: cwd, HOME, put_file root
+                work/state/         the state that snapshot / restore move
+
+``{tenant}`` and ``{dir}`` are the identifiers themselves, or (when not a safe file name) a
+safe form plus a hash, so equal workload names of two tenants never share a directory.
+Everything but ``work/`` belongs to the agent (root) and is 0600 / 0700 (the modes are set
+by :mod:`.native`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +33,15 @@ from typing import Any
 
 import psutil
 
-__all__ = ["CREATE_TIME_SLACK", "Layout", "alive_process", "read_json", "shim_alive", "write_json"]
+__all__ = [
+    "CREATE_TIME_SLACK",
+    "Layout",
+    "alive_process",
+    "read_json",
+    "safe_dir_name",
+    "shim_alive",
+    "write_json",
+]
 
 CREATE_TIME_SLACK = 0.05
 """Seconds two create times of one process may differ (psutil derives them from boot time)."""
@@ -39,12 +56,14 @@ class Layout:
     root: Path
 
     @classmethod
-    def of(cls, state_dir: Path, name: str) -> Layout:
-        """The layout of workload ``name`` under ``state_dir``."""
-        if _SAFE.match(name) and len(name) <= 100:
-            return cls(state_dir / name)
-        cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60].lstrip(".")
-        return cls(state_dir / f"{cleaned}_{hashlib.sha256(name.encode()).hexdigest()[:10]}")
+    def of(cls, state_dir: Path, tenant: str, name: str) -> Layout:
+        """The layout of ``tenant``'s workload ``name`` under ``state_dir``."""
+        return cls(state_dir / safe_dir_name(tenant) / safe_dir_name(name))
+
+    @property
+    def tenant_dir(self) -> Path:
+        """``{state_dir}/{tenant}/``: the parent of the tenant's instances."""
+        return self.root.parent
 
     @property
     def spec(self) -> Path:
@@ -104,6 +123,15 @@ class Layout:
         return files
 
 
+def safe_dir_name(ident: str) -> str:
+    """``ident`` as one directory name: itself when safe (never starting with ``.``, so no
+    tenant can be ``.artefacts``), else a cleaned form plus a hash of the original."""
+    if _SAFE.match(ident) and len(ident) <= 100:
+        return ident
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", ident)[:60].lstrip(".")
+    return f"{cleaned}_{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``; ``None`` if missing or unreadable (a torn write)."""
     try:
@@ -114,10 +142,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
-    """Write ``value`` to ``path`` atomically (temporary file + rename)."""
+    """Write ``value`` to ``path`` atomically (temporary file + rename), mode 0600: the spec
+    and the shim's configuration hold the workload's environment (credentials)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, sort_keys=True))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(value, sort_keys=True))
     tmp.replace(path)
 
 

@@ -6,14 +6,20 @@ psutil). It forks once and the parent exits at once: the shim then lives on inde
 the agent (re-parented, its own session), so workloads survive an agent restart.
 
 The shim starts the app in a new session / process group (pgid = pid) with the configured
-rlimit and niceness, writes ``instance.json`` (pid, create time, start time), copies the app's
-merged stdout+stderr line by line, each prefixed with a unix timestamp, into ``log_path``
-rotated at ``max_bytes`` with ``backups`` old files (``.1`` newest), and writes ``exit.json``
-(exit code, 128 + signal when killed) the moment the app exits.
+rlimit and niceness, in its cgroup (when given), with ``no_new_privs`` set, and as the
+configured unprivileged user: between fork and exec it drops every supplementary group, then
+its group, then its user (``setgroups([])``, ``setgid``, ``setuid``), so the app never holds
+the agent's privileges even for an instant. The shim itself keeps them (it writes the logs and
+records in directories the app cannot touch). It writes ``instance.json`` (pid, create time,
+start time), copies the app's merged stdout+stderr line by line, each prefixed with a unix
+timestamp, into ``log_path`` rotated at ``max_bytes`` with ``backups`` old files (``.1``
+newest), and writes ``exit.json`` (exit code, 128 + signal when killed) the moment the app
+exits.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
@@ -28,6 +34,8 @@ from typing import Any, BinaryIO
 import psutil
 
 MAX_LINE = 16 * 1024
+_PR_SET_NO_NEW_PRIVS = 38
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork, never in the child
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
@@ -90,18 +98,37 @@ def pump(fd: int, log: Rotator) -> None:
     os.close(fd)
 
 
+def confine(config: dict[str, Any]) -> None:
+    """In the app's process, before exec: default signals, the cgroup, limits, no new
+    privileges, then the unprivileged user (groups first: after setuid they cannot change)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if config.get("cgroup"):
+        Path(config["cgroup"], "cgroup.procs").write_text("0\n")  # "0" moves the writer
+    rlimit_as, niceness = config.get("rlimit_as"), int(config.get("nice") or 0)
+    if rlimit_as:
+        resource.setrlimit(resource.RLIMIT_AS, (int(rlimit_as), int(rlimit_as)))
+    if niceness:
+        os.nice(niceness)
+    os.umask(0o077)
+    # setuid / setgid programs (su, sudo, passwd) cannot raise the app's privileges again
+    if _LIBC.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    uid, gid = config.get("uid"), config.get("gid")
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(int(gid if gid is not None else uid))
+        os.setuid(int(uid))
+        if os.getuid() != int(uid) or os.geteuid() != int(uid) or os.getgroups():
+            raise OSError("could not drop privileges")
+
+
 def run(config: dict[str, Any]) -> None:
     """Start the app described by ``config``, record it, pump its output, record its exit."""
     record_path, exit_path = Path(config["record_path"]), Path(config["exit_path"])
-    rlimit_as, niceness = config.get("rlimit_as"), int(config.get("nice") or 0)
 
     def limits() -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        if rlimit_as:
-            resource.setrlimit(resource.RLIMIT_AS, (int(rlimit_as), int(rlimit_as)))
-        if niceness:
-            os.nice(niceness)
+        confine(config)
 
     read_fd, write_fd = os.pipe()
     try:

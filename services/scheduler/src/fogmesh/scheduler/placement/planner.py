@@ -97,7 +97,8 @@ class Planner:
 
     def _conflicts(self, comp: ComponentSpec, name: str) -> tuple[set[int], set[int] | None]:
         """Nodes ruled out (name clash, anti-affinity) and nodes required (affinity), if any."""
-        banned = set(self.view.name_nodes.get(name, ())) | self.new_names.get(name, set())
+        taken = self.view.name_nodes.get((self.tenant, name), ())
+        banned = set(taken) | self.new_names.get(name, set())
         for other in comp.anti_affinity:
             banned.update(self.occ[other])
         for peer in self.manifest.components:
@@ -172,7 +173,8 @@ class Planner:
         name = workload_name(self.manifest.name, comp.name, want.replica)
         cons = self._constraints[comp.name]
         banned, required = self._conflicts(comp, name)
-        names = set(self.view.name_nodes.get(name, ())) | self.new_names.get(name, set())
+        taken = self.view.name_nodes.get((self.tenant, name), ())
+        names = set(taken) | self.new_names.get(name, set())
         reasons: dict[str, str] = {}
         counts: dict[str, int] = {}
         for i, node in enumerate(self.view.nodes):

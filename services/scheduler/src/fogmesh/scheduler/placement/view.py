@@ -41,7 +41,8 @@ class ClusterView:
         compressible)."""
         self.occupancy: dict[tuple[str, str, str, str], dict[int, int]] = {}
         self.app_occupancy: dict[AppKey, dict[int, int]] = {}
-        self.name_nodes: dict[str, set[int]] = {}
+        # (tenant, workload name): equal names of two tenants do not clash on a node
+        self.name_nodes: dict[tuple[str, str], set[int]] = {}
         for i, node in enumerate(self.nodes):
             cpu_cap = float(node.facts.cpu_count)
             mem_cap = float(node.facts.memory_bytes)
@@ -62,7 +63,7 @@ class ClusterView:
                 per_node[i] = per_node.get(i, 0) + 1
                 app_nodes = self.app_occupancy.setdefault(key[:3], {})
                 app_nodes[i] = app_nodes.get(i, 0) + 1
-                self.name_nodes.setdefault(w.name, set()).add(i)
+                self.name_nodes.setdefault((w.tenant, w.name), set()).add(i)
         self._static: dict[tuple[object, ...], list[int]] = {}
         self._latency: dict[Location | None, list[float]] = {}
 

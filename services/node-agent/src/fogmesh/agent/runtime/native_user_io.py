@@ -1,0 +1,127 @@
+"""File work in a workload's directory done as the workload's own user, never as the agent.
+
+A workload's ``work/`` belongs to its tenant's user, who may replace any path in it with a
+symlink at any moment. Had the agent (root) written, unpacked or archived there itself, a
+well-timed symlink would make it write or read any file on the node. So the agent runs these
+steps as ``python native_user_io.py OP ...`` under the tenant's uid and gid with no
+supplementary groups (started by file path: the standard library only):
+
+* ``write TARGET MODE``: stdin to ``TARGET`` (parents made, temporary file + rename);
+* ``untar DEST``: the tar on stdin into ``DEST`` (``tarfile``'s ``data`` filter: no absolute
+  paths, no links out of ``DEST``, no devices, no setuid bits);
+* ``tar SOURCE NAME``: ``SOURCE`` as a tar on stdout, its members under ``NAME/``;
+* ``mkdir DEST``: ``mkdir -p``.
+
+Each function takes the owner to act as; ``None`` (the ``agent-user`` isolation) does the same
+work in the agent's process. A failed step raises :class:`OSError` with the helper's message.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["Owner", "make_dirs", "pack", "unpack", "write_file"]
+
+_SELF = Path(__file__)
+
+Owner = tuple[int, int] | None
+"""(uid, gid) to act as, or ``None``: the agent itself, in its own process."""
+
+
+def write_file(owner: Owner, target: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``target`` (parents made) as ``owner``."""
+    if owner is None:
+        _write(target, mode, data)
+    else:
+        _as_user(owner, ["write", str(target), f"{mode & 0o777:o}"], data)
+
+
+def unpack(owner: Owner, dest: Path, archive: bytes) -> None:
+    """Unpack the tar ``archive`` into ``dest`` as ``owner`` (``data`` filter)."""
+    if owner is None:
+        _untar(dest, io.BytesIO(archive))
+    else:
+        _as_user(owner, ["untar", str(dest)], archive)
+
+
+def pack(owner: Owner, source: Path, name: str) -> bytes:
+    """``source`` as a tar (members under ``name/``), read as ``owner``."""
+    if owner is None:
+        buf = io.BytesIO()
+        _tar(source, name, buf)
+        return buf.getvalue()
+    return _as_user(owner, ["tar", str(source), name])
+
+
+def make_dirs(owner: Owner, dest: Path) -> None:
+    """``mkdir -p dest`` as ``owner``."""
+    if owner is None:
+        dest.mkdir(parents=True, exist_ok=True)
+    else:
+        _as_user(owner, ["mkdir", str(dest)])
+
+
+def _as_user(owner: tuple[int, int], args: list[str], data: bytes = b"") -> bytes:
+    uid, gid = owner
+    done = subprocess.run(
+        [sys.executable, "-I", str(_SELF), *args],
+        input=data,
+        capture_output=True,
+        user=uid,
+        group=gid,
+        extra_groups=[],
+        umask=0o077,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines() or ["failed"]
+        raise OSError(f"{args[0]} as uid {uid}: {lines[-1][:300]}")
+    return done.stdout
+
+
+def _write(target: Path, mode: int, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.fogmesh-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    tmp.chmod(mode & 0o777)
+    tmp.replace(target)
+
+
+def _untar(dest: Path, stream: BinaryIO) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        tar.extractall(dest, filter="data")
+
+
+def _tar(source: Path, name: str, stream: BinaryIO) -> None:
+    with tarfile.open(fileobj=stream, mode="w|") as tar:
+        if source.is_dir():
+            tar.add(str(source), arcname=name, recursive=True)
+
+
+def main() -> None:
+    """``python native_user_io.py OP ARGS...`` (run as the workload's user)."""
+    op, *args = sys.argv[1:]
+    if op == "write":
+        _write(Path(args[0]), int(args[1], 8), sys.stdin.buffer.read())
+    elif op == "untar":
+        _untar(Path(args[0]), sys.stdin.buffer)
+    elif op == "tar":
+        _tar(Path(args[0]), args[1], sys.stdout.buffer)
+    elif op == "mkdir":
+        Path(args[0]).mkdir(parents=True, exist_ok=True)
+    else:
+        raise SystemExit(f"unknown step {op!r}")
+
+
+if __name__ == "__main__":
+    main()
