@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fogmesh.broker.topicmatch import is_valid_filter
-from fogmesh.protocol import Ident
+from fogmesh.protocol import FogmeshError, Ident
 
 __all__ = [
     "BrokerSpec",
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-class MeshConfigError(ValueError):
+class MeshConfigError(FogmeshError, ValueError):
     """The mesh file is missing, unreadable or invalid."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from fogmesh.protocol.errors import FogmeshError
+
 __all__ = ["CliError"]
 
 
-class CliError(Exception):
+class CliError(FogmeshError):
     """Something the user must fix or know; printed as one line, exit code ``code``."""
 
     def __init__(self, message: str, *, code: int = 1) -> None:

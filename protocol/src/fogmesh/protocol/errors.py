@@ -1,13 +1,22 @@
 """fogmesh's errors, on the wire and in Python.
 
-The exception tree::
+The exception tree: every exception fogmesh raises derives from :class:`FogmeshError` (a test
+walks every ``fogmesh.*`` module to hold this)::
 
     FogmeshError
-     ├── ContractError          a value breaks the contract (bad id, bad topic)
+     ├── ContractError          a value breaks the contract (bad id, bad topic); a ValueError
      ├── BusError               the bus could not do what was asked
      │    ├── NotConnectedError publish with no connection and a full outbox (policy ``reject``)
-     │    └── RequestTimeout    no reply within the deadline
-     └── RemoteError            a service answered a request with an error reply (``.code``)
+     │    └── RequestTimeout    no reply within the deadline; a TimeoutError
+     ├── RemoteError            a service answered a request with an error reply (``.code``)
+     ├── Refusal                (fogmesh.bus) a handler refuses a request: its error reply
+     ├── RuntimeFailure         (fogmesh.agent.runtime.errors) a runtime could not do it
+     │    ├── RuntimeUnavailable, InstanceNotFound, InstanceExists, PrepareFailed, UnsafePath
+     ├── IllegalTransition      (fogmesh.agent.phases) a workload phase change the table forbids
+     ├── BadCursor              (fogmesh.registry.cursor) a page cursor the registry did not make
+     ├── SchemaTooNew           (fogmesh.registry.db.migrate) the database is a newer version
+     ├── MeshConfigError        (fogmesh.broker.config) the mesh file is missing or invalid
+     └── CliError               (fogmesh.cli.errors) one line for the CLI's user, and an exit code
 
 :class:`ErrorCode` and :class:`ErrorInfo` are the wire form: every error reply carries one
 machine-readable code, a human message and, for validation errors, the failing fields.

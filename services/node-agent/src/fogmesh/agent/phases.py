@@ -9,14 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from fogmesh.protocol import TRANSITIONS, WorkloadPhase, can_transition
+from fogmesh.protocol import TRANSITIONS, FogmeshError, WorkloadPhase, can_transition
 
 __all__ = ["IllegalTransition", "PhaseMachine", "shortest_path"]
 
 Listener = Callable[[WorkloadPhase, WorkloadPhase, str], None]
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(FogmeshError, RuntimeError):
     """A move the workload state machine does not allow."""
 
     def __init__(self, name: str, current: WorkloadPhase, target: WorkloadPhase) -> None:

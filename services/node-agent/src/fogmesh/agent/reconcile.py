@@ -41,11 +41,15 @@ from fogmesh.agent.tracked import STABLE_AFTER_S, Tracked, overall_state, retry_
 from fogmesh.protocol import (
     ActualState,
     Event,
+    EventData,
     EventKind,
+    FogmeshError,
+    ReplacedData,
     RestartPolicy,
     RuntimeKind,
     WorkloadPhase,
     WorkloadSpec,
+    WorkloadStateData,
     WorkloadStatus,
 )
 
@@ -298,7 +302,7 @@ class Reconciler:
             EventKind.REPLACED,
             spec,
             reason,
-            {"old_spec_hash": inst.spec_hash, "new_spec_hash": spec.spec_hash()},
+            ReplacedData(old_spec_hash=inst.spec_hash, new_spec_hash=spec.spec_hash()),
         )
         await self._create_and_start(tracked, runtime)
 
@@ -413,7 +417,7 @@ class Reconciler:
                     EventKind.WORKLOAD_STATE,
                     tracked.spec,
                     reason,
-                    {"from": old.value, "to": new.value},
+                    WorkloadStateData(from_=old.value, to=new.value),
                 )
             self._note_change()
 
@@ -425,18 +429,18 @@ class Reconciler:
         kind: EventKind,
         spec: WorkloadSpec,
         message: str,
-        data: dict[str, object],
+        data: EventData,
     ) -> None:
         if self._emit is None:
             return
-        event = Event(
-            kind=kind,
+        event = Event.of(
+            kind,
+            data,
             tenant=spec.tenant,
             node=self.node,
             app=spec.app,
             workload=spec.name,
             message=message[:4096],
-            data=dict(data),
         )
         self._emit(tenant, event)
 

@@ -7,10 +7,12 @@ import binascii
 import json
 from typing import Any
 
+from fogmesh.protocol.errors import FogmeshError
+
 __all__ = ["BadCursor", "decode_cursor", "encode_cursor"]
 
 
-class BadCursor(ValueError):
+class BadCursor(FogmeshError, ValueError):
     """A cursor that this registry did not make (or made for another query)."""
 
 

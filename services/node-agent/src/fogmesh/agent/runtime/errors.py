@@ -2,7 +2,7 @@
 
 The exception tree::
 
-    RuntimeFailure              a runtime could not do what was asked (base class)
+    RuntimeFailure              a runtime could not do what was asked (a FogmeshError)
      ├── RuntimeUnavailable     the engine (dockerd) cannot be reached at all
      ├── InstanceNotFound       no instance of that workload on this node / runtime
      ├── InstanceExists         create() found an instance with a different spec hash
@@ -23,6 +23,8 @@ from contextlib import contextmanager
 import aiohttp
 from aiodocker.exceptions import DockerError
 
+from fogmesh.protocol.errors import FogmeshError
+
 __all__ = [
     "InstanceExists",
     "InstanceNotFound",
@@ -37,7 +39,7 @@ _DOCKER_UNREACHABLE = 900
 """The status aiodocker gives the DockerError it raises when it cannot connect to dockerd."""
 
 
-class RuntimeFailure(Exception):
+class RuntimeFailure(FogmeshError):
     """A runtime plugin could not do what was asked; ``str(exc)`` says what and why."""
 
 

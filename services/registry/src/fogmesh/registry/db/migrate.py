@@ -13,13 +13,14 @@ from sqlalchemy import Column, Connection, Engine, inspect, text
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import SQLModel
 
+from fogmesh.protocol.errors import FogmeshError
 from fogmesh.registry.db import schema
 from fogmesh.registry.db.schema import SCHEMA_VERSION
 
 __all__ = ["SchemaTooNew", "migrate"]
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(FogmeshError, RuntimeError):
     """The database was written by a newer registry."""
 
 
