@@ -18,7 +18,7 @@ from fogmesh.protocol.queries import (
 from fogmesh.registry.cursor import BadCursor
 from fogmesh.registry.db import BatchWriter, migrate, reads
 from fogmesh.registry.db.schema import SCHEMA_VERSION
-from fogmesh.registry.ops import ActualOp, AppOp, Batch, EventOp, HeartbeatOp, HelloOp
+from fogmesh.registry.ops import ActualOp, AppOp, Batch, EventOp, HeartbeatOp, HelloOp, Op
 
 USAGE = {
     "cpu_percent": 5.0,
@@ -56,11 +56,8 @@ def workload(name: str, tenant: str, app: str, phase: str = "running") -> dict[s
     }
 
 
-def write(engine: Engine, *ops: object, beats: list[HeartbeatOp] | None = None) -> None:
-    batch = Batch(ops=list(ops))  # type: ignore[arg-type]
-    for b in beats or []:
-        batch.heartbeats[b.node] = b
-    BatchWriter(engine, history_size=4)(batch)
+def write(engine: Engine, *ops: Op, beats: list[HeartbeatOp] | None = None) -> None:
+    BatchWriter(engine, history_size=4)(Batch.of(*ops, *(beats or [])))
 
 
 def test_schema_is_created_and_migrate_is_idempotent(engine: Engine) -> None:

@@ -1,6 +1,7 @@
 """The single database writer: a queue drained every ``interval`` seconds (or sooner when it
 holds ``max_items``) into one transaction, run in a worker thread so the event loop never
-blocks on the database."""
+blocks on the database. Operations are coalesced per node as they are queued
+(:class:`~fogmesh.registry.ops.Batch`), so a burst costs rows, not statements."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class WriterStats:
     ops: int = 0
     heartbeats: int = 0
     coalesced: int = 0
+    """Operations a later one of the same node absorbed before they were written."""
     failures: int = 0
     dropped_batches: int = 0
 
@@ -52,17 +54,16 @@ class WriteQueue:
         self._idle.set()
         self.stats = WriterStats()
 
-    def put(self, op: Op) -> None:
-        """Queue one operation (kept in order)."""
-        self._batch.ops.append(op)
+    def put(self, op: Op | HeartbeatOp) -> None:
+        """Queue one operation; a later one of the same node and kind absorbs it."""
+        before = self._batch.coalesced
+        self._batch.add(op)
+        self.stats.coalesced += self._batch.coalesced - before
         self._note()
 
     def heartbeat(self, op: HeartbeatOp) -> None:
         """Queue a heartbeat; a newer one of the same node replaces it."""
-        if op.node in self._batch.heartbeats:
-            self.stats.coalesced += 1
-        self._batch.heartbeats[op.node] = op
-        self._note()
+        self.put(op)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once the operations queued so far are committed (e.g. hand the
@@ -126,7 +127,7 @@ class WriteQueue:
                     break
                 await asyncio.sleep(0.5 * (attempt + 1))
         self.stats.batches += 1
-        self.stats.ops += len(batch.ops)
+        self.stats.ops += len(batch) - len(batch.heartbeats) - len(batch.after_commit)
         self.stats.heartbeats += len(batch.heartbeats)
         if not len(self._batch):
             self._idle.set()

@@ -9,10 +9,18 @@ Retained messages (replayed when the registry subscribes) are not signs of life:
 old. They can still introduce a node never seen before and deliver a last will that fired while
 the registry was away. At start every node the database holds as online or stale gets a grace
 of ``missed`` intervals before it is judged, so a restarted registry does not flap live nodes.
+
+Judging is driven by a heap of deadlines, not by a scan: each node that is not offline has one
+entry, the earliest moment its state could change. A heartbeat only moves ``last_seen``; when
+an entry comes due, the node's real deadline is computed again and the entry pushed back if it
+is not yet reached. A tick costs the nodes due, not the fleet (10,000 nodes at 10 s: about
+700 entries a second instead of 10,000 per tick).
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +42,8 @@ class NodeLive:
     boot_id: str = ""
     judge_after: float = 0.0
     reason: str = ""
+    due: float | None = None
+    """When its heap entry comes due (None: no entry, the node is offline)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +68,7 @@ class LivenessTracker:
         self.missed = missed
         self.default_interval = default_interval
         self.nodes: dict[str, NodeLive] = {}
+        self._due: list[tuple[float, str]] = []
 
     def interval(self, live: NodeLive) -> float:
         """The heartbeat interval to judge ``live`` by."""
@@ -77,6 +88,8 @@ class LivenessTracker:
         live = NodeLive(state, now, interval, boot_id, reason=reason)
         live.judge_after = now + self.missed * self.interval(live)
         self.nodes[node] = live
+        if state != OFFLINE:
+            self._schedule(node, live, live.judge_after)
 
     def state(self, node: str) -> str | None:
         """The node's current state, or None if unknown."""
@@ -98,12 +111,15 @@ class LivenessTracker:
         if live is None:
             live = NodeLive(ONLINE, now, interval, boot_id or "", judge_after=now)
             self.nodes[node] = live
+            self._schedule(node, live, self._deadline(live, now))
             return [Transition(node, None, ONLINE, EventKind.NODE_JOINED, via, live.boot_id)]
         rebooted = bool(boot_id) and bool(live.boot_id) and boot_id != live.boot_id
         if boot_id:
             live.boot_id = boot_id
-        if interval is not None:
+        if interval is not None and interval != live.interval:
             live.interval = interval
+            if live.due is not None:  # a shorter interval may bring the deadline forward
+                self._schedule(node, live, self._deadline(live, now))
         if retained:
             return []
         live.last_seen = now
@@ -113,6 +129,7 @@ class LivenessTracker:
             return []
         old, live.state, live.reason = live.state, ONLINE, ""
         live.judge_after = now
+        self._schedule(node, live, self._deadline(live, now))
         data = {"from": old, "via": via, "rebooted": rebooted}
         return [Transition(node, old, ONLINE, EventKind.NODE_BACK, via, live.boot_id, data)]
 
@@ -128,34 +145,49 @@ class LivenessTracker:
             live.reason = LAST_WILL
             return []
         old, live.state, live.reason = live.state, OFFLINE, LAST_WILL
+        live.due = None
         data = {"from": old, "reason": LAST_WILL}
         return [Transition(node, old, OFFLINE, EventKind.NODE_LOST, LAST_WILL, None, data)]
 
     def tick(self, now: float) -> list[Transition]:
-        """Judge every node past its grace by the time since it was last heard from."""
+        """Judge the nodes whose deadline has come, by the time since each was last heard."""
         out: list[Transition] = []
-        for node, live in self.nodes.items():
-            if live.state == OFFLINE or now < live.judge_after:
-                continue
-            interval = self.interval(live)
-            silent = now - live.last_seen
-            data = {"silent_s": round(silent, 3), "interval_s": interval}
-            if silent > self.missed * interval:
-                old, live.state, live.reason = live.state, OFFLINE, MISSED
-                out.append(
-                    Transition(
-                        node,
-                        old,
-                        OFFLINE,
-                        EventKind.NODE_LOST,
-                        MISSED,
-                        None,
-                        {**data, "from": old, "reason": MISSED},
-                    )
-                )
-            elif silent > 1.5 * interval and live.state == ONLINE:
-                live.state = STALE
-                out.append(
-                    Transition(node, ONLINE, STALE, EventKind.NODE_STALE, "late", None, data)
-                )
+        heap = self._due
+        while heap and heap[0][0] <= now:
+            due, node = heapq.heappop(heap)
+            live = self.nodes.get(node)
+            if live is None or live.due != due:
+                continue  # superseded by a later entry of the same node
+            live.due = None
+            transition = self._judge(node, live, now)
+            if transition is not None:
+                out.append(transition)
+            if live.state != OFFLINE:
+                self._schedule(node, live, self._deadline(live, now))
         return out
+
+    def _judge(self, node: str, live: NodeLive, now: float) -> Transition | None:
+        """The transition ``live`` makes at ``now``, if any (it is applied to ``live``)."""
+        if now < live.judge_after:
+            return None
+        interval = self.interval(live)
+        silent = now - live.last_seen
+        data: dict[str, Any] = {"silent_s": round(silent, 3), "interval_s": interval}
+        if silent > self.missed * interval:
+            old, live.state, live.reason = live.state, OFFLINE, MISSED
+            data.update({"from": old, "reason": MISSED})
+            return Transition(node, old, OFFLINE, EventKind.NODE_LOST, MISSED, None, data)
+        if silent > 1.5 * interval and live.state == ONLINE:
+            live.state = STALE
+            return Transition(node, ONLINE, STALE, EventKind.NODE_STALE, "late", None, data)
+        return None
+
+    def _deadline(self, live: NodeLive, now: float) -> float:
+        """The earliest moment after ``now`` at which ``live`` may change state."""
+        factor = 1.5 if live.state == ONLINE else self.missed
+        due = max(live.judge_after, live.last_seen + factor * self.interval(live))
+        return due if due > now else math.nextafter(now, math.inf)
+
+    def _schedule(self, node: str, live: NodeLive, due: float) -> None:
+        live.due = due
+        heapq.heappush(self._due, (due, node))

@@ -1,11 +1,17 @@
-"""Apply one :class:`~fogmesh.registry.ops.Batch` in one transaction (runs in a worker thread)."""
+"""Apply one :class:`~fogmesh.registry.ops.Batch` in one transaction (runs in a worker thread).
+
+Each kind of row is one ``executemany`` of one statement compiled once (bound parameters, no
+ORM objects): the cost of a batch grows with its rows, not with a statement per operation.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, select, update
+from sqlalchemy import JSON, Connection, Engine, Table, bindparam, delete, select, update
+from sqlalchemy.sql.dml import Update
 
 from fogmesh.registry.db.schema import (
     AppRow,
@@ -17,15 +23,7 @@ from fogmesh.registry.db.schema import (
     WorkloadRow,
 )
 from fogmesh.registry.db.upsert import insert_ignore, upsert
-from fogmesh.registry.ops import (
-    ActualOp,
-    AppOp,
-    Batch,
-    EventOp,
-    HeartbeatOp,
-    HelloOp,
-    LivenessOp,
-)
+from fogmesh.registry.ops import ActualOp, AppOp, Batch, HeartbeatOp, HelloOp, LivenessOp
 
 __all__ = ["BatchWriter"]
 
@@ -56,6 +54,40 @@ _HB_NODE = (
         heartbeat_ts=bindparam("b_ts"),
     )
 )
+_HELLO_NODE = (
+    update(NODES)
+    .where(NODES.c.node == bindparam("h_node"))
+    .values(
+        facts=bindparam("h_facts", type_=JSON),
+        arch=bindparam("h_arch"),
+        labels=bindparam("h_labels", type_=JSON),
+        lat=bindparam("h_lat"),
+        lon=bindparam("h_lon"),
+        boot_id=bindparam("h_boot"),
+    )
+)
+_IN_CHUNK = 500
+"""Nodes per ``IN (...)`` list (SQLite allows 32,766 parameters; keep statements small)."""
+
+
+@cache
+def _liveness_update(with_boot_id: bool, with_seen: bool) -> Update:
+    """The liveness ``UPDATE`` of nodes whose change names a boot id / was seen online."""
+    values: dict[str, Any] = {
+        "state": bindparam("l_state"),
+        "state_since": bindparam("l_at"),
+        "offline_reason": bindparam("l_reason"),
+    }
+    if with_boot_id:
+        values["boot_id"] = bindparam("l_boot")
+    if with_seen:
+        values["last_seen"] = bindparam("l_seen")
+    return update(NODES).where(NODES.c.node == bindparam("l_node")).values(**values)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), _IN_CHUNK):
+        yield items[i : i + _IN_CHUNK]
 
 
 class BatchWriter:
@@ -67,94 +99,51 @@ class BatchWriter:
 
     def __call__(self, batch: Batch) -> None:
         with self.engine.begin() as conn:
-            for op in batch.ops:
-                _APPLY[type(op)](self, conn, op)
+            self._nodes(conn, batch)
+            self._tenants(conn, _tenants_of(batch))
+            self._actuals(conn, list(batch.actuals.values()))
+            for op in batch.apps:
+                self._app(conn, op)
+            insert_ignore(conn, EVENTS, [op.row for op in batch.events], keys=["id"])
             self._heartbeats(conn, list(batch.heartbeats.values()))
 
-    # -- per operation ---------------------------------------------------------------------
+    # -- nodes: new rows, liveness, facts ---------------------------------------------------
 
-    def _ensure_node(self, conn: Connection, node: str, state: str, at: float) -> None:
-        insert_ignore(
-            conn,
-            NODES,
-            [
-                {
-                    "node": node,
-                    "state": state,
-                    "labels": {},
-                    "boot_id": "",
-                    "first_seen": at,
-                    "last_seen": at,
-                    "state_since": at,
-                    "offline_reason": "",
-                }
-            ],
-            keys=["node"],
-        )
+    def _nodes(self, conn: Connection, batch: Batch) -> None:
+        """Create the nodes never seen, then record their liveness and their facts."""
+        new = [_node_row(node, state, at) for node, (state, at) in batch.joins.items()]
+        insert_ignore(conn, NODES, new, keys=["node"])
+        groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+        for op in batch.liveness.values():
+            seen = batch.online_at.get(op.node)
+            row = _liveness_params(op, seen)
+            groups.setdefault((op.boot_id is not None, seen is not None), []).append(row)
+        for (with_boot_id, with_seen), rows in groups.items():
+            conn.execute(_liveness_update(with_boot_id, with_seen), rows)
+        if batch.hellos:
+            conn.execute(_HELLO_NODE, [_hello_params(op) for op in batch.hellos.values()])
 
-    def _hello(self, conn: Connection, op: HelloOp) -> None:
-        self._ensure_node(conn, op.node, op.state, op.at)
-        location = op.facts.get("location") or {}
-        conn.execute(
-            update(NODES)
-            .where(NODES.c.node == op.node)
-            .values(
-                facts=op.facts,
-                arch=op.facts.get("arch"),
-                labels=op.facts.get("labels") or {},
-                lat=location.get("lat"),
-                lon=location.get("lon"),
-                boot_id=op.boot_id,
-            )
-        )
+    # -- workloads and apps -----------------------------------------------------------------
 
-    def _liveness(self, conn: Connection, op: LivenessOp) -> None:
-        self._ensure_node(conn, op.node, op.state, op.at)
-        values: dict[str, Any] = {
-            "state": op.state,
-            "state_since": op.at,
-            "offline_reason": op.reason,
-        }
-        if op.boot_id is not None:
-            values["boot_id"] = op.boot_id
-        if op.state == "online":
-            values["last_seen"] = op.at
-        conn.execute(update(NODES).where(NODES.c.node == op.node).values(**values))
-
-    def _actual(self, conn: Connection, op: ActualOp) -> None:
-        known = {
-            row.name: row.first_seen
-            for row in conn.execute(
-                select(WORKLOADS.c.name, WORKLOADS.c.first_seen).where(WORKLOADS.c.node == op.node)
-            )
-        }
-        conn.execute(delete(WORKLOADS).where(WORKLOADS.c.node == op.node))
-        rows = [
-            {
-                "node": op.node,
-                "name": w["name"],
-                "tenant": w["tenant"],
-                "app": w["app"],
-                "component": w["component"],
-                "runtime": w.get("runtime", ""),
-                "phase": w["phase"],
-                "reason": w.get("reason", ""),
-                "restarts": w.get("restarts", 0),
-                "since": w.get("since", 0.0),
-                "first_seen": known.get(w["name"], op.at),
-                "updated_at": op.at,
-            }
-            for w in op.workloads
-        ]
+    def _actuals(self, conn: Connection, ops: list[ActualOp]) -> None:
+        """Replace each reporting node's workloads, keeping when each was first seen."""
+        if not ops:
+            return
+        nodes = [op.node for op in ops]
+        known: dict[tuple[str, str], float] = {}
+        for chunk in _chunks(nodes):
+            cols = (WORKLOADS.c.node, WORKLOADS.c.name, WORKLOADS.c.first_seen)
+            for row in conn.execute(select(*cols).where(WORKLOADS.c.node.in_(chunk))):
+                known[(row.node, row.name)] = row.first_seen
+            conn.execute(delete(WORKLOADS).where(WORKLOADS.c.node.in_(chunk)))
+        rows = [_workload_row(op, w, known) for op in ops for w in op.workloads]
         if rows:
             conn.execute(WORKLOADS.insert(), rows)
-        self._tenants(conn, {r["tenant"] for r in rows}, op.at)
 
     def _app(self, conn: Connection, op: AppOp) -> None:
         if op.deleted:
             conn.execute(delete(APPS).where(APPS.c.tenant == op.tenant, APPS.c.name == op.name))
             return
-        self._tenants(conn, {op.tenant}, op.at)
         row = {
             "tenant": op.tenant,
             "name": op.name,
@@ -171,16 +160,9 @@ class BatchWriter:
             update=["version", "manifest", "updated_at"],
         )
 
-    def _event(self, conn: Connection, op: EventOp) -> None:
-        tenant = op.row.get("tenant")
-        if tenant:
-            self._tenants(conn, {tenant}, op.row.get("received_at", 0.0))
-        insert_ignore(conn, EVENTS, [op.row], keys=["id"])
-
-    def _tenants(self, conn: Connection, names: set[str], at: float) -> None:
-        insert_ignore(
-            conn, TENANTS, [{"name": n, "first_seen": at} for n in sorted(names)], keys=["name"]
-        )
+    def _tenants(self, conn: Connection, names: dict[str, float]) -> None:
+        rows = [{"name": n, "first_seen": names[n]} for n in sorted(names)]
+        insert_ignore(conn, TENANTS, rows, keys=["name"])
 
     # -- heartbeats, many at once ----------------------------------------------------------
 
@@ -210,10 +192,77 @@ class BatchWriter:
         upsert(conn, HISTORY, ring, keys=["node", "slot"], update=columns)
 
 
-_APPLY: dict[type, Callable[[BatchWriter, Connection, Any], None]] = {
-    HelloOp: BatchWriter._hello,
-    LivenessOp: BatchWriter._liveness,
-    ActualOp: BatchWriter._actual,
-    AppOp: BatchWriter._app,
-    EventOp: BatchWriter._event,
-}
+def _node_row(node: str, state: str, at: float) -> dict[str, Any]:
+    """The row of a node never seen before; its facts and liveness are written next."""
+    return {
+        "node": node,
+        "state": state,
+        "labels": {},
+        "boot_id": "",
+        "first_seen": at,
+        "last_seen": at,
+        "state_since": at,
+        "offline_reason": "",
+    }
+
+
+def _liveness_params(op: LivenessOp, seen: float | None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "l_node": op.node,
+        "l_state": op.state,
+        "l_at": op.at,
+        "l_reason": op.reason,
+    }
+    if op.boot_id is not None:
+        row["l_boot"] = op.boot_id
+    if seen is not None:
+        row["l_seen"] = seen
+    return row
+
+
+def _hello_params(op: HelloOp) -> dict[str, Any]:
+    location = op.facts.get("location") or {}
+    return {
+        "h_node": op.node,
+        "h_facts": op.facts,
+        "h_arch": op.facts.get("arch"),
+        "h_labels": op.facts.get("labels") or {},
+        "h_lat": location.get("lat"),
+        "h_lon": location.get("lon"),
+        "h_boot": op.boot_id,
+    }
+
+
+def _workload_row(
+    op: ActualOp, w: dict[str, Any], known: dict[tuple[str, str], float]
+) -> dict[str, Any]:
+    return {
+        "node": op.node,
+        "name": w["name"],
+        "tenant": w["tenant"],
+        "app": w["app"],
+        "component": w["component"],
+        "runtime": w.get("runtime", ""),
+        "phase": w["phase"],
+        "reason": w.get("reason", ""),
+        "restarts": w.get("restarts", 0),
+        "since": w.get("since", 0.0),
+        "first_seen": known.get((op.node, w["name"]), op.at),
+        "updated_at": op.at,
+    }
+
+
+def _tenants_of(batch: Batch) -> dict[str, float]:
+    """Every tenant the batch names, with when it was first named."""
+    names: dict[str, float] = {}
+    for actual in batch.actuals.values():
+        for w in actual.workloads:
+            names.setdefault(w["tenant"], actual.at)
+    for app in batch.apps:
+        if not app.deleted:
+            names.setdefault(app.tenant, app.at)
+    for event in batch.events:
+        tenant = event.row.get("tenant")
+        if tenant:
+            names.setdefault(tenant, event.row.get("received_at", 0.0))
+    return names
