@@ -93,7 +93,6 @@ class Reconciler:
         self.rejected = ""
         self.changed = asyncio.Event()
         """Set when the actual state differs from the last one :meth:`actual` returned."""
-        self.passes = 0
         self._wake = asyncio.Event()
         self._removal_retry: dict[str, tuple[int, float]] = {}
         self._pending_removals: set[str] = set()
@@ -129,7 +128,6 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         """One level-triggered pass over every runtime and every desired workload."""
         async with self.lock:
-            self.passes += 1
             desired = {
                 _key(w): w for w in (self.store.current.workloads if self.store.current else [])
             }

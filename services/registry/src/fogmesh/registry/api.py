@@ -62,7 +62,6 @@ class QueryApi:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.answered = 0
         self._routes: dict[tuple[str, str], tuple[type[Request], _Handler]] = {}
 
     def attach(self, bus: Bus) -> None:
@@ -120,7 +119,6 @@ class QueryApi:
             raise Refusal(ErrorCode.INVALID_REQUEST, str(exc)) from exc
 
     async def _answer(self, ctx: MessageContext, reply: Any) -> None:
-        self.answered += 1
         await ctx.reply(reply)
 
     async def list_nodes(self, msg: ListNodes, ctx: MessageContext) -> None:

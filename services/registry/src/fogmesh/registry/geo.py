@@ -1,20 +1,12 @@
-"""Great-circle distance (haversine) and a bounding box that contains a circle."""
+"""A bounding box that contains a circle, beside the one haversine (from the protocol)."""
 
 from __future__ import annotations
 
 import math
 
+from fogmesh.protocol.geo import EARTH_RADIUS_KM, haversine_km
+
 __all__ = ["EARTH_RADIUS_KM", "bounding_box", "haversine_km"]
-
-EARTH_RADIUS_KM = 6371.0088
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Distance in km between two WGS84 points on a spherical Earth."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def bounding_box(lat: float, lon: float, km: float) -> tuple[float, float, float, float] | None:
