@@ -16,6 +16,10 @@ timeouts can notice. Test clients are agent processes inside the namespaces
    arrive, first arrivals in order;
 5. a slow link (netem delay 50 ms, or a 1 Mbit/s token bucket): 100 more still arrive in order.
 
+A second test carries cloud -> site: QoS 1 messages (plain and retained) published at the cloud
+during a cut, and a stream published after the heal, all reach the site within 30 s of the heal
+(the cloud never noticed the cut, so the link's reconnect takes its own session over).
+
 Skipped without root or ``ip netns``, except with ``CI=true``, where it fails instead.
 """
 
@@ -208,6 +212,109 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
     except BaseException:
         print("---- site log ----\n" + site.tail(6000))
         print("---- cloud log ----\n" + cloud.tail(3000))
+        raise
+    finally:
+        for made in agents:
+            await made.close()
+        site.stop()
+        cloud.stop()
+
+
+async def test_cloud_messages_reach_site_after_heal(tmp_path: Path, pair: NsPair) -> None:
+    """QoS 1 messages the cloud accepted for the site during a cut all arrive after the heal.
+
+    The cloud broker does not notice the silent cut (the link's remote session stays
+    "connected" there), so the reconnecting link takes its own session over: that session must
+    then get every message queued or in flight for it, at once, not at some later reconnect.
+    Two cut/heal rounds (the fault was intermittent); 30 s after each heal is a correctness
+    bound, not a performance one.
+    """
+    brokers = {
+        "site": broker_spec(tmp_path, "site", port=PORT),
+        "cloud": broker_spec(
+            tmp_path,
+            "cloud",
+            listeners=[{"name": "default", "host": pair.cloud_addr, "port": PORT}],
+        ),
+    }
+    rules = [{"pattern": "cmd/#", "direction": "in", "qos": 1}]
+    mesh = write_mesh(
+        tmp_path / "mesh.yaml", brokers, [link_spec("wan", "site", "cloud", rules, keepalive=5)]
+    )
+    cloud = NsBroker(pair, pair.cloud, mesh, "cloud")
+    site = NsBroker(pair, pair.site, mesh, "site")
+    agents: list[NsAgent] = []
+
+    async def agent(ns: str, host: str, ident: str, persistent: bool = False) -> NsAgent:
+        made = await NsAgent.start(
+            pair,
+            ns,
+            host=host,
+            port=PORT,
+            user="svc",
+            password=PASSWORDS["svc"],
+            ident=ident,
+            persistent=persistent,
+        )
+        agents.append(made)
+        return made
+
+    try:
+        cloud.start()
+        site.start()
+        sub = await agent(pair.site, "127.0.0.1", "site-sub", persistent=True)
+        await sub.subscribe("cmd/#")
+        watch = await agent(pair.site, "127.0.0.1", "site-watch")
+        await watch.subscribe(STATUS)
+        pub = await agent(pair.cloud, pair.cloud_addr, "cloud-pub")
+        deadline = time.monotonic() + 60
+        while not sub.payloads("cmd/warmup"):
+            assert time.monotonic() < deadline, "warm-up message never crossed the link"
+            await pub.publish("cmd/warmup", ["w"])
+            await asyncio.sleep(0.5)
+
+        async def cut_and_heal(rnd: int) -> None:
+            await _until(
+                lambda: any(s["state"] == "up" for s in _statuses(watch)[-1:]), 60, "link up"
+            )
+            pair.cut()
+            seen_before = len(_statuses(watch))
+            plain = [f"p{rnd}-{i}" for i in range(N // 2)]
+            await pub.publish("cmd/plain", plain)
+            retained = [f"r{rnd}-{i}" for i in range(20)]
+            for i, payload in enumerate(retained):
+                await pub.publish(f"cmd/state/{i}", [payload], retain=True)
+            await _until(
+                lambda: any(s["state"] != "up" for s in _statuses(watch)[seen_before:]),
+                60,
+                "the link to notice the partition",
+            )
+            assert not _order(sub.payloads(), f"p{rnd}-")[0], "messages crossed a cut link"
+            pair.heal()
+            await _until(
+                lambda: any(s["state"] == "up" for s in _statuses(watch)[seen_before:]),
+                60,
+                "link status up again",
+            )
+            # the link's session is live again: what the cloud accepts from now on goes at once
+            # (a stream over ~20 s: the old connection's teardown may come late, after an RST)
+            after = [f"a{rnd}-{i}" for i in range(200)]
+            await pub.publish("cmd/after", after, gap=0.1)
+            wanted = set(plain) | set(retained) | set(after)
+            await _until(
+                lambda: wanted <= set(sub.payloads()),
+                30,
+                f"round {rnd}: all {len(wanted)} cloud messages at the site after the heal",
+            )
+            first, dups = _order(sub.payloads(), f"p{rnd}-")
+            assert first == list(range(N // 2)), "first arrivals out of publish order"
+            print(f"round {rnd}: all {len(wanted)} arrived, {dups} duplicates")
+
+        for rnd in range(2):
+            await cut_and_heal(rnd)
+    except BaseException:
+        print("---- site log ----\n" + site.tail(6000))
+        print("---- cloud log ----\n" + cloud.tail(6000))
         raise
     finally:
         for made in agents:

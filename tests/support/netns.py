@@ -333,10 +333,18 @@ class NsAgent:
         await self.call("sub", filter=flt, qos=qos)
 
     async def publish(
-        self, topic: str, payloads: list[str], qos: int = 1, gap: float = 0.0
+        self,
+        topic: str,
+        payloads: list[str],
+        qos: int = 1,
+        gap: float = 0.0,
+        *,
+        retain: bool = False,
     ) -> None:
         """Publish in order, each acknowledged before the next (``gap`` seconds apart)."""
-        await self.call("pub", timeout=120, topic=topic, payloads=payloads, qos=qos, gap=gap)
+        await self.call(
+            "pub", timeout=120, topic=topic, payloads=payloads, qos=qos, gap=gap, retain=retain
+        )
 
     def payloads(self, topic: str | None = None) -> list[str]:
         return [m["payload"] for m in self.messages if topic is None or m["topic"] == topic]
@@ -396,7 +404,12 @@ async def _agent(opts: argparse.Namespace) -> None:
                     await client.subscribe(cmd["filter"], qos=cmd["qos"])
                 elif cmd["op"] == "pub":
                     for payload in cmd["payloads"]:
-                        await client.publish(cmd["topic"], payload.encode(), qos=cmd["qos"])
+                        await client.publish(
+                            cmd["topic"],
+                            payload.encode(),
+                            qos=cmd["qos"],
+                            retain=bool(cmd.get("retain")),
+                        )
                         if cmd.get("gap"):
                             await asyncio.sleep(cmd["gap"])
             except Exception as exc:  # reported to the test, which fails with it

@@ -6,18 +6,33 @@ although MQTT 3.1.1 (4.4) requires it to be sent again when the session reconnec
 killed mid-stream lost exactly those messages. :func:`install` replaces the outgoing half of
 ``ProtocolHandler._handle_qos1_message_flow`` so the entry is removed only on PUBACK; amqtt's
 own ``_retry_deliveries`` then resends it on reconnect. Incoming messages keep amqtt's code.
+
+A message can also lose its connection while its session lives on: a newer connection of the
+same client took the session over while the message was being sent on the old one, or its
+PUBACK came too late. :func:`resend_orphans` sends such messages again on the session's
+current connection (the broker calls it every few seconds), instead of leaving them for the
+next reconnect.
+
+amqtt's ``_retry_deliveries`` (run by ``start()`` when a session connects) also waited for
+every resent message's PUBACK before the broker began reading the client's SUBSCRIBE and
+PUBLISH packets: a client that acknowledges only what it has read after subscribing (a bridge
+link) stalled it for 5 s, the messages timed out and went out again as duplicates. Resends now
+go out in order, as tasks, without holding up the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+from amqtt.errors import AMQTTError
 from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.session import OUTGOING, OutgoingApplicationMessage
 
-__all__ = ["install"]
+__all__ = ["install", "resend_orphans"]
 
+log = logging.getLogger(__name__)
 _PUBACK_TIMEOUT = 5.0
 _original: Any = ProtocolHandler._handle_qos1_message_flow
 
@@ -31,19 +46,68 @@ async def _qos1_flow(self: Any, app_message: Any) -> None:
     session.inflight_out[packet_id] = app_message
     dup = app_message.publish_packet is not None  # already sent once: this is a retry
     publish_packet = app_message.build_publish_packet(dup=dup)
-    await self._send_packet(publish_packet)
-    app_message.publish_packet = publish_packet
+    # the waiter exists before the send, so resend_orphans never takes a message being sent
     waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     self._puback_waiters[packet_id] = waiter
     try:
+        await self._send_packet(publish_packet)
+        app_message.publish_packet = publish_packet
         async with asyncio.timeout(_PUBACK_TIMEOUT):
             app_message.puback_packet = await waiter
     finally:
-        self._puback_waiters.pop(packet_id, None)
+        if self._puback_waiters.get(packet_id) is waiter:
+            del self._puback_waiters[packet_id]
     # only an acknowledged message leaves the in-flight table
     session.inflight_out.pop(packet_id, None)
+
+
+_resends: set[asyncio.Task[None]] = set()
+
+
+async def _resend(handler: Any, app_message: Any) -> None:
+    try:
+        await handler._handle_message_flow(app_message)
+    except (TimeoutError, asyncio.CancelledError, OSError, AMQTTError) as exc:
+        # still in flight: the next sweep (or the next connection) tries again
+        log.debug("resend of %s failed: %r", app_message.packet_id, exc)
+
+
+def _spawn_resend(handler: Any, app_message: Any) -> None:
+    task = asyncio.ensure_future(_resend(handler, app_message))
+    _resends.add(task)
+    task.add_done_callback(_resends.discard)
+
+
+async def _retry_deliveries(self: Any) -> None:
+    """[MQTT-4.4.0-1]: send what is in flight again, in order, without waiting for the acks."""
+    session = self.session
+    if session is None:
+        return
+    for message in [*session.inflight_in.values(), *session.inflight_out.values()]:
+        _spawn_resend(self, message)
+
+
+def resend_orphans(handler: Any) -> int:
+    """Resend, on ``handler``'s connection, its session's QoS 1 messages no one waits for.
+
+    Returns how many were resent (each as a task; an unanswered one stays in flight).
+    """
+    session = handler.session
+    if session is None:
+        return 0
+    orphans = [
+        m
+        for pid, m in list(session.inflight_out.items())
+        if pid not in handler._puback_waiters
+        and m.qos == 1
+        and isinstance(m, OutgoingApplicationMessage)
+    ]
+    for message in orphans:
+        _spawn_resend(handler, message)
+    return len(orphans)
 
 
 def install() -> None:
     """Patch amqtt's handler (idempotent; affects this process only)."""
     ProtocolHandler._handle_qos1_message_flow = _qos1_flow
+    ProtocolHandler._retry_deliveries = _retry_deliveries

@@ -17,7 +17,18 @@ Three amqtt behaviours are changed by overriding small methods of :class:`amqtt.
   later, one by one, from ``_client_message_loop``; on DISCONNECT (or a lost connection) that
   loop stopped and whatever was still queued, already acknowledged, was silently discarded. A
   burst of publishes followed by a disconnect lost every message the broadcast had not caught
-  up with. The loop now broadcasts the whole queue before it handles the disconnect.
+  up with. The loop now broadcasts the whole queue before it handles the disconnect;
+* a session taken over by a new connection of the same client (a link reconnecting after a
+  silent WAN cut, while the broker still counts the old connection as live) stays connected:
+  amqtt let the old connection's teardown mark the shared session disconnected (and publish
+  its will) after the new connection was up, so everything published for it afterwards went
+  to its offline queue until some later reconnect. The old connection now just stops; the
+  session keeps its new connection, its queue and its in-flight messages, and gets them at
+  once. In-flight messages whose connection went away are resent on the current one
+  (:func:`qos1fix.resend_orphans`). Retained replays on (re)connect iterate a copy of the
+  subscription table (amqtt iterated the live dict across awaits: ``RuntimeError: dictionary
+  changed size during iteration`` when another client subscribed meanwhile, which killed the
+  connection's handling while its socket stayed open).
 """
 
 from __future__ import annotations
@@ -27,11 +38,14 @@ import logging
 from collections import deque
 from pathlib import Path
 from typing import Any
+from weakref import WeakSet
 
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.errors import BrokerError
 from amqtt.events import BrokerEvents
 from amqtt.session import OutgoingApplicationMessage, Session
+from transitions import MachineError
 
 from fogmesh.broker import qos1fix
 from fogmesh.broker.config import BrokerSpec
@@ -41,6 +55,8 @@ __all__ = ["BRIDGE_PREFIX", "MeshBroker", "amqtt_config"]
 log = logging.getLogger(__name__)
 BRIDGE_PREFIX = "fmb-"
 """Client ids of bridge links start with this."""
+ORPHAN_SWEEP = 5.0
+"""Seconds between looks for in-flight messages that lost their connection (see qos1fix)."""
 
 
 def amqtt_config(name: str, spec: BrokerSpec) -> dict[str, Any]:
@@ -82,6 +98,9 @@ class MeshBroker(Broker):  # type: ignore[misc]
         qos1fix.install()
         super().__init__(config)
         self.split_horizon = split_horizon
+        # handlers whose session a newer connection of the same client took over
+        self._superseded: WeakSet[Any] = WeakSet()
+        self._deliveries: set[asyncio.Task[Any]] = set()
 
     async def _broadcast_message(
         self,
@@ -102,6 +121,75 @@ class MeshBroker(Broker):  # type: ignore[misc]
             broadcast["qos"] = force_qos
         await self._broadcast_queue.put(broadcast)
 
+    async def _handle_client_session(  # noqa: PLR0917 (amqtt's signature)
+        self,
+        reader: Any,
+        writer: Any,
+        client_session: Session,
+        handler: Any,
+        server: Any,
+        listener_name: str,
+    ) -> None:
+        # amqtt 0.12's method, except for the take-over (the old connection is marked
+        # superseded before anything awaits, so its teardown leaves the session alone) and the
+        # retained replay (the client's own filters, from a copy of the subscription table).
+        listener = self.listeners_config[listener_name]
+        authenticated = await self._authenticate(client_session, listener)
+        client_id = client_session.client_id
+        if client_id is None:
+            raise BrokerError("client id was not set")
+        while True:
+            if client_session.transitions.is_connected():
+                await self._take_over(client_id)
+                break
+            try:
+                client_session.transitions.connect()
+                break
+            except (MachineError, ValueError):
+                log.warning("%s is reconnecting too quickly, make it wait", client_id)
+                await asyncio.sleep(1)
+        handler.attach(client_session, reader, writer)
+        self._sessions[client_id] = (client_session, handler)
+        await handler.mqtt_connack_authorize(authenticated)
+        if not authenticated:
+            await writer.close()
+            return
+        await self.plugins_manager.fire_event(
+            BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=client_session
+        )
+        await handler.start()  # resends what was in flight for the session (amqtt)
+        await self._publish_session_retained_messages(client_session)
+        own = [
+            (topic_filter, qos)
+            for topic_filter, subscribers in list(self._subscriptions.items())
+            for session, qos in list(subscribers)
+            if session.client_id == client_id
+        ]
+        for subscription in own:
+            await self._publish_retained_messages_for_subscription(subscription, client_session)
+        await self._client_message_loop(client_session, handler)
+
+    async def _take_over(self, client_id: str) -> None:
+        """Close the old connection of a client that connected again while still connected."""
+        _, old = self._sessions[client_id]
+        log.warning("%s is already connected: its new connection takes over", client_id)
+        # before any await: the old loop may handle its disconnect at any point from here on
+        self._superseded.add(old)
+        await old.handle_connection_closed()
+        await self._stop_handler(old)
+
+    async def _handle_disconnect(
+        self, client_session: Session, handler: Any, disconnect_waiter: asyncio.Future[Any]
+    ) -> None:
+        if handler in self._superseded:
+            # a newer connection took this session over: no will, no disconnect event, and
+            # the session stays connected (it is, on that connection)
+            self._superseded.discard(handler)
+            await self._stop_handler(handler)
+            log.info("%s: old connection closed after a take-over", client_session.client_id)
+            return
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+
     async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
         # amqtt 0.12's loop, except that a disconnect is handled only after every message the
         # broker already acknowledged has been broadcast, in order, and before the will; amqtt
@@ -111,12 +199,17 @@ class MeshBroker(Broker):  # type: ignore[misc]
         subscribe_waiter = asyncio.ensure_future(handler.get_next_pending_subscription())
         unsubscribe_waiter = asyncio.ensure_future(handler.get_next_pending_unsubscription())
         wait_deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
+        sweep = asyncio.ensure_future(asyncio.sleep(ORPHAN_SWEEP))
         try:
             while True:
                 await asyncio.wait(
-                    [disconnect_waiter, subscribe_waiter, unsubscribe_waiter, wait_deliver],
+                    [disconnect_waiter, subscribe_waiter, unsubscribe_waiter, wait_deliver, sweep],
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if sweep.done():
+                    if n := qos1fix.resend_orphans(handler):
+                        log.info("%s: resent %d in-flight messages", client_session.client_id, n)
+                    sweep = asyncio.ensure_future(asyncio.sleep(ORPHAN_SWEEP))
                 if subscribe_waiter.done():
                     await self._handle_subscription(client_session, handler, subscribe_waiter)
                     subscribe_waiter = asyncio.ensure_future(
@@ -140,7 +233,7 @@ class MeshBroker(Broker):  # type: ignore[misc]
         except asyncio.CancelledError:
             log.debug("client loop of %s cancelled", client_session.client_id)
         finally:
-            pending = [disconnect_waiter, subscribe_waiter, unsubscribe_waiter, wait_deliver]
+            pending = [disconnect_waiter, subscribe_waiter, unsubscribe_waiter, wait_deliver, sweep]
             for waiter in pending:
                 waiter.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -235,21 +328,32 @@ class MeshBroker(Broker):  # type: ignore[misc]
                         )
                     )
 
+    def _deliver(
+        self, handler: Any, topic: str, data: bytes | bytearray, qos: int | None, *, retain: bool
+    ) -> None:
+        """Publish to one client as a held task: its PUBACK is not waited for here.
+
+        amqtt awaited these before reading the client's next packets; a client that acks only
+        once it has subscribed and read (a bridge link) then stalled its own connection.
+        """
+        task = asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=retain))
+        self._deliveries.add(task)
+        task.add_done_callback(self._delivered)
+
+    def _delivered(self, task: asyncio.Task[Any]) -> None:
+        self._deliveries.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # an unacknowledged QoS 1 message stays in flight (qos1fix); nothing is lost here
+            log.debug("delivery ended without PUBACK: %r", exc)
+
     async def _publish_session_retained_messages(self, session: Session) -> None:
         # Queued while offline: these are ordinary messages, so retain=0 (amqtt sends 1).
         handler = self._get_handler(session)
         if handler is None:
             return
-        tasks = []
         while not session.retained_messages.empty():
-            msg = await session.retained_messages.get()
-            tasks.append(
-                asyncio.ensure_future(
-                    handler.mqtt_publish(msg.topic, msg.data, msg.qos, retain=False)
-                )
-            )
-        if tasks:
-            await asyncio.wait(tasks)
+            msg = session.retained_messages.get_nowait()
+            self._deliver(handler, msg.topic, msg.data, msg.qos, retain=False)
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session
@@ -257,6 +361,11 @@ class MeshBroker(Broker):  # type: ignore[misc]
         topic_filter = subscription[0]
         subscribers = self._subscriptions.get(topic_filter, [])
         mine = [q for s, q in subscribers if s.client_id == session.client_id]
-        if not mine:
+        handler = self._get_handler(session)
+        if not mine or handler is None:
             return  # amqtt 0.12 replays every client's filters on reconnect; only ours count
-        await super()._publish_retained_messages_for_subscription((topic_filter, mine[0]), session)
+        qos = mine[0]
+        for topic, retained in list(self._retained_messages.items()):
+            if self._matches(topic, topic_filter):
+                qos_out = min(qos, retained.qos or qos)
+                self._deliver(handler, topic, retained.data, qos_out, retain=True)
