@@ -9,7 +9,22 @@ import sys
 import time
 from pathlib import Path
 
-from tests.broker.conftest import PASSWORDS, MeshProcess, broker_spec, port_of, procs, write_mesh
+import pytest
+
+from fogmesh.bus import MessageContext
+from fogmesh.cli import queries
+from fogmesh.cli.session import CliSettings, connect
+from fogmesh.protocol import Event, EventKind, topics
+from tests.broker.conftest import (
+    PASSWORDS,
+    MeshProcess,
+    broker_spec,
+    client,
+    eventually_delivered,
+    port_of,
+    procs,
+    write_mesh,
+)
 
 __all__ = ["procs"]
 
@@ -59,3 +74,49 @@ def test_a_refused_account_is_one_line(tmp_path: Path, procs: list[MeshProcess])
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "refused the connection as acme" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [("acme", {"workload-state"}), ("svc", {"workload-state", "node-joined"})],
+    ids=["tenant-own-account", "operator-for-tenant"],
+)
+async def test_follow_subscribes_only_to_what_the_account_reads(
+    tmp_path: Path, procs: list[MeshProcess], user: str, expected: set[str]
+) -> None:
+    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
+    procs.append(MeshProcess(mesh, "site").start())
+    port = port_of(mesh, "site")
+    settings = CliSettings(
+        port=port, tenant="acme", username=user, password=PASSWORDS[user], timeout=20
+    )
+    got: list[Event] = []
+
+    async def on_event(event: Event, _ctx: MessageContext) -> None:
+        got.append(event)
+
+    async with connect(settings) as bus, client(port, "svc") as svc:
+        filters = queries.follow_events(bus, settings, on_event)
+        assert any("/events/tenants/acme/" in f for f in filters)
+        assert any("/events/fleet/" in f for f in filters) == ("node-joined" in expected)
+        events = [
+            (topics.fleet_event("node-joined"), Event(kind=EventKind.NODE_JOINED, node="n1")),
+            (
+                topics.tenant_event("globex", "workload-state"),
+                Event(kind=EventKind.WORKLOAD_STATE, tenant="globex"),
+            ),
+            (
+                topics.tenant_event("acme", "workload-state"),
+                Event(kind=EventKind.WORKLOAD_STATE, tenant="acme"),
+            ),
+        ]
+
+        async def publish() -> None:
+            for topic, event in events:
+                await svc.publish(topic, event.model_dump_json(), qos=1)
+
+        await eventually_delivered(
+            publish, lambda: {e.kind.value for e in got} >= expected, timeout=60
+        )
+    assert {e.kind.value for e in got} == expected
+    assert all(e.tenant in (None, "acme") for e in got)
