@@ -18,7 +18,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from fogmesh.broker.config import load_mesh
+from fogmesh.broker.config import MeshConfigError, load_mesh
 from fogmesh.broker.mosquitto import render_mosquitto
 from fogmesh.protocol import topics
 from tests.broker.conftest import (
@@ -190,3 +190,22 @@ async def test_rendered_acl_holds_on_mosquitto(
     ]
     assert sorted(bytes(m.payload) for m in at_acme) == [b"acme-secret", b"state"]
     assert at_thief == []
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        {"publish": ["fm/v1/x/#"], "deny_publish": ["fm/v1/x/secret"]},
+        {"publish": ["fm/v1/x/{client}"]},
+    ],
+    ids=["deny-publish", "client-placeholder"],
+)
+def test_roles_mosquitto_cannot_express_are_refused(
+    tmp_path: Path, install_dir: Path, role: dict[str, list[str]]
+) -> None:
+    """Rendering them would widen or narrow a grant behind the user's back."""
+    spec = broker_spec(install_dir, "edge", kind="mosquitto", roles={"odd": role})
+    spec["users"] = [{**spec["users"][0], "role": "odd"}]
+    mesh_path = write_mesh(tmp_path / "mesh.yaml", {"edge": spec}, [])
+    with pytest.raises(MeshConfigError, match="Mosquitto cannot"):
+        render_mosquitto(load_mesh(mesh_path), "edge", install_dir / "etc")
