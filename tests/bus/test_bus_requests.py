@@ -77,7 +77,7 @@ async def test_invalid_payload_gets_error_reply_and_loop_survives(broker: Broker
         handled.append(cmd.workload)
         await ctx.reply(AckReply.to(cmd))
 
-    reply_to = topics.reply(unique("raw"))
+    reply_to = topics.reply("raw", unique("raw"))
     bad_payloads = [
         json.dumps({"reply_to": reply_to, "correlation_id": "c1", "workload": "w", "tail": -5}),
         json.dumps({"reply_to": reply_to, "correlation_id": "c2", "workload": "a/b"}),

@@ -38,7 +38,7 @@ def test_three_id_topics_round_trip(a: str, b: str, c: str) -> None:
     for built in (
         topics.fleet_event(a),
         topics.tenant_event(a, b),
-        topics.reply(a),
+        topics.reply(a, b),
         topics.mesh_link(a, b),
         topics.lease(a),
     ):
@@ -69,7 +69,9 @@ def test_builders_never_accept_a_wildcard_or_separator(pre: str, bad: str, post:
     with pytest.raises(ContractError):
         topics.data("t", value, "in")
     with pytest.raises(ContractError):
-        topics.reply(value)
+        topics.reply("acct", value)
+    with pytest.raises(ContractError):
+        topics.reply(value, "client")
 
 
 @given(anything)

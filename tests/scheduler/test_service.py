@@ -175,11 +175,12 @@ async def test_malformed_requests_get_errors_and_service_keeps_running(
     async def on(msg: ErrorReply, ctx: MessageContext) -> None:
         errors.append(msg)
 
-    bus.subscribe("fm/v1/reply/raw-tester", ErrorReply, on)
+    bus.subscribe("fm/v1/reply/acme/raw-tester", ErrorReply, on)
     await asyncio.sleep(0.5)  # let the subscription reach the broker
     await bus.publish_raw(api("acme", "deploy"), b"not json at all {")
     bad = (
-        b'{"reply_to": "fm/v1/reply/raw-tester", "correlation_id": "c1", "manifest": {"name": "x"}}'
+        b'{"reply_to": "fm/v1/reply/acme/raw-tester", "correlation_id": "c1",'
+        b' "manifest": {"name": "x"}}'
     )
     await bus.publish_raw(api("acme", "deploy"), bad)
     await wait_for(lambda: len(errors) == 1, "error reply")

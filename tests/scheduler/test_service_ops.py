@@ -337,9 +337,9 @@ async def test_unknown_action_is_answered_and_each_request_handled_once(pair: En
     async def on(msg: RawMessage, ctx: MessageContext) -> None:
         replies.append(json.loads(msg.payload))
 
-    bus.subscribe("fm/v1/reply/once-tester", RawMessage, on)
+    bus.subscribe("fm/v1/reply/acme/once-tester", RawMessage, on)
     await asyncio.sleep(0.5)  # let the subscription reach the broker
-    topic = "fm/v1/reply/once-tester"
+    topic = "fm/v1/reply/acme/once-tester"
     await bus.publish(api("acme", "bogus"), ListApps(reply_to=topic, correlation_id="b1"))
     dup = DeployApp(reply_to=topic, correlation_id="d1", manifest=manifest("x", {"name": "c"}))
     await bus.publish(api("acme", "deploy"), dup)

@@ -7,8 +7,11 @@ from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._client import Bus, Handler
 from fogmesh.bus._config import BusConfig, OutboxPolicy, Will
 from fogmesh.bus._context import MessageContext, RawMessage, Refusal
+from fogmesh.bus._reply_rule import reply_allowed, reply_topic_for
+from fogmesh.bus._router import Action, RequestRouter
 
 __all__ = [
+    "Action",
     "Bus",
     "BusConfig",
     "Handler",
@@ -16,6 +19,9 @@ __all__ = [
     "OutboxPolicy",
     "RawMessage",
     "Refusal",
+    "RequestRouter",
     "Will",
     "backoff_delay",
+    "reply_allowed",
+    "reply_topic_for",
 ]

@@ -4,8 +4,12 @@ One :class:`Bus` owns one MQTT connection. ``async with Bus(...)`` starts a supe
 that runs a :class:`asyncio.TaskGroup` of named loops: the connection loop (connect, restore
 subscriptions, flush the outbox, receive; on loss reconnect after a capped, jittered back-off)
 and one worker per subscription (handlers of one subscription run in order; a slow handler of
-one subscription does not hold up another). Leaving the block cancels the supervisor and awaits
-it, which disconnects cleanly.
+one subscription does not hold up another). Every task the bus starts belongs to that group.
+Leaving the block cancels the supervisor and awaits it, which disconnects cleanly.
+
+QoS 1 messages are acknowledged by hand (paho's ``manual_ack``): a PUBACK goes out only once
+the message's handlers have returned, on the connection it came from, so a message still
+queued when the service dies is delivered again to its persistent session.
 """
 
 from __future__ import annotations
@@ -25,12 +29,9 @@ from pydantic import BaseModel
 from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._config import BusConfig, Will
 from fogmesh.bus._outbox import OutboundMessage, Outbox
-from fogmesh.bus._replies import (
-    decode_reply,
-    log_task_failure,
-    payload_bytes,
-)
-from fogmesh.bus._subscription import Handler, Subscription
+from fogmesh.bus._replies import decode_reply, payload_bytes
+from fogmesh.bus._reply_rule import reply_topic_for
+from fogmesh.bus._subscription import Delivery, Handler, Subscription
 from fogmesh.protocol import (
     BusError,
     NotConnectedError,
@@ -38,12 +39,14 @@ from fogmesh.protocol import (
     Request,
     RequestTimeout,
     check_topic,
-    topics,
 )
 
 __all__ = ["Bus", "Handler"]
 
 log = structlog.get_logger("fogmesh.bus")
+
+MAX_BACKGROUND = 1000
+"""Background tasks (on-connect callbacks, late subscribes, refusals) a bus runs at most."""
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Reply)
@@ -73,8 +76,10 @@ class Bus:
         self._group: asyncio.TaskGroup | None = None
         self._group_ready = asyncio.Event()
         self._flushing = False
-        self._background: set[asyncio.Task[None]] = set()
-        self.reply_topic = topics.reply(config.client_id)
+        self._background = 0
+        self.reply_topic = reply_topic_for("", username=config.username, client_id=config.client_id)
+        """Where replies to this client's requests outside a tenant's API arrive."""
+        self._reply_topics = {self.reply_topic}
         self.connects = 0
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -130,17 +135,25 @@ class Bus:
     # -- subscriptions ---------------------------------------------------------------------
 
     def subscribe(
-        self, topic_filter: str, model: type[M], handler: Handler[M], *, qos: int = 1
+        self,
+        topic_filter: str,
+        model: type[M],
+        handler: Handler[M],
+        *,
+        qos: int = 1,
+        max_payload: int | None = None,
     ) -> None:
         """Deliver messages on ``topic_filter``, validated as ``model``, to ``handler``.
 
         Subscribing to a filter again replaces its handler; it never adds a second one.
+        ``max_payload`` (bytes) overrides ``BusConfig.max_payload`` for this filter.
         """
         existing = self._subs.get(topic_filter)
         if existing is not None:
             existing.model, existing.handler, existing.qos = model, handler, qos
+            existing.max_payload = max_payload
             return
-        sub = Subscription(topic_filter, model, handler, qos)
+        sub = Subscription(topic_filter, model, handler, qos, max_payload)
         self._subs[topic_filter] = sub
         if self._group is not None:
             self._start_worker(sub)
@@ -148,16 +161,50 @@ class Bus:
         if client is not None:  # also while restoring: that pass may have missed this filter
             self._spawn(self._subscribe_now(client, sub))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` in the background, holding a reference until it ends."""
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        task.add_done_callback(log_task_failure)
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str = "background") -> bool:
+        """Run ``work`` as a task of the bus's TaskGroup (cancelled when the bus closes).
+
+        A failure is logged, never raised into the group. False (and ``work`` is not run) when
+        the bus is not running or already runs ``MAX_BACKGROUND`` such tasks.
+        """
+        if self._group is None or self._background >= MAX_BACKGROUND:
+            work.close()
+            return False
+        self._background += 1
+        self._group.create_task(
+            self._guarded(work), name=f"fogmesh.bus[{self.config.client_id}].{name}"
+        )
+        return True
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception:  # a background task must never take the bus down
+            log.exception("background bus task failed")
+        finally:
+            self._background -= 1
+
+    def publish_later(self, topic: str, message: BaseModel) -> None:
+        """Publish ``message`` (QoS 1) in the background, for answers a worker must not wait
+        on (a flooding tenant's refusals); dropped with a log line when too many are pending."""
+        if not self._spawn(self.publish(topic, message, qos=1), name="publish_later"):
+            log.warning("background publish dropped", topic=topic)
 
     async def _subscribe_now(self, client: aiomqtt.Client, sub: Subscription) -> None:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             await client.subscribe(sub.filter, qos=sub.qos, timeout=self.config.timeout)
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Send the PUBACK of a handled QoS 1 message, on the connection it came from.
+
+        After a reconnect the broker sends an unacknowledged message again (the same packet id
+        could name another message by then), so nothing is acknowledged across connections.
+        """
+        message = delivery.message
+        if message.qos < 1 or delivery.client is not self._client:
+            return
+        # aiomqtt 2.5 neither passes ``manual_ack`` on nor wraps ``ack``: use paho's own
+        delivery.client._client.ack(message.mid, message.qos)
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -245,8 +292,12 @@ class Bus:
         Raises :class:`RemoteError` when the service answers with an error, and
         :class:`RequestTimeout` when no answer comes within ``timeout`` seconds.
         """
+        reply_to = reply_topic_for(
+            topic, username=self.config.username, client_id=self.config.client_id
+        )
+        await self._listen_on(reply_to, timeout)
         sent = request.model_copy(
-            update={"reply_to": self.reply_topic, "source": request.source or self.config.client_id}
+            update={"reply_to": reply_to, "source": request.source or self.config.client_id}
         )
         correlation_id = sent.correlation_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -265,6 +316,17 @@ class Bus:
         finally:
             self._pending.pop(correlation_id, None)
         return decode_reply(data, reply_model)
+
+    async def _listen_on(self, reply_to: str, timeout: float) -> None:
+        """Subscribe to a reply topic on its first use (restored on every reconnect)."""
+        if reply_to in self._reply_topics:
+            return
+        self._reply_topics.add(reply_to)
+        client = self._client
+        if client is None:
+            return  # the next connection subscribes it before anything is sent
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await client.subscribe(reply_to, qos=1, timeout=min(timeout, self.config.timeout))
 
     def _resolve_reply(self, payload: bytes) -> None:
         try:
@@ -334,7 +396,7 @@ class Bus:
                 qos=self._will.qos,
                 retain=self._will.retain,
             )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             cfg.host,
             cfg.port,
             username=cfg.username,
@@ -350,6 +412,9 @@ class Bus:
             # Request / reply is latency-bound: Nagle plus delayed ACKs costs ~40 ms a hop.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        # PUBACK after handling (see acknowledge); aiomqtt 2.5 does not take manual_ack itself
+        client._client.manual_ack_set(True)
+        return client
 
     async def _connect_once(self) -> None:
         client = self._make_client()
@@ -368,14 +433,15 @@ class Bus:
                 for callback in self._on_connect:
                     self._spawn(callback(self))
                 async for message in client.messages:
-                    self._dispatch(message)
+                    self._dispatch(client, message)
             finally:
                 self._ready.clear()
                 self._client = None
 
     async def _restore(self, client: aiomqtt.Client) -> None:
         """Subscribe to every filter, then flush the outbox in order."""
-        filters = [(self.reply_topic, 1)] + [(s.filter, s.qos) for s in self._subs.values()]
+        filters = [(t, 1) for t in sorted(self._reply_topics)]
+        filters += [(s.filter, s.qos) for s in self._subs.values()]
         await client.subscribe(filters, timeout=self.config.timeout)
         while (outbound := self._outbox.pop()) is not None:
             try:
@@ -384,11 +450,15 @@ class Bus:
                 self._outbox.requeue(outbound)
                 raise
 
-    def _dispatch(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        if topic == self.reply_topic:
+    def _dispatch(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        delivery = Delivery(message, client, pending=0)
+        if message.topic.value in self._reply_topics:
             self._resolve_reply(payload_bytes(message.payload))
+            self.acknowledge(delivery)  # resolving the future is all its handling
             return
-        for sub in self._subs.values():
-            if message.topic.matches(sub.filter):
-                sub.queue.put_nowait(message)
+        subs = [sub for sub in self._subs.values() if message.topic.matches(sub.filter)]
+        delivery.pending = len(subs)
+        for sub in subs:
+            sub.queue.put_nowait(delivery)
+        if not subs:
+            self.acknowledge(delivery)  # nobody here wants it (a filter just dropped)

@@ -27,7 +27,11 @@ class BusConfig:
     ``clean_session`` is False by default: the broker keeps the session, so QoS 1 messages
     published while this client was away are delivered when it returns. ``client_id`` must be
     stable across restarts for that to work, and must be a legal topic level because replies to
-    this client arrive on ``fm/v1/reply/{client_id}``.
+    this client arrive on ``fm/v1/reply/{account}/{client_id}``.
+
+    ``max_payload`` (bytes) bounds what any handler is given: a bigger message is never parsed,
+    it is logged and answered ``invalid_payload`` where its ``reply_to`` can be found by a
+    bounded scan. A subscription may set its own limit (an agent's file uploads).
     """
 
     host: str = "127.0.0.1"
@@ -45,12 +49,15 @@ class BusConfig:
     outbox_policy: OutboxPolicy = OutboxPolicy.DROP_OLDEST
     reconnect_base: float = 0.2
     reconnect_cap: float = 30.0
+    max_payload: int = 256 * 1024
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_id(self.client_id, what="client_id")
         if self.outbox_limit < 1:
             raise ValueError("outbox_limit must be at least 1")
+        if self.max_payload < 1:
+            raise ValueError("max_payload must be at least 1 byte")
         if not 0 < self.reconnect_base <= self.reconnect_cap:
             raise ValueError("need 0 < reconnect_base <= reconnect_cap")
 

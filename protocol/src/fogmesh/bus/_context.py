@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import structlog
 from pydantic import BaseModel, ConfigDict
 
+from fogmesh.bus._reply_rule import reply_allowed, topic_ref
 from fogmesh.protocol import (
-    ContractError,
     ErrorCode,
     ErrorInfo,
     ErrorReply,
     FogmeshError,
     Request,
     TopicRef,
-    parse_topic,
 )
 
 if TYPE_CHECKING:
     from fogmesh.bus._client import Bus
 
-__all__ = ["MessageContext", "RawMessage", "Refusal", "topic_ref"]
+__all__ = ["MessageContext", "RawMessage", "Refusal", "run_handler", "topic_ref"]
+
+log = structlog.get_logger("fogmesh.bus")
 
 
 class RawMessage(BaseModel):
@@ -54,15 +56,6 @@ class Refusal(FogmeshError):
         return ErrorInfo(code=self.code, message=self.message, details=self.details)
 
 
-@lru_cache(maxsize=4096)
-def topic_ref(topic: str) -> TopicRef | None:
-    """The parsed topic, or None for topics outside the fogmesh tree."""
-    try:
-        return parse_topic(topic)
-    except ContractError:
-        return None
-
-
 @dataclass(slots=True)
 class MessageContext:
     """The envelope of a delivery: topic, parsed topic, retained flag, and the bus to answer on."""
@@ -73,15 +66,28 @@ class MessageContext:
     retained: bool
     message: BaseModel
 
+    def with_message(self, message: BaseModel) -> MessageContext:
+        """This delivery with ``message`` in place of what the bus parsed (for a router)."""
+        return MessageContext(self.bus, self.topic, self.ref, self.retained, message)
+
     @property
     def request(self) -> Request | None:
         """The message as a request, if it is one."""
         return self.message if isinstance(self.message, Request) else None
 
     async def reply(self, answer: BaseModel) -> bool:
-        """Publish ``answer`` on the request's ``reply_to``; False when there is none."""
+        """Publish ``answer`` on the request's ``reply_to``; False when there is none.
+
+        Also False, with a log line, when the reply rule forbids that ``reply_to`` for this
+        request's topic (see :func:`fogmesh.bus.reply_allowed`): nothing is published there.
+        """
         request = self.request
         if request is None or request.reply_to is None:
+            return False
+        if not reply_allowed(self.topic, request.reply_to):
+            log.warning(
+                "reply_to refused by the reply rule", topic=self.topic, reply_to=request.reply_to
+            )
             return False
         await self.bus.publish(request.reply_to, answer, qos=1)
         return True
@@ -98,3 +104,29 @@ class MessageContext:
             error=error,
         )
         return await self.reply(answer)
+
+
+async def run_handler(
+    handler: Callable[[Any, MessageContext], Awaitable[None]],
+    message: BaseModel,
+    ctx: MessageContext,
+) -> None:
+    """Run ``handler``: a :class:`Refusal` becomes its error reply, any other exception
+    ``internal`` without the exception's text (it stays in this service's log)."""
+    correlation_id = getattr(message, "correlation_id", None)
+    with structlog.contextvars.bound_contextvars(topic=ctx.topic, correlation_id=correlation_id):
+        try:
+            await handler(message, ctx)
+        except Refusal as refusal:
+            log.info("request refused", code=refusal.code.value, reason=refusal.message)
+            await ctx.reply_error(refusal.info())
+        except Exception as exc:
+            log.exception("handler raised")
+            # the caller learns what and where, never the text (it may hold another's data)
+            await ctx.reply_error(
+                ErrorInfo(
+                    code=ErrorCode.INTERNAL,
+                    message=f"internal error ({type(exc).__name__}) in {ctx.bus.config.client_id}"
+                    f"; correlation_id {correlation_id}",
+                )
+            )

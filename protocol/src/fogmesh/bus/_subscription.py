@@ -1,7 +1,10 @@
 """One subscription of a bus: its filter, model and handler, and the worker that runs it.
 
 Messages of one subscription are handled in order; a handler that raises, refuses or is
-cancelled by accident never ends the worker.
+cancelled by accident never ends the worker. A QoS 1 message is acknowledged to the broker only
+once every subscription it went to has handled it (returned, refused or failed: a poison message
+is acknowledged too, so it is not redelivered forever); one still queued when the service dies
+is delivered again to its persistent session.
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ import aiomqtt
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from fogmesh.bus._context import MessageContext, RawMessage, Refusal, topic_ref
-from fogmesh.bus._replies import invalid_payload_reply, payload_bytes
+from fogmesh.bus._context import MessageContext, RawMessage, run_handler, topic_ref
+from fogmesh.bus._replies import envelope_hint, invalid_payload_reply, payload_bytes, refusal_reply
 from fogmesh.protocol import ErrorCode, ErrorInfo
 
 if TYPE_CHECKING:
     from fogmesh.bus._client import Bus
 
-__all__ = ["Handler", "Subscription"]
+__all__ = ["Delivery", "Handler", "Subscription"]
 
 log = structlog.get_logger("fogmesh.bus")
 
@@ -31,68 +34,82 @@ Handler = Callable[[M, MessageContext], Awaitable[None]]
 
 
 @dataclass(slots=True)
+class Delivery:
+    """A message as it came from one connection, and how many subscriptions still hold it."""
+
+    message: aiomqtt.Message
+    client: aiomqtt.Client
+    pending: int = 1
+
+
+@dataclass(slots=True)
 class Subscription:
-    """A filter, the model its payloads must validate as, and the handler that gets them."""
+    """A filter, the model its payloads must validate as, and the handler that gets them.
+
+    ``max_payload`` (bytes) overrides the bus's limit for this filter (None: the bus's).
+    """
 
     filter: str
     model: type[BaseModel]
     handler: Handler[Any]
     qos: int
-    queue: asyncio.Queue[aiomqtt.Message] = field(default_factory=asyncio.Queue)
+    max_payload: int | None = None
+    queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
 
     async def serve(self, bus: Bus) -> None:
         """Handle this subscription's messages one by one, for as long as the bus runs."""
-        sub = self
         while True:
-            message = await sub.queue.get()
+            delivery = await self.queue.get()
             try:
-                await self._handle(bus, message)
+                await self._handle(bus, delivery.message)
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
-                    raise  # the bus is closing
-                log.warning("a handler was cancelled; the subscription goes on", topic=sub.filter)
+                    raise  # the bus is closing: not handled, so not acknowledged
+                log.warning("a handler was cancelled; the subscription goes on", topic=self.filter)
             except Exception:  # the loop must outlive any one message
-                log.exception("bus handler failed outside its guard", topic=message.topic.value)
+                log.exception("bus handler failed outside its guard", topic=self.filter)
+            delivery.pending -= 1
+            if delivery.pending <= 0:
+                bus.acknowledge(delivery)
 
     async def _handle(self, bus: Bus, message: aiomqtt.Message) -> None:
-        sub = self
         topic = message.topic.value
         payload = payload_bytes(message.payload)
+        limit = self.max_payload or bus.config.max_payload
+        if len(payload) > limit:
+            with structlog.contextvars.bound_contextvars(topic=topic):
+                await self._refuse_oversized(bus, topic, payload, limit)
+            return
         try:
             model = (
                 RawMessage(payload=payload)
-                if sub.model is RawMessage
-                else sub.model.model_validate_json(payload)
+                if self.model is RawMessage
+                else self.model.model_validate_json(payload)
             )
         except ValidationError as exc:
             with structlog.contextvars.bound_contextvars(topic=topic):
-                await self._refuse_invalid(bus, payload, exc)
-            return
-        correlation_id = getattr(model, "correlation_id", None)
-        with structlog.contextvars.bound_contextvars(topic=topic, correlation_id=correlation_id):
-            ctx = MessageContext(bus, topic, topic_ref(topic), bool(message.retain), model)
-            try:
-                await sub.handler(model, ctx)
-            except Refusal as refusal:
-                log.info("request refused", code=refusal.code.value, reason=refusal.message)
-                await ctx.reply_error(refusal.info())
-            except Exception as exc:
-                log.exception("handler raised")
-                # the details stay in this service's log; the caller learns what and where
-                await ctx.reply_error(
-                    ErrorInfo(
-                        code=ErrorCode.INTERNAL,
-                        message=f"internal error ({type(exc).__name__}) in {bus.config.client_id}"
-                        f"; correlation_id {correlation_id}",
-                    )
+                answer = invalid_payload_reply(
+                    payload, exc, source=bus.config.client_id, topic=topic
                 )
+                if answer is not None:
+                    await bus.publish(*answer, qos=1)
+            return
+        ctx = MessageContext(bus, topic, topic_ref(topic), bool(message.retain), model)
+        await run_handler(self.handler, model, ctx)
 
     @staticmethod
-    async def _refuse_invalid(bus: Bus, payload: bytes, exc: ValidationError) -> None:
-        """Log an invalid payload and answer it when it says where to."""
-        answer = invalid_payload_reply(payload, exc, source=bus.config.client_id)
+    async def _refuse_oversized(bus: Bus, topic: str, payload: bytes, limit: int) -> None:
+        """Log a payload over the limit and answer it, found by a bounded scan, not parsed."""
+        log.warning("payload over the size limit", size=len(payload), limit=limit)
+        info = ErrorInfo(
+            code=ErrorCode.INVALID_PAYLOAD,
+            message=f"payload of {len(payload)} bytes exceeds the limit of {limit} bytes",
+            details={"size": len(payload), "limit": limit},
+        )
+        answer = refusal_reply(
+            payload, info, source=bus.config.client_id, topic=topic, where=envelope_hint(payload)
+        )
         if answer is not None:
-            reply_to, error = answer
-            await bus.publish(reply_to, error, qos=1)
+            await bus.publish(*answer, qos=1)

@@ -193,13 +193,14 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         payload="the app's own bytes",
     ),
     TopicSpec(
-        "fm/v1/reply/{client}",
+        "fm/v1/reply/{account}/{client}",
         None,
         "any service answering a request",
         "the requester",
         1,
         False,
-        "Replies: the request's reply model, or `ErrorReply`.",
+        "Replies: the request's reply model, or `ErrorReply`. `{account}` is the tenant of an"
+        " `api` request, else the requester's broker account; a service answers only there.",
         payload="the request's reply model",
     ),
     TopicSpec(

@@ -13,7 +13,7 @@ The tree (``ROOT`` is ``fm/v1``)::
     fm/v1/events/fleet/{kind}
     fm/v1/events/tenants/{tenant}/{kind}
     fm/v1/data/{tenant}/{app}/{stream}
-    fm/v1/reply/{client}
+    fm/v1/reply/{account}/{client}
     fm/v1/mesh/{broker}/links/{link}
     fm/v1/leases/{duty}
 """
@@ -49,6 +49,7 @@ __all__ = [
     "mesh_link",
     "node",
     "node_cmd",
+    "node_cmd_filter",
     "node_filter",
     "parse_topic",
     "reply",
@@ -101,6 +102,7 @@ class TopicRef:
     event: str | None = None
     app: str | None = None
     stream: str | None = None
+    account: str | None = None
     client: str | None = None
     broker: str | None = None
     link: str | None = None
@@ -122,7 +124,7 @@ class TopicRef:
             case TopicKind.DATA:
                 return data(_req(self.tenant), _req(self.app), _req(self.stream))
             case TopicKind.REPLY:
-                return reply(_req(self.client))
+                return reply(_req(self.account), _req(self.client))
             case TopicKind.MESH_LINK:
                 return mesh_link(_req(self.broker), _req(self.link))
             case TopicKind.LEASE:
@@ -153,6 +155,11 @@ def node_filter(channel: NodeChannel | str) -> str:
 def node_cmd(node_id: str, verb: NodeVerb | str) -> str:
     """``fm/v1/nodes/{node}/cmd/{verb}``: a command to one node's agent."""
     return f"{ROOT}/nodes/{check_id(node_id, what='node')}/cmd/{check_id(verb, what='verb')}"
+
+
+def node_cmd_filter(node_id: str) -> str:
+    """Every command to one node's agent: ``fm/v1/nodes/{node}/cmd/+``."""
+    return f"{ROOT}/nodes/{check_id(node_id, what='node')}/cmd/+"
 
 
 def api(tenant: str, resource: str, action: AppAction | str) -> str:
@@ -211,9 +218,14 @@ def data_filter(tenant: str, app: str) -> str:
     return f"{ROOT}/data/{check_id(tenant, what='tenant')}/{check_id(app, what='app')}/#"
 
 
-def reply(client: str) -> str:
-    """``fm/v1/reply/{client}``: where one bus client receives its replies."""
-    return f"{ROOT}/reply/{check_id(client, what='client')}"
+def reply(account: str, client: str) -> str:
+    """``fm/v1/reply/{account}/{client}``: where one bus client receives its replies.
+
+    ``account`` is the broker account (username) the client connects as, or the tenant it asks
+    for; the broker's ACLs let only that account (or tenant) read it, so replies stay private
+    even on brokers that do not tie client ids to accounts.
+    """
+    return f"{ROOT}/reply/{check_id(account, what='account')}/{check_id(client, what='client')}"
 
 
 def mesh_link(broker: str, link: str) -> str:
@@ -249,8 +261,8 @@ def parse_topic(topic: str) -> TopicRef:
             return TopicRef(TopicKind.TENANT_EVENT, tenant=tenant, event=kind)
         case ["data", tenant, app, stream]:
             return TopicRef(TopicKind.DATA, tenant=tenant, app=app, stream=stream)
-        case ["reply", client]:
-            return TopicRef(TopicKind.REPLY, client=client)
+        case ["reply", account, client]:
+            return TopicRef(TopicKind.REPLY, account=account, client=client)
         case ["mesh", broker, "links", link]:
             return TopicRef(TopicKind.MESH_LINK, broker=broker, link=link)
         case ["leases", duty]:

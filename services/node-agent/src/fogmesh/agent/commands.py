@@ -22,7 +22,7 @@ from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime, workload_key
 from fogmesh.agent.runtime.errors import InstanceNotFound, RuntimeFailure, UnsafePath
 from fogmesh.agent.tracked import Tracked
-from fogmesh.bus import Bus, MessageContext, Refusal
+from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
 from fogmesh.protocol import (
     AckReply,
     ErrorCode,
@@ -47,6 +47,8 @@ log = structlog.get_logger("fogmesh.agent.commands")
 
 VERBS = tuple(NodeVerb)  # named once, in the protocol
 P = WorkloadPhase
+# An upload carries its file in base64 (4/3 of its size) beside a small envelope.
+MAX_COMMAND_PAYLOAD = MAX_UPLOAD_BYTES * 4 // 3 + 64 * 1024
 
 
 class CommandHandler:
@@ -68,13 +70,21 @@ class CommandHandler:
         self._usage = usage
         self.allow_operator = allow_operator
         self.stop_timeout = stop_timeout
+        self.router = RequestRouter(
+            topics.node_cmd_filter(node),
+            {
+                NodeVerb.LOGS: Action(LogsCommand, self.on_logs),
+                NodeVerb.UPLOAD: Action(UploadCommand, self.on_upload),
+                NodeVerb.RESTART: Action(RestartCommand, self.on_restart),
+                NodeVerb.REPORT: Action(ReportCommand, self.on_report),
+            },
+            what="command",
+            max_payload=MAX_COMMAND_PAYLOAD,
+        )
 
     def register(self, bus: Bus) -> None:
-        """Subscribe the four verbs on ``bus``."""
-        bus.subscribe(topics.node_cmd(self.node, "logs"), LogsCommand, self.on_logs)
-        bus.subscribe(topics.node_cmd(self.node, "upload"), UploadCommand, self.on_upload)
-        bus.subscribe(topics.node_cmd(self.node, "restart"), RestartCommand, self.on_restart)
-        bus.subscribe(topics.node_cmd(self.node, "report"), ReportCommand, self.on_report)
+        """Serve the four verbs on ``bus`` under ``fm/v1/nodes/{node}/cmd/+``."""
+        self.router.attach(bus)
 
     # -- authorisation ------------------------------------------------------------------------
 

@@ -9,14 +9,13 @@ registry's resources ``invalid_request``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import ConfigDict, ValidationError
 from sqlalchemy import Engine
 
-from fogmesh.bus import Bus, MessageContext, Refusal
-from fogmesh.protocol import ErrorCode, Request, error_info_from_validation, topics
+from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
+from fogmesh.protocol import ErrorCode, Request, topics
 from fogmesh.protocol.queries import (
     EVENTS_RESOURCE,
     NODES_RESOURCE,
@@ -41,64 +40,34 @@ from fogmesh.registry.db import reads
 __all__ = ["QueryApi"]
 
 _T = TypeVar("_T")
-_Handler = Callable[[Any, MessageContext], Awaitable[None]]
-
-
-class _AnyRequest(Request):
-    """Any request on a registry resource, before it is validated as its action's model."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 class QueryApi:
     """Answers the registry's queries from ``engine``."""
 
-    ACTIONS: dict[str, frozenset[str]] = {
-        NODES_RESOURCE: frozenset({"list", "get"}),
-        WORKLOADS_RESOURCE: frozenset({"list"}),
-        EVENTS_RESOURCE: frozenset({"list"}),
-        REGISTRY_APPS_RESOURCE: frozenset({"list", "get"}),
-    }
-
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._routes: dict[tuple[str, str], tuple[type[Request], _Handler]] = {}
+        actions: dict[str, dict[str, Action[Any]]] = {
+            NODES_RESOURCE: {
+                "list": Action(ListNodes, self.list_nodes),
+                "get": Action(GetNode, self.get_node),
+            },
+            WORKLOADS_RESOURCE: {"list": Action(ListWorkloads, self.list_workloads)},
+            EVENTS_RESOURCE: {"list": Action(ListEvents, self.list_events)},
+            REGISTRY_APPS_RESOURCE: {
+                "list": Action(ListRegistryApps, self.list_apps),
+                "get": Action(GetRegistryApp, self.get_app),
+            },
+        }
+        self.routers = [
+            RequestRouter(topics.api_filter(resource), by_name, what=f"{resource} action")
+            for resource, by_name in actions.items()
+        ]
 
     def attach(self, bus: Bus) -> None:
-        """Subscribe to each resource once (``fm/v1/api/+/{resource}/+``) and route by action.
-
-        One subscription per resource, not one per action plus a catch-all: brokers may deliver
-        a message once per matching subscription, which would answer a request twice.
-        """
-        self._routes = {
-            (NODES_RESOURCE, "list"): (ListNodes, self.list_nodes),
-            (NODES_RESOURCE, "get"): (GetNode, self.get_node),
-            (WORKLOADS_RESOURCE, "list"): (ListWorkloads, self.list_workloads),
-            (EVENTS_RESOURCE, "list"): (ListEvents, self.list_events),
-            (REGISTRY_APPS_RESOURCE, "list"): (ListRegistryApps, self.list_apps),
-            (REGISTRY_APPS_RESOURCE, "get"): (GetRegistryApp, self.get_app),
-        }
-        for resource in self.ACTIONS:
-            bus.subscribe(topics.api_filter(resource), _AnyRequest, self._route)
-
-    async def _route(self, msg: _AnyRequest, ctx: MessageContext) -> None:
-        ref = ctx.ref
-        if ref is None or ref.resource is None or ref.action is None:
-            return
-        route = self._routes.get((ref.resource, ref.action))
-        if route is None:
-            known = ", ".join(sorted(self.ACTIONS.get(ref.resource, frozenset())))
-            raise Refusal(
-                ErrorCode.INVALID_REQUEST,
-                f"unknown action {ref.resource}/{ref.action}; try {known}",
-            )
-        model, handler = route
-        try:
-            request = model.model_validate(msg.model_dump())
-        except ValidationError as exc:
-            await ctx.reply_error(error_info_from_validation(exc))
-            return
-        await handler(request, ctx)
+        """Serve each resource under one filter (``fm/v1/api/+/{resource}/+``)."""
+        for router in self.routers:
+            router.attach(bus)
 
     @staticmethod
     def tenant(request: Request, ctx: MessageContext) -> str:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
-from pydantic import ConfigDict, ValidationError
 
-from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage, Refusal
+from fogmesh.bus import Action, Bus, BusConfig, MessageContext, Refusal, RequestRouter
 from fogmesh.protocol import NotConnectedError, topics
 from fogmesh.protocol.apps import (
     APPS_RESOURCE,
@@ -31,8 +30,8 @@ from fogmesh.protocol.apps import (
     ScaleApp,
     UpdateApp,
 )
-from fogmesh.protocol.envelope import Reply, Request, error_info_from_validation
-from fogmesh.protocol.errors import ErrorCode, ErrorInfo
+from fogmesh.protocol.envelope import Reply, Request
+from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.manifest import AppManifest
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
@@ -48,13 +47,6 @@ __all__ = ["SchedulerService"]
 log = structlog.get_logger("fogmesh.scheduler")
 Q = TypeVar("Q", bound=Request)
 RETRY_PENDING_EVERY_S = 10.0
-ApiHandler = Callable[[Request, MessageContext], Awaitable[None]]
-
-
-class _AnyRequest(Request):
-    """Just the envelope of a request (to answer one whose action or body is wrong)."""
-
-    model_config = ConfigDict(extra="ignore")
 
 
 class SchedulerService:
@@ -80,7 +72,10 @@ class SchedulerService:
         """Set once this instance leads and has published what its store says."""
         self._retry_version = -1
         self._retry_at = 0.0
-        self._api_routes = self._routes()
+        self.api = RequestRouter(
+            topics.api_filter(APPS_RESOURCE), self._actions(), what="apps action",
+            guard=lambda: self.leader,  # a standby stays silent; the leader answers
+        )  # fmt: skip
 
     @property
     def leader(self) -> bool:
@@ -111,80 +106,18 @@ class SchedulerService:
         bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_heartbeat)
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
-        # One subscription for every action, routed here: a filter per action plus a
-        # catch-all would overlap, and a broker may deliver a message once per matching
-        # subscription (amqtt does), so a request would be handled twice.
-        bus.subscribe(topics.api_filter(APPS_RESOURCE), RawMessage, self._on_api)
+        self.api.attach(bus)
 
-    def _routes(self) -> dict[str, tuple[type[Request], ApiHandler]]:
-        route = self._route
+    def _actions(self) -> dict[str, Action[Any]]:
+        api = self._api
         return {
-            AppAction.DEPLOY.value: route(DeployApp, self._deploy),
-            AppAction.UPDATE.value: route(UpdateApp, self._update),
-            AppAction.SCALE.value: route(ScaleApp, self._scale),
-            AppAction.DELETE.value: route(DeleteApp, self._delete),
-            AppAction.LIST.value: route(ListApps, self._list),
-            AppAction.GET.value: route(GetApp, self._get),
+            AppAction.DEPLOY.value: Action(DeployApp, api(self._deploy)),
+            AppAction.UPDATE.value: Action(UpdateApp, api(self._update)),
+            AppAction.SCALE.value: Action(ScaleApp, api(self._scale)),
+            AppAction.DELETE.value: Action(DeleteApp, api(self._delete)),
+            AppAction.LIST.value: Action(ListApps, api(self._list)),
+            AppAction.GET.value: Action(GetApp, api(self._get)),
         }
-
-    def _route(
-        self, model: type[Q], action: Callable[[str, Q, Changes], Awaitable[Reply]]
-    ) -> tuple[type[Request], ApiHandler]:
-        handler = self._api(action)
-
-        async def typed(request: Request, ctx: MessageContext) -> None:
-            assert isinstance(request, model)
-            await handler(request, ctx)
-
-        return model, typed
-
-    async def _on_api(self, raw: RawMessage, ctx: MessageContext) -> None:
-        """Parse a request as its action's model and hand it on; answer errors on reply_to."""
-        if not self.leader:
-            return  # a standby stays silent; the leader answers
-        action = ctx.ref.action if ctx.ref is not None else None
-        route = self._api_routes.get(action or "")
-        if route is None:
-            known = ", ".join(a.value for a in AppAction)
-            await self._answer_bare(
-                raw, ctx, ErrorInfo(
-                    code=ErrorCode.INVALID_REQUEST,
-                    message=f"unknown apps action {action!r}; known actions: {known}",
-                    details={"action": action, "known": [a.value for a in AppAction]},
-                ),
-            )  # fmt: skip
-            return
-        model, handler = route
-        try:
-            request = model.model_validate_json(raw.payload)
-        except ValidationError as exc:
-            info = error_info_from_validation(exc)
-            log.warning("invalid payload", topic=ctx.topic, reason=info.message)
-            await self._answer_bare(raw, ctx, info)
-            return
-        rctx = MessageContext(ctx.bus, ctx.topic, ctx.ref, ctx.retained, request)
-        with structlog.contextvars.bound_contextvars(correlation_id=request.correlation_id):
-            try:
-                await handler(request, rctx)
-            except Refusal as refusal:
-                log.info("request refused", code=refusal.code.value, reason=refusal.message)
-                await rctx.reply_error(refusal.info())
-            except Exception as exc:
-                log.exception("apps request failed", topic=ctx.topic)
-                await rctx.reply_error(
-                    ErrorInfo(code=ErrorCode.INTERNAL, message=f"{type(exc).__name__}: {exc}")
-                )
-
-    @staticmethod
-    async def _answer_bare(raw: RawMessage, ctx: MessageContext, error: ErrorInfo) -> None:
-        """Answer ``error`` to a request we could not parse, if its envelope says where."""
-        try:
-            envelope = _AnyRequest.model_validate_json(raw.payload)
-        except ValidationError:
-            log.warning("request without a usable envelope", topic=ctx.topic)
-            return
-        bare = MessageContext(ctx.bus, ctx.topic, ctx.ref, ctx.retained, envelope)
-        await bare.reply_error(error)
 
     # --- the fleet -----------------------------------------------------------------------------
 
@@ -287,8 +220,6 @@ class SchedulerService:
         self, action: Callable[[str, Q, Changes], Awaitable[Reply]]
     ) -> Callable[[Q, MessageContext], Awaitable[None]]:
         async def handler(request: Q, ctx: MessageContext) -> None:
-            if not self.leader:
-                return  # a standby stays silent; the leader answers
             tenant = ctx.ref.tenant if ctx.ref is not None else None
             if tenant is None:
                 raise Refusal(ErrorCode.INVALID_REQUEST, f"no tenant in topic {ctx.topic}")

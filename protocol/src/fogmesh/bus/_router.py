@@ -1,0 +1,163 @@
+"""One request router: a set of actions served under one topic filter.
+
+A service declares its actions (name -> request model and handler) and the router does the
+rest, the same way for every service:
+
+* one subscription for the whole filter (a broker may deliver a message once per matching
+  subscription, so a filter per action plus a catch-all would answer twice);
+* an optional guard (a standby scheduler stays silent: nothing is answered while it is false);
+* the action is the topic's last level (``action`` of an API topic, ``verb`` of a node
+  command); an unknown one is answered ``invalid_request`` naming the known actions;
+* a payload over the bus's size limit is refused unparsed; one nested too deep for the parser
+  or failing the model is answered ``invalid_payload`` naming the fields; each is validated once;
+* a request whose ``(id, correlation_id)`` was seen on the same topic lately is a replay: it is
+  not handled again and gets no second answer, only a log line (the first answer went to the
+  same ``reply_to``);
+* each tenant has a token bucket: a request over it is answered ``unavailable`` with
+  ``retry_after_s`` at once, without parsing its body, and the answer is sent in the background,
+  so one tenant's flood costs another tenant's requests only the time to refuse it;
+* ``Refusal`` becomes its code; any other exception ``internal`` without its text (see
+  :mod:`fogmesh.bus._subscription`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import structlog
+from pydantic import ValidationError
+
+from fogmesh.bus._context import MessageContext, RawMessage, run_handler
+from fogmesh.bus._limits import RecentIds, TokenBuckets
+from fogmesh.bus._replies import invalid_payload_reply, refusal_reply
+from fogmesh.protocol import ErrorCode, ErrorInfo, Request
+from fogmesh.protocol.topics import TopicKind, TopicRef
+
+if TYPE_CHECKING:
+    from fogmesh.bus._client import Bus
+
+__all__ = ["Action", "RequestRouter"]
+
+log = structlog.get_logger("fogmesh.bus")
+
+Q = TypeVar("Q", bound=Request)
+OPERATOR = "(operator)"
+"""The throttle key of requests that name no tenant (an operator's node commands)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action(Generic[Q]):
+    """One action a router serves: the model its requests validate as, and its handler."""
+
+    model: type[Q]
+    handler: Callable[[Q, MessageContext], Awaitable[None]]
+
+
+class RequestRouter:
+    """Serves ``actions`` under ``topic_filter``; see the module docstring for the rules.
+
+    ``what`` names the actions in messages ("apps action"). ``rate_per_s`` and ``burst`` are
+    each tenant's token bucket; ``recent_ids`` how many requests are remembered for replays;
+    ``max_payload`` overrides the bus's size limit for this filter (bytes).
+    """
+
+    def __init__(
+        self,
+        topic_filter: str,
+        actions: Mapping[str, Action[Any]],
+        *,
+        what: str = "action",
+        guard: Callable[[], bool] | None = None,
+        rate_per_s: float = 100.0,
+        burst: float = 200.0,
+        recent_ids: int = 4096,
+        max_payload: int | None = None,
+    ) -> None:
+        self.filter = topic_filter
+        self.actions = dict(actions)
+        self.what = what
+        self.guard = guard
+        self.throttle = TokenBuckets(rate_per_s, burst)
+        self.recent = RecentIds(recent_ids)
+        self.max_payload = max_payload
+
+    def attach(self, bus: Bus) -> None:
+        """Subscribe the filter on ``bus`` (once; attaching again replaces the handler)."""
+        bus.subscribe(self.filter, RawMessage, self._on_message, max_payload=self.max_payload)
+
+    async def _on_message(self, raw: RawMessage, ctx: MessageContext) -> None:
+        if self.guard is not None and not self.guard():
+            return  # e.g. a standby: the leader answers
+        ref = ctx.ref
+        name = _action_of(ref)
+        action = self.actions.get(name or "")
+        if action is None:
+            await self._refuse(raw, ctx, self._unknown(name))
+            return
+        if ref is not None and ref.kind is TopicKind.API and not self._admit(ref.tenant, raw, ctx):
+            return  # an API request's tenant is its topic's: refused before parsing
+        try:
+            request = action.model.model_validate_json(raw.payload)
+        except ValidationError as exc:
+            answer = invalid_payload_reply(
+                raw.payload, exc, source=ctx.bus.config.client_id, topic=ctx.topic
+            )
+            if answer is not None:
+                await ctx.bus.publish(*answer, qos=1)
+            return
+        if (ref is None or ref.kind is not TopicKind.API) and not self._admit(
+            request.tenant or OPERATOR, raw, ctx, request
+        ):
+            return
+        if self.recent.seen_before((ctx.topic, request.id, request.correlation_id)):
+            log.warning("replayed request not handled again", request_id=request.id)
+            return
+        await run_handler(action.handler, request, ctx.with_message(request))
+
+    def _unknown(self, name: str | None) -> ErrorInfo:
+        known = list(self.actions)
+        return ErrorInfo(
+            code=ErrorCode.INVALID_REQUEST,
+            message=f"unknown {self.what} {name!r}; known actions: {', '.join(known)}",
+            details={"action": name, "known": known},
+        )
+
+    def _admit(
+        self,
+        tenant: str | None,
+        raw: RawMessage,
+        ctx: MessageContext,
+        request: Request | None = None,
+    ) -> bool:
+        wait = self.throttle.take(tenant or OPERATOR)
+        if not wait:
+            return True
+        retry = round(wait, 3)
+        log.info("request throttled", tenant=tenant, retry_after_s=retry)
+        info = ErrorInfo(
+            code=ErrorCode.UNAVAILABLE,
+            message=f"too many requests from {tenant or 'the operator'}; retry in {retry} s",
+            details={"retry_after_s": retry},
+        )
+        where = (request.reply_to, request.correlation_id) if request is not None else None
+        answer = refusal_reply(
+            raw.payload, info, source=ctx.bus.config.client_id, topic=ctx.topic, where=where
+        )
+        if answer is not None:
+            ctx.bus.publish_later(*answer)  # never wait on a flooder in the shared worker
+        return False
+
+    @staticmethod
+    async def _refuse(raw: RawMessage, ctx: MessageContext, info: ErrorInfo) -> None:
+        log.info("request refused", code=info.code.value, reason=info.message)
+        answer = refusal_reply(raw.payload, info, source=ctx.bus.config.client_id, topic=ctx.topic)
+        if answer is not None:
+            await ctx.bus.publish(*answer, qos=1)
+
+
+def _action_of(ref: TopicRef | None) -> str | None:
+    if ref is None:
+        return None
+    return ref.action if ref.kind is TopicKind.API else ref.verb
