@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 from pathlib import Path
 
 import psutil
 
-from fogmesh.protocol import ActualState, WorkloadPhase, topics
+from fogmesh.agent.runtime import NativeRuntime, workload_key
+from fogmesh.agent.runtime.native_isolation import account_name
+from fogmesh.protocol import ActualState, Event, EventKind, NodeHello, WorkloadPhase, topics
 from tests.agent.helpers import desired, native_workload
 from tests.agent.support import AgentProc, Probe, mosquitto_pub, wait_for
+from tests.agent_runtime.helpers import eventually
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import unique
 
+ISO_TENANT = "iso-a"  # a fixed tenant: its system account is made once, not once per run
 SCRIPT = """#!/bin/sh
 trap 'exit 0' TERM
 echo "native up colour=$COLOUR"
@@ -101,3 +106,78 @@ async def test_native_workload_lifecycle(
         ),
         what="actual empty",
     )
+
+
+ESCAPE = """#!/bin/sh
+echo "uid $(id -u)"
+if head -1 /etc/shadow >/dev/null 2>&1; then echo "shadow leaked"; else echo "shadow denied"; fi
+if ls "$AGENT_STATE" >/dev/null 2>&1; then echo "state leaked"; else echo "state denied"; fi
+trap 'exit 0' TERM
+while true; do sleep 1; done
+"""
+
+
+async def test_tenant_native_workload_is_not_root(
+    broker: BrokerProcess, agents: list[AgentProc], probe: Probe, tmp_path: Path, run_label: str
+) -> None:
+    """The reported fault, through the agent: a tenant's ``/bin/sh`` component ran ``id`` as
+    uid 0 and read /etc/shadow. Now it runs as its tenant's own unprivileged user."""
+    node, tenant = unique("n"), ISO_TENANT
+    script = tmp_path / "escape.sh"
+    script.write_text(ESCAPE)
+    state = tmp_path / "state"
+    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
+    agents.append(
+        AgentProc(node, broker.port, state, run_label, extra=["--runtimes", "native"]).start()
+    )
+    spec = native_workload("probe", tenant, str(script), env={"AGENT_STATE": str(state)})
+    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1, spec))
+    await wait_for(
+        lambda: _status(actuals, "probe")[0] is WorkloadPhase.RUNNING, what="probe running"
+    )
+    runtime = NativeRuntime(state / "native", node)
+    key = workload_key(tenant, "probe")
+
+    async def printed() -> bool:
+        return len(await runtime.logs(key)) >= 3
+
+    await eventually(printed, what="probe output")
+    account = pwd.getpwnam(account_name(tenant))
+    assert await runtime.logs(key) == [f"uid {account.pw_uid}", "shadow denied", "state denied"]
+    assert account.pw_uid != 0
+    assert psutil.Process(int(_status(actuals, "probe")[1])).uids().effective == account.pw_uid
+
+
+async def test_refused_native_component_is_rejected_not_crashed(
+    broker: BrokerProcess, agents: list[AgentProc], probe: Probe, tmp_path: Path, run_label: str
+) -> None:
+    """``native_isolation: refuse``: the hello offers no native runtime, a native workload is
+    failed with the reason (a workload-state event and actual), and the agent keeps serving."""
+    node, tenant = unique("n"), ISO_TENANT
+    config = tmp_path / "agent.yaml"
+    config.write_text("native_isolation: refuse\nruntimes: [native]\n")
+    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
+    hellos: list[NodeHello] = probe.watch(topics.node(node, "hello"), NodeHello)
+    events: list[Event] = probe.watch(topics.tenant_event(tenant, EventKind.WORKLOAD_STATE), Event)
+    agent = AgentProc(
+        node, broker.port, tmp_path / "state", run_label, extra=["--config", str(config)]
+    ).start()
+    agents.append(agent)
+    await wait_for(lambda: bool(hellos), what="hello")
+    assert "native" not in hellos[-1].facts.runtimes
+    spec = native_workload("job", tenant, "/bin/true")
+    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1, spec))
+
+    def refused() -> bool:
+        for w in actuals[-1].workloads if actuals else []:
+            if w.name == "job" and w.phase is WorkloadPhase.FAILED and "refused" in w.reason:
+                return True
+        return False
+
+    await wait_for(refused, what="workload failed as refused")
+    assert actuals[-1].state == "degraded"
+    await wait_for(
+        lambda: any(e.workload == "job" and "refused" in e.message for e in events),
+        what="workload-state event with the reason",
+    )
+    assert agent.alive()

@@ -90,6 +90,15 @@ async def test_lifecycle_limits_labels_logs_files(
     assert host["NanoCpus"] == 500_000_000
     assert host["Memory"] == 64 << 20
     assert host["RestartPolicy"]["Name"] == "no"
+    # nothing of the host: not privileged, no binds, no devices or added capabilities
+    assert host["Privileged"] is False
+    assert not host.get("Binds")
+    assert not host.get("Devices")
+    assert not host.get("CapAdd")
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["NetworkMode"] != "host"
+    assert host["PidMode"] in ("", "private")
+    assert all(m["Type"] == "volume" for m in info["Mounts"])
     # by id: a network name can be ambiguous after a create race between agents
     assert inspect("network", host["NetworkMode"])["Name"] == f"fm-{tenant}"
     labels = info["Config"]["Labels"]
@@ -164,22 +173,31 @@ async def test_pull_from_local_registry(
 async def test_two_tenants_get_separate_networks(
     docker_rt: DockerRuntime, busybox: str, run_id: str
 ) -> None:
-    """Same app/component in two tenants: distinct names, each on its own tenant network."""
+    """The same workload name, app and component in two tenants: two containers, networks and
+    volumes, each found by its own (tenant, name) key."""
     tenants = [f"a{run_id}", f"b{run_id}"]
-    specs = [docker_spec(f"svc-{t}", busybox, t, component="svc") for t in tenants]
+    volumes = [VolumeSpec(name="data", mount_path="/data")]
+    specs = [docker_spec("svc", busybox, t, volumes=volumes) for t in tenants]
     for spec in specs:
         await docker_rt.prepare(spec)
         await docker_rt.create(spec)
         await docker_rt.start(key(spec))
+    await docker_rt.put_file(key(specs[0]), "/data/mine.txt", b"a's")
     for tenant in tenants:
         cname = f"fm-n-{run_id}-{tenant}-app-svc-0"
-        networks = inspect("container", cname)["NetworkSettings"]["Networks"]
+        info = inspect("container", cname)
+        assert info["Config"]["Labels"]["fogmesh.tenant"] == tenant
+        assert [m["Name"] for m in info["Mounts"]] == [f"{cname}-data"]
+        networks = info["NetworkSettings"]["Networks"]
         assert list(networks) == [f"fm-{tenant}"]
         members = inspect("network", f"fm-{tenant}")["Containers"].values()
         assert [m["Name"] for m in members] == [cname]
         assert inspect("network", f"fm-{tenant}")["Labels"][RUN_LABEL] == run_id
     listed = await docker_rt.list_instances()
     assert sorted(s.name for s in listed) == sorted(key(s) for s in specs)
+    assert len({s.runtime_id for s in listed}) == 2
+    archive = await docker_rt.snapshot(key(specs[1]))
+    assert b"a's" not in archive  # the other tenant's volume holds nothing of the first's
     for spec in specs:
         await docker_rt.stop(key(spec), timeout=1)
         await docker_rt.remove(key(spec))

@@ -3,8 +3,9 @@
 :class:`NativeAccess` applies the operator's :class:`~.native_isolation.NativeIsolation` to the
 native runtime's state directory (layout in :mod:`.native_state`):
 
-* the state directory is 0711 and each of its ancestors gets ``o+x`` (a state directory made
-  0700, as ``fogmesh up`` makes it, stays unlistable; every file in it stays 0600), and so do
+* the state directory is 0711, its parent (the agent's own state directory) loses read and
+  write for group and others, and each ancestor gets ``o+x`` (a state directory made 0700, as
+  ``fogmesh up`` makes it, stays unlistable; every file in it stays 0600), and so do
   the directories holding the agent's own Python (native components are often Python programs
   run with it, as the sample app is), so a tenant's user can reach its ``work/`` and run them;
 * ``{tenant}/`` and ``{tenant}/{dir}/`` are ``root:{tenant's group}`` 0710: only that tenant's
@@ -16,6 +17,7 @@ native runtime's state directory (layout in :mod:`.native_state`):
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -92,6 +94,7 @@ class NativeAccess:
         cache.chmod(0o700)
         if self.switches_user:
             self.state_dir.chmod(0o711)
+            _no_listing(self.state_dir.parent)  # the agent's own state directory
             grant_traversal(self.state_dir.resolve())
             for python in {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve())}:
                 grant_traversal(Path(python).resolve())
@@ -116,3 +119,10 @@ class NativeAccess:
             os.chown(layout.work, run_as.uid, gid)
         layout.work.chmod(0o700)
         make_dirs(self.owner(run_as), layout.state)
+
+
+def _no_listing(folder: Path) -> None:
+    """Drop group / other read and write from ``folder`` if it is the agent's own."""
+    info = folder.stat()
+    if info.st_uid == os.geteuid():
+        folder.chmod(stat.S_IMODE(info.st_mode) & ~0o066 | 0o001)
