@@ -32,6 +32,22 @@ class Quota(BaseModel):
 _FLAT_BROKER_KEYS = frozenset({"host", "port", "username", "password"})
 
 
+def _lift_broker_keys(data: Any) -> Any:
+    """Older files (and ``fogmesh up``'s) name the broker at the top level: move those keys
+    into the ``broker`` block (the block's own keys win)."""
+    if not isinstance(data, dict) or not _FLAT_BROKER_KEYS & data.keys():
+        return data
+    data = dict(data)
+    broker = data.get("broker", {})
+    if isinstance(broker, BrokerSettings):
+        broker = broker.model_dump(exclude_unset=True)
+    if not isinstance(broker, dict):
+        return data  # let validation say what is wrong
+    flat = {k: data.pop(k) for k in _FLAT_BROKER_KEYS & data.keys()}
+    data["broker"] = {**flat, **broker}
+    return data
+
+
 class SchedulerConfig(BaseModel):
     """Everything the scheduler needs to run."""
 
@@ -53,18 +69,7 @@ class SchedulerConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _flat_broker_keys(cls, data: Any) -> Any:
-        # Older files (and ``fogmesh up``'s) name the broker at the top level.
-        if not isinstance(data, dict) or not _FLAT_BROKER_KEYS & data.keys():
-            return data
-        data = dict(data)
-        broker = data.get("broker", {})
-        if isinstance(broker, BrokerSettings):
-            broker = broker.model_dump(exclude_unset=True)
-        if not isinstance(broker, dict):
-            return data  # let validation say what is wrong
-        flat = {k: data.pop(k) for k in _FLAT_BROKER_KEYS & data.keys()}
-        data["broker"] = {**flat, **broker}
-        return data
+        return _lift_broker_keys(data)
 
     @model_validator(mode="after")
     def _one_client_id(self) -> SchedulerConfig:
@@ -88,7 +93,7 @@ class SchedulerConfig(BaseModel):
     def merged(cls, data: dict[str, Any], **overrides: Any) -> SchedulerConfig:
         """``data`` with ``overrides`` that are not None on top; ``broker`` overrides merge
         key by key into the file's broker block."""
-        data = cls._flat_broker_keys(data)
+        data = dict(_lift_broker_keys(data))
         for key, value in overrides.items():
             if value is None:
                 continue

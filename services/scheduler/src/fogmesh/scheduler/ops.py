@@ -8,7 +8,9 @@ changed; the service saves the store and publishes those nodes' desired states.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from fogmesh.bus import Refusal
 from fogmesh.protocol.errors import ErrorCode
@@ -21,9 +23,9 @@ from fogmesh.protocol.events import (
 )
 from fogmesh.protocol.manifest import AppManifest
 from fogmesh.scheduler.config import SchedulerConfig
-from fogmesh.scheduler.nodes import NodeTracker
 from fogmesh.scheduler.placement import (
     ClusterView,
+    NodeInfo,
     PlacedWorkload,
     Plan,
     Planner,
@@ -34,7 +36,24 @@ from fogmesh.scheduler.placement import (
 from fogmesh.scheduler.specs import make_spec, manifest_totals
 from fogmesh.scheduler.store import AppRecord, PlacementRecord, Store
 
-__all__ = ["Changes", "Operations"]
+__all__ = ["Changes", "Fleet", "Operations"]
+
+
+class Fleet(Protocol):
+    """What the operations need to know of the nodes (:class:`~fogmesh.scheduler.nodes.
+    NodeTracker` in the service)."""
+
+    def offline(self) -> set[str]:
+        """Ids of the nodes that count as offline now."""
+        ...
+
+    def is_running(self, node_id: str, workload: str, spec_hash: str) -> bool:
+        """Whether the node reports the workload running with that spec."""
+        ...
+
+    def infos(self, placed: dict[str, list[PlacedWorkload]]) -> Iterable[NodeInfo]:
+        """Every node the planner may use, with the workloads ``placed`` on it."""
+        ...
 
 
 @dataclass(slots=True)
@@ -58,7 +77,7 @@ def _unschedulable(plan: Plan) -> Refusal:
 class Operations:
     """The scheduler's decisions, on its store and its view of the nodes."""
 
-    def __init__(self, store: Store, tracker: NodeTracker, config: SchedulerConfig) -> None:
+    def __init__(self, store: Store, tracker: Fleet, config: SchedulerConfig) -> None:
         self.store = store
         self.tracker = tracker
         self.config = config
@@ -66,28 +85,38 @@ class Operations:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def view(self, *, skip: str | None = None) -> ClusterView:
-        """The fleet with every placed workload (except those of app key ``skip``)."""
+    def view(
+        self, *, skip: str | None = None, extra: Iterable[tuple[str, PlacedWorkload]] = ()
+    ) -> ClusterView:
+        """The fleet with every placed workload (except those of app key ``skip``), plus
+        ``extra`` (node, workload) pairs: an app as a plan would leave it."""
         placed: dict[str, list[PlacedWorkload]] = {}
         for key, app in self.store.doc.apps.items():
             if key == skip:
                 continue
-            for p in app.placements:
-                if p.node is None:
-                    continue
-                comp = app.manifest.component(p.spec.component)
-                placed.setdefault(p.node, []).append(
-                    PlacedWorkload(
-                        p.spec.name,
-                        app.tenant,
-                        app.manifest.name,
-                        p.spec.component,
-                        comp.cpu_request,
-                        comp.memory_request,
-                        str(p.revision),
-                    )
-                )
+            for node, workload in self._placed(app, app.placements):
+                placed.setdefault(node, []).append(workload)
+        for node, workload in extra:
+            placed.setdefault(node, []).append(workload)
         return ClusterView(self.tracker.infos(placed))
+
+    @staticmethod
+    def _placed(
+        app: AppRecord, placements: Iterable[PlacementRecord], revision: int | None = None
+    ) -> list[tuple[str, PlacedWorkload]]:
+        """``placements`` of ``app`` that have a node, as the planner sees them (at their own
+        revision, or at ``revision``)."""
+        out = []
+        for p in placements:
+            if p.node is None:
+                continue
+            comp = app.manifest.component(p.spec.component)
+            out.append((p.node, PlacedWorkload(
+                p.spec.name, app.tenant, app.manifest.name, p.spec.component,
+                comp.cpu_request, comp.memory_request,
+                str(p.revision if revision is None else revision),
+            )))  # fmt: skip
+        return out
 
     def get(self, tenant: str, app: str) -> AppRecord:
         """The tenant's app, or ``not_found``."""
@@ -187,24 +216,25 @@ class Operations:
             and new_specs.get(p.name) == p.spec
         ]  # fmt: skip
         old = [p for p in rec.placements if p not in keep]
-        for p in keep:
-            p.revision = rev
         kept = {p.name for p in keep}
         wants = [
             w for w in all_wants(manifest)
             if workload_name(manifest.name, w.component, w.replica) not in kept
         ]  # fmt: skip
+        # Plan against views of the app as each outcome would leave it (nothing changes until
+        # a plan fits): first beside the old version, then with the old version gone.
+        unchanged = self._placed(rec, keep, rev)
         beside = True
-        plan = Planner(self.view(), manifest, tenant, version=str(rev)).place(wants)
+        view = self.view(skip=key, extra=unchanged + self._placed(rec, old))
+        plan = Planner(view, manifest, tenant, version=str(rev)).place(wants)
         if not plan.ok:
             beside = False
-            rec.placements = keep
-            plan = Planner(self.view(), manifest, tenant, version=str(rev)).place(wants)
+            view = self.view(skip=key, extra=unchanged)
+            plan = Planner(view, manifest, tenant, version=str(rev)).place(wants)
             if not plan.ok:
-                for p in keep:
-                    p.revision = rev - 1
-                rec.placements = keep + old
                 raise _unschedulable(plan)
+        for p in keep:
+            p.revision = rev
         now = time.time()
         retiring = []
         for p in old:
