@@ -70,7 +70,9 @@ class DesiredRejectedData(EventData):
     """desired-rejected (an agent refused a desired state it could not read)."""
 
     size: int = Field(ge=0, description="bytes of the refused message")
-    held_generation: int = Field(ge=0, description="the generation the agent keeps running")
+    held_generation: int = Field(
+        ge=-1, description="the generation the agent keeps running (-1: none yet)"
+    )
 
 
 class WorkloadStateData(EventData):

@@ -27,6 +27,7 @@ from fogmesh.agent.runtime.errors import RuntimeFailure
 from fogmesh.agent.store import DesiredStore
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage, Will
 from fogmesh.protocol import (
+    DesiredRejectedData,
     DesiredState,
     Event,
     EventKind,
@@ -338,11 +339,11 @@ class Agent:
         assert self.reconciler is not None
         log.warning("desired state rejected", reason=reason[:500], size=len(raw))
         self.reconciler.set_rejected(reason)
-        event = Event(
-            kind=EventKind.DESIRED_REJECTED,
+        event = Event.of(
+            EventKind.DESIRED_REJECTED,
+            DesiredRejectedData(size=len(raw), held_generation=self.store.generation),
             node=self.node,
             message=reason[:4096],
-            data={"size": len(raw), "held_generation": self.store.generation},
             source=self.client_id,
         )
-        await bus.publish(topics.fleet_event(EventKind.DESIRED_REJECTED.value), event)
+        await bus.publish(topics.fleet_event(EventKind.DESIRED_REJECTED), event)
