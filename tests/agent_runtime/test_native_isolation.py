@@ -209,3 +209,19 @@ def test_account_names_are_distinct_and_valid() -> None:
         assert len(name) <= 32
         assert name.startswith("fm-t-")
         assert all(c.islower() or c.isdigit() or c in "_-" for c in name)
+
+
+async def test_flat_layout_of_older_agents_is_listed_for_removal(native_rt: NativeRuntime) -> None:
+    """An instance an older agent left at ``state_dir/{name}`` (run as root) is listed under a
+    key no desired workload has, so the reconciler removes it and starts the workload isolated."""
+    workload = spec(TENANT_A, "old-0", ["-c", "exec sleep 300"])
+    await native_rt.prepare(workload)
+    await native_rt.create(workload)
+    Layout.of(native_rt.state_dir, workload.tenant, workload.name).root.rename(
+        native_rt.state_dir / "old-0"
+    )
+    listed = await native_rt.list_instances()
+    assert [(s.name, s.state) for s in listed] == [("/old-0", InstanceState.CREATED)]
+    await native_rt.remove("/old-0")
+    assert await native_rt.list_instances() == []
+    assert not (native_rt.state_dir / "old-0").exists()

@@ -118,6 +118,8 @@ class NativeRuntime:
 
     def _layout(self, key: str) -> Layout:
         tenant, name = split_key(key)
+        if not tenant:  # "/{dir}": an instance of the flat layout older agents made
+            return Layout(self.state_dir / name)
         return Layout.of(self.state_dir, tenant, name)
 
     def _spec(self, key: str) -> WorkloadSpec:
@@ -137,7 +139,7 @@ class NativeRuntime:
         spec = WorkloadSpec.model_validate(raw)
         record, ended = read_json(layout.record), read_json(layout.exit)
         base = InstanceStatus(
-            name=workload_key(spec.tenant, spec.name),
+            name=key,
             state=InstanceState.CREATED,
             runtime=RuntimeKind.NATIVE,
             spec_hash=spec.spec_hash(),
@@ -282,11 +284,19 @@ class NativeRuntime:
             return current
 
     async def list_instances(self) -> list[InstanceStatus]:
-        """Every instance directory (with a ``spec.json``) under ``state_dir/{tenant}/``."""
+        """Every instance directory (with a ``spec.json``) under ``state_dir/{tenant}/``.
+
+        An instance an older agent left in the flat layout (``state_dir/{dir}/``, its process
+        run as the agent's user) is listed as ``/{dir}``, a key no desired workload has: the
+        reconciler stops and removes it and starts the workload anew, isolated.
+        """
         with translate_errors("list native instances"):
             if not self.state_dir.is_dir():
                 return []
-            found = []
+            found = [
+                self._status(f"/{legacy.parent.name}")
+                for legacy in sorted(self.state_dir.glob("*/spec.json"))
+            ]
             for child in sorted(self.state_dir.glob("*/*/spec.json")):
                 raw = read_json(child)
                 if raw is None or not isinstance(raw.get("name"), str):

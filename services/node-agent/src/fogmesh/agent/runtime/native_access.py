@@ -75,7 +75,10 @@ class NativeAccess:
         if why:
             raise PrepareFailed(why)
         self.open()
-        return self._users.ensure(tenant) if self.switches_user else _AGENT
+        if not self.switches_user:
+            return _AGENT
+        self._grant_traversal()
+        return self._users.ensure(tenant)
 
     @staticmethod
     def owner(run_as: RunAs) -> Owner:
@@ -95,13 +98,17 @@ class NativeAccess:
         if self.switches_user:
             self.state_dir.chmod(0o711)
             _no_listing(self.state_dir.parent)  # the agent's own state directory
-            grant_traversal(self.state_dir.resolve())
-            for python in {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve())}:
-                grant_traversal(Path(python).resolve())
-            grant_traversal(Path(__file__).resolve().parent)  # native_user_io.py runs as them
         if self._cgroup_parent is not None and os.geteuid() == 0:
             self.cgroups = CgroupParent.open(self._cgroup_parent)
         self._ready = True
+
+    def _grant_traversal(self) -> None:
+        # Before every step a workload's user takes, not once: a directory on the way may have
+        # been closed again meanwhile (pytest, for one, resets its base temp dir to 0700).
+        grant_traversal(self.state_dir.resolve())
+        for python in {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve())}:
+            grant_traversal(Path(python).resolve())
+        grant_traversal(Path(__file__).resolve().parent)  # native_user_io.py runs as them
 
     def make_instance(self, layout: Layout, run_as: RunAs) -> None:
         """The instance's directories with their owners and modes (blocking)."""
