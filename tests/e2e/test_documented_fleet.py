@@ -15,9 +15,11 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,6 +30,7 @@ import aiomqtt
 import psutil
 import pytest
 
+from fogmesh.broker.passwords import hash_password
 from tests.broker.conftest import collect, wait_for
 from tests.support.brokers import free_port, wait_port
 
@@ -54,7 +57,7 @@ class Fleet:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def password(self, user: str) -> str:
-        return self.passwords.setdefault(user, secrets.token_urlsafe(12))
+        return self.passwords.setdefault(user, secrets.token_hex(12))
 
     def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> None:
         with (self.root / f"{name}.log").open("ab") as log:
@@ -80,7 +83,11 @@ class Fleet:
                 proc.wait()
 
 
-def _hash(password: str) -> str:
+def _hash(password: str, *, command: bool) -> str:
+    """A ``$7$`` hash, from ``fogmesh-broker hash-password`` as the docs say, or from the same
+    function in this process (each command costs a Python start-up on a busy machine)."""
+    if not command:
+        return hash_password(password)
     done = subprocess.run(
         [str(BIN / "fogmesh-broker"), "hash-password", "--password", password],
         capture_output=True,
@@ -91,7 +98,7 @@ def _hash(password: str) -> str:
     return done.stdout.strip()
 
 
-def _mesh(fleet: Fleet) -> str:
+def _mesh(fleet: Fleet, kind: str, data_dir: Path) -> str:
     """The mesh file of docs/mesh.md: one broker, one account per process, built-in roles."""
     users = [
         ("registry", "service"),
@@ -103,14 +110,15 @@ def _mesh(fleet: Fleet) -> str:
     lines = [
         "brokers:",
         "  cloud:",
+        f"    kind: {kind}",
         "    listeners:",
         f"      - {{name: default, type: tcp, host: 127.0.0.1, port: {fleet.port}}}",
-        f"    data_dir: {fleet.root / 'broker'}",
+        f"    data_dir: {data_dir}",
         "    allow_anonymous: false",
         "    users:",
     ]
     for user, role in users:
-        digest = _hash(fleet.password(user))
+        digest = _hash(fleet.password(user), command=user == "edge-1")
         lines.append(f'      - {{username: {user}, role: {role}, password_hash: "{digest}"}}')
     return "\n".join(lines) + "\n"
 
@@ -168,12 +176,36 @@ def _kinds(messages: list[aiomqtt.Message]) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-async def test_a_fleet_from_the_docs_alone(fleet: Fleet) -> None:
-    mesh = _write(fleet.root / "mesh.yaml", _mesh(fleet))
-    broker = [str(BIN / "fogmesh-broker"), "run", "--mesh", str(mesh), "--broker", "cloud"]
-    fleet.start("broker", *broker)
+def _start_broker(fleet: Fleet, kind: str, etc: Path) -> None:
+    """The cloud broker as docs/mesh.md says: ``fogmesh-broker run``, or Mosquitto from the
+    files ``render-mosquitto`` writes (run as is, as root)."""
+    data_dir = etc / "data" if kind == "mosquitto" else fleet.root / "broker"
+    mesh = _write(fleet.root / "mesh.yaml", _mesh(fleet, kind, data_dir))
+    fogmesh_broker = str(BIN / "fogmesh-broker")
+    if kind == "amqtt":
+        fleet.start("broker", fogmesh_broker, "run", "--mesh", str(mesh), "--broker", "cloud")
+        return
+    render = [fogmesh_broker, "render-mosquitto", "--mesh", str(mesh), "--broker", "cloud"]
+    subprocess.run([*render, "--out", str(etc)], check=True, timeout=60, capture_output=True)
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    fleet.start("broker", exe, "-c", str(etc / "mosquitto.conf"))
+
+
+@pytest.fixture
+def etc() -> Iterator[Path]:
+    """Where Mosquitto's files go: a directory its own user can reach (pytest's are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="fm-fleet-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("kind", ["amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
+async def test_a_fleet_from_the_docs_alone(etc: Path, fleet: Fleet, kind: str) -> None:
+    _start_broker(fleet, kind, etc)
     await asyncio.to_thread(wait_port, fleet.port, 60.0)
-    await wait_for(lambda: "ready cloud" in fleet.log("broker"), what="the broker")
+    if kind == "amqtt":
+        await wait_for(lambda: "ready cloud" in fleet.log("broker"), what="the broker")
 
     at_tenant: list[aiomqtt.Message] = []
     at_operator: list[aiomqtt.Message] = []
@@ -233,7 +265,7 @@ async def test_a_fleet_from_the_docs_alone(fleet: Fleet) -> None:
             return kind in _kinds(sink)
 
         try:
-            await wait_for(lambda: seen(at_operator, "node-joined"), 60, "node-joined")
+            await wait_for(lambda: seen(at_operator, "node-joined"), 120, "node-joined")
             app = _write(fleet.root / "hello.yaml", MANIFEST)
             # the scheduler may not have the node's hello yet: a refused deploy changes nothing
             for _ in range(30):
@@ -243,8 +275,8 @@ async def test_a_fleet_from_the_docs_alone(fleet: Fleet) -> None:
                 await asyncio.sleep(1)
             assert done.returncode == 0, done.stdout + done.stderr
             for who, sink in (("tenant", at_tenant), ("operator", at_operator)):
-                for kind in ("app-deployed", "workload-state"):
-                    await wait_for(partial(seen, sink, kind), 60, f"{kind} at the {who}")
+                for event in ("app-deployed", "workload-state"):
+                    await wait_for(partial(seen, sink, event), 120, f"{event} at the {who}")
             done = await asyncio.to_thread(_cli, fleet, "delete", "hello")
             assert done.returncode == 0, done.stdout + done.stderr
             await wait_for(
@@ -252,7 +284,7 @@ async def test_a_fleet_from_the_docs_alone(fleet: Fleet) -> None:
                     e.get("data", {}).get("to") == "removed"
                     for e in _kinds(at_tenant).get("workload-state", [])
                 ),
-                60,
+                120,
                 "the workload removed",
             )
         except AssertionError as exc:
