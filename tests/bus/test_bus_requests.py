@@ -170,3 +170,20 @@ async def test_closing_the_bus_fails_pending_requests_with_bus_error(
         await asyncio.sleep(0.3)
     with pytest.raises(BusError):
         await pending
+
+
+async def test_background_tasks_end_with_the_bus(broker: BrokerProcess) -> None:
+    started, ended = asyncio.Event(), asyncio.Event()
+
+    async def on_connect(bus: Bus) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # never returns by itself
+        finally:
+            ended.set()
+
+    bus = Bus(bus_config(broker))
+    bus.on_connect(on_connect)
+    async with bus:
+        await asyncio.wait_for(started.wait(), 15)
+    assert ended.is_set()  # cancelled and awaited by the bus's TaskGroup on exit
