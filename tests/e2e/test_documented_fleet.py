@@ -157,10 +157,10 @@ def _cli(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
         "FOGMESH_PASSWORD": fleet.password("acme"),
     }
     return subprocess.run(
-        [str(BIN / "fogmesh"), *args],
+        [str(BIN / "fogmesh"), "--timeout", "60", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
         env=env,
         cwd=fleet.root,
