@@ -103,6 +103,13 @@ def test_same_workload_name_never_lands_twice_on_a_node() -> None:
     assert plan(nodes, m) == {"app-c-0": "b"}
 
 
+def test_another_tenants_equal_name_does_not_ban_a_node() -> None:
+    """Names clash per tenant: another tenant's ``app-c-0`` on ``a`` neither blocks nor shows."""
+    theirs = [PlacedWorkload("app-c-0", "other", "app", "c", cpu=0.1, memory=1, version="1")]
+    nodes = [node("a", workloads=theirs), node("b", cpu=2)]
+    assert plan(nodes, manifest({"name": "c"})) == {"app-c-0": "a"}
+
+
 def test_the_sample_app_manifest_loads_and_places() -> None:
     from pathlib import Path
 
