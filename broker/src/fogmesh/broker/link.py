@@ -86,6 +86,7 @@ class Link:
             queue_depth=len(self.queue["local"]) + len(self.queue["remote"]),
             dropped=self.queue["local"].dropped + self.queue["remote"].dropped,
             forwarded=self.forwarded,
+            ignored=self.ignored,
             last_error=self.last_error[:1024],
             source=self._client_id("local"),
         )

@@ -30,4 +30,5 @@ class LinkStatus(Envelope):
     queue_depth: int = Field(ge=0, description="messages waiting on disk to cross")
     dropped: int = Field(ge=0, description="messages dropped by the queue's bound since start")
     forwarded: int = Field(default=0, ge=0)
+    ignored: int = Field(default=0, ge=0, description="messages received that no rule carries")
     last_error: str = Field(default="", max_length=1024)
