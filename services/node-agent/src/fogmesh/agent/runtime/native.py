@@ -32,8 +32,6 @@ import io
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Mapping
@@ -61,6 +59,7 @@ from fogmesh.agent.runtime.errors import (
 from fogmesh.agent.runtime.native_access import NativeAccess
 from fogmesh.agent.runtime.native_io import cpu_and_rss, read_logs
 from fogmesh.agent.runtime.native_isolation import NativeIsolation, RunAs
+from fogmesh.agent.runtime.native_launch import resolve_executable, shim_config, spawn_shim
 from fogmesh.agent.runtime.native_state import (
     Layout,
     alive_process,
@@ -77,7 +76,6 @@ __all__ = ["DEFAULT_ENV", "NativeRuntime"]
 DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 """The environment every native workload starts from."""
 
-_SHIM = Path(__file__).with_name("shim.py")
 _POLL = 0.05
 
 
@@ -175,7 +173,7 @@ class NativeRuntime:
         if spec.artefact is not None:
             await fetch_artefact(spec.artefact, self.cache)
             return
-        if _resolve(str(spec.executable)) is None:
+        if resolve_executable(str(spec.executable)) is None:
             raise PrepareFailed(f"prepare {spec.name}: no executable {spec.executable!r}")
 
     async def create(self, spec: WorkloadSpec) -> InstanceStatus:
@@ -215,7 +213,7 @@ class NativeRuntime:
             layout.exit.unlink(missing_ok=True)
             config = await asyncio.to_thread(self._shim_config, spec, layout)
             write_json(layout.shim_config, config)
-            await asyncio.to_thread(self._spawn_shim, layout)
+            await asyncio.to_thread(spawn_shim, layout)
             deadline = time.monotonic() + self.start_timeout
             while time.monotonic() < deadline:
                 if layout.record.exists():
@@ -376,53 +374,22 @@ class NativeRuntime:
         return f"{self.node}/{key}"  # several agents of one host share the cgroup parent
 
     def _shim_config(self, spec: WorkloadSpec, layout: Layout) -> dict[str, object]:
-        if spec.artefact is not None:
-            argv = ["/bin/sh", spec.artefact.command_script, *spec.command]
-        else:
-            argv = [str(_resolve(str(spec.executable)) or spec.executable), *spec.command]
         run_as = self.access.run_as(spec.tenant)
-        env = {**self.base_env, "HOME": str(layout.work), "FOGMESH_STATE_DIR": str(layout.state)}
-        if run_as.user:
-            env.update({"USER": run_as.user, "LOGNAME": run_as.user})
-        env.update(workload_env(spec, self.node))
-        cpu, memory = spec.cpu_limit, spec.memory_limit_bytes
         cgroup = None
         if self.access.cgroups is not None:
             key = self._cgroup_key(workload_key(spec.tenant, spec.name))
-            cgroup = str(self.access.cgroups.leaf(key, cpu=cpu, memory=memory))
-        return {
-            "argv": argv,
-            "cwd": str(layout.work),
-            "env": env,
-            "log_path": str(layout.log),
-            "max_bytes": self.log_max_bytes,
-            "backups": self.log_backups,
-            # a cgroup bounds memory exactly; without one the address space is bounded
-            "rlimit_as": memory if cgroup is None else None,
-            "nice": 10 if cpu is not None and cpu < 1 else 0,
-            "cgroup": cgroup,
-            "uid": run_as.uid,
-            "gid": run_as.gid,
-            "record_path": str(layout.record),
-            "exit_path": str(layout.exit),
-        }
-
-    def _spawn_shim(self, layout: Layout) -> None:
-        with (layout.run / "shim.log").open("ab") as shim_log:
-            first = subprocess.Popen(
-                [sys.executable, str(_SHIM), str(layout.shim_config)],
-                stdin=subprocess.DEVNULL,
-                stdout=shim_log,
-                stderr=shim_log,
-                start_new_session=True,
-            )
-        first.wait(timeout=60)  # it forks the real shim and exits at once
-
-
-def _resolve(executable: str) -> str | None:
-    if os.path.isabs(executable):  # noqa: PTH117
-        return executable if os.access(executable, os.X_OK) else None
-    return shutil.which(executable)
+            leaf = self.access.cgroups.leaf(key, cpu=spec.cpu_limit, memory=spec.memory_limit_bytes)
+            cgroup = str(leaf)
+        return shim_config(
+            spec,
+            layout,
+            run_as,
+            base_env=self.base_env,
+            env=workload_env(spec, self.node),
+            cgroup=cgroup,
+            log_max_bytes=self.log_max_bytes,
+            log_backups=self.log_backups,
+        )
 
 
 async def _wait(condition: Callable[[], bool], timeout: float) -> bool:
