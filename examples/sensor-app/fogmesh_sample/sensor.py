@@ -6,7 +6,9 @@ degrees, rounded to 3 decimals. ``seq`` counts from ``--seq-start`` (default 0).
 
 Readings are produced only while connected: while the broker is away the sensor keeps its clock
 and counts the skipped ticks (it does not buffer a backlog of stale readings). With ``--count N``
-it stops after N readings have been acknowledged by the broker.
+it stops after N readings have been acknowledged by the broker. Each acknowledged reading is
+logged (``acknowledged seq N ts T``, ``T`` exactly as sent), so a test can prove that every one of
+them reached the output.
 """
 
 from __future__ import annotations
@@ -68,13 +70,19 @@ class Sensor:
         self.rng = random.Random(seed)
         self.period = 1.0 / settings.rate_hz
         self.next_due = time.monotonic()
-        self.pending: list[mqtt.MQTTMessageInfo] = []
+        self.pending: list[tuple[mqtt.MQTTMessageInfo, int, float]] = []
         self.published = 0
         self.skipped = 0
 
     def __call__(self, runner: MqttRunner) -> None:
         now = time.monotonic()
-        self.pending = [info for info in self.pending if not info.is_published()]
+        still = []
+        for entry in self.pending:
+            if entry[0].is_published():
+                log.info("acknowledged seq %d ts %r", entry[1], entry[2])
+            else:
+                still.append(entry)
+        self.pending = still
         if self.count is not None and self.published >= self.count:
             if not self.pending:
                 log.info("published and acknowledged %d readings", self.published)
@@ -87,10 +95,10 @@ class Sensor:
         if not runner.connected:
             self.skipped += 1
             return
-        info = runner.client.publish(
-            self.topic, dumps(reading(self.seq, self.size, self.rng)), qos=1
-        )
-        self.pending.append(info)
+        ts = time.time()
+        message = reading(self.seq, self.size, self.rng, ts)
+        info = runner.client.publish(self.topic, dumps(message), qos=1)
+        self.pending.append((info, self.seq, ts))
         log.debug("seq %d published (mid %d)", self.seq, info.mid)
         self.seq += 1
         self.published += 1
