@@ -5,7 +5,11 @@ forgets queued messages once they are delivered, so this one replaces it. What i
 
 * ``sessions``: every persistent (clean_session=0) session, its subscriptions, last disconnect;
 * ``queued``: QoS>0 messages waiting for a disconnected persistent session, in order;
-* ``retained``: the broker's retained messages.
+* ``retained``: the broker's retained messages;
+* ``inbound``: the journal of incoming QoS>0 messages. A message is written here *before* the
+  broker acknowledges it (PUBACK), and deleted once it was broadcast: stored for every offline
+  persistent session and acknowledged by every connected one. What a crash leaves here is
+  broadcast again when the broker starts (at-least-once: a subscriber may see it twice).
 
 Writes are synchronous sqlite3 calls in WAL mode: small, ordered by the event loop, and durable
 against a process crash (``synchronous=NORMAL``).
@@ -25,7 +29,7 @@ from amqtt.broker import BrokerContext, RetainedApplicationMessage
 from amqtt.plugins.base import BasePlugin
 from amqtt.session import Session
 
-__all__ = ["SqlitePersistencePlugin"]
+__all__ = ["InboundMessage", "SqlitePersistencePlugin"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,22 @@ CREATE TABLE IF NOT EXISTS queued (
     topic TEXT NOT NULL, data BLOB NOT NULL, qos INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS queued_client ON queued (client_id, id);
 CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, data BLOB NOT NULL, qos INTEGER);
+CREATE TABLE IF NOT EXISTS inbound (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT, topic TEXT NOT NULL,
+    data BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A journalled incoming message: acknowledged to its publisher, not yet fully broadcast."""
+
+    id: int
+    client_id: str | None
+    topic: str
+    data: bytes
+    qos: int
+    retain: bool
 
 
 @dataclass
@@ -168,6 +187,29 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
         for topic, data, qos in self._db.execute("SELECT topic, data, qos FROM retained"):
             retained[topic] = RetainedApplicationMessage(None, topic, bytes(data), qos)
         log.info("restored %d sessions and %d retained messages", len(rows), len(retained))
+
+    # ---- the inbound journal (called by the broker, synchronously: before the PUBACK) ----
+
+    def journal_add(
+        self, client_id: str | None, topic: str, data: bytes, qos: int, *, retain: bool
+    ) -> int:
+        """Journal an incoming message; its id. Committed when this returns."""
+        cur = self._db.execute(
+            "INSERT INTO inbound (client_id, topic, data, qos, retain) VALUES (?,?,?,?,?)",
+            (client_id, topic, data, qos, int(retain)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def journal_done(self, entry: int) -> None:
+        """The message is broadcast and stored wherever it must be: forget it."""
+        self._db.execute("DELETE FROM inbound WHERE id=?", (entry,))
+
+    def journal_pending(self) -> list[InboundMessage]:
+        """What a crash left unbroadcast, oldest first."""
+        rows = self._db.execute(
+            "SELECT id, client_id, topic, data, qos, retain FROM inbound ORDER BY id"
+        ).fetchall()
+        return [InboundMessage(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5])) for r in rows]
 
     async def expire(self) -> None:
         """Drop sessions dead for longer than the expiry (the broker drops them from memory)."""

@@ -18,6 +18,11 @@ every resent message's PUBACK before the broker began reading the client's SUBSC
 PUBLISH packets: a client that acknowledges only what it has read after subscribing (a bridge
 link) stalled it for 5 s, the messages timed out and went out again as duplicates. Resends now
 go out in order, as tasks, without holding up the connection.
+
+Incoming: amqtt acknowledges a QoS 1 PUBLISH as soon as it is queued in memory for broadcast.
+If the broker defines ``journal_incoming(session, message)`` (:class:`MeshBroker` does: it
+writes the message to its SQLite journal), that runs first, so the PUBACK follows only a
+durable copy.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.protocol.handler import ProtocolHandler
-from amqtt.session import OUTGOING, OutgoingApplicationMessage
+from amqtt.session import INCOMING, OUTGOING, OutgoingApplicationMessage
 
 __all__ = ["install", "resend_orphans"]
 
@@ -37,7 +42,16 @@ _PUBACK_TIMEOUT = 5.0
 _original: Any = ProtocolHandler._handle_qos1_message_flow
 
 
+def _journal_of(handler: Any) -> Any:
+    broker = getattr(handler.plugins_manager.app_context, "_broker_instance", None)
+    return getattr(broker, "journal_incoming", None)
+
+
 async def _qos1_flow(self: Any, app_message: Any) -> None:
+    if app_message.direction == INCOMING:
+        journal = _journal_of(self)
+        if journal is not None:
+            journal(self.session, app_message)  # durable before amqtt sends the PUBACK
     if app_message.direction != OUTGOING or not isinstance(app_message, OutgoingApplicationMessage):
         await _original(self, app_message)
         return

@@ -28,7 +28,12 @@ Three amqtt behaviours are changed by overriding small methods of :class:`amqtt.
   (:func:`qos1fix.resend_orphans`). Retained replays on (re)connect iterate a copy of the
   subscription table (amqtt iterated the live dict across awaits: ``RuntimeError: dictionary
   changed size during iteration`` when another client subscribed meanwhile, which killed the
-  connection's handling while its socket stayed open).
+  connection's handling while its socket stayed open);
+* an incoming QoS 1 message is acknowledged only once it is durable: it is written to the
+  persistence plugin's inbound journal before the PUBACK (:meth:`MeshBroker.journal_incoming`,
+  called from qos1fix), and deleted from it once it was broadcast, i.e. stored for every offline
+  persistent session and acknowledged by every connected persistent one. A broker that dies in
+  between broadcasts the journal again when it starts (at-least-once, never lost).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakSet
 
-from amqtt.broker import Broker
+from amqtt.broker import Broker, RetainedApplicationMessage
 from amqtt.contexts import Action
 from amqtt.errors import BrokerError
 from amqtt.events import BrokerEvents
@@ -49,6 +54,7 @@ from transitions import MachineError
 
 from fogmesh.broker import qos1fix
 from fogmesh.broker.config import BrokerSpec
+from fogmesh.broker.persistence import SqlitePersistencePlugin
 
 __all__ = ["BRIDGE_PREFIX", "MeshBroker", "amqtt_config"]
 
@@ -101,6 +107,49 @@ class MeshBroker(Broker):  # type: ignore[misc]
         # handlers whose session a newer connection of the same client took over
         self._superseded: WeakSet[Any] = WeakSet()
         self._deliveries: set[asyncio.Task[Any]] = set()
+        self._journalled: dict[int, tuple[Any, int]] = {}
+        self._store: SqlitePersistencePlugin | None = self.plugins_manager.get_plugin(
+            SqlitePersistencePlugin.__name__
+        )
+
+    async def start(self) -> None:
+        """Start serving, then broadcast what the inbound journal kept from a crash."""
+        await super().start()
+        if self._store is None:
+            return
+        pending = self._store.journal_pending()
+        for entry in pending:
+            source = Session()
+            source.client_id = entry.client_id
+            if entry.retain:
+                await self.retain_message(source, entry.topic, entry.data, entry.qos)
+            await self._broadcast_message(
+                source, entry.topic, entry.data, retain=entry.retain, journal=entry.id
+            )
+        if pending:
+            log.info("broadcasting %d journalled messages left by a crash", len(pending))
+
+    def journal_incoming(self, session: Session | None, app_message: Any) -> None:
+        """Make an incoming QoS 1 message durable before it is acknowledged (qos1fix calls this)."""
+        if self._store is None or not app_message.topic:
+            return
+        packet = app_message.publish_packet
+        # amqtt's messages have __slots__: the entry is kept here, with the message itself, so
+        # its id() cannot be reused before the broadcast takes it
+        self._journalled[id(app_message)] = (
+            app_message,
+            self._store.journal_add(
+                session.client_id if session is not None else None,
+                app_message.topic,
+                bytes(app_message.data or b""),
+                int(app_message.qos or 0),
+                retain=bool(packet is not None and packet.retain_flag),
+            ),
+        )
+
+    def _journal_done(self, entry: int | None) -> None:
+        if entry is not None and self._store is not None:
+            self._store.journal_done(entry)
 
     async def _broadcast_message(
         self,
@@ -110,12 +159,14 @@ class MeshBroker(Broker):  # type: ignore[misc]
         force_qos: int | None = None,
         *,
         retain: bool = False,
+        journal: int | None = None,
     ) -> None:
         broadcast: dict[str, Any] = {
             "session": session,
             "topic": topic,
             "data": data,
             "retain": retain,
+            "journal": journal,
         }
         if force_qos is not None:
             broadcast["qos"] = force_qos
@@ -274,21 +325,63 @@ class MeshBroker(Broker):  # type: ignore[misc]
         )
         if app_message is None:
             return True
+        journal = self._journalled.pop(id(app_message), (None, None))[1]
         topic = app_message.topic
         if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
             log.warning("%s sent an invalid topic; closing", client_session.client_id)
+            self._journal_done(journal)
             return False
         if not await self._topic_filtering(client_session, topic=topic, action=Action.PUBLISH):
             log.info("%s may not publish on %s", client_session.client_id, topic)
+            self._journal_done(journal)
             return True
         await self.plugins_manager.fire_event(
             BrokerEvents.MESSAGE_BROADCAST, client_id=client_session.client_id, message=app_message
         )
         retain = bool(app_message.publish_packet and app_message.publish_packet.retain_flag)
-        await self._broadcast_message(client_session, topic, app_message.data, retain=retain)
-        if retain:
+        if retain:  # stored before the broadcast can finish and drop the journal entry
             await self.retain_message(client_session, topic, app_message.data, app_message.qos)
+        await self._broadcast_message(
+            client_session, topic, app_message.data, retain=retain, journal=journal
+        )
         return True
+
+    async def retain_message(
+        self,
+        source_session: Session | None,
+        topic_name: str | None,
+        data: bytes | bytearray | None,
+        qos: int | None = None,
+    ) -> None:
+        """amqtt's, but the plugins (persistence) are done when this returns."""
+        if data and topic_name is not None:
+            self._retained_messages[topic_name] = RetainedApplicationMessage(
+                source_session, topic_name, data, qos
+            )
+            retained = self._retained_messages[topic_name]
+        elif topic_name in self._retained_messages:
+            retained = self._retained_messages.pop(topic_name)
+            retained.data = b""
+        else:
+            return
+        await self.plugins_manager.fire_event(
+            BrokerEvents.RETAINED_MESSAGE, wait=True, client_id=None, retained_message=retained
+        )
+
+    async def _retain_broadcast_message(
+        self, broadcast: dict[str, Any], qos: int, target_session: Session
+    ) -> None:
+        # amqtt's, but stored (persistence plugin) when this returns
+        retained = RetainedApplicationMessage(
+            broadcast["session"], broadcast["topic"], broadcast["data"], qos
+        )
+        await target_session.retained_messages.put(retained)
+        await self.plugins_manager.fire_event(
+            BrokerEvents.RETAINED_MESSAGE,
+            wait=True,
+            client_id=target_session.client_id,
+            retained_message=retained,
+        )
 
     def _skip(self, source: Session | None, target: Session) -> bool:
         """Split horizon: should a message from ``source`` not go to ``target``?"""
@@ -303,6 +396,7 @@ class MeshBroker(Broker):  # type: ignore[misc]
         broadcast = await self._broadcast_queue.get()
         topic = broadcast["topic"]
         source = broadcast["session"]
+        durable: list[asyncio.Task[Any]] = []  # deliveries the journal entry waits for
         for k_filter, subscriptions in list(self._subscriptions.items()):
             if not self._matches(topic, k_filter):
                 continue
@@ -322,11 +416,31 @@ class MeshBroker(Broker):  # type: ignore[misc]
                 handler = self._get_handler(target_session)
                 if handler:
                     retain = bool(broadcast.get("retain")) and _is_bridge(target_session)
-                    running_tasks.append(
-                        asyncio.ensure_future(
-                            handler.mqtt_publish(topic, broadcast["data"], qos, retain=retain)
-                        )
+                    task = asyncio.ensure_future(
+                        handler.mqtt_publish(topic, broadcast["data"], qos, retain=retain)
                     )
+                    running_tasks.append(task)
+                    if qos and not target_session.clean_session:
+                        durable.append(task)
+        journal = broadcast.get("journal")
+        if journal is None:
+            return
+        if not durable:
+            self._journal_done(journal)
+            return
+        finish = asyncio.ensure_future(self._journal_when_acked(journal, durable))
+        self._deliveries.add(finish)
+        finish.add_done_callback(self._deliveries.discard)
+
+    async def _journal_when_acked(self, journal: int, durable: list[asyncio.Task[Any]]) -> None:
+        """Drop the journal entry once every persistent session acknowledged the message.
+
+        An unacknowledged one stays in flight in memory only, so the entry stays too: a crash
+        then broadcasts it again (a duplicate for those that had it), never loses it.
+        """
+        results = await asyncio.gather(*durable, return_exceptions=True)
+        if not any(isinstance(r, BaseException) for r in results):
+            self._journal_done(journal)
 
     def _deliver(
         self, handler: Any, topic: str, data: bytes | bytearray, qos: int | None, *, retain: bool
