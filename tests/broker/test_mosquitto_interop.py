@@ -151,6 +151,8 @@ async def test_rendered_acl_holds_on_mosquitto(
         client(port, "acme", ident="acme-cli-1") as acme,
         # another tenant takes the client id acme's tutorial uses: Mosquitto lets it
         client(port, "globex", ident="acme-tutorial") as thief,
+        # ... or one holding "/", which a grant by client id (%c) would turn into acme's topic
+        client(port, "globex", ident="acme/acme-tutorial") as slash_thief,
     ):
         await svc.subscribe(desired, qos=1)
         await svc.subscribe("fm/v1/reply/#", qos=1)
@@ -159,9 +161,16 @@ async def test_rendered_acl_holds_on_mosquitto(
         await acme.subscribe("fm/v1/events/tenants/acme/#", qos=1)
         await thief.subscribe("fm/v1/reply/acme/#", qos=1)
         await thief.subscribe(topics.reply("acme", "acme-tutorial"), qos=1)
+        await slash_thief.subscribe("fm/v1/reply/acme/acme-tutorial", qos=1)
         tasks = [
             asyncio.create_task(collect(c, sink))
-            for c, sink in ((svc, at_svc), (node, at_node), (acme, at_acme), (thief, at_thief))
+            for c, sink in (
+                (svc, at_svc),
+                (node, at_node),
+                (acme, at_acme),
+                (thief, at_thief),
+                (slash_thief, at_thief),
+            )
         ]
         # a node reads its own desired state, and cannot write it
         await svc.publish(desired, b"from-scheduler", qos=1, retain=True)

@@ -44,7 +44,8 @@ def test_roles_and_placeholders() -> None:
     assert not table.may_publish(node, "fm/v1/nodes/node-a/desired")
     assert not table.may_publish(node, "fm/v1/nodes/node-b/state")
     assert table.may_publish(node, "fm/v1/reply/anyone")
-    assert table.may_subscribe(node, "fm/v1/reply/client-1")
+    assert table.may_subscribe(node, "fm/v1/reply/node-a/client-1")
+    assert not table.may_subscribe(node, "fm/v1/reply/client-1")  # bound to no account
     assert not table.may_subscribe(node, "fm/v1/reply/+")
     tenant = table.identity(
         UserSpec(username="acme", password_hash=hash_password("x"), role="tenant"), "c"

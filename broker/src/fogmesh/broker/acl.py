@@ -18,11 +18,9 @@ from fogmesh.broker.topicmatch import filter_within, matches
 from fogmesh.protocol import ContractError, EventKind, check_id
 from fogmesh.protocol.topics import ROOT, NodeChannel
 
-__all__ = ["DEFAULT_ROLES", "EVERYONE", "LEGACY_REPLY", "Identity", "RoleTable"]
+__all__ = ["DEFAULT_ROLES", "EVERYONE", "Identity", "RoleTable"]
 
 _NODE = f"{ROOT}/nodes/{{node}}"
-# The old reply topic fm/v1/reply/{client}: still read until every bus uses the account form.
-LEGACY_REPLY = f"{ROOT}/reply/{{client}}"
 
 # What a node agent publishes: its own channels (never desired: that is the scheduler's), the
 # events it owns, and the answers to the commands it receives. Nothing more, so a node cannot
@@ -53,9 +51,10 @@ DEFAULT_ROLES: dict[str, RoleSpec] = {
         ],
     ),
 }
-# Every authenticated account, whatever its role, reads the replies sent to its own account
-# (and, until every bus uses the account form, those sent to its own client id).
-EVERYONE = RoleSpec(subscribe=[f"{ROOT}/reply/{{username}}/#", LEGACY_REPLY])
+# Every authenticated account, whatever its role, reads the replies sent to its own account.
+# (The old fm/v1/reply/{client} is gone: bound to a client id alone, it was readable by any
+# account that took the id, and Mosquitto cannot tie ids to accounts.)
+EVERYONE = RoleSpec(subscribe=[f"{ROOT}/reply/{{username}}/#"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,7 @@
 
 Output files (in ``--out``): ``mosquitto.conf``, ``passwd`` (the mesh's ``$7$`` hashes, which
 is mosquitto_passwd's own format, so no plain password is written), ``acl`` (the roles as
-Mosquitto ``user``/``topic`` blocks and ``pattern`` lines: ``%u`` is the username, ``%c`` the
-client id).
+Mosquitto ``user``/``topic`` blocks and ``pattern`` lines: ``%u`` is the username).
 
 Mosquitto started as root reads its configuration, then drops to ``user`` and only then reads
 ``passwd`` and ``acl`` and writes its persistence directory. So the rendered configuration names
@@ -17,7 +16,7 @@ import pwd
 import stat
 from pathlib import Path
 
-from fogmesh.broker.acl import DEFAULT_ROLES, EVERYONE, LEGACY_REPLY
+from fogmesh.broker.acl import DEFAULT_ROLES, EVERYONE
 from fogmesh.broker.config import LinkSpec, MeshConfigError, MeshSpec, RoleSpec
 from fogmesh.broker.runner import data_dir_of
 
@@ -46,12 +45,8 @@ def _acl(mesh: MeshSpec, name: str) -> str:
     roles: dict[str, RoleSpec] = {**DEFAULT_ROLES, **spec.roles}
     lines = ["# rendered by fogmesh-broker render-mosquitto; do not edit", ""]
     lines.append("# every account reads the replies sent to its own account (%u is the username)")
-    for pat in EVERYONE.subscribe:
-        if pat == LEGACY_REPLY:
-            # Until every bus uses fm/v1/reply/{account}/{client}. Mosquitto lets a client id
-            # hold "/", so this line can reach other accounts' replies: drop it then.
-            lines.append("# transitional: replies addressed by client id alone")
-        lines.append("pattern read " + pat.replace("{username}", "%u").replace("{client}", "%c"))
+    # never %c: Mosquitto lets a client id hold "/", so a %c grant could reach other accounts
+    lines += ["pattern read " + pat.replace("{username}", "%u") for pat in EVERYONE.subscribe]
     for user in spec.users:
         role_name = user.role
         role = roles.get(role_name)
