@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -16,7 +17,13 @@ if str(REPO) not in sys.path:
 
 RESULTS = REPO / "bench" / "results"
 
-__all__ = ["REPO", "RESULTS", "summarise", "write_result"]
+__all__ = ["REPO", "RESULTS", "load_average", "summarise", "write_result"]
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages (as ``uptime`` prints them): benches
+    share the cores with whatever else runs, so each figure carries the load it ran under."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def summarise(samples_s: list[float]) -> dict[str, float]:
@@ -42,7 +49,12 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     payload = {
         "benchmark": name,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average": load_average(),
+        },
         **payload,
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -2,21 +2,29 @@
 
 A simulator (child processes, several MQTT connections each, many simulated nodes per
 connection) publishes real hello / state (retained, QoS 1) and heartbeat (QoS 0) messages; the
-registry runs as its own process (``fogmesh-registry``, SQLite WAL). Figures per fleet size:
+registry runs as its own process (``fogmesh-registry``) on SQLite (WAL), or on PostgreSQL with
+``--db URL`` (in a schema of its own, dropped afterwards). Figures per fleet size:
 
 * ``lag``: time from a heartbeat's publish (its ``ts``) until its row is visible in the
-  database, for a sample of up to 1,000 nodes, polled every 50 ms (so up to +50 ms pessimistic).
-* ``baseline``: the raw broker publish -> subscribe latency of the same sampled heartbeats, to
-  a plain subscriber in this process, in the same run.
-* ``ingest_rate``: heartbeats committed per second over the window (all nodes), and the
+  database, for a sample of nodes, polled every 50 ms (so up to +50 ms pessimistic).
+* ``broker_baseline``: the raw broker publish -> subscribe latency of the same sampled
+  heartbeats, to a plain subscriber in this process, in the same run.
+* ``ingest_per_s``: heartbeats committed per second over the window (all nodes), and the
   registry's CPU use (percent of one core).
-* ``not_online``: nodes the registry judged stale or offline at the end (should be 0).
+* ``join_s``: from the first hello until every node's facts and a heartbeat are stored (the
+  join storm: every node says hello and online at once).
+* ``live_nodes_not_online``: nodes the registry judged stale or offline at any moment of the
+  run (its ``node-stale`` / ``node-lost`` events) or that are not online at the end. Every
+  simulated node is alive throughout, so this must be 0.
+* ``load_average``: the machine's load (as ``uptime``) before and after, since other work
+  shares the cores.
 
 Default (short): 1,000 nodes every 1 s. ``--full``: 10,000 nodes every 10 s, then larger
 fleets until p99 lag reaches 1 s (or nodes flap), printing the largest fleet that held.
 Simulated nodes share connections, so they leave no per-node last will (not needed here).
 
-Run: ``.venv/bin/python bench/registry.py [--full]`` (writes ``bench/results/registry.json``).
+Run: ``.venv/bin/python bench/registry.py [--nodes N --interval S --measure S] [--db URL]``
+(writes ``bench/results/registry-{sqlite|postgresql}.json``).
 """
 
 from __future__ import annotations
@@ -26,40 +34,31 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from _common import RESULTS, load_average, summarise, write_result
+from sqlalchemy import Engine, bindparam, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 
-RESULTS = Path(__file__).resolve().parent / "results" / "registry.json"
+from fogmesh.registry.db import make_engine
+
 ROOT = "fm/v1/nodes"
 SIM_PROCS = 2
 CONNS_PER_PROC = 10
 POLL_S = 0.05
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
+SAMPLE = 300
+FLAP_KINDS = ("node-stale", "node-lost")
 
 
 # -- the simulator (runs in child processes) -----------------------------------------------
@@ -90,49 +89,52 @@ def heartbeat_json(node: str, seq: int, interval: float) -> bytes:
     return json.dumps(msg).encode()
 
 
+async def sim_join(client: aiomqtt.Client, nodes: list[str]) -> None:
+    """Every node says hello and online (retained, QoS 1), 100 in flight."""
+    for i in range(0, len(nodes), 100):
+        chunk = nodes[i : i + 100]
+        hellos = [(f"{ROOT}/{n}/hello", hello_json(n)) for n in chunk]
+        states = [
+            (f"{ROOT}/{n}/state", json.dumps({"node": n, "state": "online", "boot_id": "b1"}))
+            for n in chunk
+        ]
+        for batch in (hellos, states):
+            await asyncio.gather(*(client.publish(t, p, qos=1, retain=True) for t, p in batch))
+
+
+async def sim_beat(
+    client: aiomqtt.Client, nodes: list[str], interval: float, until: float, stats: dict[str, float]
+) -> None:
+    """Heartbeat every node every ``interval``, spread over a 50 ms wheel."""
+    tick = 0.05
+    slots = max(1, round(interval / tick))
+    wheel: list[list[str]] = [[] for _ in range(slots)]
+    for n in nodes:
+        wheel[hash(n) % slots].append(n)
+    seqs = dict.fromkeys(nodes, 0)
+    start, k = time.monotonic(), 0
+    while time.time() < until:
+        for n in wheel[k % slots]:
+            await client.publish(f"{ROOT}/{n}/heartbeat", heartbeat_json(n, seqs[n], interval))
+            seqs[n] += 1
+            stats["published"] += 1
+        k += 1
+        delay = start + k * tick - time.monotonic()
+        stats["max_late_s"] = max(stats["max_late_s"], -delay)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 async def sim_connection(
     port: int, cid: str, nodes: list[str], *, interval: float, until: float, stats: dict[str, float]
 ) -> None:
-    """One MQTT connection carrying ``nodes``: join them, then heartbeat on a 50 ms wheel."""
+    """One MQTT connection carrying ``nodes``: join them, then heartbeat."""
     async with aiomqtt.Client(
         "127.0.0.1", port, identifier=cid, username=cid, max_queued_outgoing_messages=0
     ) as client:
         client.pending_calls_threshold = 1000  # 100 QoS 1 publishes in flight is on purpose
-        for i in range(0, len(nodes), 100):
-            chunk = nodes[i : i + 100]
-            await asyncio.gather(
-                *(
-                    client.publish(f"{ROOT}/{n}/hello", hello_json(n), qos=1, retain=True)
-                    for n in chunk
-                )
-            )
-            state = [
-                json.dumps({"node": n, "state": "online", "boot_id": "b1"}).encode() for n in chunk
-            ]
-            await asyncio.gather(
-                *(
-                    client.publish(f"{ROOT}/{n}/state", s, qos=1, retain=True)
-                    for n, s in zip(chunk, state, strict=True)
-                )
-            )
-        tick = 0.05
-        slots = max(1, round(interval / tick))
-        wheel: list[list[str]] = [[] for _ in range(slots)]
-        for n in nodes:
-            wheel[hash(n) % slots].append(n)
-        seqs = dict.fromkeys(nodes, 0)
-        start = time.monotonic()
-        k = 0
-        while time.time() < until:
-            for n in wheel[k % slots]:
-                await client.publish(f"{ROOT}/{n}/heartbeat", heartbeat_json(n, seqs[n], interval))
-                seqs[n] += 1
-                stats["published"] += 1
-            k += 1
-            delay = start + k * tick - time.monotonic()
-            stats["max_late_s"] = max(stats["max_late_s"], -delay)
-            if delay > 0:
-                await asyncio.sleep(delay)
+        await sim_join(client, nodes)
+        await sim_beat(client, nodes, interval, until, stats)
 
 
 async def sim_main(
@@ -141,50 +143,179 @@ async def sim_main(
     nodes = [f"{prefix}{i:06d}" for i in range(first, first + count)]
     stats = {"published": 0.0, "max_late_s": 0.0}
     parts = [nodes[i::CONNS_PER_PROC] for i in range(CONNS_PER_PROC)]
-    await asyncio.gather(
-        *(
-            sim_connection(
-                port, f"sim-{prefix}{first}-{i}", part, interval=interval, until=until, stats=stats
+    with contextlib.suppress(aiomqtt.MqttError):  # the broker stops first at the end
+        await asyncio.gather(
+            *(
+                sim_connection(
+                    port, f"sim-{prefix}{first}-{i}", p, interval=interval, until=until, stats=stats
+                )
+                for i, p in enumerate(parts)
+                if p
             )
-            for i, part in enumerate(parts)
-            if part
         )
-    )
     print(json.dumps(stats), flush=True)
 
 
-# -- the measuring side ---------------------------------------------------------------------
+# -- the processes of one run --------------------------------------------------------------
 
 
-def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Start a child process (broker, registry or simulator)."""
-    return subprocess.Popen(cmd, **kwargs)
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-async def wait_file(path: Path, timeout: float = 60.0) -> None:
-    """Wait until ``path`` exists."""
+def wait_port(port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(path.exists):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} was not created")
-        await asyncio.sleep(0.1)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0}
-    data = sorted(values)
+@dataclass
+class Fleet:
+    """The broker, the registry and the simulators of one run (stopped in reverse order)."""
 
-    def pick(q: float) -> float:
-        return round(data[min(len(data) - 1, int(q * len(data)))] * 1000, 1)
+    nodes: int
+    interval: float
+    db_url: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    registry: subprocess.Popen[bytes] | None = None
+    sims: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    return {
-        "n": len(data),
-        "p50_ms": pick(0.5),
-        "p90_ms": pick(0.9),
-        "p99_ms": pick(0.99),
-        "max_ms": pick(1.0),
-    }
+    def start_broker_and_registry(self) -> None:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n"
+        )
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        broker_log = (RESULTS / f"mosquitto-{self.nodes}.log").open("wb")
+        self.procs.append(subprocess.Popen([exe, "-c", str(conf)], stderr=broker_log))
+        wait_port(self.port)
+        log = (RESULTS / f"registry-{self.nodes}.log").open("wb")
+        args = ["--port", str(self.port), "--db", self.db_url, "--client-id", "registry-bench"]
+        args += ["--default-interval", str(self.interval), "--log-level", "warning"]
+        code = "from fogmesh.registry.cli import main; main()"
+        self.registry = subprocess.Popen([sys.executable, "-c", code, *args], stderr=log)
+        self.procs.append(self.registry)
+
+    def start_simulators(self, prefix: str) -> None:
+        until = time.time() + 600
+        per = -(-self.nodes // SIM_PROCS)
+        for first in range(0, self.nodes, per):
+            count = min(per, self.nodes - first)
+            argv = [str(self.port), prefix, str(first), str(count), str(self.interval), str(until)]
+            cmd = [sys.executable, __file__, "--sim-child", *argv]
+            self.sims.append(subprocess.Popen(cmd, stdout=subprocess.PIPE))
+        self.procs += self.sims
+
+    def stop(self) -> float:
+        """Stop everything; return how late the simulators' heartbeat wheel ran at worst."""
+        for proc in self.sims + list(reversed(self.procs)):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        late = 0.0
+        for proc in self.procs:
+            try:
+                out, _ = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            if proc in self.sims and out:
+                with contextlib.suppress(ValueError, KeyError):
+                    late = max(late, json.loads(out.splitlines()[-1])["max_late_s"])
+        return late
+
+
+# -- what is measured, from the database and from the broker -------------------------------
+
+
+@dataclass
+class DbProbe:
+    """Reads the registry's database (sync; called through ``asyncio.to_thread``)."""
+
+    engine: Engine
+
+    def ready(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT count(*) FROM nodes"))
+        except SQLAlchemyError:  # the schema is not created yet
+            return False
+        return True
+
+    def counts(self) -> tuple[int, int, int]:
+        """(nodes with facts and a heartbeat, nodes not online, sum of last seqs)."""
+        sql = text(
+            "SELECT COALESCE(SUM(CASE WHEN last_seq IS NOT NULL AND facts IS NOT NULL"
+            " THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN state <> 'online' THEN 1 ELSE 0"
+            " END), 0), COALESCE(SUM(last_seq), 0) FROM nodes"
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(sql).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def seqs(self, sample: list[str]) -> list[tuple[str, int | None, float | None]]:
+        sql = text("SELECT node, last_seq, heartbeat_ts FROM nodes WHERE node IN :nodes")
+        sql = sql.bindparams(bindparam("nodes", expanding=True))
+        with self.engine.connect() as conn:
+            return [(r[0], r[1], r[2]) for r in conn.execute(sql, {"nodes": sample})]
+
+
+@dataclass
+class BusProbe:
+    """One plain MQTT subscriber: the sample's heartbeats (the baseline) and flap events."""
+
+    port: int
+    sample: list[str]
+    baseline: list[float] = field(default_factory=list)
+    flapped: set[str] = field(default_factory=set)
+
+    async def run(self, subscribed: asyncio.Event) -> None:
+        async with aiomqtt.Client("127.0.0.1", self.port, identifier="bench-probe") as client:
+            filters = [(f"{ROOT}/{n}/heartbeat", 0) for n in self.sample]
+            filters += [(f"fm/v1/events/fleet/{kind}", 1) for kind in FLAP_KINDS]
+            await client.subscribe(filters)
+            subscribed.set()
+            async for message in client.messages:
+                now = time.time()
+                payload = message.payload
+                if not isinstance(payload, bytes | bytearray):
+                    continue
+                data = json.loads(payload)
+                if message.topic.matches(f"{ROOT}/+/heartbeat"):
+                    self.baseline.append(now - data["ts"])
+                else:
+                    self.flapped.add(data.get("node") or "?")
+
+
+async def poll(probe: DbProbe, what: str, done: Any, timeout: float) -> float:
+    """Poll ``done(probe)`` (in a thread) every 0.5 s; return the seconds it took."""
+    t0 = time.monotonic()
+    while not await asyncio.to_thread(done, probe):
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{what} not within {timeout:.0f} s")
+        await asyncio.sleep(0.5)
+    return time.monotonic() - t0
+
+
+async def lag_window(probe: DbProbe, sample: list[str], seconds: float) -> list[float]:
+    """Each sampled node's heartbeats: publish time to visible in the database."""
+    seen = {n: s for n, s, _ in await asyncio.to_thread(probe.seqs, sample)}
+    lags: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(POLL_S)
+        now = time.time()  # visible rows were committed before the query began
+        for node, seq, ts in await asyncio.to_thread(probe.seqs, sample):
+            if seq != seen.get(node) and ts is not None:
+                seen[node] = seq
+                lags.append(now - ts)
+    return lags
 
 
 def cpu_seconds(pid: int) -> float:
@@ -192,206 +323,180 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def baseline_listener(
-    port: int, sample: list[str], lags: list[float], stop: asyncio.Event
-) -> None:
-    """Receive the sampled nodes' heartbeats straight from the broker; record the latency."""
-    async with aiomqtt.Client(
-        "127.0.0.1", port, identifier="bench-baseline", username="bench"
-    ) as c:
-        await c.subscribe([(f"{ROOT}/{n}/heartbeat", 0) for n in sample])
-        async for message in c.messages:
-            now = time.time()
-            if stop.is_set():
-                return
-            payload = message.payload
-            if isinstance(payload, bytes | bytearray):
-                lags.append(now - json.loads(payload)["ts"])
-
-
-async def run_fleet(nodes: int, interval: float, measure: float, workdir: Path) -> dict[str, Any]:
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\n"
-    )
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    procs: list[subprocess.Popen[bytes]] = []
-    broker = spawn([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
-    procs.append(broker)
-    wait_port(port)
-    db = workdir / "registry.db"
-    registry = spawn(
-        [
-            sys.executable,
-            "-c",
-            "from fogmesh.registry.cli import main; main()",
-            "--port",
-            str(port),
-            "--db",
-            f"sqlite:///{db}",
-            "--client-id",
-            "registry-bench",
-            "--default-interval",
-            str(interval),
-            "--log-level",
-            "warning",
-        ],
-        stderr=(RESULTS.parent / f"registry-{nodes}.log").open("wb"),
-    )
-    procs.append(registry)
-    prefix = "sim"
-    step = max(1, nodes // 1000)
-    sample = [f"{prefix}{i:06d}" for i in range(0, nodes, step)]
-    base_lags: list[float] = []
-    stop = asyncio.Event()
-    listener = asyncio.create_task(baseline_listener(port, sample, base_lags, stop))
-    await asyncio.sleep(1.0)  # registry and listener connect and subscribe
-    until = time.time() + 600
-    per = -(-nodes // SIM_PROCS)
-    sims = [
-        spawn(
-            [
-                sys.executable,
-                __file__,
-                "--sim-child",
-                str(port),
-                prefix,
-                str(first),
-                str(min(per, nodes - first)),
-                str(interval),
-                str(until),
-            ],
-            stdout=subprocess.PIPE,
-        )
-        for first in range(0, nodes, per)
-    ]
-    procs += sims
+async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, Any]:
+    """Join the fleet, let it settle, then measure for ``measure_s`` seconds."""
+    assert fleet.registry is not None
+    step = max(1, fleet.nodes // SAMPLE)
+    sample = [f"sim{i:06d}" for i in range(0, fleet.nodes, step)]
+    bus = BusProbe(fleet.port, sample)
+    subscribed = asyncio.Event()
+    listener = asyncio.create_task(bus.run(subscribed))
     try:
-        t0 = time.monotonic()
-        await wait_file(db)
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-
-        def query(sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-            for _ in range(50):
-                with contextlib.suppress(sqlite3.OperationalError):
-                    return conn.execute(sql, args).fetchall()
-                time.sleep(0.05)
-            return conn.execute(sql, args).fetchall()
-
-        while query("SELECT count(*) FROM nodes WHERE last_seq IS NOT NULL")[0][0] < nodes:
-            await asyncio.sleep(0.5)
-            if time.monotonic() - t0 > 300:
-                raise TimeoutError("the fleet did not join within 300 s")
-        join_s = time.monotonic() - t0
-        await asyncio.sleep(2 * interval + 1)  # steady state: past the join storm
-        marks = ",".join("?" * len(sample))
-        sql = f"SELECT node, last_seq, heartbeat_ts FROM nodes WHERE node IN ({marks})"  # noqa: S608
-        seen = {n: s for n, s, _ in query(sql, tuple(sample))}
-        total0 = query("SELECT sum(last_seq) FROM nodes")[0][0]
-        cpu0, base_from = cpu_seconds(registry.pid), len(base_lags)
-        w0 = time.monotonic()
-        lags: list[float] = []
-        while time.monotonic() - w0 < measure:
-            await asyncio.sleep(POLL_S)
-            now = time.time()
-            for node, seq, ts in query(sql, tuple(sample)):
-                if seq != seen.get(node):
-                    seen[node] = seq
-                    lags.append(now - ts)
+        await poll(probe, "the registry's schema", DbProbe.ready, 60)
+        async with asyncio.timeout(15):
+            await subscribed.wait()
+        fleet.start_simulators("sim")
+        join_s = await poll(probe, "the join", lambda p: p.counts()[0] >= fleet.nodes, 180)
+        await asyncio.sleep(2 * fleet.interval + 1)  # steady state: past the join storm
+        _, _, total0 = await asyncio.to_thread(probe.counts)
+        cpu0, base0, w0 = cpu_seconds(fleet.registry.pid), len(bus.baseline), time.monotonic()
+        lags = await lag_window(probe, sample, measure_s)
         window = time.monotonic() - w0
-        total1 = query("SELECT sum(last_seq) FROM nodes")[0][0]
-        cpu = (cpu_seconds(registry.pid) - cpu0) / window
-        not_online = query("SELECT count(*) FROM nodes WHERE state != 'online'")[0][0]
-        conn.close()
-        return {
-            "nodes": nodes,
-            "interval_s": interval,
-            "offered_rate_per_s": round(nodes / interval, 1),
-            "join_s": round(join_s, 1),
-            "window_s": round(window, 1),
-            "ingest_rate_per_s": round((total1 - total0) / window, 1),
-            "registry_cpu_percent": round(cpu * 100, 1),
-            "lag": percentiles(lags),
-            "baseline": percentiles(base_lags[base_from:]),
-            "not_online": not_online,
-        }
+        cpu = (cpu_seconds(fleet.registry.pid) - cpu0) / window
+        _, not_online, total1 = await asyncio.to_thread(probe.counts)
+        baseline = bus.baseline[base0:]
     finally:
-        stop.set()
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await listener
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return {
+        "join_s": round(join_s, 1),
+        "window_s": round(window, 1),
+        "ingest_per_s": round((total1 - total0) / window, 1),
+        "registry_cpu_percent": round(cpu * 100, 1),
+        "lag": summarise(lags) if lags else {"n": 0},
+        "broker_baseline": summarise(baseline) if baseline else {"n": 0},
+        "not_online_at_end": not_online,
+        "flapped": len(bus.flapped),
+    }
+
+
+# -- one run, several runs, the report -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def database(url: str | None, workdir: Path) -> Iterator[str]:
+    """A fresh SQLite file, or a fresh schema in the PostgreSQL at ``url`` (dropped after)."""
+    if url is None:
+        yield f"sqlite:///{workdir}/registry.db"
+        return
+    schema = f"bench_registry_{int(time.time())}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def flat(nodes: int, interval: float, db: str, m: dict[str, Any]) -> dict[str, Any]:
+    """The run's record: the figures compared before / after, flat, then the details."""
+    lag, base = m["lag"], m["broker_baseline"]
+    return {
+        "nodes": nodes,
+        "interval_s": interval,
+        "db": db,
+        "offered_per_s": round(nodes / interval, 1),
+        "ingest_per_s": m["ingest_per_s"],
+        "lag_p50_ms": lag.get("p50_ms"),
+        "lag_p99_ms": lag.get("p99_ms"),
+        "live_nodes_not_online": max(m["flapped"], m["not_online_at_end"]),
+        "broker_baseline_p50_ms": base.get("p50_ms"),
+        "broker_baseline_p99_ms": base.get("p99_ms"),
+        **m,
+    }
+
+
+async def run_fleet(
+    nodes: int, interval: float, measure_s: float, db_url: str | None
+) -> dict[str, Any]:
+    db = "sqlite" if db_url is None else "postgresql"
+    load_before = load_average()
+    with (
+        tempfile.TemporaryDirectory(prefix="fm-bench-registry-") as tmp,
+        database(db_url, Path(tmp)) as url,
+    ):
+        fleet = Fleet(nodes, interval, url, Path(tmp))
+        probe = DbProbe(make_engine(url))
+        try:
+            fleet.start_broker_and_registry()
+            result = await measure(fleet, probe, measure_s)
+        finally:
+            sim_late = fleet.stop()
+            probe.engine.dispose()
+    record = flat(nodes, interval, db, result)
+    record["sim_max_late_s"] = round(sim_late, 3)
+    record["load_average"] = {"before": load_before, "after": load_average()}
+    return record
 
 
 def holds(result: dict[str, Any]) -> bool:
-    lag = result["lag"]
-    return bool(lag.get("n")) and lag["p99_ms"] < 1000 and result["not_online"] == 0
+    p99 = result["lag_p99_ms"]
+    return p99 is not None and p99 < 1000 and result["live_nodes_not_online"] == 0
+
+
+def table(r: dict[str, Any]) -> str:
+    """The run beside its baselines, for people."""
+    rows = [
+        ("fleet", f"{r['nodes']} nodes every {r['interval_s']} s on {r['db']}"),
+        ("join (hello storm -> all stored)", f"{r['join_s']} s"),
+        ("ingest / offered", f"{r['ingest_per_s']} / {r['offered_per_s']} heartbeats/s"),
+        ("registry CPU", f"{r['registry_cpu_percent']}% of one core"),
+        ("lag p50 / p99 (into the database)", f"{r['lag_p50_ms']} / {r['lag_p99_ms']} ms"),
+        (
+            "  broker baseline p50 / p99",
+            f"{r['broker_baseline_p50_ms']} / {r['broker_baseline_p99_ms']} ms",
+        ),
+        ("live nodes ever not online", str(r["live_nodes_not_online"])),
+        ("simulator wheel late at worst", f"{r['sim_max_late_s']} s"),
+        ("load average before / after", "{before} / {after}".format(**r["load_average"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    plan = [(args.nodes, args.interval, args.measure)]
     if args.full:
-        plan = [
-            (10_000, 10.0, 60.0),
-            (15_000, 10.0, 30.0),
-            (20_000, 10.0, 30.0),
-            (30_000, 10.0, 30.0),
-        ]
-    else:
-        plan = [(args.nodes, args.interval, args.measure)]
+        plan = [(10_000, 10.0, 60.0), (15_000, 10.0, 30.0), (20_000, 10.0, 30.0)]
+        plan.append((30_000, 10.0, 30.0))
     runs: list[dict[str, Any]] = []
-    for nodes, interval, measure in plan:
-        with tempfile.TemporaryDirectory(prefix="fm-bench-registry-") as tmp:
-            print(f"fleet of {nodes} nodes, heartbeat every {interval} s ...", flush=True)
-            result = await run_fleet(nodes, interval, measure, Path(tmp))
+    for nodes, interval, measure_s in plan:
+        print(f"fleet of {nodes} nodes, heartbeat every {interval} s ...", flush=True)
+        result = await run_fleet(nodes, interval, measure_s, args.db)
         runs.append(result)
-        print(json.dumps(result), flush=True)
+        print(table(result), flush=True)
         if not holds(result):
             break
     held = [r["nodes"] for r in runs if holds(r)]
     return {
-        "bench": "registry-ingest",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "broker": "mosquitto",
-        "database": "sqlite (WAL)",
-        "goal": "10,000 nodes every 10 s with p99 lag < 1 s",
+        "db": "sqlite" if args.db is None else "postgresql",
+        "goal": "10,000 nodes every 10 s with p99 lag < 1 s and no live node stale or offline",
         "runs": runs,
         "largest_fleet_held": max(held) if held else None,
     }
 
 
+def sim_child(argv: list[str]) -> None:
+    port, prefix, first, count, interval, until = argv
+    asyncio.run(
+        sim_main(
+            int(port), prefix, int(first), int(count), interval=float(interval), until=float(until)
+        )
+    )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--sim-child":
-        port, prefix, first, count, interval, until = sys.argv[2:8]
-        asyncio.run(
-            sim_main(
-                int(port),
-                prefix,
-                int(first),
-                int(count),
-                interval=float(interval),
-                until=float(until),
-            )
-        )
+        sim_child(sys.argv[2:8])
         return
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--full", action="store_true", help="10,000 nodes, then larger fleets")
     p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--measure", type=float, default=15.0)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    report = asyncio.run(main_async(p.parse_args()))
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    p.add_argument("--db", default=None, help="a PostgreSQL URL (default: a SQLite file)")
+    args = p.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report = asyncio.run(main_async(args))
+    path = write_result(f"registry-{report['db']}", report)
     print(f"largest fleet held (p99 < 1 s, no flaps): {report['largest_fleet_held']}")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

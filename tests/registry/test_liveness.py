@@ -81,3 +81,31 @@ def test_restart_grace_then_judged() -> None:
 def test_missed_below_two_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         LivenessTracker(missed=1.5)
+
+
+def test_a_shorter_interval_brings_the_judgement_forward() -> None:
+    t = LivenessTracker(missed=3, default_interval=10)
+    t.alive("n", 0.0, retained=False, via="hello")  # judged by the default 10 s for now
+    t.alive("n", 0.5, retained=False, via="heartbeat", interval=1.0)
+    assert kinds(t.tick(1.9)) == []
+    assert kinds(t.tick(2.1)) == [EventKind.NODE_STALE]
+
+
+def test_a_revived_node_is_judged_again() -> None:
+    t = LivenessTracker(missed=3)
+    t.alive("n", 0.0, retained=False, via="heartbeat", interval=1.0)
+    assert kinds(t.tick(3.5)) == [EventKind.NODE_LOST]
+    assert kinds(t.alive("n", 4.0, retained=False, via="heartbeat")) == [EventKind.NODE_BACK]
+    assert kinds(t.tick(5.6)) == [EventKind.NODE_STALE]
+
+
+def test_heartbeats_do_not_grow_the_deadlines() -> None:
+    t = LivenessTracker(missed=3)
+    for n in range(100):
+        t.alive(f"n{n}", 0.0, retained=False, via="heartbeat", interval=1.0)
+    for step in range(1, 200):
+        now = step * 0.1
+        for n in range(100):
+            t.alive(f"n{n}", now, retained=False, via="heartbeat")
+        assert t.tick(now) == []
+    assert len(t._due) == 100  # one entry per live node, however often each one beats

@@ -30,6 +30,8 @@ __all__ = ["Registry"]
 
 log = structlog.get_logger("fogmesh.registry")
 
+_IN_FLIGHT = 8
+
 
 class Registry:
     """The registry: ingest from the bus, judge liveness, answer queries."""
@@ -90,10 +92,14 @@ class Registry:
             await self.ingest.apply(self.tracker.tick(time.monotonic()))
 
     async def _publisher(self, bus: Bus) -> None:
-        """Publish recorded fleet events in order, up to 100 in flight, off the writer's path."""
+        """Publish recorded fleet events in order, a few in flight, off the writer's path.
+
+        Eight in flight keeps under aiomqtt's pending-call threshold (10), past which it logs a
+        warning for every publish: in a join storm of 10,000 nodes that logging cost more than
+        the publishing, and eight already publish thousands of events a second."""
         while True:
             events = [await self._outgoing.get()]
-            while len(events) < 100 and not self._outgoing.empty():
+            while len(events) < _IN_FLIGHT and not self._outgoing.empty():
                 events.append(self._outgoing.get_nowait())
             results = await asyncio.gather(
                 *(bus.publish(topics.fleet_event(e.kind.value), e, qos=1) for e in events),
