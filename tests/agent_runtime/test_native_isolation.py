@@ -7,10 +7,13 @@ repeated runs reuse them instead of adding accounts).
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import pwd
 import stat
 import sys
+import tarfile
 from pathlib import Path
 
 import psutil
@@ -25,7 +28,7 @@ from fogmesh.agent.runtime import (
 from fogmesh.agent.runtime.native_cgroup import CgroupParent, cgroup_fs_type
 from fogmesh.agent.runtime.native_isolation import account_name
 from fogmesh.agent.runtime.native_state import Layout
-from fogmesh.protocol.workload import RestartPolicy, RuntimeKind, WorkloadSpec
+from fogmesh.protocol.workload import Artefact, RestartPolicy, RuntimeKind, WorkloadSpec
 from tests.agent_runtime.helpers import eventually, key
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-tenant users need root")
@@ -225,3 +228,57 @@ async def test_flat_layout_of_older_agents_is_listed_for_removal(native_rt: Nati
     await native_rt.remove("/old-0")
     assert await native_rt.list_instances() == []
     assert not (native_rt.state_dir / "old-0").exists()
+
+
+async def test_file_artefact_must_be_readable_by_every_user(
+    native_rt: NativeRuntime, tmp_path: Path
+) -> None:
+    """The agent reads file:// artefacts as root: a tenant may not name a tar only root reads."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    tar = private / "app.tar"
+    with tarfile.open(tar, "w") as out:
+        body = b"exec sleep 300\n"
+        info = tarfile.TarInfo("run.sh")
+        info.size = len(body)
+        out.addfile(info, io.BytesIO(body))
+    workload = WorkloadSpec(
+        name="art-0",
+        tenant=TENANT_A,
+        app="app",
+        component="art",
+        runtime=RuntimeKind.NATIVE,
+        artefact=Artefact(url=f"file://{tar}"),
+    )
+    with pytest.raises(PrepareFailed, match="not readable by every user"):
+        await native_rt.prepare(workload)
+    private.chmod(0o755)
+    await native_rt.prepare(workload)
+
+
+async def test_cgroup_leaf_gets_the_limits_and_the_workload(
+    native_rt: NativeRuntime, tmp_path: Path
+) -> None:
+    """What the agent writes into an instance's cgroup, and that the shim joins it before exec.
+
+    This machine has no writable cgroup v2 hierarchy, so a plain directory stands in for the
+    parent: the files are checked, the kernel's enforcement of them cannot run here.
+    """
+    native_rt.access.open()
+    native_rt.access.cgroups = CgroupParent(tmp_path / "cgroup")
+    (tmp_path / "cgroup").mkdir()
+    workload = spec(
+        TENANT_A, "cg-0", ["-c", "exec sleep 300"], cpu_limit=0.5, memory_limit_bytes=64 << 20
+    )
+    await run(native_rt, workload)
+    (leaf,) = (tmp_path / "cgroup").iterdir()
+    assert (leaf / "memory.max").read_text() == f"{64 << 20}\n"
+    assert (leaf / "memory.swap.max").read_text() == "0\n"
+    assert (leaf / "cpu.max").read_text() == "50000 100000\n"
+    assert (leaf / "cgroup.procs").read_text() == "0\n"  # written by the workload's process
+    config = json.loads(
+        Layout.of(native_rt.state_dir, workload.tenant, workload.name).shim_config.read_text()
+    )
+    assert config["cgroup"] == str(leaf)
+    assert config["rlimit_as"] is None  # the cgroup bounds memory instead
+    await native_rt.remove(key(workload))

@@ -171,6 +171,7 @@ class NativeRuntime:
         with translate_errors(f"prepare {spec.name}", failure=PrepareFailed):
             await self._run_as(spec)
         if spec.artefact is not None:
+            self.access.check_local_artefact(spec)
             await fetch_artefact(spec.artefact, self.cache)
             return
         if resolve_executable(str(spec.executable)) is None:

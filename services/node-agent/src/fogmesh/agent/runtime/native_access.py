@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import urllib.parse
 from pathlib import Path
 
 from fogmesh.agent.runtime.errors import PrepareFailed
@@ -28,9 +29,11 @@ from fogmesh.agent.runtime.native_isolation import (
     RunAs,
     TenantUsers,
     grant_traversal,
+    readable_by_anyone,
 )
 from fogmesh.agent.runtime.native_state import Layout
 from fogmesh.agent.runtime.native_user_io import Owner, make_dirs
+from fogmesh.protocol.workload import WorkloadSpec
 
 __all__ = ["NativeAccess"]
 
@@ -101,6 +104,19 @@ class NativeAccess:
         if self._cgroup_parent is not None and os.geteuid() == 0:
             self.cgroups = CgroupParent.open(self._cgroup_parent)
         self._ready = True
+
+    def check_local_artefact(self, spec: WorkloadSpec) -> None:
+        """Refuse a ``file://`` artefact not every user may read: the agent reads it as root,
+        so a tenant could otherwise have any tar on the node unpacked into its directory."""
+        url = urllib.parse.urlparse(spec.artefact.url if spec.artefact else "")
+        if url.scheme != "file" or not self.switches_user:
+            return
+        path = Path(urllib.parse.unquote(url.path))
+        if not readable_by_anyone(path):
+            raise PrepareFailed(
+                f"prepare {spec.name}: {path} is not readable by every user; a tenant's"
+                " file:// artefact must be"
+            )
 
     def _grant_traversal(self) -> None:
         # Before every step a workload's user takes, not once: a directory on the way may have

@@ -43,6 +43,7 @@ __all__ = [
     "TenantUsers",
     "account_name",
     "grant_traversal",
+    "readable_by_anyone",
 ]
 
 log = structlog.get_logger("fogmesh.agent.runtime.native")
@@ -177,3 +178,14 @@ def grant_traversal(path: Path, *, stop_at: Path | None = None) -> list[Path]:
             paths=[str(p) for p in changed],
         )
     return changed
+
+
+def readable_by_anyone(path: Path) -> bool:
+    """Whether every user may read the file ``path`` (``o+r`` on it, ``o+x`` on each directory
+    above): the agent reads ``file://`` artefacts as root, so a tenant may name only these."""
+    try:
+        if not path.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(folder.stat().st_mode & stat.S_IXOTH for folder in path.parents)
+    except OSError:
+        return False
