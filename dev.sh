@@ -40,7 +40,7 @@ setup_venv() {
     return 0
   fi
   local editables=(-e protocol)
-  for dir in broker services/registry services/scheduler services/node-agent examples/sensor-app; do
+  for dir in broker services/registry services/scheduler services/migrator services/node-agent examples/sensor-app; do
     [ -f "$dir/pyproject.toml" ] && editables+=(-e "$dir")
   done
   [ -f services/registry/pyproject.toml ] && editables+=(-e "services/registry[postgres]")

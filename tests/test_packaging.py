@@ -30,6 +30,11 @@ SERVICES = [
         ["sqlmodel", "aiodocker", "fogmesh.agent", "fogmesh.registry", "fogmesh.broker"],
     ),
     (
+        "services/migrator",
+        ["fogmesh.migrator.service", "fogmesh.migrator.cli"],
+        ["sqlmodel", "aiodocker", "fogmesh.agent", "fogmesh.registry", "fogmesh.scheduler"],
+    ),
+    (
         "broker",
         ["fogmesh.broker.runner", "fogmesh.broker.cli"],
         ["sqlmodel", "aiodocker", "fogmesh.agent", "fogmesh.registry", "fogmesh.scheduler"],

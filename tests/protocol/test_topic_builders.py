@@ -37,4 +37,5 @@ def test_builders_take_the_enums() -> None:
     assert topics.api("acme", APPS_RESOURCE, AppAction.DEPLOY) == "fm/v1/api/acme/apps/deploy"
     assert topics.api_filter(APPS_RESOURCE, AppAction.GET) == "fm/v1/api/+/apps/get"
     assert topics.node_cmd("n1", NodeVerb.LOGS) == "fm/v1/nodes/n1/cmd/logs"
-    assert [v.value for v in NodeVerb] == ["logs", "upload", "restart", "report"]
+    assert [v.value for v in NodeVerb][:4] == ["logs", "upload", "restart", "report"]
+    assert topics.node_cmd("n1", NodeVerb.STATE_PUT) == "fm/v1/nodes/n1/cmd/state-put"

@@ -37,9 +37,19 @@ from fogmesh.protocol import (
     ContractError,
     Event,
     RemoteError,
+    Request,
     error_info_from_validation,
+    topics,
 )
 from fogmesh.protocol.manifest import load_manifest_text
+from fogmesh.protocol.migration import (
+    MIGRATIONS_RESOURCE,
+    DrainNode,
+    MigrateWorkload,
+    MigrationAction,
+    MigrationReply,
+    StageOutcome,
+)
 from fogmesh.service import TLS_SETTINGS, BrokerSettings, configure_logging
 
 __all__ = ["app", "main"]
@@ -237,12 +247,48 @@ def upload(
     out.print(f"uploaded {reply.size} bytes to {reply.workload}:{reply.path}")
 
 
+def _migrations(ctx: typer.Context, action: str, request: Request, wait: float) -> None:
+    """Ask the migrator; one line per workload (exit 4 when any did not move)."""
+    s = _settings(ctx)
+    topic = topics.api(s.tenant, MIGRATIONS_RESOURCE, action)
+    timeout = max(s.timeout, wait)  # a move waits for the workload to run on its peer
+    sent = request.model_copy(update={"tenant": s.tenant})
+    reply = _run(s, lambda bus: bus.request(topic, sent, MigrationReply, timeout=timeout))
+    for workload, outcome in sorted(reply.outcomes.items()):
+        where = reply.peers.get(workload) or reply.reasons.get(workload, "")
+        out.print(f"{workload}: {outcome.value} {where}".rstrip(), highlight=False)
+    if any(o is not StageOutcome.MOVED for o in reply.outcomes.values()):
+        sys.exit(4)
+
+
+@app.command()
+def migrate(
+    ctx: typer.Context,
+    workload: str,
+    to: Annotated[str | None, typer.Option("--to", help="this node, else the best peer")] = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the move")] = 180.0,
+) -> None:
+    """Move a workload to another node, with its state (see docs/migrator.md)."""
+    _migrations(ctx, MigrationAction.MIGRATE, MigrateWorkload(workload=workload, to=to), wait)
+
+
+@app.command()
+def drain(
+    ctx: typer.Context,
+    node: str,
+    wait: Annotated[float, typer.Option(help="seconds to wait for every move")] = 600.0,
+) -> None:
+    """Move the tenant's workloads off a node, one at a time, with their state."""
+    _migrations(ctx, MigrationAction.DRAIN, DrainNode(node=node), wait)
+
+
 _PASSTHROUGH = {
     "broker": ("fogmesh.broker", []),
     "mesh": ("fogmesh.broker", ["render-mosquitto"]),
     "agent": ("fogmesh.agent", []),
     "registry": ("fogmesh.registry", []),
     "scheduler": ("fogmesh.scheduler", []),
+    "migrator": ("fogmesh.migrator", []),
 }
 
 

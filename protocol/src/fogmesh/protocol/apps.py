@@ -52,6 +52,7 @@ class AppAction(StrEnum):
     DELETE = "delete"
     LIST = "list"
     GET = "get"
+    MOVE = "move"  # fogmesh.protocol.migration.MoveWorkload -> MoveReply (the migrator's)
 
 
 class DeployApp(Request):

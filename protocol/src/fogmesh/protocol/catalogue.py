@@ -35,6 +35,22 @@ from fogmesh.protocol.envelope import ErrorReply
 from fogmesh.protocol.events import Event
 from fogmesh.protocol.lease import LeaseRecord
 from fogmesh.protocol.mesh import LinkStatus
+from fogmesh.protocol.migration import (
+    DrainNode,
+    FreezeCommand,
+    FrozenReply,
+    MigrateWorkload,
+    MigrationReply,
+    MoveReply,
+    MoveWorkload,
+    ResourceOffer,
+    ResourceRequest,
+    StateChunkCommand,
+    StateChunkReply,
+    StatePutCommand,
+    StatePutReply,
+    ThawCommand,
+)
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.workload import ActualState, DesiredState
 
@@ -163,6 +179,55 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             ("get", GetApp, AppReply, "One app with its manifest and placements."),
         )
     ),
+    *(
+        TopicSpec(
+            f"fm/v1/nodes/{{node}}/cmd/{verb}",
+            request,
+            "migrator",
+            "that node's agent",
+            1,
+            False,
+            summary,
+            (answer, ErrorReply),
+        )
+        for verb, request, answer, summary in (
+            ("resource-request", ResourceRequest, ResourceOffer,
+             "Could this node take the workload: level 2 (run), 1 (store) or 0 (relay)."),
+            ("freeze", FreezeCommand, FrozenReply,
+             "Stop and hold a workload, stage its state's snapshot."),
+            ("state-chunk", StateChunkCommand, StateChunkReply,
+             "One chunk of a staged snapshot, with its sha256."),
+            ("state-put", StatePutCommand, StatePutReply,
+             "Append one checked chunk to the snapshot staged here; says the next offset."),
+            ("thaw", ThawCommand, AckReply, "Release a frozen workload (the move failed)."),
+        )
+    ),  # fmt: skip
+    TopicSpec(
+        "fm/v1/api/{tenant}/apps/move",
+        MoveWorkload,
+        "migrator",
+        "scheduler (lease holder)",
+        1,
+        False,
+        "Re-home one replica (dry_run: only name the node it would pick).",
+        (MoveReply, ErrorReply),
+    ),
+    *(
+        TopicSpec(
+            f"fm/v1/api/{{tenant}}/migrations/{action}",
+            request,
+            "users, CLI",
+            "migrator (lease holder)",
+            1,
+            False,
+            summary,
+            (MigrationReply, ErrorReply),
+        )
+        for action, request, summary in (
+            ("migrate", MigrateWorkload, "Move one workload, with its state."),
+            ("drain", DrainNode, "Move the tenant's workloads off a node."),
+        )
+    ),
     TopicSpec(
         "fm/v1/events/fleet/{kind}",
         Event,
@@ -219,6 +284,6 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         "its standbys",
         1,
         True,
-        "Who holds a single-writer duty (the scheduler's placements) until when.",
+        "Who holds a single-writer duty (the scheduler's, the migrator's) until when.",
     ),
 )

@@ -38,6 +38,12 @@ class NodeVerb(StrEnum):
     UPLOAD = "upload"  # UploadCommand -> UploadReply
     RESTART = "restart"  # RestartCommand -> AckReply
     REPORT = "report"  # ReportCommand -> ReportReply
+    # the migrator's (fogmesh.protocol.migration)
+    RESOURCE_REQUEST = "resource-request"  # ResourceRequest -> ResourceOffer
+    FREEZE = "freeze"  # FreezeCommand -> FrozenReply
+    STATE_CHUNK = "state-chunk"  # StateChunkCommand -> StateChunkReply
+    STATE_PUT = "state-put"  # StatePutCommand -> StatePutReply
+    THAW = "thaw"  # ThawCommand -> AckReply
 
 
 class LogsCommand(Request):

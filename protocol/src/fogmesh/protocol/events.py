@@ -47,6 +47,7 @@ class EventKind(StrEnum):
     REPLACED = "workload-replaced"
     MIGRATION_STARTED = "migration-started"
     MIGRATION_FINISHED = "migration-finished"
+    MIGRATION_FAILED = "migration-failed"
 
 
 class EventData(BaseModel):
@@ -127,11 +128,24 @@ class ReplacedData(EventData):
 
 
 class MigrationData(EventData):
-    """migration-started / -finished (reserved for the migrator)."""
+    """migration-started / -finished / -failed (the migrator; docs/migrator.md).
 
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
+    ``stages_s`` holds the paper's four stages as they finished: ``peer_selection``,
+    ``configuration``, ``state_transfer`` (dependency and state transfer) and ``activation``.
+    ``freeze_s`` runs from the source's freeze to the workload running on the peer.
+    ``reasons``: why each node could not take it (failed), or why the move stopped.
+    """
+
+    trigger: str = Field(max_length=32, description="node-lost, overload, drain or by-hand")
+    from_: str | None = Field(default=None, alias="from", description="the source node")
+    to: str | None = Field(default=None, description="the peer")
+    level: int | None = Field(default=None, ge=0, le=2, description="the peer's level")
+    stateful: bool | None = Field(default=None, description="its state moved with it")
+    state_bytes: int | None = Field(default=None, ge=0)
+    freeze_s: float | None = Field(default=None, ge=0)
     duration_s: float | None = Field(default=None, ge=0)
+    stages_s: dict[str, float] = Field(default_factory=dict)
+    reasons: dict[str, str] = Field(default_factory=dict)
 
 
 EVENT_DATA: dict[EventKind, type[EventData]] = {
@@ -148,6 +162,7 @@ EVENT_DATA: dict[EventKind, type[EventData]] = {
     EventKind.REPLACED: ReplacedData,
     EventKind.MIGRATION_STARTED: MigrationData,
     EventKind.MIGRATION_FINISHED: MigrationData,
+    EventKind.MIGRATION_FAILED: MigrationData,
 }
 """The payload model of each event kind."""
 

@@ -9,6 +9,7 @@ from fogmesh.service._broker import (
     broker_env,
     broker_flags,
 )
+from fogmesh.service._lease import LeaseKeeper
 from fogmesh.service._logging import configure_logging
 from fogmesh.service._run import run_until_signalled, serve
 
@@ -16,6 +17,7 @@ __all__ = [
     "BROKER_ENV",
     "TLS_SETTINGS",
     "BrokerSettings",
+    "LeaseKeeper",
     "add_broker_arguments",
     "broker_env",
     "broker_flags",

@@ -1,11 +1,12 @@
-"""The scheduler's single-writer lease on ``fm/v1/leases/scheduler`` (see docs/scheduler.md).
+"""A single-writer lease on ``fm/v1/leases/{duty}`` (the scheduler's, the migrator's; see
+docs/scheduler.md).
 
-Every instance subscribes to the retained :class:`LeaseRecord`. The holder renews it every
-``ttl / 3`` seconds (same ``term``, later ``expires_at``). Another instance is a standby: when
-the record is missing or has expired it claims the duty with ``term + 1``, waits ``settle``
-seconds and is leader only if the record the broker delivered last is its own (the broker
-delivers competing claims to every subscriber in one order, so all agree on the winner). A
-leader that sees another holder's record steps down at once.
+Every instance of the service subscribes to the retained :class:`LeaseRecord`. The holder
+renews it every ``ttl / 3`` seconds (same ``term``, later ``expires_at``). Another instance is
+a standby: when the record is missing or has expired it claims the duty with ``term + 1``,
+waits ``settle`` seconds and is leader only if the record the broker delivered last is its own
+(the broker delivers competing claims to every subscriber in one order, so all agree on the
+winner). A leader that sees another holder's record steps down at once.
 """
 
 from __future__ import annotations
@@ -20,26 +21,27 @@ from fogmesh.bus import Bus, MessageContext
 from fogmesh.protocol import NotConnectedError, topics
 from fogmesh.protocol.lease import LeaseRecord
 
-__all__ = ["DUTY", "LeaseKeeper"]
+__all__ = ["LeaseKeeper"]
 
-DUTY = "scheduler"
-log = structlog.get_logger("fogmesh.scheduler.lease")
+log = structlog.get_logger("fogmesh.service.lease")
 
 
 class LeaseKeeper:
-    """Holds or waits for the scheduler lease."""
+    """Holds or waits for the lease of one duty (``scheduler``, ``migrator``)."""
 
     def __init__(
         self,
         bus: Bus,
         holder: str,
         *,
+        duty: str = "scheduler",
         ttl: float = 10.0,
         settle: float = 0.5,
         on_gain: Callable[[int], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.bus = bus
+        self.duty = duty
         self.holder = holder
         self.ttl = ttl
         self.settle = settle
@@ -48,7 +50,7 @@ class LeaseKeeper:
         self.current: LeaseRecord | None = None
         self.seen = asyncio.Event()
         self._leader = False
-        self.topic = topics.lease(DUTY)
+        self.topic = topics.lease(duty)
 
     def install(self) -> None:
         """Subscribe to the lease record."""
@@ -58,7 +60,11 @@ class LeaseKeeper:
         self.current = record
         self.seen.set()
         if self._leader and record.holder != self.holder:
-            log.warning("lease taken by another instance; stepping down", holder=record.holder)
+            log.warning(
+                "lease taken by another instance; stepping down",
+                duty=self.duty,
+                holder=record.holder,
+            )
             self._leader = False
 
     @property
@@ -79,7 +85,7 @@ class LeaseKeeper:
 
     async def _publish(self, term: int) -> None:
         record = LeaseRecord(
-            duty=DUTY,
+            duty=self.duty,
             holder=self.holder,
             term=term,
             expires_at=self.clock() + self.ttl,
@@ -127,7 +133,7 @@ class LeaseKeeper:
             await asyncio.sleep(0.05)
         else:
             return
-        log.info("scheduler lease gained", term=term)
+        log.info("lease gained", duty=self.duty, term=term)
         self._leader = True
         if self.on_gain is not None:
             await self.on_gain(term)

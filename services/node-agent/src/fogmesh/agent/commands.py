@@ -1,4 +1,5 @@
-"""Answers to ``fm/v1/nodes/{node}/cmd/{verb}``: logs, upload, restart, report.
+"""Answers to ``fm/v1/nodes/{node}/cmd/{verb}``: logs, upload, restart, report, and the
+migrator's resource-request, freeze, state-chunk, state-put and thaw (docs/migrator.md).
 
 Authorisation: every command names the tenant it acts for (``tenant`` in the envelope). A
 command may touch a workload only when that tenant owns it, else ``unauthorised``. A command
@@ -11,13 +12,16 @@ authentication is the broker's job. An unknown workload is ``not_found``; a runt
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import structlog
 
+from fogmesh.agent.handover import ChunkRefused
 from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime, workload_key
 from fogmesh.agent.runtime.errors import InstanceNotFound, RuntimeFailure, UnsafePath
@@ -40,6 +44,19 @@ from fogmesh.protocol import (
     topics,
 )
 from fogmesh.protocol.commands import MAX_UPLOAD_BYTES, NodeVerb
+from fogmesh.protocol.migration import (
+    MAX_CHUNK_BYTES,
+    FreezeCommand,
+    FrozenReply,
+    PeerLevel,
+    ResourceOffer,
+    ResourceRequest,
+    StateChunkCommand,
+    StateChunkReply,
+    StatePutCommand,
+    StatePutReply,
+    ThawCommand,
+)
 
 __all__ = ["VERBS", "CommandHandler"]
 
@@ -48,7 +65,7 @@ log = structlog.get_logger("fogmesh.agent.commands")
 VERBS = tuple(NodeVerb)  # named once, in the protocol
 P = WorkloadPhase
 # An upload carries its file in base64 (4/3 of its size) beside a small envelope.
-MAX_COMMAND_PAYLOAD = MAX_UPLOAD_BYTES * 4 // 3 + 64 * 1024
+MAX_COMMAND_PAYLOAD = max(MAX_UPLOAD_BYTES, MAX_CHUNK_BYTES) * 4 // 3 + 64 * 1024
 
 
 class CommandHandler:
@@ -77,13 +94,18 @@ class CommandHandler:
                 NodeVerb.UPLOAD: Action(UploadCommand, self.on_upload),
                 NodeVerb.RESTART: Action(RestartCommand, self.on_restart),
                 NodeVerb.REPORT: Action(ReportCommand, self.on_report),
+                NodeVerb.RESOURCE_REQUEST: Action(ResourceRequest, self.on_resource_request),
+                NodeVerb.FREEZE: Action(FreezeCommand, self.on_freeze),
+                NodeVerb.STATE_CHUNK: Action(StateChunkCommand, self.on_state_chunk),
+                NodeVerb.STATE_PUT: Action(StatePutCommand, self.on_state_put),
+                NodeVerb.THAW: Action(ThawCommand, self.on_thaw),
             },
             what="command",
             max_payload=MAX_COMMAND_PAYLOAD,
         )
 
     def register(self, bus: Bus) -> None:
-        """Serve the four verbs on ``bus`` under ``fm/v1/nodes/{node}/cmd/+``."""
+        """Serve the verbs on ``bus`` under ``fm/v1/nodes/{node}/cmd/+``."""
         self.router.attach(bus)
 
     # -- authorisation ------------------------------------------------------------------------
@@ -207,6 +229,124 @@ class CommandHandler:
                 usage=self._usage(),
                 workloads=self.reconciler.statuses(command.tenant),
             )
+        )
+
+    # -- migration ----------------------------------------------------------------------------
+
+    async def on_resource_request(self, command: ResourceRequest, ctx: MessageContext) -> None:
+        """The paper's level: 2 runs it now (runtime, CPU and memory by what the workloads here
+        are limited to, disk for its state), 1 can store it and its state, 0 relays only."""
+        self._check_tenant(command)
+        facts, usage = self._facts(), self._usage()
+        tracked = self.reconciler.tracked.values()
+        specs = [t.spec for t in tracked if t.machine.phase is not P.REMOVED]
+        cpu_free = facts.cpu_count - sum(s.cpu_limit or 0.0 for s in specs)
+        mem_free = min(
+            facts.memory_bytes - sum(s.memory_limit_bytes or 0 for s in specs),
+            usage.memory_total_bytes - usage.memory_used_bytes,
+        )
+        disk_free = usage.disk_total_bytes - usage.disk_used_bytes
+        level, reason = PeerLevel.RUN, ""
+        if command.state_bytes * 2 > disk_free:
+            level, reason = PeerLevel.RELAY, f"disk: {disk_free} bytes free"
+        elif command.runtime not in {k.value for k in self.reconciler.runtimes}:
+            level, reason = PeerLevel.STORE, f"runtime {command.runtime} not available"
+        elif command.cpu > cpu_free + 1e-9:
+            level, reason = PeerLevel.STORE, f"cpu: {cpu_free:g} cores free"
+        elif command.memory_bytes > mem_free:
+            level, reason = PeerLevel.STORE, f"memory: {mem_free} bytes free"
+        await ctx.reply(ResourceOffer.to(
+            command, source=ctx.bus.config.client_id, node=self.node, level=level, reason=reason
+        ))  # fmt: skip
+
+    async def on_freeze(self, command: FreezeCommand, ctx: MessageContext) -> None:
+        """Hold the workload, stop it (its files are then consistent: state is files, not
+        memory) and stage its snapshot."""
+        tracked, runtime = self._workload(command, command.workload)
+        key = _key(tracked)
+        async with self.reconciler.lock:
+            self.reconciler.held.add(key)
+            machine = tracked.machine
+            try:
+                with _refusals(command.workload):
+                    status = await runtime.status(key)
+                    if status.state is InstanceState.RUNNING:
+                        if machine.phase in {P.RUNNING, P.STARTING, P.PAUSED}:
+                            machine.move(P.STOPPING, "frozen for a migration")
+                        await runtime.stop(key, self.stop_timeout)
+                        if machine.can(P.STOPPED):
+                            machine.move(P.STOPPED, "frozen for a migration")
+                    data = await runtime.snapshot(key)
+            except BaseException:
+                self.reconciler.held.discard(key)
+                self.reconciler.trigger()
+                raise
+            snapshot, size, digest = await asyncio.to_thread(
+                self.reconciler.handover.stage_out, key, data
+            )
+        log.info("workload frozen for a migration", workload=command.workload, bytes=size)
+        await ctx.reply(FrozenReply.to(
+            command, source=ctx.bus.config.client_id, workload=command.workload,
+            snapshot=snapshot, size=size, sha256=digest,
+        ))  # fmt: skip
+
+    async def on_state_chunk(self, command: StateChunkCommand, ctx: MessageContext) -> None:
+        """One chunk of a staged snapshot."""
+        self._check_tenant(command)
+        handover = self.reconciler.handover
+        try:
+            data = await asyncio.to_thread(
+                handover.read_chunk, command.snapshot, command.offset, command.length
+            )
+        except OSError as exc:
+            raise Refusal(ErrorCode.NOT_FOUND, f"no staged snapshot {command.snapshot!r}") from exc
+        await ctx.reply(StateChunkReply.to(
+            command, source=ctx.bus.config.client_id, snapshot=command.snapshot,
+            offset=command.offset, data_b64=base64.b64encode(data).decode(),
+            sha256=hashlib.sha256(data).hexdigest(),
+        ))  # fmt: skip
+
+    async def on_state_put(self, command: StatePutCommand, ctx: MessageContext) -> None:
+        """Take one chunk of a snapshot for a workload this node is about to run."""
+        self._check_tenant(command)
+        tenant = command.tenant
+        if tenant is None:
+            raise Refusal(ErrorCode.INVALID_REQUEST, "state-put must name the workload's tenant")
+        key = workload_key(tenant, command.workload)
+        try:
+            data = base64.b64decode(command.data_b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise Refusal(ErrorCode.INVALID_REQUEST, f"data_b64 is not base64: {exc}") from exc
+        if command.offset + len(data) > command.size:
+            raise Refusal(ErrorCode.INVALID_REQUEST, "the chunk runs past the snapshot's size")
+        handover = self.reconciler.handover
+        try:
+            if command.offset == 0 and data:
+                handover.drop_ready(key)  # a new transfer replaces an older staged snapshot
+            following = await asyncio.to_thread(
+                handover.put_chunk, key, command.snapshot, command.offset, data, command.sha256
+            )
+            done = await asyncio.to_thread(
+                handover.complete, key, command.snapshot, command.size, command.sha256_total
+            )
+        except ChunkRefused as exc:
+            log.warning("state chunk refused", workload=command.workload, error=str(exc))
+            raise Refusal(ErrorCode.INVALID_REQUEST, str(exc)) from exc
+        await ctx.reply(StatePutReply.to(
+            command, source=ctx.bus.config.client_id,
+            next_offset=command.size if done else following, complete=done,
+        ))  # fmt: skip
+
+    async def on_thaw(self, command: ThawCommand, ctx: MessageContext) -> None:
+        """Release a frozen workload: the reconciler starts it here again."""
+        tracked, _runtime = self._workload(command, command.workload)
+        key = _key(tracked)
+        async with self.reconciler.lock:
+            self.reconciler.held.discard(key)
+            self.reconciler.handover.drop_out(key)
+        self.reconciler.trigger()
+        await ctx.reply(
+            AckReply.to(command, source=ctx.bus.config.client_id, message=f"thawed {key}")
         )
 
 

@@ -8,6 +8,10 @@ Each pass (after every desired-state change, and on a timer) compares the desire
 * not desired        -> stop, remove                 (... -> STOPPING -> REMOVED)
 * exited             -> started again per its restart policy, with capped jittered back-off
 * running, same hash -> adopted as is (after an agent restart: no duplicate)
+* held               -> left alone (frozen for a migration: see ``fogmesh.agent.handover``)
+
+A workload created while a migrated snapshot of it waits in the handover directory is restored
+from that snapshot before its first start.
 
 A runtime failure marks the workload FAILED with the reason and retries it after a capped,
 jittered back-off; it never escapes the pass, so the agent never crash-loops. Passes hold
@@ -24,6 +28,7 @@ from typing import Literal, TypeVar
 
 import structlog
 
+from fogmesh.agent.handover import Handover
 from fogmesh.agent.phases import PhaseMachine
 from fogmesh.agent.runtime.base import (
     LABEL_APP,
@@ -99,6 +104,9 @@ class Reconciler:
         self._fingerprint = ""
         self._sem = asyncio.Semaphore(concurrency)
         self._create_locks: dict[tuple[RuntimeKind, str], asyncio.Lock] = {}
+        self.handover = Handover(store.path.parent / "handover")
+        self.held: set[str] = set()
+        """Workload keys frozen for a migration: not started again until thawed or removed."""
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -205,6 +213,8 @@ class Reconciler:
     ) -> None:
         tracked = self._track(spec)
         machine = tracked.machine
+        if _key(spec) in self.held:
+            return
         runtime = self.runtimes.get(spec.runtime)
         if runtime is None:
             why = self.missing_runtimes.get(spec.runtime, "not enabled in the agent config")
@@ -260,10 +270,16 @@ class Reconciler:
         await self._call(tracked, runtime.prepare(spec))
         # one create at a time per tenant and runtime: the first one may make the tenant's
         # network, and two racing creates could each make one
+        snapshot = self.handover.take_ready(_key(spec))
         async with self._create_locks.setdefault((spec.runtime, spec.tenant), asyncio.Lock()):
-            await self._call(tracked, runtime.create(spec))
+            if snapshot is None:
+                await self._call(tracked, runtime.create(spec))
+            else:  # a migrated workload starts from the state it brought
+                await self._call(tracked, runtime.restore(spec, snapshot))
+                self.handover.drop_ready(_key(spec))
+                log.info("restored migrated state", workload=spec.name, bytes=len(snapshot))
         if machine.phase is not P.CONFIGURED:
-            machine.move(P.CONFIGURED, "created")
+            machine.move(P.CONFIGURED, "created" if snapshot is None else "restored")
         machine.move(P.STARTING)
         self._after_start(tracked, await self._call(tracked, runtime.start(_key(spec))))
 
@@ -356,6 +372,8 @@ class Reconciler:
             return
         self._removal_retry.pop(name, None)
         self._pending_removals.discard(name)
+        self.held.discard(name)
+        self.handover.drop_out(name)
         log.info("removed workload", workload=name, runtime=inst.runtime.value)
         if machine is not None and tracked is not None:
             self._retire(tracked, "no longer desired")

@@ -22,6 +22,7 @@ from fogmesh.protocol.events import (
     ReplacedData,
 )
 from fogmesh.protocol.manifest import AppManifest
+from fogmesh.protocol.migration import MoveWorkload
 from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.placement import (
     ClusterView,
@@ -34,7 +35,7 @@ from fogmesh.scheduler.placement import (
     workload_name,
 )
 from fogmesh.scheduler.specs import make_spec, manifest_totals
-from fogmesh.scheduler.store import AppRecord, PlacementRecord, Store
+from fogmesh.scheduler.store import MAX_MOVES, AppRecord, MoveRecord, PlacementRecord, Store
 
 __all__ = ["Changes", "Fleet", "Operations"]
 
@@ -305,6 +306,53 @@ class Operations:
         changes.dirty.update(p.node for p in rec.placements if p.node is not None)
         changes.events.append((tenant, self._event(EventKind.APP_DELETED, rec, "deleted")))
         return sorted({p.name for p in rec.placements})
+
+    def move(self, tenant: str, req: MoveWorkload, changes: Changes) -> tuple[str | None, str]:
+        """Re-home one replica (the migrator's ``apps/move``): to ``req.to``, else the cheapest
+        of ``req.candidates`` (any node when empty) by the placement's filter and cost, never
+        its own node or an offline one. Returns (from, to); with ``dry_run`` nothing changes.
+        ``unschedulable`` (the reason per node) when no node fits."""
+        found = next(
+            ((a, p) for a in self.store.doc.apps.values() if a.tenant == tenant
+             for p in a.placements if not p.retiring and p.name == req.workload),
+            None,
+        )  # fmt: skip
+        if found is None:
+            raise Refusal(ErrorCode.NOT_FOUND, f"tenant {tenant} has no workload {req.workload}")
+        app, placement = found
+        key = Store.key(tenant, app.manifest.name)
+        others = [q for q in app.placements if q is not placement]
+        view = self.view(skip=key, extra=self._placed(app, others))
+        allowed = {req.to} if req.to is not None else set(req.candidates)
+        offline = self.tracker.offline()
+        exclude = [
+            n.id for n in view.nodes
+            if n.id == placement.node or n.id in offline or (allowed and n.id not in allowed)
+        ]  # fmt: skip
+        want = Want(placement.spec.component, placement.spec.replica)
+        planner = Planner(view, app.manifest, tenant, version=str(app.revision))
+        plan = planner.place([want], exclude=exclude)
+        if not plan.ok:
+            raise _unschedulable(plan)
+        source, target = placement.node, plan.placements[placement.name]
+        if req.dry_run:
+            return source, target
+        placement.node = target
+        changes.dirty.add(target)
+        if source is not None:
+            changes.dirty.add(source)
+        moves = self.store.doc.moves
+        moves.append(MoveRecord(
+            ts=time.time(), tenant=tenant, workload=placement.name, from_node=source,
+            to_node=target, trigger=req.trigger.value, snapshot=req.snapshot,
+        ))  # fmt: skip
+        del moves[:-MAX_MOVES]
+        changes.events.append((tenant, Event.of(
+            EventKind.REPLACED, ReplacedData(from_=source, to=target), tenant=tenant,
+            app=app.manifest.name, workload=placement.name, node=target,
+            message=f"moved to {target} ({req.trigger.value})",
+        )))  # fmt: skip
+        return source, target
 
     # --- keeping the fleet healthy -------------------------------------------------------------
 

@@ -33,14 +33,15 @@ from fogmesh.protocol.apps import (
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.manifest import AppManifest
+from fogmesh.protocol.migration import MoveReply, MoveWorkload
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
 from fogmesh.protocol.workload import ActualState, DesiredState
 from fogmesh.scheduler.config import SchedulerConfig
-from fogmesh.scheduler.lease import LeaseKeeper
 from fogmesh.scheduler.nodes import NodeTracker
 from fogmesh.scheduler.ops import Changes, Operations
 from fogmesh.scheduler.store import Store
+from fogmesh.service import LeaseKeeper
 
 __all__ = ["SchedulerService"]
 
@@ -117,6 +118,7 @@ class SchedulerService:
             AppAction.DELETE.value: Action(DeleteApp, api(self._delete)),
             AppAction.LIST.value: Action(ListApps, api(self._list)),
             AppAction.GET.value: Action(GetApp, api(self._get)),
+            AppAction.MOVE.value: Action(MoveWorkload, api(self._move)),
         }
 
     # --- the fleet -----------------------------------------------------------------------------
@@ -261,3 +263,7 @@ class SchedulerService:
 
     async def _get(self, tenant: str, req: GetApp, changes: Changes) -> AppReply:
         return AppReply.to(req, app=self.ops.get(tenant, req.app).info())
+
+    async def _move(self, tenant: str, req: MoveWorkload, changes: Changes) -> MoveReply:
+        source, target = self.ops.move(tenant, req, changes)
+        return MoveReply.to(req, workload=req.workload, from_node=source, to_node=target)

@@ -17,7 +17,10 @@ from fogmesh.protocol.apps import AppInfo, AppSummary, PlacementInfo
 from fogmesh.protocol.manifest import AppManifest
 from fogmesh.protocol.workload import WorkloadSpec
 
-__all__ = ["AppRecord", "PlacementRecord", "Store", "StoreDoc"]
+__all__ = ["MAX_MOVES", "AppRecord", "MoveRecord", "PlacementRecord", "Store", "StoreDoc"]
+
+MAX_MOVES = 1000
+"""The newest moves kept in the store."""
 
 
 class PlacementRecord(BaseModel):
@@ -85,6 +88,20 @@ class AppRecord(BaseModel):
         )
 
 
+class MoveRecord(BaseModel):
+    """One replica re-homed at the migrator's request (``apps/move``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts: float
+    tenant: str
+    workload: str
+    from_node: str | None = None
+    to_node: str
+    trigger: str
+    snapshot: str | None = None
+
+
 class StoreDoc(BaseModel):
     """The file's content."""
 
@@ -92,6 +109,7 @@ class StoreDoc(BaseModel):
 
     apps: dict[str, AppRecord] = Field(default_factory=dict, description="key: tenant/app")
     generations: dict[str, int] = Field(default_factory=dict)
+    moves: list[MoveRecord] = Field(default_factory=list, description="the newest, oldest first")
 
 
 class Store:

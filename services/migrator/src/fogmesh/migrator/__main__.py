@@ -1,0 +1,5 @@
+"""``python -m fogmesh.migrator``."""
+
+from fogmesh.migrator.cli import main
+
+main()

@@ -1,0 +1,326 @@
+"""One migration, stage by stage (the paper's four: peer selection, configuration, dependency
+and state transfer, activation), with its events.
+
+1. peer selection: every live node but the source (and but nodes lost lately) is asked for its
+   level (``resource-request``); the scheduler picks among the level-2 ones by its placement
+   filter and cost (``apps/move`` with ``dry_run``). No peer: ``migration-failed`` with the
+   reason per node, and the workload stays where it is.
+2. state transfer (planned moves off a live node): the source agent freezes the workload (stops
+   it and holds it) and stages its snapshot; the migrator relays it chunk by chunk (sha256 each,
+   the peer naming the offset it needs next, one chunk in memory) from the source's
+   ``state-chunk`` to the peer's ``state-put``.
+3. configuration: the scheduler leader records the move and writes both nodes' desired states.
+4. activation: the peer's agent restores the snapshot, starts the workload and its heartbeat
+   shows it running; the source removes its copy. A failure after the freeze thaws the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import structlog
+
+from fogmesh.bus import Bus
+from fogmesh.migrator.config import MigratorConfig
+from fogmesh.migrator.fleet import FleetView
+from fogmesh.migrator.guard import Guard
+from fogmesh.protocol import BusError, FogmeshError, RemoteError, topics
+from fogmesh.protocol.apps import APPS_RESOURCE, AppAction
+from fogmesh.protocol.commands import AckReply, NodeVerb
+from fogmesh.protocol.envelope import Reply, Request
+from fogmesh.protocol.events import Event, EventKind, MigrationData
+from fogmesh.protocol.migration import (
+    FreezeCommand,
+    FrozenReply,
+    MigrationTrigger,
+    MoveReply,
+    MoveWorkload,
+    PeerLevel,
+    ResourceOffer,
+    ResourceRequest,
+    StageOutcome,
+    StateChunkCommand,
+    StateChunkReply,
+    StatePutCommand,
+    StatePutReply,
+    ThawCommand,
+)
+from fogmesh.protocol.workload import WorkloadSpec
+
+__all__ = ["MigrationFailed", "Mover", "Outcome"]
+
+log = structlog.get_logger("fogmesh.migrator")
+R = TypeVar("R", bound=Reply)
+_AUTOMATIC = frozenset({MigrationTrigger.OVERLOAD, MigrationTrigger.NODE_LOST})
+CHUNK_RETRIES = 3
+ACTIVATION_TIMEOUT_S = 120.0
+
+
+class MigrationFailed(FogmeshError):
+    """A stage could not be done; ``reasons`` says why (per node where it has one)."""
+
+    def __init__(self, message: str, reasons: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = reasons or {}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one workload's migration ended."""
+
+    outcome: StageOutcome
+    peer: str | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Run:
+    tenant: str
+    spec: WorkloadSpec
+    source: str
+    trigger: MigrationTrigger
+    started: float = field(default_factory=time.monotonic)
+    stages: dict[str, float] = field(default_factory=dict)
+    peer: str | None = None
+    level: int | None = None
+    state_bytes: int | None = None
+    frozen_at: float | None = None
+    freeze_s: float | None = None
+
+    def stage(self, name: str, since: float) -> float:
+        now = time.monotonic()
+        self.stages[name] = round(now - since, 6)
+        return now
+
+    def data(self, reasons: dict[str, str] | None = None) -> MigrationData:
+        return MigrationData(
+            trigger=self.trigger.value, from_=self.source, to=self.peer, level=self.level,
+            stateful=self.state_bytes is not None, state_bytes=self.state_bytes,
+            freeze_s=self.freeze_s, duration_s=round(time.monotonic() - self.started, 6),
+            stages_s=dict(self.stages), reasons=reasons or {},
+        )  # fmt: skip
+
+
+class Mover:
+    """Carries out migrations one at a time."""
+
+    def __init__(self, bus: Bus, config: MigratorConfig, fleet: FleetView, guard: Guard) -> None:
+        self.bus = bus
+        self.config = config
+        self.fleet = fleet
+        self.guard = guard
+        self.lock = asyncio.Lock()
+
+    async def migrate(
+        self,
+        tenant: str,
+        workload: str,
+        trigger: MigrationTrigger,
+        *,
+        to: str | None = None,
+        stateful: bool = True,
+    ) -> Outcome:
+        """Move the tenant's workload off its node; never raises for a refused move."""
+        async with self.lock:
+            found = self.fleet.find(tenant, workload)
+            if found is None:
+                return Outcome(StageOutcome.FAILED, reason=f"no workload {workload} is placed")
+            source, spec = found
+            key = f"{tenant}/{workload}"
+            if trigger in _AUTOMATIC:  # a person's explicit ask (by hand, drain) is not held
+                why = self.guard.why_not(key, source)
+                if why is not None:
+                    log.info("migration skipped", workload=key, reason=why)
+                    return Outcome(StageOutcome.SKIPPED, reason=why)
+            run = _Run(tenant, spec, source, trigger)
+            await self._event(EventKind.MIGRATION_STARTED, run, f"moving off {source}")
+            try:
+                await self._carry_out(run, to=to, stateful=stateful)
+            except MigrationFailed as exc:
+                if run.frozen_at is not None:
+                    await self._thaw(run)
+                reasons = {**exc.reasons, "migration": str(exc)}
+                log.warning("migration failed", workload=key, reason=str(exc), **exc.reasons)
+                await self._event(EventKind.MIGRATION_FAILED, run, str(exc), reasons)
+                return Outcome(StageOutcome.FAILED, reason=str(exc))
+            self.guard.moved(key, source)
+            await self._event(EventKind.MIGRATION_FINISHED, run, f"moved to {run.peer}")
+            return Outcome(StageOutcome.MOVED, peer=run.peer)
+
+    async def _carry_out(self, run: _Run, *, to: str | None, stateful: bool) -> None:
+        t = time.monotonic()
+        peer = await self._select_peer(run, to)
+        t = run.stage("peer_selection", t)
+        snapshot: str | None = None
+        if stateful and self.fleet.node(run.source).online:
+            frozen = await self._ask(
+                run.tenant,
+                run.source,
+                NodeVerb.FREEZE,
+                FreezeCommand(workload=run.spec.name),
+                FrozenReply,
+            )
+            run.frozen_at, run.state_bytes, snapshot = (
+                time.monotonic(),
+                frozen.size,
+                frozen.snapshot,
+            )
+            await self._transfer(run, peer, frozen)
+            t = run.stage("state_transfer", t)
+        move = MoveWorkload(workload=run.spec.name, to=peer, snapshot=snapshot, trigger=run.trigger)
+        await self._scheduler(run.tenant, move)
+        t = run.stage("configuration", t)
+        await self._activated(run, peer)
+        run.stage("activation", t)
+        if run.frozen_at is not None:
+            run.freeze_s = round(time.monotonic() - run.frozen_at, 6)
+
+    # -- stage 1 ------------------------------------------------------------------------------
+
+    async def _select_peer(self, run: _Run, to: str | None) -> str:
+        reasons: dict[str, str] = {}
+        candidates = []
+        for node in [to] if to is not None else self.fleet.live():
+            if node == run.source:
+                reasons[node] = "the source"
+            elif not self.fleet.node(node).online:
+                reasons[node] = "offline"
+            elif (why := self.guard.avoid(node)) is not None:
+                reasons[node] = why
+            else:
+                candidates.append(node)
+        offers = await asyncio.gather(*(self._offer(run, n) for n in candidates))
+        able = []
+        for node, offer in zip(candidates, offers, strict=True):
+            if isinstance(offer, str):
+                reasons[node] = offer
+            elif offer.level is not PeerLevel.RUN:
+                reasons[node] = f"level {int(offer.level)}: {offer.reason}"
+            else:
+                able.append(node)
+        if not able:
+            raise MigrationFailed("no peer can run it now", reasons)
+        pick = MoveWorkload(workload=run.spec.name, candidates=able, dry_run=True)
+        try:
+            chosen = await self._scheduler(run.tenant, pick)
+        except MigrationFailed as exc:
+            raise MigrationFailed(str(exc), {**reasons, **exc.reasons}) from None
+        run.peer, run.level = chosen.to_node, int(PeerLevel.RUN)
+        return chosen.to_node
+
+    async def _offer(self, run: _Run, node: str) -> ResourceOffer | str:
+        spec = run.spec
+        request = ResourceRequest(
+            workload=spec.name, runtime=spec.runtime.value, cpu=spec.cpu_limit or 0.0,
+            memory_bytes=spec.memory_limit_bytes or 0,
+        )  # fmt: skip
+        try:
+            return await self._ask(
+                run.tenant, node, NodeVerb.RESOURCE_REQUEST, request, ResourceOffer
+            )
+        except MigrationFailed as exc:
+            return str(exc)
+
+    # -- stage 2 ------------------------------------------------------------------------------
+
+    async def _transfer(self, run: _Run, peer: str, frozen: FrozenReply) -> None:
+        """Relay the snapshot; the peer says which offset it needs, so this resumes."""
+        tenant, source = run.tenant, run.source
+
+        def put(offset: int, data_b64: str = "", sha256: str | None = None) -> StatePutCommand:
+            return StatePutCommand(
+                workload=run.spec.name, snapshot=frozen.snapshot, size=frozen.size,
+                sha256_total=frozen.sha256, offset=offset, data_b64=data_b64, sha256=sha256,
+            )  # fmt: skip
+
+        answer = await self._ask(tenant, peer, NodeVerb.STATE_PUT, put(0), StatePutReply)
+        failures = 0
+        while not answer.complete:
+            offset = answer.next_offset
+            read = StateChunkCommand(
+                snapshot=frozen.snapshot, offset=offset, length=self.config.chunk_bytes
+            )
+            chunk = await self._ask(tenant, source, NodeVerb.STATE_CHUNK, read, StateChunkReply)
+            data = base64.b64decode(chunk.data_b64)
+            sent: StatePutReply | None = None
+            if data and hashlib.sha256(data).hexdigest() == chunk.sha256:
+                # refused (damaged on the way) or lost: ask the peer where it stands, go on
+                with contextlib.suppress(MigrationFailed):
+                    command = put(offset, chunk.data_b64, chunk.sha256)
+                    sent = await self._ask(tenant, peer, NodeVerb.STATE_PUT, command, StatePutReply)
+            if sent is not None:
+                answer, failures = sent, 0
+                continue
+            failures += 1
+            if failures > CHUNK_RETRIES:
+                raise MigrationFailed(f"the chunk at {offset} failed {failures} times")
+            answer = await self._ask(tenant, peer, NodeVerb.STATE_PUT, put(offset), StatePutReply)
+
+    # -- stages 3 and 4 -----------------------------------------------------------------------
+
+    async def _activated(self, run: _Run, peer: str) -> None:
+        deadline = time.monotonic() + ACTIVATION_TIMEOUT_S
+        while not self.fleet.running(peer, run.spec):
+            if time.monotonic() > deadline:
+                raise MigrationFailed(f"not running on {peer} after {ACTIVATION_TIMEOUT_S:g}s")
+            await asyncio.sleep(0.05)
+
+    async def _thaw(self, run: _Run) -> None:
+        thaw = ThawCommand(workload=run.spec.name)
+        try:
+            await self._ask(run.tenant, run.source, NodeVerb.THAW, thaw, AckReply)
+        except MigrationFailed as exc:
+            log.warning("could not thaw the source", node=run.source, error=str(exc))
+
+    # -- the bus ------------------------------------------------------------------------------
+
+    async def _ask(
+        self, tenant: str, node: str, verb: NodeVerb, request: Request, model: type[R]
+    ) -> R:
+        """A command to ``node``'s agent; a refusal or no answer is a :class:`MigrationFailed`
+        naming the node. Commands name the workload's tenant (the agent checks it owns it)."""
+        topic = topics.node_cmd(node, verb)
+        try:
+            sent = request.model_copy(update={"tenant": tenant})
+            return await self.bus.request(topic, sent, model, timeout=self._timeout)
+        except RemoteError as exc:
+            raise MigrationFailed(f"{verb.value} refused: {exc.error.message}",
+                                  {node: exc.error.message}) from None  # fmt: skip
+        except BusError as exc:
+            raise MigrationFailed(f"{verb.value}: {exc}", {node: str(exc)}) from None
+
+    async def _scheduler(self, tenant: str, move: MoveWorkload) -> MoveReply:
+        """``apps/move`` to the scheduler leader; ``unschedulable`` keeps its reason per node."""
+        topic = topics.api(tenant, APPS_RESOURCE, AppAction.MOVE)
+        try:
+            return await self.bus.request(
+                topic, move.model_copy(update={"tenant": tenant}), MoveReply,
+                timeout=self._timeout,
+            )  # fmt: skip
+        except RemoteError as exc:
+            reasons = exc.error.details.get("reasons", {})
+            raise MigrationFailed(f"scheduler: {exc.error.message}", dict(reasons)) from None
+        except BusError as exc:
+            raise MigrationFailed(f"scheduler: {exc}") from None
+
+    @property
+    def _timeout(self) -> float:
+        return self.config.request_timeout_s
+
+    async def _event(
+        self, kind: EventKind, run: _Run, message: str, reasons: dict[str, str] | None = None
+    ) -> None:
+        event = Event.of(
+            kind, run.data(reasons), tenant=run.tenant, app=run.spec.app, workload=run.spec.name,
+            node=run.peer or run.source, message=message[:4096], source=self.config.client_id,
+        )  # fmt: skip
+        try:
+            await self.bus.publish(topics.tenant_event(run.tenant, kind.value), event)
+        except BusError as exc:
+            log.warning("migration event not published", kind=kind.value, error=str(exc))

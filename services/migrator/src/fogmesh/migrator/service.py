@@ -1,0 +1,195 @@
+"""The migrator service on the bus.
+
+It follows every node (hello, state, heartbeat and the scheduler's retained desired states),
+answers ``fm/v1/api/{tenant}/migrations/{action}`` (migrate, drain) and judges the triggers
+every tick (overload; node lost, which only marks the node failed: see docs/migrator.md) while
+it holds the ``migrator`` lease. A standby follows the fleet too but answers and moves nothing.
+It never writes desired state: the scheduler leader does, on its ``apps/move``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+
+from fogmesh.bus import Action, Bus, BusConfig, MessageContext, Refusal, RequestRouter
+from fogmesh.migrator.config import MigratorConfig
+from fogmesh.migrator.fleet import FleetView
+from fogmesh.migrator.guard import Guard
+from fogmesh.migrator.mover import Mover, Outcome
+from fogmesh.protocol import topics
+from fogmesh.protocol.errors import ErrorCode
+from fogmesh.protocol.migration import (
+    MIGRATIONS_RESOURCE,
+    DrainNode,
+    MigrateWorkload,
+    MigrationAction,
+    MigrationReply,
+    MigrationTrigger,
+    StageOutcome,
+)
+from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
+from fogmesh.protocol.topics import NodeChannel
+from fogmesh.protocol.workload import DesiredState
+from fogmesh.service import LeaseKeeper
+
+__all__ = ["DUTY", "MigratorService"]
+
+DUTY = "migrator"
+log = structlog.get_logger("fogmesh.migrator")
+
+
+class MigratorService:
+    """One migrator instance: leader or standby, decided by the ``migrator`` lease."""
+
+    def __init__(self, config: MigratorConfig) -> None:
+        self.config = config
+        self.fleet = FleetView()
+        self.guard = Guard(
+            cooldown_s=config.cooldown_s, budget=config.node_budget,
+            window_s=config.node_budget_window_s, avoid_s=config.failed_node_avoid_s,
+        )  # fmt: skip
+        self.bus: Bus | None = None
+        self.lease: LeaseKeeper | None = None
+        self.mover: Mover | None = None
+        self.ready = asyncio.Event()
+        """Set once this instance leads."""
+        self.api = RequestRouter(
+            topics.api_filter(MIGRATIONS_RESOURCE),
+            {
+                MigrationAction.MIGRATE.value: Action(MigrateWorkload, self._migrate),
+                MigrationAction.DRAIN.value: Action(DrainNode, self._drain),
+            },
+            what="migrations action",
+            guard=lambda: self.leader,  # a standby stays silent; the leader answers
+        )
+
+    @property
+    def leader(self) -> bool:
+        """Whether this instance holds the lease now."""
+        return self.lease is not None and self.lease.leader
+
+    def bus_config(self) -> BusConfig:
+        """The bus settings from the migrator's config."""
+        return self.config.broker.bus_config(self.config.client_id)
+
+    async def run(self) -> None:
+        """Run until cancelled; leaving cancels every loop and waits for it (TaskGroup)."""
+        async with Bus(self.bus_config()) as bus:
+            self.bus = bus
+            self.mover = Mover(bus, self.config, self.fleet, self.guard)
+            self.lease = LeaseKeeper(
+                bus, self.config.client_id, duty=DUTY, ttl=self.config.lease_ttl_s,
+                settle=self.config.lease_settle_s, on_gain=self._on_gain,
+            )  # fmt: skip
+            self.lease.install()
+            bus.subscribe(topics.node_filter(NodeChannel.HELLO), NodeHello, self._on_hello)
+            bus.subscribe(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self._on_state)
+            bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_beat)
+            bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
+            self.api.attach(bus)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.lease.run(), name="migrator.lease")
+                group.create_task(self._tick_loop(), name="migrator.tick")
+
+    async def _on_gain(self, term: int) -> None:
+        log.info("migrator leads", term=term)
+        self.ready.set()
+
+    # --- the fleet -----------------------------------------------------------------------------
+
+    async def _on_hello(self, msg: NodeHello, ctx: MessageContext) -> None:
+        self.fleet.on_hello(msg)
+
+    async def _on_state(self, msg: NodeStateMessage, ctx: MessageContext) -> None:
+        was_lost = self.fleet.node(msg.node).lost_at is not None
+        self.fleet.on_state(msg.node, msg.state)
+        if not was_lost and self.fleet.node(msg.node).lost_at is not None:
+            self._lost(msg.node, "last-will")
+
+    async def _on_beat(self, msg: Heartbeat, ctx: MessageContext) -> None:
+        self.fleet.on_heartbeat(msg)
+
+    async def _on_desired(self, msg: DesiredState, ctx: MessageContext) -> None:
+        self.fleet.on_desired(msg)
+
+    def _lost(self, node: str, how: str) -> None:
+        # The scheduler re-places a lost node's workloads (a dead node cannot hand its state
+        # over); the migrator only keeps planned moves off it for failed_node_avoid_s.
+        self.guard.failed(node)
+        log.warning("node lost", node=node, how=how)
+
+    # --- the triggers --------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_s)
+            for view in self.fleet.judge():
+                self._lost(view.id, view.lost_how)
+            if not self.leader:
+                self.ready.clear()
+                continue
+            await self._shed_overload()
+
+    async def _shed_overload(self) -> None:
+        """One workload off each node hot for the whole window; its window then starts over,
+        so a node sheds one workload at a time."""
+        c = self.config
+        hot = self.fleet.overloaded(
+            high=c.overload_cpu_percent, memory_high=c.overload_memory_percent,
+            clear=c.overload_clear_percent, window_s=c.overload_window_s, now=time.monotonic(),
+        )  # fmt: skip
+        for node in hot:
+            view = self.fleet.node(node)
+            view.hot_since = time.monotonic()
+            specs = sorted(view.desired, key=lambda s: -(s.cpu_limit or 0.0))
+            for spec in specs:
+                outcome = await self._move(spec.tenant, spec.name, MigrationTrigger.OVERLOAD)
+                if outcome.outcome is StageOutcome.MOVED:
+                    break
+
+    async def _move(
+        self, tenant: str, workload: str, trigger: MigrationTrigger, to: str | None = None
+    ) -> Outcome:
+        assert self.mover is not None
+        return await self.mover.migrate(tenant, workload, trigger, to=to)
+
+    # --- the API -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _tenant(request: Any, ctx: MessageContext) -> str:
+        tenant = ctx.ref.tenant if ctx.ref is not None else None
+        if tenant is None:
+            raise Refusal(ErrorCode.INVALID_REQUEST, f"no tenant in topic {ctx.topic}")
+        if request.tenant is not None and request.tenant != tenant:
+            raise Refusal(ErrorCode.UNAUTHORISED, "a tenant may move only its own workloads")
+        return tenant
+
+    async def _migrate(self, request: MigrateWorkload, ctx: MessageContext) -> None:
+        tenant = self._tenant(request, ctx)
+        if self.fleet.find(tenant, request.workload) is None:
+            raise Refusal(ErrorCode.NOT_FOUND, f"tenant {tenant} has no workload placed as "
+                          f"{request.workload}")  # fmt: skip
+        outcome = await self._move(tenant, request.workload, MigrationTrigger.BY_HAND, request.to)
+        await ctx.reply(_reply(request, {request.workload: outcome}, self.config.client_id))
+
+    async def _drain(self, request: DrainNode, ctx: MessageContext) -> None:
+        tenant = self._tenant(request, ctx)
+        specs = [s for s in self.fleet.node(request.node).desired if s.tenant == tenant]
+        outcomes = {}
+        for spec in sorted(specs, key=lambda s: s.name):
+            outcomes[spec.name] = await self._move(tenant, spec.name, MigrationTrigger.DRAIN)
+        await ctx.reply(_reply(request, outcomes, self.config.client_id))
+
+
+def _reply(request: Any, outcomes: dict[str, Outcome], source: str) -> MigrationReply:
+    return MigrationReply.to(
+        request,
+        source=source,
+        outcomes={w: o.outcome for w, o in outcomes.items()},
+        peers={w: o.peer for w, o in outcomes.items() if o.peer is not None},
+        reasons={w: o.reason for w, o in outcomes.items() if o.reason},
+    )

@@ -1,0 +1,122 @@
+"""Staged snapshots of a migration, on disk under ``{state_dir}/handover/``.
+
+A source agent writes a frozen workload's snapshot to ``out/{snapshot}`` and serves it in
+chunks; a peer agent appends the chunks it receives to ``in/{key}.part`` (checking each chunk's
+sha256, accepting only the offset it needs next, so a transfer resumes where it stopped) and,
+once the whole file's sha256 matches, renames it to ``in/{key}.tar``. The reconciler restores
+from that file when it creates the workload, then deletes it. Neither side holds more than one
+chunk in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from fogmesh.agent.store import atomic_write
+from fogmesh.protocol import FogmeshError
+
+__all__ = ["ChunkRefused", "Handover"]
+
+_HASH_BLOCK = 1024 * 1024
+
+
+class ChunkRefused(FogmeshError):
+    """A chunk that does not match its checksum, or a snapshot that does not match its own."""
+
+
+def _safe(name: str) -> str:
+    # keys are "{tenant}/{name}" (validated ids); snapshot ids are ours (hex)
+    return name.replace("/", "__")
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Handover:
+    """The staging directories of one agent."""
+
+    def __init__(self, root: Path) -> None:
+        self.outgoing = root / "out"
+        self.incoming = root / "in"
+
+    # -- the source ---------------------------------------------------------------------------
+
+    def stage_out(self, key: str, data: bytes) -> tuple[str, int, str]:
+        """Write ``data`` (a snapshot of workload ``key``); returns (id, size, sha256)."""
+        snapshot = f"{_safe(key)}.{secrets.token_hex(6)}"
+        atomic_write(self.outgoing / snapshot, data)
+        return snapshot, len(data), hashlib.sha256(data).hexdigest()
+
+    def read_chunk(self, snapshot: str, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` (fewer at the end); ``FileNotFoundError`` if gone."""
+        path = self.outgoing / _safe(snapshot)
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read(length)
+
+    def drop_out(self, key: str) -> None:
+        """Forget every outgoing snapshot of workload ``key``."""
+        prefix = f"{_safe(key)}."
+        if self.outgoing.is_dir():
+            for path in self.outgoing.iterdir():
+                if path.name.startswith(prefix):
+                    path.unlink(missing_ok=True)
+
+    # -- the peer -----------------------------------------------------------------------------
+
+    def _part(self, key: str, snapshot: str) -> Path:
+        return self.incoming / f"{_safe(key)}.{_safe(snapshot)}.part"
+
+    def ready_path(self, key: str) -> Path:
+        """Where the complete snapshot of workload ``key`` waits for its restore."""
+        return self.incoming / f"{_safe(key)}.tar"
+
+    def put_chunk(
+        self, key: str, snapshot: str, offset: int, data: bytes, sha256: str | None
+    ) -> int:
+        """Append ``data`` if ``offset`` is the next one needed; returns the next offset."""
+        part = self._part(key, snapshot)
+        have = part.stat().st_size if part.exists() else 0
+        if not data or offset != have:
+            return have
+        if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
+            raise ChunkRefused(f"chunk at {offset} does not match its sha256")
+        part.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return have + len(data)
+
+    def complete(self, key: str, snapshot: str, size: int, sha256: str) -> bool:
+        """Whether the whole snapshot is in; once its sha256 matches it becomes the ready file
+        (a mismatch discards it, so the sender starts again from 0)."""
+        part = self._part(key, snapshot)
+        if not part.exists() or part.stat().st_size < size:
+            return self.ready_path(key).exists() and not part.exists()
+        if file_sha256(part) != sha256:
+            part.unlink(missing_ok=True)
+            raise ChunkRefused("the snapshot does not match its sha256; send it again")
+        part.replace(self.ready_path(key))
+        return True
+
+    def take_ready(self, key: str) -> bytes | None:
+        """The complete snapshot of ``key``, if one waits (the file is kept until
+        :meth:`drop_ready`, so a failed restore can be tried again)."""
+        path = self.ready_path(key)
+        return path.read_bytes() if path.exists() else None
+
+    def drop_ready(self, key: str) -> None:
+        """Forget the staged snapshot of ``key`` (it was restored)."""
+        self.ready_path(key).unlink(missing_ok=True)
