@@ -181,3 +181,34 @@ async def test_refused_native_component_is_rejected_not_crashed(
         what="workload-state event with the reason",
     )
     assert agent.alive()
+
+
+async def test_two_tenants_run_the_same_workload_name_on_one_node(
+    broker: BrokerProcess, agents: list[AgentProc], probe: Probe, tmp_path: Path, run_label: str
+) -> None:
+    """One desired state, two tenants, one workload name: two processes, two users, and each
+    tenant's actual entry stays its own."""
+    node, tenants = unique("n"), (ISO_TENANT, "iso-b")
+    script = tmp_path / "app.sh"
+    script.write_text(SCRIPT)
+    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
+    agents.append(
+        AgentProc(
+            node, broker.port, tmp_path / "state", run_label, extra=["--runtimes", "native"]
+        ).start()
+    )
+    specs = [native_workload("job", t, str(script), env={"COLOUR": t}) for t in tenants]
+    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1, *specs))
+
+    def both_running() -> bool:
+        mine = [w for w in actuals[-1].workloads if w.name == "job"] if actuals else []
+        return len(mine) == 2 and all(w.phase is WorkloadPhase.RUNNING for w in mine)
+
+    await wait_for(both_running, what="both tenants' job running")
+    pids = {w.tenant: w.runtime_id for w in actuals[-1].workloads}
+    assert set(pids) == set(tenants)
+    for tenant, pid in pids.items():
+        assert _colour(pid) == tenant
+        uid = psutil.Process(int(pid)).uids().effective
+        assert uid == pwd.getpwnam(account_name(tenant)).pw_uid
+    assert len(set(pids.values())) == 2
