@@ -1,0 +1,97 @@
+"""Drain, a move no peer can take, and a node killed: real agents, Mosquitto, the scheduler and
+the migrator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fogmesh.protocol.events import EventKind, MigrationData
+from fogmesh.protocol.migration import (
+    DrainNode,
+    MigrateWorkload,
+    MigrationAction,
+    StageOutcome,
+)
+from tests.agent.support import wait_for
+from tests.migrator.support import stack, state_file
+
+
+async def test_drain_moves_every_workload_off_the_node_with_its_state(
+    tmp_path: Path, run_label: str
+) -> None:
+    async with stack(tmp_path, run_label, ["d-a", "d-b"]) as st:
+        placed = [
+            (await st.deploy(name, requests={"cpu": "50m", "memory": "16Mi"})).app.placements[0]
+            for name in ("one", "two")
+        ]
+        names = [p.workload for p in placed]
+        # drain the node holding the first app (the other may sit on either node)
+        node = placed[0].node
+        assert node is not None
+        other = "d-b" if node == "d-a" else "d-a"
+        for p in placed:
+            assert p.node is not None
+            await wait_for(lambda p=p: st.runs(p.node, p.workload), 60, f"{p.workload} runs")
+        on_node = sorted(p.workload for p in placed if p.node == node)
+
+        answer = await st.ask(MigrationAction.DRAIN, DrainNode(node=node))
+
+        assert answer.outcomes == dict.fromkeys(on_node, StageOutcome.MOVED), answer.reasons
+        for name in names:
+            await wait_for(lambda n=name: st.where(n) == [other], 60, f"{name} on {other} only")
+        await wait_for(lambda: state_file(st.agents[node]) is None, 60, "nothing left there")
+        finished = st.kinds(EventKind.MIGRATION_FINISHED)
+        assert sorted(e.workload or "" for e in finished) == on_node
+        assert {e.payload_as(MigrationData).trigger for e in finished} == {"drain"}
+
+
+async def test_no_peer_fits_the_event_says_why_and_the_workload_keeps_running(
+    tmp_path: Path, run_label: str
+) -> None:
+    async with stack(tmp_path, run_label, ["n-a", "n-b"]) as st:
+        # the peer cannot give 64 cores: the agent answers level 1 with the reason
+        reply = await st.deploy("big", limits={"cpu": 64})
+        source = reply.app.placements[0].node
+        assert source is not None
+        peer = "n-b" if source == "n-a" else "n-a"
+        workload = reply.app.placements[0].workload
+        await wait_for(lambda: st.runs(source, workload), 60, "the workload runs")
+
+        answer = await st.ask(MigrationAction.MIGRATE, MigrateWorkload(workload=workload))
+
+        assert answer.outcomes == {workload: StageOutcome.FAILED}
+        assert "no peer" in answer.reasons[workload]
+        await wait_for(lambda: bool(st.kinds(EventKind.MIGRATION_FAILED)), 30, "the event")
+        data = st.kinds(EventKind.MIGRATION_FAILED)[0].payload_as(MigrationData)
+        assert data.from_ == source
+        assert data.reasons[peer].startswith("level 1: cpu")
+        assert data.reasons[source] == "the source"
+        assert st.where(workload) == [source]  # never frozen: it kept running
+        assert st.scheduler.store.doc.moves == []
+
+
+async def test_a_killed_node_s_workload_runs_on_a_peer_and_the_node_is_avoided(
+    tmp_path: Path, run_label: str
+) -> None:
+    async with stack(tmp_path, run_label, ["k-a", "k-b", "k-c"]) as st:
+        reply = await st.deploy("survive")
+        source = reply.app.placements[0].node
+        assert source is not None
+        workload = reply.app.placements[0].workload
+        await wait_for(lambda: st.runs(source, workload), 60, "the workload runs")
+
+        st.agents[source].kill()  # kill -9 of the agent process
+        await wait_for(lambda: source not in st.migrator.fleet.live(), 60, "the migrator sees it")
+
+        others = sorted(set(st.agents) - {source})
+        await wait_for(
+            lambda: any(st.runs(n, workload) for n in others), 90, "the workload on a peer"
+        )
+        assert st.migrator.guard.avoid(source) is not None  # no planned move onto it for a while
+        peer = next(n for n in others if st.runs(n, workload))
+        # a by-hand move now may not go back onto the lost node
+        answer = await st.ask(
+            MigrationAction.MIGRATE, MigrateWorkload(workload=workload, to=source)
+        )
+        assert answer.outcomes == {workload: StageOutcome.FAILED}
+        assert st.runs(peer, workload)
