@@ -3,6 +3,7 @@ the migrator."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from fogmesh.protocol.events import EventKind, MigrationData
@@ -13,7 +14,11 @@ from fogmesh.protocol.migration import (
     StageOutcome,
 )
 from tests.agent.support import wait_for
-from tests.migrator.support import stack, state_file
+from tests.migrator.support import Stack, stack, state_file
+
+
+def _only_on(st: Stack, workload: str, node: str) -> bool:
+    return st.where(workload) == [node]
 
 
 async def test_drain_moves_every_workload_off_the_node_with_its_state(
@@ -30,15 +35,16 @@ async def test_drain_moves_every_workload_off_the_node_with_its_state(
         assert node is not None
         other = "d-b" if node == "d-a" else "d-a"
         for p in placed:
-            assert p.node is not None
-            await wait_for(lambda p=p: st.runs(p.node, p.workload), 60, f"{p.workload} runs")
+            where, what = p.node, p.workload
+            assert where is not None
+            await wait_for(partial(st.runs, where, what), 60, f"{what} runs")
         on_node = sorted(p.workload for p in placed if p.node == node)
 
         answer = await st.ask(MigrationAction.DRAIN, DrainNode(node=node))
 
         assert answer.outcomes == dict.fromkeys(on_node, StageOutcome.MOVED), answer.reasons
         for name in names:
-            await wait_for(lambda n=name: st.where(n) == [other], 60, f"{name} on {other} only")
+            await wait_for(partial(_only_on, st, name, other), 60, f"{name} on {other} only")
         await wait_for(lambda: state_file(st.agents[node]) is None, 60, "nothing left there")
         finished = st.kinds(EventKind.MIGRATION_FINISHED)
         assert sorted(e.workload or "" for e in finished) == on_node
