@@ -312,8 +312,10 @@ for _name in _PASSTHROUGH:
 
 def _register_up() -> None:
     from fogmesh.cli.fleet.command import up
+    from fogmesh.cli.fleet.remote import fleet_app
 
     app.command(name="up")(up)
+    app.add_typer(fleet_app)
 
 
 _register_up()

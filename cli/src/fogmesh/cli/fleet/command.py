@@ -1,4 +1,8 @@
-"""``fogmesh up``: start a fleet on this machine, deploy the sample app, watch it, stop it all."""
+"""``fogmesh up``: start a fleet on this machine, deploy the sample app, watch it, stop it all.
+
+A node agent that dies is a node lost, shown in the live view, never the end of the fleet;
+``fogmesh fleet kill/revive`` (fleet/remote.py) reach the running fleet over its control
+socket (fleet/control.py) to fail a node and bring it back (fleet/supervise.py)."""
 
 from __future__ import annotations
 
@@ -19,10 +23,12 @@ from rich.live import Live
 
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.cli.errors import CliError
+from fogmesh.cli.fleet.control import ControlAction, ControlRequest, ControlServer
 from fogmesh.cli.fleet.live import FleetView
 from fogmesh.cli.fleet.plan import APP, SITES, TENANT, FleetPlan
 from fogmesh.cli.fleet.processes import ProcessSet, wait_port
 from fogmesh.cli.fleet.sample import SAMPLE_IMAGE, sample_manifest
+from fogmesh.cli.fleet.supervise import NodeSupervisor, log_tail
 from fogmesh.cli.fleet.teardown import remove_leftovers
 from fogmesh.protocol import RemoteError, RequestTimeout, WorkloadPhase, topics
 from fogmesh.protocol.apps import AppDeletedReply, AppReply, DeleteApp, DeployApp
@@ -64,29 +70,53 @@ def _resolve_runtime(choice: str) -> str:
     return "docker" if ready else "native"
 
 
-def _log_tail(path: Path, lines: int = 15) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return "(no log)"
+def _migrator_command() -> list[str] | None:
+    """The migrator's console script, beside this interpreter or on the PATH (None: the
+    fogmesh-migrator distribution is not installed, and the fleet runs without it)."""
+    beside = Path(sys.executable).parent / "fogmesh-migrator"
+    found = str(beside) if beside.exists() else shutil.which("fogmesh-migrator")
+    return [found] if found else None
 
 
 class _Fleet:
-    """The running fleet: its plan, its processes, and a bus to watch it."""
+    """The running fleet: its plan, its processes, what it shows, and a bus to watch it."""
 
-    def __init__(self, plan: FleetPlan, paths: dict[str, Path]) -> None:
+    def __init__(self, plan: FleetPlan, paths: dict[str, Path], live: bool) -> None:
         self.plan = plan
         self.paths = paths
+        self.live = live
         self.procs = ProcessSet(
             plan.state_dir / "logs", marker_env={"FOGMESH_FLEET": plan.fleet_id}
         )
+        self.events_log = plan.state_dir / "logs" / "fleet.log"
+        self.view = FleetView(TENANT, APP, on_note=self._echo)
+        self.supervisor = NodeSupervisor(
+            self.procs, plan.fleet_id, plan.state_dir, note=self.view.note
+        )
+        self.view.agents = self.supervisor.agents
+
+    def _echo(self, text: str) -> None:
+        """Keep a line of what happened in logs/fleet.log; print it when there is no live view."""
+        stamp = time.strftime("%H:%M:%S")
+        with contextlib.suppress(OSError):
+            self.events_log.parent.mkdir(parents=True, exist_ok=True)
+            with self.events_log.open("a") as log:
+                log.write(f"{stamp} {text}\n")
+        if not self.live:
+            print(f"event: {text}", flush=True)  # noqa: T201 -- plain progress for logs
 
     def check_alive(self) -> None:
-        dead = self.procs.dead()
-        if dead:
-            child = dead[0]
-            raise CliError(
-                f"{child.name} exited; last lines of {child.log}:\n{_log_tail(child.log)}"
+        """Report dead agents; raise when a broker or service died (the fleet ends)."""
+        self.supervisor.check()
+
+    async def control(self, request: ControlRequest) -> str:
+        """Do what ``fogmesh fleet kill/revive`` asked (off the event loop: it signals,
+        scans processes and asks docker)."""
+        if request.action is ControlAction.KILL:
+            return await asyncio.to_thread(
+                self.supervisor.kill, request.node, silent=request.silent
             )
+        return await asyncio.to_thread(self.supervisor.revive, request.node)
 
     def start_brokers(self) -> None:
         for name in ("cloud", *SITES):
@@ -100,7 +130,7 @@ class _Fleet:
                 name,
             )
             if not wait_port(self.plan.ports[name], proc=child.proc):
-                raise CliError(f"broker {name} did not start:\n{_log_tail(child.log)}")
+                raise CliError(f"broker {name} did not start:\n{log_tail(child.log)}")
 
     def start_services(self) -> None:
         plan = self.plan
@@ -125,12 +155,16 @@ class _Fleet:
         self.procs.python(
             "scheduler", "fogmesh.scheduler", "--config", str(self.paths["scheduler"])
         )
+        migrator = _migrator_command()
+        if migrator is not None:
+            self.procs.run("migrator", [*migrator, "--config", str(self.paths["migrator"])])
         for node in plan.nodes:
             self.procs.python(
                 f"agent-{node.node}",
                 "fogmesh.agent",
                 "--config",
                 str(self.paths[f"agent-{node.node}"]),
+                node=node.node,
             )
 
     def viewer_config(self) -> BusConfig:
@@ -220,10 +254,24 @@ async def _run(fleet: _Fleet, duration: float | None, live: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     plan = fleet.plan
-    view = FleetView(TENANT, APP)
+    view = fleet.view
     with console.status("starting three brokers (cloud, site-a, site-b) and their links"):
         await asyncio.to_thread(fleet.start_brokers)
     fleet.start_services()
+    control = ControlServer(plan.state_dir, fleet.control)
+    if not await control.start():
+        console.print(f"[yellow]no control socket:[/] {control.path} is too long a path")
+    try:
+        return await _run_fleet(fleet, view, stop, duration, live)
+    finally:
+        await control.close()
+
+
+async def _run_fleet(
+    fleet: _Fleet, view: FleetView, stop: asyncio.Event, duration: float | None, live: bool
+) -> int:
+    plan = fleet.plan
+    loop = asyncio.get_running_loop()
     async with Bus(fleet.viewer_config()) as bus:
         view.attach(bus)
         try:
@@ -244,6 +292,10 @@ async def _run(fleet: _Fleet, duration: float | None, live: bool) -> int:
         placed = ", ".join(f"{p.workload} on {p.node}" for p in reply.app.placements)
         console.print(f"[green]deployed {APP}:[/] {placed}")
         console.print(f"credentials for the CLI and mosquitto_pub: source {fleet.paths['env']}")
+        console.print(
+            "watch a failover: `fogmesh fleet kill NODE` (--silent: SIGSTOP), then "
+            "`fogmesh fleet revive NODE`"
+        )
         if duration is not None:  # counted from the deployment, so start-up time is not taken
             loop.call_later(duration, stop.set)
         try:
@@ -264,7 +316,13 @@ def up(
         bool, typer.Option(help="live tables (default on a terminal)")
     ] = sys.stdout.isatty(),
 ) -> None:
-    """Run a whole fleet on this machine with the sample app, until Ctrl-C."""
+    """Run a whole fleet on this machine with the sample app, until Ctrl-C.
+
+    A node agent that dies (or is killed with `fogmesh fleet kill NODE`) is a node lost: the
+    live view and logs/fleet.log say so and the fleet carries on, its workloads re-placed;
+    `fogmesh fleet revive NODE` starts it again. A broker, the registry, the scheduler or the
+    migrator exiting ends the fleet, with the last lines of its log (they are not restarted).
+    """
     if runtime not in {"auto", "docker", "native"}:
         raise CliError("--runtime must be auto, docker or native", code=2)
     configure_logging("warning")
@@ -275,7 +333,7 @@ def up(
     root = state_dir or Path(tempfile.mkdtemp(prefix="fogmesh-up-"))
     root = root.resolve()
     plan = FleetPlan.make(root, nodes, chosen)
-    fleet = _Fleet(plan, plan.write_files())
+    fleet = _Fleet(plan, plan.write_files(), live)
     outputs = 0
     try:
         outputs = asyncio.run(_run(fleet, duration, live))

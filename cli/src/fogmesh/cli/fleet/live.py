@@ -1,14 +1,17 @@
 """The live view of ``fogmesh up``: nodes, workloads and the sample app's data rates, read
-from the bus like any other client would."""
+from the bus like any other client would, and what just happened (nodes lost and back,
+workloads re-placed or migrated, nodes killed and revived by the user)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Group
 from rich.table import Table
 
@@ -16,6 +19,8 @@ from fogmesh.bus import Bus, MessageContext, RawMessage
 from fogmesh.cli.render import human_bytes
 from fogmesh.protocol import (
     ActualState,
+    Event,
+    EventKind,
     Heartbeat,
     NodeHello,
     NodeLiveness,
@@ -23,9 +28,49 @@ from fogmesh.protocol import (
     WorkloadStatus,
     topics,
 )
+from fogmesh.protocol.events import MigrationData, NodeEventData, ReplacedData
 from fogmesh.protocol.topics import NodeChannel
 
-__all__ = ["FleetView"]
+__all__ = ["FLEET_KINDS", "TENANT_KINDS", "FleetView", "describe_event"]
+
+FLEET_KINDS = (EventKind.NODE_LOST, EventKind.NODE_STALE, EventKind.NODE_BACK)
+"""Fleet events the view shows: a node's liveness changing."""
+TENANT_KINDS = (
+    EventKind.REPLACED,
+    EventKind.PLACEMENT_FAILED,
+    EventKind.MIGRATION_STARTED,
+    EventKind.MIGRATION_FINISHED,
+    EventKind.MIGRATION_FAILED,
+)
+"""The tenant's events the view shows: its workloads moving."""
+
+
+def _arrow(source: str | None, target: str | None) -> str:
+    return f"{source or '?'} -> {target or '?'}"
+
+
+def describe_event(event: Event) -> str:
+    """One line for an event the view shows (its message when its data does not validate)."""
+    who = event.workload or event.node or ""
+    try:
+        data = event.payload()
+    except ValidationError:
+        return f"{event.kind.value} {who}: {event.message}".strip()
+    if isinstance(data, NodeEventData):
+        why = data.reason or data.via or ""
+        return f"{event.kind.value} {who}" + (f" ({why})" if why else "")
+    if isinstance(data, ReplacedData):
+        if data.from_ or data.to:
+            return f"{event.kind.value} {who}: {_arrow(data.from_, data.to)}"
+        return f"{event.kind.value} {who}: new spec in place"
+    if isinstance(data, MigrationData):
+        line = f"{event.kind.value} {who}: {_arrow(data.from_, data.to)} ({data.trigger}"
+        if data.freeze_s is not None:
+            line += f", frozen {data.freeze_s:.2f} s"
+        if data.reasons:
+            line += ", " + "; ".join(f"{k}: {v}" for k, v in sorted(data.reasons.items())[:3])
+        return line + ")"
+    return f"{event.kind.value} {who}: {event.message}".strip()
 
 
 @dataclass
@@ -42,13 +87,17 @@ class _Stream:
 class FleetView:
     """What the fleet looks like from the cloud broker."""
 
-    def __init__(self, tenant: str, app: str) -> None:
+    def __init__(self, tenant: str, app: str, on_note: Callable[[str], None] | None = None) -> None:
         self.tenant, self.app = tenant, app
         self.hello: dict[str, NodeHello] = {}
         self.state: dict[str, NodeLiveness] = {}
         self.heartbeat: dict[str, Heartbeat] = {}
         self.actual: dict[str, ActualState] = {}
         self.streams: dict[str, _Stream] = {}
+        self.agents: dict[str, str] = {}
+        """What each node's agent process is doing (the fleet's supervisor fills it)."""
+        self.notes: deque[tuple[float, str]] = deque(maxlen=12)
+        self._on_note = on_note
 
     def attach(self, bus: Bus) -> None:
         """Subscribe to what the view shows."""
@@ -57,6 +106,19 @@ class FleetView:
         bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_heartbeat)
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
         bus.subscribe(topics.data_filter(self.tenant, self.app), RawMessage, self._on_data)
+        for kind in FLEET_KINDS:
+            bus.subscribe(topics.fleet_event(kind), Event, self._on_event)
+        for kind in TENANT_KINDS:
+            bus.subscribe(topics.tenant_event(self.tenant, kind), Event, self._on_event)
+
+    def note(self, text: str) -> None:
+        """Record something that just happened (shown in the events table)."""
+        self.notes.append((time.time(), text))
+        if self._on_note is not None:
+            self._on_note(text)
+
+    async def _on_event(self, msg: Event, ctx: MessageContext) -> None:
+        self.note(describe_event(msg))
 
     async def _on_hello(self, msg: NodeHello, ctx: MessageContext) -> None:
         self.hello[msg.node] = msg
@@ -99,9 +161,9 @@ class FleetView:
     # -- rendering ---------------------------------------------------------------------------
 
     def render(self) -> Group:
-        """The three tables."""
+        """The four tables: nodes, workloads, data plane, events."""
         nodes = Table(title="nodes", expand=True)
-        for column in ("node", "site", "state", "cpu", "memory", "workloads"):
+        for column in ("node", "site", "state", "agent", "cpu", "memory", "workloads"):
             nodes.add_column(column)
         for node in sorted(set(self.hello) | set(self.state)):
             hello, beat = self.hello.get(node), self.heartbeat.get(node)
@@ -111,6 +173,7 @@ class FleetView:
                 node,
                 hello.facts.site if hello else "-",
                 f"[{colour}]{state.value if state else '?'}[/]",
+                self.agents.get(node, "-"),
                 f"{beat.usage.cpu_percent:.0f}%" if beat else "-",
                 human_bytes(beat.usage.memory_used_bytes) if beat else "-",
                 str(len(self.actual[node].workloads)) if node in self.actual else "0",
@@ -140,4 +203,9 @@ class FleetView:
                 latency = (float(last["ts_out"]) - float(last["ts_in"])) * 1000
                 summary += f", sensor->out {latency:.1f} ms"
             data.add_row(name, f"{stream.rate():.1f}", str(stream.total), summary)
-        return Group(nodes, loads, data)
+        happened = Table(title="events (fogmesh fleet kill / revive NODE to watch a failover)")
+        happened.add_column("time")
+        happened.add_column("what")
+        for at, text in self.notes:
+            happened.add_row(time.strftime("%H:%M:%S", time.localtime(at)), text)
+        return Group(nodes, loads, data, happened)

@@ -1,9 +1,9 @@
 """What ``fogmesh up`` starts: ports, nodes, accounts, and the files each process reads.
 
-Three brokers (a cloud and two sites) are joined by WAN links; the registry and the scheduler
-talk to the cloud broker; the node agents are spread over the sites. Every process has its own
-account on the brokers (ACL roles ``service``, ``bridge``, ``node``, ``tenant``), with random
-passwords written only into the fleet's state directory.
+Three brokers (a cloud and two sites) are joined by WAN links; the registry, the scheduler and
+the migrator (when installed) talk to the cloud broker; the node agents are spread over the
+sites. Every process has its own account on the brokers (ACL roles ``service``, ``bridge``,
+``node``, ``tenant``), with random passwords written only into the fleet's state directory.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class FleetPlan:
         def account(username: str, role: str, **kw: str) -> None:
             plan.accounts[username] = Account(username, secrets.token_urlsafe(12), role, **kw)
 
-        for service in ("registry", "scheduler", "operator", "viewer"):
+        for service in ("registry", "scheduler", "migrator", "operator", "viewer"):
             account(service, "service")
         for site in SITES:
             account(f"bridge-{site}", "bridge")
@@ -181,8 +181,23 @@ class FleetPlan:
             "heartbeat_interval_s": 2.0,
         }
 
+    def migrator_config(self) -> dict[str, Any]:
+        """The migrator's configuration file (docs/migrator.md)."""
+        host, port = self.broker_of("cloud")
+        account = self.accounts["migrator"]
+        return {
+            "client_id": "migrator",
+            "broker": {
+                "host": host,
+                "port": port,
+                "username": account.username,
+                "password": account.password,
+            },
+        }
+
     def env_file(self) -> str:
-        """Shell lines that point the CLI and mosquitto_pub at the fleet."""
+        """Shell lines that point the CLI and mosquitto_pub at the fleet (and ``fogmesh fleet``
+        at its state directory)."""
         op, tenant = self.accounts["operator"], self.accounts[TENANT]
         lines = {
             "FOGMESH_BROKER": f"127.0.0.1:{self.ports['cloud']}",
@@ -193,11 +208,13 @@ class FleetPlan:
             "FOGMESH_TENANT": TENANT,
             "FOGMESH_TENANT_USERNAME": tenant.username,
             "FOGMESH_TENANT_PASSWORD": tenant.password,
+            # `fogmesh fleet kill/revive` find the running fleet's control socket by it
+            "FOGMESH_FLEET_DIR": str(self.state_dir),
         }
         return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in lines.items())
 
     def write_files(self) -> dict[str, Path]:
-        """Write the mesh, agent, scheduler and env files; return their paths."""
+        """Write the mesh, agent, scheduler, migrator and env files; return their paths."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)  # it holds every account's password
         paths = {
@@ -207,6 +224,8 @@ class FleetPlan:
         }
         _write_private(paths["mesh"], yaml.safe_dump(self.mesh(), sort_keys=False))
         _write_private(paths["scheduler"], yaml.safe_dump(self.scheduler_config()))
+        paths["migrator"] = self.state_dir / "migrator.yaml"
+        _write_private(paths["migrator"], yaml.safe_dump(self.migrator_config()))
         _write_private(paths["env"], self.env_file())
         for node in self.nodes:
             path = self.state_dir / f"agent-{node.node}.yaml"

@@ -1,5 +1,8 @@
 """The child processes of ``fogmesh up``: started in their own process groups, logged to
-files, stopped in reverse order with SIGTERM and, past a deadline, SIGKILL."""
+files, stopped in reverse order with SIGTERM and, past a deadline, SIGKILL.
+
+A child is either part of the fleet's core (a broker, the registry, the scheduler, the
+migrator) or a node (an agent): a node may die and come back, the core may not."""
 
 from __future__ import annotations
 
@@ -38,9 +41,15 @@ class ChildProcess:
     argv: list[str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    node: str | None = None
+    """The node this child is the agent of (None: part of the fleet's core)."""
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, env: dict[str, str] | None = None) -> None:
-        """Start it in a new session (own process group), output to its log file."""
+        """Start it in a new session (own process group), output to its log file; a second
+        start (a revived node) runs the same command with the same environment."""
+        if env is not None:
+            self.env = dict(env)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -49,8 +58,19 @@ class ChildProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, **self.env},
             )
+
+    @property
+    def exit_reason(self) -> str:
+        """How it ended: ``exit code N`` or ``killed by SIGKILL`` ("running" while alive)."""
+        code = None if self.proc is None else self.proc.poll()
+        if code is None:
+            return "running" if self.proc is not None else "not started"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
 
     @property
     def alive(self) -> bool:
@@ -74,12 +94,26 @@ class ProcessSet:
     """Put into every child's environment (teardown finds the fleet's processes by it)."""
 
     def python(
-        self, name: str, module: str, *args: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        module: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        node: str | None = None,
     ) -> ChildProcess:
         """Start ``python -m module args`` as child ``name``."""
-        child = ChildProcess(
-            name, [sys.executable, "-m", module, *args], self.log_dir / f"{name}.log"
-        )
+        return self.run(name, [sys.executable, "-m", module, *args], env=env, node=node)
+
+    def run(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        node: str | None = None,
+    ) -> ChildProcess:
+        """Start ``argv`` as child ``name`` (the agent of ``node``, if given)."""
+        child = ChildProcess(name, argv, self.log_dir / f"{name}.log", node=node)
         child.start({**self.marker_env, **(env or {})})
         self.children.append(child)
         return child
@@ -87,6 +121,10 @@ class ProcessSet:
     def dead(self) -> list[ChildProcess]:
         """Children that have exited."""
         return [c for c in self.children if not c.alive]
+
+    def agent(self, node: str) -> ChildProcess | None:
+        """The agent child of ``node``, if the fleet has that node."""
+        return next((c for c in self.children if c.node == node), None)
 
     def stop(self, child: ChildProcess, timeout: float = 10.0) -> None:
         """SIGTERM the child's group, then SIGKILL it past ``timeout``."""
@@ -104,6 +142,7 @@ class ProcessSet:
         then SIGKILL whoever is left."""
         for child in reversed(self.children):
             child.signal_group(signal.SIGTERM)
+            child.signal_group(signal.SIGCONT)  # a node stopped by `fleet kill --silent`
         deadline = time.monotonic() + timeout
         for child in reversed(self.children):
             if child.proc is None:
