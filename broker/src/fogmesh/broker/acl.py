@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from fogmesh.broker.config import RoleSpec, UserSpec
 from fogmesh.broker.topicmatch import filter_within, matches
 from fogmesh.protocol import ContractError, EventKind, check_id
+from fogmesh.protocol.accounts import JOIN_ROLE
 from fogmesh.protocol.topics import ROOT, NodeChannel
 
 __all__ = ["DEFAULT_ROLES", "EVERYONE", "Identity", "RoleTable"]
@@ -31,6 +32,7 @@ _NODE_PUBLISH = [
     f"{ROOT}/events/tenants/+/{EventKind.REPLACED.value}",
     f"{ROOT}/events/fleet/{EventKind.DESIRED_REJECTED.value}",
     f"{ROOT}/reply/#",
+    f"{ROOT}/audit/{{username}}",  # the audit records of the commands it answers
 ]
 
 DEFAULT_ROLES: dict[str, RoleSpec] = {
@@ -50,6 +52,8 @@ DEFAULT_ROLES: dict[str, RoleSpec] = {
             f"{ROOT}/reply/{{tenant}}/#",
         ],
     ),
+    # a join token's bootstrap account: it may only ask to join (and read its own replies)
+    JOIN_ROLE: RoleSpec(publish=[f"{ROOT}/join/{{username}}"]),
 }
 # Every authenticated account, whatever its role, reads the replies sent to its own account.
 # (The old fm/v1/reply/{client} is gone: bound to a client id alone, it was readable by any

@@ -321,6 +321,17 @@ def _register_up() -> None:
 _register_up()
 
 
+def _register_accounts() -> None:
+    from fogmesh.cli.accounts import account_app, node_app, tenant_app
+
+    app.add_typer(tenant_app, name="tenant")
+    app.add_typer(account_app, name="account")
+    app.add_typer(node_app, name="node")
+
+
+_register_accounts()
+
+
 def main() -> None:
     """Entry point: run the app, turning every expected failure into one line."""
     configure_logging(os.environ.get("FOGMESH_LOG_LEVEL", "warning"))
