@@ -106,6 +106,9 @@ async def stack(
         "lease_settle_s": 0.2,
         "tick_s": 0.2,
         "request_timeout_s": 15.0,
+        # a loaded test machine is not an overload unless a test says so
+        "overload_cpu_percent": 100.0,
+        "overload_memory_percent": 100.0,
         **migrator,
     }
     mig = MigratorService(MigratorConfig.model_validate(settings))

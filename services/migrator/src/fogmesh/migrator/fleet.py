@@ -1,6 +1,6 @@
 """What the migrator knows of the nodes: facts, liveness, usage, and what each should run.
 
-Fed by the agents' hello, state and heartbeat messages and the scheduler's retained desired
+Fed by the agents' hello, state, heartbeat and actual messages and the scheduler's retained desired
 states. A node is lost when its last will says offline (loud) or when it has missed
 ``offline_after`` heartbeats (silent), the same judgement as the registry's and the
 scheduler's. Overload is CPU or memory above a threshold for a window, cleared only below a
@@ -13,7 +13,13 @@ import time
 from dataclasses import dataclass, field
 
 from fogmesh.protocol.node import Heartbeat, NodeFacts, NodeHello, NodeLiveness, Usage
-from fogmesh.protocol.workload import DesiredState, WorkloadPhase, WorkloadSpec, WorkloadStatus
+from fogmesh.protocol.workload import (
+    ActualState,
+    DesiredState,
+    WorkloadPhase,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 
 __all__ = ["FleetView", "NodeView"]
 
@@ -69,6 +75,10 @@ class FleetView:
         view.usage = msg.usage
         view.statuses = {f"{w.tenant}/{w.name}": w for w in msg.workloads}
         view.online, view.lost_at, view.lost_how = True, None, ""
+
+    def on_actual(self, msg: ActualState) -> None:
+        """Workload statuses as they change (sooner than the next heartbeat)."""
+        self.node(msg.node).statuses = {f"{w.tenant}/{w.name}": w for w in msg.workloads}
 
     def on_desired(self, msg: DesiredState) -> None:
         """What the scheduler wants the node to run (newest generation wins)."""

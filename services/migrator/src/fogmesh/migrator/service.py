@@ -1,10 +1,11 @@
 """The migrator service on the bus.
 
-It follows every node (hello, state, heartbeat and the scheduler's retained desired states),
-answers ``fm/v1/api/{tenant}/migrations/{action}`` (migrate, drain) and judges the triggers
-every tick (overload; node lost, which only marks the node failed: see docs/migrator.md) while
-it holds the ``migrator`` lease. A standby follows the fleet too but answers and moves nothing.
-It never writes desired state: the scheduler leader does, on its ``apps/move``.
+It follows every node (hello, state, heartbeat, actual and the scheduler's retained desired
+states), answers ``fm/v1/api/{tenant}/migrations/{action}`` (migrate, drain) and judges the
+triggers every tick (overload; node lost, which only marks the node failed: see
+docs/migrator.md) while it holds the ``migrator`` lease. A standby follows the fleet too but
+answers and moves nothing. It never writes desired state: the scheduler leader does, on its
+``apps/move``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from fogmesh.protocol.migration import (
 )
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
-from fogmesh.protocol.workload import DesiredState
+from fogmesh.protocol.workload import ActualState, DesiredState
 from fogmesh.service import LeaseKeeper
 
 __all__ = ["DUTY", "MigratorService"]
@@ -89,6 +90,7 @@ class MigratorService:
             bus.subscribe(topics.node_filter(NodeChannel.HELLO), NodeHello, self._on_hello)
             bus.subscribe(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self._on_state)
             bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_beat)
+            bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
             bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
             self.api.attach(bus)
             async with asyncio.TaskGroup() as group:
@@ -112,6 +114,9 @@ class MigratorService:
 
     async def _on_beat(self, msg: Heartbeat, ctx: MessageContext) -> None:
         self.fleet.on_heartbeat(msg)
+
+    async def _on_actual(self, msg: ActualState, ctx: MessageContext) -> None:
+        self.fleet.on_actual(msg)
 
     async def _on_desired(self, msg: DesiredState, ctx: MessageContext) -> None:
         self.fleet.on_desired(msg)

@@ -1,0 +1,178 @@
+"""Migration timings on one machine: real agents (native runtime) as processes, Mosquitto, the
+scheduler and the migrator (``python bench/migration.py [--sizes 0,1,10] [--rounds 2]``).
+
+Measured, each in the same run as its baseline:
+
+* ``freeze_s`` per state size in MB: a planned move by hand (``migrations/migrate``), from the
+  source's freeze to the workload running on the peer with its state (the migrator's own
+  figure, in ``migration-finished``). Baseline ``cold_move_s``: the same workload re-homed by
+  the scheduler without its state (``apps/move``: a plain stop and a fresh start elsewhere),
+  from the request to running on the peer.
+* ``loud_death_to_running_s`` (``kill -9`` of the agent: its last will) and
+  ``silent_death_to_running_s`` (``SIGSTOP``: missed heartbeats): to running on a peer. Both
+  are the scheduler's cold re-placement today (the migrator does not move a dead node's
+  workloads); the baseline is the same path, so they are printed once.
+
+Not measured yet (``null``): ``replica_age_s`` and the readings keys, which need state
+replication and input buffering (docs/migrator.md, "Not yet"). Results go to
+``bench/results/migration.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from _common import REPO, load_average, write_result
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from fogmesh.protocol import topics
+from fogmesh.protocol.apps import APPS_RESOURCE, AppAction
+from fogmesh.protocol.events import EventKind, MigrationData
+from fogmesh.protocol.migration import (
+    MigrateWorkload,
+    MigrationAction,
+    MoveReply,
+    MoveWorkload,
+    StageOutcome,
+)
+from tests.agent.support import wait_for
+from tests.migrator.support import TENANT, Stack, stack
+
+NODES = ["b-a", "b-b", "b-c"]
+
+
+def _script(mb: int) -> str:
+    """Writes ``mb`` MB of state once (a restored copy keeps it), then idles."""
+    return (
+        'S="$FOGMESH_STATE_DIR"; mkdir -p "$S"; if [ ! -f "$S/done" ]; then '
+        f'dd if=/dev/urandom of="$S/blob" bs=1048576 count={mb} 2>/dev/null; touch "$S/done"; fi; '
+        "trap 'exit 0' TERM; while true; do sleep 0.2; done"
+    )
+
+
+def _stats(samples: list[float]) -> dict[str, float] | None:
+    if not samples:
+        return None
+    return {"p50": round(statistics.median(samples), 4), "max": round(max(samples), 4)}
+
+
+def _finished_more_than(st: Stack, count: int) -> bool:
+    return len(st.kinds(EventKind.MIGRATION_FINISHED)) > count
+
+
+def _only_on(st: Stack, workload: str, node: str) -> bool:
+    return st.where(workload) == [node]
+
+
+def _node(st: Stack, workload: str) -> str:
+    for _app, p in st.scheduler.store.placements():
+        if p.name == workload and p.node is not None:
+            return p.node
+    raise RuntimeError(f"{workload} is not placed")
+
+
+async def _planned(st: Stack, mb: int, rounds: int) -> tuple[list[float], list[float]]:
+    name = f"s{mb}mb"
+    workload = (await st.deploy(name, command=["-c", _script(mb)])).app.placements[0].workload
+    await wait_for(lambda: bool(st.where(workload)), 120, "running")
+    freezes, colds = [], []
+    for _ in range(rounds):
+        source = _node(st, workload)
+        before = len(st.kinds(EventKind.MIGRATION_FINISHED))
+        answer = await st.ask(MigrationAction.MIGRATE, MigrateWorkload(workload=workload))
+        if answer.outcomes.get(workload) is not StageOutcome.MOVED:
+            raise RuntimeError(f"move failed: {answer.reasons}")
+        await wait_for(partial(_finished_more_than, st, before), 60, "the finished event")
+        data = st.kinds(EventKind.MIGRATION_FINISHED)[-1].payload_as(MigrationData)
+        freezes.append(data.freeze_s or 0.0)
+        # baseline: the scheduler re-homes it cold (stop here, fresh start there)
+        peer = next(n for n in NODES if n not in (source, _node(st, workload)))
+        t0 = time.monotonic()
+        move = MoveWorkload(workload=workload, to=peer, tenant=TENANT)
+        topic = topics.api(TENANT, APPS_RESOURCE, AppAction.MOVE)
+        await st.bus.request(topic, move, MoveReply, timeout=30)
+        await wait_for(partial(_only_on, st, workload, peer), 120, "cold move done")
+        colds.append(time.monotonic() - t0)
+    return freezes, colds
+
+
+async def _death(st: Stack, workload: str, how: str) -> float:
+    node = _node(st, workload)
+    agent = st.agents[node]
+    await wait_for(lambda: st.runs(node, workload), 120, "running before the death")
+    t0 = time.monotonic()
+    if how == "loud":
+        agent.kill()
+    else:
+        assert agent.proc is not None
+        agent.proc.send_signal(signal.SIGSTOP)
+    others = [n for n in NODES if n != node]
+    await wait_for(lambda: any(st.runs(n, workload) for n in others), 120, "on a peer")
+    took = time.monotonic() - t0
+    if how == "silent":
+        assert agent.proc is not None
+        agent.proc.send_signal(signal.SIGCONT)
+        agent.kill()
+    st.beats.pop(node, None)
+    agent.start()  # the node comes back for the next round (its old copy is removed)
+    await wait_for(lambda: node in st.migrator.fleet.live(), 120, "back")
+    return took
+
+
+async def run(sizes: list[int], rounds: int) -> dict[str, Any]:
+    """Every measurement on one fleet."""
+    with tempfile.TemporaryDirectory(prefix="fm-bench-mig-") as tmp:
+        # overload stays off (the stack's default): a loaded bench machine would shed workloads
+        async with stack(Path(tmp), "fmtest=bench-migration", NODES) as st:
+            freeze: dict[str, Any] = {}
+            cold: dict[str, Any] = {}
+            for mb in sizes:
+                f, c = await _planned(st, mb, rounds)
+                freeze[str(mb)], cold[str(mb)] = _stats(f), _stats(c)
+                print(f"  {mb:>4} MB: freeze {freeze[str(mb)]}  cold move {cold[str(mb)]}")
+            workload = (await st.deploy("dies")).app.placements[0].workload
+            loud = [await _death(st, workload, "loud") for _ in range(rounds)]
+            silent = [await _death(st, workload, "silent") for _ in range(rounds)]
+    return {
+        "freeze_s": freeze,
+        "baseline": {"cold_move_s": cold, "what": "apps/move without state: stop, fresh start"},
+        "loud_death_to_running_s": _stats(loud),
+        "silent_death_to_running_s": _stats(silent),
+        "death_path": "the scheduler's cold re-placement (heartbeat 1 s, lost after 3 missed)",
+        "replica_age_s": None,
+        "readings_sent": None,
+        "readings_lost": None,
+        "readings_duplicated": None,
+        "rounds": rounds,
+        "load_average_after": load_average(),
+    }
+
+
+def main() -> None:
+    """Run, print a table, write bench/results/migration.json."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="0,1,10", help="state sizes in MB (e.g. 0,1,10,100)")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    result = asyncio.run(run(sizes, args.rounds))
+    print(f"{'key':<28} value")
+    for key in ("freeze_s", "loud_death_to_running_s", "silent_death_to_running_s"):
+        print(f"{key:<28} {result[key]}")
+    print(f"{'baseline cold_move_s':<28} {result['baseline']['cold_move_s']}")
+    print(f"written to {write_result('migration', result)}")
+
+
+if __name__ == "__main__":
+    main()
