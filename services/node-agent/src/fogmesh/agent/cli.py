@@ -9,7 +9,9 @@ Flags override the file; see :mod:`fogmesh.agent.config` for every setting.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-id", help="node id (default {hostname}-{MAC})")
     add_broker_arguments(p, client_id_help="MQTT client id (default {node}-agent)")
     p.add_argument("--state-dir", type=Path)
+    p.add_argument(
+        "--join-token",
+        default=os.environ.get("FOGMESH_JOIN_TOKEN"),
+        help="redeem this token (fogmesh node token) for the node's own credential, kept 0600"
+        " in the state dir (env FOGMESH_JOIN_TOKEN)",
+    )
     p.add_argument("--heartbeat", type=float, help="heartbeat interval, seconds")
     p.add_argument("--reconcile-interval", type=float, help="reconcile timer, seconds")
     p.add_argument("--stop-timeout", type=float, help="seconds between SIGTERM and SIGKILL")
@@ -108,8 +116,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.print_config:
         sys.stdout.write(json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
         return
+    from fogmesh.agent.join import JoinFailed, prepare
     from fogmesh.agent.service import Agent
 
     configure_logging(config.log_level)
+    try:  # a stored credential, else one redeemed from --join-token, else the broker block's
+        config = asyncio.run(prepare(config, args.join_token))
+    except JoinFailed as exc:
+        sys.stderr.write(f"fogmesh-agent: {exc}\n")
+        raise SystemExit(3) from exc
     agent = Agent(config)
     serve(agent.run)
