@@ -11,7 +11,7 @@ PY=${PYTHON:-python3}
 
 # Debian packages: the brokers, the container engine, the database, test images, netns tools.
 RUN_PACKAGES="mosquitto mosquitto-clients"
-TEST_PACKAGES="mosquitto mosquitto-clients docker.io busybox-static docker-registry postgresql iproute2 nftables procps"
+TEST_PACKAGES="mosquitto mosquitto-clients nats-server docker.io busybox-static docker-registry postgresql iproute2 nftables procps"
 
 apt_install() {
   local missing=()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fogmesh.broker.config import MeshConfigError, load_mesh
 from fogmesh.broker.mosquitto import DEFAULT_USER, render_mosquitto
+from fogmesh.broker.nats import render_nats
 from fogmesh.broker.passwords import hash_password
 from fogmesh.broker.runner import run_site
 
@@ -45,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_USER,
         help="the user Mosquitto drops to when started as root (default: mosquitto)",
     )
+    nats = sub.add_parser("render-nats", help="write a NATS cluster's member configs")
+    nats.add_argument("--mesh", type=Path, required=True)
+    nats.add_argument("--broker", required=True)
+    nats.add_argument("--out", type=Path, required=True, help="output directory")
+    nats.add_argument(
+        "--members", type=int, default=None, help="members (default: the mesh's, else 3)"
+    )
     hashp = sub.add_parser("hash-password", help="print a $7$ hash for a mesh file user")
     hashp.add_argument("--password", help="the password (default: prompt)")
     return parser
@@ -62,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         mesh = load_mesh(args.mesh)
         mesh.require_broker(args.broker)
-        if args.command == "render-mosquitto":
-            written, notes = render_mosquitto(
-                mesh, args.broker, args.out, install_dir=args.install_dir, user=args.user
-            )
+        if args.command in ("render-mosquitto", "render-nats"):
+            if args.command == "render-nats":
+                written, notes = render_nats(mesh, args.broker, args.out, members=args.members)
+            else:
+                written, notes = render_mosquitto(
+                    mesh, args.broker, args.out, install_dir=args.install_dir, user=args.user
+                )
             for path in written:
                 print(path)  # noqa: T201
             for note in notes:

@@ -19,6 +19,8 @@ from fogmesh.protocol import FogmeshError, Ident
 __all__ = [
     "BrokerSpec",
     "ClientTls",
+    "ClusterMember",
+    "ClusterSpec",
     "Endpoint",
     "LinkSpec",
     "ListenerSpec",
@@ -85,10 +87,30 @@ class UserSpec(_Strict):
     )
 
 
+class ClusterMember(_Strict):
+    """One member of a clustered broker (NATS): its MQTT, client and route listeners."""
+
+    name: Ident
+    host: str = "127.0.0.1"
+    mqtt_port: int = Field(ge=1, le=65535)
+    client_port: int = Field(ge=1, le=65535, description="NATS clients")
+    route_port: int = Field(ge=1, le=65535, description="cluster routes between members")
+    monitor_port: int | None = Field(default=None, ge=1, le=65535, description="/healthz")
+
+
+class ClusterSpec(_Strict):
+    """A clustered broker's members (``kind: nats``; see ``docs/cluster.md``)."""
+
+    name: Ident = "fogmesh"
+    replicas: int = Field(default=3, ge=1, le=5, description="copies of sessions and retained")
+    members: list[ClusterMember] = Field(default_factory=list)
+
+
 class BrokerSpec(_Strict):
     """One broker of the mesh (a site, the cloud, or a node with its own broker)."""
 
-    kind: Literal["amqtt", "mosquitto"] = "amqtt"
+    kind: Literal["amqtt", "mosquitto", "nats"] = "amqtt"
+    cluster: ClusterSpec | None = Field(default=None, description="members, with kind nats")
     listeners: list[ListenerSpec] = Field(min_length=1)
     data_dir: Path | None = Field(default=None, description="sessions, retained and link queues")
     allow_anonymous: bool = False
@@ -201,7 +223,7 @@ class ResolvedEndpoint(BaseModel):
     username: str | None
     password: str | None
     tls: ClientTls | None
-    kind: Literal["amqtt", "mosquitto", "external"]
+    kind: Literal["amqtt", "mosquitto", "nats", "external"]
 
 
 class MeshSpec(_Strict):
@@ -257,7 +279,7 @@ class MeshSpec(_Strict):
             parent[ra] = rb
         for name in sorted(on_cycle):
             spec = self.brokers[name]
-            if spec.kind == "mosquitto" or not spec.split_horizon:
+            if spec.kind != "amqtt" or not spec.split_horizon:
                 raise ValueError(
                     f"broker {name} is on a cycle of links but does not apply split horizon"
                     " (only amqtt brokers with split_horizon: true may sit on a cycle)"

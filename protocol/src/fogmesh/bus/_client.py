@@ -81,6 +81,7 @@ class Bus:
         """Where replies to this client's requests outside a tenant's API arrive."""
         self._reply_topics = {self.reply_topic}
         self.connects = 0
+        self._turn = 0  # which of config.endpoint() the next connection dials
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -380,6 +381,7 @@ class Bus:
                 log.info("bus connect timed out", host=self.config.host, port=self.config.port)
             if self.connects > connects_before:
                 attempt = 0  # it was up: the next outage starts the back-off afresh
+            self._turn += 1  # a clustered broker: the next member (a no-op with one address)
             delay = backoff_delay(
                 attempt, base=self.config.reconnect_base, cap=self.config.reconnect_cap
             )
@@ -396,9 +398,10 @@ class Bus:
                 qos=self._will.qos,
                 retain=self._will.retain,
             )
+        host, port = cfg.endpoint(self._turn)
         client = aiomqtt.Client(
-            cfg.host,
-            cfg.port,
+            host,
+            port,
             username=cfg.username,
             password=cfg.password,
             identifier=cfg.client_id,

@@ -32,6 +32,9 @@ class BusConfig:
     ``max_payload`` (bytes) bounds what any handler is given: a bigger message is never parsed,
     it is logged and answered ``invalid_payload`` where its ``reply_to`` can be found by a
     bounded scan. A subscription may set its own limit (an agent's file uploads).
+
+    ``failover`` lists further ``(host, port)`` members of a clustered broker: each reconnect
+    after a lost or failed connection tries the next address in turn, starting from ``host``.
     """
 
     host: str = "127.0.0.1"
@@ -51,6 +54,12 @@ class BusConfig:
     reconnect_cap: float = 30.0
     max_payload: int = 256 * 1024
     extra: dict[str, str] = field(default_factory=dict)
+    failover: tuple[tuple[str, int], ...] = ()
+
+    def endpoint(self, turn: int) -> tuple[str, int]:
+        """The address to dial on reconnect number ``turn``: ``host`` and then each failover."""
+        members = [(self.host, self.port), *self.failover]
+        return members[turn % len(members)]
 
     def __post_init__(self) -> None:
         check_id(self.client_id, what="client_id")

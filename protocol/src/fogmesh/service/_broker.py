@@ -91,6 +91,10 @@ class BrokerSettings(BaseModel):
     outbox_policy: OutboxPolicy = OutboxPolicy.DROP_OLDEST
     reconnect_base_s: float = Field(default=0.2, gt=0, description="first reconnect back-off")
     reconnect_cap_s: float = Field(default=30.0, gt=0, description="longest reconnect back-off")
+    failover: list[str] = Field(
+        default_factory=list,
+        description="further members of a clustered broker, host:port, tried in turn",
+    )
 
     @model_validator(mode="after")
     def _sane(self) -> BrokerSettings:
@@ -104,7 +108,18 @@ class BrokerSettings(BaseModel):
             raise ValueError("key_file needs cert_file")
         if self.websocket_path is not None and self.transport != "websockets":
             raise ValueError("websocket_path needs transport: websockets")
+        self.failover_endpoints()  # every entry is host:port
         return self
+
+    def failover_endpoints(self) -> tuple[tuple[str, int], ...]:
+        """``failover`` as (host, port) pairs; ``ValueError`` for an entry that is not one."""
+        out = []
+        for entry in self.failover:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"failover entry {entry!r} is not host:port")
+            out.append((host.strip("[]"), int(port)))
+        return tuple(out)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context, or None without TLS (``OSError`` / ``ssl.SSLError`` for bad files)."""
@@ -146,6 +161,7 @@ class BrokerSettings(BaseModel):
             outbox_policy=self.outbox_policy,
             reconnect_base=self.reconnect_base_s,
             reconnect_cap=self.reconnect_cap_s,
+            failover=self.failover_endpoints(),
         )
 
 
