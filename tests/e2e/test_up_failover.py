@@ -79,7 +79,11 @@ async def test_a_killed_and_revived_node_does_not_stop_the_fleet(tmp_path: Path)
     state = tmp_path / "fleet"
     argv = [FOGMESH, "up", "--nodes", "3", "--runtime", "native", "--state-dir", str(state)]
     fleet = subprocess.Popen(
-        [*argv, "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*argv, "--no-live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "250"},  # the placements on one line, unwrapped
     )
     out = OutputReader(fleet)
     outputs = Outputs()

@@ -94,6 +94,8 @@ class FleetView:
         self.heartbeat: dict[str, Heartbeat] = {}
         self.actual: dict[str, ActualState] = {}
         self.streams: dict[str, _Stream] = {}
+        self.lost: dict[str, str] = {}
+        """Nodes the registry judged lost, with how (a silent death leaves them "online")."""
         self.agents: dict[str, str] = {}
         """What each node's agent process is doing (the fleet's supervisor fills it)."""
         self.notes: deque[tuple[float, str]] = deque(maxlen=12)
@@ -118,6 +120,10 @@ class FleetView:
             self._on_note(text)
 
     async def _on_event(self, msg: Event, ctx: MessageContext) -> None:
+        if msg.node is not None and msg.kind is EventKind.NODE_LOST:
+            self.lost[msg.node] = str(msg.data.get("reason") or "lost")
+        elif msg.node is not None and msg.kind is EventKind.NODE_BACK:
+            self.lost.pop(msg.node, None)
         self.note(describe_event(msg))
 
     async def _on_hello(self, msg: NodeHello, ctx: MessageContext) -> None:
@@ -125,6 +131,8 @@ class FleetView:
 
     async def _on_state(self, msg: NodeStateMessage, ctx: MessageContext) -> None:
         self.state[msg.node] = msg.state
+        if msg.state is NodeLiveness.ONLINE:
+            self.lost.pop(msg.node, None)
 
     async def _on_heartbeat(self, msg: Heartbeat, ctx: MessageContext) -> None:
         self.heartbeat[msg.node] = msg
@@ -146,12 +154,18 @@ class FleetView:
     # -- questions ---------------------------------------------------------------------------
 
     def online(self) -> set[str]:
-        """Nodes whose state is online."""
-        return {n for n, s in self.state.items() if s is NodeLiveness.ONLINE}
+        """Nodes whose state is online and that the registry has not judged lost."""
+        return {n for n, s in self.state.items() if s is NodeLiveness.ONLINE and n not in self.lost}
 
     def workloads(self) -> list[tuple[str, WorkloadStatus]]:
-        """Every workload any node reports, with its node."""
-        return [(node, w) for node, a in sorted(self.actual.items()) for w in a.workloads]
+        """Every workload a node that is not offline reports, with its node (a lost node's
+        last report is not what runs: its workloads are being re-placed)."""
+        return [
+            (node, w)
+            for node, a in sorted(self.actual.items())
+            if self.state.get(node) is not NodeLiveness.OFFLINE and node not in self.lost
+            for w in a.workloads
+        ]
 
     def outputs(self) -> int:
         """How many messages the app has published on ``out``."""
@@ -168,15 +182,18 @@ class FleetView:
         for node in sorted(set(self.hello) | set(self.state)):
             hello, beat = self.hello.get(node), self.heartbeat.get(node)
             state = self.state.get(node)
-            colour = "green" if state is NodeLiveness.ONLINE else "red"
+            shown = state.value if state else "?"
+            if node in self.lost:
+                shown = f"lost ({self.lost[node]})"
+            colour = "green" if node in self.online() else "red"
             nodes.add_row(
                 node,
                 hello.facts.site if hello else "-",
-                f"[{colour}]{state.value if state else '?'}[/]",
+                f"[{colour}]{shown}[/]",
                 self.agents.get(node, "-"),
                 f"{beat.usage.cpu_percent:.0f}%" if beat else "-",
                 human_bytes(beat.usage.memory_used_bytes) if beat else "-",
-                str(len(self.actual[node].workloads)) if node in self.actual else "0",
+                str(sum(1 for n, _ in self.workloads() if n == node)),
             )
         loads = Table(title="workloads", expand=True)
         for column in ("workload", "node", "runtime", "phase", "restarts", "reason"):

@@ -187,6 +187,11 @@ class FleetPlan:
         account = self.accounts["migrator"]
         return {
             "client_id": "migrator",
+            # Every node of this fleet reports this one machine's CPU and memory, so one node
+            # hot means all are: overload shedding is off (nothing is above 100 %). Moves by
+            # hand (`fogmesh migrate`), drains and lost nodes work as anywhere.
+            "overload_cpu_percent": 100.0,
+            "overload_memory_percent": 100.0,
             "broker": {
                 "host": host,
                 "port": port,
