@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     nats.add_argument(
         "--members", type=int, default=None, help="members (default: the mesh's, else 3)"
     )
+    certs = sub.add_parser("make-certs", help="a fleet CA (made once) and a certificate it signs")
+    certs.add_argument("--out", type=Path, required=True, help="directory of ca.pem, ca.key, ...")
+    certs.add_argument("--name", default="broker", help="file name of the certificate")
+    certs.add_argument(
+        "--host", action="append", default=[], help="DNS name or IP it serves (repeatable)"
+    )
+    certs.add_argument("--client", action="store_true", help="a client certificate")
     hashp = sub.add_parser("hash-password", help="print a $7$ hash for a mesh file user")
     hashp.add_argument("--password", help="the password (default: prompt)")
     return parser
@@ -67,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "hash-password":
             print(hash_password(args.password or getpass.getpass()))  # noqa: T201
+            return 0
+        if args.command == "make-certs":
+            from fogmesh.broker.certs import issue_cert, load_or_make_ca
+
+            ca = load_or_make_ca(args.out)
+            pair = issue_cert(
+                ca, args.out, args.name, args.host or ["localhost"], client=args.client
+            )
+            for path in (ca.cert, pair.cert, pair.key):
+                print(path)  # noqa: T201
             return 0
         mesh = load_mesh(args.mesh)
         mesh.require_broker(args.broker)

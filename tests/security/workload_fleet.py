@@ -1,0 +1,132 @@
+"""A small live fleet for the tenant-workload and fuzzing tests: Mosquitto, a registry (in
+this process, on SQLite), a node agent (a child process, native runtime) and tenants' buses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fogmesh.agent.runtime.native import NativeRuntime
+from fogmesh.bus import Bus
+from fogmesh.protocol import (
+    ActualState,
+    ListWorkloads,
+    WorkloadListReply,
+    WorkloadPhase,
+    topics,
+)
+from fogmesh.registry import Registry
+from tests.agent.helpers import desired, native_workload
+from tests.agent.support import AgentProc, Probe, mosquitto_pub, wait_for
+from tests.registry.support import run_registry
+from tests.support.brokers import BrokerProcess
+from tests.support.buses import bus_config, unique
+
+__all__ = ["TICKER", "Fleet", "fleet_running"]
+
+TICKER = """#!/bin/sh
+trap 'exit 0' TERM
+i=0
+while true; do i=$((i+1)); echo "tick $i"; sleep 0.3; done
+"""
+"""A native workload that prints a numbered line three times a second."""
+
+
+@dataclass
+class Fleet:
+    """What :func:`fleet_running` started."""
+
+    broker: BrokerProcess
+    registry: Registry
+    agent: AgentProc
+    node: str
+    probe: Probe
+    script: Path
+    generation: int = 0
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    actuals: list[ActualState] = field(default_factory=list)
+
+    def deploy(self, name: str, tenant: str) -> None:
+        """Add a ticker workload of ``tenant`` to the node's desired state."""
+        self.workloads.append(native_workload(name, tenant, str(self.script), app="app"))
+        self.generation += 1
+        mosquitto_pub(
+            self.broker,
+            topics.node(self.node, "desired"),
+            desired(self.node, self.generation, *self.workloads),
+        )
+
+    def phase(self, name: str, tenant: str) -> WorkloadPhase | None:
+        """The workload's phase in the agent's last actual state."""
+        if not self.actuals:
+            return None
+        for w in self.actuals[-1].workloads:
+            if w.name == name and w.tenant == tenant:
+                return w.phase
+        return None
+
+    async def wait_phase(self, name: str, tenant: str, phase: WorkloadPhase) -> None:
+        """Until the agent reports ``phase``."""
+        await wait_for(lambda: self.phase(name, tenant) is phase, 60, f"{name} {phase}")
+
+    async def wait_registered(self, bus: Bus, name: str, tenant: str) -> None:
+        """Until the registry knows where ``tenant``'s ``name`` runs."""
+        async with asyncio.timeout(60):
+            while True:
+                reply = await bus.request(
+                    topics.api(tenant, "workloads", "list"),
+                    ListWorkloads(),
+                    WorkloadListReply,
+                    timeout=15,
+                )
+                if any(w.name == name for w in reply.workloads):
+                    return
+                await asyncio.sleep(0.2)
+
+    def tenant_bus(self, tenant: str) -> Bus:
+        """A bus (to enter) as a client of ``tenant``."""
+        return Bus(bus_config(self.broker, f"{tenant}-{unique('cli')}", username=tenant))
+
+
+@contextlib.asynccontextmanager
+async def fleet_running(tmp_path: Path) -> AsyncIterator[Fleet]:
+    """Mosquitto, a registry and one native agent (isolation ``agent-user``), torn down after."""
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("mosquitto is not installed")
+    broker = BrokerProcess("mosquitto", tmp_path / "broker").start()
+    node = unique("n")
+    script = tmp_path / "ticker.sh"
+    script.write_text(TICKER)
+    script.chmod(0o755)
+    config = tmp_path / "agent.yaml"
+    config.write_text("runtimes: [native]\nnative_isolation: agent-user\n")
+    agent = AgentProc(
+        node, broker.port, tmp_path / "state", f"fmtest={node}", extra=["--config", str(config)]
+    )
+    try:
+        async with (
+            run_registry(broker, f"sqlite:///{tmp_path}/registry.db") as registry,
+            Bus(bus_config(broker, unique("probe"))) as probe_bus,
+        ):
+            await probe_bus.wait_connected(timeout=20)
+            probe = Probe(probe_bus)
+            fleet = Fleet(broker, registry, agent, node, probe, script)
+            fleet.actuals = probe.watch(topics.node(node, "actual"), ActualState)
+            agent.start()
+            yield fleet
+    finally:
+        agent.kill()
+        native = NativeRuntime(agent.state_dir / "native", node)
+        try:
+            for inst in await native.list_instances():
+                await native.remove(inst.name)
+        finally:
+            await native.close()
+        broker.stop()
