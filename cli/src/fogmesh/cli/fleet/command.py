@@ -24,6 +24,7 @@ from rich.live import Live
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.cli.errors import CliError
 from fogmesh.cli.fleet.control import ControlAction, ControlRequest, ControlServer
+from fogmesh.cli.fleet.keys import KEYS_HELP, LiveKeys
 from fogmesh.cli.fleet.live import FleetView
 from fogmesh.cli.fleet.plan import APP, SITES, TENANT, FleetPlan
 from fogmesh.cli.fleet.processes import ProcessSet, wait_port
@@ -234,7 +235,12 @@ def _status_line(view: FleetView, plan: FleetPlan) -> str:
 
 async def _watch(view: FleetView, fleet: _Fleet, stop: asyncio.Event, live: bool) -> None:
     if live:
-        with Live(view.render(), console=Console(), refresh_per_second=2, screen=False) as screen:
+        keys = LiveKeys(fleet.control, view.note)
+        with (
+            Live(view.render(), console=Console(), refresh_per_second=2, screen=False) as screen,
+            keys.attached(sys.stdin.fileno()) as reading,
+        ):
+            view.hint = KEYS_HELP if reading else ""
             while not stop.is_set():
                 screen.update(view.render())
                 fleet.check_alive()

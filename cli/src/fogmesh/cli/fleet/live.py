@@ -99,6 +99,8 @@ class FleetView:
         self.agents: dict[str, str] = {}
         """What each node's agent process is doing (the fleet's supervisor fills it)."""
         self.notes: deque[tuple[float, str]] = deque(maxlen=12)
+        self.hint = ""
+        """A line under the events table (the keys the live view reads, if any)."""
         self._on_note = on_note
 
     def attach(self, bus: Bus) -> None:
@@ -220,7 +222,11 @@ class FleetView:
                 latency = (float(last["ts_out"]) - float(last["ts_in"])) * 1000
                 summary += f", sensor->out {latency:.1f} ms"
             data.add_row(name, f"{stream.rate():.1f}", str(stream.total), summary)
-        happened = Table(title="events (fogmesh fleet kill / revive NODE to watch a failover)")
+        happened = Table(
+            title="events (fogmesh fleet kill / revive NODE to watch a failover)",
+            caption=self.hint or None,
+            expand=True,
+        )
         happened.add_column("time")
         happened.add_column("what")
         for at, text in self.notes:
