@@ -82,11 +82,14 @@ def _node(st: Stack, workload: str) -> str:
     raise RuntimeError(f"{workload} is not placed")
 
 
-async def _planned(st: Stack, mb: int, rounds: int) -> tuple[list[float], list[float]]:
+async def _planned(
+    st: Stack, mb: int, rounds: int
+) -> tuple[list[float], list[float], dict[str, list[float]]]:
     name = f"s{mb}mb"
     workload = (await st.deploy(name, command=["-c", _script(mb)])).app.placements[0].workload
     await wait_for(lambda: bool(st.where(workload)), 120, "running")
     freezes, colds = [], []
+    stages: dict[str, list[float]] = {}
     for _ in range(rounds):
         source = _node(st, workload)
         before = len(st.kinds(EventKind.MIGRATION_FINISHED))
@@ -96,6 +99,8 @@ async def _planned(st: Stack, mb: int, rounds: int) -> tuple[list[float], list[f
         await wait_for(partial(_finished_more_than, st, before), 60, "the finished event")
         data = st.kinds(EventKind.MIGRATION_FINISHED)[-1].payload_as(MigrationData)
         freezes.append(data.freeze_s or 0.0)
+        for stage, took in data.stages_s.items():
+            stages.setdefault(stage, []).append(took)
         # baseline: the scheduler re-homes it cold (stop here, fresh start there)
         peer = next(n for n in NODES if n not in (source, _node(st, workload)))
         t0 = time.monotonic()
@@ -104,7 +109,7 @@ async def _planned(st: Stack, mb: int, rounds: int) -> tuple[list[float], list[f
         await st.bus.request(topic, move, MoveReply, timeout=30)
         await wait_for(partial(_only_on, st, workload, peer), 120, "cold move done")
         colds.append(time.monotonic() - t0)
-    return freezes, colds
+    return freezes, colds, stages
 
 
 async def _death(st: Stack, workload: str, how: str) -> float:
@@ -137,15 +142,19 @@ async def run(sizes: list[int], rounds: int) -> dict[str, Any]:
         async with stack(Path(tmp), "fmtest=bench-migration", NODES) as st:
             freeze: dict[str, Any] = {}
             cold: dict[str, Any] = {}
+            stages: dict[str, Any] = {}
             for mb in sizes:
-                f, c = await _planned(st, mb, rounds)
+                f, c, parts = await _planned(st, mb, rounds)
                 freeze[str(mb)], cold[str(mb)] = _stats(f), _stats(c)
+                stages[str(mb)] = {k: _stats(v) for k, v in parts.items()}
                 print(f"  {mb:>4} MB: freeze {freeze[str(mb)]}  cold move {cold[str(mb)]}")
+                print(f"          stages {stages[str(mb)]}")
             workload = (await st.deploy("dies")).app.placements[0].workload
             loud = [await _death(st, workload, "loud") for _ in range(rounds)]
             silent = [await _death(st, workload, "silent") for _ in range(rounds)]
     return {
         "freeze_s": freeze,
+        "stages_s": stages,
         "baseline": {"cold_move_s": cold, "what": "apps/move without state: stop, fresh start"},
         "loud_death_to_running_s": _stats(loud),
         "silent_death_to_running_s": _stats(silent),

@@ -29,10 +29,11 @@ from tests.support.buses import bus_config
 __all__ = ["TENANT", "Stack", "stack", "state_file"]
 
 TENANT = "acme"
-# Writes a mark into its state dir once (a restored one keeps the old mark), then sleeps.
+# Writes a mark and 1 MiB of noise (four chunks) into its state dir once (a restored copy keeps
+# both), then sleeps.
 SCRIPT = (
-    'mkdir -p "$FOGMESH_STATE_DIR"; '
-    '[ -f "$FOGMESH_STATE_DIR/mark" ] || echo "mark-$$-$(date +%s%N)" > "$FOGMESH_STATE_DIR/mark"; '
+    'S="$FOGMESH_STATE_DIR"; mkdir -p "$S"; if [ ! -f "$S/mark" ]; then '
+    'head -c 1048576 /dev/urandom > "$S/blob"; echo "mark-$$-$(date +%s%N)" > "$S/mark"; fi; '
     "trap 'exit 0' TERM; while true; do sleep 0.2; done"
 )
 

@@ -25,6 +25,8 @@ async def test_by_hand_move_keeps_the_file_written_in_the_working_dir(
         mark_path = state_file(st.agents[source])
         assert mark_path is not None
         mark = mark_path.read_text()
+        blob = (mark_path.parent / "blob").read_bytes()
+        assert len(blob) == 2**20
 
         answer = await st.ask(MigrationAction.MIGRATE, MigrateWorkload(workload=WORKLOAD))
 
@@ -34,6 +36,7 @@ async def test_by_hand_move_keeps_the_file_written_in_the_working_dir(
         moved = state_file(st.agents[peer])
         assert moved is not None
         assert moved.read_text() == mark  # the state came along; the workload kept its mark
+        assert (moved.parent / "blob").read_bytes() == blob  # every chunk, in order
         await wait_for(lambda: state_file(st.agents[source]) is None, 60, "the source removed")
         await wait_for(lambda: bool(st.kinds(EventKind.MIGRATION_FINISHED)), 30, "the event")
         data = st.kinds(EventKind.MIGRATION_FINISHED)[0].payload_as(MigrationData)

@@ -230,7 +230,8 @@ class Mover:
     # -- stage 2 ------------------------------------------------------------------------------
 
     async def _transfer(self, run: _Run, peer: str, frozen: FrozenReply) -> None:
-        """Relay the snapshot; the peer says which offset it needs, so this resumes."""
+        """Relay the snapshot; the peer says which offset it needs, so this resumes. The next
+        chunk is read from the source while the peer takes this one (two chunks in memory)."""
         tenant, source = run.tenant, run.source
 
         def put(offset: int, data_b64: str = "", sha256: str | None = None) -> StatePutCommand:
@@ -239,28 +240,49 @@ class Mover:
                 sha256_total=frozen.sha256, offset=offset, data_b64=data_b64, sha256=sha256,
             )  # fmt: skip
 
-        answer = await self._ask(tenant, peer, NodeVerb.STATE_PUT, put(0), StatePutReply)
-        failures = 0
-        while not answer.complete:
-            offset = answer.next_offset
-            read = StateChunkCommand(
+        def read(offset: int) -> asyncio.Task[StateChunkReply]:
+            command = StateChunkCommand(
                 snapshot=frozen.snapshot, offset=offset, length=self.config.chunk_bytes
             )
-            chunk = await self._ask(tenant, source, NodeVerb.STATE_CHUNK, read, StateChunkReply)
-            data = base64.b64decode(chunk.data_b64)
-            sent: StatePutReply | None = None
-            if data and hashlib.sha256(data).hexdigest() == chunk.sha256:
-                # refused (damaged on the way) or lost: ask the peer where it stands, go on
-                with contextlib.suppress(MigrationFailed):
-                    command = put(offset, chunk.data_b64, chunk.sha256)
-                    sent = await self._ask(tenant, peer, NodeVerb.STATE_PUT, command, StatePutReply)
-            if sent is not None:
-                answer, failures = sent, 0
-                continue
-            failures += 1
-            if failures > CHUNK_RETRIES:
-                raise MigrationFailed(f"the chunk at {offset} failed {failures} times")
-            answer = await self._ask(tenant, peer, NodeVerb.STATE_PUT, put(offset), StatePutReply)
+            return asyncio.create_task(
+                self._ask(tenant, source, NodeVerb.STATE_CHUNK, command, StateChunkReply)
+            )
+
+        answer = await self._ask(tenant, peer, NodeVerb.STATE_PUT, put(0), StatePutReply)
+        failures = 0
+        ahead: tuple[int, asyncio.Task[StateChunkReply]] | None = None
+        try:
+            while not answer.complete:
+                offset = answer.next_offset
+                if ahead is not None and ahead[0] == offset:
+                    task = ahead[1]
+                else:  # the peer asks for another offset than the one read ahead
+                    if ahead is not None:
+                        await _drop(ahead[1])
+                    task = read(offset)
+                chunk = await task
+                data = base64.b64decode(chunk.data_b64)
+                following = offset + len(data)
+                ahead = (following, read(following)) if 0 < following < frozen.size else None
+                sent: StatePutReply | None = None
+                if data and hashlib.sha256(data).hexdigest() == chunk.sha256:
+                    # refused (damaged on the way) or lost: ask the peer where it stands, go on
+                    with contextlib.suppress(MigrationFailed):
+                        command = put(offset, chunk.data_b64, chunk.sha256)
+                        sent = await self._ask(
+                            tenant, peer, NodeVerb.STATE_PUT, command, StatePutReply
+                        )
+                if sent is not None:
+                    answer, failures = sent, 0
+                    continue
+                failures += 1
+                if failures > CHUNK_RETRIES:
+                    raise MigrationFailed(f"the chunk at {offset} failed {failures} times")
+                probe = put(offset)
+                answer = await self._ask(tenant, peer, NodeVerb.STATE_PUT, probe, StatePutReply)
+        finally:
+            if ahead is not None:
+                await _drop(ahead[1])
 
     # -- stages 3 and 4 -----------------------------------------------------------------------
 
@@ -324,3 +346,10 @@ class Mover:
             await self.bus.publish(topics.tenant_event(run.tenant, kind.value), event)
         except BusError as exc:
             log.warning("migration event not published", kind=kind.value, error=str(exc))
+
+
+async def _drop(task: asyncio.Task[StateChunkReply]) -> None:
+    """Cancel a read ahead that is no longer needed, and collect its outcome."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, MigrationFailed):
+        await task
