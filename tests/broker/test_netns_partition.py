@@ -8,10 +8,10 @@ timeouts can notice. Test clients are agent processes inside the namespaces
 (``tests.support.netns``).
 
 1. site -> cloud delivery works;
-2. cut; 500 QoS 1 messages published at the site; the site's retained LinkStatus leaves ``up``
-   and shows them queued;
+2. cut; 500 QoS 1 messages published at the site; the site's retained LinkStatus says ``down``
+   (with since-when) and shows them queued; the cloud hears ``down`` too (the link's will);
 3. heal; all 500 reach the persistent cloud subscriber, first arrivals in publish order
-   (duplicates counted, allowed);
+   (duplicates counted, allowed), with a handful of status messages, not one per batch;
 4. a cut in mid-stream (300 messages, 10 ms apart; cut once 50 arrived): after healing all
    arrive, first arrivals in order;
 5. a slow link (netem delay 50 ms, or a 1 Mbit/s token bucket): 100 more still arrive in order.
@@ -125,6 +125,8 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
         await sub.subscribe("tele/#")
         watch = await agent(pair.site, "127.0.0.1", "site-watch")
         await watch.subscribe(STATUS)
+        far = await agent(pair.cloud, pair.cloud_addr, "cloud-watch")  # the far end's view
+        await far.subscribe(STATUS)
         pub = await agent(pair.site, "127.0.0.1", "site-pub")
 
         # 1. delivery works (the link may still be subscribing at first: publish until it does)
@@ -136,12 +138,14 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
         await _until(
             lambda: any(s["state"] == "up" for s in _statuses(watch)), 30, "link status up"
         )
+        await _until(lambda: any(s["state"] == "up" for s in _statuses(far)), 30, "up at the cloud")
 
         # 2. silent cut; publish meanwhile; the link must notice on its own
         method = pair.cut()
         print("cut:", method)
         cut_at = time.monotonic()
         seen_before = len(_statuses(watch))
+        far_before = len(_statuses(far))
         await pub.publish("tele/m", [f"m-{i}" for i in range(N)])
         await _until(
             lambda: any(s["state"] != "up" for s in _statuses(watch)[seen_before:]),
@@ -155,6 +159,14 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
             f"queue_depth >= {N} in the link status",
         )
         down = [s for s in _statuses(watch)[seen_before:] if s["state"] != "up"]
+        assert all(s["state"] == "down" and s["since"] for s in down), down[0]
+        # the cloud hears it too: the link's remote session's will, once the cloud broker's
+        # keepalive (1.5 periods) gives the silent connection up
+        await _until(
+            lambda: any(s["state"] == "down" for s in _statuses(far)[far_before:]),
+            60,
+            "the cloud to hear that the link is down",
+        )
         print(
             f"partition noticed after ~{detected:.1f}s: {down[0]['state']} {down[0]['last_error']}"
         )
@@ -165,9 +177,13 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
         # 3. heal: everything arrives, in order
         pair.heal()
         healed_at = time.monotonic()
+        heal_before = len(_statuses(watch))
         await _until(
             lambda: len(set(_order(sub.payloads(), "m-")[0])) >= N, 90, f"all {N} after healing"
         )
+        # status goes out on a state change and at most every 5 s, not per forwarded batch
+        published = len(_statuses(watch)) - heal_before
+        assert published <= (time.monotonic() - healed_at) / 5 + 4, published
         first, dups = _order(sub.payloads(), "m-")
         assert first == list(range(N)), "first arrivals out of publish order"
         print(f"healed: {N} in order after ~{time.monotonic() - healed_at:.1f}s, {dups} duplicates")

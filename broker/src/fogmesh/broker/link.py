@@ -13,11 +13,15 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import aiomqtt
 from aiomqtt import MqttError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fogmesh.broker.config import LinkSpec, ResolvedEndpoint
 from fogmesh.broker.diskqueue import DiskQueue
@@ -34,6 +38,8 @@ Side = Literal["local", "remote"]
 _OTHER: dict[Side, Side] = {"local": "remote", "remote": "local"}
 CONNECT_TIMEOUT = 15.0
 PUBLISH_TIMEOUT = 30.0
+SESSION_EXPIRY = 7 * 24 * 3600  # an MQTT 5 session (Mosquitto end) lives this long offline
+STATUS_EVERY = 5.0  # seconds: counters (queue depth, forwarded) are published at most this often
 BATCH = 200  # messages in flight per writer; order still holds (one socket, sent in order)
 _NET_ERRORS = (MqttError, TimeoutError, OSError)
 
@@ -66,7 +72,10 @@ class Link:
             "local": asyncio.Event(),
             "remote": asyncio.Event(),
         }
-        self._status_changed = asyncio.Event()
+        self._status_changed = asyncio.Event()  # the state changed: publish at once
+        self.state = LinkState.CONNECTING
+        self.since = time.time()
+        self._was_up = False
         self.forwarded = 0
         self.ignored = 0
         self.last_error = ""
@@ -74,15 +83,31 @@ class Link:
 
     # ---- status -------------------------------------------------------------------------
 
+    def _refresh_state(self) -> None:
+        """Recompute the state after a connection came or went; wake the status loop on change.
+
+        ``up`` needs both sides connected; a link that was up, or whose attempts fail, is
+        ``down`` (also while it retries); ``connecting`` only before its first success or error.
+        """
+        if self.connected["local"] and self.connected["remote"]:
+            state = LinkState.UP
+            self._was_up = True
+        elif self._was_up or self.last_error:
+            state = LinkState.DOWN
+        else:
+            state = LinkState.CONNECTING
+        if state != self.state:
+            self.state = state
+            self.since = time.time()
+            self._status_changed.set()
+
     def status(self, state: LinkState | None = None) -> LinkStatus:
-        """The link's status as the contract's :class:`LinkStatus`."""
-        if state is None:
-            both = self.connected["local"] and self.connected["remote"]
-            state = LinkState.UP if both else LinkState.CONNECTING
+        """The link's status as the contract's :class:`LinkStatus` (``state`` overrides it)."""
         return LinkStatus(
             broker=self.broker,
             link=self.spec.name,
-            state=state,
+            state=state or self.state,
+            since=self.since if state is None else None,
             queue_depth=len(self.queue["local"]) + len(self.queue["remote"]),
             dropped=self.queue["local"].dropped + self.queue["remote"].dropped,
             forwarded=self.forwarded,
@@ -91,22 +116,24 @@ class Link:
             source=self._client_id("local"),
         )
 
-    async def _publish_status(self, state: LinkState | None = None) -> None:
-        client = self._clients["local"]
-        if client is None:
-            return
-        payload = self.status(state).model_dump_json().encode()
-        self.echo["local"].remember(self.status_topic, payload)
-        await client.publish(
-            self.status_topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT
-        )
+    async def _publish_status(self, status: LinkStatus | None = None) -> None:
+        """Publish the status, retained, on both brokers (whichever is connected)."""
+        payload = (status or self.status()).model_dump_json().encode()
+        for side in ("local", "remote"):
+            client = self._clients[side]
+            if client is None:
+                continue
+            self.echo[side].remember(self.status_topic, payload)
+            await client.publish(
+                self.status_topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT
+            )
 
     async def _status_loop(self) -> None:
-        """Publish status on every change, and every few seconds for the queue depth."""
+        """Publish on every state change at once; counters (queue, forwarded) every 5 s at most."""
         last = None
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
+                async with asyncio.timeout(STATUS_EVERY):
                     await self._status_changed.wait()
             self._status_changed.clear()
             snap = self.status().model_dump(exclude={"id", "ts"})
@@ -129,15 +156,24 @@ class Link:
                 certfile=str(end.tls.certfile) if end.tls.certfile else None,
                 keyfile=str(end.tls.keyfile) if end.tls.keyfile else None,
             )
-        will = None
-        if side == "local":
-            down = self.status(LinkState.DOWN).model_dump_json()
-            will = aiomqtt.Will(self.status_topic, down, qos=1, retain=True)
+        # Each broker hears "down" if it loses this link's connection without a goodbye (the
+        # process died, or the broker noticed a silent partition by keepalive).
+        gone = self.status(LinkState.DOWN).model_copy(
+            update={"last_error": f"{side} connection lost", "since": None}
+        )
+        will = aiomqtt.Will(self.status_topic, gone.model_dump_json(), qos=1, retain=True)
+        v5: dict[str, Any] = {"clean_session": False}
+        if self._mqtt5(side):
+            # MQTT 5 keeps the retain flag on live deliveries (retain-as-published) and never
+            # hands the link its own messages back (no-local); Mosquitto speaks it, amqtt not
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY
+            v5 = {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False, "properties": props}
         client = aiomqtt.Client(
             end.host,
             end.port,
             identifier=self._client_id(side),
-            clean_session=False,
+            **v5,
             username=end.username,
             password=end.password,
             keepalive=self.spec.keepalive,
@@ -154,6 +190,9 @@ class Link:
         # paho (underneath) does.
         client._client.manual_ack_set(True)
         return client
+
+    def _mqtt5(self, side: Side) -> bool:
+        return self.ends[side].kind == "mosquitto"
 
     async def _side_loop(self, side: Side) -> None:
         """Keep ``side`` connected; run its reader and writer while it is."""
@@ -173,8 +212,11 @@ class Link:
             attempt = 0
             self._clients[side] = client
             self.connected[side] = True
-            self._status_changed.set()
+            self._refresh_state()
             log.info("link %s: %s side up", self.spec.name, side)
+            # the far side learns the state at once, not at the next change
+            with contextlib.suppress(*_NET_ERRORS):
+                await self._publish_status()
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._reader(side, client), name=f"{self.spec.name}-{side}-read")
@@ -185,18 +227,20 @@ class Link:
                 self._note_error(side, group.exceptions[0])
             finally:
                 self.connected[side] = False
-                self._status_changed.set()
+                self._refresh_state()
                 await self._close(side, client)
             await asyncio.sleep(
                 backoff_delay(0, base=self.spec.backoff_base, cap=self.spec.backoff_cap)
             )
 
     async def _close(self, side: Side, client: aiomqtt.Client) -> None:
-        # On shutdown the local side says "down" itself (a clean disconnect sends no will).
+        # On shutdown each side says "down" itself (a clean disconnect sends no will).
         with contextlib.suppress(*_NET_ERRORS, asyncio.CancelledError):
             async with asyncio.timeout(3.0):
-                if side == "local":
-                    await self._publish_status(LinkState.DOWN)
+                down = self.status(LinkState.DOWN).model_copy(update={"since": time.time()})
+                data = down.model_dump_json().encode()
+                self.echo[side].remember(self.status_topic, data)
+                await client.publish(self.status_topic, data, qos=1, retain=True)
                 self._clients[side] = None
                 await client.__aexit__(None, None, None)
         self._clients[side] = None
@@ -204,7 +248,7 @@ class Link:
     def _note_error(self, side: Side, exc: BaseException) -> None:
         self.last_error = f"{side}: {type(exc).__name__}: {exc}"[:1024]
         log.warning("link %s: %s", self.spec.name, self.last_error)
-        self._status_changed.set()
+        self._refresh_state()
 
     # ---- message flow -------------------------------------------------------------------
 
@@ -217,7 +261,15 @@ class Link:
     async def _reader(self, side: Side, client: aiomqtt.Client) -> None:
         filters = {r.source_filter: r.qos for r in self.routes if r.source == side}
         for flt, qos in filters.items():
-            await client.subscribe(flt, qos=qos, timeout=PUBLISH_TIMEOUT)
+            if self._mqtt5(side):
+                # retained messages only for a new subscription (retainHandling 1): those of a
+                # kept session were seen, and may be older than what the other side has now
+                opts = SubscribeOptions(
+                    qos=qos, noLocal=True, retainAsPublished=True, retainHandling=1
+                )
+                await client.subscribe(flt, options=opts, timeout=PUBLISH_TIMEOUT)
+            else:
+                await client.subscribe(flt, qos=qos, timeout=PUBLISH_TIMEOUT)
         messages = client.messages
         async for first in messages:
             # everything that already arrived goes to disk in one transaction, then is acked
@@ -277,8 +329,7 @@ class Link:
                     *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch)
                 )
             queue.remove_through(batch[-1].seq)
-            self.forwarded += len(batch)
-            self._status_changed.set()
+            self.forwarded += len(batch)  # reported by the status loop's next 5 s tick
 
     # ---- lifetime -----------------------------------------------------------------------
 

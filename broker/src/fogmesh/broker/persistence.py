@@ -5,7 +5,8 @@ forgets queued messages once they are delivered, so this one replaces it. What i
 
 * ``sessions``: every persistent (clean_session=0) session, its subscriptions, last disconnect;
 * ``queued``: QoS>0 messages waiting for a disconnected persistent session, in order;
-* ``retained``: the broker's retained messages;
+* ``retained``: the broker's retained messages, with the client id that published each (a
+  link is never handed back a retained message it brought, also after a restart);
 * ``inbound``: the journal of incoming QoS>0 messages. A message is written here *before* the
   broker acknowledges it (PUBACK), and deleted once it was broadcast: stored for every offline
   persistent session and acknowledged by every connected one. What a crash leaves here is
@@ -29,7 +30,7 @@ from amqtt.broker import BrokerContext, RetainedApplicationMessage
 from amqtt.plugins.base import BasePlugin
 from amqtt.session import Session
 
-__all__ = ["InboundMessage", "SqlitePersistencePlugin"]
+__all__ = ["InboundMessage", "RetainedSource", "SqlitePersistencePlugin"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ CREATE TABLE IF NOT EXISTS inbound (
     id INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT, topic TEXT NOT NULL,
     data BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class RetainedSource:
+    """Stands in for the publisher's session of a retained message restored from disk."""
+
+    client_id: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,9 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(retained)")}
+        if "source" not in columns:  # a database from before retained messages kept it
+            self._db.execute("ALTER TABLE retained ADD COLUMN source TEXT")
 
     def _subs(self, client_id: str) -> dict[str, int]:
         row = self._db.execute(
@@ -146,9 +157,15 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
                 (client_id, retained_message.topic, data, retained_message.qos or 0),
             )
         elif data:
+            source = retained_message.source_session
             self._db.execute(
-                "INSERT OR REPLACE INTO retained (topic, data, qos) VALUES (?,?,?)",
-                (retained_message.topic, data, retained_message.qos or 0),
+                "INSERT OR REPLACE INTO retained (topic, data, qos, source) VALUES (?,?,?,?)",
+                (
+                    retained_message.topic,
+                    data,
+                    retained_message.qos or 0,
+                    source and source.client_id,
+                ),
             )
         else:
             self._db.execute("DELETE FROM retained WHERE topic=?", (retained_message.topic,))
@@ -184,8 +201,12 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
                     RetainedApplicationMessage(None, topic, bytes(data), qos)
                 )
         retained = self.context.retained_messages
-        for topic, data, qos in self._db.execute("SELECT topic, data, qos FROM retained"):
-            retained[topic] = RetainedApplicationMessage(None, topic, bytes(data), qos)
+        for topic, data, qos, source in self._db.execute(
+            "SELECT topic, data, qos, source FROM retained"
+        ):
+            # who published it decides where it may be replayed (split horizon for links)
+            publisher = None if source is None else RetainedSource(client_id=source)
+            retained[topic] = RetainedApplicationMessage(publisher, topic, bytes(data), qos)
         log.info("restored %d sessions and %d retained messages", len(rows), len(retained))
 
     # ---- the inbound journal (called by the broker, synchronously: before the PUBACK) ----

@@ -49,6 +49,8 @@ from amqtt.broker import Broker, RetainedApplicationMessage
 from amqtt.contexts import Action
 from amqtt.errors import BrokerError
 from amqtt.events import BrokerEvents
+from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 from transitions import MachineError
 
@@ -92,6 +94,25 @@ def amqtt_config(name: str, spec: BrokerSpec) -> dict[str, Any]:
     }
 
 
+def _close_idle(handler: Any) -> None:
+    """amqtt's broker never acted on a read timeout; MQTT 3.1.1 (3.1.2.10) says disconnect.
+
+    The read timeout is 1.5 keepalive periods (:meth:`MeshBroker._initialize_client_session`)
+    without any packet: the connection is closed as lost, so its will (a link's ``down``) is
+    published, also when a silent partition left the socket open.
+    """
+    session = handler.session
+    log.info(
+        "%s: nothing received for 1.5 keepalive periods: closing", session and session.client_id
+    )
+    task = asyncio.ensure_future(handler.handle_connection_closed())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[Any]] = set()
+
+
 def _is_bridge(session: Session | None) -> bool:
     return bool(session and session.client_id and session.client_id.startswith(BRIDGE_PREFIX))
 
@@ -102,6 +123,7 @@ class MeshBroker(Broker):  # type: ignore[misc]
     def __init__(self, config: dict[str, Any], *, split_horizon: bool = True) -> None:
         """Build the broker; ``split_horizon`` as in :class:`BrokerSpec`."""
         qos1fix.install()
+        BrokerProtocolHandler.handle_read_timeout = _close_idle
         super().__init__(config)
         self.split_horizon = split_horizon
         # handlers whose session a newer connection of the same client took over
@@ -172,6 +194,16 @@ class MeshBroker(Broker):  # type: ignore[misc]
             broadcast["qos"] = force_qos
         await self._broadcast_queue.put(broadcast)
 
+    async def _initialize_client_session(
+        self, reader: Any, writer: Any, remote_address: str, remote_port: int
+    ) -> tuple[Any, Session]:
+        handler, session = await super()._initialize_client_session(
+            reader, writer, remote_address, remote_port
+        )
+        if session.keep_alive > 0:  # MQTT 3.1.1 3.1.2.10: one and a half keepalive periods
+            session.keep_alive += (session.keep_alive + 1) // 2
+        return handler, session
+
     async def _handle_client_session(  # noqa: PLR0917 (amqtt's signature)
         self,
         reader: Any,
@@ -239,7 +271,24 @@ class MeshBroker(Broker):  # type: ignore[misc]
             await self._stop_handler(handler)
             log.info("%s: old connection closed after a take-over", client_session.client_id)
             return
-        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+        # amqtt 0.12's, except that the will keeps its retain flag on its way (a bridge
+        # carries it retained to the far broker; amqtt broadcast it as a plain message)
+        result = disconnect_waiter.result()
+        if not isinstance(result, DisconnectPacket) and client_session.will_flag:
+            topic, data = client_session.will_topic, client_session.will_message
+            retain = bool(client_session.will_retain)
+            if retain:
+                await self.retain_message(client_session, topic, data, client_session.will_qos)
+            await self._broadcast_message(
+                client_session, topic, data, client_session.will_qos, retain=retain
+            )
+        await self._stop_handler(handler)
+        client_session.transitions.disconnect()
+        await self.plugins_manager.fire_event(
+            BrokerEvents.CLIENT_DISCONNECTED,
+            client_id=client_session.client_id,
+            client_session=client_session,
+        )
 
     async def _client_message_loop(self, client_session: Session, handler: Any) -> None:
         # amqtt 0.12's loop, except that a disconnect is handled only after every message the
@@ -480,6 +529,10 @@ class MeshBroker(Broker):  # type: ignore[misc]
             return  # amqtt 0.12 replays every client's filters on reconnect; only ours count
         qos = mine[0]
         for topic, retained in list(self._retained_messages.items()):
-            if self._matches(topic, topic_filter):
+            # split horizon for retained messages too: a link is not handed back what it
+            # brought (after a partition that copy is older than the far side's own value)
+            if self._matches(topic, topic_filter) and not self._skip(
+                retained.source_session, session
+            ):
                 qos_out = min(qos, retained.qos or qos)
                 self._deliver(handler, topic, retained.data, qos_out, retain=True)

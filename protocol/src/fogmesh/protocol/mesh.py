@@ -32,3 +32,6 @@ class LinkStatus(Envelope):
     forwarded: int = Field(default=0, ge=0)
     ignored: int = Field(default=0, ge=0, description="messages received that no rule carries")
     last_error: str = Field(default="", max_length=1024)
+    since: float | None = Field(
+        default=None, description="unix time the link entered this state (None: unknown)"
+    )
