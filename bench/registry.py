@@ -89,8 +89,9 @@ def heartbeat_json(node: str, seq: int, interval: float) -> bytes:
     return json.dumps(msg).encode()
 
 
-async def sim_join(client: aiomqtt.Client, nodes: list[str]) -> None:
-    """Every node says hello and online (retained, QoS 1), 100 in flight."""
+async def sim_join(client: aiomqtt.Client, nodes: list[str], joined: set[str]) -> None:
+    """Every node says hello and online (retained, QoS 1), 100 in flight; each joins
+    ``joined`` once both are sent, and from then on heartbeats, as an agent does."""
     for i in range(0, len(nodes), 100):
         chunk = nodes[i : i + 100]
         hellos = [(f"{ROOT}/{n}/hello", hello_json(n)) for n in chunk]
@@ -100,12 +101,19 @@ async def sim_join(client: aiomqtt.Client, nodes: list[str]) -> None:
         ]
         for batch in (hellos, states):
             await asyncio.gather(*(client.publish(t, p, qos=1, retain=True) for t, p in batch))
+        joined.update(chunk)
 
 
 async def sim_beat(
-    client: aiomqtt.Client, nodes: list[str], interval: float, until: float, stats: dict[str, float]
+    client: aiomqtt.Client,
+    nodes: list[str],
+    joined: set[str],
+    *,
+    interval: float,
+    until: float,
+    stats: dict[str, float],
 ) -> None:
-    """Heartbeat every node every ``interval``, spread over a 50 ms wheel."""
+    """Heartbeat every joined node every ``interval``, spread over a 50 ms wheel."""
     tick = 0.05
     slots = max(1, round(interval / tick))
     wheel: list[list[str]] = [[] for _ in range(slots)]
@@ -115,6 +123,8 @@ async def sim_beat(
     start, k = time.monotonic(), 0
     while time.time() < until:
         for n in wheel[k % slots]:
+            if n not in joined:
+                continue
             await client.publish(f"{ROOT}/{n}/heartbeat", heartbeat_json(n, seqs[n], interval))
             seqs[n] += 1
             stats["published"] += 1
@@ -128,13 +138,14 @@ async def sim_beat(
 async def sim_connection(
     port: int, cid: str, nodes: list[str], *, interval: float, until: float, stats: dict[str, float]
 ) -> None:
-    """One MQTT connection carrying ``nodes``: join them, then heartbeat."""
+    """One MQTT connection carrying ``nodes``: join them, each heartbeating once joined."""
     async with aiomqtt.Client(
         "127.0.0.1", port, identifier=cid, username=cid, max_queued_outgoing_messages=0
     ) as client:
         client.pending_calls_threshold = 1000  # 100 QoS 1 publishes in flight is on purpose
-        await sim_join(client, nodes)
-        await sim_beat(client, nodes, interval, until, stats)
+        joined: set[str] = set()
+        beats = sim_beat(client, nodes, joined, interval=interval, until=until, stats=stats)
+        await asyncio.gather(sim_join(client, nodes, joined), beats)
 
 
 async def sim_main(
