@@ -108,6 +108,9 @@ class FakeRuntime:
     async def put_file(self, key: str, path: str, data: bytes, mode: int = 0o644) -> None:
         raise InstanceNotFound(key)
 
+    async def get_file(self, key: str, path: str, limit: int) -> bytes:
+        return b""
+
     async def snapshot(self, key: str) -> bytes:
         return b""
 

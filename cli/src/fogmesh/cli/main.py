@@ -41,6 +41,7 @@ from fogmesh.protocol import (
     error_info_from_validation,
     topics,
 )
+from fogmesh.protocol.commands import MAX_FOLLOW_S
 from fogmesh.protocol.manifest import load_manifest_text
 from fogmesh.protocol.migration import (
     MIGRATIONS_RESOURCE,
@@ -50,6 +51,7 @@ from fogmesh.protocol.migration import (
     MigrationReply,
     StageOutcome,
 )
+from fogmesh.protocol.workload_api import WorkloadAction
 from fogmesh.service import TLS_SETTINGS, BrokerSettings, configure_logging
 
 __all__ = ["app", "main"]
@@ -226,11 +228,65 @@ def logs(
     ctx: typer.Context,
     workload: str,
     tail: Annotated[int, typer.Option(help="how many lines")] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new lines")
+    ] = False,
+    follow_for: Annotated[
+        float, typer.Option("--for", help="with --follow: stop after this many seconds")
+    ] = MAX_FOLLOW_S,
 ) -> None:
-    """The last lines of a workload's output."""
+    """The last lines of a workload's output; with --follow, new ones as they come (Ctrl-C
+    or --for ends it)."""
     s = _settings(ctx)
-    for line in _run(s, lambda bus: queries.fetch_logs(bus, s, workload, tail)):
-        out.print(line, markup=False, highlight=False)
+
+    def show(lines: list[str]) -> None:
+        for line in lines:
+            out.print(line, markup=False, highlight=False)
+
+    if not follow:
+        show(_run(s, lambda bus: queries.fetch_logs(bus, s, workload, tail)))
+        return
+    seconds = min(max(follow_for, 1.0), MAX_FOLLOW_S)
+    _run(s, lambda bus: queries.follow_logs(
+        bus, s, workload, tail=tail, seconds=seconds, on_lines=show
+    ))  # fmt: skip
+
+
+def _workload_command(ctx: typer.Context, action: WorkloadAction, workload: str) -> None:
+    s = _settings(ctx)
+    out.print(_run(s, lambda bus: queries.workload_command(bus, s, action, workload)))
+
+
+@app.command()
+def stop(ctx: typer.Context, workload: str) -> None:
+    """Stop a workload; it stays stopped until start (or restart)."""
+    _workload_command(ctx, WorkloadAction.STOP, workload)
+
+
+@app.command()
+def start(ctx: typer.Context, workload: str) -> None:
+    """Start a workload that stop stopped."""
+    _workload_command(ctx, WorkloadAction.START, workload)
+
+
+@app.command()
+def restart(ctx: typer.Context, workload: str) -> None:
+    """Stop and start a workload."""
+    _workload_command(ctx, WorkloadAction.RESTART, workload)
+
+
+@app.command()
+def download(
+    ctx: typer.Context,
+    workload: str,
+    path: Annotated[str, typer.Argument(help="the file in the workload")],
+    dest: Annotated[Path | None, typer.Option("--to", help="local file")] = None,
+) -> None:
+    """Copy a file out of a workload."""
+    s = _settings(ctx)
+    target = dest or Path(Path(path).name or "download")
+    size = _run(s, lambda bus: queries.download_file(bus, s, workload, path, target))
+    out.print(f"downloaded {size} bytes from {workload}:{path} to {target}")
 
 
 @app.command()

@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
-from fogmesh.bus import Bus, Handler
+import pydantic_core
+from pydantic import ValidationError
+
+from fogmesh.bus import Bus, Handler, MessageContext, RawMessage, reply_topic_for
 from fogmesh.cli.errors import CliError
 from fogmesh.cli.session import CliSettings
 from fogmesh.protocol import (
     APPS_RESOURCE,
     EVENTS_RESOURCE,
+    MAX_ID_LENGTH,
     NODES_RESOURCE,
     WORKLOADS_RESOURCE,
+    AckReply,
     AppAction,
+    BusError,
+    DownloadCommand,
+    DownloadReply,
+    ErrorReply,
     LogsCommand,
     LogsReply,
-    NodeVerb,
+    RemoteError,
     UploadCommand,
     UploadReply,
+    parse_topic,
     topics,
 )
 from fogmesh.protocol.apps import (
@@ -44,20 +56,32 @@ from fogmesh.protocol.queries import (
     WorkloadInfo,
     WorkloadListReply,
 )
+from fogmesh.protocol.workload_api import (
+    FILE_RELAY_TIMEOUT_S,
+    RELAY_TIMEOUT_S,
+    WORKLOAD_ACTIONS,
+    WorkloadAction,
+)
 
 __all__ = [
     "delete_app",
     "deploy_app",
+    "download_file",
     "fetch_logs",
     "find_workload",
     "follow_events",
+    "follow_logs",
     "list_apps",
     "list_events",
     "list_nodes",
     "list_workloads",
     "scale_app",
+    "stream_reply_topic",
     "upload_file",
+    "workload_command",
 ]
+
+LinesSink = Callable[[list[str]], None]
 
 
 async def list_nodes(bus: Bus, s: CliSettings, **filters: object) -> list[NodeInfo]:
@@ -178,32 +202,117 @@ async def find_workload(bus: Bus, s: CliSettings, name: str) -> WorkloadInfo:
 
 
 async def fetch_logs(bus: Bus, s: CliSettings, name: str, tail: int) -> list[str]:
-    """The last ``tail`` lines of a workload's output, from its node's agent."""
-    workload = await find_workload(bus, s, name)
+    """The last ``tail`` lines of a workload's output (the registry asks its node's agent)."""
     reply = await bus.request(
-        topics.node_cmd(workload.node, NodeVerb.LOGS),
-        LogsCommand(tenant=s.tenant, workload=name, tail=tail),
+        topics.api(s.tenant, WORKLOADS_RESOURCE, WorkloadAction.LOGS),
+        LogsCommand(workload=name, tail=tail),
         LogsReply,
-        timeout=s.timeout,
+        timeout=max(s.timeout, RELAY_TIMEOUT_S + 5.0),
     )
     return reply.lines
 
 
+async def follow_logs(
+    bus: Bus, s: CliSettings, name: str, *, tail: int, seconds: float, on_lines: LinesSink
+) -> None:
+    """Stream a workload's output to ``on_lines`` for up to ``seconds`` (the tail first).
+
+    The agent sends the stream to this client's reply topic; leaving early (Ctrl-C) asks it
+    to end the follow. A :class:`RemoteError` is raised for an error reply.
+    """
+    topic = topics.api(s.tenant, WORKLOADS_RESOURCE, WorkloadAction.LOGS)
+    reply_to = stream_reply_topic(bus, topic)
+    command = LogsCommand(workload=name, tail=tail, follow_s=seconds, reply_to=reply_to)
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    seen: set[int] = set()
+
+    async def on_reply(raw: RawMessage, _ctx: MessageContext) -> None:
+        try:
+            data = pydantic_core.from_json(raw.payload)
+            if not isinstance(data, dict) or data.get("correlation_id") != command.correlation_id:
+                return
+            if data.get("ok") is False:
+                if not done.done():
+                    done.set_exception(RemoteError(ErrorReply.model_validate(data).error))
+                return
+            reply = LogsReply.model_validate(data)
+        except (ValueError, ValidationError):
+            return  # not ours, or not a reply: the stream goes on
+        if reply.seq in seen:
+            return
+        seen.add(reply.seq)
+        on_lines(reply.lines)
+        if reply.final and not done.done():
+            done.set_result(None)
+
+    bus.subscribe(reply_to, RawMessage, on_reply)
+    await bus.publish(topic, command, qos=1)
+    try:
+        async with asyncio.timeout(seconds + max(s.timeout, RELAY_TIMEOUT_S) + 5.0):
+            await done
+    except TimeoutError as exc:
+        raise CliError(f"the log follow of {name} ended without its last reply", code=5) from exc
+    except asyncio.CancelledError:
+        with contextlib.suppress(BusError, RemoteError):
+            await bus.request(
+                topic,
+                LogsCommand(workload=name, end_follow=command.correlation_id),
+                LogsReply,
+                timeout=s.timeout,
+            )
+        raise
+
+
+def stream_reply_topic(bus: Bus, topic: str) -> str:
+    """A reply topic of this client's own for a stream of replies to a request on ``topic``
+    (``.../reply/{account}/{client}-s``): the client's usual reply topic is the bus's, which
+    hands each reply to its one pending request and drops the rest."""
+    config = bus.config
+    usual = parse_topic(
+        reply_topic_for(topic, username=config.username, client_id=config.client_id)
+    )
+    if usual.account is None or usual.client is None:
+        raise CliError(f"no reply topic for {topic}", code=2)
+    return topics.reply(usual.account, f"{usual.client[: MAX_ID_LENGTH - 2]}-s")
+
+
+async def workload_command(bus: Bus, s: CliSettings, action: WorkloadAction, name: str) -> str:
+    """``stop``, ``start`` or ``restart`` one of the tenant's workloads; the agent's words."""
+    _verb, model, _answer = WORKLOAD_ACTIONS[action]
+    reply = await bus.request(
+        topics.api(s.tenant, WORKLOADS_RESOURCE, action),
+        model.model_validate({"workload": name}),
+        AckReply,
+        timeout=max(s.timeout, RELAY_TIMEOUT_S + 5.0),
+    )
+    return reply.message
+
+
 async def upload_file(bus: Bus, s: CliSettings, name: str, source: Path, dest: str) -> UploadReply:
     """Put a local file into a workload at ``dest``."""
-    workload = await find_workload(bus, s, name)
     try:
         data = await asyncio.to_thread(source.read_bytes)
     except OSError as exc:
         raise CliError(f"cannot read {source}: {exc.strerror}", code=2) from exc
     return await bus.request(
-        topics.node_cmd(workload.node, NodeVerb.UPLOAD),
-        UploadCommand(
-            tenant=s.tenant,
-            workload=name,
-            path=dest,
-            content_b64=base64.b64encode(data).decode(),
-        ),
+        topics.api(s.tenant, WORKLOADS_RESOURCE, WorkloadAction.UPLOAD),
+        UploadCommand(workload=name, path=dest, content_b64=base64.b64encode(data).decode()),
         UploadReply,
-        timeout=max(s.timeout, 30.0),
+        timeout=max(s.timeout, FILE_RELAY_TIMEOUT_S + 5.0),
     )
+
+
+async def download_file(bus: Bus, s: CliSettings, name: str, source: str, dest: Path) -> int:
+    """Copy the file ``source`` out of a workload to the local ``dest``; returns its size."""
+    reply = await bus.request(
+        topics.api(s.tenant, WORKLOADS_RESOURCE, WorkloadAction.DOWNLOAD),
+        DownloadCommand(workload=name, path=source),
+        DownloadReply,
+        timeout=max(s.timeout, FILE_RELAY_TIMEOUT_S + 5.0),
+    )
+    data = base64.b64decode(reply.content_b64)
+    try:
+        await asyncio.to_thread(dest.write_bytes, data)
+    except OSError as exc:
+        raise CliError(f"cannot write {dest}: {exc.strerror}", code=2) from exc
+    return len(data)

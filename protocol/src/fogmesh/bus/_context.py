@@ -110,9 +110,10 @@ async def run_handler(
     handler: Callable[[Any, MessageContext], Awaitable[None]],
     message: BaseModel,
     ctx: MessageContext,
-) -> None:
+) -> str:
     """Run ``handler``: a :class:`Refusal` becomes its error reply, any other exception
-    ``internal`` without the exception's text (it stays in this service's log)."""
+    ``internal`` without the exception's text (it stays in this service's log). Returns the
+    outcome for the audit record: ``ok`` or the error code answered."""
     correlation_id = getattr(message, "correlation_id", None)
     with structlog.contextvars.bound_contextvars(topic=ctx.topic, correlation_id=correlation_id):
         try:
@@ -120,6 +121,7 @@ async def run_handler(
         except Refusal as refusal:
             log.info("request refused", code=refusal.code.value, reason=refusal.message)
             await ctx.reply_error(refusal.info())
+            return refusal.code.value
         except Exception as exc:
             log.exception("handler raised")
             # the caller learns what and where, never the text (it may hold another's data)
@@ -130,3 +132,5 @@ async def run_handler(
                     f"; correlation_id {correlation_id}",
                 )
             )
+            return ErrorCode.INTERNAL.value
+    return "ok"

@@ -15,7 +15,7 @@ from functools import lru_cache
 from fogmesh.protocol import ContractError, TopicRef, check_id, parse_topic, topics
 from fogmesh.protocol.topics import TopicKind
 
-__all__ = ["reply_allowed", "reply_topic_for", "topic_ref"]
+__all__ = ["account_of", "reply_allowed", "reply_topic_for", "topic_ref"]
 
 
 @lru_cache(maxsize=4096)
@@ -48,10 +48,12 @@ def reply_topic_for(request_topic: str, *, username: str | None, client_id: str)
     request = topic_ref(request_topic)
     if request is not None and request.kind is TopicKind.API and request.tenant is not None:
         return topics.reply(request.tenant, client_id)
-    return topics.reply(_account(username, client_id), client_id)
+    return topics.reply(account_of(username, client_id), client_id)
 
 
-def _account(username: str | None, client_id: str) -> str:
+def account_of(username: str | None, client_id: str) -> str:
+    """The account a client's own topics are named by: its username when it is a topic
+    level, else its client id."""
     if username:
         try:
             return check_id(username, what="account")

@@ -17,7 +17,13 @@ rest, the same way for every service:
   ``retry_after_s`` at once, without parsing its body, and the answer is sent in the background,
   so one tenant's flood costs another tenant's requests only the time to refuse it;
 * ``Refusal`` becomes its code; any other exception ``internal`` without its text (see
-  :mod:`fogmesh.bus._subscription`).
+  :mod:`fogmesh.bus._subscription`);
+* every request it receives (a standby's excepted) is audited: an
+  :class:`~fogmesh.protocol.audit.AuditRecord` of who (the topic's tenant or node, the
+  request's claimed tenant and source), what (topic, action, target) and the outcome (``ok``,
+  the error code answered, or ``replayed``) is published in the background on
+  ``fm/v1/audit/{account}``, this service's account (only operators read it). A payload the
+  bus refuses for its size never reaches the router and is logged there instead.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from pydantic import ValidationError
 from fogmesh.bus._context import MessageContext, RawMessage, run_handler
 from fogmesh.bus._limits import RecentIds, TokenBuckets
 from fogmesh.bus._replies import invalid_payload_reply, refusal_reply
-from fogmesh.protocol import ErrorCode, ErrorInfo, Request
+from fogmesh.bus._reply_rule import account_of
+from fogmesh.protocol import ContractError, ErrorCode, ErrorInfo, Request, topics
+from fogmesh.protocol.audit import AuditRecord
 from fogmesh.protocol.topics import TopicKind, TopicRef
 
 if TYPE_CHECKING:
@@ -45,6 +53,8 @@ log = structlog.get_logger("fogmesh.bus")
 Q = TypeVar("Q", bound=Request)
 OPERATOR = "(operator)"
 """The throttle key of requests that name no tenant (an operator's node commands)."""
+_TARGETS = ("workload", "app", "node", "snapshot")
+"""Request fields that name what a request acts on, in the order an audit record takes one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +105,10 @@ class RequestRouter:
         action = self.actions.get(name or "")
         if action is None:
             await self._refuse(raw, ctx, self._unknown(name))
+            self._audit(ctx, raw, name, None, ErrorCode.INVALID_REQUEST.value)
             return
         if ref is not None and ref.kind is TopicKind.API and not self._admit(ref.tenant, raw, ctx):
+            self._audit(ctx, raw, name, None, ErrorCode.UNAVAILABLE.value)
             return  # an API request's tenant is its topic's: refused before parsing
         try:
             request = action.model.model_validate_json(raw.payload)
@@ -106,15 +118,58 @@ class RequestRouter:
             )
             if answer is not None:
                 await ctx.bus.publish(*answer, qos=1)
+            self._audit(ctx, raw, name, None, ErrorCode.INVALID_PAYLOAD.value)
             return
         if (ref is None or ref.kind is not TopicKind.API) and not self._admit(
             request.tenant or OPERATOR, raw, ctx, request
         ):
+            self._audit(ctx, raw, name, request, ErrorCode.UNAVAILABLE.value)
             return
         if self.recent.seen_before((ctx.topic, request.id, request.correlation_id)):
             log.warning("replayed request not handled again", request_id=request.id)
+            self._audit(ctx, raw, name, request, "replayed")
             return
-        await run_handler(action.handler, request, ctx.with_message(request))
+        outcome = await run_handler(action.handler, request, ctx.with_message(request))
+        self._audit(ctx, raw, name, request, outcome)
+
+    def _audit(
+        self,
+        ctx: MessageContext,
+        raw: RawMessage,
+        action: str | None,
+        request: Request | None,
+        outcome: str,
+    ) -> None:
+        """Publish the audit record of one request in the background (never waited on)."""
+        bus = ctx.bus
+        ref = ctx.ref
+        target = None
+        if request is not None:
+            for field in _TARGETS:
+                value = getattr(request, field, None)
+                if isinstance(value, str):
+                    target = f"{field}:{value}"[:256]
+                    break
+        record = AuditRecord(
+            service=bus.config.client_id[:256],
+            topic=ctx.topic[:1024],
+            action=None if action is None else action[:256],
+            tenant=ref.tenant if ref is not None else None,
+            node=ref.node if ref is not None else None,
+            claimed_tenant=request.tenant if request is not None else None,
+            source=request.source if request is not None else "",
+            request_id=request.id if request is not None else None,
+            correlation_id=request.correlation_id if request is not None else None,
+            target=target,
+            outcome=outcome,
+            size=len(raw.payload),
+        )
+        try:
+            topic = topics.audit(account_of(bus.config.username, bus.config.client_id))
+        except ContractError:  # a client id that is no topic level: nowhere to audit to
+            log.info("request not audited", record=record.model_dump())
+            return
+        bus.publish_later(topic, record)
 
     def _unknown(self, name: str | None) -> ErrorInfo:
         known = list(self.actions)

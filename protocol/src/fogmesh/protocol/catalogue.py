@@ -21,13 +21,18 @@ from fogmesh.protocol.apps import (
     ScaleApp,
     UpdateApp,
 )
+from fogmesh.protocol.audit import AuditRecord
 from fogmesh.protocol.commands import (
     AckReply,
+    DownloadCommand,
+    DownloadReply,
     LogsCommand,
     LogsReply,
     ReportCommand,
     ReportReply,
     RestartCommand,
+    StartCommand,
+    StopCommand,
     UploadCommand,
     UploadReply,
 )
@@ -148,6 +153,44 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         False,
         "Stop and start a workload.",
         (AckReply, ErrorReply),
+    ),
+    *(
+        TopicSpec(
+            f"fm/v1/nodes/{{node}}/cmd/{verb}",
+            request,
+            "operator, registry (for a tenant)",
+            "that node's agent",
+            1,
+            False,
+            summary,
+            (answer, ErrorReply),
+        )
+        for verb, request, answer, summary in (
+            ("stop", StopCommand, AckReply, "Stop a workload and keep it stopped until start."),
+            ("start", StartCommand, AckReply, "Start a workload a stop holds."),
+            ("download", DownloadCommand, DownloadReply, "Read one file out of a workload."),
+        )
+    ),
+    *(
+        TopicSpec(
+            f"fm/v1/api/{{tenant}}/workloads/{action}",
+            request,
+            "users, CLI",
+            "registry (relays to the workload's agent)",
+            1,
+            False,
+            summary,
+            (answer, ErrorReply),
+        )
+        for action, request, answer, summary in (
+            ("logs", LogsCommand, LogsReply,
+             "A workload's last lines; with follow_s a stream (seq, final) from its agent."),
+            ("stop", StopCommand, AckReply, "Stop a workload of the tenant, kept stopped."),
+            ("start", StartCommand, AckReply, "Start a workload the tenant stopped."),
+            ("restart", RestartCommand, AckReply, "Stop and start a workload of the tenant."),
+            ("upload", UploadCommand, UploadReply, "Put a file into a workload of the tenant."),
+            ("download", DownloadCommand, DownloadReply, "Read a file out of one."),
+        )
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/cmd/report",
@@ -276,6 +319,15 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         1,
         True,
         "A bridge link's state and queue depth.",
+    ),
+    TopicSpec(
+        "fm/v1/audit/{account}",
+        AuditRecord,
+        "every service's request router",
+        "operators",
+        1,
+        False,
+        "Who asked what of the service with `account` and the outcome (ok or the error code).",
     ),
     TopicSpec(
         "fm/v1/leases/{duty}",

@@ -16,6 +16,7 @@ The tree (``ROOT`` is ``fm/v1``)::
     fm/v1/reply/{account}/{client}
     fm/v1/mesh/{broker}/links/{link}
     fm/v1/leases/{duty}
+    fm/v1/audit/{account}
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ __all__ = [
     "TopicRef",
     "api",
     "api_filter",
+    "audit",
+    "audit_filter",
     "data",
     "data_filter",
     "events_filter",
@@ -86,6 +89,7 @@ class TopicKind(StrEnum):
     REPLY = "reply"
     MESH_LINK = "mesh_link"
     LEASE = "lease"
+    AUDIT = "audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,8 @@ class TopicRef:
                 return mesh_link(_req(self.broker), _req(self.link))
             case TopicKind.LEASE:
                 return lease(_req(self.duty))
+            case TopicKind.AUDIT:
+                return audit(_req(self.account))
         raise ContractError(f"unknown topic kind {self.kind!r}")  # pragma: no cover
 
 
@@ -238,6 +244,17 @@ def lease(duty: str) -> str:
     return f"{ROOT}/leases/{check_id(duty, what='duty')}"
 
 
+def audit(account: str) -> str:
+    """``fm/v1/audit/{account}``: the audit records of the service that connects as
+    ``account`` (see :mod:`fogmesh.protocol.audit`); only operators read them."""
+    return f"{ROOT}/audit/{check_id(account, what='account')}"
+
+
+def audit_filter() -> str:
+    """Every service's audit records: ``fm/v1/audit/+``."""
+    return f"{ROOT}/audit/+"
+
+
 def parse_topic(topic: str) -> TopicRef:
     """Parse a concrete topic of the tree into a :class:`TopicRef`.
 
@@ -267,4 +284,6 @@ def parse_topic(topic: str) -> TopicRef:
             return TopicRef(TopicKind.MESH_LINK, broker=broker, link=link)
         case ["leases", duty]:
             return TopicRef(TopicKind.LEASE, duty=duty)
+        case ["audit", account]:
+            return TopicRef(TopicKind.AUDIT, account=account)
     raise ContractError(f"topic {topic!r} is not part of the fogmesh tree")

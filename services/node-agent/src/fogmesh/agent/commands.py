@@ -1,5 +1,10 @@
-"""Answers to ``fm/v1/nodes/{node}/cmd/{verb}``: logs, upload, restart, report, and the
+"""Answers to ``fm/v1/nodes/{node}/cmd/{verb}``: logs (and its follow, see
+:mod:`fogmesh.agent.log_follow`), upload, download, stop, start, restart, report, and the
 migrator's resource-request, freeze, state-chunk, state-put and thaw (docs/migrator.md).
+
+A tenant's ``stop`` is kept (``Reconciler.stopped``, persisted) so the reconciler leaves the
+workload stopped, across agent restarts too, until ``start``; ``restart`` of a stopped
+workload starts it and ends the stop.
 
 Authorisation: every command names the tenant it acts for (``tenant`` in the envelope). A
 command may touch a workload only when that tenant owns it, else ``unauthorised``. A command
@@ -22,6 +27,7 @@ from contextlib import contextmanager
 import structlog
 
 from fogmesh.agent.handover import ChunkRefused
+from fogmesh.agent.log_follow import LogFollows
 from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime, workload_key
 from fogmesh.agent.runtime.errors import InstanceNotFound, RuntimeFailure, UnsafePath
@@ -29,6 +35,8 @@ from fogmesh.agent.tracked import Tracked
 from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
 from fogmesh.protocol import (
     AckReply,
+    DownloadCommand,
+    DownloadReply,
     ErrorCode,
     LogsCommand,
     LogsReply,
@@ -37,6 +45,8 @@ from fogmesh.protocol import (
     ReportReply,
     Request,
     RestartCommand,
+    StartCommand,
+    StopCommand,
     UploadCommand,
     UploadReply,
     Usage,
@@ -87,12 +97,16 @@ class CommandHandler:
         self._usage = usage
         self.allow_operator = allow_operator
         self.stop_timeout = stop_timeout
+        self.follows = LogFollows()
         self.router = RequestRouter(
             topics.node_cmd_filter(node),
             {
                 NodeVerb.LOGS: Action(LogsCommand, self.on_logs),
                 NodeVerb.UPLOAD: Action(UploadCommand, self.on_upload),
                 NodeVerb.RESTART: Action(RestartCommand, self.on_restart),
+                NodeVerb.STOP: Action(StopCommand, self.on_stop),
+                NodeVerb.START: Action(StartCommand, self.on_start),
+                NodeVerb.DOWNLOAD: Action(DownloadCommand, self.on_download),
                 NodeVerb.REPORT: Action(ReportCommand, self.on_report),
                 NodeVerb.RESOURCE_REQUEST: Action(ResourceRequest, self.on_resource_request),
                 NodeVerb.FREEZE: Action(FreezeCommand, self.on_freeze),
@@ -156,8 +170,26 @@ class CommandHandler:
     # -- verbs --------------------------------------------------------------------------------
 
     async def on_logs(self, command: LogsCommand, ctx: MessageContext) -> None:
-        """The last ``tail`` lines (since ``since``)."""
+        """The last ``tail`` lines (since ``since``); a stream with ``follow_s``; the end of
+        a follow with ``end_follow``."""
+        if command.end_follow is not None:
+            self._check_tenant(command)
+            if not self.follows.end(command.tenant or "", command.end_follow):
+                raise Refusal(ErrorCode.NOT_FOUND, f"no log follow {command.end_follow!r}")
+            await ctx.reply(LogsReply.to(
+                command, source=ctx.bus.config.client_id, workload=command.workload, lines=[]
+            ))  # fmt: skip
+            return
         tracked, runtime = self._workload(command, command.workload)
+        key = _key(tracked)
+        if command.follow_s > 0:
+
+            async def read(tail: int, since: float | None) -> list[str]:
+                with _refusals(command.workload):
+                    return await runtime.logs(key, tail, since)
+
+            self.follows.start(command, ctx, read)
+            return
         with _refusals(command.workload):
             lines = await runtime.logs(_key(tracked), command.tail, command.since)
         await ctx.reply(
@@ -187,6 +219,58 @@ class CommandHandler:
             )
         )
 
+    async def on_download(self, command: DownloadCommand, ctx: MessageContext) -> None:
+        """Read one file out of the workload."""
+        tracked, runtime = self._workload(command, command.workload)
+        with _refusals(command.workload):
+            data = await runtime.get_file(_key(tracked), command.path, MAX_UPLOAD_BYTES)
+        await ctx.reply(DownloadReply.to(
+            command, source=ctx.bus.config.client_id, workload=command.workload,
+            path=command.path, size=len(data), content_b64=base64.b64encode(data).decode(),
+        ))  # fmt: skip
+
+    async def on_stop(self, command: StopCommand, ctx: MessageContext) -> None:
+        """Stop the workload and keep it stopped until ``start`` (STOPPING, STOPPED)."""
+        tracked, runtime = self._workload(command, command.workload)
+        name, key, who = command.workload, _key(tracked), command.tenant or "operator"
+        async with self.reconciler.lock:
+            self.reconciler.stopped.set(key, True)
+            machine = tracked.machine
+            with _refusals(name):
+                status = await runtime.status(key)
+                if status.state is InstanceState.RUNNING:
+                    if machine.phase in {P.RUNNING, P.STARTING, P.PAUSED}:
+                        machine.move(P.STOPPING, f"stop requested by {who}")
+                    await runtime.stop(key, self.stop_timeout)
+                if machine.can(P.STOPPED):
+                    machine.move(P.STOPPED, f"stopped by {who}")
+        log.info("workload stopped on request", workload=name, tenant=command.tenant)
+        await ctx.reply(
+            AckReply.to(command, source=ctx.bus.config.client_id, message=f"stopped {name}")
+        )
+
+    async def on_start(self, command: StartCommand, ctx: MessageContext) -> None:
+        """End a ``stop`` and start the workload's instance (STARTING, RUNNING); one without an
+        instance is left to the reconciler, which creates it."""
+        tracked, runtime = self._workload(command, command.workload)
+        name, key, who = command.workload, _key(tracked), command.tenant or "operator"
+        async with self.reconciler.lock:
+            self.reconciler.stopped.set(key, False)
+            tracked.failures, tracked.retry_at, tracked.finished = 0, 0.0, False
+            machine = tracked.machine
+            with _refusals(name):
+                status = await runtime.status(key)
+                if status.state not in {InstanceState.ABSENT, InstanceState.RUNNING}:
+                    machine.drive_to(P.STARTING, f"start requested by {who}")
+                    started = await runtime.start(key)
+                    tracked.runtime_id = started.runtime_id
+                    if started.state is InstanceState.RUNNING:
+                        machine.move(P.RUNNING, "")
+        self.reconciler.trigger()
+        await ctx.reply(
+            AckReply.to(command, source=ctx.bus.config.client_id, message=f"started {name}")
+        )
+
     async def on_restart(self, command: RestartCommand, ctx: MessageContext) -> None:
         """Stop and start the workload (its phases: STOPPING, STOPPED, STARTING, RUNNING)."""
         tracked, runtime = self._workload(command, command.workload)
@@ -207,6 +291,7 @@ class CommandHandler:
                     await runtime.stop(key, self.stop_timeout)
                 machine.drive_to(P.STARTING, "restarting")
                 started = await runtime.start(key)
+            self.reconciler.stopped.set(key, False)  # a restart ends a tenant's stop
             tracked.restarts += 1
             tracked.runtime_id = started.runtime_id
             tracked.finished = False

@@ -9,6 +9,7 @@ Each pass (after every desired-state change, and on a timer) compares the desire
 * exited             -> started again per its restart policy, with capped jittered back-off
 * running, same hash -> adopted as is (after an agent restart: no duplicate)
 * held               -> left alone (frozen for a migration: see ``fogmesh.agent.handover``)
+* stopped by tenant  -> left stopped until ``cmd/start`` (persisted in ``stopped.json``)
 
 A workload created while a migrated snapshot of it waits in the handover directory is restored
 from that snapshot before its first start.
@@ -41,7 +42,7 @@ from fogmesh.agent.runtime.base import (
     workload_key,
 )
 from fogmesh.agent.runtime.errors import RuntimeFailure, RuntimeUnavailable
-from fogmesh.agent.store import DesiredStore
+from fogmesh.agent.store import DesiredStore, StoppedWorkloads
 from fogmesh.agent.tracked import STABLE_AFTER_S, Tracked, overall_state, retry_delay
 from fogmesh.protocol import (
     ActualState,
@@ -107,6 +108,9 @@ class Reconciler:
         self.handover = Handover(store.path.parent / "handover")
         self.held: set[str] = set()
         """Workload keys frozen for a migration: not started again until thawed or removed."""
+        self.stopped = StoppedWorkloads(store.path.parent)
+        """Workload keys a tenant stopped: left stopped (persisted) until started or removed."""
+        self.stopped.load()
 
     # -- driving ------------------------------------------------------------------------------
 
@@ -214,6 +218,10 @@ class Reconciler:
         tracked = self._track(spec)
         machine = tracked.machine
         if _key(spec) in self.held:
+            return
+        if _key(spec) in self.stopped:
+            if inst is not None and machine.phase is P.DEFINED:  # after an agent restart
+                machine.move(P.CONFIGURED, "stopped by its tenant")
             return
         runtime = self.runtimes.get(spec.runtime)
         if runtime is None:
@@ -373,6 +381,7 @@ class Reconciler:
         self._removal_retry.pop(name, None)
         self._pending_removals.discard(name)
         self.held.discard(name)
+        self.stopped.set(name, False)
         self.handover.drop_out(name)
         log.info("removed workload", workload=name, runtime=inst.runtime.value)
         if machine is not None and tracked is not None:

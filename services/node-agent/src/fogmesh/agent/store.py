@@ -7,6 +7,7 @@ torn one. A desired state older (lower ``generation``) than the one held is not 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from pydantic import ValidationError
 
 from fogmesh.protocol import DesiredState
 
-__all__ = ["DESIRED_FILE", "DesiredStore", "atomic_write"]
+__all__ = ["DESIRED_FILE", "STOPPED_FILE", "DesiredStore", "StoppedWorkloads", "atomic_write"]
 
 DESIRED_FILE = "desired.json"
+STOPPED_FILE = "stopped.json"
 
 log = structlog.get_logger("fogmesh.agent.store")
 
@@ -91,3 +93,39 @@ class DesiredStore:
         atomic_write(self.path, desired.model_dump_json().encode())
         self.current = desired
         return True
+
+
+class StoppedWorkloads:
+    """The workload keys a tenant stopped (``cmd/stop``), mirrored on disk in
+    ``{state_dir}/stopped.json``: the reconciler leaves them stopped, across agent restarts
+    too, until ``cmd/start`` or their removal."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / STOPPED_FILE
+        self.keys: set[str] = set()
+
+    def load(self) -> set[str]:
+        """Read the keys from disk (none if the file is missing or unusable)."""
+        try:
+            data = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return self.keys
+        except ValueError:
+            log.error("stopped workloads on disk are unusable; ignoring them")  # noqa: TRY400
+            return self.keys
+        if isinstance(data, list):
+            self.keys = {k for k in data if isinstance(k, str)}
+        return self.keys
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def set(self, key: str, stopped: bool) -> None:
+        """Mark ``key`` stopped (or not) and persist the change."""
+        before = set(self.keys)
+        if stopped:
+            self.keys.add(key)
+        else:
+            self.keys.discard(key)
+        if self.keys != before:
+            atomic_write(self.path, json.dumps(sorted(self.keys)).encode())

@@ -1,4 +1,6 @@
-"""The registry's queries over request / reply on ``fm/v1/api/{tenant}/{resource}/{action}``.
+"""The registry's queries over request / reply on ``fm/v1/api/{tenant}/{resource}/{action}``,
+and a tenant's workload commands (``workloads/{action}``), relayed to the agents by
+:class:`fogmesh.registry.relay.WorkloadRelay`.
 
 Each handler reads the database in a worker thread. The tenant is the topic's; a request whose
 ``tenant`` field names another is refused (``unauthorised``). A bad cursor is
@@ -36,6 +38,7 @@ from fogmesh.protocol.queries import (
 )
 from fogmesh.registry.cursor import BadCursor
 from fogmesh.registry.db import reads
+from fogmesh.registry.relay import WorkloadRelay, topic_tenant
 
 __all__ = ["QueryApi"]
 
@@ -45,14 +48,18 @@ _T = TypeVar("_T")
 class QueryApi:
     """Answers the registry's queries from ``engine``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, relay: WorkloadRelay | None = None) -> None:
         self.engine = engine
+        self.relay = relay or WorkloadRelay(engine)
         actions: dict[str, dict[str, Action[Any]]] = {
             NODES_RESOURCE: {
                 "list": Action(ListNodes, self.list_nodes),
                 "get": Action(GetNode, self.get_node),
             },
-            WORKLOADS_RESOURCE: {"list": Action(ListWorkloads, self.list_workloads)},
+            WORKLOADS_RESOURCE: {
+                "list": Action(ListWorkloads, self.list_workloads),
+                **self.relay.actions(),
+            },
             EVENTS_RESOURCE: {"list": Action(ListEvents, self.list_events)},
             REGISTRY_APPS_RESOURCE: {
                 "list": Action(ListRegistryApps, self.list_apps),
@@ -72,14 +79,7 @@ class QueryApi:
     @staticmethod
     def tenant(request: Request, ctx: MessageContext) -> str:
         """The tenant of the topic; refuse a request that claims another."""
-        tenant = ctx.ref.tenant if ctx.ref is not None else None
-        if tenant is None:
-            raise Refusal(ErrorCode.INVALID_REQUEST, "not an api topic")
-        if request.tenant is not None and request.tenant != tenant:
-            raise Refusal(
-                ErrorCode.UNAUTHORISED, f"request for tenant {request.tenant!r} on {tenant!r}"
-            )
-        return tenant
+        return topic_tenant(request, ctx)
 
     async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
         try:

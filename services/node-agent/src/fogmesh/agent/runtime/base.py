@@ -190,6 +190,12 @@ class Runtime(Protocol):
         Raises :class:`UnsafePath` for a path that would escape."""
         ...
 
+    async def get_file(self, key: str, path: str, limit: int) -> bytes:
+        """The content of the regular file ``path`` inside the instance (the same paths as
+        :meth:`put_file`). Raises :class:`UnsafePath` for a path that would escape or is no
+        regular file, :class:`RuntimeFailure` for one larger than ``limit`` bytes."""
+        ...
+
     async def snapshot(self, key: str) -> bytes:
         """The instance's state as a tar archive (best taken while stopped)."""
         ...

@@ -58,6 +58,8 @@ from fogmesh.agent.runtime.errors import (
     InstanceExists,
     InstanceNotFound,
     PrepareFailed,
+    RuntimeFailure,
+    UnsafePath,
     translate_errors,
 )
 from fogmesh.agent.runtime.tarutil import one_file_tar, read_manifest, write_manifest
@@ -287,6 +289,19 @@ class DockerRuntime:
         with translate_errors(f"put_file {key}:{path}", missing=InstanceNotFound):
             container = await self._get(key)
             await self._put_archive(container, "/", archive)
+
+    async def get_file(self, key: str, path: str, limit: int) -> bytes:
+        """The regular file at absolute ``path`` in the container (``GET /archive``)."""
+        with translate_errors(f"get_file {key}:{path}", missing=InstanceNotFound):
+            container = await self._get(key)
+            archive = await container.get_archive(path)
+            member = archive.next()
+            if member is None or not member.isfile():
+                raise UnsafePath(f"{path} is not a regular file")
+            if member.size > limit:
+                raise RuntimeFailure(f"{path} is larger than {limit} bytes")
+            handle = archive.extractfile(member)
+            return b"" if handle is None else handle.read()
 
     async def snapshot(self, key: str) -> bytes:
         """A tar of the container's volumes' content (or, without volumes, of its changed

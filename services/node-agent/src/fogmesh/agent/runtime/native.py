@@ -54,6 +54,7 @@ from fogmesh.agent.runtime.errors import (
     InstanceNotFound,
     PrepareFailed,
     RuntimeFailure,
+    UnsafePath,
     translate_errors,
 )
 from fogmesh.agent.runtime.native_access import NativeAccess
@@ -67,7 +68,7 @@ from fogmesh.agent.runtime.native_state import (
     shim_alive,
     write_json,
 )
-from fogmesh.agent.runtime.native_user_io import pack, unpack, write_file
+from fogmesh.agent.runtime.native_user_io import pack, read_file, unpack, write_file
 from fogmesh.agent.runtime.tarutil import read_manifest, safe_join, write_manifest
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
@@ -322,6 +323,23 @@ class NativeRuntime:
             target = safe_join(self._layout(key).work, path)
             owner = self.access.owner(await self._run_as(spec))
             await asyncio.to_thread(write_file, owner, target, data, mode)
+
+    async def get_file(self, key: str, path: str, limit: int) -> bytes:
+        """Read ``path`` relative to ``work/`` (``UnsafePath`` if it escapes), as the
+        workload's user."""
+        with translate_errors(f"get_file {key}:{path}", missing=InstanceNotFound):
+            spec = self._spec(key)
+            target = safe_join(self._layout(key).work, path)
+            owner = self.access.owner(await self._run_as(spec))
+            try:
+                data = await asyncio.to_thread(read_file, owner, target, limit)
+            except OSError as exc:
+                if isinstance(exc, FileNotFoundError) or "No such file" in str(exc):
+                    raise InstanceNotFound(f"no file {path}") from exc
+                raise UnsafePath(f"cannot read {path}: {exc}") from exc
+        if len(data) > limit:
+            raise RuntimeFailure(f"{path} is larger than {limit} bytes")
+        return data
 
     async def snapshot(self, key: str) -> bytes:
         """A tar of ``work/state/`` (members ``state/...``) after the manifest, read as the

@@ -10,7 +10,8 @@ supplementary groups (started by file path: the standard library only):
 * ``untar DEST``: the tar on stdin into ``DEST`` (``tarfile``'s ``data`` filter: no absolute
   paths, no links out of ``DEST``, no devices, no setuid bits);
 * ``tar SOURCE NAME``: ``SOURCE`` as a tar on stdout, its members under ``NAME/``;
-* ``mkdir DEST``: ``mkdir -p``.
+* ``mkdir DEST``: ``mkdir -p``;
+* ``read TARGET LIMIT``: the regular file ``TARGET`` on stdout (at most ``LIMIT`` + 1 bytes).
 
 Each function takes the owner to act as; ``None`` (the ``agent-user`` isolation) does the same
 work in the agent's process. A failed step raises :class:`OSError` with the helper's message.
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["Owner", "make_dirs", "pack", "unpack", "write_file"]
+__all__ = ["Owner", "make_dirs", "pack", "read_file", "unpack", "write_file"]
 
 _SELF = Path(__file__)
 
@@ -40,6 +42,14 @@ def write_file(owner: Owner, target: Path, data: bytes, mode: int) -> None:
         _write(target, mode, data)
     else:
         _as_user(owner, ["write", str(target), f"{mode & 0o777:o}"], data)
+
+
+def read_file(owner: Owner, target: Path, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes of the regular file ``target``, read as ``owner`` (so a
+    caller can tell a file over ``limit``)."""
+    if owner is None:
+        return _read(target, limit)
+    return _as_user(owner, ["read", str(target), str(limit)])
 
 
 def unpack(owner: Owner, dest: Path, archive: bytes) -> None:
@@ -96,6 +106,14 @@ def _write(target: Path, mode: int, data: bytes) -> None:
     tmp.replace(target)
 
 
+def _read(target: Path, limit: int) -> bytes:
+    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{target.name} is not a regular file")
+        return handle.read(limit + 1)
+
+
 def _untar(dest: Path, stream: BinaryIO) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -120,6 +138,8 @@ def main() -> None:
         _untar(Path(args[0]), sys.stdin.buffer)
     elif op == "tar":
         _tar(Path(args[0]), args[1], sys.stdout.buffer)
+    elif op == "read":
+        sys.stdout.buffer.write(_read(Path(args[0]), int(args[1])))
     elif op == "mkdir":
         Path(args[0]).mkdir(parents=True, exist_ok=True)
     else:
