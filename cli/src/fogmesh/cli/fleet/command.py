@@ -31,6 +31,7 @@ from fogmesh.cli.fleet.processes import ProcessSet, wait_port
 from fogmesh.cli.fleet.sample import SAMPLE_IMAGE, sample_manifest
 from fogmesh.cli.fleet.supervise import NodeSupervisor, log_tail
 from fogmesh.cli.fleet.teardown import remove_leftovers
+from fogmesh.cli.fleet.tls import TlsFleetPlan
 from fogmesh.protocol import RemoteError, RequestTimeout, WorkloadPhase, topics
 from fogmesh.protocol.apps import AppDeletedReply, AppReply, DeleteApp, DeployApp
 from fogmesh.service import configure_logging
@@ -321,6 +322,10 @@ def up(
     live: Annotated[
         bool, typer.Option(help="live tables (default on a terminal)")
     ] = sys.stdout.isatty(),
+    *,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="TLS on the links and agents, from a CA of the fleet's")
+    ] = False,
 ) -> None:
     """Run a whole fleet on this machine with the sample app, until Ctrl-C.
 
@@ -338,7 +343,7 @@ def up(
         raise CliError(f"--state-dir {state_dir} is not empty; remove it or pick another", code=2)
     root = state_dir or Path(tempfile.mkdtemp(prefix="fogmesh-up-"))
     root = root.resolve()
-    plan = FleetPlan.make(root, nodes, chosen)
+    plan = (TlsFleetPlan if tls else FleetPlan).make(root, nodes, chosen)
     fleet = _Fleet(plan, plan.write_files(), live)
     outputs = 0
     try:
