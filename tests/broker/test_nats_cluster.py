@@ -292,3 +292,37 @@ async def test_site_link_carries_both_ways_through_the_cluster(
         )
         for t in tasks:
             t.cancel()
+
+
+async def test_tenants_stay_apart_on_the_cluster(cluster: Cluster) -> None:
+    """The rendered permissions: a tenant reads neither another tenant's data or replies nor,
+    through the gateway's own ``$MQTT.sub`` delivery subjects, another session's QoS 1 queue."""
+    await _wait_ready(cluster)
+    first, second, _third = (m.mqtt_port for m in cluster.members)
+    at_globex: list[aiomqtt.Message] = []
+    at_acme: list[aiomqtt.Message] = []
+    async with (
+        client(first, "globex", ident="globex-app", clean=False) as globex,
+        client(second, "acme", ident="acme-spy") as acme,
+        client(second, "svc") as svc,
+    ):
+        await globex.subscribe("fm/v1/data/globex/#", qos=1)
+        await globex.subscribe(topics.reply("globex", "globex-app"), qos=1)
+        for flt in ("$MQTT/sub/#", "$MQTT/#", "fm/v1/data/globex/#", "fm/v1/reply/globex/#"):
+            await acme.subscribe(flt, qos=1)
+        await acme.subscribe("$MQTT/sub/+", qos=0)  # a plain NATS interest, no consumer
+        tasks = [
+            asyncio.create_task(collect(globex, at_globex)),
+            asyncio.create_task(collect(acme, at_acme)),
+        ]
+        await svc.publish("fm/v1/data/globex/readings", b"globex-data", qos=1)
+        await svc.publish(topics.reply("globex", "globex-app"), b"globex-reply", qos=1)
+        # a tenant cannot forge a reply, nor write another tenant's data
+        await acme.publish(topics.reply("globex", "globex-app"), b"forged", qos=1)
+        await acme.publish("fm/v1/data/globex/readings", b"forged-data", qos=1)
+        await wait_for(lambda: len(at_globex) >= 2, what="globex's own messages")
+        await asyncio.sleep(1.0)  # time for anything refused to show up anyway
+        for t in tasks:
+            t.cancel()
+    assert sorted(bytes(m.payload) for m in at_globex) == [b"globex-data", b"globex-reply"]
+    assert at_acme == []
