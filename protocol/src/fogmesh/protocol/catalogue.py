@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from fogmesh.protocol.accounts import AccountRecord, JoinReply, JoinRequest, TenantRecord
 from fogmesh.protocol.apps import (
     AppDeletedReply,
     AppListReply,
@@ -337,5 +338,34 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         1,
         True,
         "Who holds a single-writer duty (the scheduler's, the migrator's) until when.",
+    ),
+    TopicSpec(
+        "fm/v1/accounts/{username}",
+        AccountRecord,
+        "operators (`fogmesh account`, `tenant`, `node`), the broker redeeming a join token",
+        "brokers",
+        1,
+        True,
+        "A broker account made at runtime, or its tombstone (`revoked`); it overrides the mesh"
+        " file's account of that name on every broker the record reaches.",
+    ),
+    TopicSpec(
+        "fm/v1/tenants/{tenant}",
+        TenantRecord,
+        "operators (`fogmesh tenant`)",
+        "brokers",
+        1,
+        True,
+        "A tenant made or deleted at runtime; a deleted tenant's accounts are refused.",
+    ),
+    TopicSpec(
+        "fm/v1/join/{bootstrap}",
+        JoinRequest,
+        "an agent holding a join token (account `join-{id}`)",
+        "the broker it is connected to",
+        1,
+        False,
+        "Redeem a single-use join token for the node's own credential.",
+        reply=(JoinReply, ErrorReply),
     ),
 )
