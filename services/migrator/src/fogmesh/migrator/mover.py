@@ -171,7 +171,13 @@ class Mover:
                 frozen.size,
                 frozen.snapshot,
             )
+            frozen_took = time.monotonic() - t
             await self._transfer(run, peer, frozen)
+            log.info(
+                "state moved", workload=run.spec.name, bytes=frozen.size,
+                freeze_s=round(frozen_took, 3),
+                transfer_s=round(time.monotonic() - t - frozen_took, 3),
+            )  # fmt: skip
             t = run.stage("state_transfer", t)
         move = MoveWorkload(workload=run.spec.name, to=peer, snapshot=snapshot, trigger=run.trigger)
         await self._scheduler(run.tenant, move)
