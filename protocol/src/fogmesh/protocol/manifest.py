@@ -33,6 +33,24 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from fogmesh.protocol._ids import MAX_ID_LENGTH, Ident
 from fogmesh.protocol.errors import ContractError
+from fogmesh.protocol.manifest_limits import (
+    MAX_ARCHES,
+    MAX_COMMAND_ARGS,
+    MAX_DEVICES,
+    MAX_ENV_VARS,
+    MAX_LABELS,
+    MAX_REFS,
+    MAX_STREAMS,
+    MAX_VOLUMES,
+    Arg,
+    EnvName,
+    EnvValue,
+    LabelKey,
+    LabelValue,
+    Short,
+    check_command_total,
+    check_env_total,
+)
 from fogmesh.protocol.node import Location
 from fogmesh.protocol.workload import (
     Artefact,
@@ -266,12 +284,16 @@ class Near(_Strict):
 class Placement(_Strict):
     """Hard constraints on the node: every one set must hold."""
 
-    arch: list[str] = Field(default_factory=list, description="any of these architectures")
+    arch: list[Short] = Field(
+        default_factory=list, max_length=MAX_ARCHES, description="any of these architectures"
+    )
     labels: Annotated[str, AfterValidator(_check_expr)] | None = Field(
         default=None, max_length=4096, description="a label expression (see module docs)"
     )
     near: Near | None = None
-    devices: list[str] = Field(default_factory=list, description="the node must have each")
+    devices: list[Short] = Field(
+        default_factory=list, max_length=MAX_DEVICES, description="the node must have each"
+    )
     node: Ident | None = Field(default=None, description="pin to this node")
 
     def label_expr(self) -> LabelExpr | None:
@@ -290,23 +312,33 @@ class ComponentSpec(_Strict):
     image: str | None = Field(default=None, max_length=512)
     executable: str | None = Field(default=None, max_length=1024)
     artefact: Artefact | None = Field(default=None, description="a .tar and its command script")
-    command: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    command: Annotated[list[Arg], AfterValidator(check_command_total)] = Field(
+        default_factory=list, max_length=MAX_COMMAND_ARGS
+    )
+    env: Annotated[dict[EnvName, EnvValue], AfterValidator(check_env_total)] = Field(
+        default_factory=dict, max_length=MAX_ENV_VARS
+    )
     requests: Resources = DEFAULT_REQUESTS
     limits: Resources = Resources()
-    volumes: list[VolumeSpec] = Field(default_factory=list)
-    inputs: list[Ident] = Field(default_factory=list, description="streams data/{t}/{app}/{s}")
-    outputs: list[Ident] = Field(default_factory=list)
+    volumes: list[VolumeSpec] = Field(default_factory=list, max_length=MAX_VOLUMES)
+    inputs: list[Ident] = Field(
+        default_factory=list, max_length=MAX_STREAMS, description="streams data/{t}/{app}/{s}"
+    )
+    outputs: list[Ident] = Field(default_factory=list, max_length=MAX_STREAMS)
     restart: RestartPolicy = RestartPolicy.ALWAYS
     replicas: int = Field(default=1, ge=0, le=1000)
     migration: MigrationKind = MigrationKind.COLD
     placement: Placement = Placement()
-    affinity: list[Ident] = Field(default_factory=list, description="share a node with these")
+    affinity: list[Ident] = Field(
+        default_factory=list, max_length=MAX_REFS, description="share a node with these"
+    )
     anti_affinity: list[Ident] = Field(
-        default_factory=list, description="never share a node with these (self: one per node)"
+        default_factory=list,
+        max_length=MAX_REFS,
+        description="never share a node with these (self: one per node)",
     )
     latency_budget_ms: float | None = Field(default=None, gt=0)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
 
     @model_validator(mode="after")
     def _consistent(self) -> ComponentSpec:
