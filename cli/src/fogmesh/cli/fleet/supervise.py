@@ -75,7 +75,7 @@ class NodeSupervisor:
         return child
 
     def kill(self, node: str, *, silent: bool = False) -> str:
-        """Kill ``node``: SIGKILL of its agent and every workload it runs (its last will
+        """Kill ``node``: SIGKILL of every workload it runs and of its agent (its last will
         fires), or with ``silent`` SIGSTOP of its agent alone (its heartbeats stop, its
         connection and workloads stay). Returns what was done."""
         child = self._agent(node)
@@ -91,12 +91,16 @@ class NodeSupervisor:
         else:
             if child.proc is not None:  # told here, not again as a surprise by check()
                 self._reported.add(child.proc.pid)
+            # Everything at once, as a power cut: the agent is frozen while its workloads are
+            # found and killed, so it cannot restart them, and its will fires (at SIGKILL)
+            # only when they are gone, so no replacement runs beside a dying original.
+            child.signal_group(signal.SIGSTOP)
+            gone = kill_node_workloads(self.fleet_id, self.state_dir, node)
             child.signal_group(signal.SIGKILL)
             if child.proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.proc.wait(timeout=10)
             self._stopped.discard(node)
-            gone = kill_node_workloads(self.fleet_id, self.state_dir, node)
             self.agents[node] = "killed"
             done = (
                 f"killed {node} (SIGKILL): its agent, {gone['processes']} workload processes "
