@@ -26,9 +26,11 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from fogmesh.broker.nats import password_env
+from fogmesh.broker.config import MeshConfigError, load_mesh
+from fogmesh.broker.nats import password_env, render_nats, subjects_of
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage
 from fogmesh.protocol import topics
+from fogmesh.service import BrokerSettings
 from tests.broker.conftest import (
     PASSWORDS,
     MeshProcess,
@@ -326,3 +328,60 @@ async def test_tenants_stay_apart_on_the_cluster(cluster: Cluster) -> None:
             t.cancel()
     assert sorted(bytes(m.payload) for m in at_globex) == [b"globex-data", b"globex-reply"]
     assert at_acme == []
+
+
+def test_topic_filters_become_subjects() -> None:
+    assert subjects_of("fm/v1/nodes/+/state") == ["fm.v1.nodes.*.state"]
+    assert subjects_of("fm/v1/reply/acme/#") == ["fm.v1.reply.acme", "fm.v1.reply.acme.>"]
+    assert subjects_of("#") == [">"]
+    for bad in ("fm/v1/data/a.b", "fm//x", "a b"):
+        with pytest.raises(MeshConfigError):
+            subjects_of(bad)
+
+
+def test_render_refuses_what_nats_cannot_express(tmp_path: Path) -> None:
+    """A grant by client id, or a cluster that lists other members than asked for."""
+    mesh, _members = _cluster_mesh(tmp_path)
+    spec = load_mesh(mesh)
+    with pytest.raises(MeshConfigError, match="members"):
+        render_nats(spec, "cloud", tmp_path / "out", members=5)
+    by_client = write_mesh(
+        tmp_path / "client.yaml",
+        {
+            "cloud": broker_spec(
+                tmp_path,
+                "cloud",
+                kind="nats",
+                roles={"tenant": {"subscribe": ["fm/v1/reply/{client}/#"]}},
+            )
+        },
+        [],
+    )
+    with pytest.raises(MeshConfigError, match="client"):
+        render_nats(load_mesh(by_client), "cloud", tmp_path / "out2")
+    # without listed members, --members N renders N on free loopback ports
+    bare = write_mesh(tmp_path / "bare.yaml", {"cloud": broker_spec(tmp_path, "cloud")}, [])
+    written, notes = render_nats(load_mesh(bare), "cloud", tmp_path / "out3", members=2)
+    assert sorted(p.name for p in written) == ["accounts.conf", "member-1.conf", "member-2.conf"]
+    assert "FOGMESH_NATS_PASSWORD_NODE_A" in notes[-1]
+    assert "$FOGMESH_NATS_PASSWORD_SVC" in (tmp_path / "out3" / "accounts.conf").read_text()
+
+
+def test_existing_mesh_files_stay_valid() -> None:
+    for path in sorted((REPO / "deploy").rglob("*.yaml")):
+        if "brokers:" in path.read_text():
+            load_mesh(path)
+
+
+def test_broker_settings_carry_a_failover_list() -> None:
+    settings = BrokerSettings(port=1883, failover=["10.0.0.2:1884", "[::1]:1885"])
+    config = settings.bus_config("svc")
+    assert config.failover == (("10.0.0.2", 1884), ("::1", 1885))
+    assert [config.endpoint(turn) for turn in range(4)] == [
+        ("127.0.0.1", 1883),
+        ("10.0.0.2", 1884),
+        ("::1", 1885),
+        ("127.0.0.1", 1883),
+    ]
+    with pytest.raises(ValueError, match="host:port"):
+        BrokerSettings(failover=["10.0.0.2"])
