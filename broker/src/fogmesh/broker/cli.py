@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -53,6 +54,21 @@ def _parser() -> argparse.ArgumentParser:
     nats.add_argument(
         "--members", type=int, default=None, help="members (default: the mesh's, else 3)"
     )
+    accounts = sub.add_parser(
+        "mosquitto-accounts",
+        help="keep a Mosquitto broker's passwd and acl in step with the account records (SIGHUP)",
+    )
+    accounts.add_argument("--mesh", type=Path, required=True)
+    accounts.add_argument("--broker", required=True)
+    accounts.add_argument("--out", type=Path, required=True, help="where render-mosquitto wrote")
+    accounts.add_argument("--pid-file", type=Path, required=True, help="mosquitto's pid file")
+    accounts.add_argument("--user", default=DEFAULT_USER, help="the user Mosquitto drops to")
+    accounts.add_argument("--host", default="127.0.0.1")
+    accounts.add_argument("--port", type=int, default=None, help="default: its plain listener")
+    accounts.add_argument("--username", required=True, help="a service account of the broker")
+    accounts.add_argument(
+        "--password-env", default="FOGMESH_PASSWORD", help="variable holding its password"
+    )
     certs = sub.add_parser("make-certs", help="a fleet CA (made once) and a certificate it signs")
     certs.add_argument("--out", type=Path, required=True, help="directory of ca.pem, ca.key, ...")
     certs.add_argument("--name", default="broker", help="file name of the certificate")
@@ -87,6 +103,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         mesh = load_mesh(args.mesh)
         mesh.require_broker(args.broker)
+        if args.command == "mosquitto-accounts":
+            from fogmesh.broker.mosquitto_accounts import MosquittoAccounts
+
+            password = os.environ.get(args.password_env)
+            if not password:
+                print(f"fogmesh-broker: {args.password_env} is not set", file=sys.stderr)  # noqa: T201
+                return 2
+            sync = MosquittoAccounts(
+                mesh, args.broker, args.out, args.pid_file, args.username, password,
+                host=args.host, port=args.port, user=args.user,
+            )  # fmt: skip
+            asyncio.run(sync.run())
+            return 0
         if args.command in ("render-mosquitto", "render-nats"):
             if args.command == "render-nats":
                 written, notes = render_nats(mesh, args.broker, args.out, members=args.members)
