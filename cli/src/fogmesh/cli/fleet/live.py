@@ -138,6 +138,7 @@ class FleetView:
 
     async def _on_heartbeat(self, msg: Heartbeat, ctx: MessageContext) -> None:
         self.heartbeat[msg.node] = msg
+        self.lost.pop(msg.node, None)  # it beats: back, even if its node-back went unseen
 
     async def _on_actual(self, msg: ActualState, ctx: MessageContext) -> None:
         self.actual[msg.node] = msg
