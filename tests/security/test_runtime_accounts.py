@@ -21,6 +21,16 @@ def port(tmp_path: Path, procs: list[MeshProcess]) -> int:
     return port_of(mesh, "site")
 
 
+async def test_records_outlive_a_broker_restart(port: int, procs: list[MeshProcess]) -> None:
+    fogmesh(port, "account", "create", "edge-3", "--role", "node", "--password", "edge3-password")
+    fogmesh(port, "account", "delete", "node-a")  # an account of the mesh file
+    procs[0].stop()
+    procs[0].start()
+    async with client(port, "edge-3", password="edge3-password"):
+        pass
+    await _refused(port, "node-a", "node-a-pw")
+
+
 async def _ends(c: aiomqtt.Client) -> None:
     """Return once the broker has closed ``c``'s connection."""
     with pytest.raises(aiomqtt.MqttError):
