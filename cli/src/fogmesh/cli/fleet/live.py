@@ -46,7 +46,9 @@ TENANT_KINDS = (
 
 
 def _arrow(source: str | None, target: str | None) -> str:
-    return f"{source or '?'} -> {target or '?'}"
+    if target is None:  # a move that has not chosen its peer (started, or failed to find one)
+        return f"off {source or '?'}"
+    return f"{source or '?'} -> {target}"
 
 
 def describe_event(event: Event) -> str:
