@@ -82,7 +82,7 @@ async def test_tenant_acts_on_its_own_workload(tmp_path: Path) -> None:
 
             await _until(ticked, "the ticker's lines in its logs")
 
-            data = bytes(range(256)) * 10
+            data = bytes(range(256)) * (3 * 4096)  # 3 MiB: through the relay both ways
             up = await _ask(
                 bus,
                 tenant,

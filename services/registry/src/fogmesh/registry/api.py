@@ -38,7 +38,7 @@ from fogmesh.protocol.queries import (
 )
 from fogmesh.registry.cursor import BadCursor
 from fogmesh.registry.db import reads
-from fogmesh.registry.relay import WorkloadRelay, topic_tenant
+from fogmesh.registry.relay import RELAY_MAX_PAYLOAD, WorkloadRelay, topic_tenant
 
 __all__ = ["QueryApi"]
 
@@ -67,7 +67,13 @@ class QueryApi:
             },
         }
         self.routers = [
-            RequestRouter(topics.api_filter(resource), by_name, what=f"{resource} action")
+            RequestRouter(
+                topics.api_filter(resource),
+                by_name,
+                what=f"{resource} action",
+                # an upload carries its file (base64) through the relay
+                max_payload=RELAY_MAX_PAYLOAD if resource == WORKLOADS_RESOURCE else None,
+            )
             for resource, by_name in actions.items()
         ]
 

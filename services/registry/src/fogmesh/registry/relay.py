@@ -36,7 +36,7 @@ from fogmesh.protocol import (
     new_id,
     topics,
 )
-from fogmesh.protocol.commands import NodeVerb
+from fogmesh.protocol.commands import MAX_UPLOAD_BYTES, NodeVerb
 from fogmesh.protocol.queries import WorkloadInfo
 from fogmesh.protocol.workload_api import (
     FILE_RELAY_TIMEOUT_S,
@@ -46,11 +46,13 @@ from fogmesh.protocol.workload_api import (
 )
 from fogmesh.registry.db import reads
 
-__all__ = ["WorkloadRelay", "topic_tenant"]
+__all__ = ["RELAY_MAX_PAYLOAD", "WorkloadRelay", "topic_tenant"]
 
 log = structlog.get_logger("fogmesh.registry.relay")
 
 _FILE_VERBS = frozenset({NodeVerb.UPLOAD, NodeVerb.DOWNLOAD})
+RELAY_MAX_PAYLOAD = MAX_UPLOAD_BYTES * 4 // 3 + 64 * 1024
+"""The largest ``workloads/*`` request (an upload's file in base64 beside its envelope)."""
 
 
 class WorkloadRelay:
