@@ -261,3 +261,28 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
         while not await check():
             await asyncio.sleep(0.3)
     assert await check(), what
+
+
+async def test_stop_survives_an_agent_restart(tmp_path: Path) -> None:
+    """A stopped workload is not started again by an agent that restarts (the stop is kept in
+    the agent's state dir), and starts when its tenant asks."""
+    tenant = unique("ta")
+    async with fleet_running(tmp_path) as fleet:
+        beats: list[Heartbeat] = fleet.probe.watch(topics.node(fleet.node, "heartbeat"), Heartbeat)
+        fleet.deploy("web", tenant)
+        await fleet.wait_phase("web", tenant, P.RUNNING)
+        async with fleet.tenant_bus(tenant) as bus:
+            await bus.wait_connected(timeout=20)
+            await fleet.wait_registered(bus, "web", tenant)
+            await _ask(bus, tenant, WorkloadAction.STOP, StopCommand(workload="web"), AckReply)
+            await fleet.wait_phase("web", tenant, P.STOPPED)
+            fleet.agent.stop()
+            seen = len(fleet.actuals)
+            fleet.agent.start()
+            await wait_for(lambda: len(fleet.actuals) > seen, 60, "the restarted agent's actual")
+            seen = len(beats)
+            await wait_for(lambda: len(beats) >= seen + 4, 60, "four heartbeats after the restart")
+            # created, not running: the agent's phases reach STOPPED only through a run
+            assert fleet.phase("web", tenant) in {P.STOPPED, P.CONFIGURED}
+            await _ask(bus, tenant, WorkloadAction.START, StartCommand(workload="web"), AckReply)
+            await fleet.wait_phase("web", tenant, P.RUNNING)
