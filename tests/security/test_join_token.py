@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
 import time
 from pathlib import Path
@@ -118,3 +119,50 @@ async def test_a_revoked_node_loses_its_session_and_is_refused(port: int, tmp_pa
 async def _collect(c: aiomqtt.Client, sink: list[aiomqtt.Message]) -> None:
     async for msg in c.messages:
         sink.append(msg)
+
+
+async def test_the_agent_process_joins_with_its_flag_and_keeps_its_credential(
+    port: int, tmp_path: Path
+) -> None:
+    from tests.agent.support import AgentProc
+
+    token = fogmesh(port, "node", "token", "--node", "edge-2").strip()
+    state = tmp_path / "agent-state"
+    hellos: list[aiomqtt.Message] = []
+    async with client(port, "svc") as svc:
+        await svc.subscribe(topics.node("edge-2", "heartbeat"), qos=1)
+        reader = asyncio.create_task(_collect(svc, hellos))
+        agent = AgentProc("edge-2", port, state, "fogmesh.test=security",
+                          ["--runtimes", "native", "--join-token", token])  # fmt: skip
+        agent.start()
+        try:
+            await wait_for(lambda: bool(hellos), what="the joined agent's heartbeat")
+            agent.stop()
+            assert stat.S_IMODE((state / CREDENTIAL_FILE).stat().st_mode) == 0o600
+            # started again with the spent token: the stored credential is what it uses
+            hellos.clear()
+            agent.start()
+            await wait_for(lambda: bool(hellos), what="the agent's heartbeat after a restart")
+        finally:
+            agent.stop()
+            reader.cancel()
+
+
+async def test_a_malformed_join_request_gets_an_error_reply(port: int) -> None:
+    token = fogmesh(port, "node", "token", "--node", "edge-1").strip()
+    token_id, _, secret = token.partition(".")
+    me = f"join-{token_id}"
+    got: list[aiomqtt.Message] = []
+    async with client(port, me, ident=f"{me}-x", password=secret) as joiner:
+        await joiner.subscribe(f"fm/v1/reply/{me}/#", qos=1)
+        reader = asyncio.create_task(_collect(joiner, got))
+        bad = {"reply_to": f"fm/v1/reply/{me}/{me}-x", "correlation_id": "c-1", "nod": "x"}
+        await joiner.publish(f"fm/v1/join/{me}", json.dumps(bad).encode(), qos=1)
+        await wait_for(lambda: bool(got), what="the error reply")
+        reader.cancel()
+    payload = got[0].payload
+    assert isinstance(payload, bytes)
+    reply = json.loads(payload)
+    assert (reply["ok"], reply["correlation_id"], reply["error"]["code"]) == (
+        False, "c-1", "invalid_payload",
+    )  # fmt: skip

@@ -15,6 +15,7 @@ from the cloud, and because the broker is what must learn the credential first.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from typing import Any
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from fogmesh.broker.accounts import AccountBook
 from fogmesh.broker.passwords import hash_password
-from fogmesh.protocol import ErrorCode, ErrorInfo, ErrorReply
+from fogmesh.protocol import ErrorCode, ErrorInfo, ErrorReply, error_info_from_validation
 from fogmesh.protocol.accounts import (
     JOIN_ROLE,
     AccountRecord,
@@ -65,17 +66,27 @@ class Redeemer:
         if len(data) > _MAX_REQUEST:
             log.warning("join request on %s from %s too large", topic, client_id)
             return
+        own_replies = f"{ROOT}/reply/{bootstrap}/"
         try:
             request = JoinRequest.model_validate_json(data)
-        except ValidationError:
+        except ValidationError as exc:
             log.warning("invalid join request on %s from %s", topic, client_id)
-            return  # no reply_to can be trusted from it; the agent times out and says so
+            reply_to, correlation_id = _reply_fields(data)
+            if reply_to is not None and reply_to.startswith(own_replies):
+                await self._answer(reply_to, ErrorReply(
+                    correlation_id=correlation_id or "unknown",
+                    error=error_info_from_validation(exc),
+                ))  # fmt: skip
+            return
         reply_to = request.reply_to
-        if reply_to is None or not reply_to.startswith(f"{ROOT}/reply/{bootstrap}/"):
+        if reply_to is None or not reply_to.startswith(own_replies):
             log.warning("join request on %s answers elsewhere (%s)", topic, reply_to)
             return
         async with self._lock:
             answer = await self._redeem(bootstrap, request)
+        await self._answer(reply_to, answer)
+
+    async def _answer(self, reply_to: str, answer: JoinReply | ErrorReply) -> None:
         await self._context.broadcast_message(reply_to, answer.model_dump_json().encode(), qos=1)
 
     async def _redeem(self, bootstrap: str, request: JoinRequest) -> JoinReply | ErrorReply:
@@ -114,6 +125,23 @@ class Redeemer:
         await broker.retain_message(None, topic, data, 1)
         # MeshBroker's broadcast keeps the retain flag for links, so far brokers retain it too
         await broker._broadcast_message(None, topic, data, retain=True)
+
+
+def _reply_fields(data: bytes) -> tuple[str | None, str | None]:
+    """``reply_to`` and ``correlation_id`` of a request that failed its model, where found."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        return None, None
+    if not isinstance(raw, dict):
+        return None, None
+    reply_to, correlation_id = raw.get("reply_to"), raw.get("correlation_id")
+    return (
+        reply_to if isinstance(reply_to, str) and "+" not in reply_to and "#" not in reply_to
+        else None,
+        correlation_id if isinstance(correlation_id, str) and 0 < len(correlation_id) <= 128
+        else None,
+    )  # fmt: skip
 
 
 def _refused(request: JoinRequest, message: str) -> ErrorReply:
