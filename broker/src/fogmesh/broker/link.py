@@ -73,6 +73,7 @@ class Link:
             "remote": asyncio.Event(),
         }
         self._status_changed = asyncio.Event()  # the state changed: publish at once
+        self._status_due = False  # publish even if unchanged (a side just connected)
         self.state = LinkState.CONNECTING
         self.since = time.time()
         self._was_up = False
@@ -116,17 +117,23 @@ class Link:
             source=self._client_id("local"),
         )
 
-    async def _publish_status(self, status: LinkStatus | None = None) -> None:
-        """Publish the status, retained, on both brokers (whichever is connected)."""
-        payload = (status or self.status()).model_dump_json().encode()
-        for side in ("local", "remote"):
-            client = self._clients[side]
-            if client is None:
-                continue
+    async def _publish_status(self) -> None:
+        """Publish the status, retained, on both brokers (whichever is connected), side by side.
+
+        Each side gets at most :data:`STATUS_EVERY` seconds: a far side that a silent partition
+        has not yet been noticed on must not hold up the local ``down`` that follows.
+        """
+        payload = self.status().model_dump_json().encode()
+
+        async def publish(side: Side, client: aiomqtt.Client) -> None:
             self.echo[side].remember(self.status_topic, payload)
-            await client.publish(
-                self.status_topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT
-            )
+            with contextlib.suppress(*_NET_ERRORS):
+                async with asyncio.timeout(STATUS_EVERY):
+                    await client.publish(self.status_topic, payload, qos=1, retain=True)
+
+        await asyncio.gather(
+            *(publish(side, c) for side, c in self._clients.items() if c is not None)
+        )
 
     async def _status_loop(self) -> None:
         """Publish on every state change at once; counters (queue, forwarded) every 5 s at most."""
@@ -137,10 +144,10 @@ class Link:
                     await self._status_changed.wait()
             self._status_changed.clear()
             snap = self.status().model_dump(exclude={"id", "ts"})
-            if snap != last:
-                with contextlib.suppress(*_NET_ERRORS):
-                    await self._publish_status()
-                    last = snap
+            if snap != last or self._status_due:
+                self._status_due = False
+                await self._publish_status()
+                last = snap
 
     # ---- connections --------------------------------------------------------------------
 
@@ -214,9 +221,9 @@ class Link:
             self.connected[side] = True
             self._refresh_state()
             log.info("link %s: %s side up", self.spec.name, side)
-            # the far side learns the state at once, not at the next change
-            with contextlib.suppress(*_NET_ERRORS):
-                await self._publish_status()
+            # this broker learns the state at once, not at the next change
+            self._status_due = True
+            self._status_changed.set()
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._reader(side, client), name=f"{self.spec.name}-{side}-read")
