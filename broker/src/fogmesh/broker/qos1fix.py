@@ -9,9 +9,9 @@ own ``_retry_deliveries`` then resends it on reconnect. Incoming messages keep a
 
 A message can also lose its connection while its session lives on: a newer connection of the
 same client took the session over while the message was being sent on the old one, or its
-PUBACK came too late. :func:`resend_orphans` sends such messages again on the session's
-current connection (the broker calls it every few seconds), instead of leaving them for the
-next reconnect.
+PUBACK did not come within a minute. :func:`resend_orphans` sends such messages again on the
+session's current connection (the broker calls it every few seconds), instead of leaving them
+for the next reconnect.
 
 amqtt's ``_retry_deliveries`` (run by ``start()`` when a session connects) also waited for
 every resent message's PUBACK before the broker began reading the client's SUBSCRIBE and
@@ -38,7 +38,10 @@ from amqtt.session import INCOMING, OUTGOING, OutgoingApplicationMessage
 __all__ = ["install", "resend_orphans"]
 
 log = logging.getLogger(__name__)
-_PUBACK_TIMEOUT = 5.0
+# amqtt gave up after 5 s; a busy link acknowledging a few thousand queued messages takes
+# longer, and each give-up became a resend (more load, duplicates). A PUBACK is waited for this
+# long before the message counts as orphaned and is resent (a hung client holds no task forever).
+_PUBACK_TIMEOUT = 60.0
 _original: Any = ProtocolHandler._handle_qos1_message_flow
 
 
