@@ -30,7 +30,7 @@ from fogmesh.bus import Bus
 from fogmesh.migrator.config import MigratorConfig
 from fogmesh.migrator.fleet import FleetView
 from fogmesh.migrator.guard import Guard
-from fogmesh.protocol import BusError, FogmeshError, RemoteError, topics
+from fogmesh.protocol import BusError, ErrorCode, FogmeshError, RemoteError, new_id, topics
 from fogmesh.protocol.apps import APPS_RESOURCE, AppAction
 from fogmesh.protocol.commands import AckReply, NodeVerb
 from fogmesh.protocol.envelope import Reply, Request
@@ -59,6 +59,7 @@ log = structlog.get_logger("fogmesh.migrator")
 R = TypeVar("R", bound=Reply)
 _AUTOMATIC = frozenset({MigrationTrigger.OVERLOAD, MigrationTrigger.NODE_LOST})
 CHUNK_RETRIES = 3
+THROTTLE_RETRIES = 20
 ACTIVATION_TIMEOUT_S = 120.0
 
 
@@ -314,14 +315,24 @@ class Mover:
         """A command to ``node``'s agent; a refusal or no answer is a :class:`MigrationFailed`
         naming the node. Commands name the workload's tenant (the agent checks it owns it)."""
         topic = topics.node_cmd(node, verb)
-        try:
-            sent = request.model_copy(update={"tenant": tenant})
-            return await self.bus.request(topic, sent, model, timeout=self._timeout)
-        except RemoteError as exc:
-            raise MigrationFailed(f"{verb.value} refused: {exc.error.message}",
-                                  {node: exc.error.message}) from None  # fmt: skip
-        except BusError as exc:
-            raise MigrationFailed(f"{verb.value}: {exc}", {node: str(exc)}) from None
+        for attempt in range(THROTTLE_RETRIES + 1):
+            # fresh ids each time: the agent answers a replayed request id only once
+            sent = request.model_copy(
+                update={"tenant": tenant, "id": new_id(), "correlation_id": new_id()}
+            )
+            try:
+                return await self.bus.request(topic, sent, model, timeout=self._timeout)
+            except RemoteError as exc:
+                wait = exc.error.details.get("retry_after_s")
+                throttled = exc.code is ErrorCode.UNAVAILABLE and isinstance(wait, int | float)
+                if throttled and attempt < THROTTLE_RETRIES:  # a long transfer waits its turn
+                    await asyncio.sleep(min(float(wait or 0), 2.0))
+                    continue
+                raise MigrationFailed(f"{verb.value} refused: {exc.error.message}",
+                                      {node: exc.error.message}) from None  # fmt: skip
+            except BusError as exc:
+                raise MigrationFailed(f"{verb.value}: {exc}", {node: str(exc)}) from None
+        raise MigrationFailed(f"{verb.value}: throttled {THROTTLE_RETRIES} times", {node: "busy"})
 
     async def _scheduler(self, tenant: str, move: MoveWorkload) -> MoveReply:
         """``apps/move`` to the scheduler leader; ``unschedulable`` keeps its reason per node."""
