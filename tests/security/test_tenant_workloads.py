@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -38,7 +41,8 @@ from fogmesh.protocol import (
 from fogmesh.protocol.audit import AuditRecord
 from fogmesh.protocol.workload_api import WorkloadAction
 from tests.agent.support import wait_for
-from tests.security.workload_fleet import fleet_running
+from tests.security.workload_fleet import Fleet, fleet_running
+from tests.support.brokers import REPO
 from tests.support.buses import unique
 
 P = WorkloadPhase
@@ -286,3 +290,46 @@ async def test_stop_survives_an_agent_restart(tmp_path: Path) -> None:
             assert fleet.phase("web", tenant) in {P.STOPPED, P.CONFIGURED}
             await _ask(bus, tenant, WorkloadAction.START, StartCommand(workload="web"), AckReply)
             await fleet.wait_phase("web", tenant, P.RUNNING)
+
+
+def _cli(fleet: Fleet, tenant: str, *args: str) -> str:
+    env = {**os.environ, "FOGMESH_USERNAME": tenant, "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "fogmesh.cli", "--broker", f"127.0.0.1:{fleet.broker.port}",
+         "--tenant", tenant, "--timeout", "30", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"fogmesh {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+async def test_cli_uses_the_tenant_api(tmp_path: Path) -> None:
+    """``fogmesh logs [-f]``, ``upload``, ``download``, ``stop``, ``start`` and ``restart`` as
+    a tenant: no node topic is needed."""
+    tenant = unique("ta")
+    async with fleet_running(tmp_path) as fleet:
+        fleet.deploy("web", tenant)
+        await fleet.wait_phase("web", tenant, P.RUNNING)
+        async with fleet.tenant_bus(tenant) as bus:
+            await bus.wait_connected(timeout=20)
+            await fleet.wait_registered(bus, "web", tenant)
+
+        def run(*args: str) -> str:
+            return _cli(fleet, tenant, *args)
+
+        source = tmp_path / "note.txt"
+        source.write_text("hello from the tenant\n")
+        assert "uploaded 22 bytes" in await asyncio.to_thread(
+            run, "upload", "web", str(source), "--path", "/note.txt"
+        )
+        copy = tmp_path / "copy.txt"
+        await asyncio.to_thread(run, "download", "web", "/note.txt", "--to", str(copy))
+        assert copy.read_text() == source.read_text()
+        followed = await asyncio.to_thread(run, "logs", "web", "--follow", "--for", "3")
+        assert _ticks(followed.splitlines())
+        assert "stopped web" in await asyncio.to_thread(run, "stop", "web")
+        await fleet.wait_phase("web", tenant, P.STOPPED)
+        assert "started web" in await asyncio.to_thread(run, "start", "web")
+        await fleet.wait_phase("web", tenant, P.RUNNING)
+        assert "restarted web" in await asyncio.to_thread(run, "restart", "web")
+        assert _ticks((await asyncio.to_thread(run, "logs", "web", "--tail", "5")).splitlines())
