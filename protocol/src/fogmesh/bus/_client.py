@@ -193,7 +193,41 @@ class Bus:
 
     async def _subscribe_now(self, client: aiomqtt.Client, sub: Subscription) -> None:
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-            await client.subscribe(sub.filter, qos=sub.qos, timeout=self.config.timeout)
+            await self._subscribe_granted(client, [(sub.filter, sub.qos)])
+
+    async def _subscribe_granted(
+        self, client: aiomqtt.Client, filters: list[tuple[str, int]]
+    ) -> None:
+        """Subscribe to ``filters``; any the broker refuses are retried in the background.
+
+        A broker may refuse a subscription for a while (a clustered one re-electing after a
+        member died answers SUBACK 0x80) or for good (an ACL): neither may leave a filter
+        silently unsubscribed, nor drop a connection that serves every other filter.
+        """
+        granted = await client.subscribe(filters, timeout=self.config.timeout)
+        refused = [f for f, code in zip(filters, granted, strict=False) if _refused(code)]
+        if refused:
+            log.warning("subscription refused; retrying", filters=[f for f, _ in refused])
+            self._spawn(self._retry_refused(client, refused), name="resubscribe")
+
+    async def _retry_refused(self, client: aiomqtt.Client, filters: list[tuple[str, int]]) -> None:
+        attempt = 0
+        while filters and client is self._client:
+            await asyncio.sleep(
+                backoff_delay(
+                    attempt, base=self.config.reconnect_base, cap=self.config.reconnect_cap
+                )
+            )
+            attempt += 1
+            if client is not self._client:
+                return  # reconnected: the restore pass subscribes afresh
+            try:
+                granted = await client.subscribe(filters, timeout=self.config.timeout)
+            except (aiomqtt.MqttError, TimeoutError):
+                return  # the connection is going: the restore pass takes over
+            filters = [f for f, code in zip(filters, granted, strict=False) if _refused(code)]
+        if not filters:
+            log.info("refused subscription granted", attempts=attempt)
 
     def acknowledge(self, delivery: Delivery) -> None:
         """Send the PUBACK of a handled QoS 1 message, on the connection it came from.
@@ -445,7 +479,7 @@ class Bus:
         """Subscribe to every filter, then flush the outbox in order."""
         filters = [(t, 1) for t in sorted(self._reply_topics)]
         filters += [(s.filter, s.qos) for s in self._subs.values()]
-        await client.subscribe(filters, timeout=self.config.timeout)
+        await self._subscribe_granted(client, filters)
         while (outbound := self._outbox.pop()) is not None:
             try:
                 await self._send(client, outbound)
@@ -465,3 +499,9 @@ class Bus:
             sub.queue.put_nowait(delivery)
         if not subs:
             self.acknowledge(delivery)  # nobody here wants it (a filter just dropped)
+
+
+def _refused(code: object) -> bool:
+    """Whether a SUBACK return code (an int, or paho's ReasonCode) is a failure (0x80 up)."""
+    value = getattr(code, "value", code)
+    return isinstance(value, int) and value >= 0x80
