@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from fogmesh.broker.acl import Identity, RoleTable
 from fogmesh.bus import Bus, MessageContext, RawMessage
 from fogmesh.cli.queries import stream_reply_topic
 from fogmesh.protocol import (
@@ -333,3 +334,19 @@ async def test_cli_uses_the_tenant_api(tmp_path: Path) -> None:
         await fleet.wait_phase("web", tenant, P.RUNNING)
         assert "restarted web" in await asyncio.to_thread(run, "restart", "web")
         assert _ticks((await asyncio.to_thread(run, "logs", "web", "--tail", "5")).splitlines())
+
+
+def test_only_operators_read_the_audit() -> None:
+    """The built-in roles: a tenant cannot subscribe to the audit topics, a node publishes only
+    its own account's, a service reads them all."""
+    table = RoleTable()
+    tenant = Identity(username="acme", client_id="acme-cli", role="tenant", tenant="acme")
+    node = Identity(username="edge-1", client_id="edge-1-agent", role="node", node="edge-1")
+    service = Identity(username="ops", client_id="ops-cli", role="service")
+    for flt in (topics.audit_filter(), f"{topics.ROOT}/audit/#", topics.audit("acme"), "#"):
+        assert not table.may_subscribe(tenant, flt), flt
+    assert not table.may_subscribe(node, topics.audit_filter())
+    assert table.may_publish(node, topics.audit("edge-1"))
+    assert not table.may_publish(node, topics.audit("registry"))
+    assert not table.may_publish(tenant, topics.audit("acme"))
+    assert table.may_subscribe(service, topics.audit_filter())
