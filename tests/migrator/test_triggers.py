@@ -3,18 +3,20 @@ the migrator."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 
 from fogmesh.protocol.events import EventKind, MigrationData
 from fogmesh.protocol.migration import (
-    DrainNode,
     MigrateWorkload,
     MigrationAction,
     StageOutcome,
 )
 from tests.agent.support import wait_for
-from tests.migrator.support import Stack, stack, state_file
+from tests.migrator.support import TENANT, Stack, stack, state_file
 
 
 def _only_on(st: Stack, workload: str, node: str) -> bool:
@@ -40,9 +42,16 @@ async def test_drain_moves_every_workload_off_the_node_with_its_state(
             await wait_for(partial(st.runs, where, what), 60, f"{what} runs")
         on_node = sorted(p.workload for p in placed if p.node == node)
 
-        answer = await st.ask(MigrationAction.DRAIN, DrainNode(node=node))
+        # through the command line, as an operator would: `fogmesh drain NODE`
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [str(Path(sys.executable).parent / "fogmesh"), "--broker",
+             f"127.0.0.1:{st.broker.port}", "--tenant", TENANT, "drain", node],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
 
-        assert answer.outcomes == dict.fromkeys(on_node, StageOutcome.MOVED), answer.reasons
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert sorted(done.stdout.split("\n")[:-1]) == [f"{w}: moved {other}" for w in on_node]
         for name in names:
             await wait_for(partial(_only_on, st, name, other), 60, f"{name} on {other} only")
         await wait_for(lambda: state_file(st.agents[node]) is None, 60, "nothing left there")
