@@ -9,10 +9,15 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import pytest
+
+from fogmesh.protocol import ErrorCode, RemoteError, topics
 from fogmesh.protocol.events import EventKind, MigrationData
 from fogmesh.protocol.migration import (
+    MIGRATIONS_RESOURCE,
     MigrateWorkload,
     MigrationAction,
+    MigrationReply,
     StageOutcome,
 )
 from tests.agent.support import wait_for
@@ -83,6 +88,16 @@ async def test_no_peer_fits_the_event_says_why_and_the_workload_keeps_running(
         assert data.reasons[source] == "the source"
         assert st.where(workload) == [source]  # never frozen: it kept running
         assert st.scheduler.store.doc.moves == []
+
+        # bad requests get an error reply, never silence
+        with pytest.raises(RemoteError) as unknown:
+            await st.ask(MigrationAction.MIGRATE, MigrateWorkload(workload="nope"))
+        assert unknown.value.code is ErrorCode.NOT_FOUND
+        topic = topics.api(TENANT, MIGRATIONS_RESOURCE, MigrationAction.MIGRATE)
+        foreign = MigrateWorkload(workload=workload, tenant="other")
+        with pytest.raises(RemoteError) as other:
+            await st.bus.request(topic, foreign, MigrationReply, timeout=30)
+        assert other.value.code is ErrorCode.UNAUTHORISED
 
 
 async def test_a_killed_node_s_workload_runs_on_a_peer_and_the_node_is_avoided(
