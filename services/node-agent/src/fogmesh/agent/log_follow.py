@@ -30,6 +30,8 @@ WINDOW = 10_000
 """The most lines one poll reads (the ``tail`` limit of a logs command)."""
 PER_TENANT = 8
 POLL_S = 1.0
+RETRY_AFTER_S = 10.0
+"""What a follow refused over the tenant's limit is told to wait."""
 BATCH = 500
 """The most lines in one reply of a stream (more go in the next ones)."""
 
@@ -62,7 +64,7 @@ class LogFollows:
             raise Refusal(
                 ErrorCode.UNAVAILABLE,
                 f"at most {PER_TENANT} log follows per tenant run on a node",
-                details={"retry_after_s": command.follow_s},
+                details={"retry_after_s": RETRY_AFTER_S},
             )
         self._ends[key] = asyncio.Event()
         task = asyncio.create_task(self._stream(key, command, ctx, read), name="logs-follow")

@@ -182,6 +182,7 @@ class Agent:
                         group.create_task(self._heartbeat_loop(bus))
                         self.ready.set()
                 finally:
+                    await commands.follows.close()  # log follows end with the agent
                     await self._say_offline(bus)
         finally:
             await self._close_runtimes()
