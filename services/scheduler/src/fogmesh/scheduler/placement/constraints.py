@@ -64,11 +64,19 @@ class Constraints:
 
     def reason(self, node: NodeInfo) -> str | None:
         """Why ``node`` cannot host the component, or None if its facts allow it."""
-        facts = node.facts
         if node.liveness is not Liveness.ONLINE:
             return f"node is {node.liveness.value}"
         if self.pins and self.pins != {node.id}:
             return f"pinned: component is pinned to {', '.join(sorted(self.pins))}"
+        return self.profile_reason(node) or self.location_reason(node)
+
+    def profile_reason(self, node: NodeInfo) -> str | None:
+        """The checks that depend only on a node's runtimes, arch, labels and devices.
+
+        Nodes that share those facts share the answer, so the view evaluates this once per
+        distinct profile rather than once per node.
+        """
+        facts = node.facts
         if self.runtime not in facts.runtimes:
             return f"runtime: node has no {self.runtime} runtime"
         for arches in self.arch_sets:
@@ -80,9 +88,17 @@ class Constraints:
         missing = sorted(self.devices.difference(facts.devices))
         if missing:
             return f"devices: node lacks {', '.join(missing)}"
-        return self._location_reason(node)
+        return None
 
-    def _location_reason(self, node: NodeInfo) -> str | None:
+    @property
+    def needs_location(self) -> bool:
+        """Whether a node's location can rule it out (a near point or a latency budget)."""
+        return bool(self.nears) or (
+            self.latency_budget_ms is not None and self.data_source is not None
+        )
+
+    def location_reason(self, node: NodeInfo) -> str | None:
+        """Why the node's location rules it out (too far from a point, over the budget)."""
         loc = node.facts.location
         for near in self.nears:
             if loc is None:

@@ -4,6 +4,9 @@ For each workload the planner keeps the nodes whose facts pass the component's c
 (cached per view), drops those without the free CPU and memory, those already running a workload
 of the same name, those that break anti-affinity and, when the component has affinity, those
 not running the target component, and picks the node of lowest cost (ties: lowest node id).
+It scans the passing nodes in the view's ranked order (a lower bound of each node's cost,
+ascending) and stops at the first bound above the best cost found, so a decision looks at the
+few nodes that can win rather than at the whole fleet.
 Each decision is added to the planner's own copy of the free resources, so later decisions
 see earlier ones; the view itself is never changed.
 """
@@ -115,11 +118,16 @@ class Planner:
     def _choose(self, want: Want, excluded: set[int]) -> int | None:
         comp = self.manifest.component(want.component)
         name = workload_name(self.manifest.name, comp.name, want.replica)
-        candidates = self.view.static_candidates(self._constraints[comp.name])
+        cons = self._constraints[comp.name]
         banned, required = self._conflicts(comp, name)
         banned |= excluded
-        if required is not None:
-            candidates = [i for i in candidates if i in required]
+        ranked: Iterable[tuple[float, int]]
+        if required is None and not cons.pins:
+            ranked = self.view.candidates(cons, self.manifest.data_source)
+        else:
+            # few hosts: scan them by id, with a bound that never stops the scan early
+            hosts = self.view.static_candidates(cons)
+            ranked = [(0.0, i) for i in hosts if required is None or i in required]
         touched = {
             i: spread_factor(self.occ[comp.name].get(i, 0), count)
             for i, count in self.app_occ.items()
@@ -131,8 +139,10 @@ class Planner:
         cpu_cap, mem_cap = self.view.cpu_cap, self.view.mem_cap
         busy = self.view.cpu_busy
         latency = self.view.latencies(self.manifest.data_source)
-        best_cost, best = float("inf"), None
-        for i in candidates:
+        best_cost, best = float("inf"), -1
+        for bound, i in ranked:
+            if bound > best_cost:
+                break
             cpu_left = cpu_free[i] - creq
             if cpu_left < -_EPS:
                 continue
@@ -151,9 +161,9 @@ class Planner:
                 if factor < 0:
                     continue
                 cost *= factor
-            if cost < best_cost:
+            if cost < best_cost or (cost == best_cost and i < best):
                 best_cost, best = cost, i
-        return best
+        return None if best < 0 else best
 
     def _commit(self, want: Want, idx: int) -> None:
         comp = self.manifest.component(want.component)
