@@ -44,6 +44,9 @@ class FakeFleet:
     def is_running(self, node_id: str, workload: str, spec_hash: str) -> bool:
         return (node_id, workload, spec_hash) in self.running
 
+    def unreachable_for(self, node_id: str) -> float | None:
+        return None
+
     def infos(self, placed: dict[str, list[PlacedWorkload]]) -> Iterable[NodeInfo]:
         for node, facts in self.facts.items():
             liveness = Liveness.OFFLINE if node in self.down else Liveness.ONLINE

@@ -68,6 +68,7 @@ from fogmesh.protocol.events import (
     NodeEventData,
     PlacementFailedData,
     ReplacedData,
+    SiteEventData,
     WorkloadStateData,
 )
 from fogmesh.protocol.lease import LeaseRecord
@@ -218,6 +219,7 @@ __all__ = [
     "RestartPolicy",
     "RuntimeKind",
     "ScaleApp",
+    "SiteEventData",
     "StartCommand",
     "StopCommand",
     "TopicKind",

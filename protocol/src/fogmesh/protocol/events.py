@@ -27,6 +27,7 @@ __all__ = [
     "NodeEventData",
     "PlacementFailedData",
     "ReplacedData",
+    "SiteEventData",
     "WorkloadStateData",
 ]
 
@@ -48,6 +49,8 @@ class EventKind(StrEnum):
     MIGRATION_STARTED = "migration-started"
     MIGRATION_FINISHED = "migration-finished"
     MIGRATION_FAILED = "migration-failed"
+    SITE_UNREACHABLE = "site-unreachable"
+    SITE_REACHABLE = "site-reachable"
 
 
 class EventData(BaseModel):
@@ -65,6 +68,16 @@ class NodeEventData(EventData):
     reason: str | None = Field(default=None, description="last-will or missed-heartbeats (lost)")
     silent_s: float | None = Field(default=None, ge=0, description="time since the last sign")
     interval_s: float | None = Field(default=None, gt=0, description="the heartbeat interval")
+
+
+class SiteEventData(EventData):
+    """site-unreachable / site-reachable (the registry, from the site's link status)."""
+
+    site: str = Field(max_length=128, description="the site broker, as the nodes' facts name it")
+    links: list[str] = Field(default_factory=list, description="its links, as broker/link")
+    nodes: list[str] = Field(default_factory=list, description="the nodes behind it")
+    since: float | None = Field(default=None, description="unix time the link went down")
+    down_s: float | None = Field(default=None, ge=0, description="how long it was cut (reachable)")
 
 
 class DesiredRejectedData(EventData):
@@ -163,6 +176,8 @@ EVENT_DATA: dict[EventKind, type[EventData]] = {
     EventKind.MIGRATION_STARTED: MigrationData,
     EventKind.MIGRATION_FINISHED: MigrationData,
     EventKind.MIGRATION_FAILED: MigrationData,
+    EventKind.SITE_UNREACHABLE: SiteEventData,
+    EventKind.SITE_REACHABLE: SiteEventData,
 }
 """The payload model of each event kind."""
 

@@ -339,6 +339,12 @@ class ComponentSpec(_Strict):
     )
     latency_budget_ms: float | None = Field(default=None, gt=0)
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
+    partition_tolerance_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="how long a replica stays on a node cut off by its site's link before it "
+        "is placed again elsewhere (None: forever, the site still runs it)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ComponentSpec:

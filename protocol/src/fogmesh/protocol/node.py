@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fogmesh.protocol._ids import Ident
 from fogmesh.protocol.envelope import Envelope
@@ -61,10 +61,13 @@ class NodeHello(Envelope):
 
 
 class NodeLiveness(StrEnum):
-    """What ``nodes/{node}/state`` says."""
+    """What ``nodes/{node}/state`` says (``online`` / ``offline``), and ``unreachable``: the
+    registry's judgement of a node whose site's WAN link is down (alive as far as anyone knows,
+    but not heard; never published by a node)."""
 
     ONLINE = "online"
     OFFLINE = "offline"
+    UNREACHABLE = "unreachable"
 
 
 class NodeStateMessage(Envelope):
@@ -73,6 +76,14 @@ class NodeStateMessage(Envelope):
     node: Ident
     state: NodeLiveness
     boot_id: str = Field(default="", max_length=128)
+
+    @field_validator("state")
+    @classmethod
+    def _said_by_a_node(cls, state: NodeLiveness) -> NodeLiveness:
+        # only the registry judges a node unreachable; a node says online or offline
+        if state is NodeLiveness.UNREACHABLE:
+            raise ValueError("a node's state is online or offline")
+        return state
 
 
 class Usage(BaseModel):

@@ -59,7 +59,7 @@ REGISTRY_APPS_RESOURCE = "registry-apps"
 MAX_PAGE = 500
 """The largest ``limit`` a list query accepts."""
 
-_NODE_STATES = ("online", "stale", "offline")
+_NODE_STATES = ("online", "stale", "offline", "unreachable")
 
 
 class _Page(Request):
@@ -84,7 +84,7 @@ class ListNodes(_Page):
 
     labels: dict[str, str] = Field(default_factory=dict, description="each label must equal")
     arch: str | None = Field(default=None, max_length=32)
-    state: str | None = Field(default=None, description="online, stale or offline")
+    state: str | None = Field(default=None, description="online, stale, offline or unreachable")
     near: NearFilter | None = None
 
     @model_validator(mode="after")
@@ -117,7 +117,7 @@ class NodeInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     node: Ident
-    state: str = Field(description="online, stale or offline")
+    state: str = Field(description="online, stale, offline or unreachable")
     facts: NodeFacts | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     location: Location | None = None

@@ -4,7 +4,9 @@ Fed by the agents' hello, state, heartbeat and actual messages and the scheduler
 states. A node is lost when its last will says offline (loud) or when it has missed
 ``offline_after`` heartbeats (silent), the same judgement as the registry's and the
 scheduler's. Overload is CPU or memory above a threshold for a window, cleared only below a
-lower threshold (hysteresis).
+lower threshold (hysteresis). A node whose site's links are all down is unreachable, neither
+lost nor live (nothing moves off it or onto it), and a silent node of a wholly silent site
+waits for its link's verdict (:mod:`fogmesh.protocol.partition`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from fogmesh.protocol.mesh import LinkStatus
 from fogmesh.protocol.node import Heartbeat, NodeFacts, NodeHello, NodeLiveness, Usage
+from fogmesh.protocol.partition import PARTITION_GRACE_S, SiteLinks
 from fogmesh.protocol.workload import (
     ActualState,
     DesiredState,
@@ -48,6 +52,7 @@ class FleetView:
     def __init__(self, *, offline_after: float = 3.0) -> None:
         self.offline_after = offline_after
         self.nodes: dict[str, NodeView] = {}
+        self.links = SiteLinks()
 
     def node(self, node_id: str) -> NodeView:
         """The node's view (made on first mention)."""
@@ -80,6 +85,15 @@ class FleetView:
         """Workload statuses as they change (sooner than the next heartbeat)."""
         self.node(msg.node).statuses = {f"{w.tenant}/{w.name}": w for w in msg.workloads}
 
+    def on_link(self, msg: LinkStatus, now: float | None = None) -> None:
+        """A link's status; when its site is back, its nodes' silence so far is not theirs."""
+        was_cut, is_cut = self.links.update(msg)
+        if was_cut and not is_cut:
+            now = now or time.monotonic()
+            for view in self.nodes.values():
+                if view.facts is not None and view.facts.site == msg.broker and view.online:
+                    view.last_beat = max(view.last_beat, now)
+
     def on_desired(self, msg: DesiredState) -> None:
         """What the scheduler wants the node to run (newest generation wins)."""
         view = self.node(msg.node)
@@ -94,14 +108,36 @@ class FleetView:
         newly = []
         for view in self.nodes.values():
             silent = now - view.last_beat > self.offline_after * view.interval_s
+            if silent and (self.unreachable(view) or self._held(view, now)):
+                continue  # its site's link is down (or may be): not a death
             if view.online and view.last_beat and silent:
                 view.online, view.lost_at, view.lost_how = False, now, "missed-heartbeats"
                 newly.append(view)
         return newly
 
+    def unreachable(self, view: NodeView) -> bool:
+        """Whether the node's site is cut off (every link of it down)."""
+        return view.facts is not None and self.links.cut(view.facts.site)
+
+    def _held(self, view: NodeView, now: float) -> bool:
+        """Whether silent ``view`` waits for its site's link: its whole site is silent too."""
+        late = now - view.last_beat - self.offline_after * view.interval_s
+        if view.facts is None or late > PARTITION_GRACE_S:
+            return False
+        site = view.facts.site
+        heard = max(
+            (v.last_beat for v in self.nodes.values() if v.facts and v.facts.site == site),
+            default=0.0,
+        )
+        return self.links.holds(site, heard, now, quiet_s=1.5 * view.interval_s)
+
     def live(self) -> list[str]:
-        """Nodes up now, sorted."""
-        return sorted(n for n, v in self.nodes.items() if v.online and v.facts is not None)
+        """Nodes up now and reachable, sorted."""
+        return sorted(
+            n
+            for n, v in self.nodes.items()
+            if v.online and v.facts is not None and not self.unreachable(v)
+        )
 
     def find(self, tenant: str, workload: str) -> tuple[str, WorkloadSpec] | None:
         """The node whose desired state holds the tenant's workload, and its spec."""

@@ -23,6 +23,7 @@ from fogmesh.migrator.guard import Guard
 from fogmesh.migrator.mover import Mover, Outcome
 from fogmesh.protocol import topics
 from fogmesh.protocol.errors import ErrorCode
+from fogmesh.protocol.mesh import LinkStatus
 from fogmesh.protocol.migration import (
     MIGRATIONS_RESOURCE,
     DrainNode,
@@ -92,6 +93,7 @@ class MigratorService:
             bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_beat)
             bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
             bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
+            bus.subscribe(f"{topics.ROOT}/mesh/+/links/+", LinkStatus, self._on_link)
             self.api.attach(bus)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.lease.run(), name="migrator.lease")
@@ -114,6 +116,9 @@ class MigratorService:
 
     async def _on_beat(self, msg: Heartbeat, ctx: MessageContext) -> None:
         self.fleet.on_heartbeat(msg)
+
+    async def _on_link(self, msg: LinkStatus, ctx: MessageContext) -> None:
+        self.fleet.on_link(msg)
 
     async def _on_actual(self, msg: ActualState, ctx: MessageContext) -> None:
         self.fleet.on_actual(msg)

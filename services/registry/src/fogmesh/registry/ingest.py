@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -38,6 +38,9 @@ log = structlog.get_logger("fogmesh.registry.ingest")
 
 Publish = Callable[[Event], None]
 """Hands an event to the publisher; must not block."""
+
+HelloHook = Callable[[NodeHello], Awaitable[None]]
+"""Told every hello after ingest took it (the site watch learns each node's site)."""
 
 
 def transition_event(tr: Transition, source: str) -> Event | None:
@@ -81,6 +84,7 @@ class Ingest:
         self.publish = publish
         self.source = source
         self.received = 0
+        self.hello_hooks: list[HelloHook] = []
 
     def attach(self, bus: Bus) -> None:
         """Subscribe to every node channel the registry reads, and to all events."""
@@ -120,6 +124,8 @@ class Ingest:
         facts = msg.facts.model_dump(mode="json")
         self.writer.put(HelloOp(msg.node, facts, msg.boot_id, state, time.time()))
         await self.apply(transitions)
+        for hook in self.hello_hooks:
+            await hook(msg)
 
     async def on_state(self, msg: NodeStateMessage, ctx: MessageContext) -> None:
         """``online`` is a sign of life; ``offline`` (the last will) is offline at once."""
@@ -136,10 +142,14 @@ class Ingest:
         await self.apply(transitions)
 
     async def on_heartbeat(self, msg: Heartbeat, ctx: MessageContext) -> None:
-        """Usage: coalesced latest-per-node; a sign of life."""
+        """Usage: coalesced latest-per-node; a sign of life, unless older than one taken."""
         if not self._matches(ctx, msg.node):
             return
         self.received += 1
+        if not self.tracker.fresh(msg.node, msg.ts):
+            # queued through a partition, or a duplicate: old news, neither stored nor alive
+            log.debug("heartbeat older than the newest taken", node=msg.node, seq=msg.seq)
+            return
         transitions = self.tracker.alive(
             msg.node,
             time.monotonic(),

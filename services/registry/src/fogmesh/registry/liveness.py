@@ -7,8 +7,12 @@ back only on a live ``state: online`` or ``hello``, never on a stray late heartb
 
 Retained messages (replayed when the registry subscribes) are not signs of life: they may be
 old. They can still introduce a node never seen before and deliver a last will that fired while
-the registry was away. At start every node the database holds as online or stale gets a grace
-of ``missed`` intervals before it is judged, so a restarted registry does not flap live nodes.
+the registry was away. A node behind a cut link (:meth:`LivenessTracker.cut`, from the site's
+link status) is ``unreachable``: it has no deadline, so its silence makes it neither stale nor
+offline; only its site's link coming back (:meth:`LivenessTracker.mend`, online with a grace of
+``missed`` intervals) or its last will change that. At start every node the database holds as
+online, stale or unreachable gets a grace of ``missed`` intervals before it is judged, so a
+restarted registry does not flap live nodes.
 
 Judging is driven by a heap of deadlines, not by a scan: each node that is not offline has one
 entry, the earliest moment its state could change. A heartbeat only moves ``last_seen``; when
@@ -21,15 +25,17 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fogmesh.protocol import EventKind
+from fogmesh.protocol.partition import PARTITION_GRACE_S
 
 __all__ = ["LivenessTracker", "NodeLive", "Transition"]
 
-ONLINE, STALE, OFFLINE = "online", "stale", "offline"
-LAST_WILL, MISSED = "last-will", "missed-heartbeats"
+ONLINE, STALE, OFFLINE, UNREACHABLE = "online", "stale", "offline", "unreachable"
+LAST_WILL, MISSED, PARTITION = "last-will", "missed-heartbeats", "partition"
 
 
 @dataclass(slots=True)
@@ -43,7 +49,11 @@ class NodeLive:
     judge_after: float = 0.0
     reason: str = ""
     due: float | None = None
-    """When its heap entry comes due (None: no entry, the node is offline)."""
+    """When its heap entry comes due (None: no entry, the node is offline or unreachable)."""
+    newest_ts: float = 0.0
+    """The ``ts`` of the newest heartbeat taken (an older one is not news)."""
+    held_until: float = 0.0
+    """Its loss waits until then for its site's link status (see :attr:`LivenessTracker.hold`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,10 @@ class LivenessTracker:
         self.default_interval = default_interval
         self.nodes: dict[str, NodeLive] = {}
         self._due: list[tuple[float, str]] = []
+        self.hold: Callable[[str, float, float], bool] | None = None
+        """``hold(node, now, quiet_s)``: whether a node past its missed heartbeats waits (up to
+        ``hold_s`` more) for its site's link to be judged (the site watch sets it)."""
+        self.hold_s = PARTITION_GRACE_S
 
     def interval(self, live: NodeLive) -> float:
         """The heartbeat interval to judge ``live`` by."""
@@ -123,8 +137,8 @@ class LivenessTracker:
         if retained:
             return []
         live.last_seen = now
-        if live.state == ONLINE:
-            return []
+        if live.state in (ONLINE, UNREACHABLE):
+            return []  # an unreachable node's site is back only when its link says so
         if live.state == OFFLINE and live.reason == LAST_WILL and via == "heartbeat":
             return []
         old, live.state, live.reason = live.state, ONLINE, ""
@@ -148,6 +162,48 @@ class LivenessTracker:
         live.due = None
         data = {"from": old, "reason": LAST_WILL}
         return [Transition(node, old, OFFLINE, EventKind.NODE_LOST, LAST_WILL, None, data)]
+
+    def fresh(self, node: str, ts: float) -> bool:
+        """Whether a heartbeat made at ``ts`` is newer than every one taken from ``node``; if so
+        it becomes the newest. Heartbeats queued through a partition arrive late and in a
+        burst: an older one than held must neither count as a sign of life nor be stored."""
+        live = self.nodes.get(node)
+        if live is None:
+            return True
+        if ts <= live.newest_ts:
+            return False
+        live.newest_ts = ts
+        return True
+
+    def cut(self, nodes: list[str], now: float) -> list[Transition]:
+        """``nodes``' site lost its link: each that is not offline becomes ``unreachable``
+        (silently: the site's own event tells it) and is no longer judged."""
+        out: list[Transition] = []
+        for node in nodes:
+            live = self.nodes.get(node)
+            if live is None or live.state == OFFLINE:
+                continue
+            if live.state == UNREACHABLE:
+                live.due = None  # loaded so at start: no longer judged now the cut is known
+                continue
+            old, live.state, live.reason, live.due = live.state, UNREACHABLE, PARTITION, None
+            live.held_until = 0.0
+            out.append(Transition(node, old, UNREACHABLE, None, PARTITION, None, {"from": old}))
+        return out
+
+    def mend(self, nodes: list[str], now: float) -> list[Transition]:
+        """``nodes``' site has its link back: each unreachable one is online, with a grace of
+        ``missed`` intervals for its first heartbeat to cross (silently, as :meth:`cut`)."""
+        out: list[Transition] = []
+        for node in nodes:
+            live = self.nodes.get(node)
+            if live is None or live.state != UNREACHABLE:
+                continue
+            live.state, live.reason, live.last_seen = ONLINE, "", now
+            live.judge_after = now + self.missed * self.interval(live)
+            self._schedule(node, live, live.judge_after)
+            out.append(Transition(node, UNREACHABLE, ONLINE, None, PARTITION, None))
+        return out
 
     def tick(self, now: float) -> list[Transition]:
         """Judge the nodes whose deadline has come, by the time since each was last heard."""
@@ -173,6 +229,11 @@ class LivenessTracker:
         interval = self.interval(live)
         silent = now - live.last_seen
         data: dict[str, Any] = {"silent_s": round(silent, 3), "interval_s": interval}
+        if silent > self.missed * interval and self._held(node, live, now, silent, interval):
+            if live.state == ONLINE:
+                live.state = STALE
+                return Transition(node, ONLINE, STALE, EventKind.NODE_STALE, "late", None, data)
+            return None
         if silent > self.missed * interval:
             old, live.state, live.reason = live.state, OFFLINE, MISSED
             data.update({"from": old, "reason": MISSED})
@@ -182,8 +243,22 @@ class LivenessTracker:
             return Transition(node, ONLINE, STALE, EventKind.NODE_STALE, "late", None, data)
         return None
 
+    def _held(self, node: str, live: NodeLive, now: float, silent: float, interval: float) -> bool:
+        """Whether the loss of ``node`` waits for its site's link (see :attr:`hold`)."""
+        held = (
+            self.hold is not None
+            and silent <= self.missed * interval + self.hold_s
+            and self.hold(node, now, 1.5 * interval)
+        )
+        live.held_until = min(now + interval, live.last_seen + self.missed * interval + self.hold_s)
+        if not held:
+            live.held_until = 0.0
+        return held
+
     def _deadline(self, live: NodeLive, now: float) -> float:
         """The earliest moment after ``now`` at which ``live`` may change state."""
+        if live.held_until > now:
+            return live.held_until  # judged again each interval while held
         factor = 1.5 if live.state == ONLINE else self.missed
         due = max(live.judge_after, live.last_seen + factor * self.interval(live))
         return due if due > now else math.nextafter(now, math.inf)

@@ -25,6 +25,7 @@ from fogmesh.registry.db.writes import BatchWriter
 from fogmesh.registry.ingest import Ingest
 from fogmesh.registry.liveness import LivenessTracker
 from fogmesh.registry.settings import RegistrySettings
+from fogmesh.registry.sites import SiteWatch
 
 __all__ = ["Registry"]
 
@@ -51,6 +52,8 @@ class Registry:
         self.ingest = Ingest(
             self.tracker, self.writer, self._outgoing.put_nowait, source=settings.bus.client_id
         )
+        self.sites = SiteWatch(self.tracker, self.ingest)
+        self.ingest.hello_hooks.append(self.sites.on_hello)
         self.api = QueryApi(self.engine)
         self.ready = asyncio.Event()
         self.bus: Bus | None = None
@@ -70,6 +73,7 @@ class Registry:
         async with Bus(self.settings.bus) as bus:
             self.bus = bus
             self.ingest.attach(bus)
+            self.sites.attach(bus)
             self.api.attach(bus)
             try:
                 async with asyncio.TaskGroup() as group:

@@ -5,6 +5,15 @@ offline the moment a session dies), ``heartbeat`` gives usage every ``interval_s
 says what runs. A node whose heartbeats are late by more than ``stale_after`` intervals is
 stale (no new workloads); late by more than ``offline_after`` intervals it counts as offline,
 exactly like a node whose state says so, and its workloads are placed again elsewhere.
+
+A node whose site (``NodeFacts.site``) has every bridge link ``down`` (``fm/v1/mesh/{site}/
+links/+``, :class:`~fogmesh.protocol.partition.SiteLinks`) is *unreachable*: alive as far as
+anyone knows, not heard. It counts as stale (no new workloads) and never as offline, however
+long its heartbeats are missing; :meth:`NodeTracker.unreachable_for` says for how long, so a
+manifest's ``partition_tolerance_s`` can end the wait. When a link of the site is back its nodes
+get ``offline_after`` intervals from then for their heartbeats to cross. A silent node whose
+whole site is silent too stays stale for up to ``PARTITION_GRACE_S`` past its missed heartbeats,
+while the far broker has not yet noticed the link's silence (see :mod:`fogmesh.protocol.partition`).
 """
 
 from __future__ import annotations
@@ -13,7 +22,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from fogmesh.protocol.mesh import LinkStatus
 from fogmesh.protocol.node import Heartbeat, NodeFacts, NodeHello, NodeLiveness, Usage
+from fogmesh.protocol.partition import PARTITION_GRACE_S, SiteLinks
 from fogmesh.protocol.workload import ActualState, WorkloadPhase
 from fogmesh.scheduler.placement import Liveness, NodeInfo, PlacedWorkload
 
@@ -52,6 +63,9 @@ class NodeTracker:
         self.clock = clock
         self.version = 0
         """Counts changes that can make a pending workload placeable."""
+        self.links = SiteLinks()
+        self.cut_at: dict[str, float] = {}
+        """When each cut site was seen cut (monotonic)."""
 
     def _record(self, node_id: str) -> NodeRecord:
         rec = self.nodes.get(node_id)
@@ -84,6 +98,30 @@ class NodeTracker:
         if self.liveness(rec) is not was:
             self.version += 1
 
+    def on_link(self, status: LinkStatus) -> None:
+        """A bridge link's status: its site (the broker running it) may be cut off or back."""
+        was_cut, is_cut = self.links.update(status)
+        site = status.broker
+        if is_cut and not was_cut:
+            self.cut_at[site] = self.clock()
+        elif was_cut and not is_cut:
+            self.cut_at.pop(site, None)
+            now = self.clock()
+            for rec in self.nodes.values():
+                if rec.facts is not None and rec.facts.site == site:
+                    # the cut's silence is not the node's: judge it from now on
+                    rec.last_heartbeat = max(rec.last_heartbeat or now, now)
+        if was_cut != is_cut:
+            self.version += 1
+
+    def unreachable_for(self, node_id: str) -> float | None:
+        """Seconds ``node_id`` has been cut off with its site (None: it is not)."""
+        rec = self.nodes.get(node_id)
+        if rec is None or rec.facts is None or rec.state is NodeLiveness.OFFLINE:
+            return None
+        since = self.cut_at.get(rec.facts.site)
+        return None if since is None else self.clock() - since
+
     def on_actual(self, actual: ActualState) -> None:
         """Which workloads run, with which spec (to retire an old version once the new runs)."""
         rec = self._record(actual.node)
@@ -92,17 +130,35 @@ class NodeTracker:
         )
 
     def liveness(self, rec: NodeRecord) -> Liveness:
-        """Online, stale or offline, from the state message and the heartbeat clock."""
+        """Online, stale or offline, from the state message and the heartbeat clock (an
+        unreachable node is stale)."""
         if rec.state is NodeLiveness.OFFLINE or rec.facts is None:
             return Liveness.OFFLINE
+        if rec.facts.site in self.cut_at:
+            return Liveness.STALE  # unreachable: not offline, but nothing new goes there
         interval = rec.interval_s or self.default_interval_s
         since = rec.last_heartbeat if rec.last_heartbeat is not None else rec.first_seen
-        missed = (self.clock() - since) / interval
+        now = self.clock()
+        missed = (now - since) / interval
+        if missed > self.offline_after and self._held(rec, now, missed * interval, interval):
+            return Liveness.STALE
         if missed > self.offline_after:
             return Liveness.OFFLINE
         if missed > self.stale_after:
             return Liveness.STALE
         return Liveness.ONLINE
+
+    def _held(self, rec: NodeRecord, now: float, silent: float, interval: float) -> bool:
+        """Whether silent ``rec`` waits for its site's link: its whole site is silent too."""
+        if rec.facts is None or silent > self.offline_after * interval + PARTITION_GRACE_S:
+            return False
+        site = rec.facts.site
+        heard = max(
+            (r.last_heartbeat or r.first_seen for r in self.nodes.values()
+             if r.facts is not None and r.facts.site == site),
+            default=0.0,
+        )  # fmt: skip
+        return self.links.holds(site, heard, now, quiet_s=1.5 * interval)
 
     def offline(self) -> set[str]:
         """Ids of the known nodes that count as offline now."""

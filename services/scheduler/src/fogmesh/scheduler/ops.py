@@ -52,6 +52,10 @@ class Fleet(Protocol):
         """Whether the node reports the workload running with that spec."""
         ...
 
+    def unreachable_for(self, node_id: str) -> float | None:
+        """Seconds the node has been cut off with its site's link (None: it is not)."""
+        ...
+
     def infos(self, placed: dict[str, list[PlacedWorkload]]) -> Iterable[NodeInfo]:
         """Every node the planner may use, with the workloads ``placed`` on it."""
         ...
@@ -357,14 +361,17 @@ class Operations:
     # --- keeping the fleet healthy -------------------------------------------------------------
 
     def heal(self, changes: Changes, *, retry_pending: bool) -> None:
-        """Move workloads off offline nodes, place pending ones, retire finished old versions."""
+        """Move workloads off offline nodes, place pending ones, retire finished old versions.
+
+        A node cut off by its site's link is not offline: its workloads stay (the site still
+        runs them), unless their component's ``partition_tolerance_s`` has run out."""
         offline = self.tracker.offline()
         moved: dict[str, str] = {}
         now = time.time()
         for app in self.store.doc.apps.values():
             keep = []
             for p in app.placements:
-                if p.node is not None and p.node in offline:
+                if p.node is not None and (p.node in offline or self._cut_too_long(app, p)):
                     changes.dirty.add(p.node)
                     if p.retiring:
                         continue
@@ -382,6 +389,15 @@ class Operations:
             pending = [p for p in app.placements if p.node is None]
             if pending:
                 self._place_pending(app, pending, moved, offline, changes)
+
+    def _cut_too_long(self, app: AppRecord, p: PlacementRecord) -> bool:
+        """Whether ``p``'s node has been unreachable longer than its component tolerates."""
+        cut = self.tracker.unreachable_for(p.node) if p.node is not None else None
+        if cut is None:
+            return False
+        comp = next((c for c in app.manifest.components if c.name == p.spec.component), None)
+        tolerance = comp.partition_tolerance_s if comp is not None else None
+        return tolerance is not None and cut >= tolerance
 
     def _retired(self, app: AppRecord, old: PlacementRecord, now: float) -> bool:
         for p in app.placements:

@@ -33,6 +33,7 @@ from fogmesh.protocol.apps import (
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.manifest import AppManifest
+from fogmesh.protocol.mesh import LinkStatus
 from fogmesh.protocol.migration import MoveReply, MoveWorkload
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
@@ -107,6 +108,7 @@ class SchedulerService:
         bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_heartbeat)
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
+        bus.subscribe(f"{topics.ROOT}/mesh/+/links/+", LinkStatus, self._on_link)
         self.api.attach(bus)
 
     def _actions(self) -> dict[str, Action[Any]]:
@@ -131,6 +133,9 @@ class SchedulerService:
 
     async def _on_heartbeat(self, msg: Heartbeat, ctx: MessageContext) -> None:
         self.tracker.on_heartbeat(msg)
+
+    async def _on_link(self, msg: LinkStatus, ctx: MessageContext) -> None:
+        self.tracker.on_link(msg)
 
     async def _on_actual(self, msg: ActualState, ctx: MessageContext) -> None:
         self.tracker.on_actual(msg)

@@ -1,0 +1,193 @@
+"""The partition rules on their own, without a broker: a cut site's nodes are unreachable in
+the registry, the scheduler and the migrator; a silent whole site waits for its link's verdict;
+a heartbeat older than the newest taken is not news; a manifest's tolerance ends the wait."""
+
+from __future__ import annotations
+
+import time
+
+import pydantic
+import pytest
+
+from fogmesh.migrator.fleet import FleetView
+from fogmesh.protocol import EventKind, LinkState, LinkStatus, NodeFacts, NodeHello
+from fogmesh.protocol.node import Heartbeat, NodeLiveness, NodeStateMessage, Usage
+from fogmesh.protocol.partition import PARTITION_GRACE_S, SiteLinks
+from fogmesh.registry.liveness import LivenessTracker
+from fogmesh.scheduler.nodes import NodeTracker
+from fogmesh.scheduler.placement import Liveness
+
+
+def status(state: LinkState, *, broker: str = "site-a", link: str = "to-cloud") -> LinkStatus:
+    return LinkStatus(broker=broker, link=link, state=state, queue_depth=0, dropped=0)
+
+
+def facts(site: str = "site-a") -> NodeFacts:
+    return NodeFacts(
+        device_id="d", arch="x86_64", cpu_count=2, memory_bytes=2**30, disk_bytes=2**34,
+        runtimes=["docker"], site=site,
+    )  # fmt: skip
+
+
+def beat(node: str, ts: float = 0.0) -> Heartbeat:
+    usage = Usage(cpu_percent=1, memory_used_bytes=1, memory_total_bytes=2,
+                  disk_used_bytes=1, disk_total_bytes=2)  # fmt: skip
+    return Heartbeat(node=node, seq=0, interval_s=1.0, usage=usage, ts=ts or time.time())
+
+
+# --- SiteLinks ------------------------------------------------------------------------------
+
+
+def test_a_site_is_cut_only_while_every_link_of_it_is_down() -> None:
+    links = SiteLinks()
+    assert links.update(status(LinkState.UP)) == (False, False)
+    assert links.update(status(LinkState.UP, link="to-peer")) == (False, False)
+    assert links.update(status(LinkState.DOWN)) == (False, False)
+    assert links.update(status(LinkState.DOWN, link="to-peer")) == (False, True)
+    assert links.cut("site-a")
+    assert not links.cut("site-b")
+    assert links.update(status(LinkState.UP)) == (True, False)
+
+
+def test_connecting_is_not_cut_and_a_will_made_earlier_still_wins() -> None:
+    links = SiteLinks()
+    will = status(LinkState.DOWN)  # made when the connection opened
+    links.update(status(LinkState.CONNECTING))
+    assert not links.cut("site-a")
+    links.update(status(LinkState.UP))
+    assert links.update(will) == (False, True)
+
+
+def test_a_silent_site_holds_only_while_it_runs_links_and_is_not_cut() -> None:
+    links = SiteLinks()
+    assert not links.holds("site-a", 0.0, 100.0, quiet_s=1.5)  # no link known: a plain site
+    links.update(status(LinkState.UP))
+    assert links.holds("site-a", 0.0, 100.0, quiet_s=1.5)
+    assert not links.holds("site-a", 99.0, 100.0, quiet_s=1.5)  # the site still speaks
+    links.update(status(LinkState.DOWN))
+    assert not links.holds("site-a", 0.0, 100.0, quiet_s=1.5)  # cut: unreachable instead
+
+
+# --- the registry's tracker -----------------------------------------------------------------
+
+
+def test_registry_cut_nodes_are_unreachable_never_lost_and_mend_with_a_grace() -> None:
+    t = LivenessTracker(missed=3)
+    t.alive("n", 0.0, retained=False, via="heartbeat", interval=1.0)
+    cut = t.cut(["n", "unknown"], 0.5)
+    assert [(c.node, c.new, c.kind) for c in cut] == [("n", "unreachable", None)]
+    assert t.tick(1000.0) == []
+    assert t.alive("n", 1000.5, retained=False, via="heartbeat") == []  # the link decides
+    assert t.state("n") == "unreachable"
+    mended = t.mend(["n"], 1001.0)
+    assert [(m.old, m.new) for m in mended] == [("unreachable", "online")]
+    assert t.tick(1003.9) == []  # a grace of missed intervals for the first heartbeat
+    assert t.alive("n", 1003.95, retained=False, via="heartbeat") == []
+    assert t.tick(1005.0) == []
+    assert [tr.kind for tr in t.tick(1005.5)] == [EventKind.NODE_STALE]
+
+
+def test_registry_a_will_still_ends_an_unreachable_node() -> None:
+    t = LivenessTracker(missed=3)
+    t.alive("n", 0.0, retained=False, via="hello", boot_id="b")
+    t.cut(["n"], 0.1)
+    lost = t.last_will("n", 0.2, boot_id="b")
+    assert [tr.kind for tr in lost] == [EventKind.NODE_LOST]
+    assert t.mend(["n"], 0.3) == []
+    assert t.state("n") == "offline"
+
+
+def test_registry_a_silent_whole_site_waits_for_its_link_then_is_lost() -> None:
+    t = LivenessTracker(missed=3)
+    held: list[str] = []
+
+    def hold(node: str, now: float, quiet_s: float) -> bool:
+        held.append(node)
+        return True
+
+    t.hold = hold
+    t.alive("n", 0.0, retained=False, via="heartbeat", interval=1.0)
+    assert [tr.kind for tr in t.tick(1.6)] == [EventKind.NODE_STALE]
+    for now in range(4, 3 + int(PARTITION_GRACE_S)):
+        assert t.tick(float(now)) == []
+    assert held
+    lost = t.tick(3.0 + PARTITION_GRACE_S + 1.0)
+    assert [tr.kind for tr in lost] == [EventKind.NODE_LOST]
+
+
+def test_registry_an_older_heartbeat_is_not_news() -> None:
+    t = LivenessTracker(missed=3)
+    t.alive("n", 0.0, retained=False, via="heartbeat", interval=1.0)
+    assert t.fresh("n", 100.0)
+    assert not t.fresh("n", 99.0)
+    assert not t.fresh("n", 100.0)
+    assert t.fresh("n", 100.5)
+
+
+# --- the scheduler's tracker ----------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_scheduler_an_unreachable_node_is_stale_not_offline_and_is_judged_afresh_on_mend() -> None:
+    clock = Clock()
+    t = NodeTracker(default_interval_s=1.0, clock=clock)
+    t.on_link(status(LinkState.UP))
+    t.on_hello(NodeHello(node="n", facts=facts()))
+    t.on_state("n", NodeLiveness.ONLINE)
+    t.on_heartbeat(beat("n"))
+    clock.now += 4.0  # silent past offline_after: held while the whole site is silent
+    assert t.offline() == set()
+    t.on_link(status(LinkState.DOWN))
+    clock.now += 1000.0
+    assert t.offline() == set()
+    assert t.liveness(t.nodes["n"]) is Liveness.STALE
+    assert t.unreachable_for("n") == 1000.0
+    t.on_link(status(LinkState.UP))
+    assert t.unreachable_for("n") is None
+    assert t.liveness(t.nodes["n"]) is Liveness.ONLINE
+    clock.now += 3.5 + PARTITION_GRACE_S
+    assert t.offline() == {"n"}
+
+
+def test_scheduler_a_silent_node_of_a_speaking_site_is_lost_on_time() -> None:
+    clock = Clock()
+    t = NodeTracker(default_interval_s=1.0, clock=clock)
+    t.on_link(status(LinkState.UP))
+    for node in ("n", "m"):
+        t.on_hello(NodeHello(node=node, facts=facts()))
+        t.on_state(node, NodeLiveness.ONLINE)
+        t.on_heartbeat(beat(node))
+    for _ in range(4):
+        clock.now += 1.0
+        t.on_heartbeat(beat("m"))
+    assert t.offline() == {"n"}
+
+
+# --- the migrator's view --------------------------------------------------------------------
+
+
+def test_migrator_neither_loses_nor_uses_an_unreachable_node() -> None:
+    fleet = FleetView(offline_after=3)
+    fleet.on_link(status(LinkState.UP), now=0.0)
+    fleet.on_hello(NodeHello(node="n", facts=facts()))
+    fleet.on_state("n", NodeLiveness.ONLINE, now=0.0)
+    fleet.on_heartbeat(beat("n"), now=1.0)
+    assert fleet.live() == ["n"]
+    fleet.on_link(status(LinkState.DOWN), now=2.0)
+    assert fleet.judge(now=1000.0) == []
+    assert fleet.live() == []
+    fleet.on_link(status(LinkState.UP), now=1001.0)
+    assert fleet.judge(now=1002.0) == []
+    assert fleet.live() == ["n"]
+
+
+def test_a_node_may_not_say_it_is_unreachable() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        NodeStateMessage(node="n", state=NodeLiveness.UNREACHABLE)
