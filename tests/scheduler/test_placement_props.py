@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -185,3 +186,21 @@ def test_same_input_same_placement(
     second = Planner(ClusterView(shuffled), manifest, "t1").place(all_wants(manifest))
     assert list(first.placements.items()) == list(second.placements.items())
     assert first.failures == second.failures
+
+
+class _FullScanView(ClusterView):
+    """The view without its ranking: every passing node, by id, with a bound that never stops
+    the scan (the planner before the ranking)."""
+
+    def candidates(self, cons: Constraints, source: Location | None) -> Iterator[tuple[float, int]]:
+        for i in self.static_candidates(cons):
+            yield 0.0, i
+
+
+@SETTINGS
+@given(nodes(), manifests())
+def test_ranked_scan_places_as_a_full_scan(fleet: list[NodeInfo], manifest: AppManifest) -> None:
+    ranked = Planner(ClusterView(fleet), manifest, "t1").place(all_wants(manifest), partial=True)
+    full = Planner(_FullScanView(fleet), manifest, "t1").place(all_wants(manifest), partial=True)
+    assert list(ranked.placements.items()) == list(full.placements.items())
+    assert ranked.failures == full.failures
