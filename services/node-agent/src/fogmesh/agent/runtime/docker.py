@@ -45,7 +45,7 @@ from fogmesh.agent.runtime.base import (
 from fogmesh.agent.runtime.docker_config import host_config as make_host_config
 from fogmesh.agent.runtime.docker_names import container_name, docker_safe
 from fogmesh.agent.runtime.docker_names import volume_name as make_volume_name
-from fogmesh.agent.runtime.docker_networks import TenantNetworks
+from fogmesh.agent.runtime.docker_networks import TenantNetworks, network_vanished
 from fogmesh.agent.runtime.docker_state import (
     SKIP_CHANGES,
     copy_member,
@@ -203,18 +203,46 @@ class DockerRuntime:
             if spec.command:
                 config["Cmd"] = list(spec.command)
             try:
-                container = await self._docker.containers.create(config, name=cname)
+                container = await self._create_container(config, cname, spec.tenant)
             except DockerError as exc:
                 if exc.status == 409:
                     raise InstanceExists(f"create {spec.name}: {exc.message}") from exc
                 raise
             return await self._inspect(key, container)
 
+    async def _create_container(
+        self, config: dict[str, Any], cname: str, tenant: str
+    ) -> DockerContainer:
+        try:
+            return await self._docker.containers.create(config, name=cname)
+        except DockerError as exc:
+            if self._host_network or not network_vanished(exc):
+                raise
+        # Another node's agent on this engine removed the tenant's network between our
+        # ensure and this create: make it again and create against the new one.
+        network = await self._networks.ensure(tenant)
+        config["HostConfig"]["NetworkMode"] = network
+        endpoints = config["NetworkingConfig"]["EndpointsConfig"]
+        config["NetworkingConfig"]["EndpointsConfig"] = {network: next(iter(endpoints.values()))}
+        log.warning("network of tenant %s vanished during create; made it again", tenant)
+        return await self._docker.containers.create(config, name=cname)
+
     async def start(self, key: str) -> InstanceStatus:
         """Start the container (a no-op if it runs)."""
         with translate_errors(f"start {key}", missing=InstanceNotFound):
             container = await self._get(key)
-            await container.start()
+            try:
+                await container.start()
+            except DockerError as exc:
+                if not network_vanished(exc):
+                    raise
+                # Created while its network existed, which a peer's removal then took (a
+                # created container is not attached, so Docker let it go): a container names
+                # its networks, so making the network again lets it start.
+                tenant, _ = split_key(key)
+                await self._networks.ensure(tenant)
+                log.warning("network of %s vanished before its start; made it again", key)
+                await container.start()
             return await self._inspect(key, container)
 
     async def stop(self, key: str, timeout: float = 10.0) -> InstanceStatus:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from fogmesh.agent.runtime.base import LABEL_TENANT
 from fogmesh.agent.runtime.docker_names import network_name
 from fogmesh.agent.runtime.errors import InstanceNotFound
 
-__all__ = ["TenantNetworks"]
+__all__ = ["TenantNetworks", "network_vanished"]
 
 
 class TenantNetworks:
@@ -60,10 +61,33 @@ class TenantNetworks:
         return [n for n in listed if n.get("Name") == name]
 
     async def drop_if_unused(self, tenant: str) -> None:
-        """Remove the tenant's network once no container is attached to it."""
+        """Remove the tenant's network once no container of any node uses it.
+
+        Agents of several nodes (and several fleets) may share one engine and so one
+        ``fm-{tenant}`` network. A container that is created but not started is not attached
+        yet (``Containers`` is empty), so every container of the tenant, in any state and of
+        any node, counts; Docker itself refuses to remove a network with attached endpoints.
+        A peer may still create a container between this check and the removal: its create
+        and start recreate the network (:meth:`ensure`, :func:`network_vanished`).
+        """
         name = network_name(tenant)
-        with contextlib.suppress(DockerError):
-            network = await self._docker.networks.get(name)
-            info = await network.show()
-            if not info.get("Containers"):
+        async with self._lock:
+            with contextlib.suppress(DockerError):
+                network = await self._docker.networks.get(name)
+                info = await network.show()
+                if info.get("Containers") or await self._configured(tenant, name):
+                    return
                 await network.delete()
+
+    async def _configured(self, tenant: str, name: str) -> bool:
+        """Whether any container (any state, any node) is the tenant's or names the network."""
+        for filters in ({"label": [f"{LABEL_TENANT}={tenant}"]}, {"network": [name]}):
+            found = await self._docker.containers.list(all=True, filters=json.dumps(filters))
+            if found:
+                return True
+        return False
+
+
+def network_vanished(exc: DockerError) -> bool:
+    """Whether a create or start failed because the container's network no longer exists."""
+    return exc.status == 404 and "network" in str(exc.message).lower()
