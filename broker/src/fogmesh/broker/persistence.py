@@ -4,7 +4,10 @@ amqtt's shipped ``SessionDBPlugin`` wipes everything on a clean shutdown by defa
 forgets queued messages once they are delivered, so this one replaces it. What it stores:
 
 * ``sessions``: every persistent (clean_session=0) session, its subscriptions, last disconnect;
-* ``queued``: QoS>0 messages waiting for a disconnected persistent session, in order;
+* ``queued``: QoS>0 messages waiting for a disconnected persistent session, in order. A row
+  stays until the client acknowledges its delivery (:meth:`SqlitePersistencePlugin.queued_done`,
+  batched), not only until the session connects: a broker killed while delivering the queue
+  delivers what was not acknowledged again after its restart (at-least-once, in order);
 * ``retained``: the broker's retained messages, with the client id that published each (a
   link is never handed back a retained message it brought, also after a restart);
 * ``inbound``: the journal of incoming QoS>0 messages. A message is written here *before* the
@@ -18,6 +21,7 @@ against a process crash (``synchronous=NORMAL``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -33,6 +37,8 @@ from amqtt.session import Session
 __all__ = ["InboundMessage", "RetainedSource", "SqlitePersistencePlugin"]
 
 log = logging.getLogger(__name__)
+QUEUED_FLUSH = 0.05
+"""Seconds acknowledged queue rows wait to be deleted together (a crash meanwhile: a duplicate)."""
 
 _ORPHANS = "DELETE FROM queued WHERE client_id NOT IN (SELECT client_id FROM sessions)"
 _SCHEMA = """
@@ -94,6 +100,10 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(retained)")}
         if "source" not in columns:  # a database from before retained messages kept it
             self._db.execute("ALTER TABLE retained ADD COLUMN source TEXT")
+        # id(queued message) -> (message, row, client id), until its delivery takes the row
+        self._rows: dict[int, tuple[RetainedApplicationMessage, int, str]] = {}
+        self._acked: list[int] = []  # rows whose delivery was acknowledged, not yet deleted
+        self._flush: asyncio.TimerHandle | None = None
 
     def _subs(self, client_id: str) -> dict[str, int]:
         row = self._db.execute(
@@ -115,13 +125,14 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
         )
 
     async def on_broker_client_connected(self, client_id: str, client_session: Session) -> None:
-        """Record a persistent session; its queue is now being delivered, so drop the copy."""
+        """Record a persistent session (its queue rows stay until each delivery is acked)."""
         if client_session.clean_session:
             self._db.execute("DELETE FROM sessions WHERE client_id=?", (client_id,))
             self._db.execute("DELETE FROM queued WHERE client_id=?", (client_id,))
+            for key in [k for k, (_, _, c) in self._rows.items() if c == client_id]:
+                del self._rows[key]
             return
         self._save(client_id, self._subs(client_id), connected=True)
-        self._db.execute("DELETE FROM queued WHERE client_id=?", (client_id,))
 
     async def on_broker_client_disconnected(self, client_id: str, client_session: Session) -> None:
         """Note when a persistent session went away (for expiry)."""
@@ -152,10 +163,12 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
         """Store a message queued for an offline session, or a retained message (or its removal)."""
         data = bytes(retained_message.data or b"")
         if client_id is not None:
-            self._db.execute(
+            cur = self._db.execute(
                 "INSERT INTO queued (client_id, topic, data, qos) VALUES (?,?,?,?)",
                 (client_id, retained_message.topic, data, retained_message.qos or 0),
             )
+            row = int(cur.lastrowid or 0)
+            self._rows[id(retained_message)] = (retained_message, row, client_id)
         elif data:
             source = retained_message.source_session
             self._db.execute(
@@ -194,12 +207,13 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
             session.last_disconnect_time = int(last_seen)
             for topic, qos in json.loads(subs_json).items():
                 await self.context.add_subscription(client_id, topic, int(qos))
-            for topic, data, qos in self._db.execute(
-                "SELECT topic, data, qos FROM queued WHERE client_id=? ORDER BY id", (client_id,)
-            ):
-                await session.retained_messages.put(
-                    RetainedApplicationMessage(None, topic, bytes(data), qos)
-                )
+            for row, topic, data, qos in self._db.execute(
+                "SELECT id, topic, data, qos FROM queued WHERE client_id=? ORDER BY id",
+                (client_id,),
+            ).fetchall():
+                queued = RetainedApplicationMessage(None, topic, bytes(data), qos)
+                self._rows[id(queued)] = (queued, int(row), client_id)
+                await session.retained_messages.put(queued)
         retained = self.context.retained_messages
         for topic, data, qos, source in self._db.execute(
             "SELECT topic, data, qos, source FROM retained"
@@ -208,6 +222,29 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
             publisher = None if source is None else RetainedSource(client_id=source)
             retained[topic] = RetainedApplicationMessage(publisher, topic, bytes(data), qos)
         log.info("restored %d sessions and %d retained messages", len(rows), len(retained))
+
+    # ---- queue rows of a session being delivered (called by the broker) ----
+
+    def take_queued_row(self, message: RetainedApplicationMessage) -> int | None:
+        """The row that keeps ``message`` (taken from a session's queue for delivery)."""
+        entry = self._rows.pop(id(message), None)
+        return None if entry is None else entry[1]
+
+    def queued_done(self, row: int) -> None:
+        """The client acknowledged the delivery of queue row ``row``: delete it (batched)."""
+        self._acked.append(row)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(QUEUED_FLUSH, self.flush_queued)
+
+    def flush_queued(self) -> None:
+        """Delete the acknowledged queue rows now, in one transaction."""
+        self._flush = None
+        rows, self._acked = self._acked, []
+        if not rows:
+            return
+        with self._db:  # one commit for the batch
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM queued WHERE id=?", [(r,) for r in rows])
 
     # ---- the inbound journal (called by the broker, synchronously: before the PUBACK) ----
 
@@ -242,4 +279,7 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
 
     async def close(self) -> None:
         """Close the database (state stays on disk: that is the point)."""
+        if self._flush is not None:
+            self._flush.cancel()
+        self.flush_queued()
         self._db.close()

@@ -23,19 +23,24 @@ Incoming: amqtt acknowledges a QoS 1 PUBLISH as soon as it is queued in memory f
 If the broker defines ``journal_incoming(session, message)`` (:class:`MeshBroker` does: it
 writes the message to its SQLite journal), that runs first, so the PUBACK follows only a
 durable copy.
+
+Outgoing messages can carry a callback for their PUBACK (:func:`publish_tracked`): the broker
+deletes a delivered offline-queue row from disk only then, on whichever connection the
+PUBACK finally arrives (a resend keeps the callback: it goes with the message).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.session import INCOMING, OUTGOING, OutgoingApplicationMessage
 
-__all__ = ["install", "resend_orphans"]
+__all__ = ["install", "publish_tracked", "resend_orphans"]
 
 log = logging.getLogger(__name__)
 # amqtt gave up after 5 s; a busy link acknowledging a few thousand queued messages takes
@@ -43,6 +48,9 @@ log = logging.getLogger(__name__)
 # long before the message counts as orphaned and is resent (a hung client holds no task forever).
 _PUBACK_TIMEOUT = 60.0
 _original: Any = ProtocolHandler._handle_qos1_message_flow
+# id(message) -> (message, callback): amqtt's messages have __slots__ and no weakref; the
+# message is held here so its id() cannot be reused before its PUBACK pops the entry
+_on_puback: dict[int, tuple[Any, Callable[[], None]]] = {}
 
 
 def _journal_of(handler: Any) -> Any:
@@ -76,6 +84,38 @@ async def _qos1_flow(self: Any, app_message: Any) -> None:
             del self._puback_waiters[packet_id]
     # only an acknowledged message leaves the in-flight table
     session.inflight_out.pop(packet_id, None)
+    if (tracked := _on_puback.pop(id(app_message), None)) is not None:
+        tracked[1]()
+
+
+async def publish_tracked(
+    handler: Any,
+    topic: str,
+    data: bytes | bytearray,
+    qos: int,
+    *,
+    retain: bool,
+    on_ack: Callable[[], None],
+) -> None:
+    """amqtt's ``mqtt_publish``, calling ``on_ack`` once the client acknowledged the message.
+
+    For QoS 1 the callback stays with the in-flight message, so it also runs when a resend
+    (:func:`resend_orphans`, a reconnect) is what gets the PUBACK. QoS 2 calls it when amqtt's
+    flow completes here; QoS 0 when sent.
+    """
+    session = handler.session
+    if session is None:
+        raise AMQTTError("Session is not initialized.")
+    packet_id = session.next_packet_id if qos else None
+    if packet_id is not None and packet_id in session.inflight_out:
+        raise AMQTTError(f"A message with the same packet ID '{packet_id}' is already in flight")
+    message = OutgoingApplicationMessage(packet_id, topic, qos, data, retain)
+    if qos == 1:
+        _on_puback[id(message)] = (message, on_ack)
+        await handler._handle_message_flow(message)
+        return
+    await handler._handle_message_flow(message)
+    on_ack()
 
 
 _resends: set[asyncio.Task[None]] = set()

@@ -492,14 +492,30 @@ class MeshBroker(Broker):  # type: ignore[misc]
             self._journal_done(journal)
 
     def _deliver(
-        self, handler: Any, topic: str, data: bytes | bytearray, qos: int | None, *, retain: bool
+        self,
+        handler: Any,
+        topic: str,
+        data: bytes | bytearray,
+        qos: int | None,
+        *,
+        retain: bool,
+        row: int | None = None,
     ) -> None:
         """Publish to one client as a held task: its PUBACK is not waited for here.
 
         amqtt awaited these before reading the client's next packets; a client that acks only
-        once it has subscribed and read (a bridge link) then stalled its own connection.
+        once it has subscribed and read (a bridge link) then stalled its own connection. A
+        message from the session's offline queue names its ``row`` on disk, deleted only on
+        the client's PUBACK (a crash before that delivers it again after the restart).
         """
-        task = asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=retain))
+        store = self._store
+        if row is not None and store is not None and qos:
+            publish = qos1fix.publish_tracked(
+                handler, topic, data, qos, retain=retain, on_ack=lambda: store.queued_done(row)
+            )
+        else:
+            publish = handler.mqtt_publish(topic, data, qos, retain=retain)
+        task = asyncio.ensure_future(publish)
         self._deliveries.add(task)
         task.add_done_callback(self._delivered)
 
@@ -516,7 +532,8 @@ class MeshBroker(Broker):  # type: ignore[misc]
             return
         while not session.retained_messages.empty():
             msg = session.retained_messages.get_nowait()
-            self._deliver(handler, msg.topic, msg.data, msg.qos, retain=False)
+            row = None if self._store is None else self._store.take_queued_row(msg)
+            self._deliver(handler, msg.topic, msg.data, msg.qos, retain=False, row=row)
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session

@@ -1,0 +1,80 @@
+"""A SIGKILLed broker keeps the offline queue it was still delivering.
+
+A persistent-session subscriber is away while QoS 1 messages are queued for it. It connects
+with a client that never acknowledges (paho's manual ack, never called), the broker starts
+delivering the queue and is SIGKILLed. After a restart the subscriber connects again and must
+get every message it never acknowledged, in the order they were published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import aiomqtt
+
+from tests.broker.conftest import (
+    MeshProcess,
+    broker_spec,
+    client,
+    port_of,
+    wait_for,
+    write_mesh,
+)
+
+QUEUED = 60
+SINK = "svc-queue-sink"
+
+
+async def _receive(port: int, got: list[bytes], *, ack: bool) -> None:
+    """Subscribe again on the persistent session; acknowledge what arrives only if ``ack``."""
+    sub = client(port, ident=SINK, clean=False)
+    if not ack:
+        # aiomqtt has no manual ack; its paho client does: PUBACKs are sent only on ack()
+        sub._client.manual_ack_set(True)
+    async with sub:
+        async for msg in sub.messages:
+            if isinstance(msg.payload, bytes) and msg.topic.matches("sink/#"):
+                got.append(msg.payload)
+
+
+async def test_unacknowledged_queue_survives_sigkill(
+    tmp_path: Path, procs: list[MeshProcess]
+) -> None:
+    mesh = write_mesh(tmp_path / "mesh.yaml", {"hub": broker_spec(tmp_path, "hub")}, [])
+    broker = MeshProcess(mesh, "hub").start()
+    procs.append(broker)
+    port = port_of(mesh, "hub")
+    async with client(port, ident=SINK, clean=False) as sub:
+        await sub.subscribe("sink/#", qos=1)
+    sent = [f"q-{n}".encode() for n in range(QUEUED)]
+    async with client(port) as pub:
+        for payload in sent:
+            await pub.publish("sink/q", payload, qos=1, timeout=10)
+
+    unacked: list[bytes] = []
+    first = asyncio.create_task(_receive(port, unacked, ack=False))
+    try:
+        await wait_for(lambda: bool(unacked), 60, "the queue's delivery started")
+        broker.kill()
+    finally:
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await first
+
+    broker.start()
+    got: list[bytes] = []
+    second = asyncio.create_task(_receive(port, got, ack=True))
+    try:
+        await wait_for(
+            lambda: set(sent) <= set(got),
+            60,
+            f"every unacknowledged queued message after the restart ({len(set(got))} got)",
+        )
+    finally:
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await second
+    firsts = [p for i, p in enumerate(got) if p not in got[:i]]
+    assert firsts == sent, "queued messages arrived out of order"
