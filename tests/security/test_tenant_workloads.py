@@ -21,6 +21,7 @@ from fogmesh.bus import Bus, MessageContext, RawMessage
 from fogmesh.cli.queries import stream_reply_topic
 from fogmesh.protocol import (
     AckReply,
+    ActualState,
     DownloadCommand,
     DownloadReply,
     ErrorCode,
@@ -37,11 +38,14 @@ from fogmesh.protocol import (
     UploadCommand,
     UploadReply,
     WorkloadPhase,
+    WorkloadStatus,
     topics,
 )
 from fogmesh.protocol.audit import AuditRecord
+from fogmesh.protocol.workload import RuntimeKind
 from fogmesh.protocol.workload_api import WorkloadAction
 from tests.agent.support import wait_for
+from tests.registry.support import SimNode
 from tests.security.workload_fleet import Fleet, fleet_running
 from tests.support.brokers import REPO
 from tests.support.buses import unique
@@ -350,3 +354,56 @@ def test_only_operators_read_the_audit() -> None:
     assert not table.may_publish(node, topics.audit("registry"))
     assert not table.may_publish(tenant, topics.audit("acme"))
     assert table.may_subscribe(service, topics.audit_filter())
+
+
+async def test_a_silent_node_holds_up_no_other_tenant(tmp_path: Path) -> None:
+    """Tenant B's commands to a workload on a node that never answers end ``unavailable`` after
+    the relay's bound; meanwhile tenant A's commands are answered (the relay does not wait on
+    the registry's subscription)."""
+    owner, other = unique("ta"), unique("tb")
+    async with fleet_running(tmp_path) as fleet, SimNode(fleet.broker, unique("ghost")) as ghost:
+        fleet.deploy("web", owner)
+        await fleet.wait_phase("web", owner, P.RUNNING)
+        assert ghost.bus is not None
+        relayed: list[RawMessage] = []
+
+        async def on_command(raw: RawMessage, _ctx: MessageContext) -> None:
+            relayed.append(raw)  # heard, never answered
+
+        ghost.bus.subscribe(topics.node_cmd_filter(ghost.node), RawMessage, on_command)
+        status = WorkloadStatus(
+            name="lost", tenant=other, app="app", component="lost",
+            runtime=RuntimeKind.NATIVE, phase=P.RUNNING,
+        )  # fmt: skip
+        await ghost.bus.publish(
+            topics.node(ghost.node, "actual"),
+            ActualState(node=ghost.node, observed_generation=1, workloads=[status]),
+            retain=True,
+        )
+        async with fleet.tenant_bus(owner) as a_bus, fleet.tenant_bus(other) as b_bus:
+            await a_bus.wait_connected(timeout=20)
+            await b_bus.wait_connected(timeout=20)
+            await fleet.wait_registered(a_bus, "web", owner)
+            await fleet.wait_registered(b_bus, "lost", other)
+            order: list[str] = []
+
+            async def b_stops() -> RemoteError:
+                refused = await _refused(
+                    b_bus, other, WorkloadAction.STOP, StopCommand(workload="lost")
+                )
+                order.append("b")
+                return refused
+
+            stuck = [asyncio.create_task(b_stops()) for _ in range(4)]
+            # all four are relayed at once, and are waiting on the silent node
+            await wait_for(lambda: len(relayed) >= 4, 60, "B's four commands at the node")
+            for _ in range(3):
+                reply = await _ask(
+                    a_bus, owner, WorkloadAction.LOGS, LogsCommand(workload="web", tail=1),
+                    LogsReply,
+                )  # fmt: skip
+                assert isinstance(reply, LogsReply)
+                order.append("a")
+            refusals = await asyncio.gather(*stuck)
+            assert order[:3] == ["a", "a", "a"], order
+            assert {r.code for r in refusals} == {ErrorCode.UNAVAILABLE}

@@ -23,7 +23,12 @@ rest, the same way for every service:
   request's claimed tenant and source), what (topic, action, target) and the outcome (``ok``,
   the error code answered, or ``replayed``) is published in the background on
   ``fm/v1/audit/{account}``, this service's account (only operators read it). A payload the
-  bus refuses for its size never reaches the router and is logged there instead.
+  bus refuses for its size never reaches the router and is logged there instead;
+* an action marked ``background`` (a relay that waits on another service) is handled off the
+  subscription's worker, so the message is acknowledged at once and a slow answer holds up
+  nobody's other requests (a broker stops delivering to a client that holds too many messages
+  unacknowledged, which would keep that very answer away): at most ``max_background`` such
+  requests run at once, ``max_background_per_tenant`` of one tenant, beyond that ``unavailable``.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class Action(Generic[Q]):
 
     model: type[Q]
     handler: Callable[[Q, MessageContext], Awaitable[None]]
+    background: bool = False
+    """Handle off the subscription's worker (the handler waits on other services)."""
 
 
 class RequestRouter:
@@ -70,7 +77,8 @@ class RequestRouter:
 
     ``what`` names the actions in messages ("apps action"). ``rate_per_s`` and ``burst`` are
     each tenant's token bucket; ``recent_ids`` how many requests are remembered for replays;
-    ``max_payload`` overrides the bus's size limit for this filter (bytes).
+    ``max_payload`` overrides the bus's size limit for this filter (bytes);
+    ``max_background`` and ``max_background_per_tenant`` bound the ``background`` actions.
     """
 
     def __init__(
@@ -84,6 +92,8 @@ class RequestRouter:
         burst: float = 200.0,
         recent_ids: int = 4096,
         max_payload: int | None = None,
+        max_background: int = 64,
+        max_background_per_tenant: int = 16,
     ) -> None:
         self.filter = topic_filter
         self.actions = dict(actions)
@@ -92,6 +102,10 @@ class RequestRouter:
         self.throttle = TokenBuckets(rate_per_s, burst)
         self.recent = RecentIds(recent_ids)
         self.max_payload = max_payload
+        self.max_background = max_background
+        self.max_background_per_tenant = max_background_per_tenant
+        self._running: dict[str, int] = {}
+        """Background requests in flight, per tenant."""
 
     def attach(self, bus: Bus) -> None:
         """Subscribe the filter on ``bus`` (once; attaching again replaces the handler)."""
@@ -129,8 +143,55 @@ class RequestRouter:
             log.warning("replayed request not handled again", request_id=request.id)
             self._audit(ctx, raw, name, request, "replayed")
             return
+        if action.background:
+            await self._in_background(action, request, raw, ctx.with_message(request), name)
+            return
         outcome = await run_handler(action.handler, request, ctx.with_message(request))
         self._audit(ctx, raw, name, request, outcome)
+
+    async def _in_background(
+        self,
+        action: Action[Any],
+        request: Request,
+        raw: RawMessage,
+        ctx: MessageContext,
+        name: str | None,
+    ) -> None:
+        tenant = (ctx.ref.tenant if ctx.ref is not None else None) or request.tenant or OPERATOR
+        mine = self._running.get(tenant, 0)
+        if mine >= self.max_background_per_tenant or sum(self._running.values()) >= (
+            self.max_background
+        ):
+            info = ErrorInfo(
+                code=ErrorCode.UNAVAILABLE,
+                message=f"too many requests of {tenant} in progress; retry later",
+                details={"retry_after_s": 5.0},
+            )
+            await ctx.reply_error(info)
+            self._audit(ctx, raw, name, request, ErrorCode.UNAVAILABLE.value)
+            return
+        self._running[tenant] = mine + 1
+
+        async def work() -> None:
+            try:
+                outcome = await run_handler(action.handler, request, ctx)
+                self._audit(ctx, raw, name, request, outcome)
+            finally:
+                self._release(tenant)
+
+        if not ctx.bus._spawn(work(), name="request"):  # the bus's own TaskGroup
+            self._release(tenant)
+            await ctx.reply_error(
+                ErrorInfo(code=ErrorCode.UNAVAILABLE, message="the service is busy; retry later")
+            )
+            self._audit(ctx, raw, name, request, ErrorCode.UNAVAILABLE.value)
+
+    def _release(self, tenant: str) -> None:
+        left = self._running.get(tenant, 1) - 1
+        if left > 0:
+            self._running[tenant] = left
+        else:
+            self._running.pop(tenant, None)
 
     def _audit(
         self,

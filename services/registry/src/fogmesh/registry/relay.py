@@ -9,9 +9,10 @@ workload that tenant does not run (another tenant's included) is ``not_found`` w
 words as an absent one; an agent's ``unauthorised`` (a stale registry row) is ``not_found``
 too. A node that does not answer in time is ``unavailable``.
 
-A ``logs`` follow (``follow_s``) is a stream, so it is not waited on: the registry forwards it
-with the requester's own ``reply_to`` (checked by the reply rule first) and correlation id,
-and the agent streams its replies there.
+Each relay is handled in the background (``Action.background``): the registry's subscription
+is never held while a node answers. A ``logs`` follow (``follow_s``) is a stream, so it is not
+waited on: the registry forwards it with the requester's own ``reply_to`` (checked by the
+reply rule first) and correlation id, and the agent streams its replies there.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class WorkloadRelay:
     def actions(self) -> dict[str, Action[Any]]:
         """The router's actions: one per relayed workload action."""
         return {
-            action.value: Action(model, self._handler(action, verb, answer))
+            action.value: Action(model, self._handler(action, verb, answer), background=True)
             for action, (verb, model, answer) in WORKLOAD_ACTIONS.items()
         }
 
