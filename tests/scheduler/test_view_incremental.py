@@ -65,7 +65,9 @@ def _same_as_rebuilt(view: ClusterView, manifest: AppManifest) -> None:
 
 changes = st.lists(
     st.tuples(
-        st.sampled_from(["heartbeat", "lost", "back", "facts", "place", "gone", "what-if", "new"]),
+        st.sampled_from(
+            ["heartbeat", "lost", "back", "facts", "place", "gone", "what-if", "new", "sync"]
+        ),
         st.integers(min_value=0, max_value=20),
         st.floats(min_value=0, max_value=100),
     ),
@@ -103,6 +105,17 @@ def _apply(view: ClusterView, change: tuple[str, int, float], manifest: AppManif
         view.upsert(dataclasses.replace(node, facts=facts))
     elif kind == "place":
         view.add_workload(node.id, _workload(pick, amount))
+    elif kind == "sync":
+        # the scheduler's request path: the whole fleet handed over, one node's picture new
+        fleet = [
+            dataclasses.replace(n, workloads=list(reversed(n.workloads)), usage=None)
+            if n is node
+            else dataclasses.replace(n)
+            for n in view.nodes
+        ]
+        if pick % 4 == 0:
+            fleet = [n for n in fleet if n.id != node.id]  # a node gone from the tracker
+        assert view.sync(fleet) is view
     elif kind == "gone":
         if node.workloads:
             view.remove_workload(node.id, node.workloads[pick % len(node.workloads)])

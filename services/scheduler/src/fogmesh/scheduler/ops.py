@@ -87,6 +87,8 @@ class Operations:
         self.tracker = tracker
         self.config = config
         self._reported: set[str] = set()
+        # patched to each request's picture of the fleet, never rebuilt for one
+        self._view = ClusterView(())
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -103,7 +105,7 @@ class Operations:
                 placed.setdefault(node, []).append(workload)
         for node, workload in extra:
             placed.setdefault(node, []).append(workload)
-        return ClusterView(self.tracker.infos(placed))
+        return self._view.sync(self.tracker.infos(placed))
 
     @staticmethod
     def _placed(

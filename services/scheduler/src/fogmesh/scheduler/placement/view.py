@@ -152,6 +152,28 @@ class ClusterView:
             # a heartbeat changes usage only, which no ranking depends on
             self._rerank(i)
 
+    def sync(self, nodes: Iterable[NodeInfo]) -> ClusterView:
+        """Become the view of ``nodes``, patching only the nodes that differ; returns self.
+
+        A node differs when its facts, liveness, usage or workloads do; comparing them costs
+        far less than rebuilding (facts and usage are usually the very objects seen last time).
+        Only a different set of node ids re-indexes the view.
+        """
+        fresh = {n.id: n for n in nodes}
+        if fresh.keys() != self.index.keys():
+            self._build(list(fresh.values()))
+            return self
+        for node_id, node in fresh.items():
+            old = self.nodes[self.index[node_id]]
+            if (
+                old.liveness is not node.liveness
+                or (old.usage is not node.usage and old.usage != node.usage)
+                or (old.facts is not node.facts and old.facts != node.facts)
+                or old.workloads != node.workloads
+            ):
+                self.upsert(node)
+        return self
+
     def remove(self, node_id: str) -> None:
         """Forget a node (re-indexes the view)."""
         if node_id in self.index:
