@@ -47,9 +47,7 @@ class WorkloadAction(StrEnum):
     DOWNLOAD = "download"  # DownloadCommand -> DownloadReply
 
 
-WORKLOAD_ACTIONS: Final[
-    dict[WorkloadAction, tuple[NodeVerb, type[Request], type[Reply]]]
-] = {
+WORKLOAD_ACTIONS: Final[dict[WorkloadAction, tuple[NodeVerb, type[Request], type[Reply]]]] = {
     WorkloadAction.LOGS: (NodeVerb.LOGS, LogsCommand, LogsReply),
     WorkloadAction.STOP: (NodeVerb.STOP, StopCommand, AckReply),
     WorkloadAction.START: (NodeVerb.START, StartCommand, AckReply),
