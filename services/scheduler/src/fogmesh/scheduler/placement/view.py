@@ -109,9 +109,11 @@ class ClusterView:
         self.app_occupancy: dict[AppKey, dict[int, int]] = {}
         # (tenant, workload name): equal names of two tenants do not clash on a node
         self.name_nodes: dict[tuple[str, str], set[int]] = {}
-        self._profiles: list[_Profile] = [_profile(n) for n in self.nodes]
+        # nodes sharing runtimes, arch, labels and devices share a profile number
+        self._profile_ids: dict[_Profile, int] = {}
+        self._profiles: list[int] = [self._profile_id(n) for n in self.nodes]
         self._static: dict[_Key, tuple[Constraints, list[int]]] = {}
-        self._profile_ok: dict[_Key, dict[_Profile, bool]] = {}
+        self._profile_ok: dict[_Key, dict[int, bool]] = {}
         self._latency: dict[Location | None, list[float]] = {}
         self._ranking: dict[Location | None, _Ranking] = {}
         self._verdicts: dict[_Key, dict[int, bool]] = {}
@@ -146,7 +148,7 @@ class ClusterView:
         if old.liveness is not node.liveness or (
             old.facts is not node.facts and old.facts != node.facts
         ):
-            self._profiles[i] = _profile(node)
+            self._profiles[i] = self._profile_id(node)
             self._refilter(i, old.facts.location != node.facts.location)
         elif before != (self.cpu_free[i], self.mem_req[i]):
             # a heartbeat changes usage only, which no ranking depends on
@@ -272,7 +274,7 @@ class ClusterView:
         for key, (cons, found) in self._static.items():
             pos = bisect.bisect_left(found, i)
             present = pos < len(found) and found[pos] == i
-            passes = self._passes(key, cons, i)
+            passes = self._passes(self._profile_ok.setdefault(key, {}), cons, i)
             if passes and not present:
                 found.insert(pos, i)
             elif present and not passes:
@@ -299,18 +301,20 @@ class ClusterView:
             pool: Iterable[int] = range(len(self.nodes))
             if cons.pins:
                 pool = sorted(self.index[p] for p in cons.pins if p in self.index)
-            cached = (cons, [i for i in pool if self._passes(key, cons, i)])
+            profiles = self._profile_ok.setdefault(key, {})
+            cached = (cons, [i for i in pool if self._passes(profiles, cons, i)])
             _remember(self._static, key, cached)
             self._prune()
         return cached[1]
 
-    def _passes(self, key: _Key, cons: Constraints, i: int) -> bool:
+    def _profile_id(self, node: NodeInfo) -> int:
+        return self._profile_ids.setdefault(_profile(node), len(self._profile_ids))
+
+    def _passes(self, verdicts: dict[int, bool], cons: Constraints, i: int) -> bool:
+        """Whether node ``i`` passes ``cons`` (``verdicts``: its answers per profile)."""
         node = self.nodes[i]
         if cons.pins and cons.pins != {node.id}:
             return False
-        verdicts = self._profile_ok.get(key)
-        if verdicts is None:
-            verdicts = self._profile_ok[key] = {}
         profile = self._profiles[i]
         ok = verdicts.get(profile)
         if ok is None:
@@ -366,12 +370,12 @@ class ClusterView:
             latency = self.latencies(source)
             ranking = _Ranking([self._bound(i, latency[i]) for i in range(len(self.nodes))])
             self._ranking[source] = ranking
-        passes = self._passes
+        passes, profiles = self._passes, self._profile_ok.setdefault(key, {})
         for entry in ranking.entries:
             i = entry[1]
             ok = verdicts.get(i)
             if ok is None:
-                ok = verdicts[i] = passes(key, cons, i)
+                ok = verdicts[i] = passes(profiles, cons, i)
             if ok:
                 yield entry
 
