@@ -5,17 +5,27 @@ a heartbeat older than the newest taken is not news; a manifest's tolerance ends
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
 
 from fogmesh.migrator.fleet import FleetView
 from fogmesh.protocol import EventKind, LinkState, LinkStatus, NodeFacts, NodeHello
+from fogmesh.protocol.events import ReplacedData
+from fogmesh.protocol.manifest import AppManifest
 from fogmesh.protocol.node import Heartbeat, NodeLiveness, NodeStateMessage, Usage
 from fogmesh.protocol.partition import PARTITION_GRACE_S, SiteLinks
 from fogmesh.registry.liveness import LivenessTracker
+from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.nodes import NodeTracker
-from fogmesh.scheduler.placement import Liveness
+from fogmesh.scheduler.ops import Changes, Operations
+from fogmesh.scheduler.placement import Liveness, NodeInfo, PlacedWorkload
+from fogmesh.scheduler.store import Store
+from tests.scheduler.test_ops_unit import FakeFleet, manifest, nodes_of
 
 
 def status(state: LinkState, *, broker: str = "site-a", link: str = "to-cloud") -> LinkStatus:
@@ -191,3 +201,44 @@ def test_migrator_neither_loses_nor_uses_an_unreachable_node() -> None:
 def test_a_node_may_not_say_it_is_unreachable() -> None:
     with pytest.raises(pydantic.ValidationError):
         NodeStateMessage(node="n", state=NodeLiveness.UNREACHABLE)
+
+
+# --- the scheduler's heal -------------------------------------------------------------------
+
+
+class CutFleet(FakeFleet):
+    """The unit tests' fleet, with nodes cut off for a given number of seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut: dict[str, float] = {}
+
+    def unreachable_for(self, node_id: str) -> float | None:
+        return self.cut.get(node_id)
+
+    def infos(self, placed: dict[str, list[PlacedWorkload]]) -> Iterable[NodeInfo]:
+        for info in super().infos(placed):
+            yield replace(info, liveness=Liveness.STALE) if info.id in self.cut else info
+
+
+def test_heal_leaves_an_unreachable_node_alone_until_its_tolerance_runs_out(
+    tmp_path: Path,
+) -> None:
+    fleet = CutFleet()
+    fleet.add("n1")
+    ops = Operations(Store(tmp_path), fleet, SchedulerConfig(state_dir=tmp_path))
+    ops.deploy("acme", manifest(), Changes())
+    ops.deploy("acme", manifest_named("tolerant", partition_tolerance_s=60), Changes())
+    fleet.add("n2")
+    fleet.cut["n1"] = 3600.0  # an hour: the default tolerance is forever
+    changes = Changes()
+    ops.heal(changes, retry_pending=True)
+    assert nodes_of(ops.get("acme", "shop")) == ["n1"]
+    assert nodes_of(ops.get("acme", "tolerant")) == ["n2"]
+    [(_, event)] = changes.events
+    assert event.payload_as(ReplacedData) == ReplacedData(from_="n1", to="n2")
+
+
+def manifest_named(name: str, **comp: Any) -> AppManifest:
+    base = manifest(**comp)
+    return base.model_copy(update={"name": name})

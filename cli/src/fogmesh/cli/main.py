@@ -127,7 +127,7 @@ def _global(
 @app.command()
 def nodes(
     ctx: typer.Context,
-    state: Annotated[str | None, typer.Option(help="online, stale or offline")] = None,
+    state: Annotated[str | None, typer.Option(help="online, stale, offline or unreachable")] = None,
     arch: Annotated[str | None, typer.Option(help="e.g. x86_64")] = None,
     label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,

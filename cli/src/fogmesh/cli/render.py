@@ -24,6 +24,7 @@ _STATE_STYLE = {
     "online": "green",
     "stale": "yellow",
     "offline": "red",
+    "unreachable": "magenta",  # alive as far as anyone knows: its site's link is down
     "running": "green",
     "failed": "red",
     "stopped": "yellow",
