@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from fogmesh.protocol import topics
-from fogmesh.protocol.apps import APPS_RESOURCE, AppAction
+from fogmesh.protocol.apps import AppAction
 from fogmesh.protocol.events import EventKind, MigrationData
 from fogmesh.protocol.migration import (
     MigrateWorkload,
@@ -105,7 +105,7 @@ async def _planned(
         peer = next(n for n in NODES if n not in (source, _node(st, workload)))
         t0 = time.monotonic()
         move = MoveWorkload(workload=workload, to=peer, tenant=TENANT)
-        topic = topics.api(TENANT, APPS_RESOURCE, AppAction.MOVE)
+        topic = topics.ops("scheduler", AppAction.MOVE)
         await st.bus.request(topic, move, MoveReply, timeout=30)
         await wait_for(partial(_only_on, st, workload, peer), 120, "cold move done")
         colds.append(time.monotonic() - t0)

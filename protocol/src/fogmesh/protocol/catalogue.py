@@ -247,7 +247,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         )
     ),  # fmt: skip
     TopicSpec(
-        "fm/v1/api/{tenant}/apps/move",
+        "fm/v1/ops/scheduler/move",
         MoveWorkload,
         "migrator",
         "scheduler (lease holder)",

@@ -6,7 +6,7 @@ Three parties speak here:
   ``migrate`` (:class:`MigrateWorkload`) or ``drain`` (:class:`DrainNode`), answered with a
   :class:`MigrationReply`;
 * the migrator asks the scheduler leader, the only writer of desired state, on
-  ``fm/v1/api/{tenant}/apps/move`` (:class:`MoveWorkload`, answered with a :class:`MoveReply`):
+  ``fm/v1/ops/scheduler/move`` (:class:`MoveWorkload`, answered with a :class:`MoveReply`):
   with ``dry_run`` the scheduler only says which candidate its placement would pick;
 * the migrator asks agents on their command topics: ``resource-request``
   (:class:`ResourceRequest` -> :class:`ResourceOffer`, the paper's levels 0/1/2), ``freeze``

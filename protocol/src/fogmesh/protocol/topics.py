@@ -16,6 +16,7 @@ The tree (``ROOT`` is ``fm/v1``)::
     fm/v1/reply/{account}/{client}
     fm/v1/mesh/{broker}/links/{link}
     fm/v1/leases/{duty}
+    fm/v1/ops/{duty}/{verb}
     fm/v1/audit/{account}
 """
 
@@ -54,6 +55,8 @@ __all__ = [
     "node_cmd",
     "node_cmd_filter",
     "node_filter",
+    "ops",
+    "ops_filter",
     "parse_topic",
     "reply",
     "tenant_event",
@@ -89,6 +92,7 @@ class TopicKind(StrEnum):
     REPLY = "reply"
     MESH_LINK = "mesh_link"
     LEASE = "lease"
+    OPS = "ops"
     AUDIT = "audit"
 
 
@@ -133,6 +137,8 @@ class TopicRef:
                 return mesh_link(_req(self.broker), _req(self.link))
             case TopicKind.LEASE:
                 return lease(_req(self.duty))
+            case TopicKind.OPS:
+                return ops(_req(self.duty), _req(self.verb))
             case TopicKind.AUDIT:
                 return audit(_req(self.account))
         raise ContractError(f"unknown topic kind {self.kind!r}")  # pragma: no cover
@@ -244,6 +250,18 @@ def lease(duty: str) -> str:
     return f"{ROOT}/leases/{check_id(duty, what='duty')}"
 
 
+def ops(duty: str, verb: str) -> str:
+    """``fm/v1/ops/{duty}/{verb}``: a platform-internal request to the holder of a duty's lease
+    (e.g. ``scheduler/move``, the migrator's). Only service accounts may publish under
+    ``fm/v1/ops``: neither tenants nor nodes are granted anything there."""
+    return f"{ROOT}/ops/{check_id(duty, what='duty')}/{check_id(verb, what='verb')}"
+
+
+def ops_filter(duty: str) -> str:
+    """Every internal request to one duty's holder: ``fm/v1/ops/{duty}/+``."""
+    return f"{ROOT}/ops/{check_id(duty, what='duty')}/+"
+
+
 def audit(account: str) -> str:
     """``fm/v1/audit/{account}``: the audit records of the service that connects as
     ``account`` (see :mod:`fogmesh.protocol.audit`); only operators read them."""
@@ -284,6 +302,8 @@ def parse_topic(topic: str) -> TopicRef:
             return TopicRef(TopicKind.MESH_LINK, broker=broker, link=link)
         case ["leases", duty]:
             return TopicRef(TopicKind.LEASE, duty=duty)
+        case ["ops", duty, verb]:
+            return TopicRef(TopicKind.OPS, duty=duty, verb=verb)
         case ["audit", account]:
             return TopicRef(TopicKind.AUDIT, account=account)
     raise ContractError(f"topic {topic!r} is not part of the fogmesh tree")

@@ -3,7 +3,7 @@ and state transfer, activation), with its events.
 
 1. peer selection: every live node but the source (and but nodes lost lately) is asked for its
    level (``resource-request``); the scheduler picks among the level-2 ones by its placement
-   filter and cost (``apps/move`` with ``dry_run``). No peer: ``migration-failed`` with the
+   filter and cost (``ops/scheduler/move`` with ``dry_run``). No peer: ``migration-failed`` with the
    reason per node, and the workload stays where it is.
 2. state transfer (planned moves off a live node): the source agent freezes the workload (stops
    it and holds it) and stages its snapshot; the migrator relays it chunk by chunk (sha256 each,
@@ -31,7 +31,7 @@ from fogmesh.migrator.config import MigratorConfig
 from fogmesh.migrator.fleet import FleetView
 from fogmesh.migrator.guard import Guard
 from fogmesh.protocol import BusError, ErrorCode, FogmeshError, RemoteError, new_id, topics
-from fogmesh.protocol.apps import APPS_RESOURCE, AppAction
+from fogmesh.protocol.apps import AppAction
 from fogmesh.protocol.commands import AckReply, NodeVerb
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.events import Event, EventKind, MigrationData
@@ -335,8 +335,9 @@ class Mover:
         raise MigrationFailed(f"{verb.value}: throttled {THROTTLE_RETRIES} times", {node: "busy"})
 
     async def _scheduler(self, tenant: str, move: MoveWorkload) -> MoveReply:
-        """``apps/move`` to the scheduler leader; ``unschedulable`` keeps its reason per node."""
-        topic = topics.api(tenant, APPS_RESOURCE, AppAction.MOVE)
+        """``move`` to the scheduler leader on ``fm/v1/ops/scheduler/move`` (services only);
+        ``unschedulable`` keeps its reason per node."""
+        topic = topics.ops("scheduler", AppAction.MOVE)
         try:
             return await self.bus.request(
                 topic, move.model_copy(update={"tenant": tenant}), MoveReply,

@@ -5,7 +5,7 @@ states), answers ``fm/v1/api/{tenant}/migrations/{action}`` (migrate, drain) and
 triggers every tick (overload; node lost, which only marks the node failed: see
 docs/migrator.md) while it holds the ``migrator`` lease. A standby follows the fleet too but
 answers and moves nothing. It never writes desired state: the scheduler leader does, on its
-``apps/move``.
+``fm/v1/ops/scheduler/move``.
 """
 
 from __future__ import annotations

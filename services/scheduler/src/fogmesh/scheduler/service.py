@@ -3,7 +3,8 @@
 It follows every node (hello, state, heartbeat, actual, and the retained desired states to learn
 their generations), answers the apps API on ``fm/v1/api/{tenant}/apps/{action}`` and is the only
 writer of ``fm/v1/nodes/{node}/desired`` while it holds the ``scheduler`` lease; a standby
-instance follows the fleet too but answers nothing and writes nothing.
+instance follows the fleet too but answers nothing and writes nothing. The migrator's
+``move`` comes on ``fm/v1/ops/scheduler/move``, where only service accounts may publish.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class SchedulerService:
             topics.api_filter(APPS_RESOURCE), self._actions(), what="apps action",
             guard=lambda: self.leader,  # a standby stays silent; the leader answers
         )  # fmt: skip
+        self.ops_api = RequestRouter(
+            topics.ops_filter("scheduler"), self._ops_actions(), what="scheduler ops action",
+            guard=lambda: self.leader,
+        )  # fmt: skip
 
     @property
     def leader(self) -> bool:
@@ -110,6 +115,7 @@ class SchedulerService:
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
         bus.subscribe(f"{topics.ROOT}/mesh/+/links/+", LinkStatus, self._on_link)
         self.api.attach(bus)
+        self.ops_api.attach(bus)
 
     def _actions(self) -> dict[str, Action[Any]]:
         api = self._api
@@ -120,8 +126,12 @@ class SchedulerService:
             AppAction.DELETE.value: Action(DeleteApp, api(self._delete)),
             AppAction.LIST.value: Action(ListApps, api(self._list)),
             AppAction.GET.value: Action(GetApp, api(self._get)),
-            AppAction.MOVE.value: Action(MoveWorkload, api(self._move)),
         }
+
+    def _ops_actions(self) -> dict[str, Action[Any]]:
+        # Not on the tenant's apps API: a tenant could re-home its replicas past the migrator's
+        # checks (state transfer, cool-down, budget); fm/v1/ops is granted to services only.
+        return {AppAction.MOVE.value: Action(MoveWorkload, self._ops(self._move))}
 
     # --- the fleet -----------------------------------------------------------------------------
 
@@ -232,13 +242,34 @@ class SchedulerService:
                 raise Refusal(ErrorCode.INVALID_REQUEST, f"no tenant in topic {ctx.topic}")
             if request.tenant is not None and request.tenant != tenant:
                 raise Refusal(ErrorCode.UNAUTHORISED, "a tenant may act only on its own apps")
-            async with self.lock:
-                changes = Changes()
-                answer = await action(tenant, request, changes)
-                await self._apply(changes)
-            await ctx.reply(answer.model_copy(update={"source": self.config.client_id}))
+            await self._answer(tenant, request, ctx, action)
 
         return handler
+
+    def _ops(
+        self, action: Callable[[str, Q, Changes], Awaitable[Reply]]
+    ) -> Callable[[Q, MessageContext], Awaitable[None]]:
+        """A service's request on ``fm/v1/ops/scheduler``: the tenant is the request's own."""
+
+        async def handler(request: Q, ctx: MessageContext) -> None:
+            if request.tenant is None:
+                raise Refusal(ErrorCode.INVALID_REQUEST, "an ops request must name its tenant")
+            await self._answer(request.tenant, request, ctx, action)
+
+        return handler
+
+    async def _answer(
+        self,
+        tenant: str,
+        request: Q,
+        ctx: MessageContext,
+        action: Callable[[str, Q, Changes], Awaitable[Reply]],
+    ) -> None:
+        async with self.lock:
+            changes = Changes()
+            answer = await action(tenant, request, changes)
+            await self._apply(changes)
+        await ctx.reply(answer.model_copy(update={"source": self.config.client_id}))
 
     @staticmethod
     def _own_manifest(tenant: str, manifest: AppManifest) -> AppManifest:
