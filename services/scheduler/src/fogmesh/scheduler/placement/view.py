@@ -310,8 +310,12 @@ class ClusterView:
     def _profile_id(self, node: NodeInfo) -> int:
         return self._profile_ids.setdefault(_profile(node), len(self._profile_ids))
 
-    def _passes(self, verdicts: dict[int, bool], cons: Constraints, i: int) -> bool:
-        """Whether node ``i`` passes ``cons`` (``verdicts``: its answers per profile)."""
+    def _passes(
+        self, verdicts: dict[int, bool], cons: Constraints, i: int, rtts: list[float] | None = None
+    ) -> bool:
+        """Whether node ``i`` passes ``cons`` (``verdicts``: its answers per profile; ``rtts``:
+        the cached latencies from ``cons.data_source``, the very figures its budget is met by).
+        """
         node = self.nodes[i]
         if cons.pins and cons.pins != {node.id}:
             return False
@@ -323,7 +327,11 @@ class ClusterView:
             )
         if not ok:
             return False
-        return not cons.needs_location or cons.location_reason(node) is None
+        if not cons.needs_location:
+            return True
+        if rtts is not None and not cons.nears and cons.latency_budget_ms is not None:
+            return node.facts.location is not None and rtts[i] <= cons.latency_budget_ms
+        return cons.location_reason(node) is None
 
     def latencies(self, source: Location | None) -> list[float]:
         """Each node's estimated round trip (ms) from ``source``."""
@@ -371,11 +379,12 @@ class ClusterView:
             ranking = _Ranking([self._bound(i, latency[i]) for i in range(len(self.nodes))])
             self._ranking[source] = ranking
         passes, profiles = self._passes, self._profile_ok.setdefault(key, {})
+        rtts = None if cons.data_source is None else self.latencies(cons.data_source)
         for entry in ranking.entries:
             i = entry[1]
             ok = verdicts.get(i)
             if ok is None:
-                ok = verdicts[i] = passes(profiles, cons, i)
+                ok = verdicts[i] = passes(profiles, cons, i, rtts)
             if ok:
                 yield entry
 
