@@ -128,10 +128,12 @@ def test_registry_a_silent_whole_site_waits_for_its_link_then_is_lost() -> None:
 def test_registry_an_older_heartbeat_is_not_news() -> None:
     t = LivenessTracker(missed=3)
     t.alive("n", 0.0, retained=False, via="heartbeat", interval=1.0)
-    assert t.fresh("n", 100.0)
-    assert not t.fresh("n", 99.0)
-    assert not t.fresh("n", 100.0)
-    assert t.fresh("n", 100.5)
+    assert t.fresh("n", 100.0, 7)
+    assert not t.fresh("n", 99.0, 6)  # a straggler
+    assert not t.fresh("n", 100.0, 7)  # a duplicate
+    assert t.fresh("n", 100.5, 8)
+    assert t.fresh("n", 101.0, 0)  # the agent restarted
+    assert t.fresh("n", 50.0, 1)  # its clock was stepped back
 
 
 # --- the scheduler's tracker ----------------------------------------------------------------

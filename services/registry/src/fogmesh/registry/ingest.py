@@ -146,7 +146,7 @@ class Ingest:
         if not self._matches(ctx, msg.node):
             return
         self.received += 1
-        if not self.tracker.fresh(msg.node, msg.ts):
+        if not self.tracker.fresh(msg.node, msg.ts, msg.seq):
             # queued through a partition, or a duplicate: old news, neither stored nor alive
             log.debug("heartbeat older than the newest taken", node=msg.node, seq=msg.seq)
             return

@@ -52,6 +52,8 @@ class NodeLive:
     """When its heap entry comes due (None: no entry, the node is offline or unreachable)."""
     newest_ts: float = 0.0
     """The ``ts`` of the newest heartbeat taken (an older one is not news)."""
+    newest_seq: int = -1
+    """The ``seq`` of that heartbeat."""
     held_until: float = 0.0
     """Its loss waits until then for its site's link status (see :attr:`LivenessTracker.hold`)."""
 
@@ -163,16 +165,18 @@ class LivenessTracker:
         data = {"from": old, "reason": LAST_WILL}
         return [Transition(node, old, OFFLINE, EventKind.NODE_LOST, LAST_WILL, None, data)]
 
-    def fresh(self, node: str, ts: float) -> bool:
-        """Whether a heartbeat made at ``ts`` is newer than every one taken from ``node``; if so
-        it becomes the newest. Heartbeats queued through a partition arrive late and in a
-        burst: an older one than held must neither count as a sign of life nor be stored."""
+    def fresh(self, node: str, ts: float, seq: int) -> bool:
+        """Whether a heartbeat (made at ``ts``, numbered ``seq``) is news: not older than the
+        newest taken from ``node`` by both (an agent's restart resets ``seq``, a clock stepped
+        back lowers ``ts``: either alone is not old). If so it becomes the newest. Heartbeats
+        queued through a partition arrive late and in a burst: a straggler or a duplicate must
+        neither count as a sign of life nor be stored."""
         live = self.nodes.get(node)
         if live is None:
             return True
-        if ts <= live.newest_ts:
+        if ts <= live.newest_ts and seq <= live.newest_seq:
             return False
-        live.newest_ts = ts
+        live.newest_ts, live.newest_seq = ts, seq
         return True
 
     def cut(self, nodes: list[str], now: float) -> list[Transition]:
