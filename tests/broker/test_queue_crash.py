@@ -3,13 +3,16 @@
 A persistent-session subscriber is away while QoS 1 messages are queued for it. It connects
 with a client that never acknowledges (paho's manual ack, never called), the broker starts
 delivering the queue and is SIGKILLed. After a restart the subscriber connects again and must
-get every message it never acknowledged, in the order they were published.
+get every message it never acknowledged, in the order they were published. And the other
+side: what the subscriber did acknowledge leaves the disk (batched), so a restart does not
+deliver it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from pathlib import Path
 
 import aiomqtt
@@ -25,6 +28,21 @@ from tests.broker.conftest import (
 
 QUEUED = 60
 SINK = "svc-queue-sink"
+
+
+def _queued_rows(tmp: Path) -> int:
+    """Rows of the hub's offline queues on disk (the broker's SQLite, read beside it)."""
+    with contextlib.closing(sqlite3.connect(tmp / "hub" / "broker.sqlite", timeout=10)) as db:
+        return int(db.execute("SELECT count(*) FROM queued").fetchone()[0])
+
+
+async def _queue_for_sink(port: int, sent: list[bytes]) -> None:
+    """Give ``SINK`` a persistent session on ``sink/#``, then queue ``sent`` while it is away."""
+    async with client(port, ident=SINK, clean=False) as sub:
+        await sub.subscribe("sink/#", qos=1)
+    async with client(port) as pub:
+        for payload in sent:
+            await pub.publish("sink/q", payload, qos=1, timeout=10)
 
 
 async def _receive(port: int, got: list[bytes], *, ack: bool) -> None:
@@ -46,12 +64,8 @@ async def test_unacknowledged_queue_survives_sigkill(
     broker = MeshProcess(mesh, "hub").start()
     procs.append(broker)
     port = port_of(mesh, "hub")
-    async with client(port, ident=SINK, clean=False) as sub:
-        await sub.subscribe("sink/#", qos=1)
     sent = [f"q-{n}".encode() for n in range(QUEUED)]
-    async with client(port) as pub:
-        for payload in sent:
-            await pub.publish("sink/q", payload, qos=1, timeout=10)
+    await _queue_for_sink(port, sent)
 
     unacked: list[bytes] = []
     first = asyncio.create_task(_receive(port, unacked, ack=False))
@@ -78,3 +92,37 @@ async def test_unacknowledged_queue_survives_sigkill(
             await second
     firsts = [p for i, p in enumerate(got) if p not in got[:i]]
     assert firsts == sent, "queued messages arrived out of order"
+
+
+async def test_acknowledged_queue_rows_leave_disk(tmp_path: Path, procs: list[MeshProcess]) -> None:
+    mesh = write_mesh(tmp_path / "mesh.yaml", {"hub": broker_spec(tmp_path, "hub")}, [])
+    broker = MeshProcess(mesh, "hub").start()
+    procs.append(broker)
+    port = port_of(mesh, "hub")
+    sent = [f"a-{n}".encode() for n in range(QUEUED)]
+    await _queue_for_sink(port, sent)
+    await wait_for(lambda: _queued_rows(tmp_path) == QUEUED, 60, "the queue on disk")
+
+    got: list[bytes] = []
+    first = asyncio.create_task(_receive(port, got, ack=True))
+    try:
+        await wait_for(lambda: set(sent) <= set(got), 60, "the queue delivered")
+        await wait_for(lambda: _queued_rows(tmp_path) == 0, 60, "acknowledged rows deleted")
+    finally:
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await first
+
+    broker.kill()
+    broker.start()
+    again: list[bytes] = []
+    second = asyncio.create_task(_receive(port, again, ack=True))
+    try:
+        async with client(port) as pub:  # a marker behind anything the restart would replay
+            await pub.publish("sink/marker", b"marker", qos=1, timeout=10)
+        await wait_for(lambda: b"marker" in again, 60, "the marker after the restart")
+    finally:
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await second
+    assert not set(again) & set(sent), "acknowledged queued messages were delivered again"
