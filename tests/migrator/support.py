@@ -91,12 +91,13 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def stack(
-    tmp_path: Path, run_label: str, nodes: list[str], **migrator: Any
+    tmp_path: Path, run_label: str, nodes: list[str], *, runtimes: str = "native", **migrator: Any
 ) -> AsyncIterator[Stack]:
-    """Mosquitto, the scheduler and the migrator, and one agent per node (all stopped after)."""
+    """Mosquitto, the scheduler and the migrator, and one agent per node (all stopped after)
+    with ``runtimes`` (the agents' ``--runtimes``)."""
     broker = BrokerProcess("mosquitto", tmp_path / "broker").start()
     agents = {
-        n: AgentProc(n, broker.port, tmp_path / n, run_label, extra=["--runtimes", "native"])
+        n: AgentProc(n, broker.port, tmp_path / n, run_label, extra=["--runtimes", runtimes])
         for n in nodes
     }
     sched = SchedulerService(scheduler_config(broker.port, tmp_path / "sched"))
