@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from fogmesh.protocol.events import Event, EventKind, MigrationData
 from tests.agent.support import AgentProc, wait_for
 from tests.migrator.support import Stack, stack
 
 # Memory use is above 1 % on any machine, so every node is "overloaded"; CPU never counts.
-HOT = {
+HOT: dict[str, Any] = {
     "overload_cpu_percent": 100.0,
     "overload_memory_percent": 1.0,
     "overload_clear_percent": 0.5,

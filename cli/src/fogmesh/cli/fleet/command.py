@@ -33,8 +33,15 @@ from fogmesh.cli.fleet.supervise import NodeSupervisor, log_tail
 from fogmesh.cli.fleet.teardown import remove_leftovers
 from fogmesh.cli.fleet.tls import TlsFleetPlan
 from fogmesh.protocol import RemoteError, RequestTimeout, WorkloadPhase, topics
-from fogmesh.protocol.apps import AppDeletedReply, AppReply, DeleteApp, DeployApp
-from fogmesh.service import configure_logging
+from fogmesh.protocol.apps import (
+    APPS_RESOURCE,
+    AppAction,
+    AppDeletedReply,
+    AppReply,
+    DeleteApp,
+    DeployApp,
+)
+from fogmesh.service import BrokerSettings, configure_logging
 
 __all__ = ["up"]
 
@@ -171,13 +178,12 @@ class _Fleet:
 
     def viewer_config(self) -> BusConfig:
         viewer = self.plan.accounts["viewer"]
-        return BusConfig(
+        return BrokerSettings(
             port=self.plan.ports["cloud"],
             client_id=f"viewer-{int(time.time())}",
             username=viewer.username,
             password=viewer.password,
-            clean_session=True,
-        )
+        ).bus_config(clean_session=True)
 
 
 async def _wait_for(
@@ -203,7 +209,7 @@ async def _deploy(bus: Bus, runtime: str, stop: asyncio.Event) -> AppReply:
             raise CliError("interrupted while deploying the sample app", code=130)
         try:
             return await bus.request(
-                topics.api(TENANT, "apps", "deploy"),
+                topics.api(TENANT, APPS_RESOURCE, AppAction.DEPLOY),
                 DeployApp(manifest=manifest),
                 AppReply,
                 timeout=10,
@@ -217,7 +223,10 @@ async def _deploy(bus: Bus, runtime: str, stop: asyncio.Event) -> AppReply:
 async def _remove_app(bus: Bus, view: FleetView) -> None:
     with contextlib.suppress(RemoteError, RequestTimeout):
         await bus.request(
-            topics.api(TENANT, "apps", "delete"), DeleteApp(app=APP), AppDeletedReply, timeout=10
+            topics.api(TENANT, APPS_RESOURCE, AppAction.DELETE),
+            DeleteApp(app=APP),
+            AppDeletedReply,
+            timeout=10,
         )
         deadline = time.monotonic() + 30
         while view.workloads() and time.monotonic() < deadline:  # noqa: ASYNC110 -- polls a view

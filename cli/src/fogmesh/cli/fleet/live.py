@@ -33,8 +33,14 @@ from fogmesh.protocol.topics import NodeChannel
 
 __all__ = ["FLEET_KINDS", "TENANT_KINDS", "FleetView", "describe_event"]
 
-FLEET_KINDS = (EventKind.NODE_LOST, EventKind.NODE_STALE, EventKind.NODE_BACK)
-"""Fleet events the view shows: a node's liveness changing."""
+FLEET_KINDS = (
+    EventKind.NODE_LOST,
+    EventKind.NODE_STALE,
+    EventKind.NODE_BACK,
+    EventKind.SITE_UNREACHABLE,
+    EventKind.SITE_REACHABLE,
+)
+"""Fleet events the view shows: a node's liveness changing, a site cut off or back."""
 TENANT_KINDS = (
     EventKind.REPLACED,
     EventKind.PLACEMENT_FAILED,

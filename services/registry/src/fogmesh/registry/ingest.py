@@ -22,6 +22,7 @@ from fogmesh.protocol import (
     Event,
     EventKind,
     Heartbeat,
+    NodeChannel,
     NodeHello,
     NodeLiveness,
     NodeStateMessage,
@@ -83,16 +84,15 @@ class Ingest:
         self.writer = writer
         self.publish = publish
         self.source = source
-        self.received = 0
         self.hello_hooks: list[HelloHook] = []
 
     def attach(self, bus: Bus) -> None:
         """Subscribe to every node channel the registry reads, and to all events."""
-        bus.subscribe(topics.node_filter("hello"), NodeHello, self.on_hello)
-        bus.subscribe(topics.node_filter("state"), NodeStateMessage, self.on_state)
-        bus.subscribe(topics.node_filter("heartbeat"), Heartbeat, self.on_heartbeat)
-        bus.subscribe(topics.node_filter("actual"), ActualState, self.on_actual)
-        bus.subscribe(f"{topics.ROOT}/events/#", Event, self.on_event)
+        bus.subscribe(topics.node_filter(NodeChannel.HELLO), NodeHello, self.on_hello)
+        bus.subscribe(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self.on_state)
+        bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self.on_heartbeat)
+        bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self.on_actual)
+        bus.subscribe(topics.events_filter(), Event, self.on_event)
 
     async def apply(self, transitions: list[Transition]) -> None:
         """Record each transition and its event; publish the event once both are committed."""
@@ -116,7 +116,6 @@ class Ingest:
         """Facts: stored; a live hello is a sign of life."""
         if not self._matches(ctx, msg.node):
             return
-        self.received += 1
         transitions = self.tracker.alive(
             msg.node, time.monotonic(), retained=ctx.retained, via="hello", boot_id=msg.boot_id
         )
@@ -131,7 +130,6 @@ class Ingest:
         """``online`` is a sign of life; ``offline`` (the last will) is offline at once."""
         if not self._matches(ctx, msg.node):
             return
-        self.received += 1
         now = time.monotonic()
         if msg.state is NodeLiveness.OFFLINE:
             transitions = self.tracker.last_will(msg.node, now, boot_id=msg.boot_id)
@@ -145,7 +143,6 @@ class Ingest:
         """Usage: coalesced latest-per-node; a sign of life, unless older than one taken."""
         if not self._matches(ctx, msg.node):
             return
-        self.received += 1
         if not self.tracker.fresh(msg.node, msg.ts, msg.seq):
             # queued through a partition, or a duplicate: old news, neither stored nor alive
             log.debug("heartbeat older than the newest taken", node=msg.node, seq=msg.seq)
@@ -167,7 +164,6 @@ class Ingest:
         """The node's workloads, replacing what it reported before."""
         if not self._matches(ctx, msg.node):
             return
-        self.received += 1
         workloads = [w.model_dump(mode="json") for w in msg.workloads]
         self.writer.put(ActualOp(msg.node, workloads, time.time()))
 
@@ -178,7 +174,6 @@ class Ingest:
             return
         if msg.source == self.source and ref.kind is TopicKind.FLEET_EVENT:
             return  # our own liveness event, recorded before it was published
-        self.received += 1
         tenant = ref.tenant if ref.kind is TopicKind.TENANT_EVENT else None
         now = time.time()
         self.writer.put(EventOp(event_row(msg, tenant, now)))
