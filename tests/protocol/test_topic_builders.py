@@ -39,3 +39,10 @@ def test_builders_take_the_enums() -> None:
     assert topics.node_cmd("n1", NodeVerb.LOGS) == "fm/v1/nodes/n1/cmd/logs"
     assert [v.value for v in NodeVerb][:4] == ["logs", "upload", "restart", "report"]
     assert topics.node_cmd("n1", NodeVerb.STATE_PUT) == "fm/v1/nodes/n1/cmd/state-put"
+
+
+def test_mesh_link_filter_matches_every_link_status() -> None:
+    import aiomqtt
+
+    assert topics.mesh_link_filter() == "fm/v1/mesh/+/links/+"
+    assert aiomqtt.Topic(topics.mesh_link("site-a", "wan")).matches(topics.mesh_link_filter())

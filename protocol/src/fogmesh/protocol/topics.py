@@ -51,6 +51,7 @@ __all__ = [
     "fleet_event_filter",
     "lease",
     "mesh_link",
+    "mesh_link_filter",
     "node",
     "node_cmd",
     "node_cmd_filter",
@@ -243,6 +244,11 @@ def reply(account: str, client: str) -> str:
 def mesh_link(broker: str, link: str) -> str:
     """``fm/v1/mesh/{broker}/links/{link}``: retained status of one bridge link."""
     return f"{ROOT}/mesh/{check_id(broker, what='broker')}/links/{check_id(link, what='link')}"
+
+
+def mesh_link_filter() -> str:
+    """Every bridge link's status, on every broker: ``fm/v1/mesh/+/links/+``."""
+    return f"{ROOT}/mesh/+/links/+"
 
 
 def lease(duty: str) -> str:

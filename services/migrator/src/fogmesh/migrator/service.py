@@ -93,7 +93,7 @@ class MigratorService:
             bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_beat)
             bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
             bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
-            bus.subscribe(f"{topics.ROOT}/mesh/+/links/+", LinkStatus, self._on_link)
+            bus.subscribe(topics.mesh_link_filter(), LinkStatus, self._on_link)
             self.api.attach(bus)
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.lease.run(), name="migrator.lease")

@@ -31,7 +31,7 @@ __all__ = ["SiteWatch"]
 
 log = structlog.get_logger("fogmesh.registry.sites")
 
-LINK_FILTER = f"{topics.ROOT}/mesh/+/links/+"
+LINK_FILTER = topics.mesh_link_filter()
 """Every link's status (``topics.mesh_link`` for any broker and link)."""
 
 

@@ -113,7 +113,7 @@ class SchedulerService:
         bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_heartbeat)
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
-        bus.subscribe(f"{topics.ROOT}/mesh/+/links/+", LinkStatus, self._on_link)
+        bus.subscribe(topics.mesh_link_filter(), LinkStatus, self._on_link)
         self.api.attach(bus)
         self.ops_api.attach(bus)
 
