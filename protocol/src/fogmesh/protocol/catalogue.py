@@ -184,8 +184,12 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             (answer, ErrorReply),
         )
         for action, request, answer, summary in (
-            ("logs", LogsCommand, LogsReply,
-             "A workload's last lines; with follow_s a stream (seq, final) from its agent."),
+            (
+                "logs",
+                LogsCommand,
+                LogsReply,
+                "A workload's last lines; with follow_s a stream (seq, final) from its agent.",
+            ),
             ("stop", StopCommand, AckReply, "Stop a workload of the tenant, kept stopped."),
             ("start", StartCommand, AckReply, "Start a workload the tenant stopped."),
             ("restart", RestartCommand, AckReply, "Stop and start a workload of the tenant."),
@@ -235,17 +239,33 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             (answer, ErrorReply),
         )
         for verb, request, answer, summary in (
-            ("resource-request", ResourceRequest, ResourceOffer,
-             "Could this node take the workload: level 2 (run), 1 (store) or 0 (relay)."),
-            ("freeze", FreezeCommand, FrozenReply,
-             "Stop and hold a workload, stage its state's snapshot."),
-            ("state-chunk", StateChunkCommand, StateChunkReply,
-             "One chunk of a staged snapshot, with its sha256."),
-            ("state-put", StatePutCommand, StatePutReply,
-             "Append one checked chunk to the snapshot staged here; says the next offset."),
+            (
+                "resource-request",
+                ResourceRequest,
+                ResourceOffer,
+                "Could this node take the workload: level 2 (run), 1 (store) or 0 (relay).",
+            ),
+            (
+                "freeze",
+                FreezeCommand,
+                FrozenReply,
+                "Stop and hold a workload, stage its state's snapshot.",
+            ),
+            (
+                "state-chunk",
+                StateChunkCommand,
+                StateChunkReply,
+                "One chunk of a staged snapshot, with its sha256.",
+            ),
+            (
+                "state-put",
+                StatePutCommand,
+                StatePutReply,
+                "Append one checked chunk to the snapshot staged here; says the next offset.",
+            ),
             ("thaw", ThawCommand, AckReply, "Release a frozen workload (the move failed)."),
         )
-    ),  # fmt: skip
+    ),
     TopicSpec(
         "fm/v1/ops/scheduler/move",
         MoveWorkload,
