@@ -3,13 +3,14 @@
 Every broker gets a second listener, ``wan``, with a certificate the fleet's CA signed for
 127.0.0.1 and localhost (``{state_dir}/pki``: ``ca.pem``, ``ca.key``, one certificate per
 broker). The sites' links reach the cloud's ``wan`` listener and verify it against the CA; the
-node agents reach their site's ``wan`` listener the same way. The services and the CLI stay on
-the cloud's plain listener (they run beside it); ``fleet.env`` names the CA for anyone who
-wants the TLS one (``FOGMESH_BROKER_CA_FILE``).
+node agents reach their site's ``wan`` listener the same way. The services stay on the cloud's
+plain listener (they run beside it); ``fleet.env`` points the CLI at the cloud's ``wan``
+listener with the CA (``FOGMESH_BROKER_TLS``, ``FOGMESH_BROKER_CA_FILE``).
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,23 @@ class TlsFleetPlan(FleetPlan):
         return config
 
     def env_file(self) -> str:
-        """The plain fleet's lines and the CA's file."""
-        return super().env_file() + f"export FOGMESH_BROKER_CA_FILE={self.pki / 'ca.pem'}\n"
+        """The plain fleet's lines, with the CLI on the cloud's TLS listener.
+
+        ``FOGMESH_BROKER`` names the ``wan`` listener with ``FOGMESH_BROKER_TLS`` and the CA
+        (the CA alone, without ``FOGMESH_BROKER_TLS``, failed every CLI command's settings);
+        ``FOGMESH_TLS_PORT`` is that port for mosquitto_sub's ``--cafile``. ``FOGMESH_PORT``
+        stays the plain listener for the tutorial's commands.
+        """
+        plain = super().env_file().splitlines(keepends=True)
+        lines = [line for line in plain if not line.startswith("export FOGMESH_BROKER=")]
+        port = self.tls_ports["cloud"]
+        tls = {
+            "FOGMESH_BROKER": f"127.0.0.1:{port}",
+            "FOGMESH_BROKER_TLS": "1",
+            "FOGMESH_BROKER_CA_FILE": str(self.pki / "ca.pem"),
+            "FOGMESH_TLS_PORT": str(port),
+        }
+        return "".join(lines) + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in tls.items())
 
     def write_files(self) -> dict[str, Path]:
         """Make the CA and the brokers' certificates, then the plain fleet's files."""
