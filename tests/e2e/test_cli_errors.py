@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,21 @@ def test_bad_broker_setting_is_refused() -> None:
     assert done.returncode == 2
     assert "host:port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_bad_broker_environment_is_one_line(tmp_path: Path) -> None:
+    # a CA without TLS, as a stale fleet.env could leave it: one line and exit 2, no traceback
+    env = {
+        **os.environ,
+        "FOGMESH_BROKER": f"127.0.0.1:{free_port()}",
+        "FOGMESH_BROKER_CA_FILE": str(tmp_path / "ca.pem"),
+    }
+    env.pop("FOGMESH_BROKER_TLS", None)
+    done = subprocess.run(
+        [FOGMESH, "nodes"], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: bad broker settings in the environment: Value error, ca_file need tls: true"
+    ]

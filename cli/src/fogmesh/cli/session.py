@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiomqtt
+from pydantic import ValidationError
 
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.cli.errors import CliError
-from fogmesh.protocol import new_id
+from fogmesh.protocol import error_info_from_validation, new_id
 from fogmesh.service import TLS_SETTINGS, BrokerSettings, broker_env
 
 __all__ = ["CliSettings", "connect"]
@@ -63,8 +64,23 @@ class CliSettings:
             tenant=os.environ.get("FOGMESH_TENANT", "demo"),
             username=os.environ.get("FOGMESH_USERNAME") or None,
             password=os.environ.get("FOGMESH_PASSWORD") or None,
-            broker=BrokerSettings.model_validate(broker_env(os.environ, only=TLS_SETTINGS)),
+            broker=_broker_from_env(),
         )
+
+
+def _broker_from_env() -> BrokerSettings:
+    """The TLS part of the broker settings from ``FOGMESH_BROKER_*``; a bad value is one line
+    naming the variable (exit 2), never a traceback."""
+    try:
+        return BrokerSettings.model_validate(broker_env(os.environ, only=TLS_SETTINGS))
+    except ValidationError as exc:
+        info = error_info_from_validation(exc)
+        fields = [
+            f"FOGMESH_BROKER_{f.loc.upper()}: {f.msg}" if f.loc.isidentifier() else f.msg
+            for f in info.fields
+        ]
+        reason = "; ".join(fields) or info.message
+        raise CliError(f"bad broker settings in the environment: {reason}", code=2) from exc
 
 
 def _unreachable(config: BusConfig, reason: str) -> CliError:
