@@ -61,7 +61,7 @@ run_tests() {
   eval "$(bash .ci/postgres.sh)"
   export FOGMESH_TEST_PG_URL
   set +e
-  "$VENV/bin/python" -m pytest -q --tb=native -p no:cacheprovider "$@"
+  "$VENV/bin/python" -m pytest -q --tb=native -p no:cacheprovider --durations=15 "$@"
   local rc=$?
   set -e
   if [ $rc -eq 5 ]; then
