@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from fogmesh.bus import Action, Bus, BusConfig, MessageContext, Refusal, RequestRouter
+from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
 from fogmesh.migrator.config import MigratorConfig
 from fogmesh.migrator.fleet import FleetView
 from fogmesh.migrator.guard import Guard
@@ -36,7 +36,7 @@ from fogmesh.protocol.migration import (
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
 from fogmesh.protocol.workload import ActualState, DesiredState
-from fogmesh.service import LeaseKeeper
+from fogmesh.service import LeaderDuty, LeaderService
 
 __all__ = ["DUTY", "MigratorService"]
 
@@ -44,7 +44,7 @@ DUTY = "migrator"
 log = structlog.get_logger("fogmesh.migrator")
 
 
-class MigratorService:
+class MigratorService(LeaderService):
     """One migrator instance: leader or standby, decided by the ``migrator`` lease."""
 
     def __init__(self, config: MigratorConfig) -> None:
@@ -55,7 +55,7 @@ class MigratorService:
             window_s=config.node_budget_window_s, avoid_s=config.failed_node_avoid_s,
         )  # fmt: skip
         self.bus: Bus | None = None
-        self.lease: LeaseKeeper | None = None
+        self.duty = LeaderDuty(DUTY, config, self._on_gain)
         self.mover: Mover | None = None
         self.ready = asyncio.Event()
         """Set once this instance leads."""
@@ -69,35 +69,21 @@ class MigratorService:
             guard=lambda: self.leader,  # a standby stays silent; the leader answers
         )
 
-    @property
-    def leader(self) -> bool:
-        """Whether this instance holds the lease now."""
-        return self.lease is not None and self.lease.leader
-
-    def bus_config(self) -> BusConfig:
-        """The bus settings from the migrator's config."""
-        return self.config.broker.bus_config(self.config.client_id)
-
     async def run(self) -> None:
         """Run until cancelled; leaving cancels every loop and waits for it (TaskGroup)."""
-        async with Bus(self.bus_config()) as bus:
+        async with Bus(self.config.bus_config()) as bus:
             self.bus = bus
             self.mover = Mover(bus, self.config, self.fleet, self.guard)
-            self.lease = LeaseKeeper(
-                bus, self.config.client_id, duty=DUTY, ttl=self.config.lease_ttl_s,
-                settle=self.config.lease_settle_s, on_gain=self._on_gain,
-            )  # fmt: skip
-            self.lease.install()
-            bus.subscribe(topics.node_filter(NodeChannel.HELLO), NodeHello, self._on_hello)
-            bus.subscribe(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self._on_state)
-            bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_beat)
-            bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
-            bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
-            bus.subscribe(topics.mesh_link_filter(), LinkStatus, self._on_link)
-            self.api.attach(bus)
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self.lease.run(), name="migrator.lease")
-                group.create_task(self._tick_loop(), name="migrator.tick")
+            await self.duty.run(bus, self._subscribe, tick=self._tick_loop)
+
+    def _subscribe(self, bus: Bus) -> None:
+        bus.subscribe(topics.node_filter(NodeChannel.HELLO), NodeHello, self._on_hello)
+        bus.subscribe(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self._on_state)
+        bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self._on_beat)
+        bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
+        bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
+        bus.subscribe(topics.mesh_link_filter(), LinkStatus, self._on_link)
+        self.api.attach(bus)
 
     async def _on_gain(self, term: int) -> None:
         log.info("migrator leads", term=term)

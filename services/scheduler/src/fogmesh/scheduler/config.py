@@ -7,13 +7,12 @@ The broker is a ``broker:`` block (:class:`fogmesh.service.BrokerSettings`); the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fogmesh.protocol.manifest import Cpu, Memory
-from fogmesh.service import BrokerSettings
+from fogmesh.service import BrokerSettings, LeaderSettings
 
 __all__ = ["Quota", "SchedulerConfig"]
 
@@ -48,16 +47,14 @@ def _lift_broker_keys(data: Any) -> Any:
     return data
 
 
-class SchedulerConfig(BaseModel):
-    """Everything the scheduler needs to run."""
+class SchedulerConfig(LeaderSettings):
+    """Everything the scheduler needs to run (broker, client_id and lease timings:
+    :class:`fogmesh.service.LeaderSettings`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    role: ClassVar[str] = "scheduler"
 
-    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     client_id: str = Field(default="scheduler", description="MQTT client id and lease holder")
     state_dir: Path = Path("/var/lib/fogmesh/scheduler")
-    lease_ttl_s: float = Field(default=10.0, gt=0)
-    lease_settle_s: float = Field(default=0.5, ge=0)
     tick_s: float = Field(default=1.0, gt=0, description="node check / retry / retire period")
     heartbeat_interval_s: float = Field(default=5.0, gt=0, description="assumed until one comes")
     stale_after: float = Field(default=2.0, gt=0, description="missed heartbeats -> stale")
@@ -71,34 +68,11 @@ class SchedulerConfig(BaseModel):
     def _flat_broker_keys(cls, data: Any) -> Any:
         return _lift_broker_keys(data)
 
-    @model_validator(mode="after")
-    def _one_client_id(self) -> SchedulerConfig:
-        if self.broker.client_id not in (None, self.client_id):
-            raise ValueError("set the scheduler's client_id, not broker.client_id")
-        return self
-
     def quota(self, tenant: str) -> Quota:
         """The tenant's quota, else the default."""
         return self.quotas.get(tenant, self.default_quota)
 
     @classmethod
-    def from_file(cls, path: Path, **overrides: object) -> SchedulerConfig:
-        """Load YAML (or JSON) settings; ``overrides`` that are not None win."""
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise TypeError(f"{path}: settings must be a mapping")
-        return cls.merged(data, **overrides)
-
-    @classmethod
-    def merged(cls, data: dict[str, Any], **overrides: Any) -> SchedulerConfig:
-        """``data`` with ``overrides`` that are not None on top; ``broker`` overrides merge
-        key by key into the file's broker block."""
-        data = dict(_lift_broker_keys(data))
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if key == "broker" and isinstance(value, dict):
-                data[key] = {**data.get("broker", {}), **value}
-            else:
-                data[key] = value
-        return cls.model_validate(data)
+    def _normalised(cls, data: dict[str, Any]) -> dict[str, Any]:
+        lifted: dict[str, Any] = _lift_broker_keys(data)
+        return lifted

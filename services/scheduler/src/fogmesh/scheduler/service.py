@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from fogmesh.bus import Action, Bus, BusConfig, MessageContext, Refusal, RequestRouter
+from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
 from fogmesh.protocol import NotConnectedError, topics
 from fogmesh.protocol.apps import (
     APPS_RESOURCE,
@@ -43,7 +43,7 @@ from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.nodes import NodeTracker
 from fogmesh.scheduler.ops import Changes, Operations
 from fogmesh.scheduler.store import Store
-from fogmesh.service import LeaseKeeper
+from fogmesh.service import LeaderDuty, LeaderService
 
 __all__ = ["SchedulerService"]
 
@@ -52,7 +52,7 @@ Q = TypeVar("Q", bound=Request)
 RETRY_PENDING_EVERY_S = 10.0
 
 
-class SchedulerService:
+class SchedulerService(LeaderService):
     """One scheduler instance: leader or standby, decided by the lease."""
 
     def __init__(self, config: SchedulerConfig) -> None:
@@ -70,7 +70,7 @@ class SchedulerService:
         self._unsent: set[str] = set()
         """Nodes whose latest desired state could not be written yet (bus down, or not leader)."""
         self.bus: Bus | None = None
-        self.lease: LeaseKeeper | None = None
+        self.duty = LeaderDuty("scheduler", config, self._on_gain)
         self.ready = asyncio.Event()
         """Set once this instance leads and has published what its store says."""
         self._retry_version = -1
@@ -84,28 +84,11 @@ class SchedulerService:
             guard=lambda: self.leader,
         )  # fmt: skip
 
-    @property
-    def leader(self) -> bool:
-        """Whether this instance holds the lease now."""
-        return self.lease is not None and self.lease.leader
-
-    def bus_config(self) -> BusConfig:
-        """The bus settings from the scheduler's config."""
-        return self.config.broker.bus_config(self.config.client_id)
-
     async def run(self) -> None:
         """Run until cancelled; leaving cancels every loop and waits for it (TaskGroup)."""
-        async with Bus(self.bus_config()) as bus:
+        async with Bus(self.config.bus_config()) as bus:
             self.bus = bus
-            self.lease = LeaseKeeper(
-                bus, self.config.client_id, ttl=self.config.lease_ttl_s,
-                settle=self.config.lease_settle_s, on_gain=self._on_gain,
-            )  # fmt: skip
-            self.lease.install()
-            self._subscribe(bus)
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self.lease.run(), name="scheduler.lease")
-                group.create_task(self._tick_loop(), name="scheduler.tick")
+            await self.duty.run(bus, self._subscribe, tick=self._tick_loop)
 
     def _subscribe(self, bus: Bus) -> None:
         bus.subscribe(topics.node_filter(NodeChannel.HELLO), NodeHello, self._on_hello)
