@@ -264,6 +264,7 @@ def fleet(
     finally:
         made.stop()
         kill_marked(TOKEN)
+        kill_marked(str(made.root))  # the workloads' shims, which outlive a stopped agent
 
 
 async def test_a_node_cannot_speak_for_another(fleet: Fleet) -> None:
