@@ -384,26 +384,16 @@ async def test_a_tenant_cannot_command_anothers_workload(fleet: Fleet, by: str) 
     await _victim_untouched(fleet, before)
 
 
-TAKEOVER_HOLE = (
-    "the embedded broker refuses a foreign client id only after amqtt's session set-up has "
-    "deleted (clean session) or rewritten and taken over (persistent) the owner's session, so "
-    "the owner's connection stops receiving (fogmesh.broker.takeover._handle_client_session "
-    "authenticates after _initialize_client_session and the take-over)"
-)
-
-
 @pytest.mark.parametrize(
     ("ident", "persistent"), [("acme-cli", False), ("acme-cli", True), ("acme/cli", False)]
 )
 async def test_a_tenant_cannot_take_over_anothers_session(
-    fleet: Fleet, ident: str, persistent: bool, request: pytest.FixtureRequest
+    fleet: Fleet, ident: str, persistent: bool
 ) -> None:
     """globex connects with acme's client id (a clean or a persistent session, as a bus
     keeps): the embedded broker refuses it and acme's session goes on receiving; Mosquitto
     lets it connect (a client id is no credential there), even resume acme's session, but it
     reads none of acme's replies."""
-    if fleet.kind == "amqtt" and ident == "acme-cli":  # acme/cli is no id of a session here
-        request.applymarker(pytest.mark.xfail(strict=True, reason=TAKEOVER_HOLE))
     stolen: list[aiomqtt.Message] = []
     async with peer(fleet, "acme", "acme-cli", persistent=persistent) as acme:
         await acme.settle()

@@ -15,10 +15,12 @@ from typing import Any
 from weakref import WeakSet
 
 from amqtt.broker import Broker
-from amqtt.errors import BrokerError
+from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
+from amqtt.utils import format_client_message, gen_client_id
 from transitions import MachineError
 
 from fogmesh.broker import qos1fix
@@ -54,13 +56,58 @@ class SessionHandling(Broker):  # type: ignore[misc]
 
     # handlers whose session a newer connection of the same client took over
     _superseded: WeakSet[Any]
+    # handlers whose CONNECT was authenticated before their session was touched
+    _admitted: WeakSet[Any]
 
     async def _initialize_client_session(
         self, reader: Any, writer: Any, remote_address: str, remote_port: int
     ) -> tuple[Any, Session]:
-        handler, session = await super()._initialize_client_session(
-            reader, writer, remote_address, remote_port
-        )
+        # amqtt 0.12's method, except that a connection is authenticated (credentials and
+        # client-id ownership) before the session of the client id it names is looked up: a
+        # refused CONNECT must not delete, rewrite or take over another client's live session
+        # (any account that knew a client id could knock that client offline).
+        peer = format_client_message(address=remote_address, port=remote_port)
+        try:
+            handler, session = await BrokerProtocolHandler.init_from_connect(
+                reader, writer, self.plugins_manager
+            )
+        except AMQTTError as exc:
+            log.warning("%s: the first packet is no CONNECT: %s", peer, exc)
+            raise AMQTTError(exc) from exc
+        except MQTTError as exc:
+            log.warning("%s: invalid connection", peer)
+            await writer.close()
+            raise MQTTError(exc) from exc
+        except NoDataError as exc:
+            log.info("%s: closed before sending CONNECT", peer)
+            raise AMQTTError(exc) from exc
+        if not await self._authenticate(session, None):
+            handler.attach(session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            raise AMQTTError(f"{peer}: CONNECT as {session.client_id!r} refused")
+        self._admitted.add(handler)
+        if session.clean_session:
+            if session.client_id:
+                await self._delete_session(session.client_id)
+            else:
+                session.client_id = gen_client_id()
+            session.parent = 0
+        elif session.client_id in self._sessions:
+            # the session lives on; the new connection brings its own will and credentials
+            existing, _ = self._sessions[session.client_id]
+            for name in (
+                "will_flag", "will_message", "will_topic", "will_qos", "keep_alive",
+                "username", "password",
+            ):  # fmt: skip
+                setattr(existing, name, getattr(session, name))
+            session = existing
+            session.parent = 1
+        else:
+            session.parent = 0
+        delay = self.config.get("timeout-disconnect-delay", 0)
+        if session.keep_alive > 0 and isinstance(delay, int):
+            session.keep_alive += delay
         if session.keep_alive > 0:  # MQTT 3.1.1 3.1.2.10: one and a half keepalive periods
             session.keep_alive += (session.keep_alive + 1) // 2
         return handler, session
@@ -78,7 +125,10 @@ class SessionHandling(Broker):  # type: ignore[misc]
         # superseded before anything awaits, so its teardown leaves the session alone) and the
         # retained replay (the client's own filters, from a copy of the subscription table).
         listener = self.listeners_config[listener_name]
-        authenticated = await self._authenticate(client_session, listener)
+        # admitted before its session was looked up (_initialize_client_session)
+        authenticated = handler in self._admitted or await self._authenticate(
+            client_session, listener
+        )
         client_id = client_session.client_id
         if client_id is None:
             raise BrokerError("client id was not set")
