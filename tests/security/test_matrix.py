@@ -222,11 +222,15 @@ async def _prepare(fleet: Fleet) -> None:
     """Deploy each tenant's app (once the scheduler knows the node) and wait until both run."""
     async with watching(fleet, topics.node(NODE, "hello")) as hello:
         await wait_for(lambda: bool(hello), WAIT, "the agent's hello")
+    # a standby stays silent: a request sent before the scheduler leads gets no answer
+    await wait_for(lambda: "scheduler leads" in fleet.log("scheduler"), WAIT, "the lease")
     for tenant, app in APPS.items():
         path = write_private(fleet.root / f"{app}.yaml", _manifest(app))
         for _ in range(60):  # the scheduler may not have the node's hello yet
             done = await asyncio.to_thread(cli, fleet, "deploy", str(path), tenant=tenant)
-            if done.returncode == 0 or "unschedulable" not in done.stderr:
+            if done.returncode == 0 or not (
+                "unschedulable" in done.stderr or "no reply" in done.stderr
+            ):
                 break
             await asyncio.sleep(1)
         assert done.returncode == 0, done.stdout + done.stderr
