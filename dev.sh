@@ -60,8 +60,14 @@ run_tests() {
   # shellcheck disable=SC1091
   eval "$(bash .ci/postgres.sh)"
   export FOGMESH_TEST_PG_URL
+  # FOGMESH_TEST_WORKERS=N runs N pytest-xdist workers (unset or 0: serial); tests sharing a
+  # fixed resource carry @pytest.mark.xdist_group, so --dist loadgroup keeps them on one worker
+  local workers=()
+  if [ "${FOGMESH_TEST_WORKERS:-0}" != "0" ]; then
+    workers=(-n "$FOGMESH_TEST_WORKERS" --dist loadgroup)
+  fi
   set +e
-  "$VENV/bin/python" -m pytest -q --tb=native -p no:cacheprovider --durations=15 "$@"
+  "$VENV/bin/python" -m pytest -q --tb=native -p no:cacheprovider --durations=15 "${workers[@]}" "$@"
   local rc=$?
   set -e
   if [ $rc -eq 5 ]; then
