@@ -26,7 +26,7 @@ from fogmesh.cli.errors import CliError
 from fogmesh.cli.fleet.control import ControlAction, ControlRequest, ControlServer
 from fogmesh.cli.fleet.keys import KEYS_HELP, LiveKeys
 from fogmesh.cli.fleet.live import FleetView
-from fogmesh.cli.fleet.plan import APP, SITES, TENANT, FleetPlan
+from fogmesh.cli.fleet.plan import APP, SITES, TENANT, FleetPlan, free_port
 from fogmesh.cli.fleet.processes import ProcessSet, wait_port
 from fogmesh.cli.fleet.sample import SAMPLE_IMAGE, sample_manifest
 from fogmesh.cli.fleet.supervise import NodeSupervisor, log_tail
@@ -87,6 +87,15 @@ def _migrator_command() -> list[str] | None:
     return [found] if found else None
 
 
+def _dashboard_ready() -> bool:
+    """The dashboard distribution and its vendored browser libraries are installed."""
+    try:
+        from fogmesh.dashboard import missing_assets
+    except ImportError:
+        return False
+    return not missing_assets()
+
+
 class _Fleet:
     """The running fleet: its plan, its processes, what it shows, and a bus to watch it."""
 
@@ -103,6 +112,7 @@ class _Fleet:
             self.procs, plan.fleet_id, plan.state_dir, note=self.view.note
         )
         self.view.agents = self.supervisor.agents
+        self.dashboard_url: str | None = None
 
     def _echo(self, text: str) -> None:
         """Keep a line of what happened in logs/fleet.log; print it when there is no live view."""
@@ -167,6 +177,15 @@ class _Fleet:
         migrator = _migrator_command()
         if migrator is not None:
             self.procs.run("migrator", [*migrator, "--config", str(self.paths["migrator"])])
+        if _dashboard_ready():  # the page, beside the services, on the cloud's plain listener
+            port = free_port()
+            self.procs.python(
+                "dashboard",
+                "fogmesh.dashboard",
+                *("--broker", f"127.0.0.1:{plan.ports['cloud']}"),
+                *("--listen", f"127.0.0.1:{port}", "--log-level", "warning"),
+            )
+            self.dashboard_url = f"http://127.0.0.1:{port}/"
         for node in plan.nodes:
             self.procs.python(
                 f"agent-{node.node}",
@@ -308,6 +327,11 @@ async def _run_fleet(
         placed = ", ".join(f"{p.workload} on {p.node}" for p in reply.app.placements)
         console.print(f"[green]deployed {APP}:[/] {placed}")
         console.print(f"credentials for the CLI and mosquitto_pub: source {fleet.paths['env']}")
+        if fleet.dashboard_url:
+            console.print(
+                f"dashboard: {fleet.dashboard_url} (log in as {TENANT} with "
+                "FOGMESH_TENANT_PASSWORD from that file)"
+            )
         console.print(
             "watch a failover: `fogmesh fleet kill NODE` (--silent: SIGSTOP), then "
             "`fogmesh fleet revive NODE`"

@@ -1,0 +1,5 @@
+"""``python -m fogmesh.dashboard``."""
+
+from fogmesh.dashboard.cli import main
+
+main()
