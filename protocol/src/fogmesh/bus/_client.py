@@ -9,7 +9,13 @@ Leaving the block cancels the supervisor and awaits it, which disconnects cleanl
 
 QoS 1 messages are acknowledged by hand (paho's ``manual_ack``): a PUBACK goes out only once
 the message's handlers have returned, on the connection it came from, so a message still
-queued when the service dies is delivered again to its persistent session.
+queued when the service dies is delivered again to its persistent session. The PUBACKs of the
+messages handled in one turn of the event loop leave in one write (one packet each, in the
+order they were handled), not one system call each.
+
+The receive path costs little per message: messages already waiting are taken from aiomqtt's
+queue directly, and which subscriptions a topic goes to is worked out once per topic
+(:class:`~fogmesh.bus._matcher.FilterIndex`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, Self, TypeVar
@@ -28,6 +35,7 @@ from pydantic import BaseModel
 
 from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._config import BusConfig, Will
+from fogmesh.bus._matcher import FilterIndex
 from fogmesh.bus._outbox import OutboundMessage, Outbox
 from fogmesh.bus._replies import decode_reply, payload_bytes
 from fogmesh.bus._reply_rule import reply_topic_for
@@ -48,6 +56,11 @@ log = structlog.get_logger("fogmesh.bus")
 MAX_BACKGROUND = 1000
 """Background tasks (on-connect callbacks, late subscribes, refusals) a bus runs at most."""
 
+RECEIVE_BURST = 256
+"""Messages dispatched from aiomqtt's queue before the receive loop lets other tasks run."""
+_PUBACK = struct.Struct("!BBH")  # MQTT PUBACK: type 0x40, remaining length 2, packet id
+_PUBACK_TYPE = 0x40
+
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Reply)
 ConnectCallback = Callable[["Bus"], Coroutine[Any, Any, None]]
@@ -67,6 +80,10 @@ class Bus:
         self._will = will
         self._lifecycle = _Lifecycle.UNOPENED
         self._subs: dict[str, Subscription] = {}
+        self._index = FilterIndex()
+        self._acks: list[int] = []
+        """Packet ids handled this turn of the loop whose PUBACK is not yet written."""
+        self._acks_client: aiomqtt.Client | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._outbox = Outbox(config.outbox_limit, config.outbox_policy)
         self._client: aiomqtt.Client | None = None
@@ -156,6 +173,7 @@ class Bus:
             return
         sub = Subscription(topic_filter, model, handler, qos, max_payload)
         self._subs[topic_filter] = sub
+        self._index.update(self._subs)
         if self._group is not None:
             self._start_worker(sub)
         client = self._client
@@ -236,10 +254,31 @@ class Bus:
         could name another message by then), so nothing is acknowledged across connections.
         """
         message = delivery.message
-        if message.qos < 1 or delivery.client is not self._client:
+        client = delivery.client
+        if message.qos < 1 or client is not self._client:
             return
-        # aiomqtt 2.5 neither passes ``manual_ack`` on nor wraps ``ack``: use paho's own
-        delivery.client._client.ack(message.mid, message.qos)
+        if message.qos > 1:
+            # aiomqtt 2.5 neither passes ``manual_ack`` on nor wraps ``ack``: use paho's own
+            client._client.ack(message.mid, message.qos)
+            return
+        if self._acks_client is not client:
+            self._acks, self._acks_client = [], client  # any left are an old connection's
+        if not self._acks:
+            asyncio.get_running_loop().call_soon(self._send_acks, client)
+        self._acks.append(message.mid)
+
+    def _send_acks(self, client: aiomqtt.Client) -> None:
+        """Write the PUBACKs gathered this turn as one packet write on their connection."""
+        if self._acks_client is not client:
+            return
+        mids, self._acks = self._acks, []
+        paho = client._client
+        if not mids or client is not self._client or not paho.is_connected():
+            return  # the connection is gone: the broker sends these messages again
+        packet = b"".join(_PUBACK.pack(_PUBACK_TYPE, 2, mid) for mid in mids)
+        # paho's own queue keeps the PUBACKs in order with its other packets and writes
+        # them when the socket is writable (``ack`` would queue and write each on its own)
+        paho._packet_queue(_PUBACK_TYPE, packet, 0, 0)
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -469,8 +508,7 @@ class Bus:
                 )
                 for callback in self._on_connect:
                     self._spawn(callback(self))
-                async for message in client.messages:
-                    self._dispatch(client, message)
+                await self._receive(client)
             finally:
                 self._ready.clear()
                 self._client = None
@@ -487,13 +525,33 @@ class Bus:
                 self._outbox.requeue(outbound)
                 raise
 
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        """Dispatch ``client``'s messages until it disconnects (then raise its MqttError).
+
+        aiomqtt's iterator makes a task and an ``asyncio.wait`` for every message; it is used
+        only to wait when none is queued (which is also how a disconnect is noticed) and after
+        every ``RECEIVE_BURST`` messages, so the handlers get their turn in a flood.
+        """
+        queue = client._queue
+        messages = aiter(client.messages)
+        burst = 0
+        while True:
+            if burst >= RECEIVE_BURST or queue.empty():
+                burst = 0
+                message = await anext(messages)
+            else:
+                message = queue.get_nowait()
+                burst += 1
+            self._dispatch(client, message)
+
     def _dispatch(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         delivery = Delivery(message, client, pending=0)
-        if message.topic.value in self._reply_topics:
+        topic = message.topic.value
+        if topic in self._reply_topics:
             self._resolve_reply(payload_bytes(message.payload))
             self.acknowledge(delivery)  # resolving the future is all its handling
             return
-        subs = [sub for sub in self._subs.values() if message.topic.matches(sub.filter)]
+        subs = [self._subs[f] for f in self._index.match(topic)]
         delivery.pending = len(subs)
         for sub in subs:
             sub.queue.put_nowait(delivery)

@@ -18,9 +18,13 @@ from fogmesh.protocol.topics import TopicKind
 __all__ = ["account_of", "reply_allowed", "reply_topic_for", "topic_ref"]
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=65_536)
 def topic_ref(topic: str) -> TopicRef | None:
-    """The parsed topic, or None for topics outside the fogmesh tree."""
+    """The parsed topic, or None for topics outside the fogmesh tree.
+
+    Cached for every topic a registry of 10,000 nodes hears (four channels each): parsing costs
+    about ten times a cache hit, and a smaller cache missed on every message of such a fleet.
+    """
     try:
         return parse_topic(topic)
     except ContractError:

@@ -46,6 +46,8 @@ class SiteWatch:
         """Each node's site, from its newest hello ('' for none)."""
         self.members: dict[str, set[str]] = {}
         """Each site's nodes."""
+        self._heard: dict[str, tuple[float, float]] = {}
+        """Per site: the ``now`` of a judging pass and the newest ``last_seen`` of its nodes."""
         tracker.hold = self.hold
 
     def attach(self, bus: Bus) -> None:
@@ -59,15 +61,19 @@ class SiteWatch:
     def hold(self, node: str, now: float, quiet_s: float) -> bool:
         """Whether silent ``node`` waits for its site's link: its whole site is silent too."""
         site = self.site_of.get(node, "")
-        heard = max(
-            (
-                live.last_seen
-                for n in self.members.get(site, ())
-                if (live := self.tracker.nodes.get(n))
-            ),
-            default=0.0,
-        )
-        return self.links.holds(site, heard, now, quiet_s=quiet_s)
+        if not site or not self.links.names(site):
+            return False  # no link to wait for: the site's nodes need not be looked at
+        # One scan of the site per judging pass (one ``now``), not one per silent node: a
+        # backlog of 10,000 silent nodes made that quadratic and starved the event loop.
+        cached = self._heard.get(site)
+        if cached is None or cached[0] != now:
+            members = self.members.get(site, ())
+            heard = max(
+                (live.last_seen for n in members if (live := self.tracker.nodes.get(n))),
+                default=0.0,
+            )
+            self._heard[site] = cached = (now, heard)
+        return self.links.holds(site, cached[1], now, quiet_s=quiet_s)
 
     async def on_hello(self, msg: NodeHello) -> None:
         """Learn the node's site; a node of a cut site is unreachable from its hello on."""
