@@ -24,6 +24,7 @@ const state = {
   selected: null, // workload whose panel is open
   follow: null, // {name, request} of a running log follow
   streamPicked: false, // the person chose a stream: keep it
+  fieldPicked: false, // and a field
 };
 
 function el(tag, attrs = {}, ...children) {
@@ -554,8 +555,10 @@ function renderFields() {
   const samples = state.outputs.get($("#stream").value) || [];
   const fields = Object.keys(samples.at(-1) || {}).sort();
   select.replaceChildren(...fields.map((f) => el("option", { value: f }, f)));
-  if (fields.includes(current)) select.value = current;
+  // the sample app's result.mean unless the person chose another field
+  if (fields.includes(current) && state.fieldPicked) select.value = current;
   else if (fields.includes("result.mean")) select.value = "result.mean";
+  else if (fields.includes(current)) select.value = current;
   renderChart();
 }
 
@@ -590,4 +593,4 @@ $("#download").addEventListener("click", download);
 $("#follow").addEventListener("change", () => state.selected && openWorkload(state.selected));
 $("#events-filter").addEventListener("input", renderEvents);
 $("#stream").addEventListener("change", () => { state.streamPicked = true; renderFields(); });
-$("#field").addEventListener("change", renderChart);
+$("#field").addEventListener("change", () => { state.fieldPicked = true; renderChart(); });

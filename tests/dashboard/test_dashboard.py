@@ -1,0 +1,170 @@
+"""The dashboard in a real headless Chromium against a fleet of ``fogmesh up``: a tenant's
+login sees the nodes and the sample app, deploys from the form, follows its workload through
+logs, stop, start and delete; a wrong field is shown at that field and nothing is deployed;
+another tenant sees none of it; the sample app's output chart grows; a wrong password and an
+unreachable broker are sentences. Screenshots of each view go to the ``shots`` folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.dashboard.browser import Page
+from tests.dashboard.conftest import OTHER_TENANT, UpFleet
+from tests.support.brokers import free_port
+from tests.support.buses import eventually
+
+DEADLINE = 60.0  # generous: two cores shared by the whole fleet and the browser
+
+_TICK = "import itertools, time\\nfor i in itertools.count(): print(f'tick {i}'); time.sleep(0.5)"
+TICKER = f"""name: ticker
+version: "1"
+components:
+  - name: tick
+    runtime: native
+    executable: {sys.executable}
+    command: ["-u", "-c", "{_TICK}"]
+    requests: {{cpu: 50m, memory: 32Mi}}
+"""
+
+BAD = """name: broken
+version: "1"
+components:
+  - name: web
+    runtime: native
+    executable: /bin/true
+    replicas: -3
+"""
+
+
+def _login_tenant(page: Page, fleet: UpFleet) -> None:
+    page.login(fleet.env["FOGMESH_TENANT_USERNAME"], fleet.env["FOGMESH_TENANT_PASSWORD"])
+
+
+async def _row_text(page: Page, selector: str, want: str) -> None:
+    await eventually(lambda: want in page.text(selector), DEADLINE, f"{want!r} in {selector}")
+
+
+async def test_tenant_sees_its_fleet_and_runs_an_app(up_fleet: UpFleet, page: Page) -> None:
+    _login_tenant(page, up_fleet)
+    await eventually(
+        lambda: page.attrs("#nodes-table tbody tr", "node") == ["edge-1", "edge-2", "edge-3"],
+        DEADLINE,
+        "three nodes",
+    )
+    await _row_text(page, "#nodes-table tbody", "online")
+    page.shot("nodes")
+    page.tab("apps")
+    await eventually(lambda: "sensor-app" in page.attrs("#apps-table tbody tr", "app"), DEADLINE)
+
+    # deploy from the form (pasted)
+    page.driver.find_element("css selector", "#manifest").send_keys(TICKER)
+    page.click("#deploy button[type=submit]")
+    await _row_text(page, "#deploy-result", "deployed ticker")
+    page.shot("apps")
+    page.tab("workloads")
+    workload = "ticker-tick-0"
+    await eventually(lambda: page.phases().get(workload) == "running", DEADLINE, "running")
+
+    # its logs show
+    page.click(f'tr[data-workload="{workload}"] button.logs')
+    await _row_text(page, "#logs", "tick ")
+    page.shot("workloads")
+
+    page.click(f'tr[data-workload="{workload}"] button.stop')
+    await eventually(lambda: page.phases().get(workload) == "stopped", DEADLINE, "stopped")
+    page.click(f'tr[data-workload="{workload}"] button.start')
+    await eventually(lambda: page.phases().get(workload) == "running", DEADLINE, "restarted")
+
+    page.tab("events")
+    await _row_text(page, "#events-table tbody", "ticker")
+    page.shot("events")
+
+    page.tab("apps")
+    page.click('tr[data-app="ticker"] button.delete')
+    await eventually(lambda: "ticker" not in page.attrs("#apps-table tbody tr", "app"), DEADLINE)
+    page.tab("workloads")
+    await eventually(lambda: workload not in page.phases(), DEADLINE, "workload removed")
+    assert not [e for e in page.console_errors() if "favicon" not in e]
+
+
+async def test_a_wrong_field_is_shown_there_and_nothing_deploys(
+    up_fleet: UpFleet, page: Page, tmp_path: Path
+) -> None:
+    _login_tenant(page, up_fleet)
+    page.tab("apps")
+    await eventually(lambda: "sensor-app" in page.attrs("#apps-table tbody tr", "app"), DEADLINE)
+    manifest = tmp_path / "broken.yaml"
+    manifest.write_text(BAD)
+    page.driver.find_element("css selector", "#manifest-file").send_keys(str(manifest))
+    await eventually(
+        lambda: "replicas: -3" in page.js("return document.querySelector('#manifest').value"),
+        DEADLINE,
+    )
+    page.click("#deploy button[type=submit]")
+    await eventually(lambda: page.attrs("#field-errors li", "loc") != [], DEADLINE, "field errors")
+    assert page.attrs("#field-errors li", "loc") == ["components.0.replicas"]
+    # the failing line of the manifest carries the message
+    assert page.attrs("#manifest-lines li.bad", "loc") == ["components.0.replicas"]
+    assert "replicas: -3" in page.text("#manifest-lines li.bad")
+    assert "invalid_payload" in page.text("#deploy-result")
+    page.shot("deploy-error")
+    listed = up_fleet.cli("apps")
+    assert listed.returncode == 0, listed.stderr
+    assert "broken" not in listed.stdout
+
+
+async def test_another_tenant_sees_nothing_of_the_first(up_fleet: UpFleet, page: Page) -> None:
+    page.login(OTHER_TENANT, up_fleet.other_password)
+    await eventually(lambda: OTHER_TENANT in page.text("#who"), DEADLINE, "logged in")
+    await eventually(lambda: len(page.attrs("#nodes-table tbody tr", "node")) == 3, DEADLINE)
+    page.tab("workloads")
+    page.tab("apps")
+    # the list replies came (the nodes did), and the other tenant's rows are not among them
+    await eventually(lambda: "apps" not in page.text("#banner"), DEADLINE)
+    assert page.attrs("#apps-table tbody tr", "app") == []
+    assert page.phases() == {}
+    page.tab("output")
+    assert page.attrs("#stream option", "x") == []
+    assert "sensor-app" not in page.js("return document.body.innerText")
+    page.shot("other-tenant")
+
+
+async def test_the_output_chart_grows(up_fleet: UpFleet, page: Page) -> None:
+    _login_tenant(page, up_fleet)
+    page.tab("output")
+
+    def points() -> int:
+        return int(page.js("return Number(document.querySelector('#chart').dataset.points)"))
+
+    await eventually(lambda: points() >= 2, DEADLINE, "two outputs charted")
+    assert page.js("return document.querySelector('#stream').value").endswith("/sensor-app/out")
+    assert page.js("return document.querySelector('#field').value") == "result.mean"
+    first = points()
+    await eventually(lambda: points() > first, DEADLINE, "the chart grows")
+    page.shot("output")
+
+
+async def test_errors_a_person_can_act_on(up_fleet: UpFleet, page: Page, shots: Path) -> None:
+    page.login(up_fleet.env["FOGMESH_TENANT_USERNAME"], "not-the-password")
+    await _row_text(page, "#login-error", "wrong username or password")
+    # a dashboard whose broker is down
+    port, dead = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fogmesh.dashboard", "--broker", f"127.0.0.1:{dead}",
+         "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "dashboard: http" in proc.stdout.readline()
+        lonely = Page(f"http://127.0.0.1:{port}/", shots)
+        try:
+            lonely.login("demo", "whatever")
+            await _row_text(lonely, "#login-error", "cannot reach the broker")
+        finally:
+            lonely.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
