@@ -102,6 +102,12 @@ class PlacementInfo(BaseModel):
     node: Ident | None = None
     version: str = Field(default="1", max_length=64)
     retiring: bool = Field(default=False, description="old version kept until the new one runs")
+    not_running_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="placed, but no agent has reported it running for this many seconds, past"
+        " the scheduler's not_running_alarm_s (None: running, or not yet past the bound)",
+    )
 
 
 class AppSummary(BaseModel):
@@ -114,6 +120,9 @@ class AppSummary(BaseModel):
     version: str
     workloads: int = Field(ge=0)
     pending: int = Field(ge=0, description="workloads with no node yet")
+    not_running: int = Field(
+        default=0, ge=0, description="placed workloads past the bound with no agent running them"
+    )
 
 
 class AppInfo(BaseModel):

@@ -25,6 +25,7 @@ __all__ = [
     "EventKind",
     "MigrationData",
     "NodeEventData",
+    "NotRunningData",
     "PlacementFailedData",
     "ReplacedData",
     "SiteEventData",
@@ -51,6 +52,7 @@ class EventKind(StrEnum):
     MIGRATION_FAILED = "migration-failed"
     SITE_UNREACHABLE = "site-unreachable"
     SITE_REACHABLE = "site-reachable"
+    WORKLOAD_NOT_RUNNING = "workload-not-running"
 
 
 class EventData(BaseModel):
@@ -140,6 +142,18 @@ class ReplacedData(EventData):
     new_spec_hash: str | None = None
 
 
+class NotRunningData(EventData):
+    """workload-not-running (the scheduler): a workload it counts as placed on ``node`` that
+    no agent has reported running (with its current spec) for longer than the bound."""
+
+    node: str = Field(max_length=128, description="the node it is placed on")
+    not_running_s: float = Field(ge=0, description="seconds placed (or since last seen running)")
+    bound_s: float = Field(gt=0, description="the scheduler's not_running_alarm_s")
+    node_state: str = Field(
+        max_length=32, description="the node as the scheduler sees it: online, stale, offline"
+    )
+
+
 class MigrationData(EventData):
     """migration-started / -finished / -failed (the migrator; docs/migrator.md).
 
@@ -178,6 +192,7 @@ EVENT_DATA: dict[EventKind, type[EventData]] = {
     EventKind.MIGRATION_FAILED: MigrationData,
     EventKind.SITE_UNREACHABLE: SiteEventData,
     EventKind.SITE_REACHABLE: SiteEventData,
+    EventKind.WORKLOAD_NOT_RUNNING: NotRunningData,
 }
 """The payload model of each event kind."""
 

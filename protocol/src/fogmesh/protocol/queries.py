@@ -129,6 +129,12 @@ class NodeInfo(BaseModel):
     last_seq: int | None = None
     usage: Usage | None = None
     distance_km: float | None = Field(default=None, description="set when the query had near")
+    age_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="seconds since the node was last heard (last_seen), set unless it is online:"
+        " what an unreachable, stale or offline node's view shows is that old",
+    )
     history: list[UsageSample] = Field(default_factory=list)
 
 
@@ -170,6 +176,14 @@ class WorkloadInfo(BaseModel):
     since: float = 0.0
     first_seen: float = 0.0
     updated_at: float = 0.0
+    as_of: float | None = Field(
+        default=None, description="unix time its node was last heard (its report is no newer)"
+    )
+    age_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="seconds since its node was last heard, set unless the node is online",
+    )
 
 
 class WorkloadListReply(Reply):

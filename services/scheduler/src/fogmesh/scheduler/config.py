@@ -60,6 +60,9 @@ class SchedulerConfig(LeaderSettings):
     stale_after: float = Field(default=2.0, gt=0, description="missed heartbeats -> stale")
     offline_after: float = Field(default=3.0, gt=0, description="missed heartbeats (K) -> lost")
     retire_timeout_s: float = Field(default=60.0, ge=0, description="old version kept at most")
+    not_running_alarm_s: float = Field(
+        default=120.0, gt=0, description="placed but not reported running this long: an alarm"
+    )
     default_quota: Quota = Quota()
     quotas: dict[str, Quota] = Field(default_factory=dict)
 

@@ -39,6 +39,7 @@ from fogmesh.protocol.migration import MoveReply, MoveWorkload
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
 from fogmesh.protocol.workload import ActualState, DesiredState
+from fogmesh.scheduler.alarms import NotRunningWatch
 from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.nodes import NodeTracker
 from fogmesh.scheduler.ops import Changes, Operations
@@ -65,6 +66,7 @@ class SchedulerService(LeaderService):
             offline_after=config.offline_after,
         )
         self.ops = Operations(self.store, self.tracker, config)
+        self.alarms = NotRunningWatch(self.store, self.tracker, config.not_running_alarm_s)
         self.lock = asyncio.Lock()
         self.seen_desired: dict[str, DesiredState] = {}
         self._unsent: set[str] = set()
@@ -172,6 +174,7 @@ class SchedulerService(LeaderService):
                     changes.dirty.update(self._unsent)  # desired states not yet written
                     self._unsent.clear()
                 self.ops.heal(changes, retry_pending=retry and bus_up)
+                changes.events.extend(self.alarms.check())
                 await self._apply(changes)
 
     async def _apply(self, changes: Changes) -> None:
@@ -277,11 +280,11 @@ class SchedulerService(LeaderService):
         return AppDeletedReply.to(req, app=req.app, removed=removed)
 
     async def _list(self, tenant: str, req: ListApps, changes: Changes) -> AppListReply:
-        apps = [a.summary() for a in self.store.doc.apps.values() if a.tenant == tenant]
+        apps = [self.alarms.summary(a) for a in self.store.doc.apps.values() if a.tenant == tenant]
         return AppListReply.to(req, apps=sorted(apps, key=lambda a: a.name))
 
     async def _get(self, tenant: str, req: GetApp, changes: Changes) -> AppReply:
-        return AppReply.to(req, app=self.ops.get(tenant, req.app).info())
+        return AppReply.to(req, app=self.alarms.info(self.ops.get(tenant, req.app)))
 
     async def _move(self, tenant: str, req: MoveWorkload, changes: Changes) -> MoveReply:
         source, target = self.ops.move(tenant, req, changes)

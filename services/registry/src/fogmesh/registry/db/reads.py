@@ -7,6 +7,7 @@ last one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,8 +97,16 @@ def _node_info(row: Row[Any], distance: float | None = None) -> NodeInfo:
             "last_seq": m["last_seq"],
             "usage": _usage(row),
             "distance_km": distance,
+            "age_s": _age(m["state"], m["last_seen"]),
         }
     )
+
+
+def _age(state: str, last_seen: float | None) -> float | None:
+    """How old a view of a node that is not online is (None for an online node)."""
+    if state == "online" or last_seen is None:
+        return None
+    return round(max(0.0, time.time() - last_seen), 3)
 
 
 def _node_select() -> Select[Any]:
@@ -198,6 +207,16 @@ def list_workloads(
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     items = [WorkloadInfo.model_validate(dict(r._mapping)) for r in rows[: query.limit]]
+    if items:  # each workload's view is as old as its node's last word
+        names = sorted({w.node for w in items})
+        cols = (NODES.c.node, NODES.c.state, NODES.c.last_seen)
+        with engine.connect() as conn:
+            found = conn.execute(select(*cols).where(NODES.c.node.in_(names))).all()
+        heard = {r[0]: (r[1], r[2]) for r in found}
+        for w in items:
+            if w.node in heard:
+                w.as_of = heard[w.node][1]
+                w.age_s = _age(*heard[w.node])
     cursor = None
     if len(rows) > query.limit:
         cursor = encode_cursor("workloads", [items[-1].node, items[-1].name])
