@@ -8,6 +8,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.fleet import OutputReader, leftovers
 from tests.support.brokers import REPO
 
@@ -18,6 +20,8 @@ def _blocks() -> list[str]:
     return [b.strip() for b in re.findall(r"```bash\n(.*?)```", TUTORIAL.read_text(), re.S)]
 
 
+# docker containers of nodes edge-1..3: `leftovers` must not see the other fleet's
+@pytest.mark.xdist_group("fleet-edge-nodes")
 def test_tutorial_commands_run_as_written(tmp_path: Path) -> None:
     blocks = _blocks()
     assert blocks[0] == ".venv/bin/fogmesh up --state-dir ./fleet"

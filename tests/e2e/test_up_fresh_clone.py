@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from tests.e2e.fleet import OutputReader, leftovers, read_env, wait_for_file
 from tests.support.brokers import REPO
@@ -40,6 +41,8 @@ async def _count_outputs(env: dict[str, str], want: int, timeout: float) -> int:
     return seen
 
 
+# docker containers of nodes edge-1..3: `leftovers` must not see the other fleet's
+@pytest.mark.xdist_group("fleet-edge-nodes")
 def test_readme_up_in_a_fresh_clone(tmp_path: Path) -> None:
     command = _readme_first_command()
     assert command == "bash dev.sh up"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,11 +20,44 @@ __all__ = ["BrokerProcess", "free_port", "wait_port"]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+# Under pytest-xdist each worker (gwN) hands out ports from its own block below the kernel's
+# ephemeral range (32768+), so no two workers, and no outgoing connection, can get the same
+# port in the moment between this check and the child's bind; a serial run asks the kernel.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_BLOCK_BASE, _BLOCK_SIZE, _BLOCKS = 12000, 2000, 10
+_next_port = itertools.count(random.randrange(_BLOCK_SIZE))
+
+
+def _worker_block() -> int | None:
+    """The first port of this xdist worker's block, or None outside xdist."""
+    if not _WORKER.startswith("gw") or not _WORKER[2:].isdigit():
+        return None
+    return _BLOCK_BASE + (int(_WORKER[2:]) % _BLOCKS) * _BLOCK_SIZE
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (this worker's own, under
+    xdist; each port once per block cycle, so a stopped broker's port is not handed out again
+    while a test may restart it)."""
+    block = _worker_block()
+    if block is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for _ in range(_BLOCK_SIZE):
+        port = block + next(_next_port) % _BLOCK_SIZE
+        if _bindable(port):
+            return port
+    raise RuntimeError(f"no free port in {block}-{block + _BLOCK_SIZE - 1}")
 
 
 def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:

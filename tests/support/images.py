@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.brokers import free_port
+
 __all__ = ["BUSYBOX_TAG", "LocalRegistry", "build_busybox_image", "free_port", "image_exists"]
 
 BUSYBOX_TAG = "fogmesh/busybox:test"
@@ -25,13 +27,6 @@ BUSYBOX_TAG = "fogmesh/busybox:test"
 
 _BUSYBOX = Path("/bin/busybox")
 _DIRS = ("bin", "data", "dev", "etc", "proc", "root", "sys", "tmp", "var")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def image_exists(tag: str) -> bool:

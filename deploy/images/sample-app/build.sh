@@ -44,6 +44,14 @@ hash="$(
     } | sha256sum | cut -c1-32
 )"
 
+# Builds on one machine (parallel test workers, `dev.sh up`) share $CACHE's apt root and the
+# image tag: one at a time, and a build that waited finds the image up to date.
+mkdir -p "$CACHE"
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$CACHE/.build.lock"
+    flock 9
+fi
+
 if [ "${FM_REBUILD:-0}" != "1" ]; then
     have="$(docker image inspect --format '{{ index .Config.Labels "org.fogmesh.content-hash" }}' \
         "$TAG" 2>/dev/null || true)"
