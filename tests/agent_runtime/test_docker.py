@@ -99,7 +99,7 @@ async def test_lifecycle_limits_labels_logs_files(
     assert host["NetworkMode"] != "host"
     assert host["PidMode"] in ("", "private")
     assert all(m["Type"] == "volume" for m in info["Mounts"])
-    # by id: a network name can be ambiguous after a create race between agents
+    # by name: a deleted network's id would stay in the container for good
     assert inspect("network", host["NetworkMode"])["Name"] == f"fm-{tenant}"
     labels = info["Config"]["Labels"]
     assert labels["fogmesh.workload"] == "web"

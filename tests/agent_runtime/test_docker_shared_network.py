@@ -69,3 +69,28 @@ async def test_created_container_starts_after_its_network_vanished(
     other = docker_spec("api", busybox, tenant)
     await docker_rt.create(other)
     assert (await docker_rt.start(key(other))).state is InstanceState.RUNNING
+
+
+async def test_created_container_starts_when_its_network_went_before_the_create(
+    peer_rt: DockerRuntime, busybox: str, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source's removal deletes the network between the peer's ensure and its create
+    (Docker accepts a create naming a missing network): the start makes it again and the
+    container runs, since the container names the network, not the deleted network's id."""
+    tenant = f"t{run_id}"
+    spec = docker_spec("web", busybox, tenant)
+    networks_of_peer = peer_rt._networks
+    ensure = networks_of_peer.ensure
+
+    async def ensure_then_lose(name: str) -> str:
+        # the race's timing, forced: a peer's removal lands right after the ensure
+        found = await ensure(name)
+        subprocess.run(["docker", "network", "rm", found], check=True, capture_output=True)
+        return found
+
+    monkeypatch.setattr(networks_of_peer, "ensure", ensure_then_lose)
+    await peer_rt.create(spec)
+    monkeypatch.setattr(networks_of_peer, "ensure", ensure)
+
+    assert (await peer_rt.start(key(spec))).state is InstanceState.RUNNING
+    assert f"fm-{tenant}" in networks()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,11 +144,23 @@ async def stack(
                 60, "the scheduler and the migrator see every node",
             )  # fmt: skip
             yield st
+    except BaseException:
+        _print_agent_logs(agents.values())
+        raise
     finally:
         for agent in agents.values():
             agent.kill()
         await _remove_native(agents.values())
         broker.stop()
+
+
+def _print_agent_logs(agents: Iterable[AgentProc], lines: int = 120) -> None:
+    """Each agent's last ``lines`` log lines above debug, on stderr (pytest shows them with a
+    failure): the agents are child processes, so their side of a failed move is only there."""
+    for agent in agents:
+        kept = [line for line in agent.log_text().splitlines() if '"level": "debug"' not in line]
+        print(f"----- agent {agent.node} ({agent.log_path}) -----", file=sys.stderr)
+        print("\n".join(kept[-lines:]), file=sys.stderr)
 
 
 async def _remove_native(agents: Iterable[AgentProc]) -> None:

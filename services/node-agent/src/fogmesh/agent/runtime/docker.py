@@ -43,7 +43,7 @@ from fogmesh.agent.runtime.base import (
     workload_labels,
 )
 from fogmesh.agent.runtime.docker_config import host_config as make_host_config
-from fogmesh.agent.runtime.docker_names import container_name, docker_safe
+from fogmesh.agent.runtime.docker_names import container_name, docker_safe, network_name
 from fogmesh.agent.runtime.docker_names import volume_name as make_volume_name
 from fogmesh.agent.runtime.docker_networks import TenantNetworks, network_vanished
 from fogmesh.agent.runtime.docker_state import (
@@ -181,7 +181,12 @@ class DockerRuntime:
                     f"workload {key!r} exists with spec {status.spec_hash}; remove it first"
                 )
             cname = container_name(spec, self.prefix)
-            network = "host" if self._host_network else await self._networks.ensure(spec.tenant)
+            if not self._host_network:
+                await self._networks.ensure(spec.tenant)
+            # By name, not id: Docker accepts a create naming a network that a peer's removal
+            # just deleted and keeps a dead id for good (no start can succeed), while a name is
+            # resolved again at the start, after :meth:`start` has made the network again.
+            network = "host" if self._host_network else network_name(spec.tenant)
             mounts = []
             for volume in spec.volumes:
                 vname = make_volume_name(cname, volume.name)
@@ -219,11 +224,8 @@ class DockerRuntime:
             if self._host_network or not network_vanished(exc):
                 raise
         # Another node's agent on this engine removed the tenant's network between our
-        # ensure and this create: make it again and create against the new one.
-        network = await self._networks.ensure(tenant)
-        config["HostConfig"]["NetworkMode"] = network
-        endpoints = config["NetworkingConfig"]["EndpointsConfig"]
-        config["NetworkingConfig"]["EndpointsConfig"] = {network: next(iter(endpoints.values()))}
+        # ensure and this create (or made a twin of it): make it again (one of it) and retry.
+        await self._networks.ensure(tenant)
         log.warning("network of tenant %s vanished during create; made it again", tenant)
         return await self._docker.containers.create(config, name=cname)
 
@@ -237,8 +239,9 @@ class DockerRuntime:
                 if not network_vanished(exc):
                     raise
                 # Created while its network existed, which a peer's removal then took (a
-                # created container is not attached, so Docker let it go): a container names
-                # its networks, so making the network again lets it start.
+                # created container is not attached, so Docker let it go), or a racing agent
+                # made a twin: the container names its network, so making it again (one of
+                # it) lets it start.
                 tenant, _ = split_key(key)
                 await self._networks.ensure(tenant)
                 log.warning("network of %s vanished before its start; made it again", key)

@@ -32,7 +32,8 @@ class TenantNetworks:
 
         Docker's own duplicate check is racy (two creates at once can both succeed, and a
         name then becomes "ambiguous"), so creation is serialised in this process, twins made
-        by other agents on the host are resolved to the oldest, and callers get its id.
+        by other agents on the host are resolved to the oldest, and callers get its id
+        (containers name the network, not this id: see ``DockerRuntime.create``).
         """
         name = network_name(tenant)
         async with self._lock:
@@ -89,5 +90,8 @@ class TenantNetworks:
 
 
 def network_vanished(exc: DockerError) -> bool:
-    """Whether a create or start failed because the container's network no longer exists."""
-    return exc.status == 404 and "network" in str(exc.message).lower()
+    """Whether a create or start failed because the container's network no longer exists, or
+    its name became ambiguous (a twin made by a racing agent); :meth:`TenantNetworks.ensure`
+    mends both."""
+    message = str(exc.message).lower()
+    return "network" in message and (exc.status == 404 or "ambiguous" in message)
