@@ -117,20 +117,19 @@ async def test_a_placed_workload_no_agent_runs_is_an_alarm(fleet: Fleet, tmp_pat
     async def on_event(msg: Event, ctx: MessageContext) -> None:
         alarms.append(msg)
 
-    async def on_node(msg: NodeStateMessage | NodeHello, ctx: MessageContext) -> None:
-        if not isinstance(msg, NodeStateMessage) or msg.state is NodeLiveness.ONLINE:
-            heard.add(type(msg).__name__)
+    async def on_state(msg: NodeStateMessage, ctx: MessageContext) -> None:
+        if msg.state is NodeLiveness.ONLINE:
+            heard.add("state")
+
+    async def on_hello(msg: NodeHello, ctx: MessageContext) -> None:
+        heard.add("hello")
 
     try:
         async with Bus(config) as bus:
             kind = EventKind.WORKLOAD_NOT_RUNNING
             bus.subscribe(topics.tenant_event_filter(TENANT, kind), Event, on_event)
-            channels = (
-                (NodeChannel.STATE, NodeStateMessage),
-                (NodeChannel.HELLO, NodeHello),
-            )
-            for channel, model in channels:
-                bus.subscribe(topics.node(NODE, channel), model, on_node)
+            bus.subscribe(topics.node(NODE, NodeChannel.STATE), NodeStateMessage, on_state)
+            bus.subscribe(topics.node(NODE, NodeChannel.HELLO), NodeHello, on_hello)
             # the scheduler needs the hello (facts) and the online state before it places
             await eventually(lambda: len(heard) == 2, 120, f"{NODE} heard\n{fleet.logs()}")
             await asyncio.sleep(1.0)  # the scheduler's subscription got them as well

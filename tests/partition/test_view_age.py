@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fogmesh.protocol.queries import ListNodes, ListWorkloads
 from fogmesh.registry.db import BatchWriter, make_engine, migrate, reads
-from fogmesh.registry.ops import ActualOp, Batch, HelloOp, LivenessOp
+from fogmesh.registry.ops import ActualOp, Batch, HelloOp, LivenessOp, Op
 
 FACTS = {
     "device_id": "",
@@ -27,7 +27,7 @@ def test_views_of_an_unreachable_node_say_how_old_they_are(tmp_path: Path) -> No
     migrate(engine)
     heard = time.time() - 40  # both nodes were last heard 40 s ago
     work = {"name": "w", "tenant": "t", "app": "a", "component": "c", "phase": "running"}
-    ops = [
+    ops: list[Op] = [
         *(HelloOp(n, {**FACTS, "device_id": n}, "b", "online", heard) for n in ("cut", "ok")),
         *(ActualOp(n, [{**work, "name": f"w-{n}"}], heard) for n in ("cut", "ok")),
     ]
