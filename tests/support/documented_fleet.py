@@ -5,6 +5,7 @@ registry, scheduler and node agents started with the commands and keys their doc
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -183,17 +184,22 @@ def start_scheduler(fleet: Fleet) -> None:
     fleet.start("scheduler", str(BIN / "fogmesh-scheduler"), "--config", str(scheduler))
 
 
-def start_agent(fleet: Fleet, node: str = "edge-1") -> None:
-    """docs/agent.md: a YAML file with the node's own account."""
+def start_agent(
+    fleet: Fleet, node: str = "edge-1", workload_env: dict[str, str] | None = None
+) -> None:
+    """docs/agent.md: a YAML file with the node's own account (and ``workload_env``, what
+    every workload gets, e.g. its broker and its tenant's account, as ``fogmesh up`` gives)."""
+    extra = f"workload_env: {json.dumps(workload_env)}\n" if workload_env else ""
     agent = write_private(
         fleet.root / f"{node}.yaml",
         f"node_id: {node}\nsite: site-a\n"
         f"broker: {{host: 127.0.0.1, port: {fleet.port}, username: {node},"
         f" password: {fleet.password(node)}}}\n"
         f"state_dir: {fleet.root / node}\nheartbeat_interval_s: 1\n"
-        "reconcile_interval_s: 1\nruntimes: [native]\nlabels: {tier: edge}\n",
+        "reconcile_interval_s: 1\nruntimes: [native]\nlabels: {tier: edge}\n" + extra,
     )
-    fleet.start("agent", str(BIN / "fogmesh-agent"), "--config", str(agent))
+    name = "agent" if node == "edge-1" else f"agent-{node}"  # one process entry per node
+    fleet.start(name, str(BIN / "fogmesh-agent"), "--config", str(agent))
 
 
 def cli(fleet: Fleet, *args: str, tenant: str = "acme") -> subprocess.CompletedProcess[str]:

@@ -15,20 +15,32 @@ const BACKOFF_BASE_S = 0.5;
 const BACKOFF_CAP_S = 30;
 const CONNECT_TIMEOUT_MS = 10000;
 
+/**
+ * A property's value, or "" when unset. Node-RED replaces a whole-value `${VAR}` with the
+ * variable (so a flow can say `${FOGMESH_PORT}`, as fleet.env exports it) but leaves the text
+ * as it is when the variable is not set: that counts as unset too.
+ */
+function setting(value) {
+    if (value === undefined || value === null) return "";
+    const text = String(value).trim();
+    return /^\$\{\S+\}$/.test(text) ? "" : text;
+}
+
 module.exports = function (RED) {
     function FogmeshBrokerNode(config) {
         RED.nodes.createNode(this, config);
         const node = this;
         const creds = node.credentials || {};
-        node.host = config.host || "127.0.0.1";
-        node.port = Number(config.port) || 1883;
+        node.host = setting(config.host) || "127.0.0.1";
+        node.port = Number(setting(config.port)) || 1883;
         node.tls = Boolean(config.tls);
-        node.caFile = config.caFile || "";
+        node.caFile = setting(config.caFile);
         node.username = creds.username || "";
         // a tenant's requests go under its name; an operator's default to their own username
-        node.tenant = config.tenant || node.username;
+        node.tenant = setting(config.tenant) || node.username;
         // tenant and node accounts may use only client ids starting with their username
-        node.clientId = config.clientId || `${node.username || "fogmesh"}-nodered-${protocol.newId().slice(0, 8)}`;
+        node.clientId =
+            setting(config.clientId) || `${node.username || "fogmesh"}-nodered-${protocol.newId().slice(0, 8)}`;
         node.replyTo = null;
         node.connected = false;
 
@@ -249,3 +261,5 @@ module.exports = function (RED) {
         },
     });
 };
+
+module.exports.setting = setting;

@@ -2,7 +2,7 @@
 /**
  * fogmesh-events: fogmesh events as messages, filtered by kind. A tenant reads its own events
  * (`fm/v1/events/tenants/{tenant}/{kind}`); fleet events (`fm/v1/events/fleet/{kind}`: node
- * lost, site unreachable, ...) need an operator account.
+ * lost, site unreachable, ...) and every tenant's (tenant `+`) need an operator account.
  */
 const protocol = require("./lib/protocol");
 
@@ -22,7 +22,11 @@ module.exports = function (RED) {
         }
         let filters;
         try {
-            filters = protocol.eventFilters(config.scope || "tenant", node.broker.tenant, parseKinds(config.kinds));
+            filters = protocol.eventFilters(
+                config.scope || "tenant",
+                config.tenant || node.broker.tenant,
+                parseKinds(config.kinds),
+            );
         } catch (err) {
             node.status({ fill: "red", shape: "ring", text: err.message.slice(0, 40) });
             node.error(err.message);

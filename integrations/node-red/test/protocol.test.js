@@ -42,6 +42,10 @@ test("event filters: one per kind, never beside a wildcard", () => {
         "fm/v1/events/fleet/node-lost",
         "fm/v1/events/tenants/acme/node-lost",
     ]);
+    assert.deepStrictEqual(protocol.eventFilters("tenant", "+", ["workload-replaced"]), [
+        "fm/v1/events/tenants/+/workload-replaced",
+    ]);
+    assert.throws(() => protocol.eventFilters("tenant", "#", []), /tenant/);
     assert.throws(() => protocol.eventFilters("nowhere", "acme", []), /scope/);
 });
 
@@ -50,4 +54,11 @@ test("filter matching follows MQTT", () => {
     assert.ok(protocol.matches("fm/v1/#", "fm/v1/data/acme/app/out"));
     assert.ok(!protocol.matches("fm/v1/data/acme/+", "fm/v1/data/acme/app/out"));
     assert.ok(!protocol.matches("fm/v1/data/acme/app/out", "fm/v1/data/acme/app"));
+});
+
+test("an unset ${VAR} left in a property counts as unset", () => {
+    const { setting } = require("../nodes/fogmesh-broker.js");
+    assert.strictEqual(setting("${FOGMESH_PORT}"), "");
+    assert.strictEqual(setting(" 1884 "), "1884");
+    assert.strictEqual(setting(undefined), "");
 });

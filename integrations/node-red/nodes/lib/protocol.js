@@ -54,7 +54,8 @@ function dataTopic(tenant, app, stream, wildcards) {
 }
 
 /**
- * The event filters for `scope` (`tenant`, `fleet` or `both`) and `kinds` (empty: all).
+ * The event filters for `scope` (`tenant`, `fleet` or `both`), `tenant` (a tenant, or `+`
+ * for every tenant's) and `kinds` (empty: all).
  * One filter per kind, never a kind filter beside `+`: overlapping filters make amqtt deliver
  * a message once per filter.
  */
@@ -65,7 +66,9 @@ function eventFilters(scope, tenant, kinds) {
         for (const k of levels) out.push(`${ROOT}/events/fleet/${k}`);
     }
     if (scope === "tenant" || scope === "both") {
-        for (const k of levels) out.push(`${ROOT}/events/tenants/${checkId(tenant, "tenant")}/${k}`);
+        // `+`: every tenant's (an operator's view)
+        const who = tenant === "+" ? tenant : checkId(tenant, "tenant");
+        for (const k of levels) out.push(`${ROOT}/events/tenants/${who}/${k}`);
     }
     if (!out.length) throw new Error(`unknown event scope ${JSON.stringify(scope)}`);
     return out;
