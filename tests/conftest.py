@@ -1,4 +1,18 @@
-"""Shared fixtures: real brokers on free ports."""
+"""Shared fixtures: real brokers on free ports.
+
+The suite runs serially or in pytest-xdist workers (``FOGMESH_TEST_WORKERS=N bash dev.sh test``
+gives ``-n N --dist loadgroup``), so every test keeps to its own resources:
+
+* ports from :func:`tests.support.brokers.free_port` (a block per worker), never a fixed one
+  outside a network namespace of the test's own;
+* files under ``tmp_path``; names of Docker objects, tenants, client ids, namespaces and
+  process markers made unique per test (``tests.support.buses.unique``); cleanup and
+  process scans by those marks only, never by a process or image name;
+* PostgreSQL through the ``pg_url``/``db_url`` fixtures (a schema of the session's own);
+* a test that cannot avoid sharing something fixed with another test (the same Docker node
+  names seen by a scan, one file in the repo) names it in ``@pytest.mark.xdist_group("...")``
+  on both, so they run one after the other on one worker.
+"""
 
 from __future__ import annotations
 
