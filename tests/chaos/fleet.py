@@ -5,6 +5,10 @@ The plan (ports, accounts, mesh, agent and scheduler files) is :class:`FleetPlan
 command (``fogmesh-broker run --mesh FILE --broker NAME``, ``fogmesh-registry``,
 ``fogmesh-scheduler --config``, ``fogmesh-agent --config``) and can be SIGKILLed and started again
 on the same files and state directories. The sample app is deployed as ``fogmesh up`` deploys it.
+
+With a :class:`~tests.chaos.wan.WanSplit`, the cut site's broker and agents run in its namespace
+and its link reaches the cloud over the veth that can be cut (keepalive 5 s, so a cut of more
+than a few seconds is noticed by both ends).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import yaml
 
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.cli.fleet.live import FleetView
@@ -36,6 +41,7 @@ from fogmesh.protocol.queries import (
     WorkloadInfo,
     WorkloadListReply,
 )
+from tests.chaos.wan import CUT_SITE, WanSplit
 
 __all__ = ["BROKERS", "ChaosFleet", "running_pids"]
 
@@ -50,6 +56,8 @@ class ChaosFleet:
 
     root: Path
     nodes: int = 3
+    wan: WanSplit | None = None
+    """The cut site's namespaces (None: the whole fleet where the test runs)."""
     plan: FleetPlan = field(init=False)
     paths: dict[str, Path] = field(init=False)
     children: dict[str, ChildProcess] = field(default_factory=dict)
@@ -57,6 +65,13 @@ class ChaosFleet:
     def __post_init__(self) -> None:
         self.plan = FleetPlan.make(self.root, self.nodes, "native")
         self.paths = self.plan.write_files()
+        if self.wan is not None:
+            mesh = yaml.safe_load(self.paths["mesh"].read_text())
+            for link in mesh["links"]:
+                if link["broker"] == CUT_SITE:
+                    link["remote"]["host"] = self.wan.cloud_addr
+                    link["keepalive"] = 5
+            self.paths["mesh"].write_text(yaml.safe_dump(mesh, sort_keys=False))
 
     # -- the processes ----------------------------------------------------------------------
 
@@ -90,19 +105,48 @@ class ChaosFleet:
         node = name.removeprefix("agent-")
         return [str(BIN / "fogmesh-agent"), "--config", str(paths[f"agent-{node}"])], {}
 
+    def behind_wan(self, name: str) -> bool:
+        """Whether process ``name`` runs in the cut site's namespace."""
+        if self.wan is None:
+            return False
+        if name == f"broker-{CUT_SITE}":
+            return True
+        return any(f"agent-{n.node}" == name and n.site == CUT_SITE for n in self.plan.nodes)
+
     def start(self, name: str) -> None:
         """Start (or start again) one process; a broker is waited for until it listens."""
         argv, env = self._argv(name)
-        child = ChildProcess(name, argv, self.root / "logs" / f"{name}.log")
+        log = self.root / "logs" / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        inside = self.wan is not None and self.behind_wan(name)
+        child = ChildProcess(name, self.wan.wrap(argv) if self.wan and inside else argv, log)
         child.start({"FOGMESH_FLEET": self.plan.fleet_id, **env})
         self.children[name] = child
-        if name.startswith("broker-"):
-            port = self.plan.ports[name.removeprefix("broker-")]
-            if not wait_port(port, timeout=120, proc=child.proc):
-                raise AssertionError(f"{name} did not start:\n{self.tail(name)}")
+        if not name.startswith("broker-"):
+            return
+        if inside:  # the test cannot connect into the namespace: the broker says it listens
+            self._wait_ready(child, log, offset)
+            return
+        port = self.plan.ports[name.removeprefix("broker-")]
+        if not wait_port(port, timeout=120, proc=child.proc):
+            raise AssertionError(f"{name} did not start:\n{self.tail(name)}")
+
+    def _wait_ready(self, child: ChildProcess, log: Path, offset: int) -> None:
+        broker = child.name.removeprefix("broker-")
+        deadline = time.monotonic() + 120
+        while True:
+            with log.open("rb") as text:
+                text.seek(offset)
+                if f"ready {broker}".encode() in text.read():
+                    return
+            if not child.alive or time.monotonic() > deadline:
+                raise AssertionError(f"{child.name} did not start:\n{self.tail(child.name)}")
+            time.sleep(0.05)
 
     def start_all(self) -> None:
-        """Every process, brokers first."""
+        """Every process, brokers first (and the WAN relay before them)."""
+        if self.wan is not None and self.wan.relay is None:
+            self.wan.start_relay(self.plan.ports["cloud"], self.root / "logs" / "wan-relay.log")
         for name in self.names():
             self.start(name)
 

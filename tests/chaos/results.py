@@ -37,12 +37,14 @@ def write_results(
     ledger: Ledger,
     max_output_gap_s: float,
     out: Path,
+    wan_cuts: Counter[str] | None = None,
 ) -> dict[str, Any]:
     """Write the figures to ``out`` and to the results file (see above); return them."""
     figures: dict[str, Any] = {
         "seed": seed,
         "minutes": minutes,
         "faults": dict(sorted(faults.items())),
+        "wan_cuts": dict(sorted((wan_cuts or Counter()).items())),
         "readings_sent": len(ledger.sent),
         "readings_lost": len(ledger.lost),
         "readings_duplicated": ledger.duplicated,
