@@ -7,6 +7,12 @@
 # integrations/node-red/node_modules, never in a global folder; the tests use that one copy.
 set -eu
 cd "$(dirname "$0")/../integrations/node-red"
+# Parallel test workers may call this at once: one `npm ci` in this folder at a time (the lock
+# lives outside node_modules, which npm ci deletes), and the ones that waited find it done.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"${TMPDIR:-/tmp}/fogmesh-nodered-$(pwd | sha256sum | cut -c1-16).lock"
+    flock 9
+fi
 
 node_major() { node -e 'process.stdout.write(process.versions.node.split(".")[0])' 2>/dev/null || echo 0; }
 if ! command -v npm >/dev/null 2>&1 || [ "$(node_major)" -lt 18 ]; then
