@@ -154,12 +154,19 @@ async def _fleet_ready(fleet: Fleet) -> None:
 
 async def _deploy(red: NodeRed, inject: str, path: str) -> dict[str, Any]:
     """Press the flow's deploy button until the scheduler places the app; its answer."""
+    before: str | None = None
+
+    def answered() -> bool:
+        reply = red.get(path).get("reply")
+        return reply is not None and reply.get("correlation_id") != before
+
     for _ in range(20):
         red.inject(inject)
-        await wait_for(lambda: red.get(path).get("reply") is not None, 90, "the deploy answer")
+        await wait_for(answered, 90, "the deploy answer")
         reply: dict[str, Any] = red.get(path)["reply"]
         if reply["ok"] or reply["error"]["code"] != "unschedulable":
             return reply
+        before = reply["correlation_id"]
         await asyncio.sleep(1)  # the scheduler has not read both nodes' hellos yet
     return reply
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.nodered.nodered import EXAMPLES, PACKAGE, ensure_installed, load_flows
+
+pytestmark = pytest.mark.xdist_group("nodered")  # one worker runs .ci/nodered.sh's npm ci
 
 
 def test_the_package_unit_tests_pass() -> None:
