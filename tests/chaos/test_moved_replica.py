@@ -1,22 +1,21 @@
 """The loss a chaos run found (seed 12): readings queued for a replica that is then moved.
 
-Under a node agent the sample app's client id was ``{workload}-{node}`` (``fogmesh_sample.runtime``),
-a persistent session per replica *and node*; it is now ``{tenant}-{workload}``, the replica's on
-any node, which this test holds to. In the run, the site broker of the convolver's node
-was SIGKILLed; the node's agent came back after its reconnect back-off, too late for the
-registry (edge-3 offline), and the scheduler placed the convolver on the site's other node. The
-old replica never reconnected before its agent stopped it: the 23 readings that the sensor's
-broker had acknowledged meanwhile stayed queued for ``...-convolve-0-edge-3`` in the site
-broker's store (``queued`` rows), and the new replica, ``...-convolve-0-edge-1``, started with
-an empty session. Nothing acknowledged should be lost, so this is the hole in its smallest form:
-a replica away, readings published, the replica placed on another node.
+Under a node agent the sample app's client id was ``{workload}-{node}``
+(``fogmesh_sample.runtime``), a persistent session per replica *and node*; it is now
+``{tenant}-{workload}``, the replica's on any node, which this test holds to. In the run, the
+site broker of the convolver's node was SIGKILLed; the node's agent came back after its
+reconnect back-off, too late for the registry (edge-3 offline), and the scheduler placed the
+convolver on the site's other node. The old replica never reconnected before its agent stopped
+it: the 23 readings that the sensor's broker had acknowledged meanwhile stayed queued for
+``...-convolve-0-edge-3`` in the site broker's store (``queued`` rows), and the new replica,
+``...-convolve-0-edge-1``, started with an empty session. Nothing acknowledged should be lost,
+so this is the hole in its smallest form: a replica away, readings published, the replica placed
+on another node.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from tests.sample_app.helpers import AppProcess, Collector, Names, app_env, running, wait_for
 from tests.support.brokers import BrokerProcess

@@ -90,7 +90,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str]
     parser.add_argument(
         "--client-id",
         default=env.get("FM_CLIENT_ID") or None,
-        help="MQTT client id (default: FM_CLIENT_ID, or {workload}-{node} under fogmesh)",
+        help="MQTT client id (default: FM_CLIENT_ID, or {tenant}-{workload} under fogmesh)",
     )
     parser.add_argument(
         "--rate",
@@ -107,13 +107,15 @@ def settings_from_args(args: argparse.Namespace, component: str) -> Settings:
         level=str(args.log_level).upper(),
         format=f"%(asctime)s %(levelname)s {component}: %(message)s",
     )
-    # Under a fogmesh node agent, FOGMESH_NODE and FOGMESH_WORKLOAD name this replica uniquely
-    # even when replicas share a hostname (host networking, or several agents on one machine).
-    placed = os.environ.get("FOGMESH_WORKLOAD"), os.environ.get("FOGMESH_NODE")
+    # Under a fogmesh node agent the session belongs to the replica, not to the node it runs on:
+    # FOGMESH_WORKLOAD ({app}-{component}-{replica}) and the tenant name it on every node, so a
+    # replica moved (or re-placed after its node died) resumes the persistent session and gets
+    # the readings queued for it meanwhile, once each and in order. Only one instance of a
+    # replica runs at a time (a move stops the source before the peer starts it).
+    workload = os.environ.get("FOGMESH_WORKLOAD")
+    tenant = os.environ.get("FOGMESH_TENANT") or args.tenant
     default_id = (
-        f"{placed[0]}-{placed[1]}"
-        if all(placed)
-        else f"{args.app}-{component}-{socket.gethostname()}"
+        f"{tenant}-{workload}" if workload else f"{args.app}-{component}-{socket.gethostname()}"
     )
     if args.username and not default_id.startswith(f"{args.username}-"):
         default_id = f"{args.username}-{default_id}"  # a fogmesh account owns {username}-...
