@@ -21,6 +21,7 @@ __all__ = [
     "ClientTls",
     "ClusterMember",
     "ClusterSpec",
+    "DrainSpec",
     "Endpoint",
     "LinkSpec",
     "ListenerSpec",
@@ -200,6 +201,31 @@ class QueueSpec(_Strict):
     drop: Literal["oldest", "newest"] = "oldest"
 
 
+class DrainSpec(_Strict):
+    """How a link empties a backlog (docs/mesh.md, "Draining a backlog").
+
+    ``rate`` None (default): the queue crosses as fast as the far broker acknowledges, in one
+    order. With a ``rate``, a queue deeper than ``backlog`` messages when a side connects is a
+    backlog: it crosses at ``rate`` messages per second at most, oldest first, while messages
+    arriving meanwhile cross at once; in the backlog only the newest message of each retained
+    topic, and of each topic ``latest_only`` matches, crosses.
+    """
+
+    rate: float | None = Field(default=None, gt=0, description="messages/s for a backlog")
+    backlog: int = Field(default=1000, ge=0, description="queue depth that makes a backlog")
+    latest_only: list[str] = Field(
+        default_factory=lambda: ["fm/v1/nodes/+/heartbeat"],
+        description="filters of topics whose older queued messages are stale news",
+    )
+
+    @model_validator(mode="after")
+    def _valid_filters(self) -> Self:
+        bad = [f for f in self.latest_only if not is_valid_filter(f)]
+        if bad:
+            raise ValueError(f"latest_only: not a topic filter: {', '.join(bad)}")
+        return self
+
+
 class LinkSpec(_Strict):
     """A bridge link, run by the process of broker ``broker`` (its local end)."""
 
@@ -210,6 +236,7 @@ class LinkSpec(_Strict):
     remote: Endpoint
     rules: list[RuleSpec] = Field(min_length=1)
     queue: QueueSpec = Field(default_factory=QueueSpec)
+    drain: DrainSpec = Field(default_factory=DrainSpec)
     keepalive: int = Field(default=30, ge=5, le=3600)
     backoff_base: float = Field(default=0.5, gt=0, le=60)
     backoff_cap: float = Field(default=30.0, gt=0, le=3600)

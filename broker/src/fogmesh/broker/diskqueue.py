@@ -102,6 +102,33 @@ class DiskQueue:
         ).fetchall()
         return [QueuedMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
 
+    def peek_range(
+        self, limit: int, *, after: int = 0, through: int | None = None
+    ) -> list[QueuedMessage]:
+        """Up to ``limit`` messages with ``after < seq <= through``, oldest first."""
+        rows = self._db.execute(
+            "SELECT seq, topic, payload, qos, retain FROM q WHERE seq > ? AND seq <= ?"
+            " ORDER BY seq LIMIT ?",
+            (after, self.last_seq() if through is None else through, limit),
+        ).fetchall()
+        return [QueuedMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
+
+    def last_seq(self) -> int:
+        """The newest message's ``seq`` (0 when empty)."""
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM q").fetchone()[0])
+
+    def newest_by_topic(self, through: int) -> dict[str, int]:
+        """Each topic's newest ``seq`` among the messages up to ``through``."""
+        rows = self._db.execute(
+            "SELECT topic, MAX(seq) FROM q WHERE seq <= ? GROUP BY topic", (through,)
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def remove_range(self, after: int, through: int) -> None:
+        """Delete the messages with ``after < seq <= through`` (they reached the far side)."""
+        cur = self._db.execute("DELETE FROM q WHERE seq > ? AND seq <= ?", (after, through))
+        self._depth = max(0, self._depth - cur.rowcount)
+
     def remove_through(self, seq: int) -> None:
         """Delete every message up to and including ``seq`` (they reached the far side)."""
         cur = self._db.execute("DELETE FROM q WHERE seq <= ?", (seq,))

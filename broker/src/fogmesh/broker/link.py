@@ -24,7 +24,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fogmesh.broker.config import LinkSpec, ResolvedEndpoint
-from fogmesh.broker.diskqueue import DiskQueue
+from fogmesh.broker.diskqueue import DiskQueue, QueuedMessage
+from fogmesh.broker.drain import Drain
 from fogmesh.broker.echo import EchoMemory
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
@@ -79,6 +80,9 @@ class Link:
         self._was_up = False
         self.forwarded = 0
         self.ignored = 0
+        self.coalesced = 0
+        self.drains: dict[Side, Drain | None] = {"local": None, "remote": None}
+        """Each writer's backlog drain (docs/mesh.md: ``drain``), while one runs."""
         self.last_error = ""
         self.status_topic = topics.mesh_link(broker, spec.name)
 
@@ -110,6 +114,10 @@ class Link:
             state=state or self.state,
             since=self.since if state is None else None,
             queue_depth=len(self.queue["local"]) + len(self.queue["remote"]),
+            queued_to_remote=len(self.queue["local"]),
+            queued_to_local=len(self.queue["remote"]),
+            backlog=sum(d.left for d in self.drains.values() if d is not None and d.active),
+            coalesced=self.coalesced,
             dropped=self.queue["local"].dropped + self.queue["remote"].dropped,
             forwarded=self.forwarded,
             ignored=self.ignored,
@@ -315,9 +323,24 @@ class Link:
             self._wake[_OTHER[side]].set()
 
     async def _writer(self, side: Side, client: aiomqtt.Client) -> None:
-        """Publish what arrived on the other side to ``side``, in order."""
+        """Publish what arrived on the other side to ``side``, in order (a backlog found at
+        connect drains at the link's ``drain.rate``: :mod:`fogmesh.broker.drain`)."""
         queue = self.queue[_OTHER[side]]
         wake = self._wake[side]
+        drain = Drain(queue, self.spec.drain, batch=BATCH)
+        if drain.active:
+            self.drains[side] = drain
+            log.info("link %s: draining %d to %s at %s/s", self.spec.name, drain.left, side,
+                     self.spec.drain.rate)  # fmt: skip
+            self._status_changed.set()
+            try:
+                await self._drain(side, client, drain)
+            finally:
+                self.drains[side] = None
+            log.info("link %s: backlog to %s crossed: %d sent, %d coalesced in %.1fs",
+                     self.spec.name, side, drain.sent, drain.coalesced,
+                     (drain.finished or drain.clock()) - drain.started)  # fmt: skip
+            self._status_changed.set()
         while True:
             batch = queue.peek(BATCH)
             if not batch:
@@ -326,17 +349,41 @@ class Link:
                     async with asyncio.timeout(1.0):
                         await wake.wait()
                 continue
-            for msg in batch:
-                if self._route(side, msg.topic) is not None:  # only then can it come back
-                    self.echo[side].remember(msg.topic, msg.payload)
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                # gather starts the publishes in list order, and each hands its packet to paho
-                # before its first await, so the wire order is the queue order
-                await asyncio.gather(
-                    *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch)
-                )
+            await self._send(side, client, batch)
             queue.remove_through(batch[-1].seq)
-            self.forwarded += len(batch)  # reported by the status loop's next 5 s tick
+
+    async def _drain(self, side: Side, client: aiomqtt.Client, drain: Drain) -> None:
+        """Live messages at once, the backlog at the bucket's pace, until the backlog is done."""
+        wake = self._wake[side]
+        while drain.active:
+            if live := drain.live():
+                await self._send(side, client, live)
+                drain.live_crossed(live)
+            if allowed := drain.allowance():
+                keep, looked_at = drain.take(allowed)
+                if looked_at:
+                    if keep:
+                        await self._send(side, client, keep)
+                    self.coalesced += drain.backlog_crossed(keep, looked_at)
+                continue
+            if not live:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(1.0, drain.wait_s())):
+                        await wake.wait()
+
+    async def _send(self, side: Side, client: aiomqtt.Client, batch: list[QueuedMessage]) -> None:
+        """Publish ``batch`` to ``side`` in order; return once the broker acknowledged all."""
+        for msg in batch:
+            if self._route(side, msg.topic) is not None:  # only then can it come back
+                self.echo[side].remember(msg.topic, msg.payload)
+        async with asyncio.timeout(PUBLISH_TIMEOUT):
+            # gather starts the publishes in list order, and each hands its packet to paho
+            # before its first await, so the wire order is the queue order
+            await asyncio.gather(
+                *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch)
+            )
+        self.forwarded += len(batch)  # reported by the status loop's next 5 s tick
 
     # ---- lifetime -----------------------------------------------------------------------
 

@@ -28,6 +28,14 @@ class LinkStatus(Envelope):
     link: Ident
     state: LinkState
     queue_depth: int = Field(ge=0, description="messages waiting on disk to cross")
+    queued_to_remote: int = Field(default=0, ge=0, description="of those, local to remote")
+    queued_to_local: int = Field(default=0, ge=0, description="of those, remote to local")
+    backlog: int = Field(
+        default=0, ge=0, description="messages of a backlog still draining at the link's rate"
+    )
+    coalesced: int = Field(
+        default=0, ge=0, description="backlog messages not sent: a newer one of the topic was"
+    )
     dropped: int = Field(ge=0, description="messages dropped by the queue's bound since start")
     forwarded: int = Field(default=0, ge=0)
     ignored: int = Field(default=0, ge=0, description="messages received that no rule carries")
