@@ -20,8 +20,9 @@ def _blocks() -> list[str]:
     return [b.strip() for b in re.findall(r"```bash\n(.*?)```", TUTORIAL.read_text(), re.S)]
 
 
-# docker containers of nodes edge-1..3: `leftovers` must not see the other fleet's
-@pytest.mark.xdist_group("fleet-edge-nodes")
+# a `fogmesh up` fleet of nodes edge-1..3: `leftovers` finds Docker objects by node name, so
+# the fleets run one at a time (the dashboard's fleet too)
+@pytest.mark.xdist_group("fogmesh-up-fleets")
 def test_tutorial_commands_run_as_written(tmp_path: Path) -> None:
     blocks = _blocks()
     assert blocks[0] == ".venv/bin/fogmesh up --state-dir ./fleet"

@@ -74,6 +74,9 @@ async def _seen(out: OutputReader, pattern: str, proc: subprocess.Popen[str]) ->
     return match
 
 
+# a `fogmesh up` fleet of nodes edge-1..3: `leftovers` finds Docker objects by node name, so
+# the fleets run one at a time (the dashboard's fleet too)
+@pytest.mark.xdist_group("fogmesh-up-fleets")
 @pytest.mark.timeout(420)
 async def test_a_killed_and_revived_node_does_not_stop_the_fleet(tmp_path: Path) -> None:
     state = tmp_path / "fleet"

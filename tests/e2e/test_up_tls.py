@@ -117,6 +117,9 @@ def _check_files(state: Path, env: dict[str, str]) -> dict[str, int]:
     return tls_ports
 
 
+# a `fogmesh up` fleet of nodes edge-1..3: `leftovers` finds Docker objects by node name, so
+# the fleets run one at a time (the dashboard's fleet too)
+@pytest.mark.xdist_group("fogmesh-up-fleets")
 @pytest.mark.timeout(300)
 async def test_up_with_tls_end_to_end(tmp_path: Path) -> None:
     state = (tmp_path / "fleet").resolve()
