@@ -32,9 +32,9 @@ async function waitPort(port, timeoutMs) {
     }
 }
 
-/** Start mosquitto; resolves to {port, stop()}. */
-async function startMosquitto() {
-    const port = await freePort();
+/** Start mosquitto (on `port`, or a free one); resolves to {port, stop()}. */
+async function startMosquitto(port) {
+    port = port || (await freePort());
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fm-nr-mosq-"));
     fs.chmodSync(dir, 0o755);
     const conf = path.join(dir, "mosquitto.conf");
@@ -45,8 +45,10 @@ async function startMosquitto() {
     return {
         port,
         stop() {
+            const ended = new Promise((resolve) => proc.once("exit", resolve));
             proc.kill("SIGTERM");
             fs.rmSync(dir, { recursive: true, force: true });
+            return ended;
         },
     };
 }

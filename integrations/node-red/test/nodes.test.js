@@ -24,7 +24,7 @@ test.before(async () => {
 
 test.after(async () => {
     await new Promise((resolve) => helper.stopServer(resolve));
-    mosquitto.stop();
+    await mosquitto.stop();
 });
 
 test.afterEach(async () => {
@@ -207,5 +207,35 @@ test("data: out writes an app's input stream, in reads its output", async () => 
         assert.ok(got.every((m) => typeof m.payload === "object")); // garbage was dropped
     } finally {
         await app.endAsync();
+    }
+});
+
+test("a broker restart: the account reconnects and restores its subscriptions", async () => {
+    const own = await startMosquitto();
+    let restarted;
+    await load([
+        account({ port: own.port }),
+        { id: "r", type: "fogmesh-data-in", broker: "b1", app: "calc", stream: "out", wires: [["got"]] },
+        { id: "got", type: "helper" },
+    ]);
+    const got = collector("got");
+    const b1 = helper.getNode("b1");
+    try {
+        await connected();
+        await own.stop();
+        await until(() => !b1.connected, 15000, "the disconnection");
+        restarted = await startMosquitto(own.port);
+        await until(() => b1.connected, 30000, "the reconnection");
+        const app = await connect(own.port, "acme-calc-test");
+        try {
+            await until(() => {
+                app.publish("fm/v1/data/acme/calc/out", JSON.stringify({ seq: 1 }), { qos: 1 });
+                return got.length > 0;
+            }, 15000, "a message after the restart");
+        } finally {
+            await app.endAsync();
+        }
+    } finally {
+        if (restarted) await restarted.stop();
     }
 });
