@@ -1,5 +1,6 @@
-"""The fleet the dashboard tests run against: ``fogmesh up`` itself (native runtime), which
-starts the dashboard and prints its URL, and one headless Chromium for the module."""
+"""The fleet the dashboard and CLI-output tests run against: ``fogmesh up`` itself (native
+runtime, the sample app deployed), which starts the dashboard and prints its URL when the
+dashboard is installed, and one headless Chromium for the package."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.dashboard.browser import Page, chromium_missing
 from tests.e2e.fleet import OutputReader, leftovers, read_env
 
 BIN = Path(sys.executable).parent
+"""Where this venv's console scripts are."""
 OTHER_TENANT = "globex"
 
 
@@ -25,14 +27,14 @@ OTHER_TENANT = "globex"
 class UpFleet:
     """A running ``fogmesh up``: its dashboard's URL, its env file and tenant B's password."""
 
-    url: str
+    url: str | None
     env: dict[str, str]
     other_password: str
     state: Path
 
     def cli(self, *args: str, tenant: bool = True) -> subprocess.CompletedProcess[str]:
         """``fogmesh`` as the fleet's tenant account (or as its operator)."""
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, "COLUMNS": "400"}  # rich wraps no cell
         if tenant:
             env["FOGMESH_USERNAME"] = self.env["FOGMESH_TENANT_USERNAME"]
             env["FOGMESH_PASSWORD"] = self.env["FOGMESH_TENANT_PASSWORD"]
@@ -44,8 +46,6 @@ class UpFleet:
 
 @pytest.fixture(scope="package")
 def up_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpFleet]:
-    if reason := chromium_missing():
-        pytest.skip(reason)
     state = tmp_path_factory.mktemp("up") / "fleet"
     proc = subprocess.Popen(
         [str(BIN / "fogmesh"), "up", "--runtime", "native", "--no-live",
@@ -55,12 +55,12 @@ def up_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpFleet]:
     )  # fmt: skip
     out = OutputReader(proc)
     try:
-        out.wait_for("dashboard: http", timeout=240, proc=proc)
+        out.wait_for("deployed sensor-app", timeout=240, proc=proc)
+        out.wait_for("watch a failover", timeout=30, proc=proc)  # printed after the URL
         found = re.search(r"dashboard: (http://\S+)", out.text())
-        assert found, out.text()
         env = read_env(state / "fleet.env")
         other = secrets.token_hex(8)
-        fleet = UpFleet(found.group(1), env, other, state)
+        fleet = UpFleet(found.group(1) if found else None, env, other, state)
         made = fleet.cli("tenant", "create", OTHER_TENANT, "--password", other, tenant=False)
         assert made.returncode == 0, made.stderr
         yield fleet
@@ -86,6 +86,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="package")
 def page(up_fleet: UpFleet, shots: Path) -> Iterator[Page]:
+    if reason := chromium_missing():
+        pytest.skip(reason)
+    assert up_fleet.url, "fogmesh up printed no dashboard URL"
     browser = Page(up_fleet.url, shots)
     try:
         yield browser

@@ -8,27 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from fogmesh.bus import Bus, MessageContext
 from fogmesh.cli import queries
 from fogmesh.cli.errors import CliError
 from fogmesh.cli.render import (
+    OutputFormat,
     app_table,
     apps_table,
     events_table,
     nodes_table,
+    show,
     workloads_table,
 )
 from fogmesh.cli.session import CliSettings, connect
@@ -51,12 +53,14 @@ from fogmesh.protocol.migration import (
     MigrationReply,
     StageOutcome,
 )
+from fogmesh.protocol.queries import NodeInfo, WorkloadInfo
 from fogmesh.protocol.workload_api import WorkloadAction
 from fogmesh.service import TLS_SETTINGS, BrokerSettings, configure_logging
 
 __all__ = ["app", "main"]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 app = typer.Typer(
     name="fogmesh",
@@ -73,6 +77,36 @@ def _settings(ctx: typer.Context) -> CliSettings:
     settings = ctx.obj
     assert isinstance(settings, CliSettings)
     return settings
+
+
+OutputOption = Annotated[
+    OutputFormat, typer.Option("--output", "-o", help="table, or json / yaml (the reply's models)")
+]
+WatchOption = Annotated[
+    bool, typer.Option("--watch", "-w", help="print again at each change (Ctrl-C to stop)")
+]
+
+
+def _listing(
+    s: CliSettings,
+    fmt: OutputFormat,
+    table: Callable[[Iterable[M]], Table],
+    fetch: Callable[[Bus], Awaitable[Sequence[M]]],
+    *,
+    watching: bool,
+) -> None:
+    """Print what ``fetch(bus)`` lists as ``fmt``; with ``watching``, again after each change."""
+
+    async def work(bus: Bus) -> None:
+        async def refresh() -> None:
+            show(out, await fetch(bus), fmt, table)
+
+        if watching:
+            await queries.watch(bus, s, refresh)
+        else:
+            await refresh()
+
+    _run(s, work)
 
 
 def _run(settings: CliSettings, work: Callable[[Bus], Awaitable[T]]) -> T:
@@ -127,19 +161,23 @@ def _global(
 @app.command()
 def nodes(
     ctx: typer.Context,
+    *,
     state: Annotated[str | None, typer.Option(help="online, stale, offline or unreachable")] = None,
     arch: Annotated[str | None, typer.Option(help="e.g. x86_64")] = None,
     label: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the same as -o json")] = False,
+    output: OutputOption = OutputFormat.TABLE,
+    watch: WatchOption = False,
 ) -> None:
     """The fleet's nodes, as the registry sees them."""
     s = _settings(ctx)
     labels = dict(item.split("=", 1) for item in label or [] if "=" in item)
-    found = _run(s, lambda bus: queries.list_nodes(bus, s, state=state, arch=arch, labels=labels))
-    if as_json:
-        out.print_json(json.dumps([n.model_dump(mode="json") for n in found]))
-    else:
-        out.print(nodes_table(found))
+    fmt = OutputFormat.JSON if as_json else output
+
+    def fetch(bus: Bus) -> Awaitable[list[NodeInfo]]:
+        return queries.list_nodes(bus, s, state=state, arch=arch, labels=labels)
+
+    _listing(s, fmt, nodes_table, fetch, watching=watch)
 
 
 @app.command()
@@ -147,18 +185,25 @@ def workloads(
     ctx: typer.Context,
     app_name: Annotated[str | None, typer.Option("--app", help="only this app")] = None,
     node: Annotated[str | None, typer.Option(help="only this node")] = None,
+    output: OutputOption = OutputFormat.TABLE,
+    watch: WatchOption = False,
 ) -> None:
     """The tenant's workloads and where they run."""
     s = _settings(ctx)
-    found = _run(s, lambda bus: queries.list_workloads(bus, s, app=app_name, node=node))
-    out.print(workloads_table(found))
+
+    def fetch(bus: Bus) -> Awaitable[list[WorkloadInfo]]:
+        return queries.list_workloads(bus, s, app=app_name, node=node)
+
+    _listing(s, output, workloads_table, fetch, watching=watch)
 
 
 @app.command()
-def apps(ctx: typer.Context) -> None:
+def apps(
+    ctx: typer.Context, output: OutputOption = OutputFormat.TABLE, watch: WatchOption = False
+) -> None:
     """The tenant's apps."""
     s = _settings(ctx)
-    out.print(apps_table(_run(s, lambda bus: queries.list_apps(bus, s))))
+    _listing(s, output, apps_table, lambda bus: queries.list_apps(bus, s), watching=watch)
 
 
 @app.command()
@@ -166,19 +211,21 @@ def events(
     ctx: typer.Context,
     since: Annotated[float, typer.Option(help="seconds back to start from")] = 3600.0,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="keep printing new events")
+        bool, typer.Option("--follow", "-f", "--watch", "-w", help="keep printing new events")
     ] = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Recent events; with --follow, new ones as they happen (Ctrl-C to stop)."""
+    """Recent events; with --follow, new ones as they happen (Ctrl-C to stop; with -o json
+    or yaml, one array or list per batch)."""
     s = _settings(ctx)
 
     async def work(bus: Bus) -> None:
-        out.print(events_table(await queries.list_events(bus, s, time.time() - since)))
+        show(out, await queries.list_events(bus, s, time.time() - since), output, events_table)
         if not follow:
             return
 
         async def on_event(event: Event, _ctx: MessageContext) -> None:
-            out.print(events_table([event]))
+            show(out, [event], output, events_table)
 
         queries.follow_events(bus, s, on_event)
         await asyncio.Event().wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pydantic_core
@@ -78,6 +78,7 @@ __all__ = [
     "scale_app",
     "stream_reply_topic",
     "upload_file",
+    "watch",
     "workload_command",
 ]
 
@@ -149,6 +150,25 @@ def follow_events(bus: Bus, s: CliSettings, on_event: Handler[Event]) -> list[st
     for flt in filters:
         bus.subscribe(flt, Event, on_event)
     return filters
+
+
+async def watch(
+    bus: Bus, s: CliSettings, refresh: Callable[[], Awaitable[None]], *, settle_s: float = 0.5
+) -> None:
+    """``refresh()`` now, then once after each burst of events the account reads, until
+    cancelled (Ctrl-C): pushed, never polled. A deploy's many events make one refresh."""
+    changed = asyncio.Event()
+
+    async def on_event(_event: Event, _ctx: MessageContext) -> None:
+        changed.set()
+
+    follow_events(bus, s, on_event)
+    await refresh()
+    while True:
+        await changed.wait()
+        await asyncio.sleep(settle_s)
+        changed.clear()
+        await refresh()
 
 
 async def list_apps(bus: Bus, s: CliSettings) -> list[AppSummary]:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
+from typing import TypeVar
 
+import yaml
+from pydantic import BaseModel
+from rich.console import Console
 from rich.table import Table
 
 from fogmesh.protocol import Event
@@ -12,13 +18,49 @@ from fogmesh.protocol.apps import AppInfo, AppSummary
 from fogmesh.protocol.queries import NodeInfo, WorkloadInfo
 
 __all__ = [
+    "OutputFormat",
     "app_table",
     "apps_table",
     "events_table",
     "human_bytes",
     "nodes_table",
+    "render_models",
+    "show",
     "workloads_table",
 ]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class OutputFormat(StrEnum):
+    """``-o``: a table for people, or the reply's own models for scripts."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+def render_models(items: Sequence[BaseModel], fmt: OutputFormat) -> str:
+    """A JSON array (valid ``jq`` input) or a YAML list of the models, as the reply holds them."""
+    data = [item.model_dump(mode="json") for item in items]
+    if fmt is OutputFormat.YAML:
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def show(
+    console: Console,
+    items: Sequence[M],
+    fmt: OutputFormat,
+    table: Callable[[Iterable[M]], Table],
+) -> None:
+    """Print ``items`` as ``fmt``: a rich table, or plain JSON / YAML with no markup or wrapping."""
+    if fmt is OutputFormat.TABLE:
+        console.print(table(items))
+        return
+    console.file.write(render_models(items, fmt))
+    console.file.flush()
+
 
 _STATE_STYLE = {
     "online": "green",
