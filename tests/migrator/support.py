@@ -72,14 +72,15 @@ class Stack:
         """Nodes whose heartbeat shows the workload running."""
         return sorted(n for n in self.beats if self.runs(n, workload))
 
-    async def deploy(self, name: str, **component: Any) -> AppReply:
-        """Deploy a one-component native app running :data:`SCRIPT`."""
+    async def deploy(self, app: str, /, **component: Any) -> AppReply:
+        """Deploy a one-component native app running :data:`SCRIPT` (``component`` overrides
+        the component's fields, its ``name`` too)."""
         comp = {
             "name": "worker", "runtime": "native", "executable": "/bin/sh",
             "command": ["-c", SCRIPT], "requests": {"cpu": "50m", "memory": "16Mi"},
             **component,
         }  # fmt: skip
-        manifest = AppManifest.model_validate({"name": name, "components": [comp]})
+        manifest = AppManifest.model_validate({"name": app, "components": [comp]})
         topic = topics.api(TENANT, APPS_RESOURCE, AppAction.DEPLOY)
         return await self.bus.request(topic, DeployApp(manifest=manifest), AppReply, timeout=30)
 
