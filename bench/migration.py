@@ -13,15 +13,20 @@ Measured, each in the same run as its baseline:
   are the scheduler's cold re-placement today (the migrator does not move a dead node's
   workloads); the baseline is the same path, so they are printed once.
 
-Not measured yet (``null``): ``replica_age_s`` and the readings keys, which need state
-replication and input buffering (docs/migrator.md, "Not yet"). Results go to
-``bench/results/migration.json``.
+* ``readings_sent``, ``readings_lost``, ``readings_duplicated``: the sample app's convolver (a
+  native workload) while a sensor (a process of the bench) publishes at 10 Hz, moved once by
+  hand and then its node killed (agent and workload processes: ``kill -9``); counted from the
+  first output on ``out`` (the convolver's session exists from there on) to the last reading.
+
+Not measured yet (``null``): ``replica_age_s``, which needs state replication (docs/migrator.md).
+Results go to ``bench/results/migration.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import statistics
 import sys
@@ -36,6 +41,7 @@ from _common import REPO, load_average, write_result
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.protocol import topics
 from fogmesh.protocol.apps import AppAction
 from fogmesh.protocol.events import EventKind, MigrationData
@@ -48,6 +54,7 @@ from fogmesh.protocol.migration import (
 )
 from tests.agent.support import wait_for
 from tests.migrator.support import TENANT, Stack, stack
+from tests.sample_app.helpers import USERNAME, AppProcess, Collector, Names, app_env, running
 
 NODES = ["b-a", "b-b", "b-c"]
 
@@ -135,6 +142,63 @@ async def _death(st: Stack, workload: str, how: str) -> float:
     return took
 
 
+async def _kill_node(st: Stack, node: str) -> None:
+    """``kill -9`` of a node's agent and of its workloads' processes (the whole node dies)."""
+    agent = st.agents[node]
+    agent.kill()
+    native = NativeRuntime(agent.state_dir / "native", agent.node)
+    try:
+        for inst in await native.list_instances():
+            await native.remove(inst.name)
+    finally:
+        await native.close()
+
+
+async def _readings(st: Stack, tmp: Path, count: int = 300) -> dict[str, int]:
+    """Readings through a convolver moved by hand, then re-placed after its node's death."""
+    app = "pipe"
+    workload = f"{app}-convolve-0"
+    env = app_env(st.broker, TENANT, app)
+    await st.deploy(
+        app, name="convolve", executable=sys.executable,
+        command=["-m", "fogmesh_sample.convolve"], inputs=["in"], outputs=["out"],
+        env={k: v for k, v in env.items() if k != "FM_PASSWORD"},
+        requests={"cpu": "50m", "memory": "32Mi"},
+    )  # fmt: skip
+    await wait_for(lambda: bool(st.where(workload)), 120, "the convolver runs")
+    sensor = AppProcess(
+        "sensor",
+        {**env, "FM_CLIENT_ID": f"{USERNAME}-bench-sensor", "FM_RATE_HZ": "10"},
+        tmp / "sensor.log",
+        args=("--count", str(count), "--seed", "3"),
+    )
+    with Collector(st.broker, Names(tenant=TENANT, app=app)) as collector, running(sensor):
+        await wait_for(lambda: bool(collector.seqs_out()), 120, "the first output")
+        first = min(collector.seqs_out())
+        answer = await st.ask(MigrationAction.MIGRATE, MigrateWorkload(workload=workload))
+        if answer.outcomes.get(workload) is not StageOutcome.MOVED:
+            raise RuntimeError(f"move failed: {answer.reasons}")
+        node = _node(st, workload)
+        await wait_for(lambda: st.runs(node, workload), 120, "running after the move")
+        await _kill_node(st, node)
+        others = [n for n in NODES if n != node]
+        await wait_for(lambda: any(st.runs(n, workload) for n in others), 120, "re-placed")
+        await asyncio.to_thread(sensor.wait, 600)
+        want = set(range(first, count))
+        with contextlib.suppress(AssertionError):  # what is still missing then is lost
+            await wait_for(lambda: collector.seqs_out() >= want, 120, "every reading")
+        await asyncio.sleep(2.0)  # late duplicates
+        with collector.lock:
+            seen = {seq for seq in collector.outputs if seq >= first}
+            duplicated = collector.output_count - len(collector.outputs)
+    st.agents[node].start()  # the node comes back
+    return {
+        "readings_sent": len(want),
+        "readings_lost": len(want - seen),
+        "readings_duplicated": duplicated,
+    }
+
+
 async def run(sizes: list[int], rounds: int) -> dict[str, Any]:
     """Every measurement on one fleet."""
     with tempfile.TemporaryDirectory(prefix="fm-bench-mig-") as tmp:
@@ -152,6 +216,8 @@ async def run(sizes: list[int], rounds: int) -> dict[str, Any]:
             workload = (await st.deploy("dies")).app.placements[0].workload
             loud = [await _death(st, workload, "loud") for _ in range(rounds)]
             silent = [await _death(st, workload, "silent") for _ in range(rounds)]
+            readings = await _readings(st, Path(tmp))
+            print(f"  readings: {readings}")
     return {
         "freeze_s": freeze,
         "stages_s": stages,
@@ -160,9 +226,8 @@ async def run(sizes: list[int], rounds: int) -> dict[str, Any]:
         "silent_death_to_running_s": _stats(silent),
         "death_path": "the scheduler's cold re-placement (heartbeat 1 s, lost after 3 missed)",
         "replica_age_s": None,
-        "readings_sent": None,
-        "readings_lost": None,
-        "readings_duplicated": None,
+        **readings,
+        "readings_path": "a move by hand, then kill -9 of the node (agent and workload)",
         "rounds": rounds,
         "load_average_after": load_average(),
     }
@@ -177,7 +242,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     result = asyncio.run(run(sizes, args.rounds))
     print(f"{'key':<28} value")
-    for key in ("freeze_s", "loud_death_to_running_s", "silent_death_to_running_s"):
+    keys = ("freeze_s", "loud_death_to_running_s", "silent_death_to_running_s", "replica_age_s")
+    for key in (*keys, "readings_sent", "readings_lost", "readings_duplicated"):
         print(f"{key:<28} {result[key]}")
     print(f"{'baseline cold_move_s':<28} {result['baseline']['cold_move_s']}")
     print(f"written to {write_result('migration', result)}")
