@@ -83,6 +83,7 @@ from fogmesh.protocol.manifest import (
 )
 from fogmesh.protocol.mesh import LinkState, LinkStatus
 from fogmesh.protocol.node import (
+    DeviceInfo,
     Heartbeat,
     Location,
     NodeFacts,
@@ -160,6 +161,7 @@ __all__ = [
     "DeployApp",
     "DesiredRejectedData",
     "DesiredState",
+    "DeviceInfo",
     "DownloadCommand",
     "DownloadReply",
     "Envelope",

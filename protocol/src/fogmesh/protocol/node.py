@@ -11,6 +11,7 @@ from fogmesh.protocol.envelope import Envelope
 from fogmesh.protocol.workload import WorkloadStatus
 
 __all__ = [
+    "DeviceInfo",
     "Heartbeat",
     "Location",
     "NodeFacts",
@@ -30,6 +31,20 @@ class Location(BaseModel):
     lon: float = Field(ge=-180, le=180)
 
 
+class DeviceInfo(BaseModel):
+    """One device a node has: its stable name, host path, kind and properties (docs/devices.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(max_length=256, description="stable, e.g. serial:ttyUSB0")
+    path: str = Field(max_length=1024, description="the device node on the host")
+    kind: str = Field(max_length=32, description="serial, video, gpio, usb, gpu or device")
+    properties: dict[str, str] = Field(
+        default_factory=dict, max_length=32, description="e.g. vendor, product (from sysfs)"
+    )
+    shared: bool = Field(default=False, description="the node config lets workloads share it")
+
+
 class NodeFacts(BaseModel):
     """A node's hardware and software, as reported in its hello."""
 
@@ -47,7 +62,12 @@ class NodeFacts(BaseModel):
     location: Location | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     runtimes: list[str] = Field(default_factory=list, description="e.g. docker, native")
-    devices: list[str] = Field(default_factory=list, description="GPUs, serial ports, GPIO paths")
+    devices: list[str] = Field(
+        default_factory=list, description="each device's name and path (what placement matches)"
+    )
+    device_info: list[DeviceInfo] = Field(
+        default_factory=list, max_length=1024, description="each device in full"
+    )
     site: str = Field(default="", max_length=128, description="the site broker it is joined to")
     agent_version: str = Field(default="", max_length=64)
 

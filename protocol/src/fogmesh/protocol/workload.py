@@ -138,6 +138,11 @@ class WorkloadSpec(BaseModel):
     inputs: list[Ident] = Field(default_factory=list, description="streams under data/{t}/{app}/")
     outputs: list[Ident] = Field(default_factory=list)
     migration: MigrationKind = MigrationKind.COLD
+    devices: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="devices given to the workload, by name (serial:ttyUSB0) or path",
+    )
 
     @model_validator(mode="after")
     def _runtime_has_what_it_runs(self) -> WorkloadSpec:
@@ -149,7 +154,9 @@ class WorkloadSpec(BaseModel):
 
     def spec_hash(self) -> str:
         """A digest of the spec: when it changes, the running instance must be replaced."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # No devices: left out, so the hashes of specs made before the field existed hold.
+        dumped = self.model_dump(mode="json", exclude=None if self.devices else {"devices"})
+        canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

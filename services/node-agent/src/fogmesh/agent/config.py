@@ -56,6 +56,12 @@ class AgentConfig(BaseModel):
     site: str = Field(default="", max_length=128)
     gpio: list[str] = Field(default_factory=list, description="GPIO paths reported as devices")
     devices: list[str] = Field(default_factory=list, description="more device paths to report")
+    device_root: Path = Field(
+        default=Path("/"), description="where the device scan looks for dev/ and sys/"
+    )
+    shared_devices: list[str] = Field(
+        default_factory=list, description="device names or paths several workloads may share"
+    )
     runtimes: list[RuntimeKind] = Field(
         default_factory=lambda: [RuntimeKind.DOCKER, RuntimeKind.NATIVE]
     )

@@ -7,7 +7,6 @@ non-loopback interface, lower case, colons removed.
 
 from __future__ import annotations
 
-import glob
 import os
 import platform
 import shutil
@@ -18,12 +17,14 @@ from pathlib import Path
 import psutil
 
 from fogmesh.agent.config import AgentConfig
+from fogmesh.agent.devices import DeviceCatalog
 from fogmesh.protocol import NodeFacts, Usage, check_id
 
 __all__ = [
     "AGENT_VERSION",
     "default_node_id",
     "detect_devices",
+    "device_catalog",
     "gather_facts",
     "mac_address",
     "sample_usage",
@@ -71,21 +72,25 @@ def _os_name() -> str:
         return platform.system()[:128]
 
 
+def device_catalog(config: AgentConfig) -> DeviceCatalog:
+    """The node's device catalog as its config describes it (docs/devices.md)."""
+    return DeviceCatalog(
+        root=config.device_root,
+        configured=(*config.gpio, *config.devices),
+        shared=frozenset(config.shared_devices),
+    )
+
+
 def detect_devices(config: AgentConfig) -> list[str]:
-    """GPUs (``/dev/nvidia*``), serial ports (``/dev/ttyUSB*``, ``/dev/ttyACM*``), the GPIO
-    paths and extra devices from the config that exist."""
-    found: set[str] = set()
-    for pattern in ("/dev/nvidia[0-9]*", "/dev/ttyUSB*", "/dev/ttyACM*"):
-        found.update(glob.glob(pattern))  # noqa: PTH207 -- absolute patterns
-    for path in [*config.gpio, *config.devices]:
-        if Path(path).exists():
-            found.add(path)
-    return sorted(found)
+    """The names and paths of the devices found now: serial ports, video, GPIO chips, USB,
+    GPUs, and the GPIO paths and extra devices from the config that exist."""
+    return device_catalog(config).facts()[0]
 
 
 def gather_facts(config: AgentConfig, runtimes: list[str]) -> NodeFacts:
     """The node's facts for its hello."""
     disk = shutil.disk_usage(_existing(config.state_dir))
+    devices, device_info = device_catalog(config).facts()
     return NodeFacts(
         device_id=f"{socket.gethostname()}/{mac_address()}"[:256],
         hostname=socket.gethostname()[:256],
@@ -99,7 +104,8 @@ def gather_facts(config: AgentConfig, runtimes: list[str]) -> NodeFacts:
         location=config.location,
         labels=dict(config.labels),
         runtimes=sorted(runtimes),
-        devices=detect_devices(config),
+        devices=devices,
+        device_info=device_info,
         site=config.site,
         agent_version=AGENT_VERSION,
     )

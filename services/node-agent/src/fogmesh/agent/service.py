@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from fogmesh.agent.commands import CommandHandler
 from fogmesh.agent.config import AgentConfig
-from fogmesh.agent.facts import default_node_id, gather_facts, sample_usage
+from fogmesh.agent.facts import default_node_id, device_catalog, gather_facts, sample_usage
 from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime
 from fogmesh.agent.runtime.errors import RuntimeFailure
@@ -66,6 +66,7 @@ class Agent:
         self._events_ready = asyncio.Event()
         self._seq = 0
         self._facts: NodeFacts | None = None
+        self.devices = device_catalog(config)
         self.ready = asyncio.Event()
         """Set once the first reconcile pass is done and the loops run."""
 
@@ -85,6 +86,7 @@ class Agent:
                         base_env={**DEFAULT_ENV, **self.config.workload_env},
                         isolation=self.config.native_isolation,
                         cgroup_parent=self.config.native_cgroup_parent,
+                        devices=self.devices,
                     )
                     refused = native.access.refusal()
                     if refused:  # not offered in the hello; native workloads fail with why
@@ -113,6 +115,7 @@ class Agent:
             extra_labels=self.config.extra_labels,
             env_defaults=self.config.workload_env,
             host_network=self.config.docker_host_network,
+            devices=self.devices,
         )
 
     def facts(self) -> NodeFacts:
@@ -260,10 +263,25 @@ class Agent:
             if not bus.connected:
                 continue  # a heartbeat is only news while it is fresh: never queue them
             try:
+                await self._rehello_on_device_change(bus)
                 beat = await self._heartbeat(interval)
                 await bus.publish(topics.node(self.node, NodeChannel.HEARTBEAT), beat, qos=0)
             except Exception:
                 log.exception("heartbeat failed")
+
+    async def _rehello_on_device_change(self, bus: Bus) -> None:
+        """Hot-plug: a device that came or went since the hello is news for the registry
+        (and so the scheduler) within a heartbeat: the hello is sent again with new facts."""
+        devices, infos = await asyncio.to_thread(self.devices.facts)
+        facts = self.facts()
+        if devices == facts.devices and infos == facts.device_info:
+            return
+        self._facts = facts.model_copy(update={"devices": devices, "device_info": infos})
+        hello = NodeHello(
+            node=self.node, facts=self._facts, boot_id=self.boot_id, source=self.client_id
+        )
+        await bus.publish(topics.node(self.node, NodeChannel.HELLO), hello, retain=True)
+        log.info("devices changed; hello sent again", node=self.node, devices=devices)
 
     async def _heartbeat(self, interval: float) -> Heartbeat:
         assert self.reconciler is not None

@@ -34,6 +34,7 @@ def make_spec(
         inputs=list(comp.inputs),
         outputs=list(comp.outputs),
         migration=comp.migration,
+        devices=sorted({*manifest.placement.devices, *comp.placement.devices}),
     )
 
 

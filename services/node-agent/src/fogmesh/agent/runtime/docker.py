@@ -6,9 +6,10 @@ key), so a restarted agent finds its containers again and two tenants' equal nam
 
 What a container may do is decided here, not by the manifest (which has no field for it):
 never privileged, no capabilities added, no host path mounted (named volumes only), no
-devices, ``no-new-privileges``, and the host network only when the operator's node config
-says so (``docker_host_network``); :func:`~.docker_config.host_config` builds it and checks.
-Names: see :mod:`fogmesh.agent.runtime.docker_names`. Docker's own restart
+device but those the spec asks for and the node's :class:`~fogmesh.agent.devices.DeviceCatalog`
+resolves (docs/devices.md), ``no-new-privileges``, and the host network only when the
+operator's node config says so (``docker_host_network``); :func:`~.docker_config.host_config`
+builds it and checks. Names: see :mod:`fogmesh.agent.runtime.docker_names`. Docker's own restart
 policy is always ``no``: the agent's reconciler decides about restarts.
 """
 
@@ -28,6 +29,7 @@ from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 from aiodocker.volumes import DockerVolume
 
+from fogmesh.agent.devices import DeviceCatalog, DeviceRefused
 from fogmesh.agent.runtime.base import (
     LABEL_APP,
     LABEL_COMPONENT,
@@ -92,8 +94,10 @@ class DockerRuntime:
         pull_timeout: float = 900.0,
         env_defaults: Mapping[str, str] | None = None,
         host_network: bool = False,
+        devices: DeviceCatalog | None = None,
     ) -> None:
         self.node = node
+        self._devices = devices if devices is not None else DeviceCatalog()
         # Variables every workload gets under its own env (e.g. the broker it should use).
         self._env_defaults = dict(env_defaults or {})
         # Host networking lets workloads reach a broker that listens on loopback only; it
@@ -193,8 +197,12 @@ class DockerRuntime:
                 await self._ensure_volume(vname, spec)
                 mounts.append({"Type": "volume", "Source": vname, "Target": volume.mount_path})
             labels = {**spec.labels, **self._extra_labels, **workload_labels(spec, self.node)}
+            try:
+                devices = [self._devices.resolve(name) for name in spec.devices]
+            except DeviceRefused as exc:
+                raise RuntimeFailure(f"create {spec.name}: {exc}") from exc
             host_config = make_host_config(
-                spec, network, mounts, host_network_allowed=self._host_network
+                spec, network, mounts, host_network_allowed=self._host_network, devices=devices
             )
             aliases = sorted({docker_safe(spec.component), docker_safe(spec.name)})
             config: dict[str, Any] = {

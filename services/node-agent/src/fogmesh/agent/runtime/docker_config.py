@@ -1,16 +1,20 @@
 """A workload container's ``HostConfig``: its limits, and nothing that reaches into the host.
 
-A manifest has no field for privileges, host paths, devices or host namespaces, and the agent
-adds none: :func:`host_config` builds the config and :func:`host_escapes` is the check every
+A manifest has no field for privileges, host paths or host namespaces, and the agent adds none;
+the only devices are those the workload's spec asked for and the node's catalog resolved
+(docs/devices.md): :func:`host_config` builds the config and :func:`host_escapes` is the check every
 config passes before it reaches Docker (so a future field cannot add one by accident).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from fogmesh.agent.devices import container_path, device_rule, on_devpts
 from fogmesh.agent.runtime.errors import RuntimeFailure
+from fogmesh.protocol.node import DeviceInfo
 from fogmesh.protocol.workload import WorkloadSpec
 
 __all__ = ["host_config", "host_escapes"]
@@ -24,8 +28,10 @@ def host_config(
     mounts: Sequence[Mapping[str, str]],
     *,
     host_network_allowed: bool,
+    devices: Sequence[DeviceInfo] = (),
 ) -> dict[str, Any]:
-    """The ``HostConfig`` of ``spec``'s container on ``network`` with its named ``mounts``.
+    """The ``HostConfig`` of ``spec``'s container on ``network`` with its named ``mounts``
+    and the ``devices`` its spec asked for (resolved by the agent's device catalog).
 
     Raises :class:`RuntimeFailure` if the result would let the container reach the host.
     """
@@ -40,24 +46,39 @@ def host_config(
         config["NanoCpus"] = int(spec.cpu_limit * 1e9)
     if spec.memory_limit_bytes is not None:
         config["Memory"] = spec.memory_limit_bytes
-    escapes = host_escapes(config, host_network_allowed=host_network_allowed)
+    granted = sorted({str(Path(d.path).resolve()) for d in devices})
+    for device in devices:
+        host, inside = str(Path(device.path).resolve()), container_path(device)
+        if on_devpts(device):
+            config["Mounts"].append({"Type": "bind", "Source": host, "Target": inside})
+        else:
+            config.setdefault("Devices", []).append(
+                {"PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": "rwm"}
+            )
+        config.setdefault("DeviceCgroupRules", []).append(device_rule(device))
+    escapes = host_escapes(config, host_network_allowed=host_network_allowed, granted=granted)
     if escapes:
         raise RuntimeFailure(f"create {spec.name}: refused: {'; '.join(escapes)}")
     return config
 
 
-def host_escapes(config: Mapping[str, Any], *, host_network_allowed: bool) -> list[str]:
-    """What in ``config`` would reach into the host (empty when nothing does)."""
+def host_escapes(
+    config: Mapping[str, Any], *, host_network_allowed: bool, granted: Sequence[str] = ()
+) -> list[str]:
+    """What in ``config`` would reach into the host (empty when nothing does); ``granted``
+    are the host device paths the workload was given, the only devices or binds let through."""
     found = []
     if config.get("Privileged"):
         found.append("privileged mode")
     if config.get("Binds"):
         found.append("host paths (Binds)")
     for mount in config.get("Mounts") or []:
-        if mount.get("Type") != "volume":
+        device_bind = mount.get("Type") == "bind" and mount.get("Source") in granted
+        if mount.get("Type") != "volume" and not device_bind:
             found.append(f"a {mount.get('Type')} mount of {mount.get('Source')}")
-    if config.get("Devices") or config.get("DeviceRequests"):
-        found.append("host devices")
+    ungranted = [d for d in config.get("Devices") or [] if d.get("PathOnHost") not in granted]
+    if ungranted or config.get("DeviceRequests"):
+        found.append("host devices not granted")
     if config.get("CapAdd"):
         found.append(f"added capabilities {config['CapAdd']}")
     if config.get("NetworkMode") == "host" and not host_network_allowed:

@@ -18,6 +18,9 @@
   own cgroup with ``memory.max`` and ``cpu.max``; otherwise memory is bounded by ``RLIMIT_AS``
   (address space, so it over-counts mapped-but-unused memory) and CPU only by niceness
   (``nice 10`` for ``cpu_limit < 1``).
+* Devices (docs/devices.md): each device the spec asks for, resolved by the node's
+  :class:`~fogmesh.agent.devices.DeviceCatalog`, gets an ACL entry for the workload's own user
+  at start (taken back at remove); no other user gains anything.
 * Own process group (pgid = pid): stop sends SIGTERM to the group, SIGKILL after the timeout.
 * Restart-safe: the shim records pid + create time; a new :class:`NativeRuntime` on the same
   ``state_dir`` re-adopts a process whose pid and create time still match (psutil), and
@@ -38,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from fogmesh.agent.devices import DeviceCatalog, DeviceRefused, grant, revoke
 from fogmesh.agent.runtime.artefact import artefact_dir, fetch_artefact
 from fogmesh.agent.runtime.base import (
     InstanceState,
@@ -98,8 +102,10 @@ class NativeRuntime:
         start_timeout: float = 30.0,
         isolation: NativeIsolation = NativeIsolation.AUTO,
         cgroup_parent: Path | None = None,
+        devices: DeviceCatalog | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.devices = devices if devices is not None else DeviceCatalog()
         self.node = node
         self.log_max_bytes = log_max_bytes
         self.log_backups = log_backups
@@ -253,6 +259,8 @@ class NativeRuntime:
             return
         await self.stop(key, timeout=2.0)
         with translate_errors(f"remove {key}"):
+            with contextlib.suppress(InstanceNotFound):
+                await asyncio.to_thread(self._device_access, self._spec(key), allow=False)
             if self.access.cgroups is not None:
                 self.access.cgroups.remove(self._cgroup_key(key))
             if not keep_state:
@@ -392,8 +400,22 @@ class NativeRuntime:
     def _cgroup_key(self, key: str) -> str:
         return f"{self.node}/{key}"  # several agents of one host share the cgroup parent
 
+    def _device_access(self, spec: WorkloadSpec, *, allow: bool) -> None:
+        run_as = self.access.run_as(spec.tenant)
+        if not run_as.switches or run_as.uid is None:
+            return  # the agent's own user: it can open the devices already
+        for name in spec.devices:
+            try:
+                info = self.devices.resolve(name)
+            except DeviceRefused as exc:
+                if allow:
+                    raise RuntimeFailure(f"start {spec.name}: {exc}") from exc
+                continue  # gone: nothing left to take back
+            (grant if allow else revoke)(info.path, run_as.uid)
+
     def _shim_config(self, spec: WorkloadSpec, layout: Layout) -> dict[str, object]:
         run_as = self.access.run_as(spec.tenant)
+        self._device_access(spec, allow=True)
         cgroup = None
         if self.access.cgroups is not None:
             key = self._cgroup_key(workload_key(spec.tenant, spec.name))
