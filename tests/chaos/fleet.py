@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,10 +45,39 @@ from fogmesh.protocol.queries import (
 )
 from tests.chaos.wan import CUT_SITE, WanSplit
 
-__all__ = ["BROKERS", "ChaosFleet", "running_pids"]
+__all__ = ["BROKERS", "ChaosFleet", "running_pids", "snapshot_code"]
 
 BIN = Path(sys.executable).parent
 BROKERS = ("cloud", *SITES)
+REPO = Path(__file__).resolve().parents[2]
+SOURCES = (
+    "protocol/src",
+    "broker/src",
+    "cli/src",
+    *(
+        f"services/{s}/src"
+        for s in ("node-agent", "registry", "scheduler", "migrator", "dashboard")
+    ),
+    "examples/sensor-app",
+)
+"""Where the venv's editable installs find fogmesh's packages (and the sample app's)."""
+
+
+def snapshot_code(into: Path) -> str:
+    """Copy fogmesh's sources (as the editable installs see them) to ``into``; return the
+    ``PYTHONPATH`` that makes a process import that copy. A long run's processes are started
+    again and again: from a copy they all run the code of the run's start, whatever changes in
+    the working tree meanwhile (a registry of the old models next to agents of new ones would
+    test a fleet nobody deploys)."""
+    paths = []
+    for source in SOURCES:
+        if (REPO / source).is_dir():
+            target = into / source
+            shutil.copytree(
+                REPO / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+            paths.append(str(target))
+    return os.pathsep.join(paths)
 
 
 @dataclass
@@ -58,6 +89,8 @@ class ChaosFleet:
     nodes: int = 3
     wan: WanSplit | None = None
     """The cut site's namespaces (None: the whole fleet where the test runs)."""
+    pythonpath: str | None = None
+    """Every process and workload imports fogmesh from here (:func:`snapshot_code`)."""
     plan: FleetPlan = field(init=False)
     paths: dict[str, Path] = field(init=False)
     children: dict[str, ChildProcess] = field(default_factory=dict)
@@ -120,6 +153,8 @@ class ChaosFleet:
         offset = log.stat().st_size if log.exists() else 0
         inside = self.wan is not None and self.behind_wan(name)
         child = ChildProcess(name, self.wan.wrap(argv) if self.wan and inside else argv, log)
+        if self.pythonpath:
+            env = {**env, "PYTHONPATH": self.pythonpath}
         child.start({"FOGMESH_FLEET": self.plan.fleet_id, **env})
         self.children[name] = child
         if not name.startswith("broker-"):
@@ -222,6 +257,8 @@ class ChaosFleet:
         for component in manifest.components:  # the convolver logs each reading it handles
             if component.name == "convolve":
                 component.env["FM_LOG_LEVEL"] = "debug"
+            if self.pythonpath:  # workloads get only their own environment, not the agent's
+                component.env["PYTHONPATH"] = self.pythonpath
         last: Exception | None = None
         for _ in range(60):  # the scheduler may still be taking its lease or learning the nodes
             try:

@@ -38,6 +38,7 @@ def write_results(
     max_output_gap_s: float,
     out: Path,
     wan_cuts: Counter[str] | None = None,
+    unsettled: str = "",
 ) -> dict[str, Any]:
     """Write the figures to ``out`` and to the results file (see above); return them."""
     figures: dict[str, Any] = {
@@ -49,6 +50,8 @@ def write_results(
         "readings_lost": len(ledger.lost),
         "readings_duplicated": ledger.duplicated,
         "max_output_gap_s": round(max_output_gap_s, 2),
+        "fleet_whole_after": not unsettled,
+        **({"fleet_not_whole": unsettled[:500]} if unsettled else {}),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
         "python": platform.python_version(),

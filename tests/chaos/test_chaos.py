@@ -29,7 +29,7 @@ from fogmesh.cli.fleet.plan import APP, TENANT
 from tests.broker.conftest import wait_for
 from tests.chaos.checks import eventually, unsettled
 from tests.chaos.faults import Chaos
-from tests.chaos.fleet import ChaosFleet
+from tests.chaos.fleet import ChaosFleet, snapshot_code
 from tests.chaos.ledger import Ledger, OutRecorder, Reading, acknowledged, watch_acknowledged
 from tests.chaos.results import write_results
 from tests.chaos.wan import wan_split
@@ -44,7 +44,8 @@ async def test_nothing_acknowledged_is_lost_under_chaos(tmp_path: Path) -> None:
     with wan_split() as wan:  # the namespaces go last, also when the test fails
         if wan is None:
             print("chaos: no network namespaces here: no WAN cuts in this run")
-        await _run_chaos(tmp_path, ChaosFleet(tmp_path / "fleet", wan=wan))
+        code = snapshot_code(tmp_path / "code")
+        await _run_chaos(tmp_path, ChaosFleet(tmp_path / "fleet", wan=wan, pythonpath=code))
 
 
 async def _run_chaos(tmp_path: Path, fleet: ChaosFleet) -> None:
@@ -72,9 +73,15 @@ async def _run_chaos(tmp_path: Path, fleet: ChaosFleet) -> None:
             await chaos.run(MINUTES * 60)
             ended = time.monotonic()
 
-            await eventually(lambda: unsettled(fleet, bus, view), 240, "the fleet after chaos")
-            before = len(recorder.arrivals)
-            await wait_for(lambda: len(recorder.arrivals) > before + 3, 120, "new outputs")
+            # The figures are written whatever the end-of-run proofs find (a long run's are
+            # worth having); the proofs are asserted after that.
+            unsettled_why = ""
+            try:
+                await eventually(lambda: unsettled(fleet, bus, view), 240, "the fleet after chaos")
+                before = len(recorder.arrivals)
+                await wait_for(lambda: len(recorder.arrivals) > before + 3, 120, "new outputs")
+            except AssertionError as exc:
+                unsettled_why = str(exc)
             watcher.cancel()
             acked |= acknowledged(fleet.root / "agents")
             sent = {r for r in acked if r[1] >= recorder.whole_since}
@@ -98,7 +105,9 @@ async def _run_chaos(tmp_path: Path, fleet: ChaosFleet) -> None:
                 max_output_gap_s=recorder.max_gap(began, ended),
                 out=tmp_path / "chaos.json",
                 wan_cuts=chaos.cuts,
+                unsettled=unsettled_why,
             )
+            assert not unsettled_why, unsettled_why
             assert sent, "the sensor logged no acknowledged reading"
             assert not timed_out, timed_out
     except AssertionError as exc:
