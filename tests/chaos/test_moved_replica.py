@@ -62,7 +62,6 @@ def test_readings_queued_for_a_moved_replica_reach_the_new_one(
             wait_until(
                 "the readings queued for the old replica to be convolved",
                 lambda: collector.seqs_out() >= want,
-                timeout=10,
             )
 
 
@@ -113,7 +112,7 @@ async def test_readings_queued_at_the_old_site_reach_a_replica_moved_across_site
             try:
                 await wait_for(
                     lambda: want <= {bytes(m.payload).decode() for m in moved},
-                    10,
+                    5,
                     "the readings queued at the old site, at the new one",
                 )
             finally:
