@@ -2,16 +2,18 @@
 login sees the nodes and the sample app, deploys from the form, follows its workload through
 logs, stop, start and delete; a wrong field is shown at that field and nothing is deployed;
 another tenant sees none of it; the sample app's output chart grows; a wrong password and an
-unreachable broker are sentences. Screenshots of each view go to the ``shots`` folder."""
+unreachable broker (``fogmesh dashboard`` pointed at a
+port nothing listens on) are sentences. Screenshots of each view go to the ``shots`` folder."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.dashboard.browser import Page
-from tests.dashboard.conftest import OTHER_TENANT, UpFleet
+from tests.dashboard.conftest import BIN, OTHER_TENANT, UpFleet
 from tests.support.brokers import free_port
 from tests.support.buses import eventually
 
@@ -152,9 +154,10 @@ async def test_errors_a_person_can_act_on(up_fleet: UpFleet, page: Page, shots: 
     # a dashboard whose broker is down
     port, dead = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fogmesh.dashboard", "--broker", f"127.0.0.1:{dead}",
-         "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+        [str(BIN / "fogmesh"), "--broker", f"127.0.0.1:{dead}", "dashboard",
+         "--listen", f"127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -167,4 +170,4 @@ async def test_errors_a_person_can_act_on(up_fleet: UpFleet, page: Page, shots: 
             lonely.close()
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        assert proc.wait(timeout=20) == 0  # SIGTERM: a clean stop

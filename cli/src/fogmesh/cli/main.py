@@ -435,6 +435,15 @@ def _register_accounts() -> None:
 _register_accounts()
 
 
+def _register_dashboard() -> None:
+    from fogmesh.cli.dashboard import dashboard
+
+    app.command(name="dashboard")(dashboard)
+
+
+_register_dashboard()
+
+
 def main() -> None:
     """Entry point: run the app, turning every expected failure into one line."""
     configure_logging(os.environ.get("FOGMESH_LOG_LEVEL", "warning"))
