@@ -11,9 +11,19 @@ from pathlib import Path
 import pytest
 
 # The runtime fixtures (run_id, busybox, docker_rt, native_dir) are the runtime tests' own.
+from tests.agent.conftest import agents, broker, probe, run_label
 from tests.agent_runtime.conftest import busybox, native_dir, run_id
 
-__all__ = ["busybox", "device_root", "native_dir", "run_id"]
+__all__ = [
+    "agents",
+    "broker",
+    "busybox",
+    "device_root",
+    "native_dir",
+    "probe",
+    "run_id",
+    "run_label",
+]
 
 
 @pytest.fixture
