@@ -121,7 +121,7 @@ class Operations:
             out.append((p.node, PlacedWorkload(
                 p.spec.name, app.tenant, app.manifest.name, p.spec.component,
                 comp.cpu_request, comp.memory_request,
-                str(p.revision if revision is None else revision),
+                str(p.revision if revision is None else revision), tuple(p.spec.devices),
             )))  # fmt: skip
         return out
 

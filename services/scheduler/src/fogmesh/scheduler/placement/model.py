@@ -30,6 +30,7 @@ class PlacedWorkload:
     cpu: float = 0.0
     memory: int = 0
     version: str = "1"
+    devices: tuple[str, ...] = ()  # what its placement asked for (held exclusively unless shared)
 
 
 @dataclass(slots=True)

@@ -3,7 +3,9 @@
 For each workload the planner keeps the nodes whose facts pass the component's constraints
 (cached per view), drops those without the free CPU and memory, those already running a workload
 of the same name, those that break anti-affinity and, when the component has affinity, those
-not running the target component, and picks the node of lowest cost (ties: lowest node id).
+not running the target component, and those where a device the component asks for is held by
+another workload (devices are exclusive unless the node's config marks them shared; see
+docs/devices.md), and picks the node of lowest cost (ties: lowest node id).
 It scans the passing nodes in the view's ranked order (a lower bound of each node's cost,
 ascending) and stops at the first bound above the best cost found, so a decision looks at the
 few nodes that can win rather than at the whole fleet.
@@ -14,9 +16,11 @@ see earlier ones; the view itself is never changed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 
 from fogmesh.protocol.apps import Unschedulable
 from fogmesh.protocol.manifest import AppManifest, ComponentSpec
+from fogmesh.protocol.node import DeviceInfo
 from fogmesh.scheduler.placement.constraints import Constraints
 from fogmesh.scheduler.placement.cost import MIN_REMAINING, spread_factor
 from fogmesh.scheduler.placement.model import Plan, Want
@@ -27,6 +31,19 @@ __all__ = ["MAX_REASONS", "Planner", "all_wants", "ordered_components", "workloa
 MAX_REASONS = 1000
 """At most this many per-node reasons in an unschedulable answer (all are counted)."""
 _EPS = 1e-9
+
+
+def _exclusive_names(infos: Sequence[DeviceInfo], requests: Iterable[str]) -> set[str]:
+    """The names of the node's devices that ``requests`` name (by name or path) and that
+    are not shared; a request the node does not describe counts as its own name."""
+    out = set()
+    for request in requests:
+        info = next((d for d in infos if request in (d.name, d.path)), None)
+        if info is None:
+            out.add(request)
+        elif not info.shared:
+            out.add(info.name)
+    return out
 
 
 def workload_name(app: str, component: str, replica: int) -> str:
@@ -73,6 +90,8 @@ class Planner:
         }
         self.app_occ: dict[int, int] = dict(view.app_occupancy.get(app_key, {}))
         self.new_names: dict[str, set[int]] = {}
+        # per node, the (workload, devices) this plan put there: later decisions see their holds
+        self.new_devices: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
         self._constraints = {c.name: Constraints.of(manifest, c) for c in manifest.components}
 
     def place(
@@ -113,7 +132,33 @@ class Planner:
                 continue
             hosts = set(self.occ[target])
             required = hosts if required is None else required & hosts
+        banned.update(self._device_holders(comp, name))
         return banned, required
+
+    def _device_holders(self, comp: ComponentSpec, name: str) -> set[int]:
+        """Nodes where an exclusive device the component asks for is held by another workload
+        (one placed already, or one this plan put there); only nodes having the devices count,
+        so a plan without devices costs nothing here."""
+        wanted = self._constraints[comp.name].devices
+        if not wanted:
+            return set()
+        held: set[int] = set()
+        for i in self.view.static_candidates(self._constraints[comp.name]):
+            node = self.view.nodes[i]
+            exclusive = _exclusive_names(node.facts.device_info, wanted)
+            if not exclusive:
+                continue
+            users = [
+                (w.tenant, w.name, w.devices)
+                for w in node.workloads
+                if (w.tenant, w.name) != (self.tenant, name)
+            ]
+            users += [(self.tenant, n, devs) for n, devs in self.new_devices.get(i, [])]
+            for _, other, devices in users:
+                if other != name and exclusive & _exclusive_names(node.facts.device_info, devices):
+                    held.add(i)
+                    break
+        return held
 
     def _choose(self, want: Want, excluded: set[int]) -> int | None:
         comp = self.manifest.component(want.component)
@@ -174,6 +219,9 @@ class Planner:
         self.app_occ[idx] = self.app_occ.get(idx, 0) + 1
         name = workload_name(self.manifest.name, comp.name, want.replica)
         self.new_names.setdefault(name, set()).add(idx)
+        devices = tuple(sorted(self._constraints[comp.name].devices))
+        if devices:
+            self.new_devices.setdefault(idx, []).append((name, devices))
 
     # --- the explanation -----------------------------------------------------------------------
 
@@ -185,14 +233,16 @@ class Planner:
         banned, required = self._conflicts(comp, name)
         taken = self.view.name_nodes.get((self.tenant, name), ())
         names = set(taken) | self.new_names.get(name, set())
+        held = self._device_holders(comp, name)
         reasons: dict[str, str] = {}
         counts: dict[str, int] = {}
         for i, node in enumerate(self.view.nodes):
             reason = cons.reason(node)
             if reason is None:
                 reason = self._dynamic_reason(
-                    comp, i, excluded=excluded, names=names, banned=banned, required=required
-                )
+                    comp, i, excluded=excluded, names=names, banned=banned, required=required,
+                    held=held,
+                )  # fmt: skip
             reason = reason or "not chosen"
             category = reason.split(":", 1)[0]
             counts[category] = counts.get(category, 0) + 1
@@ -217,11 +267,14 @@ class Planner:
         names: set[int],
         banned: set[int],
         required: set[int] | None,
+        held: AbstractSet[int] = frozenset(),
     ) -> str | None:
         if i in excluded:
             return "excluded: node is being drained"
         if i in names:
             return "name: a workload of the same name is already on this node"
+        if i in held:
+            return "device: a device it asks for is held by another workload (not shared)"
         if i in banned:
             return f"anti-affinity: conflicts with a component on this node ({comp.name})"
         if required is not None and i not in required:
