@@ -44,6 +44,9 @@ class Page:
                     "--window-size=1280,900", "--disable-gpu"):  # fmt: skip
             options.add_argument(arg)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        # a download from the page lands beside the screenshots, with no prompt
+        prefs = {"download.default_directory": str(shots), "download.prompt_for_download": False}
+        options.add_experimental_option("prefs", prefs)
         # the driver of Debian's package, never one Selenium Manager would download
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         self.driver.set_page_load_timeout(30)

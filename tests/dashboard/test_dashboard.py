@@ -74,6 +74,20 @@ async def test_tenant_sees_its_fleet_and_runs_an_app(up_fleet: UpFleet, page: Pa
     await _row_text(page, "#logs", "tick ")
     page.shot("workloads")
 
+    # a file up into the workload, and the same file down again (into the shots folder)
+    sent, greeting = page.shots / "greeting.txt", f"hello {workload}\n"
+    sent.write_text(greeting)
+    page.driver.find_element("css selector", "#upload-file").send_keys(str(sent))
+    page.js("document.querySelector('#upload-path').value = '/greeting.txt'")
+    page.click("#upload")
+    await _row_text(page, "#banner", f"uploaded {len(greeting)} bytes")
+    page.js("document.querySelector('#download-path').value = '/greeting.txt'")
+    sent.unlink()
+    page.click("#download")
+    await _row_text(page, "#banner", f"downloaded {len(greeting)} bytes")
+    await eventually(sent.exists, DEADLINE, "the downloaded file")
+    await eventually(lambda: sent.read_text() == greeting, DEADLINE, "its content")
+
     page.click(f'tr[data-workload="{workload}"] button.stop')
     await eventually(lambda: page.phases().get(workload) == "stopped", DEADLINE, "stopped")
     page.click(f'tr[data-workload="{workload}"] button.start')
