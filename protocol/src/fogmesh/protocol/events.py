@@ -20,6 +20,7 @@ __all__ = [
     "EVENT_DATA",
     "AppEventData",
     "DesiredRejectedData",
+    "DeviceLostData",
     "Event",
     "EventData",
     "EventKind",
@@ -53,6 +54,7 @@ class EventKind(StrEnum):
     SITE_UNREACHABLE = "site-unreachable"
     SITE_REACHABLE = "site-reachable"
     WORKLOAD_NOT_RUNNING = "workload-not-running"
+    DEVICE_LOST = "device-lost"
 
 
 class EventData(BaseModel):
@@ -175,6 +177,14 @@ class MigrationData(EventData):
     reasons: dict[str, str] = Field(default_factory=dict)
 
 
+class DeviceLostData(EventData):
+    """device-lost (the node agent): a device a workload was given went away (docs/devices.md)."""
+
+    device: str = Field(max_length=256, description="its name, e.g. serial:ttyUSB0")
+    path: str = Field(max_length=1024, description="its host path")
+    kind: str = Field(max_length=32, description="serial, video, gpio, usb, gpu or device")
+
+
 EVENT_DATA: dict[EventKind, type[EventData]] = {
     EventKind.NODE_JOINED: NodeEventData,
     EventKind.NODE_LOST: NodeEventData,
@@ -193,6 +203,7 @@ EVENT_DATA: dict[EventKind, type[EventData]] = {
     EventKind.SITE_UNREACHABLE: SiteEventData,
     EventKind.SITE_REACHABLE: SiteEventData,
     EventKind.WORKLOAD_NOT_RUNNING: NotRunningData,
+    EventKind.DEVICE_LOST: DeviceLostData,
 }
 """The payload model of each event kind."""
 

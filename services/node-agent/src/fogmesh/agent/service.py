@@ -29,6 +29,8 @@ from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage, Will
 from fogmesh.protocol import (
     DesiredRejectedData,
     DesiredState,
+    DeviceInfo,
+    DeviceLostData,
     Event,
     EventKind,
     Heartbeat,
@@ -277,11 +279,30 @@ class Agent:
         if devices == facts.devices and infos == facts.device_info:
             return
         self._facts = facts.model_copy(update={"devices": devices, "device_info": infos})
+        present = {i.name for i in infos}
+        self._tell_holders([i for i in facts.device_info if i.name not in present])
         hello = NodeHello(
             node=self.node, facts=self._facts, boot_id=self.boot_id, source=self.client_id
         )
         await bus.publish(topics.node(self.node, NodeChannel.HELLO), hello, retain=True)
         log.info("devices changed; hello sent again", node=self.node, devices=devices)
+
+    def _tell_holders(self, gone: list[DeviceInfo]) -> None:
+        """A ``device-lost`` event for each workload given a device that went away."""
+        if self.reconciler is None:
+            return
+        for info in gone:
+            for tracked in self.reconciler.tracked.values():
+                spec = tracked.spec
+                if not {info.name, info.path} & set(spec.devices):
+                    continue
+                data = DeviceLostData(device=info.name, path=info.path, kind=info.kind)
+                message = f"device {info.name} ({info.path}) went away from {spec.name}"
+                self._emit(spec.tenant, Event.of(
+                    EventKind.DEVICE_LOST, data, tenant=spec.tenant, node=self.node,
+                    app=spec.app, workload=spec.name, message=message,
+                ))  # fmt: skip
+                log.warning("device lost", workload=spec.name, device=info.name)
 
     async def _heartbeat(self, interval: float) -> Heartbeat:
         assert self.reconciler is not None
