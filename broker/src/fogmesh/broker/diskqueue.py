@@ -129,6 +129,11 @@ class DiskQueue:
         cur = self._db.execute("DELETE FROM q WHERE seq > ? AND seq <= ?", (after, through))
         self._depth = max(0, self._depth - cur.rowcount)
 
+    def remove_seqs(self, seqs: Sequence[int]) -> None:
+        """Delete the messages of these ``seq`` (they reached the far side)."""
+        cur = self._db.executemany("DELETE FROM q WHERE seq = ?", [(s,) for s in seqs])
+        self._depth = max(0, self._depth - cur.rowcount)
+
     def remove_through(self, seq: int) -> None:
         """Delete every message up to and including ``seq`` (they reached the far side)."""
         cur = self._db.execute("DELETE FROM q WHERE seq <= ?", (seq,))

@@ -7,13 +7,12 @@ and the services behind it are not flooded with, say, 20,000 messages at once (M
 #1359); messages that arrive meanwhile are *live* and cross at once, ahead of the rest of the
 backlog, so the site and the cloud keep talking while it drains.
 
-Because live messages overtake the backlog, an older backlog message of a topic whose newer
-message already crossed, or is queued behind it, must not land last: in the backlog only the
-newest message of each retained topic (single-writer state: hello, state, actual, desired,
-wills) crosses, and likewise of each topic a ``drain.latest_only`` filter matches (heartbeats
-by default: a burst of old heartbeats is stale news, and would flip liveness back and forth).
-Those skipped are counted as ``coalesced``. Order still holds within the backlog and within
-the live messages; a live message may precede an older backlog message of another topic.
+Order per topic holds (MQTT promises no more): a live message of a topic that still has
+messages in the backlog waits for them, unless only its newest value matters. That is so for
+each retained topic (single-writer state: hello, state, actual, desired, wills) and each topic
+a ``drain.latest_only`` filter matches (heartbeats by default: a burst of old heartbeats is
+stale news, and would flip liveness back and forth): in the backlog only the newest message of
+such a topic crosses, and none once a newer live one did. Those skipped are ``coalesced``.
 """
 
 from __future__ import annotations
@@ -47,6 +46,8 @@ class Drain:
         """The newest backlog message's seq (0: no backlog)."""
         self.left = 0
         """Backlog messages not yet crossed or coalesced."""
+        self.through = 0
+        """The backlog is done up to this seq."""
         self.newest: dict[str, int] = {}
         self.live_topics: set[str] = set()
         self.coalesced = 0
@@ -67,12 +68,17 @@ class Drain:
         return self.mark > 0
 
     def live(self) -> list[QueuedMessage]:
-        """The live messages waiting (those that arrived after the side connected)."""
-        return self.queue.peek_range(self.batch, after=self.mark)
+        """The live messages (arrived after the side connected) that may cross now: not those
+        of a topic whose older backlog messages must cross first."""
+        ready = []
+        for msg in self.queue.peek_range(self.batch, after=self.mark):
+            if self._latest(msg) or self.newest.get(msg.topic, 0) <= self.through:
+                ready.append(msg)
+        return ready
 
     def live_crossed(self, batch: list[QueuedMessage]) -> None:
         """``batch`` (from :meth:`live`) reached the far side."""
-        self.queue.remove_range(self.mark, batch[-1].seq)
+        self.queue.remove_seqs([m.seq for m in batch])
         self.live_topics.update(m.topic for m in batch)
 
     def allowance(self) -> int:
@@ -102,6 +108,7 @@ class Drain:
         """``sent`` reached the far side, the rest of ``looked_at`` was superseded: remove them
         all; returns how many were coalesced."""
         self.queue.remove_through(looked_at[-1].seq)
+        self.through = looked_at[-1].seq
         self._tokens -= len(sent)
         self.sent += len(sent)
         self.left = max(0, self.left - len(looked_at))
@@ -109,7 +116,11 @@ class Drain:
         self.coalesced += skipped
         return skipped
 
+    def _latest(self, msg: QueuedMessage) -> bool:
+        """Whether only the newest message of ``msg``'s topic matters."""
+        return msg.retain or any(matches(msg.topic, f) for f in self.spec.latest_only)
+
     def _superseded(self, msg: QueuedMessage) -> bool:
-        if not (msg.retain or any(matches(msg.topic, f) for f in self.spec.latest_only)):
+        if not self._latest(msg):
             return False
         return self.newest.get(msg.topic, 0) > msg.seq or msg.topic in self.live_topics
