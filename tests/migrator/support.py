@@ -72,17 +72,21 @@ class Stack:
         """Nodes whose heartbeat shows the workload running."""
         return sorted(n for n in self.beats if self.runs(n, workload))
 
-    async def deploy(self, app: str, /, **component: Any) -> AppReply:
+    async def deploy(
+        self, app: str, /, manifest: dict[str, Any] | None = None, **component: Any
+    ) -> AppReply:
         """Deploy a one-component native app running :data:`SCRIPT` (``component`` overrides
-        the component's fields, its ``name`` too)."""
+        the component's fields, its ``name`` too; ``manifest`` adds the app's own fields)."""
         comp = {
             "name": "worker", "runtime": "native", "executable": "/bin/sh",
             "command": ["-c", SCRIPT], "requests": {"cpu": "50m", "memory": "16Mi"},
             **component,
         }  # fmt: skip
-        manifest = AppManifest.model_validate({"name": app, "components": [comp]})
+        whole = AppManifest.model_validate(
+            {"name": app, **(manifest or {}), "components": [comp]}
+        )
         topic = topics.api(TENANT, APPS_RESOURCE, AppAction.DEPLOY)
-        return await self.bus.request(topic, DeployApp(manifest=manifest), AppReply, timeout=30)
+        return await self.bus.request(topic, DeployApp(manifest=whole), AppReply, timeout=30)
 
     async def ask(self, action: str, request: Request) -> MigrationReply:
         """A request to the migrator's API for the tenant."""
@@ -93,13 +97,25 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def stack(
-    tmp_path: Path, run_label: str, nodes: list[str], *, runtimes: str = "native", **migrator: Any
+    tmp_path: Path,
+    run_label: str,
+    nodes: list[str],
+    *,
+    runtimes: str = "native",
+    agent_args: dict[str, list[str]] | None = None,
+    **migrator: Any,
 ) -> AsyncIterator[Stack]:
     """Mosquitto, the scheduler and the migrator, and one agent per node (all stopped after)
-    with ``runtimes`` (the agents' ``--runtimes``)."""
+    with ``runtimes`` (the agents' ``--runtimes``) and a node's own ``agent_args``."""
     broker = BrokerProcess("mosquitto", tmp_path / "broker").start()
     agents = {
-        n: AgentProc(n, broker.port, tmp_path / n, run_label, extra=["--runtimes", runtimes])
+        n: AgentProc(
+            n,
+            broker.port,
+            tmp_path / n,
+            run_label,
+            extra=["--runtimes", runtimes, *(agent_args or {}).get(n, [])],
+        )
         for n in nodes
     }
     sched = SchedulerService(scheduler_config(broker.port, tmp_path / "sched"))

@@ -49,6 +49,7 @@ from fogmesh.protocol.migration import (
     MigrationReply,
     MoveReply,
     MoveWorkload,
+    NodeTrouble,
     ResourceOffer,
     ResourceRequest,
     StateChunkCommand,
@@ -106,6 +107,16 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         0,
         False,
         "Usage and each workload's status, every few seconds.",
+    ),
+    TopicSpec(
+        "fm/v1/nodes/{node}/trouble",
+        NodeTrouble,
+        "node agent",
+        "migrator",
+        1,
+        False,
+        "The agent sees trouble coming (disk nearly full, a runtime failing) and asks that "
+        "its workloads move; again every `trouble_repeat_s` while it lasts.",
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/desired",

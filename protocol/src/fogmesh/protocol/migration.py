@@ -25,7 +25,7 @@ from enum import IntEnum, StrEnum
 from pydantic import Field
 
 from fogmesh.protocol._ids import Ident
-from fogmesh.protocol.envelope import Reply, Request
+from fogmesh.protocol.envelope import Envelope, Reply, Request
 
 __all__ = [
     "MAX_CHUNK_BYTES",
@@ -39,6 +39,7 @@ __all__ = [
     "MigrationTrigger",
     "MoveReply",
     "MoveWorkload",
+    "NodeTrouble",
     "PeerLevel",
     "ResourceOffer",
     "ResourceRequest",
@@ -48,6 +49,7 @@ __all__ = [
     "StatePutCommand",
     "StatePutReply",
     "ThawCommand",
+    "TroubleKind",
 ]
 
 MIGRATIONS_RESOURCE = "migrations"
@@ -73,6 +75,26 @@ class MigrationTrigger(StrEnum):
     OVERLOAD = "overload"
     DRAIN = "drain"
     BY_HAND = "by-hand"
+    NODE_ASKS = "node-asks"
+
+
+class TroubleKind(StrEnum):
+    """What an agent sees coming when it asks for its workloads to move."""
+
+    DISK_FULL = "disk-full"
+    RUNTIME_FAILING = "runtime-failing"
+
+
+class NodeTrouble(Envelope):
+    """``fm/v1/nodes/{node}/trouble``: the agent sees trouble coming (its disk nearly full, a
+    runtime failing) and asks that its workloads move, the paper's "local framework in the
+    primary edge node predicts the node failure". Sent when the trouble starts and again every
+    ``trouble_repeat_s`` while it lasts; the migrator moves the node's workloads (trigger
+    ``node-asks``, held by the cool-down and the node's budget like every automatic move)."""
+
+    node: Ident
+    kind: TroubleKind
+    detail: str = Field(default="", max_length=1024)
 
 
 class PeerLevel(IntEnum):

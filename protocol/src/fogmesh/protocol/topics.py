@@ -76,6 +76,7 @@ class NodeChannel(StrEnum):
     HEARTBEAT = "heartbeat"
     DESIRED = "desired"
     ACTUAL = "actual"
+    TROUBLE = "trouble"
 
 
 NODE_CHANNELS = frozenset(NodeChannel)

@@ -1,5 +1,6 @@
 """The rules against flapping: a cool-down per workload, a budget of moves per node per
-window, and never a move onto a node that was lost in the last few minutes."""
+window, and never a move onto a node that was lost, or asked for its workloads to move, in the
+last few minutes."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Guard:
         self._moved: dict[str, float] = {}
         self._off: dict[str, deque[float]] = {}
         self._failed: dict[str, float] = {}
+        self._troubled: dict[str, tuple[float, str]] = {}
 
     def why_not(self, key: str, source: str, now: float | None = None) -> str | None:
         """Why workload ``key`` may not leave ``source`` now (None: it may)."""
@@ -38,6 +40,9 @@ class Guard:
         failed = self._failed.get(node)
         if failed is not None and now - failed < self.avoid_s:
             return f"failed {now - failed:.0f}s ago (failed_node_avoid_s {self.avoid_s:g})"
+        troubled = self._troubled.get(node)
+        if troubled is not None and now - troubled[0] < self.avoid_s:
+            return f"asked its workloads to move {now - troubled[0]:.0f}s ago ({troubled[1]})"
         return None
 
     def moved(self, key: str, source: str, now: float | None = None) -> None:
@@ -49,6 +54,10 @@ class Guard:
     def failed(self, node: str, now: float | None = None) -> None:
         """Record that ``node`` was lost."""
         self._failed[node] = time.monotonic() if now is None else now
+
+    def troubled(self, node: str, why: str, now: float | None = None) -> None:
+        """Record that ``node`` asked for its workloads to move (it sees trouble coming)."""
+        self._troubled[node] = (time.monotonic() if now is None else now, why)
 
     def _recent(self, source: str, now: float) -> deque[float]:
         times = self._off.setdefault(source, deque())

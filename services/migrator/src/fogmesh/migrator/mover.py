@@ -57,7 +57,9 @@ __all__ = ["MigrationFailed", "Mover", "Outcome"]
 
 log = structlog.get_logger("fogmesh.migrator")
 R = TypeVar("R", bound=Reply)
-_AUTOMATIC = frozenset({MigrationTrigger.OVERLOAD, MigrationTrigger.NODE_LOST})
+_AUTOMATIC = frozenset(
+    {MigrationTrigger.OVERLOAD, MigrationTrigger.NODE_LOST, MigrationTrigger.NODE_ASKS}
+)
 CHUNK_RETRIES = 3
 THROTTLE_RETRIES = 20
 ACTIVATION_TIMEOUT_S = 120.0

@@ -1,10 +1,9 @@
-"""The migrator service on the bus.
-
-It follows every node (hello, state, heartbeat, actual and the scheduler's retained desired
-states), answers ``fm/v1/api/{tenant}/migrations/{action}`` (migrate, drain) and judges the
-triggers every tick (overload; node lost, which only marks the node failed: see
-docs/migrator.md) while it holds the ``migrator`` lease. A standby follows the fleet too but
-answers and moves nothing. It never writes desired state: the scheduler leader does, on its
+"""The migrator service on the bus. It follows every node (hello, state, heartbeat, actual and the
+scheduler's retained desired states), answers ``fm/v1/api/{tenant}/migrations/{action}``
+(migrate, drain) and judges the triggers every tick (overload; a node's own ask on
+``nodes/{node}/trouble``; node lost, which only marks the node failed: see docs/migrator.md)
+while it holds the ``migrator`` lease. A standby follows the fleet too but answers and moves
+nothing. It never writes desired state: the scheduler leader does, on its
 ``fm/v1/ops/scheduler/move``.
 """
 
@@ -31,6 +30,7 @@ from fogmesh.protocol.migration import (
     MigrationAction,
     MigrationReply,
     MigrationTrigger,
+    NodeTrouble,
     StageOutcome,
 )
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
@@ -59,6 +59,8 @@ class MigratorService(LeaderService):
         self.mover: Mover | None = None
         self.ready = asyncio.Event()
         """Set once this instance leads."""
+        self.asking: dict[str, NodeTrouble] = {}
+        """Nodes that asked for their workloads to move, with their latest ask."""
         self.api = RequestRouter(
             topics.api_filter(MIGRATIONS_RESOURCE),
             {
@@ -83,6 +85,7 @@ class MigratorService(LeaderService):
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
         bus.subscribe(topics.mesh_link_filter(), LinkStatus, self._on_link)
+        bus.subscribe(topics.node_filter(NodeChannel.TROUBLE), NodeTrouble, self._on_trouble)
         self.api.attach(bus)
 
     async def _on_gain(self, term: int) -> None:
@@ -112,6 +115,17 @@ class MigratorService(LeaderService):
     async def _on_desired(self, msg: DesiredState, ctx: MessageContext) -> None:
         self.fleet.on_desired(msg)
 
+    async def _on_trouble(self, msg: NodeTrouble, ctx: MessageContext) -> None:
+        if ctx.ref is None or ctx.ref.node != msg.node:
+            log.warning("a trouble report names another node than its topic", node=msg.node,
+                        topic=ctx.topic)  # fmt: skip
+            return
+        if msg.node not in self.asking:
+            log.info("node asks to move its workloads", node=msg.node, kind=msg.kind.value,
+                     detail=msg.detail)  # fmt: skip
+        self.guard.troubled(msg.node, msg.kind.value)  # nothing moves onto it meanwhile
+        self.asking[msg.node] = msg  # the tick moves them (a bus handler must not wait long)
+
     def _lost(self, node: str, how: str) -> None:
         # The scheduler re-places a lost node's workloads (a dead node cannot hand its state
         # over); the migrator only keeps planned moves off it for failed_node_avoid_s.
@@ -129,6 +143,7 @@ class MigratorService(LeaderService):
                 self.ready.clear()
                 continue
             await self._shed_overload()
+            await self._answer_asks()
 
     async def _shed_overload(self) -> None:
         """One workload off each node hot for the whole window; its window then starts over,
@@ -146,6 +161,18 @@ class MigratorService(LeaderService):
                 outcome = await self._move(spec.tenant, spec.name, MigrationTrigger.OVERLOAD)
                 if outcome.outcome is StageOutcome.MOVED:
                     break
+
+    async def _answer_asks(self) -> None:
+        """Move every workload of each node that asked (one ask, one pass; the agent asks
+        again while the trouble lasts, and the cool-down and the node's budget hold back the
+        rest, so an agent that keeps asking cannot empty a fleet onto one peer at once)."""
+        while self.asking:
+            node, ask = self.asking.popitem()
+            if node not in self.fleet.live():
+                continue
+            for spec in sorted(self.fleet.node(node).desired, key=lambda s: (s.tenant, s.name)):
+                await self._move(spec.tenant, spec.name, MigrationTrigger.NODE_ASKS)
+            log.info("answered a node's ask", node=node, kind=ask.kind.value)
 
     async def _move(
         self, tenant: str, workload: str, trigger: MigrationTrigger, to: str | None = None

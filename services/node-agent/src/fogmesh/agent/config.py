@@ -51,6 +51,10 @@ class AgentConfig(BaseModel):
     retry_base_s: float = Field(default=1.0, gt=0, description="first failure back-off")
     retry_cap_s: float = Field(default=60.0, gt=0, description="longest failure back-off")
     stop_timeout_s: float = Field(default=10.0, ge=0)
+    # the node asks (fogmesh.agent.trouble): its workloads should move off when the state dir's
+    # disk is this full or a runtime fails; asked again every trouble_repeat_s while it lasts
+    trouble_disk_percent: float = Field(default=95.0, gt=0, le=100)
+    trouble_repeat_s: float = Field(default=60.0, gt=0)
     labels: dict[str, str] = Field(default_factory=dict)
     location: Location | None = None
     site: str = Field(default="", max_length=128)

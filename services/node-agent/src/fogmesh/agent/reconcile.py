@@ -108,6 +108,8 @@ class Reconciler:
         self.handover = Handover(store.path.parent / "handover")
         self.held: set[str] = set()
         """Workload keys frozen for a migration: not started again until thawed or removed."""
+        self.down: dict[RuntimeKind, str] = {}
+        """The runtimes that failed their last listing, with why (the node's trouble)."""
         self.stopped = StoppedWorkloads(store.path.parent)
         """Workload keys a tenant stopped: left stopped (persisted) until started or removed."""
         self.stopped.load()
@@ -144,6 +146,7 @@ class Reconciler:
                 _key(w): w for w in (self.store.current.workloads if self.store.current else [])
             }
             observed, down = await self._observe()
+            self.down = down
             extras = {
                 name: inst
                 for name, inst in observed.items()

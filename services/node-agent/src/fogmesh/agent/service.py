@@ -25,6 +25,7 @@ from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime
 from fogmesh.agent.runtime.errors import RuntimeFailure
 from fogmesh.agent.store import DesiredStore
+from fogmesh.agent.trouble import TroubleWatch
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage, Will
 from fogmesh.protocol import (
     DesiredRejectedData,
@@ -185,12 +186,23 @@ class Agent:
                         group.create_task(self._actual_loop(bus))
                         group.create_task(self._event_loop(bus))
                         group.create_task(self._heartbeat_loop(bus))
+                        group.create_task(self._trouble_watch().run(bus))
                         self.ready.set()
                 finally:
                     await commands.follows.close()  # log follows end with the agent
                     await self._say_offline(bus)
         finally:
             await self._close_runtimes()
+
+    def _trouble_watch(self) -> TroubleWatch:
+        assert self.reconciler is not None
+        reconciler = self.reconciler
+        return TroubleWatch(
+            self.node, self.state_dir, lambda: reconciler.down,
+            disk_percent=self.config.trouble_disk_percent,
+            repeat_s=self.config.trouble_repeat_s,
+            interval_s=self.config.heartbeat_interval_s,
+        )  # fmt: skip
 
     async def _say_offline(self, bus: Bus) -> None:
         """A clean shutdown says offline itself (the will is only for unclean deaths)."""
