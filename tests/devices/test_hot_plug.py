@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from fogmesh.protocol import (
     ActualState,
     DeviceLostData,
@@ -23,6 +25,9 @@ from tests.agent.support import AgentProc, Probe, mosquitto_pub, wait_for
 from tests.devices.conftest import make_char_device
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import unique
+
+# its workload's tenant account (fm-t-dev-a) is a fixed name shared with test_native_devices
+pytestmark = [pytest.mark.mosquitto, pytest.mark.xdist_group("device-tenants")]
 
 
 async def test_device_added_and_removed_shows_without_restart(

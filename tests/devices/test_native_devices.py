@@ -19,7 +19,11 @@ from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 from tests.agent_runtime.helpers import eventually, key
 from tests.devices.conftest import make_char_device
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-tenant users need root")
+# the tenant accounts are fixed names, made by the first test that needs them: one worker
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="per-tenant users need root"),
+    pytest.mark.xdist_group("device-tenants"),
+]
 
 PROBE = (
     'if head -c 4 "$DEV" 2>/dev/null | od -An -tx1 | grep -q "00 00 00 00"; '
