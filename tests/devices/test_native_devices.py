@@ -1,6 +1,6 @@
 """Native assignment: a workload given a device (a ``mknod`` character device, root's, 0600)
-reads it as its tenant's own user; another tenant's workload, and the same tenant's once the
-holder is removed, cannot.
+reads it as its tenant's own user; another tenant's workload, and the same tenant's once its
+last holder is removed, cannot.
 
 Root is needed (the runtime makes the tenants' accounts ``fm-t-dev-a`` / ``fm-t-dev-b``,
 fixed names so repeated runs reuse them)."""
@@ -60,8 +60,8 @@ async def _outcome(rt: NativeRuntime, spec: WorkloadSpec) -> str:
 async def test_only_the_workload_given_the_device_reads_it(
     native_dir: Path, device_root: Path, run_id: str
 ) -> None:
-    """Tenant a's workload with ``serial:ttyACM0`` reads it; tenant b's (and a's own after the
-    holder's removal) cannot; the node's owner, group and mode never change."""
+    """Tenant a's workload with ``serial:ttyACM0`` reads it; tenant b's cannot, nor a's own
+    once the last of a's holders is removed; the node's owner, group and mode never change."""
     node = make_char_device(device_root / "dev/ttyACM0", mode=0o600)
     before = node.stat()
     rt = NativeRuntime(
@@ -73,7 +73,12 @@ async def test_only_the_workload_given_the_device_reads_it(
     holder = _spec("dev-a", "holder", node, ["serial:ttyACM0"])
     assert await _outcome(rt, holder) == "read"
     assert await _outcome(rt, _spec("dev-b", "other", node, [])) == "denied"
+    # access is the tenant user's: it lasts while any of the tenant's workloads holds it
+    twin = _spec("dev-a", "twin", node, [str(node)])
+    assert await _outcome(rt, twin) == "read"
     await rt.remove(key(holder))
+    assert await _outcome(rt, _spec("dev-a", "during", node, [])) == "read"
+    await rt.remove(key(twin))
     assert await _outcome(rt, _spec("dev-a", "after", node, [])) == "denied"
     after = node.stat()
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid) == (0, 0)

@@ -411,7 +411,22 @@ class NativeRuntime:
                 if allow:
                     raise RuntimeFailure(f"start {spec.name}: {exc}") from exc
                 continue  # gone: nothing left to take back
-            (grant if allow else revoke)(info.path, run_as.uid)
+            if allow:
+                grant(info.path, run_as.uid)
+            elif not self._tenant_peers_hold(spec, info.name, info.path):
+                revoke(info.path, run_as.uid)  # the entry is the tenant user's, not one instance's
+
+    def _tenant_peers_hold(self, spec: WorkloadSpec, *requests: str) -> bool:
+        """Whether another instance of ``spec``'s tenant here asks for one of ``requests`` (a
+        shared device two of a tenant's workloads hold: removing one keeps the other's access)."""
+        me = self._layout(workload_key(spec.tenant, spec.name))
+        for path in me.tenant_dir.glob("*/spec.json"):
+            raw = read_json(path)
+            if path == me.spec or raw is None:
+                continue
+            if set(requests) & set(raw.get("devices") or []):
+                return True
+        return False
 
     def _shim_config(self, spec: WorkloadSpec, layout: Layout) -> dict[str, object]:
         run_as = self.access.run_as(spec.tenant)
