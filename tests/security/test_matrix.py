@@ -45,6 +45,8 @@ from tests.support.documented_fleet import (
     write_private,
 )
 
+# the module-scoped fleet is made once per worker that runs any of its tests: keep them on one
+pytestmark = pytest.mark.xdist_group("security-matrix")
 TOKEN = secrets.token_hex(6)  # marks this module's workload processes, to clean up only those
 NODE = "edge-1"
 USERS = (
