@@ -5,6 +5,7 @@ re-rendered by a push between two calls never leaves a stale element behind."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,18 @@ class Page:
         return {str(k): str(v) for k, v in self.js(script).items()}
 
     def click(self, selector: str) -> None:
-        """Click the element now matching ``selector`` (it may have been re-rendered)."""
+        """Click the element now matching ``selector``; a push may re-render it between the
+        find and the click, so a stale one is found again (a few times)."""
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.by import By
 
+        for _ in range(20):
+            try:
+                self.driver.find_element(By.CSS_SELECTOR, selector).click()
+            except StaleElementReferenceException:
+                time.sleep(0.1)
+            else:
+                return
         self.driver.find_element(By.CSS_SELECTOR, selector).click()
 
     def tab(self, view: str) -> None:

@@ -40,8 +40,14 @@ components:
 """
 
 
-def _login_tenant(page: Page, fleet: UpFleet) -> None:
-    page.login(fleet.env["FOGMESH_TENANT_USERNAME"], fleet.env["FOGMESH_TENANT_PASSWORD"])
+async def _login(page: Page, username: str, password: str, tenant: str = "") -> None:
+    """Log in and wait until the page shows who it is (its subscriptions made)."""
+    page.login(username, password, tenant)
+    await eventually(lambda: page.text("#who") != "", DEADLINE, page.text("#login-error"))
+
+
+async def _login_tenant(page: Page, fleet: UpFleet) -> None:
+    await _login(page, fleet.env["FOGMESH_TENANT_USERNAME"], fleet.env["FOGMESH_TENANT_PASSWORD"])
 
 
 async def _row_text(page: Page, selector: str, want: str) -> None:
@@ -49,7 +55,7 @@ async def _row_text(page: Page, selector: str, want: str) -> None:
 
 
 async def test_tenant_sees_its_fleet_and_runs_an_app(up_fleet: UpFleet, page: Page) -> None:
-    _login_tenant(page, up_fleet)
+    await _login_tenant(page, up_fleet)
     await eventually(
         lambda: page.attrs("#nodes-table tbody tr", "node") == ["edge-1", "edge-2", "edge-3"],
         DEADLINE,
@@ -108,7 +114,7 @@ async def test_tenant_sees_its_fleet_and_runs_an_app(up_fleet: UpFleet, page: Pa
 async def test_a_wrong_field_is_shown_there_and_nothing_deploys(
     up_fleet: UpFleet, page: Page, tmp_path: Path
 ) -> None:
-    _login_tenant(page, up_fleet)
+    await _login_tenant(page, up_fleet)
     page.tab("apps")
     await eventually(lambda: "sensor-app" in page.attrs("#apps-table tbody tr", "app"), DEADLINE)
     manifest = tmp_path / "broken.yaml"
@@ -126,14 +132,20 @@ async def test_a_wrong_field_is_shown_there_and_nothing_deploys(
     assert "replicas: -3" in page.text("#manifest-lines li.bad")
     assert "invalid_payload" in page.text("#deploy-result")
     page.shot("deploy-error")
+    # a refused action shows the reply's code and message
+    page.driver.find_element("css selector", 'tr[data-app="sensor-app"] input.component').send_keys(
+        "nope"
+    )
+    page.click('tr[data-app="sensor-app"] button.scale')
+    await _row_text(page, "#banner", "scaling sensor-app: refused (")
     listed = up_fleet.cli("apps")
     assert listed.returncode == 0, listed.stderr
     assert "broken" not in listed.stdout
 
 
 async def test_another_tenant_sees_nothing_of_the_first(up_fleet: UpFleet, page: Page) -> None:
-    page.login(OTHER_TENANT, up_fleet.other_password)
-    await eventually(lambda: OTHER_TENANT in page.text("#who"), DEADLINE, "logged in")
+    await _login(page, OTHER_TENANT, up_fleet.other_password)
+    assert OTHER_TENANT in page.text("#who")
     await eventually(lambda: len(page.attrs("#nodes-table tbody tr", "node")) == 3, DEADLINE)
     page.tab("workloads")
     page.tab("apps")
@@ -148,7 +160,7 @@ async def test_another_tenant_sees_nothing_of_the_first(up_fleet: UpFleet, page:
 
 
 async def test_the_output_chart_grows(up_fleet: UpFleet, page: Page) -> None:
-    _login_tenant(page, up_fleet)
+    await _login_tenant(page, up_fleet)
     page.tab("output")
 
     def points() -> int:
@@ -185,3 +197,20 @@ async def test_errors_a_person_can_act_on(up_fleet: UpFleet, page: Page, shots: 
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0  # SIGTERM: a clean stop
+
+
+async def test_the_operator_sees_the_fleet_live(up_fleet: UpFleet, page: Page) -> None:
+    await _login(page, up_fleet.env["FOGMESH_USERNAME"], up_fleet.env["FOGMESH_PASSWORD"], "demo")
+    assert "(fleet view)" in page.text("#who")  # the broker granted the nodes' channels
+    await _row_text(page, "#nodes-mode", "heartbeat")
+    await eventually(lambda: len(page.attrs("#nodes-table tbody tr", "node")) == 3, DEADLINE)
+    # heartbeats keep coming: each node's CPU chart gains points
+    await eventually(
+        lambda: all(int(n) >= 2 for n in page.attrs("#nodes-table canvas.spark", "points")),
+        DEADLINE,
+        "two heartbeats charted per node",
+    )
+    page.tab("apps")
+    await eventually(lambda: "sensor-app" in page.attrs("#apps-table tbody tr", "app"), DEADLINE)
+    page.tab("nodes")
+    page.shot("operator")

@@ -361,9 +361,13 @@ async function refreshWorkloads() {
     return;
   }
   state.workloads = reply.workloads;
+  renderWorkloads();
+}
+
+function renderWorkloads() {
   const body = $("#workloads-table tbody");
   body.replaceChildren();
-  for (const w of reply.workloads) {
+  for (const w of state.workloads) {
     const act = (verb) => el("button", { class: verb, onclick: () => command(verb, w.name) }, verb);
     body.append(
       el("tr", { "data-workload": w.name, "data-phase": w.phase },
@@ -503,11 +507,24 @@ function onEvent(_topic, ev) {
   state.events.push(ev);
   state.events = state.events.slice(-MAX_EVENTS);
   renderEvents();
+  if (ev.kind === "workload-state" && ev.workload && ev.data && typeof ev.data.to === "string") {
+    // the agent's own word, at once: the registry may not have stored it when we ask it
+    const known = state.workloads.find((w) => w.name === ev.workload);
+    if (known) {
+      known.phase = ev.data.to;
+      renderWorkloads();
+    }
+  }
   if (/^(workload|app|node|migration)/.test(ev.kind)) {
     later(refreshWorkloads);
+    later(refreshWorkloadsAgain, 3000); // and once more when the registry surely has it
     later(refreshApps);
     if (!state.fleet) later(refreshNodes);
   }
+}
+
+function refreshWorkloadsAgain() {
+  return refreshWorkloads();
 }
 
 function renderEvents() {
