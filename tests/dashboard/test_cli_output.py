@@ -25,6 +25,9 @@ from tests.dashboard.conftest import BIN, UpFleet
 from tests.support.buses import eventually
 
 cli_main = importlib.import_module("fogmesh.cli.main")  # fogmesh.cli.main is also a function
+# one worker runs every test of the package: they share one fogmesh up fleet (package fixture)
+pytestmark = pytest.mark.xdist_group("fogmesh-up-fleets")
+
 DEADLINE = 60.0
 LISTINGS = {"nodes": "node", "apps": "name", "workloads": "name", "events": "kind"}
 """Each listing command and the field of its JSON that the table's first column shows."""

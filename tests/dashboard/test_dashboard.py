@@ -12,10 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.dashboard.browser import Page
 from tests.dashboard.conftest import BIN, OTHER_TENANT, UpFleet
 from tests.support.brokers import free_port
 from tests.support.buses import eventually
+
+# one worker runs every test of the package: they share one fogmesh up fleet (package fixture)
+pytestmark = pytest.mark.xdist_group("fogmesh-up-fleets")
 
 DEADLINE = 60.0  # generous: two cores shared by the whole fleet and the browser
 
