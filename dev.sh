@@ -40,7 +40,7 @@ setup_venv() {
     return 0
   fi
   local editables=(-e protocol)
-  for dir in broker services/registry services/scheduler services/migrator services/node-agent examples/sensor-app; do
+  for dir in broker services/registry services/scheduler services/migrator services/node-agent services/dashboard examples/sensor-app; do
     [ -f "$dir/pyproject.toml" ] && editables+=(-e "$dir")
   done
   [ -f services/registry/pyproject.toml ] && editables+=(-e "services/registry[postgres]")
@@ -83,10 +83,14 @@ case "$cmd" in
   setup)
     apt_install $TEST_PACKAGES
     setup_venv
+    sh .ci/dashboard.sh
+    sh .ci/nodered.sh
     ;;
   up)
     apt_install $RUN_PACKAGES
     setup_venv
+    # the dashboard's pinned browser libraries (npm), served by fogmesh up's dashboard
+    FOGMESH_DASHBOARD_LIBS_ONLY=1 sh .ci/dashboard.sh
     if docker info >/dev/null 2>&1; then
       bash deploy/images/sample-app/build.sh >/dev/null || echo "dev.sh: sample image build failed; native runtime only" >&2
     fi
@@ -99,6 +103,9 @@ case "$cmd" in
   test)
     apt_install $TEST_PACKAGES
     setup_venv
+    # the browser and mqtt.js for tests/dashboard, Node-RED 4.x for tests/nodered
+    sh .ci/dashboard.sh
+    sh .ci/nodered.sh
     lint
     run_tests "$@"
     ;;

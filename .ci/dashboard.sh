@@ -9,9 +9,12 @@ VENV=${VENV:-.venv}
 DASH=services/dashboard
 VENDOR=$DASH/src/fogmesh/dashboard/static/vendor
 
+# FOGMESH_DASHBOARD_LIBS_ONLY=1 (dev.sh up): only npm and the page's libraries, no browser
 missing=""
-command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+if [ -z "${FOGMESH_DASHBOARD_LIBS_ONLY:-}" ]; then
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+fi
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" -eq 0 ]; then
@@ -32,7 +35,7 @@ if [ ! -f "$VENDOR/mqtt.min.js" ] || [ ! -f "$VENDOR/js-yaml.min.js" ] || ! cmp 
     cp "$DASH/package-lock.json" "$VENDOR/.lock"
 fi
 
-if [ -x "$VENV/bin/python" ]; then
+if [ -x "$VENV/bin/python" ] && [ -z "${FOGMESH_DASHBOARD_LIBS_ONLY:-}" ]; then
     "$VENV/bin/python" -m pip show -q fogmesh-dashboard >/dev/null 2>&1 \
         || "$VENV/bin/python" -m pip install -q -e "$DASH"
     "$VENV/bin/python" -m pip show -q selenium >/dev/null 2>&1 \
