@@ -90,7 +90,10 @@ async def _site(port: int, nodes: int, interval: float, stop_file: Path, out: Pa
                 await c.publish(f"fm/v1/nodes/{n}/hello", json.dumps(hello), qos=1, retain=True)
                 state = json.dumps({"node": n, "state": "online", "boot_id": "b1"})
                 await c.publish(f"fm/v1/nodes/{n}/state", state, qos=1, retain=True)
-            seq = 0
+                # its first heartbeat at once, as an agent's: the connection's other nodes may
+                # take longer than the liveness timeout to join on a loaded machine
+                await c.publish(f"fm/v1/nodes/{n}/heartbeat", heartbeat_json(n, 0, interval))
+            seq = 1
             while not _stopped(stop_file):
                 began = time.monotonic()
                 for n in part:

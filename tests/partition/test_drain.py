@@ -1,7 +1,7 @@
 """After a long partition a link drains its backlog at a bounded rate, live traffic first.
 
 Real parts: two embedded brokers (``site``, ``cloud``) run by ``python -m fogmesh.broker run``
-from a mesh file whose link has ``drain: {rate: 100, backlog: 100}``. The cloud broker is
+from a mesh file whose link has ``drain: {rate: 50, backlog: 100}``. The cloud broker is
 killed; the site queues 600 readings, 30 heartbeats and 30 retained states of one node. The
 site's link status says ``down`` with its queue depth. Then the cloud comes back:
 
@@ -37,7 +37,7 @@ from tests.broker.conftest import (
 )
 
 N = 600
-RATE = 100.0
+RATE = 50.0
 STATUS = "fm/v1/mesh/site/links/wan"
 NODE = "fm/v1/nodes/n1"
 
@@ -119,20 +119,19 @@ async def test_a_backlog_drains_at_its_rate_while_live_traffic_flows(
     backlog_done = asyncio.Event()
 
     async def publish_live(s: aiomqtt.Client) -> None:
-        # from the link's reconnect until the whole backlog crossed: a topic with nothing in
-        # the backlog, so these need not wait for it
+        # from before the cloud is back until the whole backlog crossed, each on a topic of its
+        # own: those published once the link is up have nothing in the backlog to wait for
         nonlocal live
         while not backlog_done.is_set():
-            await s.publish("tele/live", f"l-{live}".encode(), qos=1)
+            await s.publish(f"tele/live/{live}", f"l-{live}".encode(), qos=1)
             live += 1
             await asyncio.sleep(0.05)
 
     got.clear()
     async with client(site) as s:
+        publisher = asyncio.create_task(publish_live(s))
         began = time.monotonic()
         cloud_proc.start()
-        await _status(site, lambda st: st["state"] == "up")
-        publisher = asyncio.create_task(publish_live(s))
         async with client(cloud, ident="cloud-sub", clean=False) as c, client(cloud) as watch:
             task = asyncio.create_task(collect(c, got))
             seen: list[aiomqtt.Message] = []

@@ -24,7 +24,10 @@ from fogmesh.broker.config import DrainSpec
 from fogmesh.broker.diskqueue import DiskQueue, QueuedMessage
 from fogmesh.broker.topicmatch import matches
 
-__all__ = ["Drain"]
+__all__ = ["LIVE_PAGES", "Drain"]
+
+LIVE_PAGES = 10
+"""Pages of live messages looked through for ready ones, each round (the rest wait their turn)."""
 
 
 class Drain:
@@ -70,11 +73,17 @@ class Drain:
     def live(self) -> list[QueuedMessage]:
         """The live messages (arrived after the side connected) that may cross now: not those
         of a topic whose older backlog messages must cross first."""
-        ready = []
-        for msg in self.queue.peek_range(self.batch, after=self.mark):
-            if self._latest(msg) or self.newest.get(msg.topic, 0) <= self.through:
-                ready.append(msg)
-        return ready
+        ready: list[QueuedMessage] = []
+        after = self.mark
+        for _ in range(LIVE_PAGES):  # waiting messages must not hide the ready ones behind
+            page = self.queue.peek_range(self.batch, after=after)
+            for msg in page:
+                if self._latest(msg) or self.newest.get(msg.topic, 0) <= self.through:
+                    ready.append(msg)
+            if len(ready) >= self.batch or len(page) < self.batch:
+                break
+            after = page[-1].seq
+        return ready[: self.batch]
 
     def live_crossed(self, batch: list[QueuedMessage]) -> None:
         """``batch`` (from :meth:`live`) reached the far side."""
