@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fogmesh.protocol import Event
-from fogmesh.protocol.apps import AppInfo, AppSummary
+from fogmesh.protocol.apps import AppInfo, AppSummary, PlacementInfo
 from fogmesh.protocol.queries import NodeInfo, WorkloadInfo
 
 __all__ = [
@@ -137,7 +137,7 @@ def workloads_table(workloads: Iterable[WorkloadInfo]) -> Table:
             w.app,
             w.component,
             w.node,
-            _styled(w.phase.value),
+            _styled(w.phase.value) + (f" (as of {w.age_s:.0f}s ago)" if w.age_s else ""),
             str(w.restarts),
             w.reason[:60] or "-",
         )
@@ -147,10 +147,12 @@ def workloads_table(workloads: Iterable[WorkloadInfo]) -> Table:
 def apps_table(apps: Iterable[AppSummary]) -> Table:
     """One row per app."""
     table = Table(title="apps")
-    for column in ("app", "version", "workloads", "pending"):
+    for column in ("app", "version", "workloads", "pending", "not running"):
         table.add_column(column)
     for a in apps:
-        table.add_row(a.name, a.version, str(a.workloads), str(a.pending))
+        # placed, but no agent reports it running past the scheduler's bound: an alarm
+        alarm = f"[red]{a.not_running}[/]" if a.not_running else "0"
+        table.add_row(a.name, a.version, str(a.workloads), str(a.pending), alarm)
     return table
 
 
@@ -164,10 +166,19 @@ def app_table(app: AppInfo) -> Table:
             p.workload,
             p.component,
             str(p.replica),
-            p.node or "[yellow]pending[/]",
+            _placed_on(p),
             p.version + (" (retiring)" if p.retiring else ""),
         )
     return table
+
+
+def _placed_on(p: PlacementInfo) -> str:
+    """The placement's node, ``pending``, or the node with how long nothing has run there."""
+    if p.node is None:
+        return "[yellow]pending[/]"
+    if p.not_running_s is not None:
+        return f"{p.node} [red](not running for {p.not_running_s:.0f}s)[/]"
+    return p.node
 
 
 def events_table(events: Iterable[Event]) -> Table:
