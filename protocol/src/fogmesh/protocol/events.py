@@ -172,6 +172,9 @@ class MigrationData(EventData):
     stateful: bool | None = Field(default=None, description="its state moved with it")
     state_bytes: int | None = Field(default=None, ge=0)
     freeze_s: float | None = Field(default=None, ge=0)
+    replica_age_s: float | None = Field(
+        default=None, ge=0, description="node-lost: how old the replica it started from was"
+    )
     duration_s: float | None = Field(default=None, ge=0)
     stages_s: dict[str, float] = Field(default_factory=dict)
     reasons: dict[str, str] = Field(default_factory=dict)

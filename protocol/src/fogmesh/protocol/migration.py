@@ -179,9 +179,11 @@ class ResourceOffer(Reply):
 
 class FreezeCommand(Request):
     """``cmd/freeze``: hold the workload (the agent stops it and restarts it no more), then
-    snapshot its state into a staged file."""
+    snapshot its state into a staged file. With ``hold`` false the workload keeps running and
+    only its snapshot is staged (a replica for unplanned moves); ``thaw`` drops it."""
 
     workload: Ident
+    hold: bool = Field(default=True, description="false: snapshot only, the workload runs on")
 
 
 class FrozenReply(Reply):

@@ -32,6 +32,11 @@ class MigratorConfig(LeaderSettings):
     cooldown_s: float = Field(default=120.0, ge=0, description="between two moves of a workload")
     node_budget: int = Field(default=3, ge=1, description="moves off one node per window")
     node_budget_window_s: float = Field(default=300.0, gt=0)
+    # state replication for unplanned moves (migration: stateful)
+    replica_interval_s: float = Field(
+        default=5.0, gt=0, description="how often a stateful workload's state is copied"
+    )
+    replica_peers: int = Field(default=2, ge=1, description="peers holding each replica")
     failed_node_avoid_s: float = Field(
         default=300.0, ge=0, description="never move onto a node lost this recently"
     )

@@ -293,6 +293,23 @@ class Mover:
             if ahead is not None:
                 await _drop(ahead[1])
 
+    async def send_state(
+        self, tenant: str, spec: WorkloadSpec, source: str, peer: str, frozen: FrozenReply
+    ) -> None:
+        """Relay a snapshot staged on ``source`` to ``peer`` (the replicator's copies: the same
+        chunked, checked, resumable transfer as a planned move's)."""
+        await self._transfer(_Run(tenant, spec, source, MigrationTrigger.NODE_LOST), peer, frozen)
+
+    async def ask(
+        self, tenant: str, node: str, verb: NodeVerb, request: Request, model: type[R]
+    ) -> R:
+        """A command to ``node``'s agent (:meth:`_ask`), for the replicator."""
+        return await self._ask(tenant, node, verb, request, model)
+
+    async def offer(self, tenant: str, spec: WorkloadSpec, node: str) -> ResourceOffer | str:
+        """``node``'s level for the workload, or why it did not answer."""
+        return await self._offer(_Run(tenant, spec, node, MigrationTrigger.NODE_LOST), node)
+
     # -- stages 3 and 4 -----------------------------------------------------------------------
 
     async def _activated(self, run: _Run, peer: str) -> None:

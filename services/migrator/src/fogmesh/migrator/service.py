@@ -20,6 +20,7 @@ from fogmesh.migrator.config import MigratorConfig
 from fogmesh.migrator.fleet import FleetView
 from fogmesh.migrator.guard import Guard
 from fogmesh.migrator.mover import Mover, Outcome
+from fogmesh.migrator.replicator import Replicator
 from fogmesh.protocol import topics
 from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.mesh import LinkStatus
@@ -57,6 +58,8 @@ class MigratorService(LeaderService):
         self.bus: Bus | None = None
         self.duty = LeaderDuty(DUTY, config, self._on_gain)
         self.mover: Mover | None = None
+        self.replicator: Replicator | None = None
+        """Copies stateful workloads' state to peers (set once the bus is up)."""
         self.ready = asyncio.Event()
         """Set once this instance leads."""
         self.asking: dict[str, NodeTrouble] = {}
@@ -76,6 +79,7 @@ class MigratorService(LeaderService):
         async with Bus(self.config.bus_config()) as bus:
             self.bus = bus
             self.mover = Mover(bus, self.config, self.fleet, self.guard)
+            self.replicator = Replicator(bus, self.config, self.fleet, self.mover)
             await self.duty.run(bus, self._subscribe, tick=self._tick_loop)
 
     def _subscribe(self, bus: Bus) -> None:
@@ -128,8 +132,11 @@ class MigratorService(LeaderService):
 
     def _lost(self, node: str, how: str) -> None:
         # The scheduler re-places a lost node's workloads (a dead node cannot hand its state
-        # over); the migrator only keeps planned moves off it for failed_node_avoid_s.
+        # over); the migrator keeps planned moves off it for failed_node_avoid_s, and a
+        # stateful workload's replacement restores the replica its holder keeps staged.
         self.guard.failed(node)
+        if self.replicator is not None:
+            self.replicator.on_lost(node)
         log.warning("node lost", node=node, how=how)
 
     # --- the triggers --------------------------------------------------------------------------
@@ -144,6 +151,8 @@ class MigratorService(LeaderService):
                 continue
             await self._shed_overload()
             await self._answer_asks()
+            assert self.replicator is not None
+            await self.replicator.tick()
 
     async def _shed_overload(self) -> None:
         """One workload off each node hot for the whole window; its window then starts over,

@@ -349,6 +349,17 @@ class CommandHandler:
         memory) and stage its snapshot."""
         tracked, runtime = self._workload(command, command.workload)
         key = _key(tracked)
+        if not command.hold:  # a replica: the workload runs on; only its snapshot is staged
+            with _refusals(command.workload):
+                data = await runtime.snapshot(key)
+            snapshot, size, digest = await asyncio.to_thread(
+                self.reconciler.handover.stage_out, key, data
+            )
+            await ctx.reply(FrozenReply.to(
+                command, source=ctx.bus.config.client_id, workload=command.workload,
+                snapshot=snapshot, size=size, sha256=digest,
+            ))  # fmt: skip
+            return
         async with self.reconciler.lock:
             self.reconciler.held.add(key)
             machine = tracked.machine

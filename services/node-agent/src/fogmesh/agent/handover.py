@@ -107,7 +107,10 @@ class Handover:
         (a mismatch discards it, so the sender starts again from 0)."""
         part = self._part(key, snapshot)
         if not part.exists() or part.stat().st_size < size:
-            return self.ready_path(key).exists() and not part.exists()
+            # done already only if the ready file is this snapshot (a replica's next copy
+            # comes under a new snapshot id while the older one still waits there)
+            ready = self.ready_path(key)
+            return ready.exists() and not part.exists() and file_sha256(ready) == sha256
         with part.open("rb+") as fh:
             os.fsync(fh.fileno())
         if file_sha256(part) != sha256:

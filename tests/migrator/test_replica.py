@@ -1,0 +1,98 @@
+"""Unplanned moves keep recent state: a stateful workload's state is replicated to peers, and
+after a kill -9 of its agent and its process the replacement starts from the replica."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import tarfile
+from pathlib import Path
+
+from fogmesh.agent.runtime.native import NativeRuntime
+from fogmesh.protocol.events import EventKind, MigrationData
+from tests.agent.support import AgentProc, wait_for
+from tests.migrator.support import TENANT, stack, state_file
+
+WORKLOAD = "count-worker-0"
+# Counts up from the value it finds (atomically rewritten every 0.2 s) and notes where it began.
+COUNTER = (
+    'S="$FOGMESH_STATE_DIR"; mkdir -p "$S"; n=$(cat "$S/count" 2>/dev/null || echo 0); '
+    'echo "$n" > "$S/began"; trap \'exit 0\' TERM; '
+    'while true; do n=$((n+1)); echo "$n" > "$S/count.tmp"; mv "$S/count.tmp" "$S/count"; '
+    "sleep 0.2; done"
+)
+
+
+def _replica_count(agent: AgentProc) -> int | None:
+    """The counter inside the replica staged on ``agent`` for the workload, if one waits."""
+    staged = sorted(agent.state_dir.rglob(f"handover/in/{TENANT}__{WORKLOAD}.tar"))
+    if not staged:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(staged[0].read_bytes())) as tar:
+        member = next((m for m in tar.getmembers() if m.name.endswith("state/count")), None)
+        fh = tar.extractfile(member) if member is not None else None
+        return int(fh.read()) if fh is not None else None
+
+
+async def _kill_workloads(agent: AgentProc) -> None:
+    """kill -9 of the dead agent's workload processes (each is its own process group)."""
+    native = NativeRuntime(agent.state_dir / "native", agent.node)
+    try:
+        for inst in await native.list_instances():
+            if inst.runtime_id:
+                os.killpg(int(inst.runtime_id), signal.SIGKILL)
+    finally:
+        await native.close()
+
+
+async def test_a_killed_node_s_stateful_workload_restarts_from_its_replica(
+    tmp_path: Path, run_label: str
+) -> None:
+    nodes = ["r-a", "r-b", "r-c"]
+    async with stack(tmp_path, run_label, nodes, replica_interval_s=1.0) as st:
+        reply = await st.deploy(
+            "count", command=["-c", COUNTER], migration="stateful",
+            requests={"cpu": "50m", "memory": "128Mi"},  # mv needs more room than 16Mi
+        )  # fmt: skip
+        source = reply.app.placements[0].node
+        assert source is not None
+        peers = [n for n in nodes if n != source]
+        await wait_for(lambda: st.runs(source, WORKLOAD), 60, "the workload runs")
+        key = f"{TENANT}/{WORKLOAD}"
+        replicas = st.migrator.replicator
+        assert replicas is not None
+        await wait_for(
+            lambda: key in replicas.replicas and sorted(replicas.replicas[key].holders) == peers,
+            60, "a replica on both peers",
+        )  # fmt: skip
+        # a later copy, so the replica is not the counter's first value
+        await wait_for(
+            lambda: all((_replica_count(st.agents[p]) or 0) >= 3 for p in peers), 60,
+            "the replica counted on",
+        )  # fmt: skip
+        floor = min(_replica_count(st.agents[p]) or 0 for p in peers)
+
+        st.agents[source].kill()  # kill -9 of the agent, then of its workload
+        await _kill_workloads(st.agents[source])
+
+        await wait_for(lambda: any(st.runs(p, WORKLOAD) for p in peers), 90, "on a peer")
+        peer = next(p for p in peers if st.runs(p, WORKLOAD))
+        began = state_file(st.agents[peer], "began")
+        assert began is not None
+        assert int(began.read_text()) >= floor > 0  # from the replica, not from zero
+        await wait_for(
+            lambda: any(
+                e.payload_as(MigrationData).trigger == "node-lost"
+                for e in st.kinds(EventKind.MIGRATION_FINISHED)
+            ),
+            30, "the failover's event",
+        )  # fmt: skip
+        data = next(
+            d for e in st.kinds(EventKind.MIGRATION_FINISHED)
+            if (d := e.payload_as(MigrationData)).trigger == "node-lost"
+        )  # fmt: skip
+        assert (data.from_, data.to, data.stateful) == (source, peer, True)
+        assert data.replica_age_s is not None
+        assert data.state_bytes is not None
+        assert st.kinds(EventKind.MIGRATION_STARTED)
