@@ -18,7 +18,12 @@ Measured, each in the same run as its baseline:
   hand and then its node killed (agent and workload processes: ``kill -9``); counted from the
   first output on ``out`` (the convolver's session exists from there on) to the last reading.
 
-Not measured yet (``null``): ``replica_age_s``, which needs state replication (docs/migrator.md).
+* ``replica_age_s`` at death (unplanned, stateful): a ``migration: stateful`` counter (its state
+  replicated every ``replica_interval_s``, 5 s by default) whose node is killed (agent and
+  workload); the age the migrator reports on the failover's ``migration-finished``, and
+  ``replica_death_to_running_s``. Baseline: a cold re-placement, whose counter starts from 0.
+  ``--cases unplanned`` runs only this case and merges its keys into an existing result file.
+
 Results go to ``bench/results/migration.json``.
 """
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import statistics
 import sys
@@ -36,7 +42,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, load_average, write_result
+from _common import REPO, RESULTS, load_average, write_result
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -53,7 +59,8 @@ from fogmesh.protocol.migration import (
     StageOutcome,
 )
 from tests.agent.support import wait_for
-from tests.migrator.support import TENANT, Stack, stack
+from tests.migrator.support import TENANT, Stack, stack, state_file
+from tests.migrator.test_replica import COUNTER
 from tests.sample_app.helpers import USERNAME, AppProcess, Collector, Names, app_env, running
 
 NODES = ["b-a", "b-b", "b-c"]
@@ -199,6 +206,71 @@ async def _readings(st: Stack, tmp: Path, count: int = 300) -> dict[str, int]:
     }
 
 
+def _failovers(st: Stack) -> list[MigrationData]:
+    finished = (e.payload_as(MigrationData) for e in st.kinds(EventKind.MIGRATION_FINISHED))
+    return [d for d in finished if d.trigger == "node-lost"]
+
+
+async def _replica_round(st: Stack, workload: str) -> tuple[float, float, bool]:
+    """One death: (the replica's age at death, death to running, the counter went on)."""
+    key = f"{TENANT}/{workload}"
+    replicator = st.migrator.replicator
+    assert replicator is not None
+    node = _node(st, workload)
+    await wait_for(lambda: st.runs(node, workload), 120, "running before the death")
+    await wait_for(
+        lambda: (r := replicator.replicas.get(key)) is not None and r.source == node,
+        120, "a replica",
+    )  # fmt: skip
+    await asyncio.sleep(3.0)  # the counter goes on past the replica
+    before = len(_failovers(st))
+    t0 = time.monotonic()
+    await _kill_node(st, node)
+    others = [n for n in NODES if n != node]
+    await wait_for(lambda: any(st.runs(n, workload) for n in others), 120, "on a peer")
+    took = time.monotonic() - t0
+    await wait_for(lambda: len(_failovers(st)) > before, 60, "the failover's event")
+    age = _failovers(st)[-1].replica_age_s or 0.0
+    peer = next(n for n in others if st.runs(n, workload))
+    began = state_file(st.agents[peer], "began")
+    kept = began is not None and int(began.read_text()) > 0
+    st.beats.pop(node, None)
+    st.agents[node].start()  # the node comes back for the next round
+    await wait_for(lambda: node in st.migrator.fleet.live(), 120, "back")
+    return age, took, kept
+
+
+async def _replica(st: Stack, rounds: int) -> dict[str, Any]:
+    """A stateful counter's node killed ``rounds`` times: the replica's age at death, the time
+    to running again, and whether the counter went on from the replica (not from 0)."""
+    workload = (
+        await st.deploy(
+            "counts", command=["-c", COUNTER], migration="stateful",
+            requests={"cpu": "50m", "memory": "128Mi"},
+        )
+    ).app.placements[0].workload  # fmt: skip
+    ages, took, kept = [], [], []
+    for _ in range(rounds):
+        age, secs, ok = await _replica_round(st, workload)
+        ages.append(age)
+        took.append(secs)
+        kept.append(ok)
+    return {
+        "replica_age_s": _stats(ages),
+        "replica_death_to_running_s": _stats(took),
+        "replica_kept": all(kept),
+        "replica_path": "replica_interval_s 5 (default); kill -9 of the node (agent and "
+        "workload); baseline: a cold re-placement starts the counter from 0",
+    }
+
+
+async def run_unplanned(rounds: int) -> dict[str, Any]:
+    """Only the unplanned, stateful case."""
+    with tempfile.TemporaryDirectory(prefix="fm-bench-mig-") as tmp:
+        async with stack(Path(tmp), "fmtest=bench-migration", NODES) as st:
+            return {**await _replica(st, rounds), "load_average_after": load_average()}
+
+
 async def run(sizes: list[int], rounds: int) -> dict[str, Any]:
     """Every measurement on one fleet."""
     with tempfile.TemporaryDirectory(prefix="fm-bench-mig-") as tmp:
@@ -218,6 +290,7 @@ async def run(sizes: list[int], rounds: int) -> dict[str, Any]:
             silent = [await _death(st, workload, "silent") for _ in range(rounds)]
             readings = await _readings(st, Path(tmp))
             print(f"  readings: {readings}")
+            replica = await _replica(st, rounds)
     return {
         "freeze_s": freeze,
         "stages_s": stages,
@@ -225,7 +298,7 @@ async def run(sizes: list[int], rounds: int) -> dict[str, Any]:
         "loud_death_to_running_s": _stats(loud),
         "silent_death_to_running_s": _stats(silent),
         "death_path": "the scheduler's cold re-placement (heartbeat 1 s, lost after 3 missed)",
-        "replica_age_s": None,
+        **replica,
         **readings,
         "readings_path": "a move by hand, then kill -9 of the node (agent and workload)",
         "rounds": rounds,
@@ -238,7 +311,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="0,1,10", help="state sizes in MB (e.g. 0,1,10,100)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cases", choices=("all", "unplanned"), default="all")
     args = parser.parse_args()
+    if args.cases == "unplanned":
+        found = asyncio.run(run_unplanned(args.rounds))
+        for key, value in found.items():
+            print(f"{key:<28} {value}")
+        path = RESULTS / "migration.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        kept = {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine")}
+        print(f"written to {write_result('migration', {**kept, **found})}")
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     result = asyncio.run(run(sizes, args.rounds))
     print(f"{'key':<28} value")
