@@ -96,3 +96,48 @@ async def test_a_killed_node_s_stateful_workload_restarts_from_its_replica(
         assert data.replica_age_s is not None
         assert data.state_bytes is not None
         assert st.kinds(EventKind.MIGRATION_STARTED)
+
+
+async def test_an_unchanged_state_is_not_sent_again_and_a_silent_death_fails_over(
+    tmp_path: Path, run_label: str
+) -> None:
+    nodes = ["q-a", "q-b"]
+    async with stack(tmp_path, run_label, nodes, replica_interval_s=0.5) as st:
+        # the stack's default script writes its mark once, then idles: its state stays as it is
+        reply = await st.deploy("idle", migration="stateful")
+        source = reply.app.placements[0].node
+        assert source is not None
+        peer = next(n for n in nodes if n != source)
+        workload = reply.app.placements[0].workload
+        key = f"{TENANT}/{workload}"
+        replicas = st.migrator.replicator
+        assert replicas is not None
+        await wait_for(lambda: key in replicas.replicas, 60, "a replica")
+        staged = sorted(st.agents[peer].state_dir.rglob(f"handover/in/{TENANT}__{workload}.tar"))
+        assert staged
+        sent = staged[0].stat().st_mtime_ns
+        first = replicas.replicas[key].taken_at
+        await wait_for(lambda: replicas.replicas[key].taken_at > first + 2.0, 60, "renewed")
+        assert staged[0].stat().st_mtime_ns == sent  # checked again, not sent again
+        mark = state_file(st.agents[source])
+        assert mark is not None
+        before = mark.read_text()
+
+        agent = st.agents[source].proc
+        assert agent is not None
+        agent.send_signal(signal.SIGSTOP)  # silent: heartbeats stop, no last will
+        try:
+            await _kill_workloads(st.agents[source])
+            await wait_for(lambda: st.runs(peer, workload), 90, "on the peer")
+            moved = state_file(st.agents[peer])
+            assert moved is not None
+            assert moved.read_text() == before  # the replica's state, not a fresh one
+            await wait_for(
+                lambda: any(
+                    e.payload_as(MigrationData).trigger == "node-lost"
+                    for e in st.kinds(EventKind.MIGRATION_FINISHED)
+                ),
+                30, "the failover's event",
+            )  # fmt: skip
+        finally:
+            agent.send_signal(signal.SIGCONT)
