@@ -75,6 +75,8 @@ def describe_event(event: Event) -> str:
         line = f"{event.kind.value} {who}: {_arrow(data.from_, data.to)} ({data.trigger}"
         if data.freeze_s is not None:
             line += f", frozen {data.freeze_s:.2f} s"
+        if data.replica_age_s is not None:
+            line += f", replica {data.replica_age_s:.1f} s old"
         if data.reasons:
             line += ", " + "; ".join(f"{k}: {v}" for k, v in sorted(data.reasons.items())[:3])
         return line + ")"
