@@ -44,6 +44,7 @@ async def _count_outputs(env: dict[str, str], want: int, timeout: float) -> int:
 # a `fogmesh up` fleet of nodes edge-1..3: `leftovers` finds Docker objects by node name, so
 # the fleets run one at a time (the dashboard's fleet too)
 @pytest.mark.xdist_group("fogmesh-up-fleets")
+@pytest.mark.timeout(1200)  # its own waits: a venv built (900 s), outputs, the shutdown
 def test_readme_up_in_a_fresh_clone(tmp_path: Path) -> None:
     command = _readme_first_command()
     assert command == "bash dev.sh up"
