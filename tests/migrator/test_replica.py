@@ -141,3 +141,44 @@ async def test_an_unchanged_state_is_not_sent_again_and_a_silent_death_fails_ove
             )  # fmt: skip
         finally:
             agent.send_signal(signal.SIGCONT)
+
+
+async def test_a_replacement_placed_where_no_replica_waits_moves_onto_the_holder(
+    tmp_path: Path, run_label: str
+) -> None:
+    nodes = ["h-a", "h-b", "h-c"]
+    # one holder of two peers: the scheduler's own pick may or may not be it; either way the
+    # workload ends on the holder, from the replica
+    async with stack(tmp_path, run_label, nodes, replica_interval_s=1.0, replica_peers=1) as st:
+        reply = await st.deploy("one", migration="stateful")
+        source = reply.app.placements[0].node
+        assert source is not None
+        workload = reply.app.placements[0].workload
+        key = f"{TENANT}/{workload}"
+        replicas = st.migrator.replicator
+        assert replicas is not None
+        await wait_for(lambda: key in replicas.replicas, 60, "a replica")
+        [holder] = replicas.replicas[key].holders
+        mark = state_file(st.agents[source])
+        assert mark is not None
+        before = mark.read_text()
+
+        st.agents[source].kill()
+        await _kill_workloads(st.agents[source])
+
+        await wait_for(lambda: st.where(workload) == [holder], 90, "on the holder only")
+        moved = state_file(st.agents[holder])
+        assert moved is not None
+        assert moved.read_text() == before
+        await wait_for(
+            lambda: any(
+                e.payload_as(MigrationData).trigger == "node-lost"
+                for e in st.kinds(EventKind.MIGRATION_FINISHED)
+            ),
+            30, "the failover's event",
+        )  # fmt: skip
+        data = next(
+            d for e in st.kinds(EventKind.MIGRATION_FINISHED)
+            if (d := e.payload_as(MigrationData)).trigger == "node-lost"
+        )  # fmt: skip
+        assert (data.to, data.stateful) == (holder, True)

@@ -306,6 +306,12 @@ class Mover:
         """A command to ``node``'s agent (:meth:`_ask`), for the replicator."""
         return await self._ask(tenant, node, verb, request, model)
 
+    async def reroute(self, tenant: str, workload: str, to: str) -> None:
+        """Ask the scheduler to re-home ``workload`` onto ``to`` (a dead node's workload, onto
+        the holder of its replica; no state moves here)."""
+        move = MoveWorkload(workload=workload, to=to, trigger=MigrationTrigger.NODE_LOST)
+        await self._scheduler(tenant, move)
+
     async def offer(self, tenant: str, spec: WorkloadSpec, node: str) -> ResourceOffer | str:
         """``node``'s level for the workload, or why it did not answer."""
         return await self._offer(_Run(tenant, spec, node, MigrationTrigger.NODE_LOST), node)

@@ -11,9 +11,11 @@ snapshot of that workload: whichever holder the workload is created on next rest
 before its first start. The source's staged copy is dropped afterwards (``thaw``, which
 releases no hold here).
 
-On a node's death the scheduler re-places its workloads (docs/migrator.md); the replicator
-publishes ``migration-started`` (trigger ``node-lost``, ``replica_age_s``) and, once the
-workload runs again, ``migration-finished`` naming the new node and whether it held the replica.
+On a node's death the scheduler re-places its workloads (docs/migrator.md); placed on a node
+holding no replica, the workload is moved on (``ops/scheduler/move``, trigger ``node-lost``) to
+a holder that can run it now, if there is one. The replicator publishes ``migration-started``
+(trigger ``node-lost``, ``replica_age_s``) and, once the workload runs again,
+``migration-finished`` naming the new node and whether it held the replica.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class _Failover:
     age_s: float
     since: float = field(default_factory=time.monotonic)
     announced: bool = False
+    rerouted: bool = False
+    rerouted_to: str | None = None
 
     @property
     def spec(self) -> WorkloadSpec:
@@ -188,7 +192,15 @@ class Replicator:
                                   f"{fo.source} lost: restarting from its replica "
                                   f"({fo.age_s:g}s old)", to=None, held=True)  # fmt: skip
             found = self.fleet.find(fo.tenant, fo.spec.name)
-            if found is not None and found[0] != fo.source and self.fleet.running(*found):
+            placed = found is not None and found[0] != fo.source
+            if placed and found is not None and found[0] not in fo.replica.holders:
+                if not fo.rerouted:  # placed where no replica waits: onto a holder if one can
+                    fo.rerouted = True
+                    if await self._reroute(fo):
+                        continue
+                elif fo.rerouted_to is not None:
+                    continue  # wait for the scheduler's move onto the holder
+            if placed and found is not None and self.fleet.running(*found):
                 to = found[0]
                 held = to in fo.replica.holders
                 message = (
@@ -204,6 +216,24 @@ class Replicator:
                 await self._event(EventKind.MIGRATION_FAILED, fo, "not running again", to=None,
                                   held=False)  # fmt: skip
                 del self._failovers[key]
+
+    async def _reroute(self, fo: _Failover) -> bool:
+        """Ask the scheduler to move the workload onto a live holder that can run it now (its
+        cold start where it landed is replaced by one from the replica)."""
+        live = set(self.fleet.live())
+        for holder in (h for h in fo.replica.holders if h in live):
+            offer = await self.mover.offer(fo.tenant, fo.spec, holder)
+            if isinstance(offer, ResourceOffer) and offer.level is PeerLevel.RUN:
+                try:
+                    await self.mover.reroute(fo.tenant, fo.spec.name, holder)
+                except MigrationFailed as exc:
+                    log.warning("could not move onto the replica's holder", holder=holder,
+                                workload=fo.spec.name, reason=str(exc))  # fmt: skip
+                    continue
+                fo.rerouted_to = holder
+                log.info("moved onto the replica's holder", workload=fo.spec.name, node=holder)
+                return True
+        return False
 
     async def _event(
         self, kind: EventKind, fo: _Failover, message: str, *, to: str | None, held: bool
