@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -19,6 +20,7 @@ __all__ = [
     "NodeLiveness",
     "NodeStateMessage",
     "Usage",
+    "device_selector",
 ]
 
 
@@ -43,6 +45,34 @@ class DeviceInfo(BaseModel):
         default_factory=dict, max_length=32, description="e.g. vendor, product (from sysfs)"
     )
     shared: bool = Field(default=False, description="the node config lets workloads share it")
+
+    def answers(self, request: str) -> bool:
+        """Whether a manifest's device request names this device: by name, by host path, or
+        by kind and properties (``serial[vendor=0403,product=6001]``, docs/devices.md)."""
+        if request in (self.name, self.path):
+            return True
+        wanted = device_selector(request)
+        return wanted is not None and wanted[0] == self.kind and all(
+            self.properties.get(key) == value for key, value in wanted[1].items()
+        )
+
+
+_SELECTOR = re.compile(r"([a-z]+)\[([^\[\]]*)\]")
+
+
+def device_selector(request: str) -> tuple[str, dict[str, str]] | None:
+    """``(kind, properties)`` of a request by properties (``serial[vendor=0403]``), or None
+    when the request is a name or a path (or is not a well-formed selector)."""
+    found = _SELECTOR.fullmatch(request)
+    if found is None:
+        return None
+    props: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in found[2].split(","))):
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            return None
+        props[key.strip()] = value.strip()
+    return found[1], props
 
 
 class NodeFacts(BaseModel):

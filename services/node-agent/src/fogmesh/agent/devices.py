@@ -89,11 +89,18 @@ class DeviceCatalog:
         infos = self.scan()
         return sorted({i.name for i in infos} | {i.path for i in infos}), infos
 
-    def resolve(self, request: str) -> DeviceInfo:
-        """The device a request names (by name or host path); :class:`DeviceRefused` if none."""
-        for info in self.scan():
-            if request in (info.name, info.path):
-                return info
+    def resolve(self, request: str, taken: Iterable[str] = ()) -> DeviceInfo:
+        """The device a request names (by name, host path, or kind and properties such as
+        ``serial[vendor=0403]``); :class:`DeviceRefused` if none. Of several devices matching
+        by properties the first by name not in ``taken`` (names others hold) is picked, so
+        the same request gives the same device while the node's devices stay the same."""
+        matched = [info for info in self.scan() if info.answers(request)]
+        busy = set(taken)
+        free = [info for info in matched if info.name not in busy or info.shared]
+        if free:
+            return free[0]
+        if matched:
+            raise DeviceRefused(f"every device matching {request!r} is held by another workload")
         raise DeviceRefused(f"this node has no device {request!r}")
 
     def _info(self, name: str, path: Path, kind: str, props: dict[str, str]) -> DeviceInfo:

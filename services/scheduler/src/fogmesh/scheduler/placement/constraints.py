@@ -85,7 +85,11 @@ class Constraints:
         for text, expr in self.exprs:
             if not expr.evaluate(facts.labels):
                 return f"labels: node labels do not satisfy {text!r}"
-        missing = sorted(self.devices.difference(facts.devices))
+        missing = sorted(
+            r
+            for r in self.devices.difference(facts.devices)
+            if not any(d.answers(r) for d in facts.device_info)  # a request by properties
+        )
         if missing:
             return f"devices: node lacks {', '.join(missing)}"
         return None

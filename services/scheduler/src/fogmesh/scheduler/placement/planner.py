@@ -34,15 +34,16 @@ _EPS = 1e-9
 
 
 def _exclusive_names(infos: Sequence[DeviceInfo], requests: Iterable[str]) -> set[str]:
-    """The names of the node's devices that ``requests`` name (by name or path) and that
-    are not shared; a request the node does not describe counts as its own name."""
+    """The names of the node's devices that ``requests`` name (by name, path or properties)
+    and that are not shared; a request the node does not describe counts as its own name.
+    A request by properties counts every device it matches: the agent picks one of them, so
+    while another workload holds any, the plan cannot tell which is free (safe, not tight)."""
     out = set()
     for request in requests:
-        info = next((d for d in infos if request in (d.name, d.path)), None)
-        if info is None:
+        matched = [d for d in infos if d.answers(request)]
+        if not matched:
             out.add(request)
-        elif not info.shared:
-            out.add(info.name)
+        out.update(d.name for d in matched if not d.shared)
     return out
 
 

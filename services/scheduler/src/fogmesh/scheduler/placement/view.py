@@ -68,6 +68,8 @@ def _profile(node: NodeInfo) -> _Profile:
         tuple(sorted(facts.runtimes)),
         tuple(sorted(facts.labels.items())),
         tuple(sorted(facts.devices)),
+        # requests by properties match these, so nodes differing only in them differ
+        tuple(sorted((d.name, d.kind, tuple(sorted(d.properties.items()))) for d in facts.device_info)),
     )
 
 
