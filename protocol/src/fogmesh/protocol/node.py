@@ -52,8 +52,10 @@ class DeviceInfo(BaseModel):
         if request in (self.name, self.path):
             return True
         wanted = device_selector(request)
-        return wanted is not None and wanted[0] == self.kind and all(
-            self.properties.get(key) == value for key, value in wanted[1].items()
+        return (
+            wanted is not None
+            and wanted[0] == self.kind
+            and all(self.properties.get(key) == value for key, value in wanted[1].items())
         )
 
 

@@ -74,6 +74,7 @@ from fogmesh.agent.runtime.native_state import (
 )
 from fogmesh.agent.runtime.native_user_io import pack, read_file, unpack, write_file
 from fogmesh.agent.runtime.tarutil import read_manifest, safe_join, write_manifest
+from fogmesh.protocol.node import DeviceInfo
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 __all__ = ["DEFAULT_ENV", "NativeRuntime"]
@@ -413,19 +414,22 @@ class NativeRuntime:
                 continue  # gone: nothing left to take back
             if allow:
                 grant(info.path, run_as.uid)
-            elif not self._tenant_peers_hold(spec, info.name, info.path):
+            elif not self._tenant_peers_hold(spec, info):
                 revoke(info.path, run_as.uid)  # the entry is the tenant user's, not one instance's
 
-    def _tenant_peers_hold(self, spec: WorkloadSpec, *requests: str) -> bool:
-        """Whether another instance of ``spec``'s tenant here asks for one of ``requests`` (a
-        shared device two of a tenant's workloads hold: removing one keeps the other's access)."""
+    def _tenant_peers_hold(self, spec: WorkloadSpec, info: DeviceInfo) -> bool:
+        """Whether another instance of ``spec``'s tenant here was given device ``info`` (a
+        shared device two of a tenant's workloads hold: removing one keeps the other's access);
+        a peer's request by properties counts for the device the catalog resolves it to."""
         me = self._layout(workload_key(spec.tenant, spec.name))
         for path in me.tenant_dir.glob("*/spec.json"):
             raw = read_json(path)
             if path == me.spec or raw is None:
                 continue
-            if set(requests) & set(raw.get("devices") or []):
-                return True
+            for request in raw.get("devices") or []:
+                with contextlib.suppress(DeviceRefused):
+                    if self.devices.resolve(str(request)).name == info.name:
+                        return True
         return False
 
     def _shim_config(self, spec: WorkloadSpec, layout: Layout) -> dict[str, object]:

@@ -69,7 +69,9 @@ def _profile(node: NodeInfo) -> _Profile:
         tuple(sorted(facts.labels.items())),
         tuple(sorted(facts.devices)),
         # requests by properties match these, so nodes differing only in them differ
-        tuple(sorted((d.name, d.kind, tuple(sorted(d.properties.items()))) for d in facts.device_info)),
+        tuple(
+            sorted((d.name, d.kind, tuple(sorted(d.properties.items()))) for d in facts.device_info)
+        ),
     )
 
 
