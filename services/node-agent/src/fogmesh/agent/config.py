@@ -66,6 +66,9 @@ class AgentConfig(BaseModel):
     shared_devices: list[str] = Field(
         default_factory=list, description="device names or paths several workloads may share"
     )
+    device_streams: list[str] = Field(
+        default_factory=list, description="devices the agent reads and publishes to holders"
+    )
     runtimes: list[RuntimeKind] = Field(
         default_factory=lambda: [RuntimeKind.DOCKER, RuntimeKind.NATIVE]
     )

@@ -56,12 +56,23 @@ class DeviceCatalog:
     """What devices the node has, scanned afresh on each call (hot-plug needs no restart).
 
     ``configured`` are extra paths from the config; ``shared`` the names or paths the operator
-    lets several workloads use at once.
+    lets several workloads use at once; ``streamed`` those the agent's shared reader reads
+    (:mod:`fogmesh.agent.device_reader`): shared too, and never given to a workload itself.
     """
 
     root: Path = Path("/")
     configured: tuple[str, ...] = ()
     shared: frozenset[str] = frozenset()
+    streamed: frozenset[str] = frozenset()
+
+    def streams(self, info: DeviceInfo) -> bool:
+        """Whether the shared reader reads ``info`` (its holders get readings, not the node)."""
+        return bool({info.name, info.path} & self.streamed)
+
+    def given(self, requests: Iterable[str]) -> list[DeviceInfo]:
+        """The devices a workload's ``requests`` resolve to that it is given itself (streamed
+        ones left out); :class:`DeviceRefused` for a request the node does not offer."""
+        return [info for info in map(self.resolve, requests) if not self.streams(info)]
 
     def scan(self) -> list[DeviceInfo]:
         """Every device present now, sorted by name."""
@@ -110,7 +121,7 @@ class DeviceCatalog:
             path=shown,
             kind=kind,
             properties=props,
-            shared=bool({name, shown} & self.shared),
+            shared=bool({name, shown} & (self.shared | self.streamed)),
         )
 
     def _tty_props(self, node: str) -> dict[str, str]:

@@ -78,6 +78,7 @@ def device_catalog(config: AgentConfig) -> DeviceCatalog:
         root=config.device_root,
         configured=(*config.gpio, *config.devices),
         shared=frozenset(config.shared_devices),
+        streamed=frozenset(config.device_streams),
     )
 
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from fogmesh.agent.commands import CommandHandler
 from fogmesh.agent.config import AgentConfig
+from fogmesh.agent.device_reader import DeviceReader
 from fogmesh.agent.facts import default_node_id, device_catalog, gather_facts, sample_usage
 from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime
@@ -42,6 +43,7 @@ from fogmesh.protocol import (
     NodeStateMessage,
     RuntimeKind,
     Usage,
+    WorkloadSpec,
     error_info_from_validation,
     topics,
 )
@@ -187,6 +189,8 @@ class Agent:
                         group.create_task(self._event_loop(bus))
                         group.create_task(self._heartbeat_loop(bus))
                         group.create_task(self._trouble_watch().run(bus))
+                        if self.config.device_streams:
+                            group.create_task(self._device_reader(bus).run())
                         self.ready.set()
                 finally:
                     await commands.follows.close()  # log follows end with the agent
@@ -299,6 +303,18 @@ class Agent:
         await bus.publish(topics.node(self.node, NodeChannel.HELLO), hello, retain=True)
         log.info("devices changed; hello sent again", node=self.node, devices=devices)
 
+    def _device_reader(self, bus: Bus) -> DeviceReader:
+        """The shared reader of the config's ``device_streams`` (docs/devices.md)."""
+
+        def holders() -> list[WorkloadSpec]:
+            tracked = self.reconciler.tracked.values() if self.reconciler else ()
+            return [t.spec for t in tracked]
+
+        async def publish(topic: str, payload: bytes) -> None:
+            await bus.publish_raw(topic, payload, qos=0, queue=False)
+
+        return DeviceReader(self.devices, holders, publish)
+
     def _tell_holders(self, gone: list[DeviceInfo]) -> None:
         """A ``device-lost`` event for each workload given a device that went away."""
         if self.reconciler is None:
@@ -306,7 +322,7 @@ class Agent:
         for info in gone:
             for tracked in self.reconciler.tracked.values():
                 spec = tracked.spec
-                if not {info.name, info.path} & set(spec.devices):
+                if not any(info.answers(request) for request in spec.devices):
                     continue
                 data = DeviceLostData(device=info.name, path=info.path, kind=info.kind)
                 message = f"device {info.name} ({info.path}) went away from {spec.name}"

@@ -198,7 +198,7 @@ class DockerRuntime:
                 mounts.append({"Type": "volume", "Source": vname, "Target": volume.mount_path})
             labels = {**spec.labels, **self._extra_labels, **workload_labels(spec, self.node)}
             try:
-                devices = [self._devices.resolve(name) for name in spec.devices]
+                devices = self._devices.given(spec.devices)
             except DeviceRefused as exc:
                 raise RuntimeFailure(f"create {spec.name}: {exc}") from exc
             host_config = make_host_config(

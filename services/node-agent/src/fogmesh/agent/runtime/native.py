@@ -412,6 +412,8 @@ class NativeRuntime:
                 if allow:
                     raise RuntimeFailure(f"start {spec.name}: {exc}") from exc
                 continue  # gone: nothing left to take back
+            if self.devices.streams(info):
+                continue  # the shared reader reads it; the workload gets its readings
             if allow:
                 grant(info.path, run_as.uid)
             elif not self._tenant_peers_hold(spec, info):
