@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from fogmesh.agent.devices import DeviceCatalog
 from fogmesh.bus import RawMessage
 from fogmesh.protocol import ActualState, WorkloadPhase, topics
 from fogmesh.protocol.topics import NodeChannel
 from tests.agent.helpers import desired
 from tests.agent.support import AgentProc, Probe, mosquitto_pub, wait_for
+from tests.devices.conftest import make_char_device
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import unique
 
@@ -104,3 +106,14 @@ async def test_two_apps_each_get_every_reading(
     assert heard("one") == readings
     assert heard("two") == readings
     assert agent.alive()
+
+
+def test_a_streamed_device_is_shared_and_never_given(device_root: Path) -> None:
+    """A streamed device is offered as shared (several apps may ask) and the runtimes are
+    given only the other devices a workload asks for: the reader alone opens it."""
+    make_char_device(device_root / "dev/ttyUSB0")
+    make_char_device(device_root / "dev/video0")
+    catalog = DeviceCatalog(root=device_root, streamed=frozenset({"serial:ttyUSB0"}))
+    assert [i.name for i in catalog.scan() if i.shared] == ["serial:ttyUSB0"]
+    given = catalog.given(["serial[]", "video:video0"])
+    assert [i.name for i in given] == ["video:video0"]
