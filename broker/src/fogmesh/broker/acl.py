@@ -30,6 +30,7 @@ _NODE_PUBLISH = [
     *(f"{_NODE}/{ch.value}" for ch in NodeChannel if ch is not NodeChannel.DESIRED),
     f"{ROOT}/events/tenants/+/{EventKind.WORKLOAD_STATE.value}",
     f"{ROOT}/events/tenants/+/{EventKind.REPLACED.value}",
+    f"{ROOT}/events/tenants/+/{EventKind.DEVICE_LOST.value}",  # to a lost device's holder
     f"{ROOT}/events/fleet/{EventKind.DESIRED_REJECTED.value}",
     f"{ROOT}/reply/#",
     f"{ROOT}/audit/{{username}}",  # the audit records of the commands it answers
