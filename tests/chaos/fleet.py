@@ -35,6 +35,7 @@ from fogmesh.cli.fleet.sample import sample_manifest
 from fogmesh.cli.fleet.teardown import remove_leftovers
 from fogmesh.protocol import RemoteError, RequestTimeout, topics
 from fogmesh.protocol.apps import AppReply, DeployApp
+from fogmesh.protocol.manifest import AppManifest
 from fogmesh.protocol.queries import (
     ListNodes,
     ListWorkloads,
@@ -259,6 +260,16 @@ class ChaosFleet:
                 component.env["FM_LOG_LEVEL"] = "debug"
             if self.pythonpath:  # workloads get only their own environment, not the agent's
                 component.env["PYTHONPATH"] = self.pythonpath
+        if self.wan is not None:
+            # The readings cross the cut WAN: the sensor at the other site, the convolver at the
+            # cut one. The convolver stays at its site: a replica moved to another site starts a
+            # new session there, and what the old site's broker queued for it is stranded (the
+            # open hole that test_moved_replica.py's strict xfail reproduces).
+            data = manifest.model_dump(mode="json")
+            for component in data["components"]:
+                at_cut = "==" if component["name"] == "convolve" else "!="
+                component["placement"] = {"labels": f"site {at_cut} {CUT_SITE}"}
+            manifest = AppManifest.model_validate(data)
         last: Exception | None = None
         for _ in range(60):  # the scheduler may still be taking its lease or learning the nodes
             try:
