@@ -494,24 +494,57 @@ class Bus:
 
     async def _connect_once(self) -> None:
         client = self._make_client()
-        async with client:
-            self._client = client
-            try:
-                await self._restore(client)
-                self.connects += 1
-                self._ready.set()
-                log.debug(
-                    "bus connected",
-                    host=self.config.host,
-                    port=self.config.port,
-                    connects=self.connects,
-                )
-                for callback in self._on_connect:
-                    self._spawn(callback(self))
-                await self._receive(client)
-            finally:
-                self._ready.clear()
-                self._client = None
+        watchdog: asyncio.TimerHandle | None = None
+        try:
+            async with client:
+                self._client = client
+                try:
+                    await self._serve_connection(client)
+                finally:
+                    self._ready.clear()
+                    self._client = None
+                    watchdog = self._bound_disconnect(client)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    def _bound_disconnect(self, client: aiomqtt.Client) -> asyncio.TimerHandle:
+        """Give leaving ``client`` at most ``config.timeout`` seconds.
+
+        aiomqtt's exit waits without a deadline until its DISCONNECT is written, and a broker
+        that has stopped reading this connection (its socket buffer full) would hold the bus,
+        and whoever closes it, forever. Past the deadline the socket is closed and the wait ends.
+        """
+
+        def force() -> None:
+            disconnected: asyncio.Future[None] = client._disconnected
+            if disconnected.done():
+                return
+            log.warning(
+                "broker did not take the disconnect; closing the connection",
+                host=self.config.host,
+                port=self.config.port,
+            )
+            with contextlib.suppress(Exception):
+                client._client._sock_close()
+            disconnected.set_result(None)
+
+        return asyncio.get_running_loop().call_later(self.config.timeout, force)
+
+    async def _serve_connection(self, client: aiomqtt.Client) -> None:
+        """Restore, announce and receive on one live connection."""
+        await self._restore(client)
+        self.connects += 1
+        self._ready.set()
+        log.debug(
+            "bus connected",
+            host=self.config.host,
+            port=self.config.port,
+            connects=self.connects,
+        )
+        for callback in self._on_connect:
+            self._spawn(callback(self))
+        await self._receive(client)
 
     async def _restore(self, client: aiomqtt.Client) -> None:
         """Subscribe to every filter, then flush the outbox in order."""
