@@ -218,6 +218,7 @@ async def test_simulated_sensor_feeds_an_app_and_reads_its_output(
 
 
 async def test_alert_flow_fires_when_a_node_is_killed(fleet: Fleet, nodered: NodeRed) -> None:
+    await _fleet_ready(fleet)  # edge-2 is online (also when this test runs first)
     agent = fleet.procs["agent-edge-2"]
     os.kill(agent.pid, signal.SIGKILL)  # a power cut: the broker fires the agent's will
     try:
