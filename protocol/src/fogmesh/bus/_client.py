@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import struct
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any, Self, TypeVar
 
@@ -63,6 +64,7 @@ _PUBACK_TYPE = 0x40
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R", bound=Reply)
+T = TypeVar("T")
 ConnectCallback = Callable[["Bus"], Coroutine[Any, Any, None]]
 
 
@@ -222,7 +224,7 @@ class Bus:
         member died answers SUBACK 0x80) or for good (an ACL): neither may leave a filter
         silently unsubscribed, nor drop a connection that serves every other filter.
         """
-        granted = await client.subscribe(filters, timeout=self.config.timeout)
+        granted = await _within(self.config.timeout, client.subscribe(filters, timeout=math.inf))
         refused = [f for f, code in zip(filters, granted, strict=False) if _refused(code)]
         if refused:
             log.warning("subscription refused; retrying", filters=[f for f, _ in refused])
@@ -240,7 +242,9 @@ class Bus:
             if client is not self._client:
                 return  # reconnected: the restore pass subscribes afresh
             try:
-                granted = await client.subscribe(filters, timeout=self.config.timeout)
+                granted = await _within(
+                    self.config.timeout, client.subscribe(filters, timeout=math.inf)
+                )
             except (aiomqtt.MqttError, TimeoutError):
                 return  # the connection is going: the restore pass takes over
             filters = [f for f, code in zip(filters, granted, strict=False) if _refused(code)]
@@ -348,12 +352,15 @@ class Bus:
             self._flushing = False
 
     async def _send(self, client: aiomqtt.Client, outbound: OutboundMessage) -> None:
-        await client.publish(
-            outbound.topic,
-            outbound.payload,
-            qos=outbound.qos,
-            retain=outbound.retain,
-            timeout=self.config.timeout,
+        await _within(
+            self.config.timeout,
+            client.publish(
+                outbound.topic,
+                outbound.payload,
+                qos=outbound.qos,
+                retain=outbound.retain,
+                timeout=math.inf,
+            ),
         )
 
     # -- request / reply -------------------------------------------------------------------
@@ -400,7 +407,10 @@ class Bus:
         if client is None:
             return  # the next connection subscribes it before anything is sent
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-            await client.subscribe(reply_to, qos=1, timeout=min(timeout, self.config.timeout))
+            await _within(
+                min(timeout, self.config.timeout),
+                client.subscribe(reply_to, qos=1, timeout=math.inf),
+            )
 
     def _resolve_reply(self, payload: bytes) -> None:
         try:
@@ -509,7 +519,7 @@ class Bus:
                 watchdog.cancel()
 
     def _bound_disconnect(self, client: aiomqtt.Client) -> asyncio.TimerHandle:
-        """Give leaving ``client`` at most ``config.timeout`` seconds.
+        """Give leaving ``client`` at most half of ``config.timeout`` seconds.
 
         aiomqtt's exit waits without a deadline until its DISCONNECT is written, and a broker
         that has stopped reading this connection (its socket buffer full) would hold the bus,
@@ -529,7 +539,9 @@ class Bus:
                 client._client._sock_close()
             disconnected.set_result(None)
 
-        return asyncio.get_running_loop().call_later(self.config.timeout, force)
+        # before aiomqtt's own wait gives up (at config.timeout, raising MqttError in place of
+        # the cancellation that is closing the bus)
+        return asyncio.get_running_loop().call_later(self.config.timeout / 2, force)
 
     async def _serve_connection(self, client: aiomqtt.Client) -> None:
         """Restore, announce and receive on one live connection."""
@@ -596,3 +608,15 @@ def _refused(code: object) -> bool:
     """Whether a SUBACK return code (an int, or paho's ReasonCode) is a failure (0x80 up)."""
     value = getattr(code, "value", code)
     return isinstance(value, int) and value >= 0x80
+
+
+async def _within(seconds: float, operation: Awaitable[T]) -> T:
+    """``operation`` (an aiomqtt call given ``timeout=math.inf``), bounded to ``seconds``.
+
+    aiomqtt bounds its waits with ``asyncio.wait_for``, which on Python 3.11 swallows a
+    cancellation that arrives just as the awaited future completes: the cancelled task runs on
+    and whoever awaits it waits forever (a heartbeat loop cancelled mid-publish, a test's
+    teardown). ``asyncio.timeout`` lets every cancellation through.
+    """
+    async with asyncio.timeout(seconds):
+        return await operation
