@@ -12,7 +12,7 @@ from pathlib import Path
 from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.protocol.events import EventKind, MigrationData
 from tests.agent.support import AgentProc, wait_for
-from tests.migrator.support import TENANT, stack, state_file
+from tests.migrator.support import TENANT, Stack, stack, state_file
 
 WORKLOAD = "count-worker-0"
 # Counts up from the value it finds (atomically rewritten every 0.2 s) and notes where it began.
@@ -81,17 +81,7 @@ async def test_a_killed_node_s_stateful_workload_restarts_from_its_replica(
         began = state_file(st.agents[peer], "began")
         assert began is not None
         assert int(began.read_text()) >= floor > 0  # from the replica, not from zero
-        await wait_for(
-            lambda: any(
-                e.payload_as(MigrationData).trigger == "node-lost"
-                for e in st.kinds(EventKind.MIGRATION_FINISHED)
-            ),
-            30, "the failover's event",
-        )  # fmt: skip
-        data = next(
-            d for e in st.kinds(EventKind.MIGRATION_FINISHED)
-            if (d := e.payload_as(MigrationData)).trigger == "node-lost"
-        )  # fmt: skip
+        data = await _failover_event(st)
         assert (data.from_, data.to, data.stateful) == (source, peer, True)
         assert data.replica_age_s is not None
         assert data.state_bytes is not None
@@ -170,15 +160,16 @@ async def test_a_replacement_placed_where_no_replica_waits_moves_onto_the_holder
         moved = state_file(st.agents[holder])
         assert moved is not None
         assert moved.read_text() == before
-        await wait_for(
-            lambda: any(
-                e.payload_as(MigrationData).trigger == "node-lost"
-                for e in st.kinds(EventKind.MIGRATION_FINISHED)
-            ),
-            30, "the failover's event",
-        )  # fmt: skip
-        data = next(
-            d for e in st.kinds(EventKind.MIGRATION_FINISHED)
-            if (d := e.payload_as(MigrationData)).trigger == "node-lost"
-        )  # fmt: skip
+        data = await _failover_event(st)
         assert (data.to, data.stateful) == (holder, True)
+
+
+async def _failover_event(st: Stack) -> MigrationData:
+    """The ``migration-finished`` of the node-lost failover, once it came."""
+
+    def finished() -> list[MigrationData]:
+        found = (e.payload_as(MigrationData) for e in st.kinds(EventKind.MIGRATION_FINISHED))
+        return [d for d in found if d.trigger == "node-lost"]
+
+    await wait_for(lambda: bool(finished()), 30, "the failover's event")
+    return finished()[0]
