@@ -16,10 +16,11 @@ on another node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import aiomqtt
-import pytest
 
 from tests.broker.conftest import (
     MeshProcess,
@@ -35,6 +36,15 @@ from tests.broker.conftest import (
 from tests.sample_app.helpers import AppProcess, Collector, Names, app_env, running
 from tests.sample_app.helpers import wait_for as wait_until
 from tests.support.brokers import BrokerProcess
+
+
+def _stored(db: Path, client_id: str) -> tuple[int, int]:
+    """(sessions, queued rows) a broker's store keeps for ``client_id``."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        sessions = conn.execute("SELECT count(*) FROM sessions WHERE client_id=?", (client_id,))
+        n_sessions = int(sessions.fetchone()[0])
+        queued = conn.execute("SELECT count(*) FROM queued WHERE client_id=?", (client_id,))
+        return n_sessions, int(queued.fetchone()[0])
 
 
 def test_readings_queued_for_a_moved_replica_reach_the_new_one(
@@ -65,12 +75,6 @@ def test_readings_queued_for_a_moved_replica_reach_the_new_one(
             )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a persistent session lives on one broker: what was queued for a replica at its old "
-    "site stays there when the replica is placed at another site (tests/chaos/test_chaos.py, "
-    "seed 14)",
-)
 async def test_readings_queued_at_the_old_site_reach_a_replica_moved_across_sites(
     tmp_path: Path,
 ) -> None:
@@ -81,9 +85,14 @@ async def test_readings_queued_at_the_old_site_reach_a_replica_moved_across_site
     session there (485 rows in ``site-b``'s store at the end) and never to the new one.
 
     Here: a replica's persistent session at ``site``, away; readings published at ``cloud``
-    cross the link into it; the replica, same client id, comes back at ``cloud``.
+    cross the link into it; the replica, same client id, comes back at ``cloud``, whose claim
+    makes ``site`` hand its queue on (``fogmesh.broker.handoff``), in order; and nothing more
+    queues at ``site`` afterwards.
     """
-    rules = [{"pattern": "data/#", "direction": "in", "qos": 1}]
+    rules = [
+        {"pattern": "data/#", "direction": "in", "qos": 1},
+        {"pattern": "fm/v1/mesh/sessions/#", "direction": "both", "qos": 1},
+    ]
     mesh = write_mesh(
         tmp_path / "mesh.yaml",
         {"site": broker_spec(tmp_path, "site"), "cloud": broker_spec(tmp_path, "cloud")},
@@ -108,15 +117,29 @@ async def test_readings_queued_at_the_old_site_reach_a_replica_moved_across_site
         async with client(cloud, ident="svc-convolve-0", clean=False) as new:
             await new.subscribe("data/in", qos=1)
             task = asyncio.create_task(collect(new, moved))
-            want = {f"r-{i}" for i in range(10)}
+            want = [f"r-{i}" for i in range(10)]
             try:
                 await wait_for(
-                    lambda: want <= {bytes(m.payload).decode() for m in moved},
-                    5,
+                    lambda: set(want) <= {bytes(m.payload).decode() for m in moved},
+                    60,
                     "the readings queued at the old site, at the new one",
+                )
+                got_order = [bytes(m.payload).decode() for m in moved]
+                firsts = sorted(want, key=got_order.index)
+                assert firsts == want, got_order  # handed on in the order they were queued
+                async with client(cloud) as pub:
+                    await pub.publish("data/in", b"after", qos=1)
+                await wait_for(
+                    lambda: b"after" in {bytes(m.payload) for m in moved}, 60, "a live one"
                 )
             finally:
                 task.cancel()
+        # the old session is gone at the site, with its queue, on disk too
+        await wait_for(
+            lambda: _stored(tmp_path / "site" / "broker.sqlite", "svc-convolve-0") == (0, 0),
+            60,
+            "the old session and its queue to leave the site's store",
+        )
     finally:
         for proc in reversed(started):
             proc.kill()

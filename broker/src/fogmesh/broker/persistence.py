@@ -223,6 +223,23 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
             retained[topic] = RetainedApplicationMessage(publisher, topic, bytes(data), qos)
         log.info("restored %d sessions and %d retained messages", len(rows), len(retained))
 
+    def forget_subscriptions(self, client_id: str, filters: list[str]) -> None:
+        """Drop ``filters`` from a session (handed on to another broker); with none left, the
+        session and what is still queued for it."""
+        subs = self._subs(client_id)
+        for flt in filters:
+            subs.pop(flt, None)
+        if subs:
+            self._db.execute(
+                "UPDATE sessions SET subscriptions=? WHERE client_id=?",
+                (json.dumps(subs), client_id),
+            )
+            return
+        self._db.execute("DELETE FROM sessions WHERE client_id=?", (client_id,))
+        self._db.execute("DELETE FROM queued WHERE client_id=?", (client_id,))
+        for key in [k for k, (_, _, c) in self._rows.items() if c == client_id]:
+            del self._rows[key]
+
     # ---- queue rows of a session being delivered (called by the broker) ----
 
     def take_queued_row(self, message: RetainedApplicationMessage) -> int | None:

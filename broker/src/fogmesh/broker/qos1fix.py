@@ -40,7 +40,7 @@ from amqtt.errors import AMQTTError
 from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.session import INCOMING, OUTGOING, OutgoingApplicationMessage
 
-__all__ = ["install", "publish_tracked", "resend_orphans"]
+__all__ = ["install", "publish_tracked", "resend_orphans", "settle"]
 
 log = logging.getLogger(__name__)
 # amqtt gave up after 5 s; a busy link acknowledging a few thousand queued messages takes
@@ -116,6 +116,13 @@ async def publish_tracked(
         return
     await handler._handle_message_flow(message)
     on_ack()
+
+
+def settle(app_message: Any) -> None:
+    """``app_message`` left its session's in-flight table for good (handed on to another
+    broker, :mod:`fogmesh.broker.handoff`): run its PUBACK callback as if acknowledged."""
+    if (tracked := _on_puback.pop(id(app_message), None)) is not None:
+        tracked[1]()
 
 
 _resends: set[asyncio.Task[None]] = set()

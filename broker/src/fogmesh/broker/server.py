@@ -56,6 +56,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from fogmesh.broker import qos1fix
 from fogmesh.broker.config import BrokerSpec
 from fogmesh.broker.delivery import BRIDGE_PREFIX, Delivery
+from fogmesh.broker.handoff import Claim, SessionHandoff
 from fogmesh.broker.journal import InboundJournal
 from fogmesh.broker.persistence import SqlitePersistencePlugin
 from fogmesh.broker.takeover import SessionHandling, close_idle
@@ -90,15 +91,20 @@ def amqtt_config(name: str, spec: BrokerSpec) -> dict[str, Any]:
     }
 
 
-class MeshBroker(SessionHandling, Delivery, InboundJournal):
+class MeshBroker(SessionHandoff, SessionHandling, Delivery, InboundJournal):
     """amqtt's broker with split horizon and bridge-friendly retained handling."""
 
-    def __init__(self, config: dict[str, Any], *, split_horizon: bool = True) -> None:
-        """Build the broker; ``split_horizon`` as in :class:`BrokerSpec`."""
+    def __init__(
+        self, config: dict[str, Any], *, split_horizon: bool = True, name: str | None = None
+    ) -> None:
+        """Build the broker; ``split_horizon`` as in :class:`BrokerSpec`; ``name``, the
+        broker's name in the mesh, turns on the session handoff (:mod:`fogmesh.broker.handoff`)."""
         qos1fix.install()
         BrokerProtocolHandler.handle_read_timeout = close_idle
         super().__init__(config)
         self.split_horizon = split_horizon
+        self.mesh_name = name
+        self._claims: dict[str, Claim] = {}
         # handlers whose session a newer connection of the same client took over
         self._superseded: WeakSet[Any] = WeakSet()
         self._admitted: WeakSet[Any] = WeakSet()
