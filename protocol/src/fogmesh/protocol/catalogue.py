@@ -22,6 +22,7 @@ from fogmesh.protocol.apps import (
     ScaleApp,
     UpdateApp,
 )
+from fogmesh.protocol.appstore import StoredApp
 from fogmesh.protocol.audit import AuditRecord
 from fogmesh.protocol.commands import (
     AckReply,
@@ -369,6 +370,16 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         1,
         True,
         "Who holds a single-writer duty (the scheduler's, the migrator's) until when.",
+    ),
+    TopicSpec(
+        "fm/v1/store/scheduler/{tenant}/{app}",
+        StoredApp,
+        "the leading scheduler",
+        "every scheduler instance",
+        1,
+        True,
+        "An app with its placements as the scheduler last wrote it, or its tombstone (`app`"
+        " null); the newest `(term, seq)` wins, so a standby takes over with every app.",
     ),
     TopicSpec(
         "fm/v1/accounts/{username}",

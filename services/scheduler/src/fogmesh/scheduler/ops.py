@@ -63,9 +63,11 @@ class Fleet(Protocol):
 
 @dataclass(slots=True)
 class Changes:
-    """Nodes whose desired state must be republished, and events to publish (tenant, event)."""
+    """Nodes whose desired state must be republished, apps whose record must be (key
+    tenant/app), and events to publish (tenant, event)."""
 
     dirty: set[str] = field(default_factory=set)
+    apps: set[str] = field(default_factory=set)
     events: list[tuple[str, Event]] = field(default_factory=list)
 
 
@@ -195,6 +197,7 @@ class Operations:
         rec = AppRecord(tenant=tenant, manifest=manifest, created_at=now, updated_at=now)
         rec.placements = self._records(tenant, manifest, plan, 1)
         self.store.doc.apps[key] = rec
+        changes.apps.add(key)
         changes.dirty.update(plan.placements.values())
         changes.events.append((tenant, self._event(EventKind.APP_DEPLOYED, rec, "deployed")))
         return rec
@@ -256,6 +259,7 @@ class Operations:
                 retiring.append(p)
         rec.placements = keep + self._records(tenant, manifest, plan, rev) + retiring
         rec.manifest, rec.revision, rec.updated_at = manifest, rev, now
+        changes.apps.add(key)
         changes.dirty.update(plan.placements.values())
         changes.events.append(
             (tenant, self._event(EventKind.APP_UPDATED, rec, "updated", beside=beside))
@@ -294,6 +298,7 @@ class Operations:
             keep.append(p)
         rec.placements = keep + self._records(tenant, manifest, plan, rec.revision)
         rec.manifest, rec.updated_at = manifest, time.time()
+        changes.apps.add(Store.key(tenant, app))
         changes.dirty.update(plan.placements.values())
         changes.events.append(
             (
@@ -309,6 +314,7 @@ class Operations:
         """Remove an app; returns the names of its workloads."""
         rec = self.get(tenant, app)
         del self.store.doc.apps[Store.key(tenant, app)]
+        changes.apps.add(Store.key(tenant, app))
         changes.dirty.update(p.node for p in rec.placements if p.node is not None)
         changes.events.append((tenant, self._event(EventKind.APP_DELETED, rec, "deleted")))
         return sorted({p.name for p in rec.placements})
@@ -344,6 +350,7 @@ class Operations:
         if req.dry_run:
             return source, target
         placement.node = target
+        changes.apps.add(key)
         changes.dirty.add(target)
         if source is not None:
             changes.dirty.add(source)
@@ -370,11 +377,12 @@ class Operations:
         offline = self.tracker.offline()
         moved: dict[str, str] = {}
         now = time.time()
-        for app in self.store.doc.apps.values():
+        for key, app in self.store.doc.apps.items():
             keep = []
             for p in app.placements:
                 if p.node is not None and (p.node in offline or self._cut_too_long(app, p)):
                     changes.dirty.add(p.node)
+                    changes.apps.add(key)
                     if p.retiring:
                         continue
                     moved[f"{app.tenant}/{p.name}"] = p.node
@@ -382,6 +390,7 @@ class Operations:
                 elif p.retiring and self._retired(app, p, now):
                     if p.node is not None:
                         changes.dirty.add(p.node)
+                    changes.apps.add(key)
                     continue
                 keep.append(p)
             app.placements = keep
@@ -430,6 +439,7 @@ class Operations:
             if node is not None:
                 p.node = node
                 changes.dirty.add(node)
+                changes.apps.add(Store.key(app.tenant, app.manifest.name))
                 self._reported.discard(tag)
                 changes.events.append((app.tenant, Event.of(
                     EventKind.REPLACED, ReplacedData(from_=moved.get(tag), to=node),

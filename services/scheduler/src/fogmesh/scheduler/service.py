@@ -5,6 +5,10 @@ their generations), answers the apps API on ``fm/v1/api/{tenant}/apps/{action}``
 writer of ``fm/v1/nodes/{node}/desired`` while it holds the ``scheduler`` lease; a standby
 instance follows the fleet too but answers nothing and writes nothing. The migrator's
 ``move`` comes on ``fm/v1/ops/scheduler/move``, where only service accounts may publish.
+
+Every app is also a retained record on ``fm/v1/store/scheduler/{tenant}/{app}``
+(:mod:`fogmesh.protocol.appstore`): the leader writes it before it answers, every instance keeps
+the newest of each, so a standby with a state dir of its own takes over with every app.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from fogmesh.protocol.apps import (
     ScaleApp,
     UpdateApp,
 )
+from fogmesh.protocol.appstore import APP_RECORDS_FILTER, StoredApp, app_record_topic
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.manifest import AppManifest
@@ -43,7 +48,8 @@ from fogmesh.scheduler.alarms import NotRunningWatch
 from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.nodes import NodeTracker
 from fogmesh.scheduler.ops import Changes, Operations
-from fogmesh.scheduler.store import Store
+from fogmesh.scheduler.sites import adopt_site_write, pinned_on
+from fogmesh.scheduler.store import NO_STAMP, Stamp, Store
 from fogmesh.service import LeaderDuty, LeaderService
 
 __all__ = ["SchedulerService"]
@@ -71,6 +77,12 @@ class SchedulerService(LeaderService):
         self.seen_desired: dict[str, DesiredState] = {}
         self._unsent: set[str] = set()
         """Nodes whose latest desired state could not be written yet (bus down, or not leader)."""
+        self._unsent_apps: set[str] = set()
+        """Apps whose record could not be written yet."""
+        self._on_bus: dict[str, Stamp] = {}
+        """The newest stamp of each app's record seen on the bus."""
+        self._unsaved = False
+        """A standby took records from the bus that its file does not hold yet."""
         self.bus: Bus | None = None
         self.duty = LeaderDuty("scheduler", config, self._on_gain)
         self.ready = asyncio.Event()
@@ -99,6 +111,7 @@ class SchedulerService(LeaderService):
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
         bus.subscribe(topics.mesh_link_filter(), LinkStatus, self._on_link)
+        bus.subscribe(APP_RECORDS_FILTER, StoredApp, self._on_app_record)
         self.api.attach(bus)
         self.ops_api.attach(bus)
 
@@ -139,13 +152,52 @@ class SchedulerService(LeaderService):
         seen = self.seen_desired.get(msg.node)
         if seen is None or msg.generation >= seen.generation:
             self.seen_desired[msg.node] = msg
+        if msg.site_writer is not None and self.leader:  # a cut-off site's own move: adopt it
+            async with self.lock:
+                changes = Changes()
+                if adopt_site_write(self.store, msg, changes):
+                    await self._apply(changes)
+
+    async def _on_app_record(self, msg: StoredApp, ctx: MessageContext) -> None:
+        key = Store.key(msg.tenant, msg.name)
+        self._on_bus[key] = max(self._on_bus.get(key, NO_STAMP), msg.stamp)
+        if msg.stamp <= self.store.stamp(key):
+            return  # our own write coming back, or an older copy
+        async with self.lock:
+            taken, old = self.store.take(msg)
+            if not taken:
+                return
+            log.info("app record taken from the bus", app=key, term=msg.term, seq=msg.seq,
+                     deleted=msg.app is None, writer=msg.source)  # fmt: skip
+            self._unsaved = True
+            if self.leader:
+                # another writer's newer version (a leader this one did not know of): the
+                # nodes of both versions get their desired states again
+                changes = Changes()
+                for rec in (old, msg.app):
+                    if rec:
+                        changes.dirty.update(p.node for p in rec.placements if p.node)
+                await self._apply(changes)
 
     # --- leadership and the periodic work ------------------------------------------------------
 
     async def _on_gain(self, term: int) -> None:
-        """Take over: reload the store, then make each node's desired state match it."""
+        """Take over: fold the file into the store (the bus's records are in it already), write
+        the records the bus lacks, then make each node's desired state match the store."""
         async with self.lock:
-            self.store.load()
+            self.store.merge_file()
+            doc = self.store.doc
+            # apps the bus has no copy of, or an older one (a file from before the records, a
+            # write the last leader could not make): written again under this term
+            stale = {
+                key for key in doc.apps.keys() | doc.stamps.keys()
+                if self.store.stamp(key) > self._on_bus.get(key, NO_STAMP)
+                or (key in doc.apps and self.store.stamp(key) <= (0, 0))
+            }  # fmt: skip
+            adopted = Changes()  # what cut-off sites did while no one led (sites.py)
+            for seen in list(self.seen_desired.values()):
+                adopt_site_write(self.store, seen, adopted)
+            stale |= adopted.apps
             nodes = {p.node for _, p in self.store.placements() if p.node is not None}
             nodes |= {n for n, d in self.seen_desired.items() if d.workloads}
             dirty = {
@@ -153,8 +205,12 @@ class SchedulerService(LeaderService):
                 if n not in self.seen_desired
                 or self.seen_desired[n].workloads != self.store.specs_for(n)
             }  # fmt: skip
-            await self._apply(Changes(dirty=dirty))
-        log.info("scheduler leads", term=term, republished=len(dirty))
+            await self._apply(Changes(dirty=dirty | adopted.dirty, apps=stale,
+                                      events=adopted.events))  # fmt: skip
+        log.info(
+            "scheduler leads", term=term, republished=len(dirty), apps=len(doc.apps),
+            records_written=len(stale),
+        )  # fmt: skip
         self.ready.set()
 
     async def _tick_loop(self) -> None:
@@ -162,6 +218,9 @@ class SchedulerService(LeaderService):
             await asyncio.sleep(self.config.tick_s)
             if not self.leader:
                 self.ready.clear()
+                if self._unsaved:
+                    self._unsaved = False
+                    self.store.save()
                 continue
             async with self.lock:
                 now = time.monotonic()
@@ -173,16 +232,21 @@ class SchedulerService(LeaderService):
                 if bus_up := (self.bus is not None and self.bus.connected):
                     changes.dirty.update(self._unsent)  # desired states not yet written
                     self._unsent.clear()
+                    changes.apps.update(self._unsent_apps)
+                    self._unsent_apps.clear()
                 self.ops.heal(changes, retry_pending=retry and bus_up)
                 changes.events.extend(self.alarms.check())
                 await self._apply(changes)
 
     async def _apply(self, changes: Changes) -> None:
-        """Save the store, then publish the dirty nodes' desired states and the events."""
-        if not (changes.dirty or changes.events):
+        """Save the store, then publish the changed apps' records, the dirty nodes' desired
+        states and the events."""
+        if not (changes.dirty or changes.events or changes.apps):
             return
         bus = self.bus
         assert bus is not None
+        term = self.lease.term if self.lease is not None else 0
+        records = [self.store.record(key, term) for key in sorted(changes.apps)]
         gens = self.store.doc.generations
         desired = []
         for node in sorted(changes.dirty):
@@ -194,10 +258,30 @@ class SchedulerService(LeaderService):
                     node=node,
                     generation=gen,
                     workloads=self.store.specs_for(node),
+                    pinned=pinned_on(self.store, node),
                     source=self.config.client_id,
                 )
             )
         self.store.save()
+        self._unsaved = False
+        for rec in records:
+            # before the desired states and the answer: a standby that takes over has the app
+            key = Store.key(rec.tenant, rec.name)
+            if not self.leader:
+                self._unsent_apps.add(key)
+                continue
+            try:
+                await bus.publish(
+                    app_record_topic(rec.tenant, rec.name),
+                    rec.model_copy(update={"source": self.config.client_id}),
+                    retain=True,
+                    queue=False,
+                )
+            except NotConnectedError:
+                self._unsent_apps.add(key)
+                continue
+            self._unsent_apps.discard(key)
+            self._on_bus[key] = max(self._on_bus.get(key, NO_STAMP), rec.stamp)
         for state in desired:
             # Only a connected leader writes desired state, and never through the outbox: a
             # deposed leader's queued writes must not land after a new leader's.

@@ -1,7 +1,11 @@
 """The scheduler's own state: apps, their placements and each node's desired generation.
 
 Kept in one JSON file (``state.json`` in the state dir), written atomically (temporary file,
-fsync, rename) after every change, so a restart or a standby taking over resumes from it.
+fsync, rename) after every change, so a restart resumes from it; and, one retained record per
+app, on the bus (:mod:`fogmesh.protocol.appstore`), so a standby on another machine with a state
+dir of its own takes over with every app. Each app's stamp (lease term, change counter) says
+which of two copies is the newer; a deleted app keeps its stamp (a tombstone) so an older copy
+of it, in a file or on the bus, is not taken for a live app.
 """
 
 from __future__ import annotations
@@ -13,79 +17,27 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fogmesh.protocol.apps import AppInfo, AppSummary, PlacementInfo
-from fogmesh.protocol.manifest import AppManifest
+from fogmesh.protocol.appstore import AppRecord, PlacementRecord, StoredApp
 from fogmesh.protocol.workload import WorkloadSpec
 
-__all__ = ["MAX_MOVES", "AppRecord", "MoveRecord", "PlacementRecord", "Store", "StoreDoc"]
+__all__ = [
+    "MAX_MOVES",
+    "NO_STAMP",
+    "AppRecord",
+    "MoveRecord",
+    "PlacementRecord",
+    "Stamp",
+    "Store",
+    "StoreDoc",
+]
 
 MAX_MOVES = 1000
 """The newest moves kept in the store."""
 
-
-class PlacementRecord(BaseModel):
-    """One workload of an app: its spec and its node (None while pending)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    spec: WorkloadSpec
-    node: str | None = None
-    revision: int = Field(default=1, ge=1)
-    retiring: bool = False
-    retire_by: float = 0.0
-
-    @property
-    def name(self) -> str:
-        """The workload name."""
-        return self.spec.name
-
-    def info(self) -> PlacementInfo:
-        """The wire form."""
-        return PlacementInfo(
-            workload=self.spec.name,
-            component=self.spec.component,
-            replica=self.spec.replica,
-            node=self.node,
-            version=self.spec.app_version,
-            retiring=self.retiring,
-        )
-
-
-class AppRecord(BaseModel):
-    """One deployed app."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tenant: str
-    manifest: AppManifest
-    revision: int = Field(default=1, ge=1, description="grows with each update")
-    placements: list[PlacementRecord] = Field(default_factory=list)
-    created_at: float = 0.0
-    updated_at: float = 0.0
-
-    def info(self) -> AppInfo:
-        """The wire form, placements sorted by workload name (retiring last)."""
-        ordered = sorted(self.placements, key=lambda p: (p.retiring, p.spec.name))
-        return AppInfo(
-            name=self.manifest.name,
-            tenant=self.tenant,
-            version=self.manifest.version,
-            manifest=self.manifest,
-            placements=[p.info() for p in ordered],
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-        )
-
-    def summary(self) -> AppSummary:
-        """The list form."""
-        active = [p for p in self.placements if not p.retiring]
-        return AppSummary(
-            name=self.manifest.name,
-            tenant=self.tenant,
-            version=self.manifest.version,
-            workloads=len(active),
-            pending=sum(1 for p in active if p.node is None),
-        )
+Stamp = tuple[int, int]
+"""(lease term, change counter) of one version of an app: the greater is the newer."""
+NO_STAMP: Stamp = (-1, -1)
+"""The stamp of an app never seen."""
 
 
 class MoveRecord(BaseModel):
@@ -110,6 +62,10 @@ class StoreDoc(BaseModel):
     apps: dict[str, AppRecord] = Field(default_factory=dict, description="key: tenant/app")
     generations: dict[str, int] = Field(default_factory=dict)
     moves: list[MoveRecord] = Field(default_factory=list, description="the newest, oldest first")
+    stamps: dict[str, Stamp] = Field(
+        default_factory=dict, description="key: tenant/app, also of deleted apps (tombstones)"
+    )
+    seq: int = Field(default=0, ge=0, description="change counter of this store's writes")
 
 
 class Store:
@@ -146,6 +102,54 @@ class Store:
             with contextlib.suppress(OSError):
                 Path(tmp).unlink()
             raise
+
+    def stamp(self, key: str) -> Stamp:
+        """The stamp of the app ``key`` (or its tombstone); ``(-1, -1)`` when unknown."""
+        return self.doc.stamps.get(key, NO_STAMP)
+
+    def record(self, key: str, term: int) -> StoredApp:
+        """Stamp the app ``key`` as changed now, under lease ``term``, and return its record
+        (a tombstone when the app is gone)."""
+        self.doc.seq += 1
+        self.doc.stamps[key] = (term, self.doc.seq)
+        tenant, _, name = key.partition("/")
+        return StoredApp(
+            tenant=tenant, name=name, term=term, seq=self.doc.seq, app=self.doc.apps.get(key)
+        )
+
+    def take(self, rec: StoredApp) -> tuple[bool, AppRecord | None]:
+        """Keep ``rec`` when it is newer than the copy here: (whether it was, the app it
+        replaced)."""
+        key = self.key(rec.tenant, rec.name)
+        if rec.stamp <= self.stamp(key):
+            return False, None
+        old = self.doc.apps.pop(key, None)
+        if rec.app is not None:
+            self.doc.apps[key] = rec.app
+        self.doc.stamps[key] = rec.stamp
+        self.doc.seq = max(self.doc.seq, rec.seq)
+        return True, old
+
+    def merge_file(self) -> None:
+        """Fold the file's content into the store in memory: each app the newer of the two
+        copies (a state dir another instance wrote, or this one's own before a restart)."""
+        if not self.path.exists():
+            return
+        disk = StoreDoc.model_validate_json(self.path.read_bytes())
+        for key in disk.apps.keys() | disk.stamps.keys():
+            # an app the file has without a stamp (a file from before stamps) ranks (0, 0)
+            theirs = disk.stamps.get(key, (0, 0) if key in disk.apps else NO_STAMP)
+            if theirs > self.stamp(key):
+                self.doc.apps.pop(key, None)
+                if key in disk.apps:
+                    self.doc.apps[key] = disk.apps[key]
+                self.doc.stamps[key] = theirs
+        gens = self.doc.generations
+        for node, gen in disk.generations.items():
+            gens[node] = max(gens.get(node, 0), gen)
+        self.doc.seq = max(self.doc.seq, disk.seq)
+        if len(disk.moves) > len(self.doc.moves):
+            self.doc.moves = disk.moves
 
     def placements(self) -> list[tuple[AppRecord, PlacementRecord]]:
         """Every placement with its app."""
