@@ -19,10 +19,26 @@ from __future__ import annotations
 
 from fogmesh.protocol.mesh import LinkState, LinkStatus
 
-__all__ = ["PARTITION_GRACE_S", "SiteLinks"]
+__all__ = ["PARTITION_GRACE_S", "SITE_TERM", "SiteLinks", "is_site_term", "site_generation"]
 
 PARTITION_GRACE_S = 60.0
 """How long past its missed heartbeats a node of a silent site is held for its link's will."""
+
+SITE_TERM = 1_000_000
+"""The step of a site term: a desired state a cut-off site writes itself jumps its generation to
+the next multiple of this, above every write the cloud made that the site has not seen (the
+cloud's writes grow one by one), so an agent takes the site's; once the cloud has seen it, the
+cloud's next write (the newest seen plus one) is newer again (docs/migrator.md)."""
+
+
+def site_generation(seen: int) -> int:
+    """The generation a site's own writer gives a node whose newest desired state is ``seen``."""
+    return (max(seen, 0) // SITE_TERM + 1) * SITE_TERM
+
+
+def is_site_term(generation: int, seen: int) -> bool:
+    """Whether ``generation`` lies in a site term newer than ``seen``'s."""
+    return generation // SITE_TERM > max(seen, 0) // SITE_TERM
 
 
 class SiteLinks:

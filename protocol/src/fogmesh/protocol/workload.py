@@ -93,15 +93,34 @@ def can_transition(current: WorkloadPhase, target: WorkloadPhase) -> bool:
 
 
 class Artefact(BaseModel):
-    """A native app shipped as a ``.tar`` (paper 4.1): where to fetch it and its checksum."""
+    """A native app shipped as a ``.tar`` (paper 4.1): a ``ref`` to the artefact store
+    (``docs/artefacts.md``) or a URL to fetch (operators only), and its checksum."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(min_length=1, max_length=2048, description="file://, http:// or https://")
+    url: str | None = Field(
+        default=None, min_length=1, max_length=2048, description="file://, http:// or https://"
+    )
+    ref: str | None = Field(
+        default=None, pattern=r"^sha256:[0-9a-f]{64}$", description="an artefact in the store"
+    )
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     command_script: str = Field(
         default="run.sh", max_length=256, description="script inside the tar that starts the app"
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Artefact:
+        if (self.url is None) == (self.ref is None):
+            raise ValueError("an artefact names exactly one of url and ref")
+        if self.ref is not None and self.sha256 not in (None, self.ref.removeprefix("sha256:")):
+            raise ValueError("sha256 differs from the ref's")
+        return self
+
+    @property
+    def digest(self) -> str | None:
+        """The sha256 (hex) the fetched bytes must have, if known."""
+        return self.ref.removeprefix("sha256:") if self.ref is not None else self.sha256
 
 
 class VolumeSpec(BaseModel):
@@ -126,6 +145,11 @@ class WorkloadSpec(BaseModel):
     app_version: str = Field(default="1", max_length=64)
     runtime: RuntimeKind
     image: str | None = Field(default=None, max_length=512)
+    image_ref: str | None = Field(
+        default=None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="`docker save` output in the artefact store",
+    )
     executable: str | None = Field(default=None, max_length=1024)
     artefact: Artefact | None = None
     command: list[str] = Field(default_factory=list)
@@ -146,16 +170,21 @@ class WorkloadSpec(BaseModel):
 
     @model_validator(mode="after")
     def _runtime_has_what_it_runs(self) -> WorkloadSpec:
-        if self.runtime is RuntimeKind.DOCKER and not self.image:
-            raise ValueError("a docker workload needs an image")
+        if self.runtime is RuntimeKind.DOCKER and not (self.image or self.image_ref):
+            raise ValueError("a docker workload needs an image or an image_ref")
         if self.runtime is RuntimeKind.NATIVE and not (self.executable or self.artefact):
             raise ValueError("a native workload needs an executable or an artefact")
         return self
 
     def spec_hash(self) -> str:
         """A digest of the spec: when it changes, the running instance must be replaced."""
-        # No devices: left out, so the hashes of specs made before the field existed hold.
+        # No devices (or no store refs): left out, so the hashes of specs made before the field
+        # existed hold.
         dumped = self.model_dump(mode="json", exclude=None if self.devices else {"devices"})
+        if self.image_ref is None:
+            dumped.pop("image_ref", None)
+        if isinstance(dumped.get("artefact"), dict) and dumped["artefact"].get("ref") is None:
+            dumped["artefact"].pop("ref", None)
         canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -163,13 +192,24 @@ class WorkloadSpec(BaseModel):
 class DesiredState(Envelope):
     """``nodes/{node}/desired`` (retained): every workload the node should run.
 
-    Written by the scheduler (or migrator), never by the node. ``generation`` only grows; a
-    node ignores a desired state older than the one it holds.
+    Written by the scheduler leader, never by the node; while its site is cut off from the
+    cloud, by that site's own migrator (``site_writer``, a site term: see
+    :func:`fogmesh.protocol.partition.site_generation`). ``generation`` only grows; a node
+    ignores a desired state not newer than the one it holds.
     """
 
     node: Ident
     generation: int = Field(ge=0)
     workloads: list[WorkloadSpec] = Field(default_factory=list, max_length=1000)
+    site_writer: Ident | None = Field(
+        default=None,
+        description="the site whose own migrator wrote this while cut off (None: the scheduler)",
+    )
+    pinned: list[Ident] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="workloads whose manifest pins them to this node: a site never moves them",
+    )
 
     @model_validator(mode="after")
     def _names_unique(self) -> DesiredState:

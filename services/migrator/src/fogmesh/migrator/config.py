@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from fogmesh.protocol import Ident
 from fogmesh.service import LeaderSettings
 
 __all__ = ["MigratorConfig"]
@@ -18,6 +19,11 @@ class MigratorConfig(LeaderSettings):
     role: ClassVar[str] = "migrator"
 
     client_id: str = Field(default="migrator", description="MQTT client id and lease holder")
+    site: Ident | None = Field(
+        default=None,
+        description="site mode: this migrator runs on that site's broker and only writes its "
+        "nodes' desired state while the site's links are down (lease migrator-{site})",
+    )
     tick_s: float = Field(default=1.0, gt=0, description="how often the triggers are judged")
     request_timeout_s: float = Field(default=10.0, gt=0, description="one request's wait")
     chunk_bytes: int = Field(default=256 * 1024, gt=0, le=256 * 1024)

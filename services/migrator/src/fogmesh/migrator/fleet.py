@@ -6,7 +6,8 @@ states. A node is lost when its last will says offline (loud) or when it has mis
 scheduler's. Overload is CPU or memory above a threshold for a window, cleared only below a
 lower threshold (hysteresis). A node whose site's links are all down is unreachable, neither
 lost nor live (nothing moves off it or onto it), and a silent node of a wholly silent site
-waits for its link's verdict (:mod:`fogmesh.protocol.partition`).
+waits for its link's verdict (:mod:`fogmesh.protocol.partition`). A site's own migrator
+(``home``) hears its site's nodes over its site broker: they are never unreachable to it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class NodeView:
     statuses: dict[str, WorkloadStatus] = field(default_factory=dict)
     desired: list[WorkloadSpec] = field(default_factory=list)
     generation: int = -1
+    pinned: list[str] = field(default_factory=list)
     lost_at: float | None = None
     lost_how: str = ""
     hot_since: float | None = None
@@ -49,8 +51,10 @@ class NodeView:
 class FleetView:
     """Every node the migrator has heard of."""
 
-    def __init__(self, *, offline_after: float = 3.0) -> None:
+    def __init__(self, *, offline_after: float = 3.0, home: str | None = None) -> None:
         self.offline_after = offline_after
+        self.home = home
+        """The site whose broker this view is fed from (a site migrator's), or None."""
         self.nodes: dict[str, NodeView] = {}
         self.links = SiteLinks()
 
@@ -99,6 +103,7 @@ class FleetView:
         view = self.node(msg.node)
         if msg.generation >= view.generation:
             view.generation, view.desired = msg.generation, list(msg.workloads)
+            view.pinned = list(msg.pinned)
 
     # -- questions ----------------------------------------------------------------------------
 
@@ -116,13 +121,15 @@ class FleetView:
         return newly
 
     def unreachable(self, view: NodeView) -> bool:
-        """Whether the node's site is cut off (every link of it down)."""
-        return view.facts is not None and self.links.cut(view.facts.site)
+        """Whether the node's site is cut off (every link of it down) from here."""
+        if view.facts is None or view.facts.site == self.home:
+            return False
+        return self.links.cut(view.facts.site)
 
     def _held(self, view: NodeView, now: float) -> bool:
         """Whether silent ``view`` waits for its site's link: its whole site is silent too."""
         late = now - view.last_beat - self.offline_after * view.interval_s
-        if view.facts is None or late > PARTITION_GRACE_S:
+        if view.facts is None or late > PARTITION_GRACE_S or view.facts.site == self.home:
             return False
         site = view.facts.site
         heard = max(

@@ -4,7 +4,10 @@ scheduler's retained desired states), answers ``fm/v1/api/{tenant}/migrations/{a
 ``nodes/{node}/trouble``; node lost, which only marks the node failed: see docs/migrator.md)
 while it holds the ``migrator`` lease. A standby follows the fleet too but answers and moves
 nothing. It never writes desired state: the scheduler leader does, on its
-``fm/v1/ops/scheduler/move``.
+``fm/v1/ops/scheduler/move``. In site mode (``site`` set; one per site, on the site broker,
+lease ``migrator-{site}``) it does only one thing: while its site's links are down it writes
+its site's nodes' desired state itself, moving a lost node's workloads to a peer of the site
+(:mod:`fogmesh.migrator.site`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fogmesh.migrator.fleet import FleetView
 from fogmesh.migrator.guard import Guard
 from fogmesh.migrator.mover import Mover, Outcome
 from fogmesh.migrator.replicator import Replicator
+from fogmesh.migrator.site import SiteWriter
 from fogmesh.protocol import topics
 from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.mesh import LinkStatus
@@ -50,13 +54,16 @@ class MigratorService(LeaderService):
 
     def __init__(self, config: MigratorConfig) -> None:
         self.config = config
-        self.fleet = FleetView()
+        self.fleet = FleetView(home=config.site)
         self.guard = Guard(
             cooldown_s=config.cooldown_s, budget=config.node_budget,
             window_s=config.node_budget_window_s, avoid_s=config.failed_node_avoid_s,
         )  # fmt: skip
         self.bus: Bus | None = None
-        self.duty = LeaderDuty(DUTY, config, self._on_gain)
+        duty = DUTY if config.site is None else f"{DUTY}-{config.site}"
+        self.duty = LeaderDuty(duty, config, self._on_gain)
+        self.site: SiteWriter | None = None
+        """Site mode: the site's own writer while it is cut off (set once the bus is up)."""
         self.mover: Mover | None = None
         self.replicator: Replicator | None = None
         """Copies stateful workloads' state to peers (set once the bus is up)."""
@@ -78,8 +85,13 @@ class MigratorService(LeaderService):
         """Run until cancelled; leaving cancels every loop and waits for it (TaskGroup)."""
         async with Bus(self.config.bus_config()) as bus:
             self.bus = bus
-            self.mover = Mover(bus, self.config, self.fleet, self.guard)
-            self.replicator = Replicator(bus, self.config, self.fleet, self.mover)
+            if self.config.site is not None:
+                self.site = SiteWriter(
+                    bus, self.config.site, self.fleet, self.guard, self.config.client_id
+                )
+            else:
+                self.mover = Mover(bus, self.config, self.fleet, self.guard)
+                self.replicator = Replicator(bus, self.config, self.fleet, self.mover)
             await self.duty.run(bus, self._subscribe, tick=self._tick_loop)
 
     def _subscribe(self, bus: Bus) -> None:
@@ -89,6 +101,8 @@ class MigratorService(LeaderService):
         bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self._on_actual)
         bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
         bus.subscribe(topics.mesh_link_filter(), LinkStatus, self._on_link)
+        if self.config.site is not None:
+            return  # the cloud's migrator answers the API and the asks (they cross the links)
         bus.subscribe(topics.node_filter(NodeChannel.TROUBLE), NodeTrouble, self._on_trouble)
         self.api.attach(bus)
 
@@ -148,6 +162,9 @@ class MigratorService(LeaderService):
                 self._lost(view.id, view.lost_how)
             if not self.leader:
                 self.ready.clear()
+                continue
+            if self.site is not None:
+                await self.site.tick()
                 continue
             await self._shed_overload()
             await self._answer_asks()

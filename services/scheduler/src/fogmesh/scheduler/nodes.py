@@ -14,6 +14,9 @@ manifest's ``partition_tolerance_s`` can end the wait. When a link of the site i
 get ``offline_after`` intervals from then for their heartbeats to cross. A silent node whose
 whole site is silent too stays stale for up to ``PARTITION_GRACE_S`` past its missed heartbeats,
 while the far broker has not yet noticed the link's silence (see :mod:`fogmesh.protocol.partition`).
+For ``HEAL_SETTLE_S`` after a site's link is back, a node of it that counts as offline (its last
+will, queued at the site through the cut) keeps its workloads: what the site's own migrator did
+meanwhile is still crossing the link (:mod:`fogmesh.scheduler.sites`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from fogmesh.protocol.partition import PARTITION_GRACE_S, SiteLinks
 from fogmesh.protocol.workload import ActualState, WorkloadPhase
 from fogmesh.scheduler.placement import Liveness, NodeInfo, PlacedWorkload
 
-__all__ = ["NodeRecord", "NodeTracker"]
+__all__ = ["HEAL_SETTLE_S", "NodeRecord", "NodeTracker"]
+
+HEAL_SETTLE_S = 10.0
+"""How long after a site heals its offline nodes' workloads wait for the site's own moves."""
 
 
 @dataclass(slots=True)
@@ -55,6 +61,7 @@ class NodeTracker:
         stale_after: float = 2.0,
         offline_after: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
+        heal_settle_s: float = HEAL_SETTLE_S,
     ) -> None:
         self.nodes: dict[str, NodeRecord] = {}
         self.default_interval_s = default_interval_s
@@ -66,6 +73,9 @@ class NodeTracker:
         self.links = SiteLinks()
         self.cut_at: dict[str, float] = {}
         """When each cut site was seen cut (monotonic)."""
+        self.heal_settle_s = heal_settle_s
+        self.healed_at: dict[str, float] = {}
+        """When each site was last seen back after a cut (monotonic)."""
 
     def _record(self, node_id: str) -> NodeRecord:
         rec = self.nodes.get(node_id)
@@ -107,6 +117,7 @@ class NodeTracker:
         elif was_cut and not is_cut:
             self.cut_at.pop(site, None)
             now = self.clock()
+            self.healed_at[site] = now
             for rec in self.nodes.values():
                 if rec.facts is not None and rec.facts.site == site:
                     # the cut's silence is not the node's: judge it from now on
@@ -161,8 +172,17 @@ class NodeTracker:
         return self.links.holds(site, heard, now, quiet_s=1.5 * interval)
 
     def offline(self) -> set[str]:
-        """Ids of the known nodes that count as offline now."""
-        return {n for n, rec in self.nodes.items() if self.liveness(rec) is Liveness.OFFLINE}
+        """Ids of the known nodes that count as offline now (their workloads go elsewhere),
+        but for those of a site back for less than ``heal_settle_s``."""
+        now = self.clock()
+        return {
+            n for n, rec in self.nodes.items()
+            if self.liveness(rec) is Liveness.OFFLINE and not self._settling(rec, now)
+        }  # fmt: skip
+
+    def _settling(self, rec: NodeRecord, now: float) -> bool:
+        healed = self.healed_at.get(rec.facts.site) if rec.facts is not None else None
+        return healed is not None and now - healed < self.heal_settle_s
 
     def is_running(self, node_id: str, workload: str, spec_hash: str) -> bool:
         """Whether ``node_id`` reports ``workload`` running with that spec."""

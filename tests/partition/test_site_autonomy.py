@@ -1,0 +1,174 @@
+"""A site cut off from the cloud moves a dead node's workload to a peer of its own.
+
+The fleet of ``test_unreachable`` (cloud broker, registry and scheduler in one network
+namespace; site-a's broker and two real agents in the other, heartbeat 2 s) plus site-a's own
+migrator in site mode on the site broker. A native app runs at the site: ``solo`` (one replica,
+anywhere) and ``pinned`` (pinned to ``edge-1``). The WAN is cut silently; once the cloud shows the
+site unreachable, the agent of ``solo``'s node and that node's workloads are SIGKILLed (a node's
+death):
+
+- during the cut, ``solo`` runs again on the other site node, started by the site's migrator
+  (the cloud cannot reach the site), and a pinned workload of the dead node is not moved;
+- after the heal the scheduler's record places ``solo`` on that node (it adopted the site's
+  move), nothing is re-placed again, and exactly one ``solo`` process runs; ``pinned`` is
+  never moved to the peer.
+
+Skipped without root or ``ip netns``, except with ``CI=true``, where it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from fogmesh.cli.fleet.plan import TENANT
+from tests.partition.test_unreachable import BIN, SITE_NODES, CutFleet
+from tests.support.buses import eventually
+from tests.support.netns import NsPair, netns_unavailable, ns_pair
+
+pytestmark = pytest.mark.netns
+
+APP = "keep"
+
+
+@pytest.fixture
+def pair() -> Iterator[NsPair]:
+    reason = netns_unavailable()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"netns test must run in CI: {reason}")
+        pytest.skip(reason)
+    with ns_pair() as made:
+        yield made
+
+
+def site_migrator(fleet: CutFleet) -> None:
+    """site-a's own migrator, in site mode, on the site broker (docs/migrator.md)."""
+    plan = fleet.plan
+    config = plan.migrator_config()
+    config["client_id"] = "migrator-site-a"
+    config["site"] = "site-a"
+    config["broker"]["port"] = plan.ports["site-a"]
+    path = plan.state_dir / "migrator-site-a.yaml"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    argv = [str(BIN / "fogmesh-migrator"), "--config", str(path)]
+    fleet.start("migrator-site-a", fleet.pair.site, argv, {})
+
+
+def manifest(token: str) -> dict[str, Any]:
+    """``solo`` anywhere and ``pinned`` on edge-1; ``token`` marks their processes."""
+
+    def comp(name: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "runtime": "native",
+            "executable": sys.executable,
+            "command": ["-c", f"import time; time.sleep(3600)  # {token}-{name}"],
+            "requests": {"cpu": "50m", "memory": "32Mi"},
+            **extra,
+        }
+
+    return {
+        "name": APP,
+        "tenant": TENANT,
+        "components": [comp("solo"), comp("pinned", placement={"node": "edge-1"})],
+    }
+
+
+def running(token: str, component: str) -> dict[int, str]:
+    """The live processes of ``component`` (pid: the node whose agent started it)."""
+    found = {}
+    mark = f"{token}-{component}"
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or "-c" not in cmdline:
+            continue
+        if any(part.endswith(mark) for part in cmdline):
+            try:
+                found[proc.info["pid"]] = proc.environ().get("FOGMESH_NODE", "?")
+            except psutil.Error:
+                continue
+    return found
+
+
+async def test_a_cut_site_moves_a_dead_nodes_workload_to_its_peer(
+    tmp_path: Path, pair: NsPair
+) -> None:
+    fleet = CutFleet(tmp_path / "fleet", pair)
+    token = f"fm-autonomy-{secrets.token_hex(4)}"
+
+    def look() -> dict[str, Any]:
+        return fleet.probe("look")
+
+    def nodes_are(state: str, nodes: tuple[str, ...] = SITE_NODES) -> bool:
+        seen = look()
+        return all(seen.get("nodes", {}).get(n) == state for n in nodes)
+
+    try:
+        fleet.start_all()
+        site_migrator(fleet)
+        await eventually(lambda: nodes_are("online"), 120, "both site nodes online")
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps(manifest(token)))
+        deployed = fleet.probe("deploy", "--manifest", str(path))
+        assert "error" not in deployed, f"{deployed}\n{fleet.logs()}"
+        placed = deployed["placements"]
+        dead = placed[f"{APP}-solo-0"]
+        peer = next(n for n in SITE_NODES if n != dead)
+        await eventually(
+            lambda: len(running(token, "solo")) == 1 and len(running(token, "pinned")) == 1,
+            120,
+            "both workloads running",
+        )
+
+        pair.cut()
+        await eventually(lambda: nodes_are("unreachable"), 90, "the site nodes unreachable")
+        # the node's death: its agent, then the workloads it ran
+        fleet.children[f"agent-{dead}"].signal_group(signal.SIGKILL)
+        for component in ("solo", "pinned"):
+            for pid, node in running(token, component).items():
+                if node == dead:
+                    os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        await eventually(
+            lambda: set(running(token, "solo").values()) == {peer},
+            60,
+            f"solo running on {peer} during the cut\n{fleet.logs()}",
+        )
+        print(f"moved by the site in {time.monotonic() - killed_at:.1f}s")
+        seen = look()
+        assert seen.get("placements", {}).get(f"{APP}-solo-0") == dead, seen  # the cloud: cut
+        pinned = running(token, "pinned")
+        assert dead != "edge-1" or not pinned, f"a pinned workload moved: {pinned}"
+
+        pair.heal()
+
+        def adopted() -> bool:
+            seen = look()
+            return seen.get("placements", {}).get(f"{APP}-solo-0") == peer
+
+        await eventually(adopted, 90, f"the cloud places solo on {peer}\n{fleet.logs()}")
+        settle = time.monotonic()
+        while time.monotonic() - settle < 15:  # the scheduler's heal settle and a few beats
+            seen = look()
+            assert seen.get("placements", {}).get(f"{APP}-solo-0") == peer, seen
+            solo = running(token, "solo")
+            assert set(solo.values()) == {peer} and len(solo) == 1, solo
+        # pinned to the dead edge-1: the site left it there; the cloud holds it pending
+        assert seen["placements"][f"{APP}-pinned-0"] in (None, "edge-1"), seen
+        assert seen["nodes"].get(dead) == "offline", seen
+        assert seen["nodes"].get(peer) == "online", seen
+    finally:
+        fleet.stop()
