@@ -28,6 +28,7 @@ __all__ = [
     "ListenerTls",
     "MeshConfigError",
     "MeshSpec",
+    "PathSpec",
     "QueueSpec",
     "ResolvedEndpoint",
     "RoleSpec",
@@ -178,6 +179,9 @@ class RuleSpec(_Strict):
     qos: int = Field(default=1, ge=0, le=2)
     local_prefix: str = ""
     remote_prefix: str = ""
+    paths: list[Ident] | None = Field(
+        default=None, description="the link's paths this rule may use (None: every path)"
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -226,6 +230,33 @@ class DrainSpec(_Strict):
         return self
 
 
+class PathSpec(_Strict):
+    """One way to reach a link's remote broker (docs/mesh.md, "Paths: a link with a fallback").
+
+    Unset address fields are the link's ``remote``'s; credentials are always the remote's.
+    """
+
+    name: Ident
+    broker: Ident | None = None
+    listener: Ident | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: ClientTls | None = None
+    keepalive: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="seconds (default: the link's); a silent cut is noticed after about two",
+    )
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    rate: float | None = Field(
+        default=None, gt=0, description="bytes/s the link sends over this path at most"
+    )
+    budget_bytes: int | None = Field(
+        default=None, ge=1, description="bytes per calendar month (UTC), both directions"
+    )
+
+
 class LinkSpec(_Strict):
     """A bridge link, run by the process of broker ``broker`` (its local end)."""
 
@@ -235,11 +266,30 @@ class LinkSpec(_Strict):
     local: Endpoint = Field(default_factory=Endpoint)
     remote: Endpoint
     rules: list[RuleSpec] = Field(min_length=1)
+    paths: list[PathSpec] = Field(
+        default_factory=list, description="ways to the remote, preferred first (none: remote)"
+    )
+    probe_every: float = Field(
+        default=5.0, gt=0, le=3600, description="seconds between tries of a preferred path"
+    )
     queue: QueueSpec = Field(default_factory=QueueSpec)
     drain: DrainSpec = Field(default_factory=DrainSpec)
     keepalive: int = Field(default=30, ge=5, le=3600)
     backoff_base: float = Field(default=0.5, gt=0, le=60)
     backoff_cap: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _paths(self) -> Self:
+        names = [p.name for p in self.paths]
+        if len(names) != len(set(names)):
+            raise ValueError(f"link {self.name}: path names must be unique")
+        for rule in self.rules:
+            unknown = sorted(set(rule.paths or []) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"link {self.name}: rule {rule.pattern!r} names unknown paths {unknown}"
+                )
+        return self
 
 
 class ResolvedEndpoint(BaseModel):
@@ -279,6 +329,9 @@ class MeshSpec(_Strict):
                     )
                 if link.remote.broker == link.broker:
                     raise ValueError(f"link {link.name} joins broker {link.broker} to itself")
+            for path in link.paths:
+                if path.broker is not None and path.broker not in self.brokers:
+                    raise ValueError(f"link {link.name}: path {path.name}: unknown broker")
         self._check_cycles()
         return self
 
@@ -321,6 +374,25 @@ class MeshSpec(_Strict):
     def links_of(self, broker: str) -> list[LinkSpec]:
         """The links that ``broker``'s process runs."""
         return [lk for lk in self.links if lk.broker == broker]
+
+    def resolve_paths(self, link: LinkSpec) -> list[tuple[PathSpec, ResolvedEndpoint]]:
+        """Each path of ``link``, preferred first, with its address worked out; a link with
+        no ``paths`` has one, ``default``, the ``remote`` itself."""
+        if not link.paths:
+            return [(PathSpec(name="default"), self.resolve(link.remote))]
+        out = []
+        for path in link.paths:
+            update = {
+                k: v
+                for k, v in path.model_dump(include={"broker", "listener", "host", "port"}).items()
+                if v is not None
+            }
+            if path.tls is not None:
+                update["tls"] = path.tls
+            if path.host is not None and path.broker is None:
+                update["broker"] = link.remote.broker  # keeps the broker's kind, new address
+            out.append((path, self.resolve(link.remote.model_copy(update=update))))
+        return out
 
     def resolve(self, end: Endpoint, *, default_broker: str | None = None) -> ResolvedEndpoint:
         """Turn an endpoint into host, port and credentials."""

@@ -5,6 +5,14 @@ reader (subscribe the rules' source filters, write every arrival to the disk que
 acknowledge it) and a writer (publish the other side's queue in order, delete a batch once the
 broker acknowledged all of it). Both clients use persistent sessions with stable client ids, so
 whatever was not acknowledged when a link or process died is redelivered by the broker.
+
+The remote side may have several paths (:mod:`fogmesh.broker.paths`): it runs over the most
+preferred one that answers, and on a less preferred one only the rules allowed there cross
+(what else waits in the disk queue, or in the far broker's session for the preferred path).
+A fallback path uses a clean session of its own (client id ``...-r-{path}``), subscribed to the
+allowed rules only; the preferred path's persistent session keeps collecting everything, and
+what the fallback already brought in is remembered and dropped once when that session hands it
+over too.
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from fogmesh.broker.config import LinkSpec, ResolvedEndpoint
+from fogmesh.broker.config import LinkSpec, PathSpec, ResolvedEndpoint
 from fogmesh.broker.diskqueue import DiskQueue, QueuedMessage
 from fogmesh.broker.drain import Drain
 from fogmesh.broker.echo import EchoMemory
+from fogmesh.broker.paths import LinkPath, PathBook, PathSpent, PreferredBack, probe
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
+from fogmesh.broker.topicmatch import matches
 from fogmesh.bus import backoff_delay
 from fogmesh.protocol import LinkState, LinkStatus, topics
 
@@ -49,14 +59,30 @@ class Link:
     """A running bridge link between the local broker and a remote one."""
 
     def __init__(
-        self, broker: str, spec: LinkSpec, ends: dict[Side, ResolvedEndpoint], data_dir: Path
+        self,
+        broker: str,
+        spec: LinkSpec,
+        ends: dict[Side, ResolvedEndpoint],
+        data_dir: Path,
+        paths: list[tuple[PathSpec, ResolvedEndpoint]] | None = None,
     ) -> None:
-        """Prepare the link; nothing connects until :meth:`run`."""
+        """Prepare the link; nothing connects until :meth:`run`.
+
+        ``paths``: the remote's paths, preferred first (:meth:`MeshSpec.resolve_paths`); None
+        is the one path ``default`` to ``ends["remote"]``.
+        """
         self.broker = broker
         self.spec = spec
         self.ends = ends
         self.routes = routes_from(spec.rules)
         qdir = data_dir / "links" / spec.name
+        found = paths or [(PathSpec(name="default"), ends["remote"])]
+        self.paths = [LinkPath(i, p, end) for i, (p, end) in enumerate(found)]
+        self.path: LinkPath | None = None
+        """The path the remote side is connected over (None: not connected)."""
+        self.book = PathBook(qdir / "paths.json")
+        # what a fallback session brought in, dropped once when the preferred session replays it
+        self.fallback_seen = EchoMemory(ttl=SESSION_EXPIRY, max_entries=200_000)
         # queue[side] holds what arrived on ``side`` and must go to the other side
         self.queue: dict[Side, DiskQueue] = {
             side: DiskQueue(
@@ -122,6 +148,8 @@ class Link:
             forwarded=self.forwarded,
             ignored=self.ignored,
             last_error=self.last_error[:1024],
+            path=self.path.name if self.path is not None else "",
+            path_bytes=dict(self.book.bytes),
             source=self._client_id("local"),
         )
 
@@ -156,14 +184,17 @@ class Link:
                 self._status_due = False
                 await self._publish_status()
                 last = snap
+                self.book.save()
 
     # ---- connections --------------------------------------------------------------------
 
-    def _client_id(self, side: Side) -> str:
-        return f"{BRIDGE_PREFIX}{self.broker}-{self.spec.name}-{side[0]}"
+    def _client_id(self, side: Side, path: LinkPath | None = None) -> str:
+        base = f"{BRIDGE_PREFIX}{self.broker}-{self.spec.name}-{side[0]}"
+        return base if path is None or path.index == 0 else f"{base}-{path.name}"
 
-    def _make_client(self, side: Side) -> aiomqtt.Client:
-        end = self.ends[side]
+    def _make_client(self, side: Side, path: LinkPath | None = None) -> aiomqtt.Client:
+        end = self.ends[side] if path is None else path.end
+        keepalive = (path and path.spec.keepalive) or self.spec.keepalive
         tls = None
         if end.tls is not None:
             tls = aiomqtt.TLSParameters(
@@ -177,21 +208,28 @@ class Link:
             update={"last_error": f"{side} connection lost", "since": None}
         )
         will = aiomqtt.Will(self.status_topic, gone.model_dump_json(), qos=1, retain=True)
-        v5: dict[str, Any] = {"clean_session": False}
+        # a fallback path's session is clean: the preferred path's persistent one keeps
+        # collecting everything meanwhile, so nothing is lost when a fallback session goes
+        kept = path is None or path.index == 0
+        v5: dict[str, Any] = {"clean_session": not kept}
         if self._mqtt5(side):
             # MQTT 5 keeps the retain flag on live deliveries (retain-as-published) and never
             # hands the link its own messages back (no-local); Mosquitto speaks it, amqtt not
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = SESSION_EXPIRY
-            v5 = {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False, "properties": props}
+            props.SessionExpiryInterval = SESSION_EXPIRY if kept else 0
+            v5 = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": not kept,
+                "properties": props,
+            }
         client = aiomqtt.Client(
             end.host,
             end.port,
-            identifier=self._client_id(side),
+            identifier=self._client_id(side, path),
             **v5,
             username=end.username,
             password=end.password,
-            keepalive=self.spec.keepalive,
+            keepalive=keepalive,
             tls_params=tls,
             tls_insecure=bool(end.tls and end.tls.insecure) or None,
             timeout=PUBLISH_TIMEOUT,
@@ -209,59 +247,116 @@ class Link:
     def _mqtt5(self, side: Side) -> bool:
         return self.ends[side].kind == "mosquitto"
 
+    async def _connect(
+        self, side: Side, start: int
+    ) -> tuple[aiomqtt.Client, LinkPath | None] | None:
+        """Connect ``side``: the remote over the first path from ``start`` on (wrapping round)
+        that answers and has budget left; None when none did."""
+        if side == "local":
+            candidates: list[LinkPath | None] = [None]
+        else:
+            order = self.paths[start:] + self.paths[:start]
+            candidates = [p for p in order if not self.book.spent(p)]
+            if not candidates:
+                self._note_error(side, PathSpent("every path's monthly budget is spent"))
+        for path in candidates:
+            client = self._make_client(side, path)
+            wait = CONNECT_TIMEOUT
+            if path is not None and len(self.paths) > 1:
+                wait = path.spec.connect_timeout  # a dead path must not hold up the next
+            try:
+                async with asyncio.timeout(wait):
+                    await client.__aenter__()
+            except _NET_ERRORS as exc:
+                self._note_error(side, exc, path)
+                continue
+            return client, path
+        return None
+
     async def _side_loop(self, side: Side) -> None:
         """Keep ``side`` connected; run its reader and writer while it is."""
         attempt = 0
+        start = 0  # the path to try first (the remote side)
         while True:
-            client = self._make_client(side)
-            try:
-                async with asyncio.timeout(CONNECT_TIMEOUT):
-                    await client.__aenter__()
-            except _NET_ERRORS as exc:
-                self._note_error(side, exc)
+            connected = await self._connect(side, start)
+            if connected is None:
+                start = 0
                 await asyncio.sleep(
                     backoff_delay(attempt, base=self.spec.backoff_base, cap=self.spec.backoff_cap)
                 )
                 attempt += 1
                 continue
             attempt = 0
+            client, path = connected
             self._clients[side] = client
             self.connected[side] = True
+            if side == "remote":
+                self.path = path
             self._refresh_state()
-            log.info("link %s: %s side up", self.spec.name, side)
+            where = f" over path {path.name}" if path is not None and len(self.paths) > 1 else ""
+            log.info("link %s: %s side up%s", self.spec.name, side, where)
             # this broker learns the state at once, not at the next change
             self._status_due = True
             self._status_changed.set()
+            switching = False
             try:
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._reader(side, client), name=f"{self.spec.name}-{side}-read")
                     tg.create_task(
-                        self._writer(side, client), name=f"{self.spec.name}-{side}-write"
+                        self._reader(side, client, path), name=f"{self.spec.name}-{side}-read"
                     )
+                    tg.create_task(
+                        self._writer(side, client, path), name=f"{self.spec.name}-{side}-write"
+                    )
+                    if path is not None and len(self.paths) > 1:
+                        tg.create_task(self._watch(path), name=f"{self.spec.name}-paths")
+            except* (PreferredBack, PathSpent) as group:
+                log.info("link %s: leaving path %s: %s", self.spec.name, path and path.name,
+                         group.exceptions[0])  # fmt: skip
+                switching, start = True, 0
             except* _NET_ERRORS as group:
-                self._note_error(side, group.exceptions[0])
+                self._note_error(side, group.exceptions[0], path)
+                # a path that just failed is tried last next time; the watch brings it back
+                start = path.index + 1 if path is not None else 0
             finally:
                 self.connected[side] = False
+                if side == "remote":
+                    self.path = None
                 self._refresh_state()
-                await self._close(side, client)
-            await asyncio.sleep(
-                backoff_delay(0, base=self.spec.backoff_base, cap=self.spec.backoff_cap)
-            )
+                await self._close(side, client, say_down=not switching)
+            if not switching:
+                await asyncio.sleep(
+                    backoff_delay(0, base=self.spec.backoff_base, cap=self.spec.backoff_cap)
+                )
 
-    async def _close(self, side: Side, client: aiomqtt.Client) -> None:
-        # On shutdown each side says "down" itself (a clean disconnect sends no will).
+    async def _watch(self, path: LinkPath) -> None:
+        """While on ``path``: leave it when its budget is spent, or when a preferred path
+        answers a probe (tried every ``probe_every`` seconds)."""
+        ident = self._client_id("remote") + "-probe"
+        while True:
+            await asyncio.sleep(self.spec.probe_every)
+            if self.book.spent(path):
+                raise PathSpent(f"path {path.name}: monthly budget spent")
+            for better in self.paths[: path.index]:
+                if not self.book.spent(better) and await probe(better, ident):
+                    raise PreferredBack(better.name)
+
+    async def _close(self, side: Side, client: aiomqtt.Client, *, say_down: bool = True) -> None:
+        # On shutdown each side says "down" itself (a clean disconnect sends no will); a switch
+        # of paths says nothing: the next path's connection follows at once.
         with contextlib.suppress(*_NET_ERRORS, asyncio.CancelledError):
             async with asyncio.timeout(3.0):
-                down = self.status(LinkState.DOWN).model_copy(update={"since": time.time()})
-                data = down.model_dump_json().encode()
-                self.echo[side].remember(self.status_topic, data)
-                await client.publish(self.status_topic, data, qos=1, retain=True)
+                if say_down:
+                    down = self.status(LinkState.DOWN).model_copy(update={"since": time.time()})
+                    data = down.model_dump_json().encode()
+                    self.echo[side].remember(self.status_topic, data)
+                    await client.publish(self.status_topic, data, qos=1, retain=True)
                 self._clients[side] = None
                 await client.__aexit__(None, None, None)
         self._clients[side] = None
 
-    def _note_error(self, side: Side, exc: BaseException) -> None:
-        self.last_error = f"{side}: {type(exc).__name__}: {exc}"[:1024]
+    def _note_error(self, side: Side, exc: BaseException, path: LinkPath | None = None) -> None:
+        over = f" (path {path.name})" if path is not None and len(self.paths) > 1 else ""
+        self.last_error = f"{side}{over}: {type(exc).__name__}: {exc}"[:1024]
         log.warning("link %s: %s", self.spec.name, self.last_error)
         self._refresh_state()
 
@@ -273,8 +368,12 @@ class Link:
                 return route, dest
         return None
 
-    async def _reader(self, side: Side, client: aiomqtt.Client) -> None:
-        filters = {r.source_filter: r.qos for r in self.routes if r.source == side}
+    async def _reader(self, side: Side, client: aiomqtt.Client, path: LinkPath | None) -> None:
+        filters = {
+            r.source_filter: r.qos
+            for r in self.routes
+            if r.source == side and (path is None or r.uses(path.name))
+        }
         for flt, qos in filters.items():
             if self._mqtt5(side):
                 # retained messages only for a new subscription (retainHandling 1): those of a
@@ -291,15 +390,17 @@ class Link:
             burst = [first]
             while len(burst) < BATCH and len(messages) > 0:
                 burst.append(await anext(messages))
-            self._take(side, burst)
+            self._take(side, burst, path)
             for message in burst:
                 if message.qos > 0:
                     # ack only now: it is committed to the disk queue (or deliberately dropped)
                     client._client.ack(message.mid, message.qos)
 
-    def _take(self, side: Side, burst: list[aiomqtt.Message]) -> None:
-        """Queue arrivals for the other side, except echoes and what matches no rule."""
+    def _take(self, side: Side, burst: list[aiomqtt.Message], path: LinkPath | None) -> None:
+        """Queue arrivals for the other side, except echoes and what matches no rule (and,
+        over the preferred path, what a fallback path already brought in)."""
         rows: list[tuple[str, bytes, int, bool]] = []
+        carried = 0
         for message in burst:
             topic = message.topic.value
             raw = message.payload
@@ -312,21 +413,32 @@ class Link:
                 continue
             if self.echo[side].is_echo(topic, payload):
                 continue
+            if path is not None and len(self.paths) > 1:
+                carried += len(topic.encode()) + len(payload)
+                if path.index > 0:
+                    self.fallback_seen.remember(topic, payload)
+                elif self.fallback_seen.is_echo(topic, payload):
+                    continue
             found = self._route(side, topic)
             if found is None:
                 self.ignored += 1
                 continue
             route, dest = found
             rows.append((dest, payload, min(route.qos, 2), bool(message.retain)))
+        if path is not None:
+            self.book.add(path.name, carried)
         if rows:
             self.queue[side].put_many(rows)
             self._wake[_OTHER[side]].set()
 
-    async def _writer(self, side: Side, client: aiomqtt.Client) -> None:
+    async def _writer(self, side: Side, client: aiomqtt.Client, path: LinkPath | None) -> None:
         """Publish what arrived on the other side to ``side``, in order (a backlog found at
         connect drains at the link's ``drain.rate``: :mod:`fogmesh.broker.drain`)."""
         queue = self.queue[_OTHER[side]]
         wake = self._wake[side]
+        if side == "remote" and path is not None and self._restricted(path):
+            await self._writer_on(client, path)
+            return
         drain = Drain(queue, self.spec.drain, batch=BATCH)
         if drain.active:
             self.drains[side] = drain
@@ -352,6 +464,36 @@ class Link:
             await self._send(side, client, batch)
             queue.remove_through(batch[-1].seq)
 
+    def _restricted(self, path: LinkPath) -> bool:
+        """Whether some outgoing rule may not use ``path``."""
+        return any(not r.uses(path.name) for r in self.routes if r.source == "local")
+
+    def _carries(self, path: LinkPath, topic: str) -> bool:
+        """Whether the queued outgoing ``topic`` (remote naming) may cross on ``path``."""
+        for route in self.routes:
+            if route.source == "local" and matches(topic, route.dest_filter):
+                return route.uses(path.name)
+        return False
+
+    async def _writer_on(self, client: aiomqtt.Client, path: LinkPath) -> None:
+        """The remote writer on a path some rules may not use: their messages stay queued
+        (for a better path) while the allowed ones cross, in queue order among themselves."""
+        queue = self.queue["local"]
+        wake = self._wake["remote"]
+        after = 0  # everything up to here was looked at; what stayed is not for this path
+        while True:
+            page = queue.peek_range(BATCH, after=after)
+            if not page:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await wake.wait()
+                continue
+            if keep := [m for m in page if self._carries(path, m.topic)]:
+                await self._send("remote", client, keep)
+                queue.remove_seqs([m.seq for m in keep])
+            after = page[-1].seq
+
     async def _drain(self, side: Side, client: aiomqtt.Client, drain: Drain) -> None:
         """Live messages at once, the backlog at the bucket's pace, until the backlog is done."""
         wake = self._wake[side]
@@ -374,6 +516,14 @@ class Link:
 
     async def _send(self, side: Side, client: aiomqtt.Client, batch: list[QueuedMessage]) -> None:
         """Publish ``batch`` to ``side`` in order; return once the broker acknowledged all."""
+        path = self.path if side == "remote" and len(self.paths) > 1 else None
+        size = 0
+        if path is not None:
+            if self.book.spent(path):
+                raise PathSpent(f"path {path.name}: monthly budget spent")
+            size = sum(len(m.topic.encode()) + len(m.payload) for m in batch)
+            if path.bucket is not None:
+                await path.bucket.take(size)
         for msg in batch:
             if self._route(side, msg.topic) is not None:  # only then can it come back
                 self.echo[side].remember(msg.topic, msg.payload)
@@ -384,6 +534,8 @@ class Link:
                 *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch)
             )
         self.forwarded += len(batch)  # reported by the status loop's next 5 s tick
+        if path is not None:
+            self.book.add(path.name, size)
 
     # ---- lifetime -----------------------------------------------------------------------
 

@@ -25,6 +25,13 @@ class Route:
     source_prefix: str
     dest_prefix: str
     qos: int
+    dest_filter: str = ""
+    paths: frozenset[str] | None = None
+    """The link's paths this route may use (None: every path)."""
+
+    def uses(self, path: str) -> bool:
+        """Whether this route may cross on path ``path``."""
+        return self.paths is None or path in self.paths
 
     def map(self, topic: str) -> str | None:
         """The destination topic for ``topic``, or None if this route does not carry it."""
@@ -37,6 +44,7 @@ def routes_from(rules: list[RuleSpec]) -> list[Route]:
     """Expand rules into routes: ``out`` goes local->remote, ``in`` remote->local, ``both`` both."""
     routes: list[Route] = []
     for rule in rules:
+        paths = None if rule.paths is None else frozenset(rule.paths)
         if rule.direction in ("out", "both"):
             routes.append(
                 Route(
@@ -45,6 +53,8 @@ def routes_from(rules: list[RuleSpec]) -> list[Route]:
                     rule.local_prefix,
                     rule.remote_prefix,
                     rule.qos,
+                    rule.remote_prefix + rule.pattern,
+                    paths,
                 )
             )
         if rule.direction in ("in", "both"):
@@ -55,6 +65,8 @@ def routes_from(rules: list[RuleSpec]) -> list[Route]:
                     rule.remote_prefix,
                     rule.local_prefix,
                     rule.qos,
+                    rule.local_prefix + rule.pattern,
+                    paths,
                 )
             )
     return routes

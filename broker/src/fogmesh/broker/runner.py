@@ -30,7 +30,7 @@ def build_links(mesh: MeshSpec, name: str) -> list[Link]:
             "local": mesh.resolve(spec.local, default_broker=name),
             "remote": mesh.resolve(spec.remote),
         }
-        links.append(Link(name, spec, ends, data_dir_of(mesh, name)))
+        links.append(Link(name, spec, ends, data_dir_of(mesh, name), mesh.resolve_paths(spec)))
     return links
 
 

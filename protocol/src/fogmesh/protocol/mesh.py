@@ -40,6 +40,10 @@ class LinkStatus(Envelope):
     forwarded: int = Field(default=0, ge=0)
     ignored: int = Field(default=0, ge=0, description="messages received that no rule carries")
     last_error: str = Field(default="", max_length=1024)
+    path: str = Field(default="", description="the path the remote side uses now ('': none)")
+    path_bytes: dict[str, int] = Field(
+        default_factory=dict, description="bytes each path carried this month (UTC), both ways"
+    )
     since: float | None = Field(
         default=None, description="unix time the link entered this state (None: unknown)"
     )
