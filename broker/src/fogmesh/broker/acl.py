@@ -31,6 +31,7 @@ _NODE_PUBLISH = [
     f"{ROOT}/events/tenants/+/{EventKind.WORKLOAD_STATE.value}",
     f"{ROOT}/events/tenants/+/{EventKind.REPLACED.value}",
     f"{ROOT}/events/tenants/+/{EventKind.DEVICE_LOST.value}",  # to a lost device's holder
+    f"{ROOT}/devices/+/+/{{node}}/+",  # a streamed device's readings, in its own name only
     f"{ROOT}/events/fleet/{EventKind.DESIRED_REJECTED.value}",
     f"{ROOT}/reply/#",
     f"{ROOT}/audit/{{username}}",  # the audit records of the commands it answers
@@ -51,6 +52,7 @@ DEFAULT_ROLES: dict[str, RoleSpec] = {
             f"{ROOT}/data/{{tenant}}/#",
             f"{ROOT}/events/tenants/{{tenant}}/#",
             f"{ROOT}/reply/{{tenant}}/#",
+            f"{ROOT}/devices/{{tenant}}/#",  # streamed devices' readings (nodes publish them)
         ],
     ),
     # a join token's bootstrap account: it may only ask to join (and read its own replies)

@@ -334,6 +334,17 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         payload="the app's own bytes",
     ),
     TopicSpec(
+        "fm/v1/devices/{tenant}/{app}/{node}/{device}",
+        None,
+        "node agent (its shared reader)",
+        "that tenant's workloads of the app (on that node)",
+        0,
+        False,
+        "One line read from a streamed device (docs/devices.md), for each app on the node "
+        "holding it; a node publishes only under its own name, a tenant reads only its own.",
+        payload="the line as read, without its newline",
+    ),
+    TopicSpec(
         "fm/v1/reply/{account}/{client}",
         None,
         "any service answering a request",

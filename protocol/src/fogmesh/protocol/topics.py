@@ -13,6 +13,7 @@ The tree (``ROOT`` is ``fm/v1``)::
     fm/v1/events/fleet/{kind}
     fm/v1/events/tenants/{tenant}/{kind}
     fm/v1/data/{tenant}/{app}/{stream}
+    fm/v1/devices/{tenant}/{app}/{node}/{device}
     fm/v1/reply/{account}/{client}
     fm/v1/mesh/{broker}/links/{link}
     fm/v1/leases/{duty}
@@ -46,6 +47,8 @@ __all__ = [
     "audit_filter",
     "data",
     "data_filter",
+    "device_reading",
+    "device_readings_filter",
     "events_filter",
     "fleet_event",
     "fleet_event_filter",
@@ -91,6 +94,7 @@ class TopicKind(StrEnum):
     FLEET_EVENT = "fleet_event"
     TENANT_EVENT = "tenant_event"
     DATA = "data"
+    DEVICE_READING = "device_reading"
     REPLY = "reply"
     MESH_LINK = "mesh_link"
     LEASE = "lease"
@@ -117,6 +121,7 @@ class TopicRef:
     broker: str | None = None
     link: str | None = None
     duty: str | None = None
+    device: str | None = None
 
     def topic(self) -> str:
         """Build the topic string back from this reference."""
@@ -133,6 +138,10 @@ class TopicRef:
                 return tenant_event(_req(self.tenant), _req(self.event))
             case TopicKind.DATA:
                 return data(_req(self.tenant), _req(self.app), _req(self.stream))
+            case TopicKind.DEVICE_READING:
+                return device_reading(
+                    _req(self.tenant), _req(self.app), _req(self.node), _req(self.device)
+                )
             case TopicKind.REPLY:
                 return reply(_req(self.account), _req(self.client))
             case TopicKind.MESH_LINK:
@@ -232,6 +241,23 @@ def data_filter(tenant: str, app: str) -> str:
     return f"{ROOT}/data/{check_id(tenant, what='tenant')}/{check_id(app, what='app')}/#"
 
 
+def device_reading(tenant: str, app: str, node_id: str, device: str) -> str:
+    """``fm/v1/devices/{tenant}/{app}/{node}/{device}``: the lines the shared reader of
+    ``node`` reads from a streamed device (``ttyUSB0``) for an app holding it. A level of its
+    own, so the broker lets a node publish there only under its own name (docs/devices.md)."""
+    return (
+        f"{ROOT}/devices/{check_id(tenant, what='tenant')}/{check_id(app, what='app')}/"
+        f"{check_id(node_id, what='node')}/{check_id(device, what='device')}"
+    )
+
+
+def device_readings_filter(tenant: str, app: str, node_id: str | None = None) -> str:
+    """Every streamed device's readings for one app, from one node (every node for None):
+    ``fm/v1/devices/{tenant}/{app}/{node}/+``."""
+    where = "+" if node_id is None else check_id(node_id, what="node")
+    return f"{ROOT}/devices/{check_id(tenant, what='tenant')}/{check_id(app, what='app')}/{where}/+"
+
+
 def reply(account: str, client: str) -> str:
     """``fm/v1/reply/{account}/{client}``: where one bus client receives its replies.
 
@@ -280,7 +306,7 @@ def audit_filter() -> str:
     return f"{ROOT}/audit/+"
 
 
-def parse_topic(topic: str) -> TopicRef:
+def parse_topic(topic: str) -> TopicRef:  # noqa: PLR0912 -- one case per kind of topic
     """Parse a concrete topic of the tree into a :class:`TopicRef`.
 
     Raises :class:`ContractError` for wildcards, illegal ids and topics outside the tree.
@@ -303,6 +329,10 @@ def parse_topic(topic: str) -> TopicRef:
             return TopicRef(TopicKind.TENANT_EVENT, tenant=tenant, event=kind)
         case ["data", tenant, app, stream]:
             return TopicRef(TopicKind.DATA, tenant=tenant, app=app, stream=stream)
+        case ["devices", tenant, app, node_id, device]:
+            return TopicRef(
+                TopicKind.DEVICE_READING, tenant=tenant, app=app, node=node_id, device=device
+            )
         case ["reply", account, client]:
             return TopicRef(TopicKind.REPLY, account=account, client=client)
         case ["mesh", broker, "links", link]:

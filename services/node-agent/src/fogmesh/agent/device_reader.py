@@ -2,10 +2,11 @@
 
 The operator lists a device in the node config's ``device_streams``. The agent then opens it
 itself (one reader, so no two workloads steal each other's lines) and publishes each line it
-reads, as raw bytes without the newline, to the data topic of every app on the node whose
-workload asked for the device: ``fm/v1/data/{tenant}/{app}/device-{node}`` (``device-ttyUSB0``).
-The workload is not given the device node itself; it subscribes to its own app's data topic,
-which the broker's ACL already limits to its tenant (docs/devices.md, docs/security.md).
+reads, as raw bytes without the newline, for every app on the node whose workload asked for
+the device: on ``fm/v1/devices/{tenant}/{app}/{node}/{device}`` (``.../edge-1/ttyUSB0``). The
+workload is not given the device node itself; it subscribes to its app's readings from its own
+node (``FOGMESH_NODE``). The broker lets a node publish there only under its own name and a
+tenant read only its own (docs/devices.md, docs/security.md).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fogmesh.protocol import topics
 from fogmesh.protocol.node import DeviceInfo
 from fogmesh.protocol.workload import WorkloadSpec
 
-__all__ = ["MAX_LINE", "DeviceReader", "stream_name"]
+__all__ = ["MAX_LINE", "DeviceReader", "reading_name"]
 
 log = structlog.get_logger(__name__)
 
@@ -31,28 +32,31 @@ MAX_LINE = 4096
 """A line longer than this (a sensor babbling without newlines) is dropped, not buffered."""
 
 
-def stream_name(info: DeviceInfo) -> str:
-    """The data stream a streamed device's readings go to: ``device-{its node's name}``."""
-    return f"device-{container_path(info).removeprefix('/dev/')}"
+def reading_name(info: DeviceInfo) -> str:
+    """The last level of a streamed device's readings topic: its node's name (``ttyUSB0``)."""
+    return container_path(info).removeprefix("/dev/")
 
 
 class DeviceReader:
     """Reads each streamed device present and publishes its lines to its holders' apps.
 
-    ``holders`` gives the workloads on the node now (their specs' ``devices`` say who asked
-    for what); ``publish`` sends one raw payload to a topic. Devices are looked for every
+    ``node`` is this node's id (the readings' topics carry it); ``holders`` gives the workloads
+    on the node now (their specs' ``devices`` say who asked for what); ``publish`` sends one
+    raw payload to a topic. Devices are looked for every
     ``poll_s``: one that appears (hot-plug) gets a reader, one that goes ends its reader.
     """
 
     def __init__(
         self,
         catalog: DeviceCatalog,
+        node: str,
         holders: Callable[[], Iterable[WorkloadSpec]],
         publish: Callable[[str, bytes], Awaitable[None]],
         *,
         poll_s: float = 1.0,
     ) -> None:
         self._catalog = catalog
+        self._node = node
         self._holders = holders
         self._publish = publish
         self._poll_s = poll_s
@@ -70,13 +74,16 @@ class DeviceReader:
                 await asyncio.sleep(self._poll_s)
 
     def _topics(self, info: DeviceInfo) -> list[str]:
-        """One data topic per app on the node holding ``info`` (replicas share their app's)."""
+        """One readings topic per app on the node holding ``info`` (replicas share it)."""
         apps = {
             (spec.tenant, spec.app)
             for spec in self._holders()
             if any(info.answers(request) for request in spec.devices)
         }
-        return [topics.data(tenant, app, stream_name(info)) for tenant, app in sorted(apps)]
+        name = reading_name(info)
+        return [
+            topics.device_reading(tenant, app, self._node, name) for tenant, app in sorted(apps)
+        ]
 
     async def _read(self, info: DeviceInfo) -> None:
         try:

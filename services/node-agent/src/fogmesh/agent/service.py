@@ -313,7 +313,7 @@ class Agent:
         async def publish(topic: str, payload: bytes) -> None:
             await bus.publish_raw(topic, payload, qos=0, queue=False)
 
-        return DeviceReader(self.devices, holders, publish)
+        return DeviceReader(self.devices, self.node, holders, publish)
 
     def _tell_holders(self, gone: list[DeviceInfo]) -> None:
         """A ``device-lost`` event for each workload given a device that went away."""
