@@ -14,6 +14,12 @@ offline; only its site's link coming back (:meth:`LivenessTracker.mend`, online 
 online, stale or unreachable gets a grace of ``missed`` intervals before it is judged, so a
 restarted registry does not flap live nodes.
 
+A will that arrives while its node is unreachable, or within ``hold_s`` after its site came
+back, may be history: a cut's backlog replays the wills of agent instances that died inside the
+site, each followed by its successor's hello. Such a will is held for 1.5 heartbeat intervals
+and dropped if a newer boot of the agent speaks meanwhile (``hello`` or ``state: online`` with
+another ``boot_id``); otherwise it takes the node offline then. Any other will: offline at once.
+
 Judging is driven by a heap of deadlines, not by a scan: each node that is not offline has one
 entry, the earliest moment its state could change. A heartbeat only moves ``last_seen``; when
 an entry comes due, the node's real deadline is computed again and the entry pushed back if it
@@ -56,6 +62,12 @@ class NodeLive:
     """The ``seq`` of that heartbeat."""
     held_until: float = 0.0
     """Its loss waits until then for its site's link status (see :attr:`LivenessTracker.hold`)."""
+    replay_until: float = 0.0
+    """Until then a will may be history replayed from its site's backlog (set by ``mend``)."""
+    will_at: float = 0.0
+    """A held will takes the node offline then, unless a newer boot speaks first (0: none)."""
+    will_boot: str = ""
+    """The boot of that will."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,10 @@ class LivenessTracker:
         rebooted = bool(boot_id) and bool(live.boot_id) and boot_id != live.boot_id
         if boot_id:
             live.boot_id = boot_id
+            if live.will_at and not retained and boot_id != live.will_boot:
+                live.will_at = 0.0  # its boot ended and a newer one runs: the will is history
+                if live.state == UNREACHABLE:
+                    live.due = None  # unreachable nodes are not judged (see cut)
         if interval is not None and interval != live.interval:
             live.interval = interval
             if live.due is not None:  # a shorter interval may bring the deadline forward
@@ -160,10 +176,20 @@ class LivenessTracker:
         if live.state == OFFLINE:
             live.reason = LAST_WILL
             return []
+        if live.state == UNREACHABLE or now < live.replay_until:
+            # maybe replayed from a cut's backlog: wait for a newer boot's hello to follow
+            live.will_at, live.will_boot = now + 1.5 * self.interval(live), boot_id
+            self._schedule(node, live, live.will_at)
+            return []
+        return [self._will_taken(node, live)]
+
+    def _will_taken(self, node: str, live: NodeLive) -> Transition:
+        """The will takes ``live`` offline."""
+        live.will_at = 0.0
         old, live.state, live.reason = live.state, OFFLINE, LAST_WILL
         live.due = None
         data = {"from": old, "reason": LAST_WILL}
-        return [Transition(node, old, OFFLINE, EventKind.NODE_LOST, LAST_WILL, None, data)]
+        return Transition(node, old, OFFLINE, EventKind.NODE_LOST, LAST_WILL, None, data)
 
     def fresh(self, node: str, ts: float, seq: int) -> bool:
         """Whether a heartbeat (made at ``ts``, numbered ``seq``) is news: not older than the
@@ -205,6 +231,7 @@ class LivenessTracker:
                 continue
             live.state, live.reason, live.last_seen = ONLINE, "", now
             live.judge_after = now + self.missed * self.interval(live)
+            live.replay_until = now + self.hold_s
             self._schedule(node, live, live.judge_after)
             out.append(Transition(node, UNREACHABLE, ONLINE, None, PARTITION, None))
         return out
@@ -228,6 +255,8 @@ class LivenessTracker:
 
     def _judge(self, node: str, live: NodeLive, now: float) -> Transition | None:
         """The transition ``live`` makes at ``now``, if any (it is applied to ``live``)."""
+        if live.will_at and now >= live.will_at:
+            return self._will_taken(node, live)  # no newer boot spoke: the will holds
         if now < live.judge_after:
             return None
         interval = self.interval(live)
@@ -262,9 +291,12 @@ class LivenessTracker:
     def _deadline(self, live: NodeLive, now: float) -> float:
         """The earliest moment after ``now`` at which ``live`` may change state."""
         if live.held_until > now:
-            return live.held_until  # judged again each interval while held
-        factor = 1.5 if live.state == ONLINE else self.missed
-        due = max(live.judge_after, live.last_seen + factor * self.interval(live))
+            due = live.held_until  # judged again each interval while held
+        else:
+            factor = 1.5 if live.state == ONLINE else self.missed
+            due = max(live.judge_after, live.last_seen + factor * self.interval(live))
+        if live.will_at > now:
+            due = min(due, live.will_at)  # a held will (see last_will)
         return due if due > now else math.nextafter(now, math.inf)
 
     def _schedule(self, node: str, live: NodeLive, due: float) -> None:
