@@ -157,7 +157,7 @@ async def test_a_cut_site_moves_a_dead_nodes_workload_to_its_peer(
 
         def adopted() -> bool:
             seen = look()
-            return seen.get("placements", {}).get(f"{APP}-solo-0") == peer
+            return bool(seen.get("placements", {}).get(f"{APP}-solo-0") == peer)
 
         await eventually(adopted, 90, f"the cloud places solo on {peer}\n{fleet.logs()}")
         settle = time.monotonic()
@@ -165,7 +165,7 @@ async def test_a_cut_site_moves_a_dead_nodes_workload_to_its_peer(
             seen = look()
             assert seen.get("placements", {}).get(f"{APP}-solo-0") == peer, seen
             solo = running(token, "solo")
-            assert set(solo.values()) == {peer} and len(solo) == 1, solo
+            assert list(solo.values()) == [peer], solo
         # pinned to the dead edge-1: the site left it there; the cloud holds it pending
         assert seen["placements"][f"{APP}-pinned-0"] in (None, "edge-1"), seen
         assert seen["nodes"].get(dead) == "offline", seen
