@@ -17,6 +17,7 @@ from fogmesh.broker.config import RoleSpec, UserSpec
 from fogmesh.broker.topicmatch import filter_within, matches
 from fogmesh.protocol import ContractError, EventKind, check_id
 from fogmesh.protocol.accounts import JOIN_ROLE
+from fogmesh.protocol.artefacts import FETCH_VERB
 from fogmesh.protocol.topics import ROOT, NodeChannel
 
 __all__ = ["DEFAULT_ROLES", "EVERYONE", "Identity", "RoleTable"]
@@ -35,6 +36,8 @@ _NODE_PUBLISH = [
     f"{ROOT}/events/fleet/{EventKind.DESIRED_REJECTED.value}",
     f"{ROOT}/reply/#",
     f"{ROOT}/audit/{{username}}",  # the audit records of the commands it answers
+    # a ref its workload runs, asked of its site's artefact cache (docs/artefacts.md)
+    f"{ROOT}/ops/+/{FETCH_VERB}",
 ]
 
 DEFAULT_ROLES: dict[str, RoleSpec] = {

@@ -444,6 +444,16 @@ def _register_dashboard() -> None:
 _register_dashboard()
 
 
+def _register_artefacts() -> None:
+    from fogmesh.cli.artefacts import artefacts_app, push
+
+    app.command(name="push")(push)
+    app.add_typer(artefacts_app, name="artefacts")
+
+
+_register_artefacts()
+
+
 def main() -> None:
     """Entry point: run the app, turning every expected failure into one line."""
     configure_logging(os.environ.get("FOGMESH_LOG_LEVEL", "warning"))

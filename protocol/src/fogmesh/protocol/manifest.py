@@ -310,6 +310,11 @@ class ComponentSpec(_Strict):
     name: Ident
     runtime: RuntimeKind = RuntimeKind.DOCKER
     image: str | None = Field(default=None, max_length=512)
+    image_ref: str | None = Field(
+        default=None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="an image pushed to the artefact store as `docker save` output",
+    )
     executable: str | None = Field(default=None, max_length=1024)
     artefact: Artefact | None = Field(default=None, description="a .tar and its command script")
     command: Annotated[list[Arg], AfterValidator(check_command_total)] = Field(
@@ -348,8 +353,8 @@ class ComponentSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ComponentSpec:
-        if self.runtime is RuntimeKind.DOCKER and not self.image:
-            raise ValueError("a docker component needs an image")
+        if self.runtime is RuntimeKind.DOCKER and not (self.image or self.image_ref):
+            raise ValueError("a docker component needs an image or an image_ref")
         if self.runtime is RuntimeKind.NATIVE and not (self.executable or self.artefact):
             raise ValueError("a native component needs an executable or an artefact")
         for what in ("cpu", "memory"):

@@ -18,6 +18,7 @@ from collections import deque
 import structlog
 from pydantic import ValidationError
 
+from fogmesh.agent.artefact_fetch import SiteFetcher
 from fogmesh.agent.commands import CommandHandler
 from fogmesh.agent.config import AgentConfig
 from fogmesh.agent.device_reader import DeviceReader
@@ -72,6 +73,8 @@ class Agent:
         self._seq = 0
         self._facts: NodeFacts | None = None
         self.devices = device_catalog(config)
+        self.fetcher = SiteFetcher(self.state_dir, self.node, config.site, lambda: self.bus)
+        """Artefacts and images by ref, from the site's cache (``docs/artefacts.md``)."""
         self.ready = asyncio.Event()
         """Set once the first reconcile pass is done and the loops run."""
 
@@ -96,6 +99,7 @@ class Agent:
                     refused = native.access.refusal()
                     if refused:  # not offered in the hello; native workloads fail with why
                         raise RuntimeError(refused)  # noqa: TRY301
+                    native.fetcher = self.fetcher
                     self.runtimes[kind] = native
             except Exception as exc:  # noqa: BLE001 -- an absent engine must not stop the agent
                 self.missing[kind] = f"{type(exc).__name__}: {exc}"
@@ -113,7 +117,7 @@ class Agent:
         except Exception:
             await docker.close()
             raise
-        return DockerRuntime(
+        runtime = DockerRuntime(
             self.node,
             prefix=self.config.container_prefix,
             docker=docker,
@@ -122,6 +126,8 @@ class Agent:
             host_network=self.config.docker_host_network,
             devices=self.devices,
         )
+        runtime.fetcher = self.fetcher
+        return runtime
 
     def facts(self) -> NodeFacts:
         """The node's facts (cached after the first call; refreshed at each reconnect)."""

@@ -22,6 +22,7 @@ def make_spec(
         app_version=manifest.version,
         runtime=comp.runtime,
         image=comp.image,
+        image_ref=comp.image_ref,
         executable=comp.executable,
         artefact=comp.artefact,
         command=list(comp.command),

@@ -31,37 +31,50 @@ _CHUNK = 1 << 16
 
 def artefact_dir(cache: Path, artefact: Artefact) -> Path:
     """Where ``artefact`` is (or will be) unpacked inside ``cache``."""
-    if artefact.sha256:
-        return cache / artefact.sha256
-    return cache / f"url-{hashlib.sha256(artefact.url.encode()).hexdigest()}"
+    if artefact.digest:
+        return cache / artefact.digest
+    return cache / f"url-{hashlib.sha256(str(artefact.url).encode()).hexdigest()}"
 
 
 async def fetch_artefact(
-    artefact: Artefact, cache: Path, *, timeout: float = 300.0, max_bytes: int = 2 << 30
+    artefact: Artefact,
+    cache: Path,
+    *,
+    timeout: float = 300.0,
+    max_bytes: int = 2 << 30,
+    source: Path | None = None,
 ) -> Path:
     """Fetch, verify and unpack ``artefact`` (once, when it has a checksum); its directory.
 
+    ``source`` is the local copy of a ref the agent fetched from its site's cache
+    (:mod:`fogmesh.agent.artefact_fetch`); without it the artefact's URL is read.
     Raises :class:`PrepareFailed` for a bad URL scheme, a download error, a checksum mismatch,
     an archive larger than ``max_bytes``, a member escaping the directory, or a missing
     ``command_script``.
     """
-    with translate_errors(f"fetch {artefact.url}", failure=PrepareFailed):
-        return await asyncio.to_thread(_fetch, artefact, cache, timeout, max_bytes)
+    where = artefact.ref or artefact.url
+    with translate_errors(f"fetch {where}", failure=PrepareFailed):
+        return await asyncio.to_thread(_fetch, artefact, cache, timeout, max_bytes, source)
 
 
-def _fetch(artefact: Artefact, cache: Path, timeout: float, max_bytes: int) -> Path:
+def _fetch(
+    artefact: Artefact, cache: Path, timeout: float, max_bytes: int, source: Path | None
+) -> Path:
     dest = artefact_dir(cache, artefact)
-    if artefact.sha256 and (dest / READY_MARKER).exists():
+    if artefact.digest and (dest / READY_MARKER).exists():
         return dest
     cache.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=".download-", suffix=".tar")
     tmp = Path(tmp_name)
+    url = source.as_uri() if source is not None else str(artefact.url)
+    if artefact.ref is not None and source is None:
+        raise PrepareFailed(f"artefact {artefact.ref} was not fetched from the site's cache")
     try:
         with os.fdopen(fd, "wb") as out:
-            digest = _download(artefact.url, out, timeout, max_bytes)
-        if artefact.sha256 and digest != artefact.sha256:
+            digest = _download(url, out, timeout, max_bytes)
+        if artefact.digest and digest != artefact.digest:
             raise PrepareFailed(
-                f"checksum mismatch for {artefact.url}: got {digest}, want {artefact.sha256}"
+                f"checksum mismatch for {artefact.ref or url}: got {digest}, want {artefact.digest}"
             )
         _unpack(tmp, dest, artefact.command_script)
     finally:

@@ -22,7 +22,7 @@ import logging
 import math
 import tarfile
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiodocker
 from aiodocker.containers import DockerContainer
@@ -30,6 +30,7 @@ from aiodocker.exceptions import DockerError
 from aiodocker.volumes import DockerVolume
 
 from fogmesh.agent.devices import DeviceCatalog, DeviceRefused
+from fogmesh.agent.image_load import load_image, ref_image
 from fogmesh.agent.runtime.base import (
     LABEL_APP,
     LABEL_COMPONENT,
@@ -66,6 +67,9 @@ from fogmesh.agent.runtime.errors import (
 )
 from fogmesh.agent.runtime.tarutil import one_file_tar, read_manifest, write_manifest
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
+
+if TYPE_CHECKING:
+    from fogmesh.agent.artefact_fetch import SiteFetcher
 
 __all__ = ["DockerRuntime"]
 
@@ -109,6 +113,8 @@ class DockerRuntime:
         self._extra_labels = dict(extra_labels or {})
         self._pull_timeout = pull_timeout
         self._networks = TenantNetworks(self._docker, self._extra_labels)
+        self.fetcher: SiteFetcher | None = None
+        """Fetches ``image_ref`` from the site's cache (set by the agent)."""
 
     @property
     def kind(self) -> RuntimeKind:
@@ -153,7 +159,11 @@ class DockerRuntime:
     # -- Runtime ------------------------------------------------------------------------------
 
     async def prepare(self, spec: WorkloadSpec) -> None:
-        """Pull ``spec.image`` unless present (or always, with ``always_pull``)."""
+        """Pull ``spec.image`` unless present (or always, with ``always_pull``); an
+        ``image_ref`` is fetched from the site's cache and loaded instead."""
+        if spec.image_ref is not None:
+            await self._prepare_ref(spec, spec.image_ref)
+            return
         image = str(spec.image)
         with translate_errors(f"pull {image}", failure=PrepareFailed):
             try:
@@ -171,6 +181,25 @@ class DockerRuntime:
                 if not present:
                     raise
                 log.warning("pull of %s failed (%s); using the local image", image, exc)
+
+    async def _prepare_ref(self, spec: WorkloadSpec, ref: str) -> None:
+        name = ref_image(ref)
+        with translate_errors(f"load {ref}", failure=PrepareFailed):
+            try:
+                await self._docker.images.inspect(name)
+                present = True
+            except DockerError as exc:
+                if exc.status != 404:
+                    raise
+                present = False
+            if self.fetcher is None:
+                if present:
+                    return
+                raise PrepareFailed(f"prepare {spec.name}: no artefact store on this node")
+            # A loaded image serves only the tenants the site's cache admitted for its ref.
+            blob = await self.fetcher.fetch(ref, spec.tenant)
+            if not present:
+                await load_image(self._docker, blob, ref, timeout=self._pull_timeout)
 
     async def create(self, spec: WorkloadSpec) -> InstanceStatus:
         """Create the container (network and volumes first) with limits, env and labels."""
@@ -206,7 +235,7 @@ class DockerRuntime:
             )
             aliases = sorted({docker_safe(spec.component), docker_safe(spec.name)})
             config: dict[str, Any] = {
-                "Image": spec.image,
+                "Image": ref_image(spec.image_ref) if spec.image_ref else spec.image,
                 "Env": [f"{k}={v}" for k, v in self._env(spec).items()],
                 "Labels": labels,
                 "HostConfig": host_config,

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fogmesh.agent.devices import DeviceCatalog, DeviceRefused, grant, revoke
 from fogmesh.agent.runtime.artefact import artefact_dir, fetch_artefact
@@ -76,6 +77,9 @@ from fogmesh.agent.runtime.native_user_io import pack, read_file, unpack, write_
 from fogmesh.agent.runtime.tarutil import read_manifest, safe_join, write_manifest
 from fogmesh.protocol.node import DeviceInfo
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
+
+if TYPE_CHECKING:
+    from fogmesh.agent.artefact_fetch import SiteFetcher
 
 __all__ = ["DEFAULT_ENV", "NativeRuntime"]
 
@@ -114,6 +118,8 @@ class NativeRuntime:
         self.start_timeout = start_timeout
         self.cache = self.state_dir / ".artefacts"
         self.access = NativeAccess(self.state_dir, isolation, cgroup_parent)
+        self.fetcher: SiteFetcher | None = None
+        """Fetches ``artefact.ref`` from the site's cache (set by the agent)."""
 
     @property
     def kind(self) -> RuntimeKind:
@@ -180,7 +186,12 @@ class NativeRuntime:
             await self._run_as(spec)
         if spec.artefact is not None:
             self.access.check_local_artefact(spec)
-            await fetch_artefact(spec.artefact, self.cache)
+            source = None
+            if spec.artefact.ref is not None:
+                if self.fetcher is None:
+                    raise PrepareFailed(f"prepare {spec.name}: no artefact store on this node")
+                source = await self.fetcher.fetch(spec.artefact.ref, spec.tenant)
+            await fetch_artefact(spec.artefact, self.cache, source=source)
             return
         if resolve_executable(str(spec.executable)) is None:
             raise PrepareFailed(f"prepare {spec.name}: no executable {spec.executable!r}")

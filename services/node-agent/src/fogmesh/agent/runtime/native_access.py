@@ -108,7 +108,7 @@ class NativeAccess:
     def check_local_artefact(self, spec: WorkloadSpec) -> None:
         """Refuse a ``file://`` artefact not every user may read: the agent reads it as root,
         so a tenant could otherwise have any tar on the node unpacked into its directory."""
-        url = urllib.parse.urlparse(spec.artefact.url if spec.artefact else "")
+        url = urllib.parse.urlparse((spec.artefact.url or "") if spec.artefact else "")
         if url.scheme != "file" or not self.switches_user:
             return
         path = Path(urllib.parse.unquote(url.path))

@@ -1,0 +1,5 @@
+"""``python -m fogmesh.artefacts``: the same as ``fogmesh-artefacts``."""
+
+from fogmesh.artefacts.cli import main
+
+main()

@@ -1,0 +1,184 @@
+"""A site's artefact cache: on the site broker's host, it answers its nodes'
+``fm/v1/ops/cache-{site}/artefact-fetch`` and pulls what it lacks from the store over the bus,
+once per artefact whatever the number of nodes asking, so the bytes cross the site's WAN link
+once. Nodes download the bytes over the site's LAN from the cache's own HTTP server
+(:mod:`fogmesh.artefacts.serve`), not over the bus: a reply on the site broker would be carried
+back up the WAN by a link that bridges ``fm/v1/#``.
+
+Which tenants hold an artefact is remembered beside its bytes, so a site cut off from the cloud
+still serves what it has to the tenants that pulled it through here before; a tenant it has not
+seen hold the artefact is asked about at the store (and refused while the store is away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+
+import structlog
+
+from fogmesh.artefacts.blobs import BlobStore, Entry, file_digest
+from fogmesh.artefacts.config import CacheConfig
+from fogmesh.artefacts.serve import BlobServer
+from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
+from fogmesh.protocol import ErrorCode, RemoteError, RequestTimeout, topics
+from fogmesh.protocol.artefacts import (
+    ARTEFACTS_DUTY,
+    CHUNK_BYTES,
+    FETCH_VERB,
+    ArtefactInfo,
+    ChunkData,
+    FetchArtefact,
+    FetchReady,
+    ReadChunk,
+    StatArtefact,
+    StoreVerb,
+    cache_duty,
+    chunk_digest,
+    ref_digest,
+)
+
+__all__ = ["CacheService"]
+
+log = structlog.get_logger("fogmesh.artefacts")
+
+_CHUNK_TRIES = 3
+
+
+class CacheService:
+    """One site's cache; ``run`` serves until cancelled. ``pulled_bytes`` counts what it read
+    from the store (the bytes that crossed the WAN for it)."""
+
+    def __init__(self, config: CacheConfig) -> None:
+        self.config = config
+        self.blobs = BlobStore(config.data_dir)
+        self.pulls = Path(config.data_dir) / "pulls"
+        self.pulls.mkdir(parents=True, exist_ok=True)
+        self.server = BlobServer(self.blobs, config)
+        self.pulled_bytes = 0
+        self.bus: Bus | None = None
+        self.ready = asyncio.Event()
+        self._pulling: dict[str, asyncio.Lock] = {}
+        self.router = RequestRouter(
+            topics.ops_filter(cache_duty(config.site)),
+            {FETCH_VERB: Action(FetchArtefact, self._fetch, background=True)},
+            what="artefact cache verb",
+        )
+
+    async def run(self) -> None:
+        """Serve its nodes (bus and HTTP) until cancelled."""
+        async with self.server, Bus(self.config.bus_config()) as bus:
+            self.bus = bus
+            self.router.attach(bus)
+            self.ready.set()
+            log.info("artefact cache serving", site=self.config.site, url=self.server.base_url)
+            await asyncio.Event().wait()
+
+    async def _fetch(self, request: FetchArtefact, ctx: MessageContext) -> None:
+        digest = ref_digest(request.ref)
+        entry = self.blobs.held_by(digest, request.tenant)
+        if entry is None:
+            entry = await self._admit(request)
+        if not self.blobs.has(digest):
+            await self._pull(request.ref, entry)
+        self.blobs.blob(digest).touch()  # least recently used goes first
+        log.info("artefact served", ref=request.ref, node=request.node, tenant=request.tenant)
+        await ctx.reply(
+            FetchReady.to(
+                request, ref=request.ref, size=entry.size, url=self.server.url_for(digest)
+            )
+        )
+
+    async def _admit(self, request: FetchArtefact) -> Entry:
+        """Ask the store whether ``request.tenant`` holds the artefact; remember it."""
+        assert self.bus is not None
+        stat = StatArtefact(ref=request.ref, tenant=request.tenant)
+        try:
+            info = await self.bus.request(
+                topics.ops(ARTEFACTS_DUTY, StoreVerb.STAT.value),
+                stat,
+                ArtefactInfo,
+                timeout=self.config.request_timeout_s,
+            )
+        except RequestTimeout as exc:
+            raise Refusal(
+                ErrorCode.UNAVAILABLE,
+                f"the artefact store does not answer and {request.ref} is not cached for "
+                f"{request.tenant}; retry once the site's link is back",
+            ) from exc
+        except RemoteError as exc:
+            raise Refusal(exc.code, exc.error.message) from exc
+        digest = ref_digest(request.ref)
+        entry = Entry(size=info.size, kind=info.kind, name=info.name)
+        if self.blobs.has(digest):
+            return self.blobs.claim(digest, request.tenant, entry)
+        self.blobs.index.setdefault(digest, entry).owners.setdefault(request.tenant, time.time())
+        return self.blobs.index[digest]
+
+    async def _pull(self, ref: str, entry: Entry) -> None:
+        """Read the artefact from the store chunk by chunk (resuming a cut pull), check it and
+        keep it; one pull per artefact, the other requests for it wait for that one."""
+        digest = ref_digest(ref)
+        lock = self._pulling.setdefault(digest, asyncio.Lock())
+        async with lock:
+            if self.blobs.has(digest):
+                return
+            part = self.pulls / digest
+            part.touch()
+            offset = part.stat().st_size
+            while offset < entry.size:
+                length = min(CHUNK_BYTES, entry.size - offset)
+                data = await self._chunk(ref, offset, length)
+                with part.open("ab") as out:
+                    out.write(data)
+                offset += len(data)
+                self.pulled_bytes += len(data)
+            got = await asyncio.to_thread(file_digest, part)
+            if got != digest:
+                part.unlink(missing_ok=True)
+                raise Refusal(ErrorCode.UNAVAILABLE, f"{ref} arrived corrupt; retry")
+            self.blobs.add_file(digest, part)
+            owners = dict(entry.owners)
+            for tenant in owners:
+                self.blobs.claim(digest, tenant, entry)
+            await asyncio.to_thread(self._evict, keep=digest)
+            log.info("artefact cached", ref=ref, size=entry.size, site=self.config.site)
+
+    async def _chunk(self, ref: str, offset: int, length: int) -> bytes:
+        assert self.bus is not None
+        for _ in range(_CHUNK_TRIES):
+            try:
+                reply = await self.bus.request(
+                    topics.ops(ARTEFACTS_DUTY, StoreVerb.READ.value),
+                    ReadChunk(ref=ref, offset=offset, length=length),
+                    ChunkData,
+                    timeout=self.config.request_timeout_s,
+                )
+            except RequestTimeout as exc:
+                raise Refusal(
+                    ErrorCode.UNAVAILABLE, f"the artefact store stopped answering at {offset}"
+                ) from exc
+            data = base64.b64decode(reply.data_b64)
+            if (
+                reply.offset == offset
+                and len(data) == length
+                and chunk_digest(data) == (reply.sha256)
+            ):
+                return data
+            log.warning("bad chunk from the store; asking again", ref=ref, offset=offset)
+        raise Refusal(ErrorCode.UNAVAILABLE, f"{ref}: chunk at {offset} keeps arriving corrupt")
+
+    def _evict(self, keep: str) -> None:
+        """Drop least recently used blobs until the cache fits ``max_bytes``."""
+        present = [p for p in self.blobs.blobs.iterdir() if p.is_file()]
+        total = sum(p.stat().st_size for p in present)
+        for path in sorted(present, key=lambda p: p.stat().st_mtime):
+            if total <= self.config.max_bytes:
+                break
+            if path.name == keep:
+                continue
+            total -= path.stat().st_size
+            self.blobs.forget(path.name)
+            log.info("artefact evicted from the cache", ref=f"sha256:{path.name}")

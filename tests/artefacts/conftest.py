@@ -1,0 +1,179 @@
+"""The artefact tests' fleet: a cloud broker and a site broker joined by a WAN link that
+carries ``fm/v1/#`` both ways (as ``fogmesh up`` does), the store on the cloud, the site's cache
+on the site broker (both in this process, so a test can read what crossed), and agents at the
+site as child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import tarfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fogmesh.agent.runtime.native import NativeRuntime
+from fogmesh.artefacts import CacheConfig, CacheService, StoreConfig, StoreService
+from fogmesh.bus import Bus, BusConfig
+from tests.agent.support import AgentProc
+from tests.broker.conftest import MeshProcess, broker_spec, link_spec, port_of, write_mesh
+from tests.support.buses import unique
+
+SITE = "site-a"
+TENANT = "acme"
+OTHER = "globex"
+
+
+APP_SCRIPT = "#!/bin/sh\ntrap 'exit 0' TERM\nwhile true; do sleep 1; done\n"
+
+
+def app_tar(size: int, script: str = APP_SCRIPT) -> bytes:
+    """A native app: ``run.sh`` (runs until stopped) plus ``size`` bytes of payload."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data, mode in (
+            ("run.sh", script.encode(), 0o755),
+            ("payload.bin", bytes(range(256)) * (size // 256), 0o644),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def bus_to(port: int, client: str | None = None) -> BusConfig:
+    """A bus to a test broker that admits anonymous clients (as services)."""
+    return BusConfig(
+        host="127.0.0.1",
+        port=port,
+        client_id=client or unique("c"),
+        reconnect_base=0.1,
+        reconnect_cap=1.0,
+        keepalive=5,
+    )
+
+
+@dataclass
+class Fleet:
+    """The brokers, the store and cache services, and the agents started so far."""
+
+    root: Path
+    cloud: MeshProcess
+    site: MeshProcess
+    store: StoreService
+    cache: CacheService
+    run_label: str
+    agents: list[AgentProc] = field(default_factory=list)
+
+    @property
+    def cloud_port(self) -> int:
+        return port_of(self.cloud.mesh, "cloud")
+
+    @property
+    def site_port(self) -> int:
+        return port_of(self.site.mesh, SITE)
+
+    def agent(self, node: str, runtimes: str = "native") -> AgentProc:
+        """Start an agent of the site."""
+        config = self.root / f"{node}.yaml"
+        config.write_text(yaml.safe_dump({"site": SITE}))
+        agent = AgentProc(
+            node,
+            self.site_port,
+            self.root / node,
+            self.run_label,
+            extra=["--config", str(config), "--runtimes", runtimes],
+        ).start()
+        self.agents.append(agent)
+        return agent
+
+
+async def _serve(service: StoreService | CacheService) -> None:
+    await service.run()
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
+    """Cloud and site brokers over a WAN link, the store, the site's cache."""
+    anonymous = {"allow_anonymous": True}
+    mesh = write_mesh(
+        tmp_path / "mesh.yaml",
+        {
+            "cloud": broker_spec(tmp_path, "cloud", **anonymous),
+            SITE: broker_spec(tmp_path, SITE, **anonymous),
+        },
+        [link_spec("wan", SITE, "cloud", [{"pattern": "fm/v1/#", "direction": "both", "qos": 1}])],
+    )
+    cloud = MeshProcess(mesh, "cloud").start()
+    site = MeshProcess(mesh, SITE).start()
+    store = StoreService(
+        StoreConfig(
+            broker={"port": port_of(mesh, "cloud")},
+            client_id=unique("store"),
+            data_dir=tmp_path / "store",
+            quotas={OTHER: 4096},
+        )
+    )
+    cache = CacheService(
+        CacheConfig(
+            broker={"port": port_of(mesh, SITE)},
+            client_id=unique("cache"),
+            site=SITE,
+            data_dir=tmp_path / "cache",
+            http_host="127.0.0.1",
+            http_port=0,
+            request_timeout_s=10.0,
+        )
+    )
+    tasks = [asyncio.create_task(_serve(store)), asyncio.create_task(_serve(cache))]
+    fleet = Fleet(tmp_path, cloud, site, store, cache, f"fmtest={unique('art')}")
+    try:
+        async with asyncio.timeout(30):
+            await store.ready.wait()
+            await cache.ready.wait()
+        yield fleet
+    finally:
+        for agent in fleet.agents:
+            agent.kill()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for agent in fleet.agents:
+            native = NativeRuntime(agent.state_dir / "native", agent.node)
+            try:
+                for inst in await native.list_instances():
+                    await native.remove(inst.name)
+            finally:
+                await native.close()
+        site.kill()
+        cloud.kill()
+
+
+@pytest.fixture
+async def cloud_bus(fleet: Fleet) -> AsyncIterator[Bus]:
+    """A client of the cloud broker (a tenant's CLI, in these tests)."""
+    async with Bus(bus_to(fleet.cloud_port)) as bus:
+        await bus.wait_connected(timeout=20)
+        yield bus
+
+
+@pytest.fixture
+async def site_bus(fleet: Fleet) -> AsyncIterator[Bus]:
+    """A client of the site broker (the scheduler's desired states, a node's questions)."""
+    async with Bus(bus_to(fleet.site_port)) as bus:
+        await bus.wait_connected(timeout=20)
+        yield bus
+
+
+@pytest.fixture
+def tar_file(tmp_path: Path) -> Path:
+    """A 1 MB native app."""
+    path = tmp_path / "app.tar"
+    path.write_bytes(app_tar(1 << 20))
+    return path
