@@ -190,8 +190,9 @@ class SessionHandoff(Broker):  # type: ignore[misc]
             )
             # journalled (durable) before the old copy goes: a crash between is a duplicate
             await self._publish_durably(topic, envelope.model_dump_json().encode())
+        sent = {id(m) for m in wanted}  # by identity: amqtt's messages compare by packet id
         for packet_id, inflight in list(session.inflight_out.items()):
-            if inflight in wanted:
+            if id(inflight) in sent:
                 del session.inflight_out[packet_id]
                 qos1fix.settle(inflight)
         store = self._store
