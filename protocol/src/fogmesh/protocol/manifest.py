@@ -54,6 +54,7 @@ from fogmesh.protocol.manifest_limits import (
 from fogmesh.protocol.node import Location
 from fogmesh.protocol.workload import (
     Artefact,
+    DeviceLossPolicy,
     MigrationKind,
     RestartPolicy,
     RuntimeKind,
@@ -293,6 +294,11 @@ class Placement(_Strict):
     near: Near | None = None
     devices: list[Short] = Field(
         default_factory=list, max_length=MAX_DEVICES, description="the node must have each"
+    )
+    on_device_lost: DeviceLossPolicy | None = Field(
+        default=None,
+        description="when a device given goes away: stay (the default) or migrate to a node"
+        " with an equal device (a component's own setting over the app's)",
     )
     node: Ident | None = Field(default=None, description="pin to this node")
 

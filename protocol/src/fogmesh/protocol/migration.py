@@ -76,6 +76,7 @@ class MigrationTrigger(StrEnum):
     DRAIN = "drain"
     BY_HAND = "by-hand"
     NODE_ASKS = "node-asks"
+    DEVICE_LOST = "device-lost"
 
 
 class TroubleKind(StrEnum):

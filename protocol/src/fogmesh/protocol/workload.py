@@ -21,6 +21,7 @@ __all__ = [
     "ActualState",
     "Artefact",
     "DesiredState",
+    "DeviceLossPolicy",
     "MigrationKind",
     "RestartPolicy",
     "RuntimeKind",
@@ -52,6 +53,15 @@ class MigrationKind(StrEnum):
 
     COLD = "cold"
     STATEFUL = "stateful"
+
+
+class DeviceLossPolicy(StrEnum):
+    """What happens to a workload when a device it was given goes away (docs/devices.md):
+    it stays (and is told, a ``device-lost`` event) or the migrator moves it to a node with an
+    equal device (trigger ``device-lost``)."""
+
+    STAY = "stay"
+    MIGRATE = "migrate"
 
 
 class WorkloadPhase(StrEnum):
@@ -167,6 +177,9 @@ class WorkloadSpec(BaseModel):
         max_length=64,
         description="devices given to the workload, by name (serial:ttyUSB0) or path",
     )
+    on_device_lost: DeviceLossPolicy = Field(
+        default=DeviceLossPolicy.STAY, description="stay, or migrate to a node with an equal one"
+    )
 
     @model_validator(mode="after")
     def _runtime_has_what_it_runs(self) -> WorkloadSpec:
@@ -181,6 +194,8 @@ class WorkloadSpec(BaseModel):
         # No devices (or no store refs): left out, so the hashes of specs made before the field
         # existed hold.
         dumped = self.model_dump(mode="json", exclude=None if self.devices else {"devices"})
+        if self.on_device_lost is DeviceLossPolicy.STAY:  # the default: left out alike
+            dumped.pop("on_device_lost", None)
         if self.image_ref is None:
             dumped.pop("image_ref", None)
         if isinstance(dumped.get("artefact"), dict) and dumped["artefact"].get("ref") is None:

@@ -20,6 +20,7 @@ import structlog
 
 from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
 from fogmesh.migrator.config import MigratorConfig
+from fogmesh.migrator.device_loss import DeviceLoss
 from fogmesh.migrator.fleet import FleetView
 from fogmesh.migrator.guard import Guard
 from fogmesh.migrator.mover import Mover, Outcome
@@ -71,6 +72,8 @@ class MigratorService(LeaderService):
         """Set once this instance leads."""
         self.asking: dict[str, NodeTrouble] = {}
         """Nodes that asked for their workloads to move, with their latest ask."""
+        self.device_loss = DeviceLoss(self.fleet, self.guard)
+        """Holders of lost devices whose manifest asks to move (trigger device-lost)."""
         self.api = RequestRouter(
             topics.api_filter(MIGRATIONS_RESOURCE),
             {
@@ -105,6 +108,7 @@ class MigratorService(LeaderService):
             return  # the cloud's migrator answers the API and the asks (they cross the links)
         bus.subscribe(topics.node_filter(NodeChannel.TROUBLE), NodeTrouble, self._on_trouble)
         self.api.attach(bus)
+        self.device_loss.attach(bus)
 
     async def _on_gain(self, term: int) -> None:
         log.info("migrator leads", term=term)
@@ -168,6 +172,7 @@ class MigratorService(LeaderService):
                 continue
             await self._shed_overload()
             await self._answer_asks()
+            await self.device_loss.tick(self._move)
             assert self.replicator is not None
             await self.replicator.tick()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fogmesh.protocol.manifest import AppManifest, ComponentSpec
-from fogmesh.protocol.workload import WorkloadSpec
+from fogmesh.protocol.workload import DeviceLossPolicy, WorkloadSpec
 from fogmesh.scheduler.placement import workload_name
 
 __all__ = ["make_spec", "manifest_totals"]
@@ -36,6 +36,9 @@ def make_spec(
         outputs=list(comp.outputs),
         migration=comp.migration,
         devices=sorted({*manifest.placement.devices, *comp.placement.devices}),
+        on_device_lost=comp.placement.on_device_lost
+        or manifest.placement.on_device_lost
+        or DeviceLossPolicy.STAY,
     )
 
 
