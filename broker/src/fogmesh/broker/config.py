@@ -17,6 +17,7 @@ from fogmesh.broker.topicmatch import is_valid_filter
 from fogmesh.protocol import FogmeshError, Ident
 
 __all__ = [
+    "AnnounceSpec",
     "BrokerSpec",
     "ClientTls",
     "ClusterMember",
@@ -108,6 +109,24 @@ class ClusterSpec(_Strict):
     members: list[ClusterMember] = Field(default_factory=list)
 
 
+class AnnounceSpec(_Strict):
+    """Announce the broker on the local network by mDNS / DNS-SD (docs/mesh.md, "Zero-conf").
+
+    The service ``_fogmesh-mqtt._tcp`` carries the site name, the broker's name, whether the
+    listener speaks TLS and the SHA-256 fingerprint of its certificate.
+    """
+
+    enabled: bool = True
+    site: Ident | None = Field(default=None, description="default: the broker's name")
+    listener: Ident | None = Field(
+        default=None, description="default: the first TLS listener, else the first plain TCP one"
+    )
+    host: str | None = Field(
+        default=None,
+        description="address announced (default: the listener's; all IPv4 addresses for 0.0.0.0)",
+    )
+
+
 class BrokerSpec(_Strict):
     """One broker of the mesh (a site, the cloud, or a node with its own broker)."""
 
@@ -126,6 +145,7 @@ class BrokerSpec(_Strict):
     roles: dict[str, RoleSpec] = Field(
         default_factory=dict, description="extra or overriding roles"
     )
+    announce: AnnounceSpec | None = Field(default=None, description="mDNS announcement (off)")
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
@@ -135,6 +155,9 @@ class BrokerSpec(_Strict):
         users = [u.username for u in self.users]
         if len(users) != len(set(users)):
             raise ValueError("usernames must be unique")
+        wanted = self.announce.listener if self.announce is not None else None
+        if wanted is not None and wanted not in names:
+            raise ValueError(f"announce: no listener {wanted!r}")
         for role in self.roles.values():
             for pat in [*role.publish, *role.subscribe, *role.deny_publish]:
                 if not is_valid_filter(pat.replace("{", "").replace("}", "")):

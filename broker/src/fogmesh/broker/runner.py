@@ -8,6 +8,7 @@ import logging
 import signal
 from pathlib import Path
 
+from fogmesh.broker.announce import announce
 from fogmesh.broker.config import MeshConfigError, MeshSpec, ResolvedEndpoint
 from fogmesh.broker.link import Link, Side
 from fogmesh.broker.server import MeshBroker, amqtt_config
@@ -66,6 +67,9 @@ async def run_site(
     try:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(link.run(), name=f"link-{link.spec.name}") for link in running]
+            if broker and spec.announce is not None and spec.announce.enabled:
+                # ends by itself once stop is set (withdrawing the record), so not cancelled
+                tg.create_task(announce(name, spec, stop), name="announce")
             print(f"ready {name}", flush=True)  # noqa: T201 - tests and scripts wait for this line
             await stop.wait()
             for task in tasks:

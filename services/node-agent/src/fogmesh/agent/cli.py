@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="redeem this token (fogmesh node token) for the node's own credential, kept 0600"
         " in the state dir (env FOGMESH_JOIN_TOKEN)",
     )
+    p.add_argument(
+        "--discover",
+        action="store_true",
+        default=None,
+        help="find the site broker by mDNS (docs/agent.md); its host and port win",
+    )
+    p.add_argument("--trust-site", help="with --discover: prefer this site's broker")
+    p.add_argument(
+        "--trust-fingerprint", help="with --discover: only a broker whose certificate has it"
+    )
     p.add_argument("--heartbeat", type=float, help="heartbeat interval, seconds")
     p.add_argument("--reconcile-interval", type=float, help="reconcile timer, seconds")
     p.add_argument("--stop-timeout", type=float, help="seconds between SIGTERM and SIGKILL")
@@ -90,6 +100,17 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         value = getattr(args, flag)
         if value is not None:
             over[key] = value
+    discovery = {
+        key: value
+        for key, value in (
+            ("enabled", args.discover),
+            ("site", args.trust_site),
+            ("fingerprint", args.trust_fingerprint),
+        )
+        if value is not None
+    }
+    if discovery:
+        over["discovery"] = discovery
     if args.label:
         over["labels"] = _pairs(args.label, "--label")
     if args.extra_label:
@@ -120,6 +141,14 @@ def main(argv: list[str] | None = None) -> None:
     from fogmesh.agent.service import Agent
 
     configure_logging(config.log_level)
+    if config.discovery.enabled:
+        from fogmesh.agent.discovery import DiscoveryFailed, discover_broker
+
+        try:
+            config = asyncio.run(discover_broker(config))
+        except DiscoveryFailed as exc:
+            sys.stderr.write(f"fogmesh-agent: {exc}\n")
+            raise SystemExit(3) from exc
     try:  # a stored credential, else one redeemed from --join-token, else the broker block's
         config = asyncio.run(prepare(config, args.join_token))
     except JoinFailed as exc:

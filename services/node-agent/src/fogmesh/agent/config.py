@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fogmesh.agent.discovery import DiscoverySettings
 from fogmesh.agent.runtime.native_isolation import NativeIsolation
 from fogmesh.protocol import Ident, Location, RuntimeKind
 from fogmesh.service import BrokerSettings
@@ -45,6 +46,9 @@ class AgentConfig(BaseModel):
 
     node_id: Ident | None = Field(default=None, description="default: {hostname}-{MAC}")
     broker: AgentBrokerSettings = Field(default_factory=AgentBrokerSettings)
+    discovery: DiscoverySettings = Field(
+        default_factory=DiscoverySettings, description="find the broker by mDNS (off)"
+    )
     state_dir: Path = Path("/var/lib/fogmesh-agent")
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     reconcile_interval_s: float = Field(default=5.0, gt=0)
