@@ -4,7 +4,7 @@ listed in the node config's ``device_streams`` is read by the agent alone, and e
 reaches every app on the node whose workload asked for it, on
 ``fm/v1/devices/{tenant}/{app}/{node}/{device}``. Another tenant reads none of them, and no
 node can publish readings in another node's name. A device made under the running agent then
-shows in ``fogmesh nodes`` without a restart."""
+shows in ``fogmesh nodes`` without a restart (on the embedded broker; once is enough)."""
 
 from __future__ import annotations
 
@@ -107,11 +107,13 @@ async def test_two_apps_each_get_every_reading_and_no_one_else(
         try:
             start_broker(fleet, kind, etc, USERS)
             await asyncio.to_thread(wait_port, fleet.port, 30)
-            start_registry(fleet)
+            if kind == "amqtt":  # the registry behind fogmesh nodes: once is enough
+                start_registry(fleet)
             state = _start_agent(fleet, device_root)
             await _readings_reach_the_holders(fleet, sensor)
-            make_char_device(device_root / "dev/video0")
-            await _shows_in_fogmesh_nodes(fleet, "video:video0")
+            if kind == "amqtt":
+                make_char_device(device_root / "dev/video0")
+                await _shows_in_fogmesh_nodes(fleet, "video:video0")
         except BaseException:
             print(fleet.logs())
             raise
