@@ -1,7 +1,9 @@
 """Apply one :class:`~fogmesh.registry.ops.Batch` in one transaction (runs in a worker thread).
 
 Each kind of row is one ``executemany`` of one statement compiled once (bound parameters, no
-ORM objects): the cost of a batch grows with its rows, not with a statement per operation.
+ORM objects): the cost of a batch grows with its rows, not with a statement per operation. The
+heartbeats, most of every batch, go as whole-batch statements
+(:mod:`~fogmesh.registry.db.heartbeats`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Engine, Table, bindparam, delete, select, update
 from sqlalchemy.sql.dml import Update
 
+from fogmesh.registry.db.heartbeats import write_heartbeats
 from fogmesh.registry.db.schema import (
     AppRow,
     EventRow,
@@ -35,25 +38,6 @@ def _t(model: Any) -> Table:
 
 NODES, USAGE, HISTORY = _t(NodeRow), _t(UsageRow), _t(UsageHistoryRow)
 APPS, WORKLOADS, EVENTS, TENANTS = _t(AppRow), _t(WorkloadRow), _t(EventRow), _t(TenantRow)
-_USAGE_KEYS = (
-    "cpu_percent",
-    "memory_used_bytes",
-    "memory_total_bytes",
-    "disk_used_bytes",
-    "disk_total_bytes",
-    "load1",
-)
-
-_HB_NODE = (
-    update(NODES)
-    .where(NODES.c.node == bindparam("b_node"))
-    .values(
-        last_seen=bindparam("b_at"),
-        heartbeat_interval_s=bindparam("b_interval"),
-        last_seq=bindparam("b_seq"),
-        heartbeat_ts=bindparam("b_ts"),
-    )
-)
 _HELLO_NODE = (
     update(NODES)
     .where(NODES.c.node == bindparam("h_node"))
@@ -167,29 +151,7 @@ class BatchWriter:
     # -- heartbeats, many at once ----------------------------------------------------------
 
     def _heartbeats(self, conn: Connection, beats: list[HeartbeatOp]) -> None:
-        if not beats:
-            return
-        conn.execute(
-            _HB_NODE,
-            [
-                {
-                    "b_node": b.node,
-                    "b_at": b.at,
-                    "b_interval": b.interval_s,
-                    "b_seq": b.seq,
-                    "b_ts": b.ts,
-                }
-                for b in beats
-            ],
-        )
-        latest = [
-            {"node": b.node, "ts": b.ts, "seq": b.seq, **{k: b.usage[k] for k in _USAGE_KEYS}}
-            for b in beats
-        ]
-        columns = ["ts", "seq", *_USAGE_KEYS]
-        upsert(conn, USAGE, latest, keys=["node"], update=columns)
-        ring = [{**row, "slot": row["seq"] % self.history_size} for row in latest]
-        upsert(conn, HISTORY, ring, keys=["node", "slot"], update=columns)
+        write_heartbeats(conn, beats, history_size=self.history_size)
 
 
 def _node_row(node: str, state: str, at: float) -> dict[str, Any]:
