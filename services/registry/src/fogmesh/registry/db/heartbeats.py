@@ -45,8 +45,8 @@ SQLITE_CHUNK = 2000
 """Rows per SQLite statement (a default batch): 11 parameters each, 22,000 of SQLite's 32,766."""
 
 _COLUMNS = ("node", "at", "interval_s", "seq", "ts", *USAGE_KEYS)
-_PG_TYPES = ("text", "float8", "float8", "int8", "float8")
-_PG_TYPES += ("float8", "int8", "int8", "int8", "int8", "float8")
+_PG_TYPES: tuple[str, ...] = ("text", "float8", "float8", "int8", "float8", "float8")
+_PG_TYPES += ("int8", "int8", "int8", "int8", "float8")
 _USAGE_COLS = ", ".join(("ts", "seq", *USAGE_KEYS))
 _USAGE_SET = ", ".join(f"{c} = excluded.{c}" for c in ("ts", "seq", *USAGE_KEYS))
 _NODE_SET = (
