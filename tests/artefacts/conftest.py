@@ -18,14 +18,30 @@ import yaml
 
 from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.artefacts import CacheConfig, CacheService, StoreConfig, StoreService
+from fogmesh.broker.passwords import hash_password
 from fogmesh.bus import Bus, BusConfig
 from tests.agent.support import AgentProc
-from tests.broker.conftest import MeshProcess, broker_spec, link_spec, port_of, write_mesh
+from tests.broker.conftest import (
+    PASSWORDS,
+    USERS,
+    MeshProcess,
+    broker_spec,
+    link_spec,
+    port_of,
+    write_mesh,
+)
 from tests.support.buses import unique
 
 SITE = "site-a"
 TENANT = "acme"
 OTHER = "globex"
+NODES = ("edge-1", "edge-2", "edge-3")
+NODE_PASSWORD = "edge-pw"
+_NODE_HASH = hash_password(NODE_PASSWORD)
+FLEET_USERS = [
+    *USERS,
+    *({"username": n, "password_hash": _NODE_HASH, "role": "node"} for n in NODES),
+]
 
 
 APP_SCRIPT = "#!/bin/sh\ntrap 'exit 0' TERM\nwhile true; do sleep 1; done\n"
@@ -45,12 +61,14 @@ def app_tar(size: int, script: str = APP_SCRIPT) -> bytes:
     return buffer.getvalue()
 
 
-def bus_to(port: int, client: str | None = None) -> BusConfig:
-    """A bus to a test broker that admits anonymous clients (as services)."""
+def bus_to(port: int, user: str = "svc") -> BusConfig:
+    """A bus to a test broker as ``user`` (``svc``: a service; a tenant: its own account)."""
     return BusConfig(
         host="127.0.0.1",
         port=port,
-        client_id=client or unique("c"),
+        client_id=unique(f"{user}-"),
+        username=user,
+        password=PASSWORDS[user],
         reconnect_base=0.1,
         reconnect_cap=1.0,
         keepalive=5,
@@ -80,7 +98,8 @@ class Fleet:
     def agent(self, node: str, runtimes: str = "native") -> AgentProc:
         """Start an agent of the site."""
         config = self.root / f"{node}.yaml"
-        config.write_text(yaml.safe_dump({"site": SITE}))
+        broker = {"username": node, "password": NODE_PASSWORD}
+        config.write_text(yaml.safe_dump({"site": SITE, "broker": broker}))
         agent = AgentProc(
             node,
             self.site_port,
@@ -99,12 +118,12 @@ async def _serve(service: StoreService | CacheService) -> None:
 @pytest.fixture
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     """Cloud and site brokers over a WAN link, the store, the site's cache."""
-    anonymous = {"allow_anonymous": True}
+    accounts = {"users": FLEET_USERS}
     mesh = write_mesh(
         tmp_path / "mesh.yaml",
         {
-            "cloud": broker_spec(tmp_path, "cloud", **anonymous),
-            SITE: broker_spec(tmp_path, SITE, **anonymous),
+            "cloud": broker_spec(tmp_path, "cloud", **accounts),
+            SITE: broker_spec(tmp_path, SITE, **accounts),
         },
         [link_spec("wan", SITE, "cloud", [{"pattern": "fm/v1/#", "direction": "both", "qos": 1}])],
     )
@@ -112,7 +131,7 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     site = MeshProcess(mesh, SITE).start()
     store = StoreService(
         StoreConfig(
-            broker={"port": port_of(mesh, "cloud")},
+            broker={"port": port_of(mesh, "cloud"), "username": "svc", "password": "svc-pw"},
             client_id=unique("store"),
             data_dir=tmp_path / "store",
             quotas={OTHER: 4096},
@@ -120,7 +139,7 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     )
     cache = CacheService(
         CacheConfig(
-            broker={"port": port_of(mesh, SITE)},
+            broker={"port": port_of(mesh, SITE), "username": "svc", "password": "svc-pw"},
             client_id=unique("cache"),
             site=SITE,
             data_dir=tmp_path / "cache",
@@ -132,9 +151,13 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     tasks = [asyncio.create_task(_serve(store)), asyncio.create_task(_serve(cache))]
     fleet = Fleet(tmp_path, cloud, site, store, cache, f"fmtest={unique('art')}")
     try:
-        async with asyncio.timeout(30):
-            await store.ready.wait()
-            await cache.ready.wait()
+        for service, task in zip((store, cache), tasks, strict=True):
+            waiting = asyncio.create_task(service.ready.wait())
+            await asyncio.wait([waiting, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if task.done():
+                task.result()  # raises what stopped the service
+            assert service.ready.is_set(), f"{type(service).__name__} did not start"
         yield fleet
     finally:
         for agent in fleet.agents:
@@ -157,8 +180,8 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
 
 @pytest.fixture
 async def cloud_bus(fleet: Fleet) -> AsyncIterator[Bus]:
-    """A client of the cloud broker (a tenant's CLI, in these tests)."""
-    async with Bus(bus_to(fleet.cloud_port)) as bus:
+    """The tenant's own client of the cloud broker (its CLI)."""
+    async with Bus(bus_to(fleet.cloud_port, TENANT)) as bus:
         await bus.wait_connected(timeout=20)
         yield bus
 

@@ -1,0 +1,92 @@
+"""Apps over the mesh: pushed once to the cloud's store, cached at the site, run by its nodes.
+
+One fleet (``conftest.Fleet``): a tenant pushes a 1 MB ``.tar`` app to the store through the
+cloud broker; two native agents of the site are given a workload naming its ref, and both run
+it while the bytes crossed the WAN once (what the site's cache read from the store); another
+tenant's request for that ref is refused; then the WAN is cut (the cloud broker is gone) and a
+third node of the site still deploys the app from the site's cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fogmesh.bus import Bus
+from fogmesh.cli.artefacts import Pusher
+from fogmesh.protocol import ActualState, ErrorCode, RemoteError, WorkloadPhase, topics
+from fogmesh.protocol.artefacts import (
+    FETCH_VERB,
+    ArtefactKind,
+    FetchArtefact,
+    FetchReady,
+    cache_duty,
+)
+from tests.agent.support import Probe, wait_for
+from tests.artefacts.conftest import NODES, OTHER, SITE, TENANT, Fleet
+
+
+def _workload(name: str, ref: str) -> dict[str, object]:
+    return {
+        "name": name,
+        "tenant": TENANT,
+        "app": "shop",
+        "component": "app",
+        "runtime": "native",
+        "artefact": {"ref": ref, "command_script": "run.sh"},
+        "command": ["sh", "run.sh"],
+    }
+
+
+def _running(box: list[ActualState], name: str) -> bool:
+    return bool(box) and any(
+        w.name == name and w.phase is WorkloadPhase.RUNNING for w in box[-1].workloads
+    )
+
+
+async def _deploy(bus: Bus, node: str, ref: str) -> None:
+    desired = {"node": node, "generation": 1, "workloads": [_workload("shop-app-0", ref)]}
+    await bus.publish_raw(
+        topics.node(node, "desired"), json.dumps(desired).encode(), qos=1, retain=True
+    )
+
+
+async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_when_cut(
+    fleet: Fleet, cloud_bus: Bus, site_bus: Bus, tar_file: Path
+) -> None:
+    status = await Pusher(cloud_bus, TENANT, tar_file, kind=ArtefactKind.APP).run()
+    assert status.complete
+    ref, size = status.ref, tar_file.stat().st_size
+    probe = Probe(site_bus)
+    nodes = list(NODES[:2])
+    boxes = {n: probe.watch(topics.node(n, "actual"), ActualState) for n in nodes}
+    for node in nodes:
+        fleet.agent(node)
+        await _deploy(site_bus, node, ref)
+    for node in nodes:
+        await wait_for(
+            lambda node=node: _running(boxes[node], "shop-app-0"),
+            timeout=90,
+            what=f"the pushed app running on {node}",
+        )
+    assert fleet.cache.pulled_bytes == size  # the WAN carried it once, for both nodes
+    for agent in fleet.agents:
+        assert (agent.state_dir / ".blobs" / ref.removeprefix("sha256:")).is_file()
+
+    other = FetchArtefact(ref=ref, tenant=OTHER, node=nodes[0])
+    ask = topics.ops(cache_duty(SITE), FETCH_VERB)
+    with pytest.raises(RemoteError) as refused:
+        await site_bus.request(ask, other, FetchReady, timeout=30)
+    assert refused.value.code is ErrorCode.NOT_FOUND
+
+    fleet.cloud.kill()  # the WAN is cut: the store is out of reach
+    third = NODES[2]
+    box = probe.watch(topics.node(third, "actual"), ActualState)
+    fleet.agent(third)
+    await _deploy(site_bus, third, ref)
+    await wait_for(
+        lambda: _running(box, "shop-app-0"), timeout=90, what="the cached app on a third node"
+    )
+    assert fleet.cache.pulled_bytes == size
