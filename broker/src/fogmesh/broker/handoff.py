@@ -209,7 +209,7 @@ class SessionHandoff(Broker):  # type: ignore[misc]
             store.forget_subscriptions(claim.client_id, claim.filters)
         if not left:
             await self._delete_session(claim.client_id)
-        log.info(
+        log.warning(  # seen at the broker's usual level: a session's queue changed brokers
             "%s moved to %s: handed on %d messages (%d in flight), %s",
             claim.client_id,
             claim.broker,
