@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
 from fogmesh.protocol._ids import Ident
 from fogmesh.protocol.envelope import Reply, Request
+
+if TYPE_CHECKING:
+    from fogmesh.protocol.manifest import AppManifest
 
 __all__ = [
     "ARTEFACTS_DUTY",
@@ -57,6 +60,7 @@ __all__ = [
     "chunk_digest",
     "ref_digest",
     "ref_of",
+    "url_sources",
 ]
 
 ARTEFACTS_RESOURCE = "artefacts"
@@ -94,6 +98,18 @@ def chunk_digest(data: bytes) -> str:
 def cache_duty(site: str) -> str:
     """The ``{duty}`` level a site's cache serves: ``cache-{site}``."""
     return f"cache-{site}"
+
+
+def url_sources(manifest: AppManifest) -> list[str]:
+    """The components of ``manifest`` that fetch their artefact by URL (``name: url``).
+
+    A tenant's manifest may name only refs to the store: a ``file://`` or ``http://`` URL would
+    make a node read its own files or reach internal addresses on the tenant's behalf. The
+    scheduler refuses such a manifest unless the operator allowed that tenant URLs.
+    """
+    return [
+        f"{c.name}: {c.artefact.url}" for c in manifest.components if c.artefact and c.artefact.url
+    ]
 
 
 class ArtefactKind(StrEnum):

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fogmesh.protocol import Ident
 from fogmesh.protocol.manifest import Cpu, Memory
 from fogmesh.service import BrokerSettings, LeaderSettings
 
@@ -55,6 +56,11 @@ class SchedulerConfig(LeaderSettings):
 
     client_id: str = Field(default="scheduler", description="MQTT client id and lease holder")
     state_dir: Path = Path("/var/lib/fogmesh/scheduler")
+    artefact_url_tenants: list[Ident] = Field(
+        default_factory=list,
+        description="tenants whose manifests may fetch artefacts by URL (the operator's own); "
+        "every other tenant names refs to the artefact store only (docs/artefacts.md)",
+    )
     tick_s: float = Field(default=1.0, gt=0, description="node check / retry / retire period")
     heartbeat_interval_s: float = Field(default=5.0, gt=0, description="assumed until one comes")
     stale_after: float = Field(default=2.0, gt=0, description="missed heartbeats -> stale")

@@ -36,6 +36,8 @@ from fogmesh.protocol.apps import (
     UpdateApp,
 )
 from fogmesh.protocol.appstore import APP_RECORDS_FILTER, StoredApp, app_record_topic
+from fogmesh.protocol.artefacts import url_sources
+from fogmesh.protocol.commands import AckReply
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.manifest import AppManifest
@@ -347,11 +349,22 @@ class SchedulerService(LeaderService):
             raise Refusal(ErrorCode.UNAUTHORISED, "the manifest names another tenant")
         return manifest.model_copy(update={"tenant": tenant})
 
+    def _check_sources(self, tenant: str, manifest: AppManifest) -> None:
+        fetched = url_sources(manifest)
+        if fetched and tenant not in self.config.artefact_url_tenants:
+            raise Refusal(
+                ErrorCode.UNAUTHORISED,
+                f"tenant {tenant} may not fetch artefacts by URL ({'; '.join(fetched)[:300]}): "
+                "push the file with `fogmesh push` and name its ref",
+            )
+
     async def _deploy(self, tenant: str, req: DeployApp, changes: Changes) -> AppReply:
+        self._check_sources(tenant, req.manifest)
         rec = self.ops.deploy(tenant, self._own_manifest(tenant, req.manifest), changes)
         return AppReply.to(req, app=rec.info())
 
     async def _update(self, tenant: str, req: UpdateApp, changes: Changes) -> AppReply:
+        self._check_sources(tenant, req.manifest)
         rec = self.ops.update(tenant, self._own_manifest(tenant, req.manifest), changes)
         return AppReply.to(req, app=rec.info())
 
