@@ -37,7 +37,6 @@ from fogmesh.protocol.apps import (
 )
 from fogmesh.protocol.appstore import APP_RECORDS_FILTER, StoredApp, app_record_topic
 from fogmesh.protocol.artefacts import url_sources
-from fogmesh.protocol.commands import AckReply
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.manifest import AppManifest
