@@ -8,8 +8,11 @@ import os
 import signal
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from fogmesh.agent.runtime.native import NativeRuntime
+from fogmesh.protocol import topics
+from fogmesh.protocol.apps import APPS_RESOURCE, AppAction, AppDeletedReply, DeleteApp
 from fogmesh.protocol.events import EventKind, MigrationData
 from tests.agent.support import AgentProc, wait_for
 from tests.migrator.support import TENANT, Stack, stack, state_file
@@ -133,12 +136,12 @@ async def test_an_unchanged_state_is_not_sent_again_and_a_silent_death_fails_ove
             agent.send_signal(signal.SIGCONT)
 
 
-async def test_a_replacement_placed_where_no_replica_waits_moves_onto_the_holder(
+async def test_the_scheduler_re_places_a_dead_node_s_workload_on_its_replica_s_holder(
     tmp_path: Path, run_label: str
 ) -> None:
     nodes = ["h-a", "h-b", "h-c"]
-    # one holder of two peers: the scheduler's own pick may or may not be it; either way the
-    # workload ends on the holder, from the replica
+    # one holder of two peers, made the dearer one by its cost (a ballast takes most of its
+    # CPU): the scheduler still re-places the workload there first, since it holds the state
     async with stack(tmp_path, run_label, nodes, replica_interval_s=1.0, replica_peers=1) as st:
         reply = await st.deploy("one", migration="stateful")
         source = reply.app.placements[0].node
@@ -149,6 +152,10 @@ async def test_a_replacement_placed_where_no_replica_waits_moves_onto_the_holder
         assert replicas is not None
         await wait_for(lambda: key in replicas.replicas, 60, "a replica")
         [holder] = replicas.replicas[key].holders
+        await wait_for(lambda: st.scheduler.ops.holders.get(key) == [holder], 30, "told")
+        ballast = await st.deploy("ballast", placement={"node": holder},
+                                  requests={"cpu": "1800m", "memory": "16Mi"})  # fmt: skip
+        assert ballast.app.placements[0].node == holder
         mark = state_file(st.agents[source])
         assert mark is not None
         before = mark.read_text()
@@ -157,11 +164,41 @@ async def test_a_replacement_placed_where_no_replica_waits_moves_onto_the_holder
         await _kill_workloads(st.agents[source])
 
         await wait_for(lambda: st.where(workload) == [holder], 90, "on the holder only")
-        moved = state_file(st.agents[holder])
-        assert moved is not None
-        assert moved.read_text() == before
+        moved = sorted((st.agents[holder].state_dir / "native").rglob(f"{workload}/**/mark"))
+        assert [m.read_text() for m in moved] == [before]  # (the ballast has its own)
         data = await _failover_event(st)
         assert (data.to, data.stateful) == (holder, True)
+        replaced = [e for e in st.kinds(EventKind.REPLACED) if e.workload == workload]
+        assert [e.node for e in replaced] == [holder]  # placed there at once ...
+        assert not [m for m in st.scheduler.store.doc.moves if m.workload == workload]  # ... so
+
+
+async def test_a_deleted_workload_s_replica_is_dropped_and_never_restored(
+    tmp_path: Path, run_label: str
+) -> None:
+    nodes = ["s-a", "s-b"]
+    async with stack(tmp_path, run_label, nodes, replica_interval_s=0.5) as st:
+        counter: dict[str, Any] = {"command": ["-c", COUNTER], "migration": "stateful",
+                   "requests": {"cpu": "50m", "memory": "128Mi"}}  # fmt: skip
+        reply = await st.deploy("count", **counter)
+        source = reply.app.placements[0].node
+        assert source is not None
+        peer = next(n for n in nodes if n != source)
+        key = f"{TENANT}/{WORKLOAD}"
+        await wait_for(lambda: (_replica_count(st.agents[peer]) or 0) >= 3, 60, "a replica")
+
+        topic = topics.api(TENANT, APPS_RESOURCE, AppAction.DELETE)
+        await st.bus.request(topic, DeleteApp(app="count"), AppDeletedReply, timeout=30)
+        await wait_for(lambda: _replica_count(st.agents[peer]) is None, 60, "the copy dropped")
+        await wait_for(lambda: key not in st.scheduler.ops.holders, 30, "the scheduler told")
+        await wait_for(lambda: not st.where(WORKLOAD), 60, "the old one gone")
+
+        # the same app again, on the node that held the old copy: it starts from nothing
+        await st.deploy("count", **counter, placement={"node": peer})
+        await wait_for(lambda: st.runs(peer, WORKLOAD), 60, "the new deployment runs")
+        began = state_file(st.agents[peer], "began")
+        assert began is not None
+        assert began.read_text().strip() == "0"
 
 
 async def _failover_event(st: Stack) -> MigrationData:

@@ -18,6 +18,7 @@ from fogmesh.broker.topicmatch import filter_within, matches
 from fogmesh.protocol import ContractError, EventKind, check_id
 from fogmesh.protocol.accounts import JOIN_ROLE
 from fogmesh.protocol.artefacts import FETCH_VERB
+from fogmesh.protocol.commands import NodeVerb
 from fogmesh.protocol.topics import ROOT, NodeChannel
 
 __all__ = ["DEFAULT_ROLES", "EVERYONE", "Identity", "RoleTable"]
@@ -36,6 +37,9 @@ _NODE_PUBLISH = [
     f"{ROOT}/events/fleet/{EventKind.DESIRED_REJECTED.value}",
     f"{ROOT}/reply/#",
     f"{ROOT}/audit/{{username}}",  # the audit records of the commands it answers
+    # a snapshot's chunks, pushed to the peer of a handover (the peer takes only those that
+    # carry the token the migrator gave both ends; no node may read another's commands)
+    f"{ROOT}/nodes/+/cmd/{NodeVerb.STATE_PUT.value}",
     # a ref its workload runs, asked of its site's artefact cache (docs/artefacts.md)
     f"{ROOT}/ops/+/{FETCH_VERB}",
 ]

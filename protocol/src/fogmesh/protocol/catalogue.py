@@ -51,12 +51,17 @@ from fogmesh.protocol.migration import (
     MoveReply,
     MoveWorkload,
     NodeTrouble,
+    ReplicaHolders,
     ResourceOffer,
     ResourceRequest,
     StateChunkCommand,
     StateChunkReply,
+    StateDropCommand,
     StatePutCommand,
     StatePutReply,
+    StateReceiveCommand,
+    StateSendCommand,
+    StateSendReply,
     ThawCommand,
 )
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
@@ -273,9 +278,30 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "state-put",
                 StatePutCommand,
                 StatePutReply,
-                "Append one checked chunk to the snapshot staged here; says the next offset.",
+                "Append one checked chunk of an expected handover (its token) to the snapshot"
+                " staged here; says the next offset. Sent by the source node's agent, peer to"
+                " peer (and the migrator's empty probes).",
             ),
             ("thaw", ThawCommand, AckReply, "Release a frozen workload (the move failed)."),
+            (
+                "state-receive",
+                StateReceiveCommand,
+                AckReply,
+                "Expect a snapshot from a source node: take only chunks with this token.",
+            ),
+            (
+                "state-send",
+                StateSendCommand,
+                StateSendReply,
+                "Push a staged snapshot to a peer's state-put, resuming at the peer's offset.",
+            ),
+            (
+                "state-drop",
+                StateDropCommand,
+                AckReply,
+                "Forget every staged snapshot of a workload (deleted, deployed anew, or moved"
+                " elsewhere): it is never restored.",
+            ),
         )
     ),
     TopicSpec(
@@ -287,6 +313,16 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         False,
         "Re-home one replica (dry_run: only name the node it would pick).",
         (MoveReply, ErrorReply),
+    ),
+    TopicSpec(
+        "fm/v1/ops/scheduler/holders",
+        ReplicaHolders,
+        "migrator",
+        "scheduler (lease holder)",
+        1,
+        False,
+        "Where a workload's state replica waits: re-placed after a death, it goes there first.",
+        (AckReply, ErrorReply),
     ),
     *(
         TopicSpec(

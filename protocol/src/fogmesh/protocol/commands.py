@@ -55,6 +55,9 @@ class NodeVerb(StrEnum):
     STATE_CHUNK = "state-chunk"  # StateChunkCommand -> StateChunkReply
     STATE_PUT = "state-put"  # StatePutCommand -> StatePutReply
     THAW = "thaw"  # ThawCommand -> AckReply
+    STATE_RECEIVE = "state-receive"  # StateReceiveCommand -> AckReply
+    STATE_SEND = "state-send"  # StateSendCommand -> StateSendReply
+    STATE_DROP = "state-drop"  # StateDropCommand -> AckReply
 
 
 class LogsCommand(Request):

@@ -12,7 +12,13 @@ Three parties speak here:
   (:class:`ResourceRequest` -> :class:`ResourceOffer`, the paper's levels 0/1/2), ``freeze``
   (:class:`FreezeCommand` -> :class:`FrozenReply`), ``state-chunk``
   (:class:`StateChunkCommand` -> :class:`StateChunkReply`), ``state-put``
-  (:class:`StatePutCommand` -> :class:`StatePutReply`) and ``thaw`` (:class:`ThawCommand`).
+  (:class:`StatePutCommand` -> :class:`StatePutReply`), ``thaw`` (:class:`ThawCommand`),
+  ``state-receive`` (:class:`StateReceiveCommand`), ``state-send`` (:class:`StateSendCommand`
+  -> :class:`StateSendReply`) and ``state-drop`` (:class:`StateDropCommand`);
+* agents talk to each other for one thing only: the source agent pushes a snapshot's chunks
+  to the peer's ``state-put``, peer to peer over their site broker, for a handover the
+  migrator told both of (``state-receive`` to the peer, ``state-send`` to the source, one
+  random ``token`` to both).
 
 State is files (a snapshot tar of the volumes or the native working directory's ``state/``):
 CRIU does not run on the target kernels, so a process's memory is never moved.
@@ -28,6 +34,7 @@ from fogmesh.protocol._ids import Ident
 from fogmesh.protocol.envelope import Envelope, Reply, Request
 
 __all__ = [
+    "HOLDERS_VERB",
     "MAX_CHUNK_BYTES",
     "MIGRATIONS_RESOURCE",
     "DrainNode",
@@ -41,13 +48,18 @@ __all__ = [
     "MoveWorkload",
     "NodeTrouble",
     "PeerLevel",
+    "ReplicaHolders",
     "ResourceOffer",
     "ResourceRequest",
     "StageOutcome",
     "StateChunkCommand",
     "StateChunkReply",
+    "StateDropCommand",
     "StatePutCommand",
     "StatePutReply",
+    "StateReceiveCommand",
+    "StateSendCommand",
+    "StateSendReply",
     "ThawCommand",
     "TroubleKind",
 ]
@@ -55,10 +67,14 @@ __all__ = [
 MIGRATIONS_RESOURCE = "migrations"
 """The ``{resource}`` level of the migrator's API topics."""
 
+HOLDERS_VERB = "holders"
+"""``fm/v1/ops/scheduler/holders``: :class:`ReplicaHolders` (migrator -> scheduler leader)."""
+
 MAX_CHUNK_BYTES = 256 * 1024
 """The largest state chunk one message carries (before base64)."""
 
 _SHA256 = r"^[0-9a-f]{64}$"
+_NONCE = r"^[0-9a-f]{32,64}$"
 
 
 class MigrationAction(StrEnum):
@@ -228,6 +244,9 @@ class StatePutCommand(Request):
     offset: int = Field(ge=0)
     data_b64: str = Field(default="", max_length=(MAX_CHUNK_BYTES * 4) // 3 + 4)
     sha256: str | None = Field(default=None, pattern=_SHA256)
+    token: str | None = Field(
+        default=None, pattern=_NONCE, description="the handover's token (state-receive)"
+    )
 
 
 class StatePutReply(Reply):
@@ -242,3 +261,60 @@ class ThawCommand(Request):
     its staged snapshot."""
 
     workload: Ident
+
+
+class StateReceiveCommand(Request):
+    """``cmd/state-receive`` (migrator -> peer): expect ``snapshot`` of ``workload`` from
+    ``from_node``. Only ``state-put`` chunks carrying this ``token`` are taken for it; another
+    node's (or tenant's) chunks without it are refused."""
+
+    workload: Ident
+    snapshot: str = Field(min_length=1, max_length=128)
+    size: int = Field(ge=0)
+    sha256_total: str = Field(pattern=_SHA256)
+    from_node: Ident
+    token: str = Field(pattern=_NONCE)
+
+
+class StateSendCommand(Request):
+    """``cmd/state-send`` (migrator -> source): push the staged ``snapshot`` to ``to``'s
+    ``state-put`` in chunks of ``chunk_bytes``, at most ``window`` unanswered at a time,
+    starting where the peer stands (so a second send resumes a cut one). A newer send of the
+    same snapshot supersedes a running one. Answered once the peer has it all."""
+
+    workload: Ident
+    snapshot: str = Field(min_length=1, max_length=128)
+    size: int = Field(ge=0)
+    sha256_total: str = Field(pattern=_SHA256)
+    to: Ident
+    token: str = Field(pattern=_NONCE)
+    chunk_bytes: int = Field(default=MAX_CHUNK_BYTES, gt=0, le=MAX_CHUNK_BYTES)
+    window: int = Field(default=4, ge=1, le=16)
+    chunk_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+
+class StateSendReply(Reply):
+    """The push ended with the whole snapshot at the peer."""
+
+    workload: Ident
+    snapshot: str
+    resumed_at: int = Field(ge=0, description="the offset the peer stood at when this began")
+    sent_bytes: int = Field(ge=0, description="chunk bytes this push sent, resent ones too")
+
+
+class StateDropCommand(Request):
+    """``cmd/state-drop``: forget every staged snapshot of ``workload`` (a replica or a
+    transfer's) on this node: the workload was deleted or deployed anew, or its move failed,
+    so that copy must never be restored."""
+
+    workload: Ident
+
+
+class ReplicaHolders(Request):
+    """``fm/v1/ops/scheduler/holders`` (migrator -> scheduler leader, answered ``AckReply``):
+    the nodes holding a replica of ``workload``'s state. Re-placing it after its node's
+    death, the scheduler tries these (by its filter and cost) before every other node, so the
+    replacement starts from the replica. Empty: it has none any more."""
+
+    workload: Ident
+    holders: list[Ident] = Field(default_factory=list, max_length=16)

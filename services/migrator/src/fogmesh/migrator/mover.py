@@ -6,9 +6,9 @@ and state transfer, activation), with its events.
    filter and cost (``ops/scheduler/move`` with ``dry_run``). No peer: ``migration-failed`` with the
    reason per node, and the workload stays where it is.
 2. state transfer (planned moves off a live node): the source agent freezes the workload (stops
-   it and holds it) and stages its snapshot; the migrator relays it chunk by chunk (sha256 each,
-   the peer naming the offset it needs next, one chunk in memory) from the source's
-   ``state-chunk`` to the peer's ``state-put``.
+   it and holds it) and stages its snapshot; the source agent pushes it chunk by chunk (sha256
+   each, the peer naming the offset it needs next) to the peer agent's ``state-put``, peer to
+   peer over their site broker (:mod:`fogmesh.migrator.transfer`); the migrator watches.
 3. configuration: the scheduler leader records the move and writes both nodes' desired states.
 4. activation: the peer's agent restores the snapshot, starts the workload and its heartbeat
    shows it running; the source removes its copy. A failure after the freeze thaws the source.
@@ -17,9 +17,6 @@ and state transfer, activation), with its events.
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -30,25 +27,25 @@ from fogmesh.bus import Bus
 from fogmesh.migrator.config import MigratorConfig
 from fogmesh.migrator.fleet import FleetView
 from fogmesh.migrator.guard import Guard
+from fogmesh.migrator.transfer import TransferFailed, hand_over
 from fogmesh.protocol import BusError, ErrorCode, FogmeshError, RemoteError, new_id, topics
 from fogmesh.protocol.apps import AppAction
 from fogmesh.protocol.commands import AckReply, NodeVerb
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.events import Event, EventKind, MigrationData
 from fogmesh.protocol.migration import (
+    HOLDERS_VERB,
     FreezeCommand,
     FrozenReply,
     MigrationTrigger,
     MoveReply,
     MoveWorkload,
     PeerLevel,
+    ReplicaHolders,
     ResourceOffer,
     ResourceRequest,
     StageOutcome,
-    StateChunkCommand,
-    StateChunkReply,
-    StatePutCommand,
-    StatePutReply,
+    StateDropCommand,
     ThawCommand,
 )
 from fogmesh.protocol.workload import WorkloadSpec
@@ -239,72 +236,48 @@ class Mover:
     # -- stage 2 ------------------------------------------------------------------------------
 
     async def _transfer(self, run: _Run, peer: str, frozen: FrozenReply) -> None:
-        """Relay the snapshot; the peer says which offset it needs, so this resumes. The next
-        chunk is read from the source while the peer takes this one (two chunks in memory)."""
-        tenant, source = run.tenant, run.source
-
-        def put(offset: int, data_b64: str = "", sha256: str | None = None) -> StatePutCommand:
-            return StatePutCommand(
-                workload=run.spec.name, snapshot=frozen.snapshot, size=frozen.size,
-                sha256_total=frozen.sha256, offset=offset, data_b64=data_b64, sha256=sha256,
-            )  # fmt: skip
-
-        def read(offset: int) -> asyncio.Task[StateChunkReply]:
-            command = StateChunkCommand(
-                snapshot=frozen.snapshot, offset=offset, length=self.config.chunk_bytes
-            )
-            return asyncio.create_task(
-                self._ask(tenant, source, NodeVerb.STATE_CHUNK, command, StateChunkReply)
-            )
-
-        answer = await self._ask(tenant, peer, NodeVerb.STATE_PUT, put(0), StatePutReply)
-        failures = 0
-        ahead: tuple[int, asyncio.Task[StateChunkReply]] | None = None
+        """The snapshot goes from the source agent to the peer agent directly (over their site
+        broker); the migrator only tells both ends and watches the peer's offset."""
         try:
-            while not answer.complete:
-                offset = answer.next_offset
-                if ahead is not None and ahead[0] == offset:
-                    task = ahead[1]
-                else:  # the peer asks for another offset than the one read ahead
-                    if ahead is not None:
-                        await _drop(ahead[1])
-                    task = read(offset)
-                chunk = await task
-                data = base64.b64decode(chunk.data_b64)
-                following = offset + len(data)
-                ahead = (following, read(following)) if 0 < following < frozen.size else None
-                sent: StatePutReply | None = None
-                if data and hashlib.sha256(data).hexdigest() == chunk.sha256:
-                    # refused (damaged on the way) or lost: ask the peer where it stands, go on
-                    with contextlib.suppress(MigrationFailed):
-                        command = put(offset, chunk.data_b64, chunk.sha256)
-                        sent = await self._ask(
-                            tenant, peer, NodeVerb.STATE_PUT, command, StatePutReply
-                        )
-                if sent is not None:
-                    answer, failures = sent, 0
-                    continue
-                failures += 1
-                if failures > CHUNK_RETRIES:
-                    raise MigrationFailed(f"the chunk at {offset} failed {failures} times")
-                probe = put(offset)
-                answer = await self._ask(tenant, peer, NodeVerb.STATE_PUT, probe, StatePutReply)
-        finally:
-            if ahead is not None:
-                await _drop(ahead[1])
+            await hand_over(
+                self, run.tenant, workload=run.spec.name, source=run.source, peer=peer,
+                frozen=frozen, chunk_bytes=self.config.chunk_bytes, stall_s=self._timeout,
+            )  # fmt: skip
+        except TransferFailed as exc:
+            raise MigrationFailed(str(exc), {peer: str(exc)}) from None
+
+    async def tell_holders(self, tenant: str, workload: str, holders: list[str]) -> None:
+        """Tell the scheduler leader where the workload's replica waits, so that re-placing it
+        after its node's death it tries those nodes first (``ops/scheduler/holders``)."""
+        topic = topics.ops("scheduler", HOLDERS_VERB)
+        request = ReplicaHolders(tenant=tenant, workload=workload, holders=holders)
+        try:
+            await self.bus.request(topic, request, AckReply, timeout=self._timeout)
+        except (RemoteError, BusError) as exc:  # the move-on after the death still holds
+            log.warning("the scheduler was not told the holders", workload=workload,
+                        error=str(exc))  # fmt: skip
+
+    async def drop_state(self, tenant: str, workload: str, node: str) -> None:
+        """Have ``node`` forget every staged snapshot of the workload (never restored then)."""
+        try:
+            await self._ask(tenant, node, NodeVerb.STATE_DROP,
+                            StateDropCommand(workload=workload), AckReply)  # fmt: skip
+        except MigrationFailed as exc:
+            log.warning("staged state not dropped", node=node, workload=workload, error=str(exc))
 
     async def send_state(
         self, tenant: str, spec: WorkloadSpec, source: str, peer: str, frozen: FrozenReply
     ) -> None:
-        """Relay a snapshot staged on ``source`` to ``peer`` (the replicator's copies: the same
-        chunked, checked, resumable transfer as a planned move's)."""
+        """Move a snapshot staged on ``source`` to ``peer`` (the replicator's copies: the same
+        peer-to-peer, chunked, checked, resumable transfer as a planned move's)."""
         await self._transfer(_Run(tenant, spec, source, MigrationTrigger.NODE_LOST), peer, frozen)
 
     async def ask(
-        self, tenant: str, node: str, verb: NodeVerb, request: Request, model: type[R]
-    ) -> R:
-        """A command to ``node``'s agent (:meth:`_ask`), for the replicator."""
-        return await self._ask(tenant, node, verb, request, model)
+        self, tenant: str, node: str, verb: NodeVerb, request: Request, model: type[R],
+        *, timeout: float | None = None,
+    ) -> R:  # fmt: skip
+        """A command to ``node``'s agent (:meth:`_ask`), for the replicator and the transfer."""
+        return await self._ask(tenant, node, verb, request, model, timeout=timeout)
 
     async def reroute(self, tenant: str, workload: str, to: str) -> None:
         """Ask the scheduler to re-home ``workload`` onto ``to`` (a dead node's workload, onto
@@ -335,8 +308,9 @@ class Mover:
     # -- the bus ------------------------------------------------------------------------------
 
     async def _ask(
-        self, tenant: str, node: str, verb: NodeVerb, request: Request, model: type[R]
-    ) -> R:
+        self, tenant: str, node: str, verb: NodeVerb, request: Request, model: type[R],
+        *, timeout: float | None = None,
+    ) -> R:  # fmt: skip
         """A command to ``node``'s agent; a refusal or no answer is a :class:`MigrationFailed`
         naming the node. Commands name the workload's tenant (the agent checks it owns it)."""
         topic = topics.node_cmd(node, verb)
@@ -346,7 +320,7 @@ class Mover:
                 update={"tenant": tenant, "id": new_id(), "correlation_id": new_id()}
             )
             try:
-                return await self.bus.request(topic, sent, model, timeout=self._timeout)
+                return await self.bus.request(topic, sent, model, timeout=timeout or self._timeout)
             except RemoteError as exc:
                 wait = exc.error.details.get("retry_after_s")
                 throttled = exc.code is ErrorCode.UNAVAILABLE and isinstance(wait, int | float)
@@ -389,10 +363,3 @@ class Mover:
             await self.bus.publish(topics.tenant_event(run.tenant, kind.value), event)
         except BusError as exc:
             log.warning("migration event not published", kind=kind.value, error=str(exc))
-
-
-async def _drop(task: asyncio.Task[StateChunkReply]) -> None:
-    """Cancel a read ahead that is no longer needed, and collect its outcome."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, MigrationFailed):
-        await task

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from fogmesh.bus import Bus
+from fogmesh.bus import Bus, MessageContext
 from fogmesh.migrator.config import MigratorConfig
 from fogmesh.migrator.fleet import FleetView
 from fogmesh.migrator.mover import ACTIVATION_TIMEOUT_S, MigrationFailed, Mover
@@ -137,7 +137,8 @@ class Replicator:
             old = self.replicas.get(key)
             live = set(self.fleet.live())
             kept = [h for h in (old.holders if old else []) if h != node and h in live]
-            if old is not None and old.source == node and old.sha256 == staged.sha256 and kept:
+            unchanged = old is not None and old.source == node and old.sha256 == staged.sha256
+            if old is not None and unchanged and kept and old.spec == spec:
                 old.taken_at, old.holders = taken, kept  # unchanged: nothing to send
                 return
             holders = await self._holders(node, spec, kept)
@@ -155,6 +156,11 @@ class Replicator:
                 self.replicas[key] = Replica(spec, node, staged.sha256, staged.size, sent, taken)
                 log.info("state replicated", workload=key, node=node, peers=sent,
                          bytes=staged.size)  # fmt: skip
+                # an older copy left on a node that holds this one no more is stale
+                for stale in [h for h in (old.holders if old else []) if h not in sent]:
+                    await self.mover.drop_state(spec.tenant, spec.name, stale)
+                if old is None or sorted(old.holders) != sorted(sent):
+                    await self.mover.tell_holders(spec.tenant, spec.name, sent)
         finally:
             thaw = ThawCommand(workload=spec.name)  # drops the staged copy; holds nothing here
             try:
@@ -210,12 +216,38 @@ class Replicator:
                 )
                 await self._event(EventKind.MIGRATION_FINISHED, fo, message, to=to, held=held)
                 del self._failovers[key]
-                self.replicas.pop(key, None)  # the holder's copy was restored: copy anew
                 self._tried.pop(key, None)
+                # the holder's copy was restored; the other holders' are stale now: copy anew
+                await self.forget(key, keep=to)
             elif time.monotonic() - fo.since > ACTIVATION_TIMEOUT_S:
                 await self._event(EventKind.MIGRATION_FAILED, fo, "not running again", to=None,
                                   held=False)  # fmt: skip
                 del self._failovers[key]
+
+    async def forget(self, key: str, *, keep: str | None = None) -> None:
+        """Drop the replica of ``key`` from its holders (but ``keep``, which restored it) and
+        tell the scheduler it has none: a stale copy is never restored."""
+        replica = self.replicas.pop(key, None)
+        if replica is None:
+            return
+        tenant, name = replica.spec.tenant, replica.spec.name
+        for holder in replica.holders:
+            if holder != keep:
+                await self.mover.drop_state(tenant, name, holder)
+        await self.mover.tell_holders(tenant, name, [])
+
+    async def on_app_event(self, event: Event, ctx: MessageContext) -> None:
+        """An app deleted or deployed anew: its workloads' replicas are of no deployment any
+        more, so their holders forget them (a new deployment starts from nothing)."""
+        if event.kind not in {EventKind.APP_DELETED, EventKind.APP_DEPLOYED}:
+            return
+        for key in [k for k, r in self.replicas.items()
+                    if (r.spec.tenant, r.spec.app) == (event.tenant, event.app)]:  # fmt: skip
+            self._failovers.pop(key, None)
+            self._tried.pop(key, None)
+            log.info("replica dropped", workload=key, because=event.kind.value)
+            async with self.mover.lock:
+                await self.forget(key)
 
     async def _reroute(self, fo: _Failover) -> bool:
         """Ask the scheduler to move the workload onto a live holder that can run it now (its

@@ -28,6 +28,7 @@ from fogmesh.migrator.replicator import Replicator
 from fogmesh.migrator.site import SiteWriter
 from fogmesh.protocol import topics
 from fogmesh.protocol.errors import ErrorCode
+from fogmesh.protocol.events import Event, EventKind
 from fogmesh.protocol.mesh import LinkStatus
 from fogmesh.protocol.migration import (
     MIGRATIONS_RESOURCE,
@@ -107,6 +108,10 @@ class MigratorService(LeaderService):
         if self.config.site is not None:
             return  # the cloud's migrator answers the API and the asks (they cross the links)
         bus.subscribe(topics.node_filter(NodeChannel.TROUBLE), NodeTrouble, self._on_trouble)
+        if self.replicator is not None:  # deleted or re-deployed apps: their replicas go
+            for kind in (EventKind.APP_DELETED, EventKind.APP_DEPLOYED):
+                bus.subscribe(topics.tenant_event_filter(None, kind), Event,
+                              self.replicator.on_app_event)  # fmt: skip
         self.api.attach(bus)
         self.device_loss.attach(bus)
 

@@ -26,12 +26,13 @@ from contextlib import contextmanager
 
 import structlog
 
-from fogmesh.agent.handover import ChunkRefused
+from fogmesh.agent.handover import ChunkRefused, Handover
 from fogmesh.agent.log_follow import LogFollows
 from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime, workload_key
 from fogmesh.agent.runtime.errors import InstanceNotFound, RuntimeFailure, UnsafePath
 from fogmesh.agent.tracked import Tracked
+from fogmesh.agent.transfer import PushFailed, Transfers
 from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
 from fogmesh.protocol import (
     AckReply,
@@ -63,8 +64,12 @@ from fogmesh.protocol.migration import (
     ResourceRequest,
     StateChunkCommand,
     StateChunkReply,
+    StateDropCommand,
     StatePutCommand,
     StatePutReply,
+    StateReceiveCommand,
+    StateSendCommand,
+    StateSendReply,
     ThawCommand,
 )
 
@@ -98,6 +103,7 @@ class CommandHandler:
         self.allow_operator = allow_operator
         self.stop_timeout = stop_timeout
         self.follows = LogFollows()
+        self.transfers = Transfers(node, reconciler.handover)
         self.router = RequestRouter(
             topics.node_cmd_filter(node),
             {
@@ -113,6 +119,11 @@ class CommandHandler:
                 NodeVerb.STATE_CHUNK: Action(StateChunkCommand, self.on_state_chunk),
                 NodeVerb.STATE_PUT: Action(StatePutCommand, self.on_state_put),
                 NodeVerb.THAW: Action(ThawCommand, self.on_thaw),
+                NodeVerb.STATE_RECEIVE: Action(StateReceiveCommand, self.on_state_receive),
+                NodeVerb.STATE_SEND: Action(
+                    StateSendCommand, self.on_state_send, background=True
+                ),
+                NodeVerb.STATE_DROP: Action(StateDropCommand, self.on_state_drop),
             },
             what="command",
             max_payload=MAX_COMMAND_PAYLOAD,
@@ -409,6 +420,7 @@ class CommandHandler:
         if tenant is None:
             raise Refusal(ErrorCode.INVALID_REQUEST, "state-put must name the workload's tenant")
         key = workload_key(tenant, command.workload)
+        self.transfers.admit(tenant, command)  # only a handover this node was told about
         try:
             data = base64.b64decode(command.data_b64, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -428,9 +440,44 @@ class CommandHandler:
         except ChunkRefused as exc:
             log.warning("state chunk refused", workload=command.workload, error=str(exc))
             raise Refusal(ErrorCode.INVALID_REQUEST, str(exc)) from exc
+        if done:
+            self.transfers.received(tenant, command.workload)
         await ctx.reply(StatePutReply.to(
             command, source=ctx.bus.config.client_id,
             next_offset=command.size if done else following, complete=done,
+        ))  # fmt: skip
+
+    async def on_state_receive(self, command: StateReceiveCommand, ctx: MessageContext) -> None:
+        """Expect a snapshot pushed by ``from_node`` (fogmesh.agent.transfer)."""
+        self.transfers.expect(_tenant_of(command), command)
+        await ctx.reply(AckReply.to(
+            command, source=ctx.bus.config.client_id, message=f"expecting {command.snapshot}"
+        ))  # fmt: skip
+
+    async def on_state_send(self, command: StateSendCommand, ctx: MessageContext) -> None:
+        """Push a staged snapshot of the tenant's to the peer, peer to peer."""
+        tenant = _tenant_of(command)
+        if not Handover.is_snapshot_of(workload_key(tenant, command.workload), command.snapshot):
+            raise Refusal(ErrorCode.UNAUTHORISED, "the snapshot is not that workload's")
+        try:
+            resumed_at, sent = await self.transfers.push(ctx.bus, tenant, command)
+        except PushFailed as exc:
+            raise Refusal(ErrorCode.UNAVAILABLE, f"state-send: {exc}") from exc
+        except OSError as exc:
+            raise Refusal(ErrorCode.NOT_FOUND, f"no staged snapshot {command.snapshot!r}") from exc
+        await ctx.reply(StateSendReply.to(
+            command, source=ctx.bus.config.client_id, workload=command.workload,
+            snapshot=command.snapshot, resumed_at=resumed_at, sent_bytes=sent,
+        ))  # fmt: skip
+
+    async def on_state_drop(self, command: StateDropCommand, ctx: MessageContext) -> None:
+        """Forget every staged snapshot of the tenant's workload (never restored after)."""
+        tenant = _tenant_of(command)
+        key = workload_key(tenant, command.workload)
+        self.transfers.forget(tenant, command.workload)
+        gone = await asyncio.to_thread(self.reconciler.handover.drop_all, key)
+        await ctx.reply(AckReply.to(
+            command, source=ctx.bus.config.client_id, message=f"dropped {gone} files of {key}"
         ))  # fmt: skip
 
     async def on_thaw(self, command: ThawCommand, ctx: MessageContext) -> None:
@@ -444,6 +491,12 @@ class CommandHandler:
         await ctx.reply(
             AckReply.to(command, source=ctx.bus.config.client_id, message=f"thawed {key}")
         )
+
+
+def _tenant_of(command: Request) -> str:
+    if command.tenant is None:
+        raise Refusal(ErrorCode.INVALID_REQUEST, "a state command must name its workload's tenant")
+    return command.tenant
 
 
 def _key(tracked: Tracked) -> str:

@@ -56,6 +56,11 @@ class Handover:
         atomic_write(self.outgoing / snapshot, data)
         return snapshot, len(data), hashlib.sha256(data).hexdigest()
 
+    @staticmethod
+    def is_snapshot_of(key: str, snapshot: str) -> bool:
+        """Whether ``snapshot`` is an id :meth:`stage_out` gave for workload ``key``."""
+        return snapshot.startswith(f"{_safe(key)}.") and "/" not in snapshot
+
     def read_chunk(self, snapshot: str, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` (fewer at the end); ``FileNotFoundError`` if gone."""
         path = self.outgoing / _safe(snapshot)
@@ -128,3 +133,16 @@ class Handover:
     def drop_ready(self, key: str) -> None:
         """Forget the staged snapshot of ``key`` (it was restored)."""
         self.ready_path(key).unlink(missing_ok=True)
+
+    def drop_all(self, key: str) -> int:
+        """Forget every staged file of ``key``: the ready snapshot, partial transfers and the
+        outgoing copies (the workload was deleted or deployed anew); returns how many."""
+        prefix = f"{_safe(key)}."
+        gone = 0
+        for folder in (self.incoming, self.outgoing):
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if path.name.startswith(prefix):
+                        path.unlink(missing_ok=True)
+                        gone += 1
+        return gone

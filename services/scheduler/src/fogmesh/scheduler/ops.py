@@ -22,7 +22,7 @@ from fogmesh.protocol.events import (
     ReplacedData,
 )
 from fogmesh.protocol.manifest import AppManifest
-from fogmesh.protocol.migration import MoveWorkload
+from fogmesh.protocol.migration import MoveWorkload, ReplicaHolders
 from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.placement import (
     ClusterView,
@@ -38,6 +38,9 @@ from fogmesh.scheduler.specs import make_spec, manifest_totals
 from fogmesh.scheduler.store import MAX_MOVES, AppRecord, MoveRecord, PlacementRecord, Store
 
 __all__ = ["Changes", "Fleet", "Operations"]
+
+MAX_HOLDERS = 10_000
+"""Workloads whose replicas' holders the scheduler remembers (the migrator's, in memory)."""
 
 
 class Fleet(Protocol):
@@ -89,6 +92,8 @@ class Operations:
         self.tracker = tracker
         self.config = config
         self._reported: set[str] = set()
+        self.holders: dict[str, list[str]] = {}
+        """``{tenant}/{workload}`` -> the nodes holding its state's replica (the migrator's)."""
         # patched to each request's picture of the fleet, never rebuilt for one
         self._view = ClusterView(())
 
@@ -319,6 +324,15 @@ class Operations:
         changes.events.append((tenant, self._event(EventKind.APP_DELETED, rec, "deleted")))
         return sorted({p.name for p in rec.placements})
 
+    def set_holders(self, tenant: str, req: ReplicaHolders) -> None:
+        """Remember where a replica of ``req.workload``'s state waits (empty: nowhere)."""
+        key = f"{tenant}/{req.workload}"
+        self.holders.pop(key, None)
+        if req.holders:
+            self.holders[key] = list(req.holders)
+            while len(self.holders) > MAX_HOLDERS:  # the oldest first
+                del self.holders[next(iter(self.holders))]
+
     def move(self, tenant: str, req: MoveWorkload, changes: Changes) -> tuple[str | None, str]:
         """Re-home one replica (the migrator's ``apps/move``): to ``req.to``, else the cheapest
         of ``req.candidates`` (any node when empty) by the placement's filter and cost, never
@@ -430,9 +444,22 @@ class Operations:
         offline: set[str],
         changes: Changes,
     ) -> None:
-        wants = [Want(p.spec.component, p.spec.replica) for p in pending]
-        planner = Planner(self.view(), app.manifest, app.tenant, version=str(app.revision))
-        plan = planner.place(wants, exclude=sorted(offline), partial=True)
+        view = self.view()
+        planner = Planner(view, app.manifest, app.tenant, version=str(app.revision))
+        # a workload whose state a replica holds goes to a holder first (it starts from it)
+        plan = Plan()
+        for p in pending:
+            holders = set(self.holders.get(f"{app.tenant}/{p.name}", ())) - offline
+            if holders:
+                others = [n.id for n in view.nodes if n.id not in holders]
+                want = Want(p.spec.component, p.spec.replica)
+                got = planner.place([want], exclude=sorted(offline | set(others)), partial=True)
+                plan.placements.update(got.placements)
+        wants = [Want(p.spec.component, p.spec.replica) for p in pending
+                 if p.name not in plan.placements]  # fmt: skip
+        rest = planner.place(wants, exclude=sorted(offline), partial=True)
+        plan.placements.update(rest.placements)
+        plan.failures.extend(rest.failures)
         for p in pending:
             tag = f"{app.tenant}/{p.name}"
             node = plan.placements.get(p.name)

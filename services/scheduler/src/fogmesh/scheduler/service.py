@@ -37,11 +37,12 @@ from fogmesh.protocol.apps import (
 )
 from fogmesh.protocol.appstore import APP_RECORDS_FILTER, StoredApp, app_record_topic
 from fogmesh.protocol.artefacts import url_sources
+from fogmesh.protocol.commands import AckReply
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.errors import ErrorCode
 from fogmesh.protocol.manifest import AppManifest
 from fogmesh.protocol.mesh import LinkStatus
-from fogmesh.protocol.migration import MoveReply, MoveWorkload
+from fogmesh.protocol.migration import HOLDERS_VERB, MoveReply, MoveWorkload, ReplicaHolders
 from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
 from fogmesh.protocol.workload import ActualState, DesiredState
@@ -130,7 +131,10 @@ class SchedulerService(LeaderService):
     def _ops_actions(self) -> dict[str, Action[Any]]:
         # Not on the tenant's apps API: a tenant could re-home its replicas past the migrator's
         # checks (state transfer, cool-down, budget); fm/v1/ops is granted to services only.
-        return {AppAction.MOVE.value: Action(MoveWorkload, self._ops(self._move))}
+        return {
+            AppAction.MOVE.value: Action(MoveWorkload, self._ops(self._move)),
+            HOLDERS_VERB: Action(ReplicaHolders, self._ops(self._holders)),
+        }
 
     # --- the fleet -----------------------------------------------------------------------------
 
@@ -381,6 +385,10 @@ class SchedulerService(LeaderService):
 
     async def _get(self, tenant: str, req: GetApp, changes: Changes) -> AppReply:
         return AppReply.to(req, app=self.alarms.info(self.ops.get(tenant, req.app)))
+
+    async def _holders(self, tenant: str, req: ReplicaHolders, changes: Changes) -> AckReply:
+        self.ops.set_holders(tenant, req)
+        return AckReply.to(req, message=f"{len(req.holders)} holders of {req.workload}")
 
     async def _move(self, tenant: str, req: MoveWorkload, changes: Changes) -> MoveReply:
         source, target = self.ops.move(tenant, req, changes)
