@@ -241,11 +241,13 @@ def choose(
 
 async def discover(settings: DiscoverySettings, *, tls_on: bool, cafile: str | None) -> Choice:
     """Browse, check, choose, and log the choice and the others' fate."""
+    started = time.monotonic()
     found = await browse(settings)
     choice = await asyncio.to_thread(choose, found, settings, tls_on=tls_on, cafile=cafile)
     best = choice.chosen
     log.info(
         "discovery.chose",
+        took_s=round(time.monotonic() - started, 2),
         instance=best.instance,
         site=best.site,
         broker=best.broker,
