@@ -23,6 +23,19 @@ from fogmesh.protocol.apps import (
     UpdateApp,
 )
 from fogmesh.protocol.appstore import StoredApp
+from fogmesh.protocol.artefacts import (
+    ArtefactInfo,
+    ArtefactList,
+    ChunkData,
+    DeleteArtefact,
+    FetchArtefact,
+    FetchReady,
+    ListArtefacts,
+    PushChunk,
+    PushStatus,
+    ReadChunk,
+    StatArtefact,
+)
 from fogmesh.protocol.audit import AuditRecord
 from fogmesh.protocol.commands import (
     AckReply,
@@ -339,6 +352,60 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             ("migrate", MigrateWorkload, "Move one workload, with its state."),
             ("drain", DrainNode, "Move the tenant's workloads off a node."),
         )
+    ),
+    *(
+        TopicSpec(
+            f"fm/v1/api/{{tenant}}/artefacts/{action}",
+            request,
+            "users, CLI (fogmesh push), dashboards",
+            "artefact store",
+            1,
+            False,
+            summary,
+            (answer, ErrorReply),
+        )
+        for action, request, answer, summary in (
+            (
+                "push",
+                PushChunk,
+                PushStatus,
+                "One chunk of an upload (no data: where it stands); resumable, checked per "
+                "chunk and whole, within the tenant's quota.",
+            ),
+            ("list", ListArtefacts, ArtefactList, "The tenant's artefacts and its quota."),
+            ("delete", DeleteArtefact, ArtefactList, "Drop the tenant's hold on an artefact."),
+        )
+    ),
+    TopicSpec(
+        "fm/v1/ops/artefacts/stat",
+        StatArtefact,
+        "site artefact caches",
+        "artefact store",
+        1,
+        False,
+        "Size and name of an artefact if the tenant holds it (else not_found).",
+        (ArtefactInfo, ErrorReply),
+    ),
+    TopicSpec(
+        "fm/v1/ops/artefacts/read",
+        ReadChunk,
+        "site artefact caches",
+        "artefact store",
+        1,
+        False,
+        "One chunk of a stored artefact.",
+        (ChunkData, ErrorReply),
+    ),
+    TopicSpec(
+        "fm/v1/ops/cache-{site}/artefact-fetch",
+        FetchArtefact,
+        "node agents",
+        "the site's artefact cache",
+        1,
+        False,
+        "A ref a workload of the tenant runs: the cache pulls it from the store once and "
+        "answers a one-time download URL on the site's LAN.",
+        (FetchReady, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/events/fleet/{kind}",
