@@ -10,6 +10,7 @@ import pytest
 
 from fogmesh.broker.config import (
     MeshConfigError,
+    MeshSpec,
     PathSpec,
     ResolvedEndpoint,
     RuleSpec,
@@ -102,3 +103,22 @@ def _end() -> ResolvedEndpoint:
     return ResolvedEndpoint(
         host="127.0.0.1", port=1, username=None, password=None, tls=None, kind="amqtt"
     )
+
+
+def test_mosquitto_renders_paths_as_addresses_and_refuses_what_it_cannot_do(
+    tmp_path: Path,
+) -> None:
+    from fogmesh.broker.mosquitto import _conf  # the mosquitto.conf text, written nowhere
+
+    def render_config(mesh: MeshSpec, name: str) -> str:
+        return _conf(mesh, name, tmp_path / "etc", "mosquitto")
+
+    paths = [{"name": "wan"}, {"name": "radio", "host": "10.9.9.9", "port": 1999}]
+    mesh = load_mesh(_mesh(tmp_path, paths=paths, rules=[{"pattern": "ctl/#"}]))
+    text = render_config(mesh, "site")
+    cloud_port = mesh.brokers["cloud"].listeners[0].port
+    assert f"address 127.0.0.1:{cloud_port} 10.9.9.9:1999" in text
+    assert "round_robin false" in text
+    limited = load_mesh(_mesh(tmp_path, paths=paths))  # ctl/# names its paths
+    with pytest.raises(MeshConfigError, match="cannot keep rules off a path"):
+        render_config(limited, "site")

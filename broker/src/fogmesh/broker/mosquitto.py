@@ -113,10 +113,21 @@ def _conf(mesh: MeshSpec, name: str, install_dir: Path, user: str) -> str:
 def _bridge(mesh: MeshSpec, name: str, link: LinkSpec) -> list[str]:
     """The bridge block of one link."""
     remote = mesh.resolve(link.remote)
+    paths = mesh.resolve_paths(link)
+    if any(r.paths is not None for r in link.rules) or any(
+        p.rate is not None or p.budget_bytes is not None for p, _ in paths
+    ):
+        raise MeshConfigError(
+            f"link {link.name}: a Mosquitto bridge cannot keep rules off a path, nor limit a"
+            " path's rate or monthly bytes (paths: and rules' paths:)"
+        )
+    # several addresses: Mosquitto dials the first, falls back in turn and returns to the first
+    address = " ".join(f"{end.host}:{end.port}" for _, end in paths)
     lines: list[str] = []
     lines += [
         f"connection fmb-{name}-{link.name}",
-        f"address {remote.host}:{remote.port}",
+        f"address {address}",
+        *(["round_robin false"] if len(paths) > 1 else []),
         f"remote_clientid fmb-{name}-{link.name}-r",
         "cleansession false",
         "bridge_protocol_version mqttv311",
