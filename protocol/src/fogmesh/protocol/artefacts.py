@@ -58,6 +58,8 @@ __all__ = [
     "StoreVerb",
     "cache_duty",
     "chunk_digest",
+    "chunk_frame",
+    "read_frame",
     "ref_digest",
     "ref_of",
     "url_sources",
@@ -200,11 +202,17 @@ class StatArtefact(Request):
 
 
 class ReadChunk(Request):
-    """``read`` (caches only): ``length`` bytes of ``ref`` at ``offset``."""
+    """``read`` (caches only): ``length`` bytes of ``ref`` at ``offset``.
+
+    With ``binary`` the answer is a frame, not JSON: the :class:`ChunkData` header (no
+    ``data_b64``), a newline, then the raw bytes (:func:`chunk_frame`), so what crosses the WAN
+    is the artefact's size and not a third more; an error is still an ``ErrorReply``.
+    """
 
     ref: ArtefactRef
     offset: int = Field(ge=0)
     length: int = Field(gt=0, le=CHUNK_BYTES)
+    binary: bool = False
 
 
 class ChunkData(Reply):
@@ -212,8 +220,22 @@ class ChunkData(Reply):
 
     ref: ArtefactRef
     offset: int = Field(ge=0)
-    data_b64: str = Field(max_length=_MAX_B64)
+    data_b64: str = Field(default="", max_length=_MAX_B64, description="empty in a frame")
     sha256: str = Field(pattern=_SHA256)
+
+
+def chunk_frame(header: ChunkData, data: bytes) -> bytes:
+    """A binary chunk answer: the header's JSON, a newline, the bytes."""
+    return header.model_dump_json().encode() + b"\n" + data
+
+
+def read_frame(payload: bytes) -> tuple[ChunkData, bytes] | None:
+    """The header and bytes of a binary chunk answer; ``None`` if ``payload`` is plain JSON
+    (an ``ErrorReply``). Raises pydantic's ``ValidationError`` for a bad header."""
+    head, newline, data = payload.partition(b"\n")
+    if not newline:
+        return None
+    return ChunkData.model_validate_json(head), data
 
 
 class FetchArtefact(Request):

@@ -13,7 +13,6 @@ seen hold the artefact is asked about at the store (and refused while the store 
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import structlog
 
 from fogmesh.artefacts.blobs import BlobStore, Entry, file_digest
 from fogmesh.artefacts.config import CacheConfig
+from fogmesh.artefacts.frames import ChunkReader
 from fogmesh.artefacts.serve import BlobServer
 from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
 from fogmesh.protocol import ErrorCode, RemoteError, RequestTimeout, topics
@@ -29,10 +29,8 @@ from fogmesh.protocol.artefacts import (
     CHUNK_BYTES,
     FETCH_VERB,
     ArtefactInfo,
-    ChunkData,
     FetchArtefact,
     FetchReady,
-    ReadChunk,
     StatArtefact,
     StoreVerb,
     cache_duty,
@@ -59,6 +57,7 @@ class CacheService:
         self.server = BlobServer(self.blobs, config)
         self.pulled_bytes = 0
         self.bus: Bus | None = None
+        self.reader: ChunkReader | None = None
         self.ready = asyncio.Event()
         self._pulling: dict[str, asyncio.Lock] = {}
         self.router = RequestRouter(
@@ -71,6 +70,8 @@ class CacheService:
         """Serve its nodes (bus and HTTP) until cancelled."""
         async with self.server, Bus(self.config.bus_config()) as bus:
             self.bus = bus
+            self.reader = ChunkReader(bus)
+            self.reader.attach()
             self.router.attach(bus)
             self.ready.set()
             log.info("artefact cache serving", site=self.config.site, url=self.server.base_url)
@@ -147,25 +148,20 @@ class CacheService:
             log.info("artefact cached", ref=ref, size=entry.size, site=self.config.site)
 
     async def _chunk(self, ref: str, offset: int, length: int) -> bytes:
-        assert self.bus is not None
+        assert self.reader is not None
         for _ in range(_CHUNK_TRIES):
             try:
-                reply = await self.bus.request(
-                    topics.ops(ARTEFACTS_DUTY, StoreVerb.READ.value),
-                    ReadChunk(ref=ref, offset=offset, length=length),
-                    ChunkData,
-                    timeout=self.config.request_timeout_s,
+                header, data = await self.reader.read_bytes(
+                    ref, offset, length, timeout=self.config.request_timeout_s
                 )
             except RequestTimeout as exc:
                 raise Refusal(
                     ErrorCode.UNAVAILABLE, f"the artefact store stopped answering at {offset}"
                 ) from exc
-            data = base64.b64decode(reply.data_b64)
-            if (
-                reply.offset == offset
-                and len(data) == length
-                and chunk_digest(data) == (reply.sha256)
-            ):
+            except RemoteError as exc:
+                raise Refusal(exc.code, exc.error.message) from exc
+            intact = chunk_digest(data) == header.sha256
+            if header.offset == offset and len(data) == length and intact:
                 return data
             log.warning("bad chunk from the store; asking again", ref=ref, offset=offset)
         raise Refusal(ErrorCode.UNAVAILABLE, f"{ref}: chunk at {offset} keeps arriving corrupt")

@@ -12,7 +12,7 @@ import structlog
 
 from fogmesh.artefacts.blobs import BlobStore, Entry, file_digest
 from fogmesh.artefacts.config import StoreConfig
-from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
+from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter, reply_allowed
 from fogmesh.protocol import ErrorCode, topics
 from fogmesh.protocol.artefacts import (
     ARTEFACTS_DUTY,
@@ -30,6 +30,7 @@ from fogmesh.protocol.artefacts import (
     StatArtefact,
     StoreVerb,
     chunk_digest,
+    chunk_frame,
     ref_digest,
     ref_of,
 )
@@ -219,12 +220,14 @@ class StoreService:
         if not self.blobs.has(digest):
             raise _not_found(request.ref)
         data = await asyncio.to_thread(self.blobs.read, digest, request.offset, request.length)
-        await ctx.reply(
-            ChunkData.to(
-                request,
-                ref=request.ref,
-                offset=request.offset,
-                data_b64=base64.b64encode(data).decode(),
-                sha256=chunk_digest(data),
-            )
+        header = ChunkData.to(
+            request, ref=request.ref, offset=request.offset, sha256=chunk_digest(data)
         )
+        if not request.binary:
+            await ctx.reply(header.model_copy(update={"data_b64": base64.b64encode(data).decode()}))
+            return
+        reply_to = request.reply_to
+        if reply_to is None or not reply_allowed(ctx.topic, reply_to):
+            log.warning("binary chunk not sent: reply_to refused", reply_to=reply_to)
+            return
+        await ctx.bus.publish_raw(reply_to, chunk_frame(header, data), qos=1)
