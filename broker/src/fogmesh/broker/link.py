@@ -80,6 +80,7 @@ class Link:
         self.paths = [LinkPath(i, p, end) for i, (p, end) in enumerate(found)]
         self.path: LinkPath | None = None
         """The path the remote side is connected over (None: not connected)."""
+        self._switching = False  # the remote side leaves a path for a better one: still "up"
         self.book = PathBook(qdir / "paths.json")
         # what a fallback session brought in, dropped once when the preferred session replays it
         self.fallback_seen = EchoMemory(ttl=SESSION_EXPIRY, max_entries=200_000)
@@ -120,7 +121,8 @@ class Link:
         ``up`` needs both sides connected; a link that was up, or whose attempts fail, is
         ``down`` (also while it retries); ``connecting`` only before its first success or error.
         """
-        if self.connected["local"] and self.connected["remote"]:
+        remote = self.connected["remote"] or self._switching
+        if self.connected["local"] and remote:
             state = LinkState.UP
             self._was_up = True
         elif self._was_up or self.last_error:
@@ -279,6 +281,9 @@ class Link:
         start = 0  # the path to try first (the remote side)
         while True:
             connected = await self._connect(side, start)
+            if side == "remote" and self._switching:
+                self._switching = False
+                self._refresh_state()
             if connected is None:
                 start = 0
                 await asyncio.sleep(
@@ -313,6 +318,7 @@ class Link:
                 log.info("link %s: leaving path %s: %s", self.spec.name, path and path.name,
                          group.exceptions[0])  # fmt: skip
                 switching, start = True, 0
+                self._switching = side == "remote"
             except* _NET_ERRORS as group:
                 self._note_error(side, group.exceptions[0], path)
                 # a path that just failed is tried last next time; the watch brings it back
@@ -425,7 +431,7 @@ class Link:
                 continue
             route, dest = found
             rows.append((dest, payload, min(route.qos, 2), bool(message.retain)))
-        if path is not None:
+        if carried and path is not None:
             self.book.add(path.name, carried)
         if rows:
             self.queue[side].put_many(rows)
