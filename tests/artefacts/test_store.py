@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from fogmesh.artefacts import StoreConfig, StoreService
+from fogmesh.artefacts import BlobStore, StoreConfig, StoreService
 from fogmesh.bus import Bus
 from fogmesh.cli.artefacts import Pusher
 from fogmesh.protocol import ErrorCode, RemoteError, topics
@@ -129,3 +131,16 @@ async def test_tenant_scope_quota_list_and_delete(bus: Bus, tmp_path: Path) -> N
     assert left.artefacts == []
     with pytest.raises(RemoteError):
         await bus.request(stat, StatArtefact(ref=ref, tenant=TENANT), ArtefactInfo)
+
+
+def test_idle_uploads_are_swept_and_free_the_quota(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "store")
+    digest = "ab" * 32
+    blobs.upload_offset(TENANT, digest, 1000)
+    blobs.append(TENANT, digest, b"x" * 10)
+    assert blobs.used(TENANT) == 1000
+    assert blobs.expire_uploads(3600) == 0  # fresh: kept
+    old = time.time() - 7200
+    os.utime(blobs.upload(TENANT, digest), (old, old))
+    assert blobs.expire_uploads(3600) == 1
+    assert blobs.used(TENANT) == 0

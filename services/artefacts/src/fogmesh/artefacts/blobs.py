@@ -185,6 +185,18 @@ class BlobStore:
             os.fsync(out.fileno())
         return path.stat().st_size
 
+    def expire_uploads(self, max_age: float) -> int:
+        """Drop uploads untouched for ``max_age`` seconds; how many went."""
+        cutoff = time.time() - max_age
+        dropped = 0
+        for folder in self.uploads.iterdir() if self.uploads.is_dir() else []:
+            for tenant_digest, _size in self.uploads_of(folder.name):
+                path = self.upload(folder.name, tenant_digest)
+                if not path.exists() or path.stat().st_mtime < cutoff:
+                    self.drop_upload(folder.name, tenant_digest)
+                    dropped += 1
+        return dropped
+
     def drop_upload(self, tenant: str, digest: str) -> None:
         """Forget an upload (finished or failed)."""
         path = self.upload(tenant, digest)

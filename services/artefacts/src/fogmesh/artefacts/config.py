@@ -22,6 +22,10 @@ class StoreConfig(ServiceSettings):
     data_dir: Path = Field(default=Path("/var/lib/fogmesh/artefacts"))
     quota_bytes: int = Field(default=1 << 30, ge=0, description="each tenant's default quota")
     quotas: dict[Ident, int] = Field(default_factory=dict, description="per-tenant quotas")
+    upload_ttl_s: float = Field(
+        default=7 * 86400.0, gt=0, description="an upload idle this long is dropped"
+    )
+    sweep_s: float = Field(default=3600.0, gt=0, description="how often idle uploads are swept")
 
     def quota(self, tenant: str) -> int:
         """The quota of ``tenant`` in bytes."""

@@ -82,7 +82,16 @@ class StoreService:
             await bus.wait_connected(timeout=None)
             self.ready.set()
             log.info("artefact store serving", data_dir=str(self.config.data_dir))
-            await asyncio.Event().wait()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        """Drop idle uploads now and then (they count against their tenant's quota)."""
+        while True:
+            dropped = await asyncio.to_thread(self.blobs.expire_uploads, self.config.upload_ttl_s)
+            if dropped:
+                log.info("idle uploads dropped", count=dropped)
+            await asyncio.sleep(self.config.sweep_s)
 
     # -- tenants ------------------------------------------------------------------------------
 
