@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fogmesh.agent.discovery import Candidate, DiscoverySettings, choose
+from fogmesh.agent.discovery import Candidate, DiscoveryFailed, DiscoverySettings, choose
 from fogmesh.broker.announce import cert_fingerprint
 from fogmesh.broker.certs import issue_cert, load_or_make_ca
 from tests.agent.helpers import desired, native_workload
@@ -47,7 +47,7 @@ def test_the_trusted_site_is_preferred_among_plain_announcements() -> None:
     assert choice.chosen.site == "site-b"
     assert "trusted" in choice.reason
     # once TLS is on, a plain announcement cannot be verified: none is usable
-    with pytest.raises(Exception, match="cannot be verified"):
+    with pytest.raises(DiscoveryFailed, match="cannot be verified"):
         choose([cand("site-a")], DiscoverySettings(), tls_on=True, cafile=None)
 
 
