@@ -13,8 +13,9 @@ queued when the service dies is delivered again to its persistent session. The P
 messages handled in one turn of the event loop leave in one write (one packet each, in the
 order they were handled), not one system call each.
 
-The receive path costs little per message: messages already waiting are taken from aiomqtt's
-queue directly, and which subscriptions a topic goes to is worked out once per topic
+The receive path costs little per message: one socket read per wake-up serves every whole packet
+it brought (:mod:`~fogmesh.bus._socket_drain`), messages already waiting are taken from
+aiomqtt's queue directly, and which subscriptions a topic goes to is worked out once per topic
 (:class:`~fogmesh.bus._matcher.FilterIndex`).
 """
 
@@ -40,6 +41,7 @@ from fogmesh.bus._matcher import FilterIndex
 from fogmesh.bus._outbox import OutboundMessage, Outbox
 from fogmesh.bus._replies import decode_reply, payload_bytes
 from fogmesh.bus._reply_rule import reply_topic_for
+from fogmesh.bus._socket_drain import drain_reads
 from fogmesh.bus._subscription import Delivery, Handler, Subscription
 from fogmesh.protocol import (
     BusError,
@@ -500,6 +502,7 @@ class Bus:
         )
         # PUBACK after handling (see acknowledge); aiomqtt 2.5 does not take manual_ack itself
         client._client.manual_ack_set(True)
+        drain_reads(client._client)  # every whole packet of a wake-up, one recv
         return client
 
     async def _connect_once(self) -> None:
