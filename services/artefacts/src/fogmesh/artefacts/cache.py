@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from pathlib import Path
+from typing import BinaryIO
 
 import structlog
 
@@ -128,14 +130,7 @@ class CacheService:
                 return
             part = self.pulls / digest
             part.touch()
-            offset = part.stat().st_size
-            while offset < entry.size:
-                length = min(CHUNK_BYTES, entry.size - offset)
-                data = await self._chunk(ref, offset, length)
-                with part.open("ab") as out:
-                    out.write(data)
-                offset += len(data)
-                self.pulled_bytes += len(data)
+            await self._read_into(ref, part, entry.size)
             got = await asyncio.to_thread(file_digest, part)
             if got != digest:
                 part.unlink(missing_ok=True)
@@ -146,6 +141,30 @@ class CacheService:
                 self.blobs.claim(digest, tenant, entry)
             await asyncio.to_thread(self._evict, keep=digest)
             log.info("artefact cached", ref=ref, size=entry.size, site=self.config.site)
+
+    async def _read_into(self, ref: str, part: Path, size: int) -> None:
+        """Append the rest of ``ref`` to ``part``: ``pull_window`` chunks in flight (one at a
+        time would leave the WAN idle for a round trip per chunk), written in order."""
+        offset = await asyncio.to_thread(lambda: part.stat().st_size)
+        offsets = range(offset, size, CHUNK_BYTES)
+        window: deque[asyncio.Task[bytes]] = deque()
+        try:
+            with part.open("ab") as out:
+                for at in offsets:
+                    window.append(
+                        asyncio.create_task(self._chunk(ref, at, min(CHUNK_BYTES, size - at)))
+                    )
+                    if len(window) >= self.config.pull_window:
+                        self._keep(out, await window.popleft())
+                while window:
+                    self._keep(out, await window.popleft())
+        finally:
+            for task in window:
+                task.cancel()
+
+    def _keep(self, out: BinaryIO, data: bytes) -> None:
+        out.write(data)
+        self.pulled_bytes += len(data)
 
     async def _chunk(self, ref: str, offset: int, length: int) -> bytes:
         assert self.reader is not None
