@@ -30,9 +30,13 @@ COUNTER = (
 def _replica_count(agent: AgentProc) -> int | None:
     """The counter inside the replica staged on ``agent`` for the workload, if one waits."""
     staged = sorted(agent.state_dir.rglob(f"handover/in/{TENANT}__{WORKLOAD}.tar"))
-    if not staged:
+    try:
+        data = staged[0].read_bytes() if staged else None
+    except FileNotFoundError:  # dropped (or replaced) between the listing and the read
+        data = None
+    if data is None:
         return None
-    with tarfile.open(fileobj=io.BytesIO(staged[0].read_bytes())) as tar:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = next((m for m in tar.getmembers() if m.name.endswith("state/count")), None)
         fh = tar.extractfile(member) if member is not None else None
         return int(fh.read()) if fh is not None else None

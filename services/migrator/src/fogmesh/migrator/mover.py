@@ -91,6 +91,8 @@ class _Run:
     level: int | None = None
     state_bytes: int | None = None
     frozen_at: float | None = None
+    staged_on: str | None = None
+    """The peer the snapshot went to, until the scheduler placed the workload there."""
     freeze_s: float | None = None
 
     def stage(self, name: str, since: float) -> float:
@@ -145,6 +147,8 @@ class Mover:
             except MigrationFailed as exc:
                 if run.frozen_at is not None:
                     await self._thaw(run)
+                if run.staged_on is not None:  # never restored by a later deployment there
+                    await self.drop_state(run.tenant, run.spec.name, run.staged_on)
                 reasons = {**exc.reasons, "migration": str(exc)}
                 log.warning("migration failed", workload=key, reason=str(exc), **exc.reasons)
                 await self._event(EventKind.MIGRATION_FAILED, run, str(exc), reasons)
@@ -172,6 +176,7 @@ class Mover:
                 frozen.snapshot,
             )
             frozen_took = time.monotonic() - t
+            run.staged_on = peer
             await self._transfer(run, peer, frozen)
             log.info(
                 "state moved", workload=run.spec.name, bytes=frozen.size,
@@ -181,6 +186,7 @@ class Mover:
             t = run.stage("state_transfer", t)
         move = MoveWorkload(workload=run.spec.name, to=peer, snapshot=snapshot, trigger=run.trigger)
         await self._scheduler(run.tenant, move)
+        run.staged_on = None  # placed there: its restore is the peer's now
         t = run.stage("configuration", t)
         await self._activated(run, peer)
         run.stage("activation", t)

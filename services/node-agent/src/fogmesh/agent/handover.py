@@ -15,7 +15,6 @@ import os
 import secrets
 from pathlib import Path
 
-from fogmesh.agent.store import atomic_write
 from fogmesh.protocol import FogmeshError
 
 __all__ = ["ChunkRefused", "Handover"]
@@ -53,7 +52,19 @@ class Handover:
     def stage_out(self, key: str, data: bytes) -> tuple[str, int, str]:
         """Write ``data`` (a snapshot of workload ``key``); returns (id, size, sha256)."""
         snapshot = f"{_safe(key)}.{secrets.token_hex(6)}"
-        atomic_write(self.outgoing / snapshot, data)
+        # atomic, not durable (no fsync: it is on a move's critical path): the workload's own
+        # files stay where they are until the peer runs it, so a crash loses only this copy
+        # and the move fails; the peer syncs what it receives
+        self.outgoing.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.outgoing / f".{snapshot}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        tmp.replace(self.outgoing / snapshot)
         return snapshot, len(data), hashlib.sha256(data).hexdigest()
 
     @staticmethod
