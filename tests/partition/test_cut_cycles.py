@@ -16,6 +16,7 @@ Skipped without root or ``ip netns``, except with ``CI=true``, where it fails in
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -194,7 +195,7 @@ async def test_after_every_heal_the_cut_s_desired_state_is_run(
             pair.heal()
             healed_at = time.monotonic()
             cut = healed_at - cut_at
-            await wait(lambda n=left: agree(n), REACH_S, f"cycle {cycle} (cut {cut:.1f}s)")
+            await wait(functools.partial(agree, left), REACH_S, f"cycle {cycle} (cut {cut:.1f}s)")
             figures.append((round(cut, 1), round(time.monotonic() - healed_at, 1)))
             print(f"cycle {cycle}: cut {cut:.1f}s, agreed {figures[-1][1]}s after the heal",
                   flush=True)  # fmt: skip
