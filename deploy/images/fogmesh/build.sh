@@ -31,8 +31,6 @@ if [ -z "$PY" ]; then
     if [ -x "$REPO/.venv/bin/python" ]; then PY="$REPO/.venv/bin/python"; else PY=python3; fi
 fi
 NATS="${FM_NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}"
-REQUIREMENTS="pydantic aiomqtt structlog amqtt pyyaml cryptography sqlmodel aiodocker psutil \
-psycopg[binary] websockets typer rich"
 # name:module of each service image
 SERVICES="broker:fogmesh.broker registry:fogmesh.registry scheduler:fogmesh.scheduler \
 migrator:fogmesh.migrator agent:fogmesh.agent cli:fogmesh.cli"
@@ -50,6 +48,23 @@ base_id="$(docker image inspect --format '{{ .Id }}' "$base")"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fogmesh-platform-image.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT INT TERM
+# The third-party requirements: every distribution's dependencies and optional dependencies
+# (PostgreSQL's driver is one), the fogmesh ones left out (their sources are copied).
+REQUIREMENTS="$(
+    "$PY" - "$REPO" <<'PYTHON'
+import sys, tomllib
+from pathlib import Path
+
+repo = Path(sys.argv[1])
+reqs = set()
+for pyproject in [repo / "pyproject.toml", *repo.glob("*/pyproject.toml"), *repo.glob("services/*/pyproject.toml")]:
+    project = tomllib.loads(pyproject.read_text()).get("project", {})
+    extras = [r for name, rs in project.get("optional-dependencies", {}).items() if name != "dev" for r in rs]
+    reqs.update(r.replace(" ", "") for r in [*project.get("dependencies", []), *extras])
+print(" ".join(sorted(r for r in reqs if not r.lower().startswith("fogmesh"))))
+PYTHON
+)"
+log "requirements: $REQUIREMENTS"
 "$PY" -m pip freeze --exclude-editable 2>/dev/null | grep -v '^-e ' | grep -v '^fogmesh' \
     >"$WORK/constraints.txt"
 
@@ -78,7 +93,7 @@ if have fogmesh/platform:latest; then
     log "fogmesh/platform:latest is up to date (content hash $hash)"
 else
     start="$(date +%s)"
-    site="$CACHE/site-$(sha256sum "$WORK/constraints.txt" | cut -c1-16)"
+    site="$CACHE/site-$({ cat "$WORK/constraints.txt"; echo "$REQUIREMENTS"; } | sha256sum | cut -c1-16)"
     if [ ! -d "$site" ]; then
         log "installing the dependencies with $PY -m pip into $site"
         # shellcheck disable=SC2086
