@@ -35,6 +35,11 @@ SERVICES = [
         ["sqlmodel", "aiodocker", "fogmesh.agent", "fogmesh.registry", "fogmesh.scheduler"],
     ),
     (
+        "services/artefacts",
+        ["fogmesh.artefacts.store", "fogmesh.artefacts.cache", "fogmesh.artefacts.cli"],
+        ["sqlmodel", "aiodocker", "aiohttp", "fogmesh.agent", "fogmesh.registry", "fogmesh.broker"],
+    ),
+    (
         "broker",
         ["fogmesh.broker.runner", "fogmesh.broker.cli"],
         ["sqlmodel", "aiodocker", "fogmesh.agent", "fogmesh.registry", "fogmesh.scheduler"],
