@@ -15,9 +15,13 @@ registry has every node online again and every reading arrived. Written to
   ``healthy_nodes_marked_lost`` (``node-lost`` events of those nodes: none ever stopped);
 - ``drain_msgs_per_s`` (the link's backlog: messages sent / seconds, from its own log),
   with ``drain_backlog``, ``drain_coalesced``, ``drain_s``;
-- ``workloads_evicted`` and ``site_local_migration_s``: null, each with its reason.
+- ``storm_nodes``: at the heal every simulated node reconnects at once (its connection closed
+  and opened again, hello, state and a heartbeat each), while the link's backlog crosses;
+- ``workloads_evicted``, ``site_local_migration_s`` and more from the part with real agents, a
+  node dying during the partition (``bench/partition_agents.py``).
 
-``python bench/partition.py [--partition-s 300] [--nodes 1000]``; needs root and ``ip netns``.
+``python bench/partition.py [--partition-s 300] [--nodes 1000] [--cases storm,agents]``
+(``--cases agents`` alone merges its figures into the result file); needs root and ``ip netns``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from typing import Any
 
 import aiomqtt
 import yaml
-from _common import REPO, load_average, write_result
+from _common import REPO, RESULTS, load_average, write_result
+from partition_agents import site_autonomy
 from registry_sim import heartbeat_json, hello_json
 
 from fogmesh.broker.passwords import hash_password
@@ -81,7 +86,14 @@ async def _site(port: int, nodes: int, interval: float, stop_file: Path, out: Pa
             "127.0.0.1", port, identifier=ident, username="svc", password=PASSWORD, timeout=30
         )
 
+    reconnect = stop_file.with_name("reconnect")
+
     async def conn(i: int, part: list[str]) -> None:
+        # twice: once at the start, once more at the heal (the storm: every node at once)
+        await joined(i, part, until_reconnect=True)
+        await joined(i, part, until_reconnect=False)
+
+    async def joined(i: int, part: list[str], *, until_reconnect: bool) -> None:
         async with client(f"bench-sim-{i}") as c:
             c.pending_calls_threshold = 1000
             for n in part:
@@ -95,6 +107,8 @@ async def _site(port: int, nodes: int, interval: float, stop_file: Path, out: Pa
                 await c.publish(f"fm/v1/nodes/{n}/heartbeat", heartbeat_json(n, 0, interval))
             seq = 1
             while not _stopped(stop_file):
+                if until_reconnect and reconnect.exists():
+                    return
                 began = time.monotonic()
                 for n in part:
                     await c.publish(f"fm/v1/nodes/{n}/heartbeat", heartbeat_json(n, seq, interval))
@@ -298,6 +312,7 @@ def bench(opts: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(2.0)
                 unreachable_max = max(unreachable_max, _count(_db(root)["states"], "unreachable"))
             pair.heal()
+            (root / "reconnect").touch()  # every simulated node reconnects at once
             healed = time.monotonic()
             print("healed; waiting for the nodes and the readings", flush=True)
             deadline = healed + max(180.0, opts.partition_s)
@@ -340,15 +355,9 @@ def bench(opts: argparse.Namespace) -> dict[str, Any]:
             "readings_lost": len(set(range(sent)) - distinct),
             "readings_out_of_order": sum(1 for a, b in itertools.pairwise(firsts) if b < a),
             "readings_duplicates": len(seen) - len(distinct),
-            "workloads_evicted": None,
-            "workloads_evicted_reason": "no scheduler or agents in this bench; tests/partition/"
-            "test_unreachable.py asserts 0 with real agents through a cut",
-            "site_local_migration_s": None,
-            "site_local_migration_s_reason": "not built: a site migrator moving a workload of a"
-            " node that dies during the partition (issue 21 item 3)",
             "storm_nodes": opts.nodes,
-            "storm_note": "every simulated node keeps its site connection and heartbeats;"
-            " at the heal the link carries their queued traffic and live heartbeats at once",
+            "storm_note": "at the heal every simulated node reconnects to its site broker at"
+            " once (hello, state, heartbeat each) while the link carries the queued backlog",
             "unreachable_max": unreachable_max,
             "healthy_nodes_marked_lost": len(view["lost"]),
             "healthy_nodes_marked_lost_note": "node-lost events from the cut on; before it,"
@@ -380,6 +389,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=20.0, help="heartbeat seconds")
     parser.add_argument("--drain-rate", type=float, default=500.0, help="link drain.rate")
+    parser.add_argument("--cases", default="storm,agents", help="storm, agents or both")
     opts = parser.parse_args()
     if opts.cmd == "site":
         stop, out = opts.root / "stop", opts.root / "site.json"
@@ -388,7 +398,18 @@ def main() -> None:
     if opts.cmd == "watch":
         asyncio.run(_watch(CLOUD_PORT, opts.root / "stop", opts.root / "watch.json"))
         return
-    result = bench(opts)
+    cases = set(opts.cases.split(","))
+    result: dict[str, Any] = {}
+    if "storm" in cases:
+        result.update(bench(opts))
+    else:  # merge into the last full run's figures
+        old = _read_json(RESULTS / "partition.json", {})
+        stale = {"benchmark", "when", "machine", "workloads_evicted_reason",
+                 "site_local_migration_s_reason"}  # fmt: skip
+        result.update({k: v for k, v in old.items() if k not in stale})
+    if "agents" in cases:
+        result.update(site_autonomy())
+        result["load_average_end"] = load_average()
     path = write_result("partition", result)
     for key, value in result.items():
         print(f"  {key:32} {value}")

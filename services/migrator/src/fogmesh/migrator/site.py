@@ -96,8 +96,6 @@ class SiteWriter:
         self.moves: list[SiteMove] = []
         """Every move this writer made (newest last)."""
         self._refused: set[tuple[str, str]] = set()
-        self._written: set[str] = set()
-        """Nodes written in this cut (their next write stays in the site term taken)."""
 
     @property
     def cut(self) -> bool:
@@ -108,7 +106,6 @@ class SiteWriter:
         """Move the workloads of the site's lost nodes, while the site is cut off."""
         if not self.cut:
             self._refused.clear()
-            self._written.clear()
             return
         for view in list(self.fleet.nodes.values()):
             if view.lost_at is None or view.facts is None or view.facts.site != self.site:
@@ -140,7 +137,8 @@ class SiteWriter:
         # runs nothing meanwhile.
         try:
             await self._write(target, [*target.desired, spec])
-            await self._write(dead, [s for s in dead.desired if s is not spec])
+            await self._write(dead, [s for s in dead.desired if s.name != spec.name
+                                     or s.tenant != spec.tenant])  # fmt: skip
         except BusError as exc:  # the site broker is away: the next tick tries again
             log.warning("site desired state not written", node=dead.id, error=str(exc))
             return
@@ -157,15 +155,12 @@ class SiteWriter:
         return set(view.pinned)
 
     async def _write(self, view: NodeView, workloads: list[WorkloadSpec]) -> None:
-        # The first write of a node in a cut takes the next site term; later ones in the same
-        # cut only grow it by one (nothing the cloud wrote meanwhile can be newer).
-        if view.id in self._written:
-            generation = view.generation + 1
-        else:
-            generation = site_generation(view.generation)
+        # Every write takes a term of its own: the scheduler may adopt (and rewrite) a node
+        # after the first of a cut's writes crossed and before the next did; the next must be
+        # newer than that rewrite too, or the agent would hold one and the scheduler the other.
         state = DesiredState(
             node=view.id,
-            generation=generation,
+            generation=site_generation(view.generation),
             workloads=sorted(workloads, key=lambda s: (s.tenant, s.name)),
             site_writer=self.site,
             pinned=list(view.pinned),
@@ -176,7 +171,6 @@ class SiteWriter:
         await self.bus.publish(
             topics.node(view.id, NodeChannel.DESIRED), state, retain=True, queue=False
         )
-        self._written.add(view.id)
         self.fleet.on_desired(state)
 
     async def _event(
