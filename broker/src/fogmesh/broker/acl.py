@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fogmesh.broker.config import RoleSpec, UserSpec
+from fogmesh.broker.shared import unshared
 from fogmesh.broker.topicmatch import filter_within, matches
 from fogmesh.protocol import ContractError, EventKind, check_id
 from fogmesh.protocol.accounts import JOIN_ROLE
@@ -139,4 +140,5 @@ class RoleTable:
         if role is None:
             return False
         grants = [*self._expand(role.subscribe, who), *self._expand(EVERYONE.subscribe, who)]
+        flt = unshared(flt)  # a shared subscription reads what its filter reads
         return any(filter_within(flt, p) for p in grants)

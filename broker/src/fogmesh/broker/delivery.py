@@ -4,7 +4,8 @@ Split horizon keeps a bridge client's messages from going back to it (or, with
 ``split_horizon``, to any bridge client); bridge clients receive the publisher's retain flag;
 messages queued for an offline session go out with retain=0, each queue row deleted from disk
 only on its PUBACK; retained messages are replayed on reconnect only for the client's own
-subscriptions. Deliveries are held tasks, never awaited by the client's read loop.
+subscriptions. Deliveries are held tasks, never awaited by the client's read loop. A shared
+subscription (``$share/{group}/{filter}``) delivers to one member (:mod:`fogmesh.broker.shared`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from amqtt.session import OutgoingApplicationMessage, Session
 
 from fogmesh.broker import qos1fix
 from fogmesh.broker.persistence import SqlitePersistencePlugin
+from fogmesh.broker.shared import pick_member, share_key, split_shared, unshared
 
 __all__ = ["BRIDGE_PREFIX", "Delivery"]
 
@@ -124,9 +126,13 @@ class Delivery(Broker):  # type: ignore[misc]
         source = broadcast["session"]
         durable: list[asyncio.Task[Any]] = []  # deliveries the journal entry waits for
         for k_filter, subscriptions in list(self._subscriptions.items()):
-            if not self._matches(topic, k_filter):
+            if not self._matches(topic, unshared(k_filter)):
                 continue
-            for target_session, sub_qos in list(subscriptions):
+            targets = list(subscriptions)
+            if split_shared(k_filter) is not None:  # one member of the group gets it
+                key = share_key(topic, unshared(k_filter))
+                targets = pick_member(key, targets, skip=lambda s: self._skip(source, s))
+            for target_session, sub_qos in targets:
                 if self._skip(source, target_session):
                     continue
                 qos = broadcast.get("qos", sub_qos)
