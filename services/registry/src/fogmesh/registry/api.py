@@ -39,6 +39,7 @@ from fogmesh.protocol.queries import (
 from fogmesh.registry.cursor import BadCursor
 from fogmesh.registry.db import reads
 from fogmesh.registry.relay import RELAY_MAX_PAYLOAD, WorkloadRelay, topic_tenant
+from fogmesh.registry.replicas import shared_filter
 
 __all__ = ["QueryApi"]
 
@@ -77,9 +78,11 @@ class QueryApi:
             for resource, by_name in actions.items()
         ]
 
-    def attach(self, bus: Bus) -> None:
-        """Serve each resource under one filter (``fm/v1/api/+/{resource}/+``)."""
+    def attach(self, bus: Bus, *, share: str | None = None) -> None:
+        """Serve each resource under one filter (``fm/v1/api/+/{resource}/+``); with replicas,
+        as members of the shared subscription ``share`` (one replica answers each query)."""
         for router in self.routers:
+            router.filter = shared_filter(router.filter, share)
             router.attach(bus)
 
     @staticmethod

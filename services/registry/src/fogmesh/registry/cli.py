@@ -32,6 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-interval", type=float, default=0.15)
     p.add_argument("--batch-max", type=int, default=2000)
     p.add_argument("--history", type=int, default=30)
+    p.add_argument(
+        "--share",
+        default=env("FOGMESH_REGISTRY_SHARE") or None,
+        help="replicas: the shared-subscription group of the registries of one database",
+    )
     p.add_argument("--log-level", default=env("FOGMESH_LOG_LEVEL", "info"))
     return p.parse_args(argv)
 
@@ -48,6 +53,7 @@ def settings_from(args: argparse.Namespace) -> RegistrySettings:
         batch_interval=args.batch_interval,
         batch_max=args.batch_max,
         history_size=args.history,
+        share=args.share,
     )
 
 

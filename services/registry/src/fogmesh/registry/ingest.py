@@ -32,6 +32,7 @@ from fogmesh.protocol import (
 from fogmesh.registry.batcher import WriteQueue
 from fogmesh.registry.liveness import LivenessTracker, Transition
 from fogmesh.registry.ops import ActualOp, AppOp, EventOp, HeartbeatOp, HelloOp, LivenessOp
+from fogmesh.registry.replicas import shared_filter
 
 __all__ = ["Ingest", "event_row", "transition_event"]
 
@@ -86,13 +87,18 @@ class Ingest:
         self.source = source
         self.hello_hooks: list[HelloHook] = []
 
-    def attach(self, bus: Bus) -> None:
-        """Subscribe to every node channel the registry reads, and to all events."""
-        bus.subscribe(topics.node_filter(NodeChannel.HELLO), NodeHello, self.on_hello)
-        bus.subscribe(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self.on_state)
-        bus.subscribe(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self.on_heartbeat)
-        bus.subscribe(topics.node_filter(NodeChannel.ACTUAL), ActualState, self.on_actual)
-        bus.subscribe(topics.events_filter(), Event, self.on_event)
+    def attach(self, bus: Bus, *, share: str | None = None) -> None:
+        """Subscribe to every node channel the registry reads, and to all events (as members
+        of the shared subscription ``share`` when replicas split the fleet)."""
+
+        def sub(topic_filter: str, model: type[Any], handler: Any) -> None:
+            bus.subscribe(shared_filter(topic_filter, share), model, handler)
+
+        sub(topics.node_filter(NodeChannel.HELLO), NodeHello, self.on_hello)
+        sub(topics.node_filter(NodeChannel.STATE), NodeStateMessage, self.on_state)
+        sub(topics.node_filter(NodeChannel.HEARTBEAT), Heartbeat, self.on_heartbeat)
+        sub(topics.node_filter(NodeChannel.ACTUAL), ActualState, self.on_actual)
+        sub(topics.events_filter(), Event, self.on_event)
 
     async def apply(self, transitions: list[Transition]) -> None:
         """Record each transition and its event; publish the event once both are committed."""

@@ -68,6 +68,8 @@ class NodeLive:
     """A held will takes the node offline then, unless a newer boot speaks first (0: none)."""
     will_boot: str = ""
     """The boot of that will."""
+    heard: bool = False
+    """Whether this registry has heard the node itself (not only loaded it at start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,9 @@ class LivenessTracker:
         """``hold(node, now, quiet_s)``: whether a node past its missed heartbeats waits (up to
         ``hold_s`` more) for its site's link to be judged (the site watch sets it)."""
         self.hold_s = PARTITION_GRACE_S
+        self.elsewhere: Callable[[str], tuple[float, str] | None] | None = None
+        """Replicas only (see :mod:`fogmesh.registry.replicas`): ``elsewhere(node)`` is the
+        newest sign of life any replica stored (monotonic here) and the stored state."""
 
     def interval(self, live: NodeLive) -> float:
         """The heartbeat interval to judge ``live`` by."""
@@ -136,8 +141,16 @@ class LivenessTracker:
     ) -> list[Transition]:
         """A sign of life: ``via`` is ``hello``, ``state`` or ``heartbeat``."""
         live = self.nodes.get(node)
+        stored = None if live is not None or self.elsewhere is None else self.elsewhere(node)
+        if stored is not None:  # another replica's node, handed over: no join
+            state = stored[1] if stored[1] in (ONLINE, STALE, OFFLINE) else ONLINE
+            live = NodeLive(state, stored[0], interval, boot_id or "", judge_after=now)
+            self.nodes[node] = live
+            if state == ONLINE:
+                self._schedule(node, live, self._deadline(live, now))
         if live is None:
             live = NodeLive(ONLINE, now, interval, boot_id or "", judge_after=now)
+            live.heard = not retained
             self.nodes[node] = live
             self._schedule(node, live, self._deadline(live, now))
             return [Transition(node, None, ONLINE, EventKind.NODE_JOINED, via, live.boot_id)]
@@ -154,7 +167,7 @@ class LivenessTracker:
                 self._schedule(node, live, self._deadline(live, now))
         if retained:
             return []
-        live.last_seen = now
+        live.last_seen, live.heard = now, True
         if live.state in (ONLINE, UNREACHABLE):
             return []  # an unreachable node's site is back only when its link says so
         if live.state == OFFLINE and live.reason == LAST_WILL and via == "heartbeat":
@@ -259,6 +272,10 @@ class LivenessTracker:
             return self._will_taken(node, live)  # no newer boot spoke: the will holds
         if now < live.judge_after:
             return None
+        if self.elsewhere is not None and not self._seen_elsewhere(node, live):
+            return None
+        if self.elsewhere is not None and not live.heard:
+            return self._judge_orphan(node, live, now)
         interval = self.interval(live)
         silent = now - live.last_seen
         data: dict[str, Any] = {"silent_s": round(silent, 3), "interval_s": interval}
@@ -288,12 +305,40 @@ class LivenessTracker:
             live.held_until = 0.0
         return held
 
+    def _seen_elsewhere(self, node: str, live: NodeLive) -> bool:
+        """Take the replicas' newest sign of life of ``node``; False when they stored it
+        offline (then it is offline here too, silently: that replica told the fleet)."""
+        assert self.elsewhere is not None
+        other = self.elsewhere(node)
+        if other is None:
+            return True
+        seen, state = other
+        if state == OFFLINE and seen <= live.last_seen and live.state != OFFLINE:
+            live.state, live.reason, live.due = OFFLINE, MISSED, None
+            return False
+        live.last_seen = max(live.last_seen, seen)
+        return True
+
+    def _judge_orphan(self, node: str, live: NodeLive, now: float) -> Transition | None:
+        """A node another replica hears: judged here only once that replica is evidently
+        gone too (silent for one interval past ``missed``, and not stored offline)."""
+        interval = self.interval(live)
+        silent = now - live.last_seen
+        if silent <= (self.missed + 1) * interval:
+            return None
+        old, live.state, live.reason = live.state, OFFLINE, MISSED
+        data = {"silent_s": round(silent, 3), "interval_s": interval, "from": old}
+        data["reason"] = MISSED
+        return Transition(node, old, OFFLINE, EventKind.NODE_LOST, MISSED, None, data)
+
     def _deadline(self, live: NodeLive, now: float) -> float:
         """The earliest moment after ``now`` at which ``live`` may change state."""
         if live.held_until > now:
             due = live.held_until  # judged again each interval while held
         else:
             factor = 1.5 if live.state == ONLINE else self.missed
+            if self.elsewhere is not None and not live.heard:
+                factor = self.missed + 1  # another replica's node (see _judge_orphan)
             due = max(live.judge_after, live.last_seen + factor * self.interval(live))
         if live.will_at > now:
             due = min(due, live.will_at)  # a held will (see last_will)

@@ -25,6 +25,7 @@ from fogmesh.registry.db.migrate import migrate
 from fogmesh.registry.db.writes import BatchWriter
 from fogmesh.registry.ingest import Ingest
 from fogmesh.registry.liveness import LivenessTracker
+from fogmesh.registry.replicas import ReplicaView
 from fogmesh.registry.settings import RegistrySettings
 from fogmesh.registry.sites import SiteWatch
 
@@ -58,6 +59,10 @@ class Registry:
         self.sites = SiteWatch(self.tracker, self.ingest)
         self.ingest.hello_hooks.append(self.sites.on_hello)
         self.api = QueryApi(self.engine)
+        self.replicas: ReplicaView | None = None
+        if settings.share is not None:
+            self.replicas = ReplicaView(self.engine, period=settings.replica_period_s)
+            self.tracker.elsewhere = self.replicas.lookup
         self.ready = asyncio.Event()
         self.bus: Bus | None = None
 
@@ -76,11 +81,14 @@ class Registry:
         gc.freeze()  # see _keep_gc_short
         async with Bus(self.settings.bus) as bus:
             self.bus = bus
-            self.ingest.attach(bus)
+            self.ingest.attach(bus, share=self.settings.share)
             self.sites.attach(bus)
-            self.api.attach(bus)
+            self.api.attach(bus, share=self.settings.share)
             try:
                 async with asyncio.TaskGroup() as group:
+                    if self.replicas is not None:
+                        await self.replicas.refresh()  # before the first judging pass
+                        group.create_task(self.replicas.run(), name="registry.replicas")
                     group.create_task(self.writer.run(), name="registry.writer")
                     group.create_task(self._judge(), name="registry.liveness")
                     group.create_task(self._publisher(bus), name="registry.publisher")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fogmesh.bus import BusConfig
@@ -9,6 +10,7 @@ from fogmesh.bus import BusConfig
 __all__ = ["DEFAULT_DB_URL", "RegistrySettings"]
 
 DEFAULT_DB_URL = "sqlite:///var/fogmesh-registry.db"
+_GROUP = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,8 @@ class RegistrySettings:
     ``default_interval``: the interval assumed for a node that has not sent a heartbeat yet.
     ``batch_interval`` / ``batch_max``: the writer commits at least this often / this many.
     ``history_size``: usage samples kept per node.
+    ``share``: the shared-subscription group of registry replicas ingesting one fleet into
+    one database (:mod:`fogmesh.registry.replicas`); None for a lone registry.
     """
 
     bus: BusConfig
@@ -29,12 +33,15 @@ class RegistrySettings:
     batch_max: int = 2000
     history_size: int = 30
     tick: float | None = None
+    share: str | None = None
 
     def __post_init__(self) -> None:
         if self.missed < 2:
             raise ValueError("missed must be at least 2")
         if self.default_interval <= 0 or self.batch_interval <= 0:
             raise ValueError("intervals must be positive")
+        if self.share is not None and not _GROUP.fullmatch(self.share):
+            raise ValueError(f"share must be letters, digits, - or _: {self.share!r}")
 
     @property
     def tick_s(self) -> float:
@@ -42,3 +49,9 @@ class RegistrySettings:
         if self.tick is not None:
             return self.tick
         return min(1.0, max(0.05, self.default_interval / 10))
+
+    @property
+    def replica_period_s(self) -> float:
+        """How often a replica reads what the others stored (a quarter interval: a node's
+        heartbeats handed round-robin to two replicas then never look late to either)."""
+        return min(2.5, max(0.05, self.default_interval / 4))
