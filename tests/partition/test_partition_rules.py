@@ -68,6 +68,20 @@ def test_connecting_is_not_cut_and_a_will_made_earlier_still_wins() -> None:
     assert links.update(will) == (False, True)
 
 
+def test_the_late_will_of_a_path_the_link_left_does_not_cut_its_site() -> None:
+    links = SiteLinks()
+    wan_will = status(LinkState.DOWN).model_copy(update={"path": "wan"})  # since None: a will
+    radio_will = status(LinkState.DOWN).model_copy(update={"path": "radio"})
+    links.update(status(LinkState.UP).model_copy(update={"path": "radio"}))
+    # the far broker noticed the silent WAN only after the link had moved to the radio
+    assert links.update(wan_will) == (False, False)
+    assert not links.cut("site-a")
+    # the loss of the path in use still cuts, and so does a single-path link's will
+    assert links.update(radio_will) == (False, True)
+    links.update(status(LinkState.UP))
+    assert links.update(status(LinkState.DOWN)) == (False, True)
+
+
 def test_a_silent_site_holds_only_while_it_runs_links_and_is_not_cut() -> None:
     links = SiteLinks()
     assert not links.holds("site-a", 0.0, 100.0, quiet_s=1.5)  # no link known: a plain site

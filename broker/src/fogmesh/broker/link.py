@@ -81,6 +81,7 @@ class Link:
         self.path: LinkPath | None = None
         """The path the remote side is connected over (None: not connected)."""
         self._switching = False  # the remote side leaves a path for a better one: still "up"
+        self._last_path: LinkPath | None = None  # the remote side's path before this one
         self.book = PathBook(qdir / "paths.json")
         # what a fallback session brought in, dropped once when the preferred session replays it
         self.fallback_seen = EchoMemory(ttl=SESSION_EXPIRY, max_entries=200_000)
@@ -206,8 +207,14 @@ class Link:
             )
         # Each broker hears "down" if it loses this link's connection without a goodbye (the
         # process died, or the broker noticed a silent partition by keepalive).
+        # The will names its own path: a will a far broker fires late for a path the link has
+        # already left is told apart from the loss of the path in use (SiteLinks.update).
         gone = self.status(LinkState.DOWN).model_copy(
-            update={"last_error": f"{side} connection lost", "since": None}
+            update={
+                "last_error": f"{side} connection lost",
+                "since": None,
+                "path": path.name if path is not None and len(self.paths) > 1 else "",
+            }
         )
         will = aiomqtt.Will(self.status_topic, gone.model_dump_json(), qos=1, retain=True)
         # a fallback path's session is clean: the preferred path's persistent one keeps
@@ -295,8 +302,10 @@ class Link:
             client, path = connected
             self._clients[side] = client
             self.connected[side] = True
+            left = None  # the path the remote side ran on before this connection
             if side == "remote":
                 self.path = path
+                left, self._last_path = self._last_path, path
             self._refresh_state()
             where = f" over path {path.name}" if path is not None and len(self.paths) > 1 else ""
             log.info("link %s: %s side up%s", self.spec.name, side, where)
@@ -312,8 +321,7 @@ class Link:
                     tg.create_task(
                         self._writer(side, client, path), name=f"{self.spec.name}-{side}-write"
                     )
-                    if path is not None and len(self.paths) > 1:
-                        tg.create_task(self._watch(path), name=f"{self.spec.name}-paths")
+                    self._watch_paths(tg, path, left)
             except* (PreferredBack, PathSpent) as group:
                 log.info("link %s: leaving path %s: %s", self.spec.name, path and path.name,
                          group.exceptions[0])  # fmt: skip
@@ -333,6 +341,24 @@ class Link:
                 await asyncio.sleep(
                     backoff_delay(0, base=self.spec.backoff_base, cap=self.spec.backoff_cap)
                 )
+
+    def _watch_paths(
+        self, tg: asyncio.TaskGroup, path: LinkPath | None, left: LinkPath | None
+    ) -> None:
+        """On a link with paths: watch for a better one, and restate after leaving ``left``."""
+        if path is None or len(self.paths) < 2:
+            return
+        tg.create_task(self._watch(path), name=f"{self.spec.name}-paths")
+        if left is not None and left is not path:
+            tg.create_task(self._restate_after_will(left), name=f"{self.spec.name}-restate")
+
+    async def _restate_after_will(self, left: LinkPath) -> None:
+        """Publish the status again once the far broker has fired the will of the path the link
+        left (it notices a silent cut only after 1.5 keepalives): the retained status there
+        would otherwise say ``down`` while the link runs on this path."""
+        await asyncio.sleep(2.0 * (left.spec.keepalive or self.spec.keepalive))
+        self._status_due = True
+        self._status_changed.set()
 
     async def _watch(self, path: LinkPath) -> None:
         """While on ``path``: leave it when its budget is spent, or when a preferred path

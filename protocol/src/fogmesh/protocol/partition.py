@@ -54,6 +54,18 @@ class SiteLinks:
         its connection opens, so it is older by ``ts`` than the ``up`` it overrules.
         """
         before = self.cut(status.broker)
+        held = self.links.get((status.broker, status.link))
+        if (
+            held is not None
+            and status.state is LinkState.DOWN
+            and status.since is None  # a will (a link's own "down" carries its time)
+            and status.path
+            and held.state is not LinkState.DOWN
+            and held.path
+            and held.path != status.path
+        ):
+            # the late will of a path the link has left: it runs on ``held.path``
+            return before, before
         self.links[(status.broker, status.link)] = status
         return before, self.cut(status.broker)
 
