@@ -130,6 +130,10 @@ class FleetPlan:
                 "rules": [{"pattern": "fm/v1/#", "direction": "both", "qos": 1}],
                 "backoff_base": 0.2,
                 "backoff_cap": 5.0,
+                # After a long cut a queue of more than 1,000 messages drains at 500/s at most
+                # while live messages cross at once; of heartbeats and retained state only the
+                # newest queued crosses (docs/mesh.md, "Draining a backlog").
+                "drain": {"rate": 500.0, "backlog": 1000},
             }
             for site in SITES
         ]
