@@ -3,7 +3,13 @@
 :class:`Runtime` is the plugin interface (after fog05); :class:`DockerRuntime` and
 :class:`NativeRuntime` implement it. Instances are keyed by :func:`workload_key`
 (``{tenant}/{name}``). Every error a plugin raises is a :class:`RuntimeFailure`.
+
+The two runtimes are imported on first use (module ``__getattr__``): Docker's client pulls in
+aiodocker and aiohttp (about 8 MB resident), which an agent running only native workloads never
+needs; the native runtime's modules are not needed by a Docker-only agent (docs/agent.md, Memory).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from fogmesh.agent.runtime.base import (
     InstanceState,
@@ -15,7 +21,6 @@ from fogmesh.agent.runtime.base import (
     workload_key,
     workload_labels,
 )
-from fogmesh.agent.runtime.docker import DockerRuntime
 from fogmesh.agent.runtime.errors import (
     InstanceExists,
     InstanceNotFound,
@@ -25,8 +30,11 @@ from fogmesh.agent.runtime.errors import (
     UnsafePath,
     translate_errors,
 )
-from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.agent.runtime.native_isolation import NativeIsolation
+
+if TYPE_CHECKING:
+    from fogmesh.agent.runtime.docker import DockerRuntime
+    from fogmesh.agent.runtime.native import NativeRuntime
 
 __all__ = [
     "DockerRuntime",
@@ -48,3 +56,16 @@ __all__ = [
     "workload_key",
     "workload_labels",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import :class:`DockerRuntime` or :class:`NativeRuntime` when first asked for."""
+    if name == "DockerRuntime":
+        from fogmesh.agent.runtime.docker import DockerRuntime
+
+        return DockerRuntime
+    if name == "NativeRuntime":
+        from fogmesh.agent.runtime.native import NativeRuntime
+
+        return NativeRuntime
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,14 +16,17 @@ Plugins wrap every call into a foreign library (aiodocker, the OS, urllib) in
 
 from __future__ import annotations
 
+import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import aiohttp
-from aiodocker.exceptions import DockerError
+from typing import TYPE_CHECKING, cast
 
 from fogmesh.protocol.errors import FogmeshError
+
+if TYPE_CHECKING:
+    import aiohttp
+    from aiodocker.exceptions import DockerError
 
 __all__ = [
     "InstanceExists",
@@ -37,6 +40,28 @@ __all__ = [
 
 _DOCKER_UNREACHABLE = 900
 """The status aiodocker gives the DockerError it raises when it cannot connect to dockerd."""
+
+
+class _NeverRaised(Exception):
+    """Stands in for a foreign library's error class while that library is not imported."""
+
+
+def _foreign(module: str, name: str) -> type[Exception]:
+    """``module.name`` if ``module`` is imported, else a class nothing raises.
+
+    Looked up only when an error arrives: an agent running only native workloads never imports
+    aiodocker or aiohttp (about 8 MB resident), and what was never imported cannot have raised.
+    """
+    found = sys.modules.get(module)
+    return cast(type[Exception], getattr(found, name)) if found is not None else _NeverRaised
+
+
+def _docker_error() -> type[DockerError]:
+    return cast("type[DockerError]", _foreign("aiodocker.exceptions", "DockerError"))
+
+
+def _client_error(name: str) -> type[aiohttp.ClientError]:
+    return cast("type[aiohttp.ClientError]", _foreign("aiohttp", name))
 
 
 class RuntimeFailure(FogmeshError):
@@ -82,17 +107,17 @@ def translate_errors(
         yield
     except RuntimeFailure:
         raise
-    except DockerError as exc:
+    except _docker_error() as exc:
         if exc.status == _DOCKER_UNREACHABLE:
             raise RuntimeUnavailable(f"{action}: {exc.message}") from exc
         if exc.status == 404 and missing is not None:
             raise missing(f"{action}: {exc.message}") from exc
         raise failure(f"{action}: {exc.message}") from exc
-    except aiohttp.ClientConnectionError as exc:
+    except _client_error("ClientConnectionError") as exc:
         raise RuntimeUnavailable(f"{action}: engine unreachable: {exc}") from exc
     except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError (an OSError) on 3.11
         raise failure(f"{action}: timed out") from exc
     except FileNotFoundError as exc:
         raise (missing or failure)(f"{action}: {exc}") from exc
-    except (OSError, tarfile.TarError, aiohttp.ClientError) as exc:
+    except (OSError, tarfile.TarError, _client_error("ClientError")) as exc:
         raise failure(f"{action}: {exc}") from exc
