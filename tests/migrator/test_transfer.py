@@ -22,7 +22,7 @@ import pytest
 from fogmesh.agent.handover import Handover
 from fogmesh.agent.transfer import Transfers, _Push
 from fogmesh.broker.acl import Identity, RoleTable
-from fogmesh.bus import Bus, MessageContext
+from fogmesh.bus import Bus, BusConfig, MessageContext
 from fogmesh.migrator.transfer import hand_over
 from fogmesh.protocol import ErrorCode, RemoteError, new_id, topics
 from fogmesh.protocol.commands import AckReply, NodeVerb
@@ -37,8 +37,9 @@ from fogmesh.protocol.migration import (
 from fogmesh.protocol.node import Heartbeat
 from tests.agent.support import AgentProc, wait_for
 from tests.migrator.support import _print_agent_logs
-from tests.support.brokers import BrokerProcess
+from tests.support.brokers import BrokerProcess, wait_port
 from tests.support.buses import bus_config
+from tests.support.documented_fleet import Fleet, mosquitto_etc, start_agent, start_broker
 
 R = TypeVar("R", bound=Reply)
 TENANT, WORKLOAD = "acme", "w"
@@ -221,3 +222,49 @@ def test_a_node_may_push_chunks_to_a_peer_and_read_none() -> None:
     assert not table.may_subscribe(node, topics.node_cmd_filter("edge-2"))
     assert not table.may_subscribe(node, topics.node_cmd("edge-2", NodeVerb.STATE_PUT))
     assert table.may_subscribe(node, topics.node_cmd_filter("edge-1"))
+
+
+@pytest.mark.mosquitto
+@pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])
+async def test_a_push_goes_peer_to_peer_on_a_broker_with_accounts(
+    kind: str, tmp_path: Path
+) -> None:
+    """The node accounts' ACL as brokers enforce it (the embedded broker, and Mosquitto from
+    the files render-mosquitto writes) lets the source agent's chunks reach the peer agent;
+    what it refuses is in the role test above."""
+    users = (("migrator", "service"), ("e-src", "node"), ("e-peer", "node"))
+    fleet = Fleet(root=tmp_path)
+    with mosquitto_etc() as etc:
+        try:
+            start_broker(fleet, kind, etc, users)
+            await asyncio.to_thread(wait_port, fleet.port, 30)
+            for node in ("e-src", "e-peer"):
+                start_agent(fleet, node)
+            config = BusConfig(
+                host="127.0.0.1", port=fleet.port, client_id="migrator", username="migrator",
+                password=fleet.password("migrator"), reconnect_base=0.1, reconnect_cap=1.0,
+            )  # fmt: skip
+            async with Bus(config) as bus:
+                seen: set[str] = set()
+
+                async def on_beat(beat: Heartbeat, ctx: MessageContext) -> None:
+                    seen.add(beat.node)
+
+                bus.subscribe(topics.node_filter("heartbeat"), Heartbeat, on_beat)
+                await wait_for(lambda: seen >= {"e-src", "e-peer"}, 60, "both agents beat")
+                data = os.urandom(2 * CHUNK + 123)
+                staged = Handover(tmp_path / "e-src" / "handover")
+                snapshot, size, digest = staged.stage_out(KEY, data)
+                frozen = FrozenReply(correlation_id=new_id(), workload=WORKLOAD,
+                                     snapshot=snapshot, size=size, sha256=digest)  # fmt: skip
+                await hand_over(
+                    _Migrator(bus), TENANT, workload=WORKLOAD, source="e-src", peer="e-peer",
+                    frozen=frozen, chunk_bytes=CHUNK, stall_s=10.0,
+                )  # fmt: skip
+                ready = Handover(tmp_path / "e-peer" / "handover").ready_path(KEY)
+                assert ready.read_bytes() == data
+        except BaseException:
+            print(fleet.logs())
+            raise
+        finally:
+            fleet.stop()
