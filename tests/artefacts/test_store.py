@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -144,3 +147,30 @@ def test_idle_uploads_are_swept_and_free_the_quota(tmp_path: Path) -> None:
     os.utime(blobs.upload(TENANT, digest), (old, old))
     assert blobs.expire_uploads(3600) == 1
     assert blobs.used(TENANT) == 0
+
+
+async def test_fogmesh_push_prints_the_ref(
+    amqtt_broker: BrokerProcess, bus: Bus, tmp_path: Path
+) -> None:
+    """``fogmesh push FILE`` (the command as a user runs it) shows its progress and prints the
+    ref, which the tenant's listing names."""
+    path = tmp_path / "app.tar"
+    path.write_bytes(app_tar(300_000))
+    env = {**os.environ, "FOGMESH_BROKER": f"127.0.0.1:{amqtt_broker.port}"}
+    env |= {"FOGMESH_TENANT": TENANT, "FOGMESH_USERNAME": TENANT}
+    base = [sys.executable, "-m", "fogmesh.cli", "--timeout", "30"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+
+    pushed = await asyncio.to_thread(run, "push", str(path), "--kind", "app")
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    ref = pushed.stdout.strip()
+    assert ref == f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    assert "push app.tar" in pushed.stderr  # the progress bar
+    listing = await bus.request(
+        topics.api(TENANT, ARTEFACTS_RESOURCE, ArtefactAction.LIST), ListArtefacts(), ArtefactList
+    )
+    assert [(a.ref, a.name, a.kind.value) for a in listing.artefacts] == [(ref, "app.tar", "app")]
