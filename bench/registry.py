@@ -24,8 +24,13 @@ Default (short): 1,000 nodes every 1 s. ``--full``: 10,000 nodes every 10 s, the
 fleets until p99 lag reaches 1 s (or nodes flap), printing the largest fleet that held.
 Simulated nodes share connections, so they leave no per-node last will (not needed here).
 
-Run: ``.venv/bin/python bench/registry.py [--nodes N --interval S --measure S] [--db URL]``
-(writes ``bench/results/registry-{sqlite|postgresql}.json``).
+With ``--replicas N`` (N > 1) the registries share the fleet (``--share``: Mosquitto gives each
+message to one of them) and, after the window, the first is killed (SIGKILL): ``failover_s`` is
+the time until every node has a heartbeat stored that was made after the kill (one interval
+when nothing fails; Mosquitto notices the dead replica after 1.5 of its keepalives).
+
+Run: ``.venv/bin/python bench/registry.py [--nodes N --interval S --measure S] [--db URL]
+[--replicas N]`` (writes ``bench/results/registry-{sqlite|postgresql}[-Nreplicas].json``).
 """
 
 from __future__ import annotations
@@ -89,8 +94,10 @@ class Fleet:
     db_url: str
     workdir: Path
     port: int = field(default_factory=free_port)
+    replicas: int = 1
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     registry: subprocess.Popen[bytes] | None = None
+    registries: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sims: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_broker_and_registry(self) -> None:
@@ -106,12 +113,18 @@ class Fleet:
         broker_log = (RESULTS / f"mosquitto-{self.nodes}.log").open("wb")
         self.procs.append(subprocess.Popen([exe, "-c", str(conf)], stderr=broker_log))
         wait_port(self.port)
-        log = (RESULTS / f"registry-{self.nodes}.log").open("wb")
-        args = ["--port", str(self.port), "--db", self.db_url, "--client-id", "registry-bench"]
-        args += ["--default-interval", str(self.interval), "--log-level", "warning"]
-        code = "from fogmesh.registry.cli import main; main()"
-        self.registry = subprocess.Popen([sys.executable, "-c", code, *args], stderr=log)
-        self.procs.append(self.registry)
+        for i in range(self.replicas):
+            log = (RESULTS / f"registry-{self.nodes}-{i}.log").open("wb")
+            cid = "registry-bench" if self.replicas == 1 else f"registry-bench-{i}"
+            args = ["--port", str(self.port), "--db", self.db_url, "--client-id", cid]
+            args += ["--default-interval", str(self.interval), "--log-level", "warning"]
+            if self.replicas > 1:
+                args += ["--share", "registry"]
+            code = "from fogmesh.registry.cli import main; main()"
+            proc = subprocess.Popen([sys.executable, "-c", code, *args], stderr=log)
+            self.registries.append(proc)
+            self.procs.append(proc)
+        self.registry = self.registries[0]
 
     def start_simulators(self, prefix: str) -> None:
         until = time.time() + 600
@@ -168,6 +181,12 @@ class DbProbe:
         with self.engine.connect() as conn:
             row = conn.execute(sql).one()
         return int(row[0]), int(row[1]), int(row[2])
+
+    def beat_since(self, t: float) -> int:
+        """Nodes with a heartbeat made after the unix time ``t`` stored."""
+        sql = text("SELECT count(*) FROM nodes WHERE heartbeat_ts > :t")
+        with self.engine.connect() as conn:
+            return int(conn.execute(sql, {"t": t}).scalar() or 0)
 
     def seqs(self, sample: list[str]) -> list[tuple[str, int | None, float | None]]:
         sql = text("SELECT node, last_seq, heartbeat_ts FROM nodes WHERE node IN :nodes")
@@ -260,12 +279,16 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
         join_s = await join(probe, fleet.nodes, timeout=180)
         await asyncio.sleep(2 * fleet.interval + 1)  # steady state: past the join storm
         _, _, total0 = await asyncio.to_thread(probe.counts)
-        cpu0, base0, w0 = cpu_seconds(fleet.registry.pid), len(bus.baseline), time.monotonic()
+        pids = [r.pid for r in fleet.registries]
+        cpu0, base0, w0 = sum(map(cpu_seconds, pids)), len(bus.baseline), time.monotonic()
         lags = await lag_window(probe, sample, measure_s)
         window = time.monotonic() - w0
-        cpu = (cpu_seconds(fleet.registry.pid) - cpu0) / window
+        cpu = (sum(map(cpu_seconds, pids)) - cpu0) / window
         _, not_online, total1 = await asyncio.to_thread(probe.counts)
         baseline = bus.baseline[base0:]
+        failover = await kill_a_replica(fleet, probe) if fleet.replicas > 1 else None
+        if failover is not None:
+            _, not_online, _ = await asyncio.to_thread(probe.counts)
     finally:
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
@@ -279,7 +302,23 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
         "broker_baseline": summarise(baseline) if baseline else {"n": 0},
         "not_online_at_end": not_online,
         "flapped": len(bus.flapped),
+        "replicas": fleet.replicas,
+        "failover_s": failover,
     }
+
+
+async def kill_a_replica(fleet: Fleet, probe: DbProbe) -> float:
+    """SIGKILL the first replica; seconds until every node has a heartbeat stored that was
+    made after the kill (a healthy fleet needs one interval for that: each node's next beat)."""
+    victim = fleet.registries[0]
+    killed_at = time.time()
+    victim.kill()
+    victim.wait()
+    took = await poll(
+        probe, "every node's heartbeat after the kill",
+        lambda p: p.beat_since(killed_at) >= fleet.nodes, timeout=120,
+    )  # fmt: skip
+    return round(took, 1)
 
 
 # -- one run, several runs, the report -----------------------------------------------------
@@ -323,7 +362,7 @@ def flat(nodes: int, interval: float, db: str, m: dict[str, Any]) -> dict[str, A
 
 
 async def run_fleet(
-    nodes: int, interval: float, measure_s: float, db_url: str | None
+    nodes: int, interval: float, measure_s: float, db_url: str | None, replicas: int = 1
 ) -> dict[str, Any]:
     db = "sqlite" if db_url is None else "postgresql"
     load_before = load_average()
@@ -331,7 +370,7 @@ async def run_fleet(
         tempfile.TemporaryDirectory(prefix="fm-bench-registry-") as tmp,
         database(db_url, Path(tmp)) as url,
     ):
-        fleet = Fleet(nodes, interval, url, Path(tmp))
+        fleet = Fleet(nodes, interval, url, Path(tmp), replicas=replicas)
         probe = DbProbe(make_engine(url))
         try:
             fleet.start_broker_and_registry()
@@ -363,6 +402,7 @@ def table(r: dict[str, Any]) -> str:
             f"{r['broker_baseline_p50_ms']} / {r['broker_baseline_p99_ms']} ms",
         ),
         ("live nodes ever not online", str(r["live_nodes_not_online"])),
+        ("registry replicas / failover", f"{r['replicas']} / {r['failover_s']} s"),
         ("simulator wheel late at worst", f"{r['sim_max_late_s']} s"),
         ("load average before / after", "{before} / {after}".format(**r["load_average"])),
     ]
@@ -378,7 +418,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for nodes, interval, measure_s in plan:
         print(f"fleet of {nodes} nodes, heartbeat every {interval} s ...", flush=True)
-        result = await run_fleet(nodes, interval, measure_s, args.db)
+        result = await run_fleet(nodes, interval, measure_s, args.db, args.replicas)
         runs.append(result)
         print(table(result), flush=True)
         if not holds(result):
@@ -400,10 +440,17 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--measure", type=float, default=15.0)
     p.add_argument("--db", default=None, help="a PostgreSQL URL (default: a SQLite file)")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="registries sharing the fleet ($share); >1: the first is killed after the window",
+    )
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = asyncio.run(main_async(args))
-    path = write_result(f"registry-{report['db']}", report)
+    suffix = "" if args.replicas == 1 else f"-{args.replicas}replicas"
+    path = write_result(f"registry-{report['db']}{suffix}", report)
     print(f"largest fleet held (p99 < 1 s, no flaps): {report['largest_fleet_held']}")
     print(f"wrote {path}")
 
