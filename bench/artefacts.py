@@ -4,11 +4,11 @@ Two network namespaces (``tests.support.netns``; only their own addresses are to
 one veth shaped with ``tc tbf`` at the paper's figures: 24.2 Mbit/s down (cloud -> site) and
 11.45 Mbit/s up. The cloud holds its broker and the artefact store; the site its broker (with
 the WAN link: ``fm/v1/api/#`` up only, the node, reply, ops and event trees both ways), the
-site's artefact cache and three native node agents. For each size (4 KB, 1 MB, 15 MB, 100 MB by default) a ``.tar`` app of
-that size is pushed to the store from the cloud, then given to the three nodes at once (their
-desired states, as the scheduler writes them); the clock runs from the desired states'
-publishing until all three report the app running. Written to ``bench/results/artefacts.json``
-per size:
+site's artefact cache and three native node agents. For each size (4 KB, 1 MB, 15 MB, 100 MB by
+default) a ``.tar`` app of that size is pushed to the store from the cloud, then given to the
+three nodes at once (their desired states, as the scheduler writes them); the clock runs from the
+desired states' publishing until all three report the app running. Written to
+``bench/results/artefacts.json`` per size:
 
 - ``seconds`` (deploy on three nodes), ``theoretical_seconds`` (size x 8 / 24.2 Mbit/s, the
   paper's own yardstick: one crossing of the WAN), ``overhead`` (seconds / theoretical - 1; the
