@@ -12,6 +12,7 @@ import tarfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -118,7 +119,7 @@ async def _serve(service: StoreService | CacheService) -> None:
 @pytest.fixture
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     """Cloud and site brokers over a WAN link, the store, the site's cache."""
-    accounts = {"users": FLEET_USERS}
+    accounts: dict[str, Any] = {"users": FLEET_USERS}
     mesh = write_mesh(
         tmp_path / "mesh.yaml",
         {
@@ -151,7 +152,8 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     tasks = [asyncio.create_task(_serve(store)), asyncio.create_task(_serve(cache))]
     fleet = Fleet(tmp_path, cloud, site, store, cache, f"fmtest={unique('art')}")
     try:
-        for service, task in zip((store, cache), tasks, strict=True):
+        services: tuple[StoreService | CacheService, ...] = (store, cache)
+        for service, task in zip(services, tasks, strict=True):
             waiting = asyncio.create_task(service.ready.wait())
             await asyncio.wait([waiting, task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()

@@ -65,12 +65,11 @@ async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_wh
     for node in nodes:
         fleet.agent(node)
         await _deploy(site_bus, node, ref)
-    for node in nodes:
-        await wait_for(
-            lambda node=node: _running(boxes[node], "shop-app-0"),
-            timeout=90,
-            what=f"the pushed app running on {node}",
-        )
+    await wait_for(
+        lambda: all(_running(boxes[n], "shop-app-0") for n in nodes),
+        timeout=90,
+        what="the pushed app running on both nodes",
+    )
     assert fleet.cache.pulled_bytes == size  # the WAN carried it once, for both nodes
     for agent in fleet.agents:
         assert (agent.state_dir / ".blobs" / ref.removeprefix("sha256:")).is_file()
