@@ -128,8 +128,10 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
         },
         [link_spec("wan", SITE, "cloud", [{"pattern": "fm/v1/#", "direction": "both", "qos": 1}])],
     )
-    cloud = MeshProcess(mesh, "cloud").start()
-    site = MeshProcess(mesh, SITE).start()
+    cloud, site = MeshProcess(mesh, "cloud"), MeshProcess(mesh, SITE)
+    # both at once: each start waits for its broker's "ready" (the link retries until the cloud
+    # is up)
+    await asyncio.gather(asyncio.to_thread(cloud.start), asyncio.to_thread(site.start))
     store = StoreService(
         StoreConfig(
             broker={"port": port_of(mesh, "cloud"), "username": "svc", "password": "svc-pw"},
