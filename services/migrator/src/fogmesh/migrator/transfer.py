@@ -39,7 +39,7 @@ SEND_TRIES = 4
 """How often one transfer's push is sent (the first and its resumptions)."""
 
 
-class TransferFailed(Exception):
+class TransferFailed(FogmeshError):
     """The snapshot did not reach the peer; the message says why."""
 
 

@@ -31,7 +31,7 @@ import structlog
 
 from fogmesh.agent.handover import Handover
 from fogmesh.bus import Bus, Refusal
-from fogmesh.protocol import BusError, ErrorCode, RemoteError, new_id, topics
+from fogmesh.protocol import BusError, ErrorCode, FogmeshError, RemoteError, new_id, topics
 from fogmesh.protocol.commands import NodeVerb
 from fogmesh.protocol.migration import (
     StatePutCommand,
@@ -53,7 +53,7 @@ PUSH_RETRIES = 5
 THROTTLE_WAITS = 50
 
 
-class PushFailed(Exception):
+class PushFailed(FogmeshError):
     """A push could not finish (the peer refused or stopped answering)."""
 
 
