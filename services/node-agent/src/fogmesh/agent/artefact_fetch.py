@@ -52,7 +52,7 @@ class SiteFetcher:
         site: str,
         bus: Callable[[], Bus | None],
         *,
-        timeout: float = 900.0,
+        timeout: float = 600.0,
         max_bytes: int = 8 << 30,
     ) -> None:
         self.root = Path(state_dir) / ".blobs"
@@ -97,6 +97,8 @@ class SiteFetcher:
         bus = self._bus()
         if bus is None or not self.site:
             raise PrepareFailed(f"fetch {ref}: this node names no site or has no bus")
+        if not bus.connected:  # fail now: the reconciler retries with back-off
+            raise PrepareFailed(f"fetch {ref}: not connected to the site's broker")
         topic = topics.ops(cache_duty(self.site), FETCH_VERB)
         request = FetchArtefact(ref=ref, tenant=tenant, node=self.node)
         try:
