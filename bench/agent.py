@@ -5,7 +5,9 @@
   image, command and network in the same run, timed the same way (call -> ``start`` event).
   Goal: agent median <= 1.2 x raw median + 15 ms.
 * ``rss``: resident memory of the agent process, idle (no workloads) and with 20 running
-  workloads (goal idle <= 40 MB).
+  workloads; ``rss_idle_mb`` idle for both runtime configurations, each in its own process:
+  ``docker`` (the default runtimes, Docker configured; goal <= 40 MB) and ``native`` (only the
+  native runtime, ``--runtimes native``; goal <= 32 MB).
 * ``wan``: bytes the agent sends to the broker (and receives) over an idle window, counted on
   the wire by a TCP proxy between agent and broker (so MQTT framing, keep-alives and PUBACKs
   count), extrapolated to one hour. Default agent settings (heartbeat every 5 s).
@@ -184,6 +186,62 @@ def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+def spawn_agent(
+    node: str, port: int, work: Path, label: str, extra: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m fogmesh.agent`` for ``node`` on the broker at ``port``."""
+    log = (work / f"agent-{node}.log").open("wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fogmesh.agent",
+            "--node-id",
+            node,
+            "--broker-port",
+            str(port),
+            "--state-dir",
+            str(work / f"state-{node}"),
+            "--extra-label",
+            label,
+            "--stop-timeout",
+            "2",
+            "--log-level",
+            "warning",
+            *(extra or []),
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def idle_rss_native(bus: Bus, node: str, port: int, work: Path, label: str) -> float:
+    """Idle RSS (MB) of an agent with only the native runtime, measured as the main one is."""
+    actuals: list[ActualState] = []
+
+    async def on_actual(msg: ActualState, _ctx: MessageContext) -> None:
+        actuals.append(msg)
+
+    bus.subscribe(topics.node(node, "actual"), ActualState, on_actual)
+    agent = spawn_agent(node, port, work, label, ["--runtimes", "native"])
+    try:
+        await asyncio.sleep(3)
+        desired = topics.node(node, "desired")
+        await bus.publish(desired, DesiredState(node=node, generation=0), retain=True)
+        await wait_actual(actuals, 0, 0)
+        await asyncio.sleep(2)
+        rss = rss_mb(agent.pid)
+        await bus.publish_raw(desired, b"", retain=True)
+        return rss
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+
+
 async def main() -> dict[str, Any]:
     build_busybox_image()
     run = uuid.uuid4().hex[:8]
@@ -207,29 +265,7 @@ async def main() -> dict[str, Any]:
     results: dict[str, Any] = {}
     try:
         await asyncio.sleep(0.5)
-        agent_log = (work / "agent.log").open("wb")
-        agent = subprocess.Popen(  # noqa: ASYNC220 -- started once, before measuring
-            [
-                sys.executable,
-                "-m",
-                "fogmesh.agent",
-                "--node-id",
-                node,
-                "--broker-port",
-                str(proxy.port),
-                "--state-dir",
-                str(work / "state"),
-                "--extra-label",
-                label,
-                "--stop-timeout",
-                "2",
-                "--log-level",
-                "warning",
-            ],
-            cwd=REPO,
-            stdout=agent_log,
-            stderr=subprocess.STDOUT,
-        )
+        agent = spawn_agent(node, proxy.port, work, label)
         cfg = BusConfig(
             port=mport, client_id=f"bench{run}", username=f"bench{run}", clean_session=True
         )
@@ -252,6 +288,7 @@ async def main() -> dict[str, Any]:
             await asyncio.sleep(IDLE_WINDOW_S)
             idle_up, idle_down = proxy.up - up0, proxy.down - down0
             rss_idle_after = rss_mb(agent.pid)
+            rss_native = await idle_rss_native(bus, f"{node}n", mport, work, label)
 
             # warm-up: the tenant's network and the image are in place for both paths
             gen = 1
@@ -320,6 +357,11 @@ async def main() -> dict[str, Any]:
                 f"with_{MANY}_workloads_mb": round(rss_many, 1),
                 "goal_idle_mb": 40,
                 "meets_goal": rss_idle <= 40,
+            },
+            "rss_idle_mb": {
+                "docker": round(rss_idle, 1),
+                "native": round(rss_native, 1),
+                "goal_mb": {"docker": 40, "native": 32},
             },
             "wan": {
                 "idle_window_s": IDLE_WINDOW_S,

@@ -1,13 +1,17 @@
 """Broker-mesh benchmark: bridge-hop latency, bridge throughput, queue drain after a partition.
 
 Runs real processes on loopback: a site broker (embedded amqtt, with its link) and a cloud
-broker that is either embedded amqtt or Mosquitto. Prints figures and writes
-``bench/results/mesh.json``.
+broker that is either embedded amqtt or Mosquitto. In the same run, the peer baseline: a site
+Mosquitto whose own bridge (``connection`` block, QoS 1, persistent session) carries the same
+rule to a cloud Mosquitto, measured the same way (``peer_hop_ratio``, ``peer_burst_msgs_per_s``,
+``peer_drain_msgs_per_s`` beside fogmesh's ``hop_ratio``, ``burst_msgs_per_s``,
+``drain_msgs_per_s`` on each cloud end). Prints figures and writes ``bench/results/mesh.json``.
 
     .venv/bin/python bench/mesh.py            # 5 s partition
     .venv/bin/python bench/mesh.py --full     # 60 s partition
 
-Goals: one hop adds <= 1 ms p50 on loopback; a queue drains at >= 2,000 msg/s.
+Goals (issue 13): one hop <= 2x direct p50 on both cloud ends; burst and drain at least the
+Mosquitto bridge's.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +44,7 @@ from tests.broker.conftest import (
     port_of,
     write_mesh,
 )
-from tests.support.brokers import BrokerProcess
+from tests.support.brokers import BrokerProcess, free_port, wait_port
 
 logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt warns on every pipelined publish
 RULES = [{"pattern": "b/#", "direction": "out", "qos": 1}]
@@ -98,33 +105,108 @@ def _let_mosquitto_persist(tmp: Path, workdir: Path) -> None:
         workdir.chmod(0o777)  # writable by whichever user Mosquitto runs as
 
 
-async def bench_end(
-    kind: str, tmp: Path, partition: float, n_tput: int, args_timeout: float = 120.0
-) -> dict[str, Any]:
-    """All figures with the cloud end of ``kind`` (amqtt or mosquitto)."""
+class MosquittoBridge:
+    """A site Mosquitto bridging ``b/#`` out at QoS 1 to a cloud Mosquitto: the peer baseline.
+
+    Persistent bridge session (``cleansession false``), its queue on disk like the cloud's, and
+    a 1 s reconnect (fogmesh's link retries within about a second too).
+    """
+
+    def __init__(self, workdir: Path, cloud_port: int) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.cloud_port = cloud_port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MosquittoBridge:
+        """Write the configuration and start Mosquitto; return once it listens."""
+        _let_mosquitto_persist(self.workdir.parent, self.workdir)
+        conf = self.workdir / "site.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "max_queued_messages 1000000\n"
+            "set_tcp_nodelay true\n"
+            "connection wan\n"
+            f"address 127.0.0.1:{self.cloud_port}\n"
+            "topic b/# out 1\n"
+            "cleansession false\n"
+            "clientid site-wan\n"
+            "restart_timeout 1\n"
+            "bridge_attempt_unsubscribe false\n"
+        )
+        log = (self.workdir / "site.log").open("ab")
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@dataclass
+class Ends:
+    """The processes of one configuration and where the bench's clients connect."""
+
+    site: MeshProcess | MosquittoBridge
+    site_port: int
+    site_user: str | None
+    cloud_port: int
+    cloud_user: str | None
     mosq: BrokerProcess | None = None
-    cloud_proc: MeshProcess | None = None
-    if kind == "mosquitto":
+    cloud: MeshProcess | None = None
+
+
+def start_ends(kind: str, tmp: Path) -> Ends:
+    """Start the site and cloud brokers of ``kind`` (amqtt or mosquitto cloud end behind a
+    fogmesh site; ``peer``: Mosquitto's own bridge between two Mosquittos)."""
+    if kind in ("peer", "mosquitto"):
         _let_mosquitto_persist(tmp, tmp / "mosq")
         mosq = BrokerProcess("mosquitto", tmp / "mosq").start()
-        remote = {"host": "127.0.0.1", "port": mosq.port}
+        if kind == "peer":
+            bridge = MosquittoBridge(tmp / "site", mosq.port).start()
+            return Ends(bridge, bridge.port, None, mosq.port, None, mosq=mosq)
+        remote: dict[str, Any] = {"host": "127.0.0.1", "port": mosq.port}
         brokers = {"site": broker_spec(tmp, "site")}
-        cloud_port, cloud_user = mosq.port, None
     else:
+        mosq = None
         remote = {"broker": "cloud", "username": "bridge", "password": "bridge-pw"}
         brokers = {"site": broker_spec(tmp, "site"), "cloud": broker_spec(tmp, "cloud")}
-        cloud_port, cloud_user = 0, "svc"
     link = link_spec("wan", "site", "cloud", RULES)
     link["remote"] = remote
     mesh = write_mesh(tmp / "mesh.yaml", brokers, [link])
-    if kind == "amqtt":
-        cloud_proc = MeshProcess(mesh, "cloud").start()
-        cloud_port = port_of(mesh, "cloud")
-    site_proc = MeshProcess(mesh, "site").start()
-    site_port = port_of(mesh, "site")
+    cloud = None
+    if mosq is not None:
+        cloud_port, cloud_user = mosq.port, None
+    else:
+        cloud = MeshProcess(mesh, "cloud").start()
+        cloud_port, cloud_user = port_of(mesh, "cloud"), "svc"
+    site = MeshProcess(mesh, "site").start()
+    return Ends(site, port_of(mesh, "site"), "svc", cloud_port, cloud_user, mosq=mosq, cloud=cloud)
+
+
+async def bench_end(
+    kind: str, tmp: Path, partition: float, n_tput: int, args_timeout: float = 120.0
+) -> dict[str, Any]:
+    """All figures with the configuration ``kind`` (:func:`start_ends`)."""
+    ends = start_ends(kind, tmp)
+    mosq, cloud_proc, site_proc = ends.mosq, ends.cloud, ends.site
+    site_port, site_user = ends.site_port, ends.site_user
+    cloud_port, cloud_user = ends.cloud_port, ends.cloud_user
     try:
         direct = await latency(cloud_port, cloud_port, 500, cloud_user, cloud_user)
-        hop = await latency(site_port, cloud_port, 500, "svc", cloud_user)
+        hop = await latency(site_port, cloud_port, 500, site_user, cloud_user)
         res: dict[str, Any] = {
             "direct_p50_ms": pct(direct, 50),
             "direct_p99_ms": pct(direct, 99),
@@ -133,21 +215,23 @@ async def bench_end(
         }
         res["added_p50_ms"] = res["hop_p50_ms"] - res["direct_p50_ms"]
         res["added_p99_ms"] = res["hop_p99_ms"] - res["direct_p99_ms"]
+        res["hop_ratio"] = res["hop_p50_ms"] / res["direct_p50_ms"]
 
         # throughput: publish n QoS 1 messages at the site as fast as it takes them
         async with (
             client(cloud_port, cloud_user, ident="bench-sub", clean=False) as sub,
-            client(site_port, "svc") as pub,
+            client(site_port, site_user) as pub,
         ):
             await sub.subscribe("b/#", qos=1)
             it = sub.messages.__aiter__()
             t0 = time.perf_counter()
             await asyncio.gather(
-                *(pub.publish("b/t", f"t-{i}".encode(), qos=1) for i in range(n_tput))
+                *(pub.publish("b/t", f"t-{i}".encode(), qos=1, timeout=300) for i in range(n_tput))
             )
             got, _ = await drain(it, n_tput, b"t-", 300)
             res["throughput_msgs"] = got
             res["throughput_msg_s"] = got / (time.perf_counter() - t0)
+            res["burst_msgs_per_s"] = res["throughput_msg_s"]
 
         # partition: the cloud goes away, the site keeps publishing, the cloud comes back
         if mosq is not None:
@@ -157,10 +241,13 @@ async def bench_end(
             cloud_proc.kill()
         count = 0
         t_end = time.monotonic() + partition
-        async with client(site_port, "svc") as pub:
+        async with client(site_port, site_user) as pub:
             while time.monotonic() < t_end:
                 await asyncio.gather(
-                    *(pub.publish("b/p", f"p-{count + i}".encode(), qos=1) for i in range(100))
+                    *(
+                        pub.publish("b/p", f"p-{count + i}".encode(), qos=1, timeout=60)
+                        for i in range(100)
+                    )
                 )
                 count += 100
         await asyncio.sleep(1.0)
@@ -179,6 +266,7 @@ async def bench_end(
             drain_s=seconds,
             drain_msg_s=got / seconds if seconds > 0 else 0.0,
         )
+        res["drain_msgs_per_s"] = res["drain_msg_s"]
         return res
     finally:
         site_proc.stop()
@@ -194,6 +282,7 @@ def report(kind: str, r: dict[str, Any]) -> None:
     print(f"  direct publish      p50 {r['direct_p50_ms']:.2f} ms  p99 {r['direct_p99_ms']:.2f} ms")
     print(f"  through one hop     p50 {r['hop_p50_ms']:.2f} ms  p99 {r['hop_p99_ms']:.2f} ms")
     print(f"  added by the hop    p50 {r['added_p50_ms']:.2f} ms  p99 {r['added_p99_ms']:.2f} ms")
+    print(f"  hop / direct p50    {r['hop_ratio']:.2f}x")
     print(f"  bridge throughput   {r['throughput_msg_s']:.0f} msg/s (QoS 1)")
     print(
         f"  partition drain     {r['drain_msg_s']:.0f} msg/s "
@@ -215,19 +304,29 @@ async def main() -> None:
     parser.add_argument("--full", action="store_true", help="60 s partition")
     parser.add_argument("--throughput-msgs", type=int, default=5000)
     parser.add_argument("--partition", type=float, default=None, help="override seconds")
-    parser.add_argument("--only", choices=["amqtt", "mosquitto"], default=None)
+    parser.add_argument("--only", choices=["amqtt", "mosquitto", "peer"], default=None)
     args = parser.parse_args()
     partition = args.partition or (60.0 if args.full else 5.0)
     results: dict[str, Any] = {"partition_s": partition, "ends": {}}
-    kinds = [args.only] if args.only else ["amqtt", "mosquitto"]
+    kinds = [args.only] if args.only else ["peer", "amqtt", "mosquitto"]
+    peer: dict[str, Any] | None = None
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix=f"fm-bench-{kind}-") as tmp:
             res = await bench_end(kind, Path(tmp), partition, args.throughput_msgs)
-        results["ends"][kind] = res
-        report(kind, res)
-    results["median_added_p50_ms"] = statistics.median(
-        r["added_p50_ms"] for r in results["ends"].values()
-    )
+        report("mosquitto's own bridge (peer)" if kind == "peer" else kind, res)
+        if kind == "peer":
+            results["peer"] = peer = res
+        else:
+            results["ends"][kind] = res
+    for res in results["ends"].values():
+        if peer is not None:
+            res["peer_hop_ratio"] = peer["hop_ratio"]
+            res["peer_burst_msgs_per_s"] = peer["burst_msgs_per_s"]
+            res["peer_drain_msgs_per_s"] = peer["drain_msgs_per_s"]
+    if results["ends"]:
+        results["median_added_p50_ms"] = statistics.median(
+            r["added_p50_ms"] for r in results["ends"].values()
+        )
     print(f"wrote {write_results(results)}")
 
 
