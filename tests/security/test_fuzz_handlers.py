@@ -81,6 +81,8 @@ REGISTRY: dict[str, dict[str, dict[str, Any]]] = {
     "events": {"list": {"limit": 5}},
     "registry-apps": {"list": {}, "get": {"app": "app"}},
 }
+_HANDOVER = {"workload": "web", "snapshot": "s1", "size": 2, "sha256_total": "0" * 64,
+             "token": "ab" * 16}  # fmt: skip
 AGENT: dict[str, dict[str, Any]] = {
     NodeVerb.LOGS: {"workload": "web", "tail": 5},
     NodeVerb.UPLOAD: {"workload": "web", "path": "/f", "content_b64": "aGk="},
@@ -94,6 +96,9 @@ AGENT: dict[str, dict[str, Any]] = {
     NodeVerb.STATE_CHUNK: {"snapshot": "s1", "offset": 0, "length": 10},
     NodeVerb.STATE_PUT: {"workload": "web", "snapshot": "s1", "offset": 0, "size": 2},
     NodeVerb.THAW: {"workload": "web"},
+    NodeVerb.STATE_RECEIVE: {**_HANDOVER, "from_node": "n2"},
+    NodeVerb.STATE_SEND: {**_HANDOVER, "to": "n2"},
+    NodeVerb.STATE_DROP: {"workload": "web"},
     "nonsense": {},
 }
 
