@@ -3,8 +3,9 @@
 One fleet (``conftest.Fleet``): a tenant pushes a 1 MB ``.tar`` app to the store through the
 cloud broker; two native agents of the site are given a workload naming its ref, and both run
 it while the bytes crossed the WAN once (what the site's cache read from the store); another
-tenant's request for that ref is refused; then the WAN is cut (the cloud broker is gone) and a
-third node of the site still deploys the app from the site's cache.
+tenant's workload naming that ref fails to prepare (and nobody may ask in a node's name);
+then the WAN is cut (the cloud broker is gone) and a third node of the site still deploys the
+app from the site's cache.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def _running(box: list[ActualState], name: str) -> bool:
     )
 
 
+def _phase(box: list[ActualState], name: str) -> tuple[WorkloadPhase | None, bool]:
+    """The workload's phase, and whether its reason is the store's refusal."""
+    for w in box[-1].workloads if box else []:
+        if w.name == name:
+            return w.phase, "no artefact" in w.reason
+    return None, False
+
+
 async def _deploy(bus: Bus, node: str, ref: str) -> None:
     desired = {"node": node, "generation": 1, "workloads": [_workload("shop-app-0", ref)]}
     await bus.publish_raw(
@@ -74,11 +83,25 @@ async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_wh
     for agent in fleet.agents:
         assert (agent.state_dir / ".blobs" / ref.removeprefix("sha256:")).is_file()
 
-    other = FetchArtefact(ref=ref, tenant=OTHER, node=nodes[0])
+    # another tenant's workload naming the ref fails to prepare: the store says it holds none
+    theirs = {**_workload("copy-app-0", ref), "tenant": OTHER, "app": "copy"}
+    both = [_workload("shop-app-0", ref), theirs]
+    desired = {"node": nodes[1], "generation": 2, "workloads": both}
+    await site_bus.publish_raw(
+        topics.node(nodes[1], "desired"), json.dumps(desired).encode(), qos=1, retain=True
+    )
+    await wait_for(
+        lambda: _phase(boxes[nodes[1]], "copy-app-0") == (WorkloadPhase.FAILED, True),
+        timeout=60,
+        what="another tenant's use of the ref refused",
+    )
+    assert fleet.cache.pulled_bytes == size
+    # nor may anyone ask in a node's name: the answer goes only to the node it names
+    forged = FetchArtefact(ref=ref, tenant=TENANT, node=nodes[0])
     ask = topics.ops(cache_duty(SITE), FETCH_VERB)
     with pytest.raises(RemoteError) as refused:
-        await site_bus.request(ask, other, FetchReady, timeout=30)
-    assert refused.value.code is ErrorCode.NOT_FOUND
+        await site_bus.request(ask, forged, FetchReady, timeout=30)
+    assert refused.value.code is ErrorCode.UNAUTHORISED
 
     fleet.cloud.kill()  # the WAN is cut: the store is out of reach
     third = NODES[2]

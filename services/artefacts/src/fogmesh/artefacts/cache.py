@@ -13,6 +13,7 @@ seen hold the artefact is asked about at the store (and refused while the store 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from pathlib import Path
@@ -25,7 +26,7 @@ from fogmesh.artefacts.config import CacheConfig
 from fogmesh.artefacts.frames import ChunkReader
 from fogmesh.artefacts.serve import BlobServer
 from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
-from fogmesh.protocol import ErrorCode, RemoteError, RequestTimeout, topics
+from fogmesh.protocol import ContractError, ErrorCode, RemoteError, RequestTimeout, topics
 from fogmesh.protocol.artefacts import (
     ARTEFACTS_DUTY,
     CHUNK_BYTES,
@@ -39,6 +40,8 @@ from fogmesh.protocol.artefacts import (
     chunk_digest,
     ref_digest,
 )
+from fogmesh.protocol.topics import NodeChannel, TopicKind, parse_topic
+from fogmesh.protocol.workload import DesiredState
 
 __all__ = ["CacheService"]
 
@@ -62,6 +65,9 @@ class CacheService:
         self.reader: ChunkReader | None = None
         self.ready = asyncio.Event()
         self._pulling: dict[str, asyncio.Lock] = {}
+        self._wanted: dict[str, set[tuple[str, str]]] = {}
+        """(tenant, ref) pairs each node's desired state names."""
+        self._desired_changed = asyncio.Event()
         self.router = RequestRouter(
             topics.ops_filter(cache_duty(config.site)),
             {FETCH_VERB: Action(FetchArtefact, self._fetch, background=True)},
@@ -74,12 +80,47 @@ class CacheService:
             self.bus = bus
             self.reader = ChunkReader(bus)
             self.reader.attach()
+            bus.subscribe(topics.node_filter(NodeChannel.DESIRED), DesiredState, self._on_desired)
             self.router.attach(bus)
             self.ready.set()
             log.info("artefact cache serving", site=self.config.site, url=self.server.base_url)
             await asyncio.Event().wait()
 
+    async def _on_desired(self, desired: DesiredState, _ctx: MessageContext) -> None:
+        self._wanted[desired.node] = {
+            (w.tenant, ref)
+            for w in desired.workloads
+            for ref in (w.image_ref, w.artefact.ref if w.artefact else None)
+            if ref is not None
+        }
+        self._desired_changed.set()
+        self._desired_changed = asyncio.Event()
+
+    async def _check_node(self, request: FetchArtefact) -> None:
+        """Serve a node only refs its own desired state gives it for that tenant.
+
+        The answer goes to ``reply_to``, whose account the broker lets only that account read,
+        so a node can neither ask in another node's name nor for a ref it was not given.
+        """
+        try:
+            where = parse_topic(request.reply_to or "")
+        except (ContractError, ValueError):
+            where = None
+        if where is None or where.kind is not TopicKind.REPLY or where.account != request.node:
+            raise Refusal(ErrorCode.UNAUTHORISED, "a fetch is answered only to the node it names")
+        wanted = (request.tenant, request.ref)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.desired_wait_s):
+                while wanted not in self._wanted.get(request.node, set()):
+                    await self._desired_changed.wait()  # it may cross the agent's request
+        if wanted not in self._wanted.get(request.node, set()):
+            raise Refusal(
+                ErrorCode.UNAUTHORISED,
+                f"{request.node} runs no workload of {request.tenant} naming {request.ref}",
+            )
+
     async def _fetch(self, request: FetchArtefact, ctx: MessageContext) -> None:
+        await self._check_node(request)
         digest = ref_digest(request.ref)
         entry = self.blobs.held_by(digest, request.tenant)
         if entry is None:

@@ -47,5 +47,8 @@ class CacheConfig(ServiceSettings):
         default=20 << 30, gt=0, description="the cache's size; least recently used goes first"
     )
     request_timeout_s: float = Field(default=30.0, gt=0, description="one request to the store")
+    desired_wait_s: float = Field(
+        default=10.0, gt=0, description="how long a fetch waits for the node's desired state"
+    )
     pull_window: int = Field(default=8, ge=1, le=64, description="chunk reads in flight")
     ticket_ttl_s: float = Field(default=600.0, gt=0, description="how long a download URL works")
