@@ -23,13 +23,14 @@ import aiomqtt
 from aiomqtt import MqttError
 
 from fogmesh.broker.config import PathSpec, ResolvedEndpoint
+from fogmesh.protocol.errors import FogmeshError
 
 __all__ = ["Bucket", "LinkPath", "PathBook", "PathSpent", "PreferredBack", "probe"]
 
 log = logging.getLogger(__name__)
 
 
-class PreferredBack(Exception):  # a signal, not a fault
+class PreferredBack(FogmeshError):  # a signal, not a fault
     """A more preferred path answers again: leave the current one for it."""
 
     def __init__(self, path: str) -> None:
@@ -37,7 +38,7 @@ class PreferredBack(Exception):  # a signal, not a fault
         self.path = path
 
 
-class PathSpent(Exception):  # a signal, not a fault
+class PathSpent(FogmeshError):  # a signal, not a fault
     """The current path's monthly byte budget is used up."""
 
 

@@ -16,6 +16,7 @@ walks every ``fogmesh.*`` module to hold this)::
      ├── BadCursor              (fogmesh.registry.cursor) a page cursor the registry did not make
      ├── SchemaTooNew           (fogmesh.registry.db.migrate) the database is a newer version
      ├── MeshConfigError        (fogmesh.broker.config) the mesh file is missing or invalid
+     ├── PreferredBack, PathSpent (fogmesh.broker.paths) a link leaves its path (signals)
      └── CliError               (fogmesh.cli.errors) one line for the CLI's user, and an exit code
 
 :class:`ErrorCode` and :class:`ErrorInfo` are the wire form: every error reply carries one
