@@ -40,7 +40,7 @@ setup_venv() {
     return 0
   fi
   local editables=(-e protocol)
-  for dir in broker services/registry services/scheduler services/migrator services/node-agent services/dashboard examples/sensor-app; do
+  for dir in broker services/registry services/scheduler services/migrator services/node-agent services/dashboard services/artefacts examples/sensor-app; do
     [ -f "$dir/pyproject.toml" ] && editables+=(-e "$dir")
   done
   [ -f services/registry/pyproject.toml ] && editables+=(-e "services/registry[postgres]")
@@ -85,6 +85,7 @@ case "$cmd" in
     setup_venv
     sh .ci/dashboard.sh
     sh .ci/nodered.sh
+    sh .ci/compose.sh
     ;;
   up)
     apt_install $RUN_PACKAGES
@@ -103,9 +104,11 @@ case "$cmd" in
   test)
     apt_install $TEST_PACKAGES
     setup_venv
-    # the browser and mqtt.js for tests/dashboard, Node-RED 4.x for tests/nodered
+    # the browser and mqtt.js for tests/dashboard, Node-RED 4.x for tests/nodered,
+    # docker-compose and systemd-analyze for tests/deploy
     sh .ci/dashboard.sh
     sh .ci/nodered.sh
+    sh .ci/compose.sh
     lint
     run_tests "$@"
     ;;
