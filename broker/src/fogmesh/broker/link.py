@@ -39,6 +39,7 @@ from fogmesh.broker.paths import LinkPath, PathBook, PathSpent, PreferredBack, p
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
 from fogmesh.broker.topicmatch import matches
+from fogmesh.broker.wire import coalesce_writes
 from fogmesh.bus import backoff_delay
 from fogmesh.protocol import LinkState, LinkStatus, topics
 
@@ -251,6 +252,7 @@ class Link:
         # Acknowledge only after the message is on disk: aiomqtt 2.5 has no switch for this,
         # paho (underneath) does.
         client._client.manual_ack_set(True)
+        coalesce_writes(client)  # a burst's PUBACKs / a batch's PUBLISHes in one send()
         return client
 
     def _mqtt5(self, side: Side) -> bool:
