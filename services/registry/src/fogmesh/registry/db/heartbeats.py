@@ -10,8 +10,9 @@ beside a busy event loop on PostgreSQL, and the registry fell behind its fleet.
 
 So the rows travel as one parameter set per statement:
 
-* PostgreSQL: one statement for all three tables, the rows as arrays (``unnest``) feeding
-  data-modifying CTEs: one round trip per batch;
+* PostgreSQL: one statement for all three tables, the rows as one JSON parameter
+  (``json_to_recordset``, see :mod:`~fogmesh.registry.db.join_pg`) feeding data-modifying
+  CTEs: one round trip per batch;
 * SQLite: per chunk of :data:`SQLITE_CHUNK` rows, three statements over a ``VALUES`` list
   (SQLite 3.33 or newer for ``UPDATE ... FROM``): one step each.
 
@@ -27,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from fogmesh.registry.db import join_pg
 from fogmesh.registry.ops import HeartbeatOp
 
 __all__ = ["SQLITE_CHUNK", "USAGE_KEYS", "write_heartbeats"]
@@ -59,7 +61,7 @@ def write_heartbeats(conn: Connection, beats: Sequence[HeartbeatOp], *, history_
     if not beats:
         return
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_postgres_sql(history_size), _postgres_arrays(beats))
+        conn.exec_driver_sql(_postgres_sql(history_size), _postgres_rows(beats))
         return
     if conn.dialect.name != "sqlite":
         raise NotImplementedError(f"no heartbeat writer for the {conn.dialect.name} dialect")
@@ -75,20 +77,26 @@ def _row(b: HeartbeatOp) -> tuple[Any, ...]:
     return (b.node, b.at, b.interval_s, b.seq, b.ts, *(usage[k] for k in USAGE_KEYS))
 
 
-def _postgres_arrays(beats: Sequence[HeartbeatOp]) -> dict[str, list[Any]]:
-    columns: list[list[Any]] = [[] for _ in _COLUMNS]
-    for b in beats:
-        for column, value in zip(columns, _row(b), strict=True):
-            column.append(value)
-    return dict(zip(_COLUMNS, columns, strict=True))
+def _int(value: Any) -> Any:
+    return None if value is None else int(value)
+
+
+_PG_CAST = {"text": join_pg.cast_text, "float8": join_pg.cast_float, "int8": _int}
+_PG_COLUMNS: tuple[join_pg.Column, ...] = tuple(
+    (name, kind, _PG_CAST[kind]) for name, kind in zip(_COLUMNS, _PG_TYPES, strict=True)
+)
+
+
+def _postgres_rows(beats: Sequence[HeartbeatOp]) -> dict[str, str]:
+    rows = [dict(zip(_COLUMNS, _row(b), strict=True)) for b in beats]
+    return join_pg.rows_param(_PG_COLUMNS, rows)
 
 
 @cache
 def _postgres_sql(history_size: int) -> str:
-    arrays = ", ".join(f"%({c})s::{t}[]" for c, t in zip(_COLUMNS, _PG_TYPES, strict=True))
     # built from this module's constant column names and an int: no outside text (S608)
     return (
-        f"WITH v AS (SELECT * FROM unnest({arrays}) AS v({', '.join(_COLUMNS)})),"  # noqa: S608
+        f"WITH v AS (SELECT * FROM {join_pg.recordset(_PG_COLUMNS)}),"  # noqa: S608
         f" node_rows AS (UPDATE nodes SET {_NODE_SET} FROM v WHERE nodes.node = v.node),"
         f" latest AS (INSERT INTO node_usage (node, {_USAGE_COLS})"
         f" SELECT node, {_USAGE_COLS} FROM v"

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Engine, Table, bindparam, delete, select, update
 from sqlalchemy.sql.dml import Update
 
+from fogmesh.registry.db import join_pg
 from fogmesh.registry.db.heartbeats import write_heartbeats
 from fogmesh.registry.db.schema import (
     AppRow,
@@ -88,7 +89,11 @@ class BatchWriter:
             self._actuals(conn, list(batch.actuals.values()))
             for op in batch.apps:
                 self._app(conn, op)
-            insert_ignore(conn, EVENTS, [op.row for op in batch.events], keys=["id"])
+            events = [op.row for op in batch.events]
+            if conn.dialect.name == "postgresql":
+                join_pg.insert_events(conn, events)
+            else:
+                insert_ignore(conn, EVENTS, events, keys=["id"])
             self._heartbeats(conn, list(batch.heartbeats.values()))
 
     # -- nodes: new rows, liveness, facts ---------------------------------------------------
@@ -96,6 +101,14 @@ class BatchWriter:
     def _nodes(self, conn: Connection, batch: Batch) -> None:
         """Create the nodes never seen, then record their liveness and their facts."""
         new = [_node_row(node, state, at) for node, (state, at) in batch.joins.items()]
+        if conn.dialect.name == "postgresql":  # one statement per kind (see join_pg)
+            join_pg.insert_nodes(conn, new)
+            liveness = [
+                _liveness_params(op, batch.online_at.get(op.node)) for op in batch.liveness.values()
+            ]
+            join_pg.update_liveness(conn, liveness)
+            join_pg.update_hellos(conn, [_hello_params(op) for op in batch.hellos.values()])
+            return
         insert_ignore(conn, NODES, new, keys=["node"])
         groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
         for op in batch.liveness.values():
