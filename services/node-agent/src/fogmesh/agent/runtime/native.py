@@ -74,6 +74,7 @@ from fogmesh.agent.runtime.native_state import (
     write_json,
 )
 from fogmesh.agent.runtime.native_user_io import pack, read_file, unpack, write_file
+from fogmesh.agent.runtime.native_work import work_archive
 from fogmesh.agent.runtime.tarutil import read_manifest, safe_join, write_manifest
 from fogmesh.protocol.node import DeviceInfo
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
@@ -198,28 +199,40 @@ class NativeRuntime:
 
     async def create(self, spec: WorkloadSpec) -> InstanceStatus:
         """Make the instance directory (artefact copied into ``work/``) and write ``spec.json``."""
+        status, _made = await self._create(spec, None)
+        return status
+
+    async def _create(
+        self, spec: WorkloadSpec, snapshot: tarfile.TarFile | None
+    ) -> tuple[InstanceStatus, bool]:
+        """:meth:`create`, with ``snapshot``'s ``state/`` in the same single unpack as the
+        artefact (one helper process as the workload's user for all of ``work/``); whether it
+        made the instance (``False``: one with this spec was there, left as it was)."""
         key = workload_key(spec.tenant, spec.name)
         layout = self._layout(key)
         with translate_errors(f"create {spec.name}"):
             existing = self._status(key)
             if existing.state is not InstanceState.ABSENT:
                 if existing.spec_hash == spec.spec_hash():
-                    return existing
+                    return existing, False
                 raise InstanceExists(
                     f"workload {key!r} exists with spec {existing.spec_hash}; remove it"
                 )
             run_as = await self._run_as(spec)
-            await asyncio.to_thread(self.access.make_instance, layout, run_as)
+            source = None
             if spec.artefact is not None:
                 source = artefact_dir(self.cache, spec.artefact)
                 if not source.is_dir():
                     raise PrepareFailed(f"create {spec.name}: artefact not prepared")
-                owner = self.access.owner(run_as)
-                archive = await asyncio.to_thread(pack, None, source, ".")
-                await asyncio.to_thread(unpack, owner, layout.work, archive)
+            unpacking = source is not None or snapshot is not None
+            # an unpack makes work/state itself (its archive holds the directory)
+            await asyncio.to_thread(self.access.make_instance, layout, run_as, state=not unpacking)
+            if unpacking:
+                archive = await asyncio.to_thread(work_archive, source, snapshot)
+                await asyncio.to_thread(unpack, self.access.owner(run_as), layout.work, archive)
                 layout.work.chmod(0o700)
             write_json(layout.spec, spec.model_dump(mode="json"))
-            return self._status(key)
+            return self._status(key), True
 
     async def start(self, key: str) -> InstanceStatus:
         """Start the process through a new shim; a no-op if it runs (adopted or not)."""
@@ -378,13 +391,16 @@ class NativeRuntime:
             return buf.getvalue()
 
     async def restore(self, spec: WorkloadSpec, snapshot: bytes) -> InstanceStatus:
-        """Create the instance and replace its ``work/state/`` with the snapshot's (unpacked
-        as the workload's user)."""
+        """Create the instance with the snapshot's ``work/state/`` (unpacked as the workload's
+        user, with the artefact, in one go); an instance already there with this spec has its
+        ``work/state/`` replaced."""
         key = workload_key(spec.tenant, spec.name)
         with translate_errors(f"restore {spec.name}"):
             with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r") as tar:
                 read_manifest(tar, runtime="native")
-                status = await self.create(spec)
+                status, made = await self._create(spec, tar)
+                if made:
+                    return status
                 state = self._layout(key).state
                 owner = self.access.owner(await self._run_as(spec))
                 if state.exists():

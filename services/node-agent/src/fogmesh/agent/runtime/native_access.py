@@ -126,8 +126,9 @@ class NativeAccess:
             grant_traversal(Path(python).resolve())
         grant_traversal(Path(__file__).resolve().parent)  # native_user_io.py runs as them
 
-    def make_instance(self, layout: Layout, run_as: RunAs) -> None:
-        """The instance's directories with their owners and modes (blocking)."""
+    def make_instance(self, layout: Layout, run_as: RunAs, *, state: bool = True) -> None:
+        """The instance's directories with their owners and modes (blocking); ``work/state``
+        too unless ``state`` is false (an unpack into ``work/`` that follows makes it)."""
         gid = run_as.gid if run_as.gid is not None else -1
         for folder in (layout.tenant_dir, layout.root):
             folder.mkdir(mode=0o700, exist_ok=True)
@@ -141,7 +142,8 @@ class NativeAccess:
         if run_as.uid is not None:
             os.chown(layout.work, run_as.uid, gid)
         layout.work.chmod(0o700)
-        make_dirs(self.owner(run_as), layout.state)
+        if state:
+            make_dirs(self.owner(run_as), layout.state)
 
 
 def _no_listing(folder: Path) -> None:

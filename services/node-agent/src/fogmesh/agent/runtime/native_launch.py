@@ -69,10 +69,10 @@ def shim_config(
 
 
 def spawn_shim(layout: Layout) -> None:
-    """Start ``python shim.py run/shim.json``; it detaches at once (blocking, briefly)."""
+    """Start ``python -I -S shim.py run/shim.json``; it detaches at once (blocking, briefly)."""
     with (layout.run / "shim.log").open("ab") as shim_log:
         first = subprocess.Popen(
-            [sys.executable, str(_SHIM), str(layout.shim_config)],
+            [sys.executable, "-I", "-S", str(_SHIM), str(layout.shim_config)],
             stdin=subprocess.DEVNULL,
             stdout=shim_log,
             stderr=shim_log,
