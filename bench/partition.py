@@ -21,7 +21,7 @@ registry has every node online again and every reading arrived. Written to
   node dying during the partition (``bench/partition_agents.py``).
 
 ``python bench/partition.py [--partition-s 300] [--nodes 1000] [--cases storm,agents]``
-(``--cases agents`` alone merges its figures into the result file); needs root and ``ip netns``.
+(one case alone merges its figures into the result file); needs root and ``ip netns``.
 """
 
 from __future__ import annotations
@@ -94,27 +94,41 @@ async def _site(port: int, nodes: int, interval: float, stop_file: Path, out: Pa
         await joined(i, part, until_reconnect=False)
 
     async def joined(i: int, part: list[str], *, until_reconnect: bool) -> None:
-        async with client(f"bench-sim-{i}") as c:
-            c.pending_calls_threshold = 1000
+        c = client(f"bench-sim-{i}" if until_reconnect else f"bench-sim-{i}-again")
+        await c.__aenter__()
+        try:
+            await heartbeats(c, part, until_reconnect=until_reconnect)
+        finally:
+            # aiomqtt's exit waits for its DISCONNECT with no deadline: bounded here, so a
+            # node that reconnects is not stuck leaving behind a busy broker
+            with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+                async with asyncio.timeout(5):
+                    await c.__aexit__(None, None, None)
+
+    async def heartbeats(c: aiomqtt.Client, part: list[str], *, until_reconnect: bool) -> None:
+        c.pending_calls_threshold = 1000
+        for n in part:
+            hello = json.loads(hello_json(n))
+            hello["facts"]["site"] = "site"  # the broker it is joined to: the registry's site
+            await c.publish(f"fm/v1/nodes/{n}/hello", json.dumps(hello), qos=1, retain=True)
+            state = json.dumps({"node": n, "state": "online", "boot_id": "b1"})
+            await c.publish(f"fm/v1/nodes/{n}/state", state, qos=1, retain=True)
+            # its first heartbeat at once, as an agent's: the connection's other nodes may
+            # take longer than the liveness timeout to join on a loaded machine
+            await c.publish(f"fm/v1/nodes/{n}/heartbeat", heartbeat_json(n, 0, interval))
+        seq = 1
+        while not _stopped(stop_file):
+            if until_reconnect and reconnect.exists():
+                return
+            began = time.monotonic()
             for n in part:
-                hello = json.loads(hello_json(n))
-                hello["facts"]["site"] = "site"  # the broker it is joined to: the registry's site
-                await c.publish(f"fm/v1/nodes/{n}/hello", json.dumps(hello), qos=1, retain=True)
-                state = json.dumps({"node": n, "state": "online", "boot_id": "b1"})
-                await c.publish(f"fm/v1/nodes/{n}/state", state, qos=1, retain=True)
-                # its first heartbeat at once, as an agent's: the connection's other nodes may
-                # take longer than the liveness timeout to join on a loaded machine
-                await c.publish(f"fm/v1/nodes/{n}/heartbeat", heartbeat_json(n, 0, interval))
-            seq = 1
-            while not _stopped(stop_file):
+                await c.publish(f"fm/v1/nodes/{n}/heartbeat", heartbeat_json(n, seq, interval))
+                stats["heartbeats"] += 1
+            seq += 1
+            while time.monotonic() - began < interval and not _stopped(stop_file):
                 if until_reconnect and reconnect.exists():
-                    return
-                began = time.monotonic()
-                for n in part:
-                    await c.publish(f"fm/v1/nodes/{n}/heartbeat", heartbeat_json(n, seq, interval))
-                    stats["heartbeats"] += 1
-                seq += 1
-                await asyncio.sleep(max(0.0, interval - (time.monotonic() - began)))
+                    break  # reconnect at once, with every other node
+                await asyncio.sleep(0.2)
 
     async def readings() -> None:
         async with client("bench-readings") as c:
@@ -399,14 +413,13 @@ def main() -> None:
         asyncio.run(_watch(CLOUD_PORT, opts.root / "stop", opts.root / "watch.json"))
         return
     cases = set(opts.cases.split(","))
-    result: dict[str, Any] = {}
+    # one case alone is merged into the figures of the last run of the other
+    old = _read_json(RESULTS / "partition.json", {})
+    stale = {"benchmark", "when", "machine", "workloads_evicted_reason",
+             "site_local_migration_s_reason"}  # fmt: skip
+    result: dict[str, Any] = {k: v for k, v in old.items() if k not in stale}
     if "storm" in cases:
         result.update(bench(opts))
-    else:  # merge into the last full run's figures
-        old = _read_json(RESULTS / "partition.json", {})
-        stale = {"benchmark", "when", "machine", "workloads_evicted_reason",
-                 "site_local_migration_s_reason"}  # fmt: skip
-        result.update({k: v for k, v in old.items() if k not in stale})
     if "agents" in cases:
         result.update(site_autonomy())
         result["load_average_end"] = load_average()

@@ -30,7 +30,6 @@ from typing import Any
 
 import psutil
 import pytest
-import yaml
 
 from fogmesh.cli.fleet.plan import TENANT
 from tests.partition.test_unreachable import BIN, SITE_NODES, CutFleet
@@ -54,16 +53,9 @@ def pair() -> Iterator[NsPair]:
 
 
 def site_migrator(fleet: CutFleet) -> None:
-    """site-a's own migrator, in site mode, on the site broker (docs/migrator.md)."""
-    plan = fleet.plan
-    config = plan.migrator_config()
-    config["client_id"] = "migrator-site-a"
-    config["site"] = "site-a"
-    config["broker"]["port"] = plan.ports["site-a"]
-    path = plan.state_dir / "migrator-site-a.yaml"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    argv = [str(BIN / "fogmesh-migrator"), "--config", str(path)]
+    """site-a's own migrator, in site mode, on the site broker, as ``fogmesh up`` starts it
+    (docs/migrator.md, "During a partition")."""
+    argv = [str(BIN / "fogmesh-migrator"), "--config", str(fleet.paths["migrator-site-a"])]
     fleet.start("migrator-site-a", fleet.pair.site, argv, {})
 
 

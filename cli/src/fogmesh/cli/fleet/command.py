@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import shutil
 import signal
 import subprocess
@@ -177,6 +178,16 @@ class _Fleet:
         migrator = _migrator_command()
         if migrator is not None:
             self.procs.run("migrator", [*migrator, "--config", str(self.paths["migrator"])])
+            for site in SITES:  # each site's own, for deaths while its WAN is down
+                name = f"migrator-{site}"
+                self.procs.run(name, [*migrator, "--config", str(self.paths[name])])
+        if importlib.util.find_spec("fogmesh.artefacts") is not None:  # fogmesh-artefacts
+            self.procs.python("artefacts", "fogmesh.artefacts", "store",
+                              "--config", str(self.paths["artefacts"]))  # fmt: skip
+            for site in SITES:  # each site's cache, on its broker (docs/artefacts.md)
+                name = f"artefact-cache-{site}"
+                self.procs.python(name, "fogmesh.artefacts", "cache",
+                                  "--config", str(self.paths[name]))  # fmt: skip
         if _dashboard_ready():  # the page, beside the services, on the cloud's plain listener
             port = free_port()
             self.procs.python(

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from fogmesh.broker.passwords import hash_password
+from fogmesh.protocol.artefacts import cache_duty
 
 __all__ = ["Account", "FleetPlan", "NodePlan", "free_port"]
 
@@ -79,6 +80,9 @@ class FleetPlan:
             account(service, "service")
         for site in SITES:
             account(f"bridge-{site}", "bridge")
+        account("artefacts", "service")  # the artefact store, on the cloud broker
+        for site in SITES:
+            account(f"artefact-cache-{site}", "service")  # each site's cache, on its broker
         for node in nodes:
             account(node.node, "node", node=node.node)
         account(TENANT, "tenant", tenant=TENANT)
@@ -127,7 +131,7 @@ class FleetPlan:
                     "username": f"bridge-{site}",
                     "password": self.accounts[f"bridge-{site}"].password,
                 },
-                "rules": [{"pattern": "fm/v1/#", "direction": "both", "qos": 1}],
+                "rules": link_rules(site),
                 "backoff_base": 0.2,
                 "backoff_cap": 5.0,
                 # After a long cut a queue of more than 1,000 messages drains at 500/s at most
@@ -185,12 +189,15 @@ class FleetPlan:
             "heartbeat_interval_s": 2.0,
         }
 
-    def migrator_config(self) -> dict[str, Any]:
-        """The migrator's configuration file (docs/migrator.md)."""
-        host, port = self.broker_of("cloud")
+    def migrator_config(self, site: str | None = None) -> dict[str, Any]:
+        """The migrator's configuration file (docs/migrator.md); with ``site``, that site's own
+        migrator on its broker, which moves a dead node's workloads only while the site is cut
+        off ("During a partition")."""
+        host, port = self.broker_of(site or "cloud")
         account = self.accounts["migrator"]
         return {
-            "client_id": "migrator",
+            "client_id": "migrator" if site is None else f"migrator-{site}",
+            **({"site": site} if site is not None else {}),
             # Every node of this fleet reports this one machine's CPU and memory, so one node
             # hot means all are: overload shedding is off (nothing is above 100 %). Moves by
             # hand (`fogmesh migrate`), drains and lost nodes work as anywhere.
@@ -203,6 +210,26 @@ class FleetPlan:
                 "password": account.password,
             },
         }
+
+    def artefacts_config(self, site: str | None = None) -> dict[str, Any]:
+        """The artefact store's configuration file (docs/artefacts.md); with ``site``, that
+        site's cache on its broker, serving downloads on 127.0.0.1 at a free port."""
+        name = "artefacts" if site is None else f"artefact-cache-{site}"
+        host, port = self.broker_of(site or "cloud")
+        account = self.accounts[name]
+        config: dict[str, Any] = {
+            "client_id": name,
+            "data_dir": str(self.state_dir / name),
+            "broker": {
+                "host": host,
+                "port": port,
+                "username": account.username,
+                "password": account.password,
+            },
+        }
+        if site is not None:
+            config |= {"site": site, "http_host": "127.0.0.1", "http_port": 0}
+        return config
 
     def env_file(self) -> str:
         """Shell lines that point the CLI and mosquitto_pub at the fleet (and ``fogmesh fleet``
@@ -235,12 +262,44 @@ class FleetPlan:
         _write_private(paths["scheduler"], yaml.safe_dump(self.scheduler_config()))
         paths["migrator"] = self.state_dir / "migrator.yaml"
         _write_private(paths["migrator"], yaml.safe_dump(self.migrator_config()))
+        for site in SITES:
+            paths[f"migrator-{site}"] = self.state_dir / f"migrator-{site}.yaml"
+            _write_private(paths[f"migrator-{site}"], yaml.safe_dump(self.migrator_config(site)))
+        paths["artefacts"] = self.state_dir / "artefacts.yaml"
+        _write_private(paths["artefacts"], yaml.safe_dump(self.artefacts_config()))
+        for site in SITES:
+            name = f"artefact-cache-{site}"
+            paths[name] = self.state_dir / f"{name}.yaml"
+            _write_private(paths[name], yaml.safe_dump(self.artefacts_config(site)))
         _write_private(paths["env"], self.env_file())
         for node in self.nodes:
             path = self.state_dir / f"agent-{node.node}.yaml"
             _write_private(path, yaml.safe_dump(self.agent_config(node), sort_keys=False))
             paths[f"agent-{node.node}"] = path
         return paths
+
+
+_BOTH_WAYS = ("nodes", "events", "data", "devices", "mesh", "leases", "audit", "store",
+              "accounts", "tenants", "join")  # fmt: skip
+"""The trees a WAN link carries both ways: every tree of ``fm/v1`` but ``api``, ``ops`` and
+``reply``, whose directions :func:`link_rules` narrows (a new tree must be added here)."""
+
+
+def link_rules(site: str) -> list[dict[str, Any]]:
+    """What the WAN link of ``site`` carries, each way (docs/artefacts.md, "Link rules").
+
+    Tenants' API requests go up only: the services answering them are in the cloud, and
+    bridging ``fm/v1/api/#`` down would carry every push's chunks to every site (and hold the
+    cloud's intake of a push to the slowest link). Internal requests go up, and down only to
+    this site's own duty (its artefact cache); everything else crosses both ways as before."""
+    rules = [
+        {"pattern": "fm/v1/api/#", "direction": "out", "qos": 1},
+        {"pattern": "fm/v1/ops/#", "direction": "out", "qos": 1},
+        {"pattern": f"fm/v1/ops/{cache_duty(site)}/#", "direction": "in", "qos": 1},
+        {"pattern": "fm/v1/reply/#", "direction": "both", "qos": 1},
+    ]
+    rules += [{"pattern": f"fm/v1/{tree}/#", "direction": "both", "qos": 1} for tree in _BOTH_WAYS]
+    return rules
 
 
 def _write_private(path: Path, text: str) -> None:
