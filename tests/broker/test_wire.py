@@ -1,19 +1,16 @@
 """fogmesh.broker.wire: a link's queued MQTT packets are joined into one write, in order.
 
-paho's side is pure queue manipulation (its out-packet dicts); the broker adapter's on a real
-loopback socket. End to end both run in every broker and link test.
+Pure queue manipulation (paho's out-packet dicts); end to end it runs in every link test.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from typing import Any
 
-from amqtt.adapters import StreamWriterAdapter
 from paho.mqtt.client import DISCONNECT, PUBACK, PUBLISH
 
-from fogmesh.broker.wire import MAX_JOINED, coalesce_broker_writes, join_queued
+from fogmesh.broker.wire import MAX_JOINED, join_queued
 
 
 def packet(command: int, data: bytes, *, qos: int = 1, pos: int = 0) -> dict[str, Any]:
@@ -65,29 +62,3 @@ def test_joined_buffers_stay_under_the_cap() -> None:
     join_queued(queue)
     assert len(queue) == 1
     assert len(queue[0]["packet"]) == 4000
-
-
-async def test_the_broker_adapter_hands_one_turns_writes_over_in_order_and_on_close() -> None:
-    """A real loopback socket: what amqtt writes arrives whole and in order, also at close."""
-    got = bytearray()
-    done = asyncio.Event()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        got.extend(await reader.read())  # until EOF: the adapter's close
-        writer.close()
-        done.set()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    coalesce_broker_writes()
-    _, raw_writer = await asyncio.open_connection("127.0.0.1", port)
-    adapter = StreamWriterAdapter(raw_writer)
-    for i in range(100):
-        adapter.write(b"p%03d;" % i)
-        await adapter.drain()
-    adapter.write(b"last")  # still waiting for the loop turn's end when close comes
-    await adapter.close()
-    async with asyncio.timeout(30):
-        await done.wait()
-    server.close()
-    assert bytes(got) == b"".join(b"p%03d;" % i for i in range(100)) + b"last"

@@ -60,7 +60,6 @@ from fogmesh.broker.handoff import Claim, SessionHandoff
 from fogmesh.broker.journal import InboundJournal
 from fogmesh.broker.persistence import SqlitePersistencePlugin
 from fogmesh.broker.takeover import SessionHandling, close_idle
-from fogmesh.broker.wire import coalesce_broker_writes
 
 __all__ = ["BRIDGE_PREFIX", "MeshBroker", "amqtt_config"]
 
@@ -101,7 +100,6 @@ class MeshBroker(SessionHandoff, SessionHandling, Delivery, InboundJournal):
         """Build the broker; ``split_horizon`` as in :class:`BrokerSpec`; ``name``, the
         broker's name in the mesh, turns on the session handoff (:mod:`fogmesh.broker.handoff`)."""
         qos1fix.install()
-        coalesce_broker_writes()  # one send() per client per loop turn (fogmesh.broker.wire)
         BrokerProtocolHandler.handle_read_timeout = close_idle
         super().__init__(config)
         self.split_horizon = split_horizon

@@ -1,4 +1,4 @@
-"""Fewer system calls on the mesh's sockets: packets written in one loop turn go out in one send.
+"""Fewer system calls on a link's sockets: the MQTT packets paho has queued go out in one send.
 
 paho (under aiomqtt) writes each queued packet with its own ``send()``: a burst of 200 PUBACKs
 to the local broker, or a batch of 200 PUBLISHes to the remote one, costs 200 system calls, and
@@ -11,25 +11,17 @@ Only packets paho does nothing with after writing are joined: a QoS 0 PUBLISH (p
 published once written) and a DISCONNECT (paho closes the socket once written) stay on their
 own, so every callback and state change happens as before. The wire bytes and their order are
 unchanged; a QoS 1 PUBLISH still counts as delivered only on its PUBACK.
-
-The embedded broker (amqtt) likewise wrote every packet to its transport at once, one ``send()``
-each (21% of the site broker's profile). :func:`coalesce_broker_writes` makes its stream adapter
-collect what one loop turn writes and hand it to the transport in one piece at the end of that
-turn (``call_soon``); ``drain()`` hands over first once 64 KB wait, so flow control still holds,
-and ``close()`` hands over what waits before closing.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from typing import Any
 
 import aiomqtt
-from amqtt.adapters import StreamWriterAdapter
 from paho.mqtt.client import DISCONNECT, PUBLISH
 
-__all__ = ["MAX_JOINED", "coalesce_broker_writes", "coalesce_writes", "join_queued"]
+__all__ = ["MAX_JOINED", "coalesce_writes", "join_queued"]
 
 MAX_JOINED = 256 * 1024
 """Bytes joined into one buffer at most (a socket send buffer's worth on Linux)."""
@@ -86,66 +78,3 @@ def coalesce_writes(client: aiomqtt.Client) -> None:
         return write()
 
     paho._packet_write = packet_write
-
-
-_DRAIN_AT = 64 * 1024
-"""Bytes waiting in the broker's adapter above which ``drain()`` hands them over first."""
-_plain_close = StreamWriterAdapter.close
-
-
-class _Pending:
-    """What one adapter was given this loop turn and has not handed to its transport yet."""
-
-    __slots__ = ("chunks", "size")
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-
-
-def _pending(adapter: StreamWriterAdapter) -> _Pending:
-    waiting: _Pending | None = adapter.__dict__.get("_fm_pending")
-    if waiting is None:
-        waiting = adapter.__dict__["_fm_pending"] = _Pending()
-    return waiting
-
-
-def _hand_over(adapter: StreamWriterAdapter) -> None:
-    waiting = _pending(adapter)
-    if waiting.chunks:
-        data = b"".join(waiting.chunks)
-        waiting.chunks.clear()
-        waiting.size = 0
-        adapter._writer.write(data)
-
-
-def _write(self: StreamWriterAdapter, data: bytes) -> None:
-    if self.is_closed:
-        return
-    waiting = _pending(self)
-    waiting.chunks.append(bytes(data))
-    waiting.size += len(data)
-    if len(waiting.chunks) == 1:
-        asyncio.get_running_loop().call_soon(_hand_over, self)
-
-
-async def _drain(self: StreamWriterAdapter) -> None:
-    if self.is_closed:
-        return
-    if _pending(self).size >= _DRAIN_AT:
-        _hand_over(self)
-    await self._writer.drain()
-
-
-async def _close(self: StreamWriterAdapter) -> None:
-    if not self.is_closed:
-        _hand_over(self)
-    await _plain_close(self)
-
-
-def coalesce_broker_writes() -> None:
-    """Make amqtt's stream adapter hand one loop turn's packets over at once (see the module)."""
-    adapter: Any = StreamWriterAdapter
-    adapter.write = _write
-    adapter.drain = _drain
-    adapter.close = _close
