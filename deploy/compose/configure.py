@@ -1,7 +1,7 @@
 """Write the configuration of deploy/compose/cloud.yaml and site.yaml into one directory.
 
     python deploy/compose/configure.py OUT [--nodes N] [--cloud-host H] [--cloud-port P]
-        [--site-port P]
+        [--site-port P] [--profile cluster]
 
 The accounts, passwords and the mesh are ``fogmesh up``'s (:class:`fogmesh.cli.fleet.plan.
 FleetPlan`: a cloud and two sites, site-a and site-b, services, bridges, one node account per
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cluster_profile import configure_cluster
 
 from fogmesh.cli.fleet.plan import SITES, FleetPlan
 from fogmesh.service import BROKER_ENV
@@ -80,9 +81,15 @@ def configure(out: Path, args: argparse.Namespace) -> FleetPlan:
     settings = {**_broker(plan, "registry"), "port": str(BROKER_PORT), "client_id": "registry"}
     env = {BROKER_ENV[k]: v for k, v in settings.items()}
     _write(out / "registry.env", "".join(f"{k}={v}\n" for k, v in env.items()))
+    _cli_env(out, plan, args.cloud_port)
+    return plan
+
+
+def _cli_env(out: Path, plan: FleetPlan, cloud_port: int) -> None:
+    """fleet.env: the CLI's variables for the cloud broker at 127.0.0.1:``cloud_port``."""
     op, tenant = plan.accounts["operator"], plan.accounts["demo"]
     cli = {
-        "FOGMESH_BROKER": f"127.0.0.1:{args.cloud_port}",
+        "FOGMESH_BROKER": f"127.0.0.1:{cloud_port}",
         "FOGMESH_USERNAME": op.username,
         "FOGMESH_PASSWORD": op.password,
         "FOGMESH_TENANT": "demo",
@@ -90,7 +97,6 @@ def configure(out: Path, args: argparse.Namespace) -> FleetPlan:
         "FOGMESH_TENANT_PASSWORD": tenant.password,
     }
     _write(out / "fleet.env", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in cli.items()))
-    return plan
 
 
 def main() -> None:
@@ -101,9 +107,18 @@ def main() -> None:
     parser.add_argument("--cloud-host", default="fogmesh-cloud")
     parser.add_argument("--cloud-port", type=int, default=1883)
     parser.add_argument("--site-port", type=int, default=1884)
+    parser.add_argument(
+        "--profile", choices=["compose", "cluster"], default="compose",
+        help="cluster: cluster.yaml's files (NATS x3, replicas; cluster_profile.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    plan = configure(args.out, args)
+    if args.profile == "cluster":
+        plan, ports = configure_cluster(args.out, args, _write)
+        _write(args.out / "cluster.env", "".join(f"{k}={v}\n" for k, v in ports.items()))
+        _cli_env(args.out, plan, int(ports["FOGMESH_CLOUD_PORT"]))
+    else:
+        plan = configure(args.out, args)
     # which node goes with which site (FOGMESH_NODE, FOGMESH_SITE of site.yaml)
     sys.stdout.write("".join(f"{node.node} {node.site}\n" for node in plan.nodes))
 
