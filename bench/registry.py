@@ -307,17 +307,23 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
     }
 
 
-async def kill_a_replica(fleet: Fleet, probe: DbProbe) -> float:
+async def kill_a_replica(fleet: Fleet, probe: DbProbe) -> float | None:
     """SIGKILL the first replica; seconds until every node has a heartbeat stored that was
-    made after the kill (a healthy fleet needs one interval for that: each node's next beat)."""
+    made after the kill (a healthy fleet needs one interval for that: each node's next beat).
+    None, with how many made it, when not every node did within 120 s."""
     victim = fleet.registries[0]
     killed_at = time.time()
     victim.kill()
     victim.wait()
-    took = await poll(
-        probe, "every node's heartbeat after the kill",
-        lambda p: p.beat_since(killed_at) >= fleet.nodes, timeout=120,
-    )  # fmt: skip
+    try:
+        took = await poll(
+            probe, "every node's heartbeat after the kill",
+            lambda p: p.beat_since(killed_at) >= fleet.nodes, timeout=120,
+        )  # fmt: skip
+    except TimeoutError:
+        covered = await asyncio.to_thread(probe.beat_since, killed_at)
+        print(f"failover: {covered} of {fleet.nodes} nodes stored again within 120 s", flush=True)
+        return None
     return round(took, 1)
 
 
