@@ -8,7 +8,7 @@ would stay there. So:
 * when a persistent, non-bridge session subscribes, its broker publishes a **claim** on
   :data:`CLAIM_TOPIC` (client id, username, the filters, the broker's name); the links carry it
   to every broker (they must carry ``fm/v1/mesh/sessions/#`` both ways; ``fogmesh up``'s
-  ``fm/v1/#`` rules do);
+  links carry ``fm/v1/mesh/#``);
 * a broker that holds a *disconnected* persistent session of that client id and username hands
   on every message it holds for it that matches a claimed filter: the in-flight ones first
   (sent, never acknowledged), then the offline queue, in order, each wrapped in a
