@@ -34,12 +34,14 @@ from typing import Any
 
 from amqtt.broker import Broker, RetainedApplicationMessage
 from amqtt.session import Session
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from fogmesh.broker import qos1fix
 from fogmesh.broker.delivery import BRIDGE_PREFIX
 from fogmesh.broker.persistence import SqlitePersistencePlugin
 from fogmesh.broker.topicmatch import is_valid_filter, matches
+from fogmesh.protocol.mesh import HandedOnMessage as Handoff
+from fogmesh.protocol.mesh import SessionClaim as Claim
 
 __all__ = ["CLAIM_TOPIC", "HANDOFF_PREFIX", "Claim", "Handoff", "SessionHandoff", "handoff_topic"]
 
@@ -53,25 +55,6 @@ HANDOFF_PREFIX = "fm/v1/mesh/sessions/handoff/"
 def handoff_topic(broker: str) -> str:
     """Where handed-on messages for broker ``broker``'s sessions go."""
     return HANDOFF_PREFIX + broker
-
-
-class Claim(BaseModel):
-    """``client_id`` (of ``username``) subscribed ``filters`` at ``broker``."""
-
-    broker: str
-    client_id: str
-    username: str | None
-    filters: list[str]
-
-
-class Handoff(BaseModel):
-    """One message an old broker held for ``client_id``; ``data`` base64."""
-
-    client_id: str
-    username: str | None
-    topic: str
-    qos: int
-    data: str
 
 
 def _is_bridge(session: Session | None) -> bool:

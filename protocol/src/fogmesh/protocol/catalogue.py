@@ -54,7 +54,7 @@ from fogmesh.protocol.commands import (
 from fogmesh.protocol.envelope import ErrorReply
 from fogmesh.protocol.events import Event
 from fogmesh.protocol.lease import LeaseRecord
-from fogmesh.protocol.mesh import LinkStatus
+from fogmesh.protocol.mesh import HandedOnMessage, LinkStatus, SessionClaim
 from fogmesh.protocol.migration import (
     DrainNode,
     FreezeCommand,
@@ -466,6 +466,25 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         1,
         True,
         "A bridge link's state and queue depth.",
+    ),
+    TopicSpec(
+        "fm/v1/mesh/sessions/claim",
+        SessionClaim,
+        "embedded broker (a persistent session subscribed there)",
+        "the other embedded brokers (over links)",
+        1,
+        False,
+        "A client's persistent session is at this broker now: one holding its disconnected"
+        " session hands on what it queued for the claimed filters (docs/reliability.md).",
+    ),
+    TopicSpec(
+        "fm/v1/mesh/sessions/handoff/{broker}",
+        HandedOnMessage,
+        "embedded broker that held the old session",
+        "the claiming broker",
+        1,
+        False,
+        "One queued or in-flight message of a claimed session, in order.",
     ),
     TopicSpec(
         "fm/v1/audit/{account}",

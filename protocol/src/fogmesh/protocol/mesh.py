@@ -1,16 +1,17 @@
 """Broker mesh status: each bridge link reports its state, retained, on
-``mesh/{broker}/links/{link}``."""
+``mesh/{broker}/links/{link}``; and the brokers' own messages that let a persistent session
+follow its client across the mesh (``mesh/sessions/claim``, ``mesh/sessions/handoff/{broker}``)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from fogmesh.protocol._ids import Ident
 from fogmesh.protocol.envelope import Envelope
 
-__all__ = ["LinkState", "LinkStatus"]
+__all__ = ["HandedOnMessage", "LinkState", "LinkStatus", "SessionClaim"]
 
 
 class LinkState(StrEnum):
@@ -47,3 +48,25 @@ class LinkStatus(Envelope):
     since: float | None = Field(
         default=None, description="unix time the link entered this state (None: unknown)"
     )
+
+
+class SessionClaim(BaseModel):
+    """A broker says: ``client_id`` (of ``username``) subscribed ``filters`` here, with a
+    persistent session; a broker holding that client's disconnected session hands on what it
+    holds for those filters (``fogmesh.broker.handoff``)."""
+
+    broker: str
+    client_id: str
+    username: str | None
+    filters: list[str]
+
+
+class HandedOnMessage(BaseModel):
+    """One message an old broker held for ``client_id``, handed on to the claiming broker in
+    order (QoS 1, journalled before the old copy goes); ``data`` is base64."""
+
+    client_id: str
+    username: str | None
+    topic: str
+    qos: int
+    data: str

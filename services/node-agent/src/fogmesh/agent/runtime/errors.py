@@ -42,7 +42,7 @@ _DOCKER_UNREACHABLE = 900
 """The status aiodocker gives the DockerError it raises when it cannot connect to dockerd."""
 
 
-class _NeverRaised(Exception):
+class _NeverRaised(FogmeshError):
     """Stands in for a foreign library's error class while that library is not imported."""
 
 
