@@ -20,6 +20,9 @@ from fogmesh.registry.db.schema import SCHEMA_VERSION
 __all__ = ["SchemaTooNew", "migrate"]
 
 
+_MIGRATE_LOCK = 0x666D_7265_6769  # "fmregi": the advisory lock the registries migrate under
+
+
 class SchemaTooNew(FogmeshError, RuntimeError):
     """The database was written by a newer registry."""
 
@@ -27,9 +30,13 @@ class SchemaTooNew(FogmeshError, RuntimeError):
 def migrate(engine: Engine) -> list[str]:
     """Bring the database to :data:`SCHEMA_VERSION`; return the columns that were added."""
     assert schema.TABLE_MODELS  # the models must be imported for their tables to exist
-    SQLModel.metadata.create_all(engine)
     added: list[str] = []
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # replicas starting together on a fresh database: one creates, the others wait
+            # (two concurrent CREATE TABLEs fail with a unique violation in pg_type)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
+        SQLModel.metadata.create_all(conn)
         current = conn.execute(text("SELECT version FROM schema_version WHERE id = 1")).scalar()
         if current is not None and int(current) > SCHEMA_VERSION:
             raise SchemaTooNew(
