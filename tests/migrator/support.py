@@ -82,9 +82,7 @@ class Stack:
             "command": ["-c", SCRIPT], "requests": {"cpu": "50m", "memory": "16Mi"},
             **component,
         }  # fmt: skip
-        whole = AppManifest.model_validate(
-            {"name": app, **(manifest or {}), "components": [comp]}
-        )
+        whole = AppManifest.model_validate({"name": app, **(manifest or {}), "components": [comp]})
         topic = topics.api(TENANT, APPS_RESOURCE, AppAction.DEPLOY)
         return await self.bus.request(topic, DeployApp(manifest=whole), AppReply, timeout=30)
 

@@ -54,9 +54,7 @@ async def run_site(
             loop.add_signal_handler(sig, stop.set)
     server: MeshBroker | None = None
     if broker and spec.kind == "amqtt":
-        server = MeshBroker(
-            amqtt_config(name, spec), split_horizon=spec.split_horizon, name=name
-        )
+        server = MeshBroker(amqtt_config(name, spec), split_horizon=spec.split_horizon, name=name)
         await server.start()
         log.info(
             "broker %s listening on %s",

@@ -275,9 +275,7 @@ def logs(
     ctx: typer.Context,
     workload: str,
     tail: Annotated[int, typer.Option(help="how many lines")] = 100,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="keep printing new lines")
-    ] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
     follow_for: Annotated[
         float, typer.Option("--for", help="with --follow: stop after this many seconds")
     ] = MAX_FOLLOW_S,

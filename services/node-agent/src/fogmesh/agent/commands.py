@@ -120,9 +120,7 @@ class CommandHandler:
                 NodeVerb.STATE_PUT: Action(StatePutCommand, self.on_state_put),
                 NodeVerb.THAW: Action(ThawCommand, self.on_thaw),
                 NodeVerb.STATE_RECEIVE: Action(StateReceiveCommand, self.on_state_receive),
-                NodeVerb.STATE_SEND: Action(
-                    StateSendCommand, self.on_state_send, background=True
-                ),
+                NodeVerb.STATE_SEND: Action(StateSendCommand, self.on_state_send, background=True),
                 NodeVerb.STATE_DROP: Action(StateDropCommand, self.on_state_drop),
             },
             what="command",
