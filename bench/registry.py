@@ -42,7 +42,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from sqlalchemy import Engine, bindparam, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from fogmesh.registry.db import make_engine
+from tests.support.brokers import free_port, wait_port
 
 SIMULATOR = Path(__file__).with_name("registry_sim.py")
 SIM_PROCS = 2
@@ -68,21 +68,6 @@ FLAP_KINDS = ("node-stale", "node-lost")
 
 
 # -- the processes of one run --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 @dataclass

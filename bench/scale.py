@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,25 +47,11 @@ from fogmesh.protocol.node import (
     NodeStateMessage,
     Usage,
 )
+from tests.support.brokers import free_port, wait_port
 
 BIN = Path(sys.executable).parent
 TENANT = "bench"
 NODES = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 # -- the scheduler failover ------------------------------------------------------------------

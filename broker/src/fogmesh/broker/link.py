@@ -35,7 +35,14 @@ from fogmesh.broker.config import LinkSpec, PathSpec, ResolvedEndpoint
 from fogmesh.broker.diskqueue import DiskQueue, QueuedMessage
 from fogmesh.broker.drain import Drain
 from fogmesh.broker.echo import EchoMemory
-from fogmesh.broker.paths import LinkPath, PathBook, PathSpent, PreferredBack, probe
+from fogmesh.broker.paths import (
+    LinkPath,
+    PathBook,
+    PathSpent,
+    PreferredBack,
+    probe,
+    tls_parameters,
+)
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
 from fogmesh.broker.topicmatch import matches
@@ -199,13 +206,7 @@ class Link:
     def _make_client(self, side: Side, path: LinkPath | None = None) -> aiomqtt.Client:
         end = self.ends[side] if path is None else path.end
         keepalive = (path and path.spec.keepalive) or self.spec.keepalive
-        tls = None
-        if end.tls is not None:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=str(end.tls.cafile) if end.tls.cafile else None,
-                certfile=str(end.tls.certfile) if end.tls.certfile else None,
-                keyfile=str(end.tls.keyfile) if end.tls.keyfile else None,
-            )
+        tls = tls_parameters(end)
         # Each broker hears "down" if it loses this link's connection without a goodbye (the
         # process died, or the broker noticed a silent partition by keepalive).
         # The will names its own path: a will a far broker fires late for a path the link has

@@ -25,7 +25,15 @@ from aiomqtt import MqttError
 from fogmesh.broker.config import PathSpec, ResolvedEndpoint
 from fogmesh.protocol.errors import FogmeshError
 
-__all__ = ["Bucket", "LinkPath", "PathBook", "PathSpent", "PreferredBack", "probe"]
+__all__ = [
+    "Bucket",
+    "LinkPath",
+    "PathBook",
+    "PathSpent",
+    "PreferredBack",
+    "probe",
+    "tls_parameters",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +135,22 @@ class PathBook:
             log.warning("cannot save path byte counts to %s: %s", self.path, exc)
 
 
+def tls_parameters(end: ResolvedEndpoint) -> aiomqtt.TLSParameters | None:
+    """aiomqtt's TLS parameters for a link's end (None: plain MQTT)."""
+    if end.tls is None:
+        return None
+    return aiomqtt.TLSParameters(
+        ca_certs=str(end.tls.cafile) if end.tls.cafile else None,
+        certfile=str(end.tls.certfile) if end.tls.certfile else None,
+        keyfile=str(end.tls.keyfile) if end.tls.keyfile else None,
+    )
+
+
 async def probe(path: LinkPath, identifier: str) -> bool:
     """Whether the remote broker answers an MQTT CONNECT over ``path`` (a clean session that
     is closed at once), within the path's ``connect_timeout``."""
     end = path.end
-    tls = None
-    if end.tls is not None:
-        tls = aiomqtt.TLSParameters(
-            ca_certs=str(end.tls.cafile) if end.tls.cafile else None,
-            certfile=str(end.tls.certfile) if end.tls.certfile else None,
-            keyfile=str(end.tls.keyfile) if end.tls.keyfile else None,
-        )
+    tls = tls_parameters(end)
     client = aiomqtt.Client(
         end.host,
         end.port,
