@@ -16,6 +16,7 @@ gives ``-n N --dist loadgroup``), so every test keeps to its own resources:
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 
 from fogmesh.service import configure_logging
 from tests.support.brokers import BrokerProcess
+from tests.support.netns import NsPair, netns_unavailable, ns_pair
 
 configure_logging("debug", json_lines=False)
 
@@ -57,3 +59,17 @@ def mosquitto_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     proc = BrokerProcess("mosquitto", tmp_path / "mosquitto").start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def pair() -> Iterator[NsPair]:
+    """Two network namespaces joined by a veth pair (``tests/support/netns.py``), removed after;
+    skipped where namespaces cannot be made, but never in CI. A module may define its own
+    ``pair`` (the scheduler's tests do), which overrides this one there."""
+    reason = netns_unavailable()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"netns test must run in CI: {reason}")
+        pytest.skip(reason)
+    with ns_pair() as made:
+        yield made

@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ from fogmesh.broker.certs import issue_cert, load_or_make_ca
 from tests.agent.helpers import desired, native_workload
 from tests.broker.conftest import PASSWORDS, broker_spec, wait_for
 from tests.support.brokers import REPO
-from tests.support.netns import NsAgent, NsPair, netns_unavailable, ns_pair
+from tests.support.netns import NsAgent, NsPair
 
 NODE = "edge-d"
 SCRIPT = "#!/bin/sh\ntrap 'exit 0' TERM\nwhile true; do sleep 1; done\n"
@@ -49,17 +48,6 @@ def test_the_trusted_site_is_preferred_among_plain_announcements() -> None:
     # once TLS is on, a plain announcement cannot be verified: none is usable
     with pytest.raises(DiscoveryFailed, match="cannot be verified"):
         choose([cand("site-a")], DiscoverySettings(), tls_on=True, cafile=None)
-
-
-@pytest.fixture
-def pair() -> Iterator[NsPair]:
-    reason = netns_unavailable()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"netns test must run in CI: {reason}")
-        pytest.skip(reason)
-    with ns_pair() as made:
-        yield made
 
 
 def _started(proc: subprocess.Popen[bytes], log: Path, marker: str, timeout: float = 60) -> None:

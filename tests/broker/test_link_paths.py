@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ import pytest
 
 from tests.broker.conftest import PASSWORDS, broker_spec, link_spec, wait_for, write_mesh
 from tests.broker.test_netns_partition import _order
-from tests.support.netns import NsAgent, NsBroker, NsPair, _run, netns_unavailable, ns_pair
+from tests.support.netns import NsAgent, NsBroker, NsPair, _run
 
 pytestmark = pytest.mark.netns
 
@@ -56,17 +54,6 @@ def add_radio(pair: NsPair, rate: str = "256kbit") -> tuple[str, str]:
                        "burst", "16kb", "latency", "400ms"),
         )  # fmt: skip
     return addrs
-
-
-@pytest.fixture
-def pair() -> Iterator[NsPair]:
-    reason = netns_unavailable()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"netns test must run in CI: {reason}")
-        pytest.skip(reason)
-    with ns_pair() as made:
-        yield made
 
 
 def path_mesh(tmp_path: Path, pair: NsPair, radio_cloud: str, *, keepalive: int = 2) -> Path:

@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.broker.conftest import PASSWORDS, broker_spec, link_spec, write_mesh
-from tests.support.netns import NsAgent, NsBroker, NsPair, netns_unavailable, ns_pair
+from tests.support.netns import NsAgent, NsBroker, NsPair
 
 pytestmark = pytest.mark.netns
 
@@ -45,17 +44,6 @@ K = 300
 M = 100
 PORT = 1883  # each broker is alone in its namespace
 STATUS = "fm/v1/mesh/site/links/wan"
-
-
-@pytest.fixture
-def pair() -> Iterator[NsPair]:
-    reason = netns_unavailable()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"netns test must run in CI: {reason}")
-        pytest.skip(reason)
-    with ns_pair() as made:
-        yield made
 
 
 async def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:

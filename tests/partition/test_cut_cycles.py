@@ -24,7 +24,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from fogmesh.cli.fleet.plan import TENANT
 from tests.partition.test_site_autonomy import site_migrator
 from tests.partition.test_unreachable import SITE_NODES, CutFleet
 from tests.support.buses import eventually
-from tests.support.netns import REPO, NsPair, netns_unavailable, ns_pair
+from tests.support.netns import REPO, NsPair
 
 pytestmark = pytest.mark.netns
 
@@ -45,17 +45,6 @@ SHORT_S, LONG_S = 3.0, 10.0
 REACH_S = 20.0
 """How long after a heal the desired state written during the cut may take to be acted on
 (a few seconds when the machine is quiet; generous for a loaded one)."""
-
-
-@pytest.fixture
-def pair() -> Iterator[NsPair]:
-    reason = netns_unavailable()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"netns test must run in CI: {reason}")
-        pytest.skip(reason)
-    with ns_pair() as made:
-        yield made
 
 
 def manifest(token: str) -> dict[str, Any]:

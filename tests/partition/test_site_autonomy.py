@@ -24,7 +24,6 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +33,11 @@ import pytest
 from fogmesh.cli.fleet.plan import TENANT
 from tests.partition.test_unreachable import BIN, SITE_NODES, CutFleet
 from tests.support.buses import eventually
-from tests.support.netns import NsPair, netns_unavailable, ns_pair
+from tests.support.netns import NsPair
 
 pytestmark = pytest.mark.netns
 
 APP = "keep"
-
-
-@pytest.fixture
-def pair() -> Iterator[NsPair]:
-    reason = netns_unavailable()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"netns test must run in CI: {reason}")
-        pytest.skip(reason)
-    with ns_pair() as made:
-        yield made
 
 
 def site_migrator(fleet: CutFleet) -> None:

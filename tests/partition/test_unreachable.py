@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +36,13 @@ from fogmesh.cli.fleet.plan import TENANT, FleetPlan
 from fogmesh.cli.fleet.processes import ChildProcess
 from fogmesh.cli.fleet.teardown import remove_leftovers
 from tests.support.buses import eventually
-from tests.support.netns import REPO, NsPair, netns_unavailable, ns_pair
+from tests.support.netns import REPO, NsPair
 
 pytestmark = pytest.mark.netns
 
 BIN = Path(sys.executable).parent
 SITE_NODES = ("edge-1", "edge-3")  # the plan puts edge-1 and edge-3 at site-a
 APP = "keep"
-
-
-@pytest.fixture
-def pair() -> Iterator[NsPair]:
-    reason = netns_unavailable()
-    if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"netns test must run in CI: {reason}")
-        pytest.skip(reason)
-    with ns_pair() as made:
-        yield made
 
 
 class CutFleet:
