@@ -27,7 +27,7 @@ import hashlib
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fogmesh.protocol._ids import Ident
 from fogmesh.protocol.envelope import Reply, Request
@@ -56,6 +56,7 @@ __all__ = [
     "ReadChunk",
     "StatArtefact",
     "StoreVerb",
+    "UploadInfo",
     "cache_duty",
     "chunk_digest",
     "chunk_frame",
@@ -186,10 +187,23 @@ class DeleteArtefact(Request):
     ref: ArtefactRef
 
 
+class UploadInfo(BaseModel):
+    """One of the tenant's unfinished uploads: where it stands (``push`` resumes there)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: ArtefactRef
+    size: int = Field(ge=0, description="the whole artefact's bytes")
+    next_offset: int = Field(ge=0, description="the bytes the store holds so far")
+    updated: float = Field(default=0.0, description="unix time of its last chunk")
+
+
 class ArtefactList(Reply):
-    """The tenant's artefacts (newest first), what they take and the quota."""
+    """The tenant's artefacts (newest first), its unfinished uploads, what they take and the
+    quota."""
 
     artefacts: list[ArtefactInfo] = Field(default_factory=list)
+    uploads: list[UploadInfo] = Field(default_factory=list)
     used_bytes: int = Field(ge=0)
     quota_bytes: int = Field(ge=0)
 

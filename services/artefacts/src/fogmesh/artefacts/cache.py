@@ -22,6 +22,7 @@ from typing import BinaryIO
 import structlog
 
 from fogmesh.artefacts.blobs import BlobStore, Entry, file_digest
+from fogmesh.artefacts.cache_status import CacheStatusDesk
 from fogmesh.artefacts.config import CacheConfig
 from fogmesh.artefacts.frames import ChunkReader
 from fogmesh.artefacts.serve import BlobServer
@@ -40,6 +41,7 @@ from fogmesh.protocol.artefacts import (
     chunk_digest,
     ref_digest,
 )
+from fogmesh.protocol.cache_status import CACHE_STATUS_VERB, CacheStatusRequest
 from fogmesh.protocol.topics import NodeChannel, TopicKind, parse_topic
 from fogmesh.protocol.workload import DesiredState
 
@@ -70,7 +72,10 @@ class CacheService:
         self._desired_changed = asyncio.Event()
         self.router = RequestRouter(
             topics.ops_filter(cache_duty(config.site)),
-            {FETCH_VERB: Action(FetchArtefact, self._fetch, background=True)},
+            {
+                FETCH_VERB: Action(FetchArtefact, self._fetch, background=True),
+                CACHE_STATUS_VERB: Action(CacheStatusRequest, CacheStatusDesk(self).answer),
+            },
             what="artefact cache verb",
         )
 

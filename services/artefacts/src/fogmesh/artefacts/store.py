@@ -11,6 +11,7 @@ import binascii
 import structlog
 
 from fogmesh.artefacts.blobs import BlobStore, Entry, file_digest
+from fogmesh.artefacts.cache_status import CacheStatusRelay
 from fogmesh.artefacts.config import StoreConfig
 from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter, reply_allowed
 from fogmesh.protocol import ErrorCode, topics
@@ -29,11 +30,13 @@ from fogmesh.protocol.artefacts import (
     ReadChunk,
     StatArtefact,
     StoreVerb,
+    UploadInfo,
     chunk_digest,
     chunk_frame,
     ref_digest,
     ref_of,
 )
+from fogmesh.protocol.cache_status import CACHE_STATUS_ACTION, CacheStatusRequest
 
 __all__ = ["StoreService"]
 
@@ -58,6 +61,9 @@ class StoreService:
                 ArtefactAction.PUSH.value: Action(PushChunk, self._push),
                 ArtefactAction.LIST.value: Action(ListArtefacts, self._list),
                 ArtefactAction.DELETE.value: Action(DeleteArtefact, self._delete),
+                CACHE_STATUS_ACTION: Action(
+                    CacheStatusRequest, CacheStatusRelay().answer, background=True
+                ),
             },
             what="artefacts action",
             rate_per_s=500.0,  # a push is many chunk requests in a row
@@ -193,9 +199,24 @@ class StoreService:
             request,
             tenant=tenant,
             artefacts=infos,
+            uploads=self._uploads(tenant),
             used_bytes=self.blobs.used(tenant),
             quota_bytes=self.config.quota(tenant),
         )
+
+    def _uploads(self, tenant: str) -> list[UploadInfo]:
+        found = []
+        for digest, size in self.blobs.uploads_of(tenant):
+            try:
+                stat = self.blobs.upload(tenant, digest).stat()
+            except FileNotFoundError:
+                continue
+            found.append(
+                UploadInfo(
+                    ref=ref_of(digest), size=size, next_offset=stat.st_size, updated=stat.st_mtime
+                )
+            )
+        return sorted(found, key=lambda u: -u.updated)
 
     async def _list(self, request: ListArtefacts, ctx: MessageContext) -> None:
         await ctx.reply(self._listing(request, self._tenant(ctx)))
