@@ -37,6 +37,7 @@ from fogmesh.protocol.artefacts import (
     StatArtefact,
 )
 from fogmesh.protocol.audit import AuditRecord
+from fogmesh.protocol.cache_status import CacheStatus, CacheStatusRequest
 from fogmesh.protocol.commands import (
     AckReply,
     DownloadCommand,
@@ -408,6 +409,27 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         (FetchReady, ErrorReply),
     ),
     TopicSpec(
+        "fm/v1/ops/cache-{site}/status",
+        CacheStatusRequest,
+        "operators, dashboards, the artefact store (for a tenant)",
+        "the site's artefact cache",
+        1,
+        False,
+        "What the cache holds (ref, size, tenants, last use), its pulls in progress with "
+        "their offset and its bytes used of max_bytes; one tenant's refs when it names one.",
+        (CacheStatus, ErrorReply),
+    ),
+    TopicSpec(
+        "fm/v1/api/{tenant}/artefacts/cache-status",
+        CacheStatusRequest,
+        "users, dashboards",
+        "artefact store (asks the site's cache)",
+        1,
+        False,
+        "The tenant's own refs in one site's cache (site) and its pulls in progress.",
+        (CacheStatus, ErrorReply),
+    ),
+    TopicSpec(
         "fm/v1/events/fleet/{kind}",
         Event,
         "registry, scheduler, agents",
@@ -456,6 +478,18 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         False,
         "Replies: the request's reply model, or `ErrorReply`. `{account}` is the tenant of an"
         " `api` request, else the requester's broker account; a service answers only there.",
+        payload="the request's reply model",
+    ),
+    TopicSpec(
+        "fm/v1/ops/{duty}/reply/{client}",
+        None,
+        "the service answering a request",
+        "the requester (a service whose bus names that duty)",
+        1,
+        False,
+        "Replies to a service that serves a duty (a site cache, `cache-{site}`): the request's"
+        " reply model, or `ErrorReply`. WAN links carry it only where that duty's requests go,"
+        " so a site's pulls from the cloud cross no other site's link; services only.",
         payload="the request's reply model",
     ),
     TopicSpec(
