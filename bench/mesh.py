@@ -5,7 +5,10 @@ broker that is either embedded amqtt or Mosquitto. In the same run, the peer bas
 Mosquitto whose own bridge (``connection`` block, QoS 1, persistent session) carries the same
 rule to a cloud Mosquitto, measured the same way (``peer_hop_ratio``, ``peer_burst_msgs_per_s``,
 ``peer_drain_msgs_per_s`` beside fogmesh's ``hop_ratio``, ``burst_msgs_per_s``,
-``drain_msgs_per_s`` on each cloud end). Prints figures and writes ``bench/results/mesh.json``.
+``drain_msgs_per_s`` on each cloud end). On the fogmesh ends it also reads the bytes the link
+put on its sockets from its status (``wire_bytes_out`` / ``wire_bytes_in`` to and from the cloud,
+``local_wire_bytes_*`` on the site) after the burst, and the WAN bytes per burst message
+(``burst_wire_bytes_per_msg``). Prints figures and writes ``bench/results/mesh.json``.
 
     .venv/bin/python bench/mesh.py            # 5 s partition
     .venv/bin/python bench/mesh.py --full     # 60 s partition
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +40,7 @@ import logging
 
 import aiomqtt
 
+from fogmesh.protocol import LinkStatus, topics
 from tests.broker.conftest import (
     MeshProcess,
     broker_spec,
@@ -90,6 +95,38 @@ async def drain(it: Any, n: int, prefix: bytes, timeout: float) -> tuple[int, fl
     except TimeoutError:
         print(f"  ! only {len(seen)} of {n} {prefix!r} messages arrived within {timeout:.0f} s")
     return len(seen), last - t0
+
+
+async def link_status(
+    port: int, user: str | None, forwarded: int = 0, timeout: float = 20.0
+) -> LinkStatus | None:
+    """The site link's retained status once it counts ``forwarded`` messages (None: not seen)."""
+    found: LinkStatus | None = None
+    async with client(port, user) as c:
+        await c.subscribe(topics.mesh_link("site", "wan"), qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                async for msg in c.messages:
+                    if isinstance(msg.payload, bytes):
+                        found = LinkStatus.model_validate_json(msg.payload)
+                        if found.forwarded >= forwarded:
+                            break
+    return found
+
+
+def wire_figures(status: LinkStatus | None, before: LinkStatus | None, n: int) -> dict[str, Any]:
+    """The link's socket byte counts, and the WAN bytes per message of the burst."""
+    if status is None:
+        return {}
+    out: dict[str, Any] = {
+        "wire_bytes_out": status.wire_bytes_out,
+        "wire_bytes_in": status.wire_bytes_in,
+        "local_wire_bytes_out": status.local_wire_bytes_out,
+        "local_wire_bytes_in": status.local_wire_bytes_in,
+    }
+    if before is not None and n:
+        out["burst_wire_bytes_per_msg"] = (status.wire_bytes_out - before.wire_bytes_out) / n
+    return out
 
 
 def _let_mosquitto_persist(tmp: Path, workdir: Path) -> None:
@@ -217,6 +254,8 @@ async def bench_end(
         res["added_p99_ms"] = res["hop_p99_ms"] - res["direct_p99_ms"]
         res["hop_ratio"] = res["hop_p50_ms"] / res["direct_p50_ms"]
 
+        fogmesh_site = isinstance(ends.site, MeshProcess)
+        before = await link_status(site_port, site_user) if fogmesh_site else None
         # throughput: publish n QoS 1 messages at the site as fast as it takes them
         async with (
             client(cloud_port, cloud_user, ident="bench-sub", clean=False) as sub,
@@ -232,6 +271,9 @@ async def bench_end(
             res["throughput_msgs"] = got
             res["throughput_msg_s"] = got / (time.perf_counter() - t0)
             res["burst_msgs_per_s"] = res["throughput_msg_s"]
+        if fogmesh_site:
+            done = (before.forwarded if before is not None else 0) + n_tput
+            res.update(wire_figures(await link_status(site_port, site_user, done), before, n_tput))
 
         # partition: the cloud goes away, the site keeps publishing, the cloud comes back
         if mosq is not None:
@@ -288,6 +330,14 @@ def report(kind: str, r: dict[str, Any]) -> None:
         f"  partition drain     {r['drain_msg_s']:.0f} msg/s "
         f"({r['drained_msgs']} of {r['queued_msgs']} queued msgs arrived)"
     )
+    if "wire_bytes_out" in r:
+        print(
+            f"  link socket bytes   to cloud {r['wire_bytes_out']:,} B, from cloud"
+            f" {r['wire_bytes_in']:,} B; site {r['local_wire_bytes_in']:,} B in,"
+            f" {r['local_wire_bytes_out']:,} B out (after the burst)"
+        )
+    if "burst_wire_bytes_per_msg" in r:
+        print(f"  WAN bytes per msg   {r['burst_wire_bytes_per_msg']:.1f} B (burst, to cloud)")
 
 
 def write_results(results: dict[str, Any]) -> Path:

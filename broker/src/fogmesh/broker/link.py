@@ -46,7 +46,7 @@ from fogmesh.broker.paths import (
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
 from fogmesh.broker.topicmatch import matches
-from fogmesh.broker.wire import coalesce_writes
+from fogmesh.broker.wire import WireBytes, coalesce_writes, count_bytes
 from fogmesh.bus import backoff_delay
 from fogmesh.protocol import LinkState, LinkStatus, topics
 
@@ -61,6 +61,14 @@ SESSION_EXPIRY = 7 * 24 * 3600  # an MQTT 5 session (Mosquitto end) lives this l
 STATUS_EVERY = 5.0  # seconds: counters (queue depth, forwarded) are published at most this often
 BATCH = 200  # messages in flight per writer; order still holds (one socket, sent in order)
 _NET_ERRORS = (MqttError, TimeoutError, OSError)
+_WIRE_FIELDS = {
+    "wire_bytes_out",
+    "wire_bytes_in",
+    "local_wire_bytes_out",
+    "local_wire_bytes_in",
+    "path_wire_bytes_out",
+    "path_wire_bytes_in",
+}
 
 
 class Link:
@@ -121,6 +129,11 @@ class Link:
         """Each writer's backlog drain (docs/mesh.md: ``drain``), while one runs."""
         self.last_error = ""
         self.status_topic = topics.mesh_link(broker, spec.name)
+        self.wire: dict[Side, WireBytes] = {"local": WireBytes(), "remote": WireBytes()}
+        """Bytes on each side's sockets since the link started (docs/mesh.md: ``wire_bytes``)."""
+        self.path_wire: dict[str, WireBytes] = (
+            {p.name: WireBytes() for p in self.paths} if len(self.paths) > 1 else {}
+        )
 
     # ---- status -------------------------------------------------------------------------
 
@@ -162,15 +175,22 @@ class Link:
             path=self.path.name if self.path is not None else "",
             path_bytes=dict(self.book.bytes),
             source=self._client_id("local"),
+            wire_bytes_out=self.wire["remote"].sent,
+            wire_bytes_in=self.wire["remote"].received,
+            local_wire_bytes_out=self.wire["local"].sent,
+            local_wire_bytes_in=self.wire["local"].received,
+            path_wire_bytes_out={name: w.sent for name, w in self.path_wire.items()},
+            path_wire_bytes_in={name: w.received for name, w in self.path_wire.items()},
         )
 
-    async def _publish_status(self) -> None:
-        """Publish the status, retained, on both brokers (whichever is connected), side by side.
+    async def _publish_status(self, sides: tuple[Side, ...] = ("local", "remote")) -> None:
+        """Publish the status, retained, on ``sides`` (whichever is connected), side by side.
 
         Each side gets at most :data:`STATUS_EVERY` seconds: a far side that a silent partition
         has not yet been noticed on must not hold up the local ``down`` that follows.
         """
         payload = self.status().model_dump_json().encode()
+        clients = {side: self._clients[side] for side in sides}
 
         async def publish(side: Side, client: aiomqtt.Client) -> None:
             self.echo[side].remember(self.status_topic, payload)
@@ -178,24 +198,36 @@ class Link:
                 async with asyncio.timeout(STATUS_EVERY):
                     await client.publish(self.status_topic, payload, qos=1, retain=True)
 
-        await asyncio.gather(
-            *(publish(side, c) for side, c in self._clients.items() if c is not None)
-        )
+        await asyncio.gather(*(publish(side, c) for side, c in clients.items() if c is not None))
 
     async def _status_loop(self) -> None:
-        """Publish on every state change at once; counters (queue, forwarded) every 5 s at most."""
+        """Publish on every state change at once; counters (queue, forwarded) every 5 s at most.
+
+        The wire byte counts alone (a keepalive ping, the status publish itself) are published
+        on the local broker only: a status across the WAN for each would be most of an idle
+        link's WAN bytes. The far broker's copy has them as of the last other change.
+        """
         last = None
+        last_wan = self._wan_bytes()
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STATUS_EVERY):
                     await self._status_changed.wait()
             self._status_changed.clear()
-            snap = self.status().model_dump(exclude={"id", "ts"})
+            snap = self.status().model_dump(exclude={"id", "ts", *_WIRE_FIELDS})
             if snap != last or self._status_due:
                 self._status_due = False
                 await self._publish_status()
                 last = snap
                 self.book.save()
+            elif self._wan_bytes() != last_wan:
+                await self._publish_status(("local",))
+            else:
+                continue
+            last_wan = self._wan_bytes()
+
+    def _wan_bytes(self) -> tuple[int, int]:
+        return self.wire["remote"].sent, self.wire["remote"].received
 
     # ---- connections --------------------------------------------------------------------
 
@@ -253,8 +285,16 @@ class Link:
         # Acknowledge only after the message is on disk: aiomqtt 2.5 has no switch for this,
         # paho (underneath) does.
         client._client.manual_ack_set(True)
+        count_bytes(client, *self._counters(side, path))
         coalesce_writes(client)  # a burst's PUBACKs / a batch's PUBLISHes in one send()
         return client
+
+    def _counters(self, side: Side, path: LinkPath | None) -> list[WireBytes]:
+        """The wire counters a client of ``side`` over ``path`` adds its bytes to."""
+        found = [self.wire[side]]
+        if side == "remote" and path is not None and path.name in self.path_wire:
+            found.append(self.path_wire[path.name])
+        return found
 
     def _mqtt5(self, side: Side) -> bool:
         return self.ends[side].kind == "mosquitto"
@@ -372,7 +412,9 @@ class Link:
             if self.book.spent(path):
                 raise PathSpent(f"path {path.name}: monthly budget spent")
             for better in self.paths[: path.index]:
-                if not self.book.spent(better) and await probe(better, ident):
+                if not self.book.spent(better) and await probe(
+                    better, ident, *self._counters("remote", better)
+                ):
                     raise PreferredBack(better.name)
 
     async def _close(self, side: Side, client: aiomqtt.Client, *, say_down: bool = True) -> None:

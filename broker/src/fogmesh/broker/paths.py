@@ -23,6 +23,7 @@ import aiomqtt
 from aiomqtt import MqttError
 
 from fogmesh.broker.config import PathSpec, ResolvedEndpoint
+from fogmesh.broker.wire import WireBytes, count_bytes
 from fogmesh.protocol.errors import FogmeshError
 
 __all__ = [
@@ -146,9 +147,9 @@ def tls_parameters(end: ResolvedEndpoint) -> aiomqtt.TLSParameters | None:
     )
 
 
-async def probe(path: LinkPath, identifier: str) -> bool:
+async def probe(path: LinkPath, identifier: str, *counters: WireBytes) -> bool:
     """Whether the remote broker answers an MQTT CONNECT over ``path`` (a clean session that
-    is closed at once), within the path's ``connect_timeout``."""
+    is closed at once), within the path's ``connect_timeout``; its bytes go to ``counters``."""
     end = path.end
     tls = tls_parameters(end)
     client = aiomqtt.Client(
@@ -163,6 +164,7 @@ async def probe(path: LinkPath, identifier: str) -> bool:
         tls_insecure=bool(end.tls and end.tls.insecure) or None,
         timeout=path.spec.connect_timeout,
     )
+    count_bytes(client, *counters)
     try:
         async with asyncio.timeout(path.spec.connect_timeout):
             await client.__aenter__()

@@ -1,4 +1,9 @@
-"""Fewer system calls on a link's sockets: the MQTT packets paho has queued go out in one send.
+"""A link's sockets: the bytes that cross them, counted; and fewer system calls to send them.
+
+:func:`count_bytes` counts every byte paho writes to or reads from a link client's socket
+(:class:`WireBytes`, per direction): the MQTT packets whole, fixed headers, PINGREQs, CONNECTs
+and the status publishes included. Under TLS these are the bytes inside TLS (record overhead
+and TCP/IP headers are not counted). The link reports them in its status (docs/mesh.md).
 
 paho (under aiomqtt) writes each queued packet with its own ``send()``: a burst of 200 PUBACKs
 to the local broker, or a batch of 200 PUBLISHes to the remote one, costs 200 system calls, and
@@ -16,12 +21,13 @@ unchanged; a QoS 1 PUBLISH still counts as delivered only on its PUBACK.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 from paho.mqtt.client import DISCONNECT, PUBLISH
 
-__all__ = ["MAX_JOINED", "coalesce_writes", "join_queued"]
+__all__ = ["MAX_JOINED", "WireBytes", "coalesce_writes", "count_bytes", "join_queued"]
 
 MAX_JOINED = 256 * 1024
 """Bytes joined into one buffer at most (a socket send buffer's worth on Linux)."""
@@ -78,3 +84,38 @@ def coalesce_writes(client: aiomqtt.Client) -> None:
         return write()
 
     paho._packet_write = packet_write
+
+
+@dataclass(slots=True)
+class WireBytes:
+    """Bytes a link wrote to (``sent``) and read from (``received``) its sockets."""
+
+    sent: int = 0
+    received: int = 0
+
+
+def count_bytes(client: aiomqtt.Client, *counters: WireBytes) -> None:
+    """Add every byte ``client``'s paho sends or receives on its socket to each of ``counters``.
+
+    Call before the client connects (its CONNECT is counted too) and before anything else
+    wraps paho's socket reads (a read buffer reads through the count).
+    """
+    paho: Any = client._client  # paho's private socket calls: pinned to paho-mqtt 2.x
+    send = paho._sock_send
+    recv = paho._sock_recv
+
+    def sock_send(buf: bytes | bytearray) -> int:
+        n = int(send(buf))
+        for counter in counters:
+            counter.sent += n
+        return n
+
+    def sock_recv(bufsize: int) -> bytes:
+        data: bytes = recv(bufsize)
+        for counter in counters:
+            counter.received += len(data)
+        return data
+
+    # instance attributes shadow paho's methods: _packet_write / _packet_read call these
+    paho._sock_send = sock_send
+    paho._sock_recv = sock_recv

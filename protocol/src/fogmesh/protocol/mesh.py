@@ -48,6 +48,27 @@ class LinkStatus(Envelope):
     since: float | None = Field(
         default=None, description="unix time the link entered this state (None: unknown)"
     )
+    wire_bytes_out: int = Field(
+        default=0,
+        ge=0,
+        description="bytes the link wrote to the remote broker's sockets since it started"
+        " (MQTT packets whole, every path and probe; inside TLS)",
+    )
+    wire_bytes_in: int = Field(
+        default=0, ge=0, description="bytes the link read from the remote broker's sockets"
+    )
+    local_wire_bytes_out: int = Field(
+        default=0, ge=0, description="bytes the link wrote to the local broker's socket"
+    )
+    local_wire_bytes_in: int = Field(
+        default=0, ge=0, description="bytes the link read from the local broker's socket"
+    )
+    path_wire_bytes_out: dict[str, int] = Field(
+        default_factory=dict, description="wire_bytes_out per path (links with paths only)"
+    )
+    path_wire_bytes_in: dict[str, int] = Field(
+        default_factory=dict, description="wire_bytes_in per path (links with paths only)"
+    )
 
 
 class SessionClaim(BaseModel):

@@ -1,0 +1,177 @@
+"""A link counts the bytes on its sockets: exactly what was framed, per direction.
+
+First a client with :func:`fogmesh.broker.wire.count_bytes` publishes known-size QoS 1 messages
+to a real Mosquitto, and the counts must equal the MQTT packet sizes. Then a running link
+(``python -m fogmesh.broker run``) reaches its cloud broker through a TCP relay that counts
+what passes each way: the ``wire_bytes_out`` / ``wire_bytes_in`` the link reports in its
+retained status on the site broker must come to exactly the relay's counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from fogmesh.broker.wire import WireBytes, count_bytes
+from fogmesh.protocol import LinkStatus, topics
+from tests.broker.conftest import (
+    MeshProcess,
+    broker_spec,
+    client,
+    collect,
+    eventually_delivered,
+    link_spec,
+    port_of,
+    wait_for,
+    write_mesh,
+)
+from tests.support.brokers import BrokerProcess, free_port
+
+N = 50
+TOPIC = "tele/wire"
+PAYLOAD = b"x" * 100
+
+
+def publish_size(topic: str, payload: bytes) -> int:
+    """Bytes of an MQTT 3.1.1 QoS 1 PUBLISH: fixed header, topic, packet id, payload."""
+    remaining = 2 + len(topic.encode()) + 2 + len(payload)
+    length_bytes = 1 if remaining < 128 else 2 if remaining < 16_384 else 3
+    return 1 + length_bytes + remaining
+
+
+async def test_counts_equal_the_mqtt_packets_sent_and_received(tmp_path: Path) -> None:
+    broker = BrokerProcess("mosquitto", tmp_path).start()
+    try:
+        wire = WireBytes()
+        c = aiomqtt.Client("127.0.0.1", broker.port, identifier="wire-count", keepalive=60)
+        count_bytes(c, wire)
+        async with c:
+            assert wire.received == 4  # the CONNACK
+            connect = wire.sent
+            assert connect > 12  # a CONNECT: fixed and variable header, client id
+            for i in range(N):
+                await c.publish(TOPIC, PAYLOAD, qos=1)
+                assert wire.sent == connect + (i + 1) * publish_size(TOPIC, PAYLOAD)
+            assert wire.received == 4 + N * 4  # a 4-byte PUBACK each
+        assert wire.sent == connect + N * publish_size(TOPIC, PAYLOAD) + 2  # and a DISCONNECT
+    finally:
+        broker.stop()
+
+
+class CountingRelay:
+    """A TCP relay to ``port`` that counts the bytes it passes each way."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.port = free_port()
+        self.up = 0  # towards the broker
+        self.down = 0  # from the broker
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> CountingRelay:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with asyncio.timeout(10):
+            far_r, far_w = await asyncio.open_connection("127.0.0.1", self.target)
+        ups = asyncio.create_task(self._pipe(reader, far_w, up=True))
+        downs = asyncio.create_task(self._pipe(far_r, writer, up=False))
+        self._tasks |= {ups, downs}
+        with contextlib.suppress(Exception):
+            await asyncio.wait([ups, downs], return_when=asyncio.FIRST_COMPLETED)
+        ups.cancel()
+        downs.cancel()
+        writer.close()
+        far_w.close()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool
+    ) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65_536):
+                if up:
+                    self.up += len(data)
+                else:
+                    self.down += len(data)
+                writer.write(data)
+                await writer.drain()
+
+
+async def test_the_link_reports_what_crossed_its_remote_socket(
+    tmp_path: Path, procs: list[MeshProcess]
+) -> None:
+    cloud_port = free_port()
+    async with CountingRelay(cloud_port) as relay:
+        rules = [{"pattern": "tele/#", "direction": "out", "qos": 1}]
+        link = link_spec("wan", "site", "cloud", rules)
+        link["remote"]["port"] = relay.port  # the cloud broker, through the relay
+        mesh = write_mesh(
+            tmp_path / "mesh.yaml",
+            {
+                "site": broker_spec(tmp_path, "site"),
+                "cloud": broker_spec(tmp_path, "cloud", port=cloud_port),
+            },
+            [link],
+        )
+        procs.append(MeshProcess(mesh, "cloud").start())
+        procs.append(MeshProcess(mesh, "site").start())
+        site = port_of(mesh, "site")
+        got: list[aiomqtt.Message] = []
+        statuses: list[LinkStatus] = []
+        async with client(site) as s, client(cloud_port) as c, client(site) as watch:
+            await c.subscribe("tele/#", qos=1)
+            await watch.subscribe(topics.mesh_link("site", "wan"), qos=1)
+            tasks = [asyncio.create_task(collect(c, got))]
+
+            async def watch_status() -> None:
+                async for msg in watch.messages:
+                    assert isinstance(msg.payload, bytes)
+                    statuses.append(LinkStatus.model_validate(json.loads(msg.payload)))
+
+            tasks.append(asyncio.create_task(watch_status()))
+            await eventually_delivered(
+                lambda: s.publish("tele/warm", b"w", qos=1), lambda: bool(got)
+            )
+            before = relay.up
+            for _ in range(N):
+                await s.publish(TOPIC, PAYLOAD, qos=1)
+            await wait_for(
+                lambda: sum(m.payload == PAYLOAD for m in got) >= N, what="the messages crossed"
+            )
+            # N PUBLISHes to the cloud (packet ids and all), whatever else the link said
+            assert relay.up - before >= N * publish_size(TOPIC, PAYLOAD)
+
+            def matches_relay() -> bool:
+                last = statuses[-1] if statuses else None
+                return (
+                    last is not None
+                    and last.wire_bytes_out == relay.up
+                    and last.wire_bytes_in == relay.down
+                )
+
+            try:
+                await wait_for(matches_relay, timeout=30, what="the status to match the relay")
+            except AssertionError:
+                last = statuses[-1] if statuses else None
+                pytest.fail(f"relay up {relay.up} down {relay.down}, status {last}")
+            last = statuses[-1]
+            # the local side: the site broker delivered the same N messages to the link
+            assert last.local_wire_bytes_in >= N * publish_size(TOPIC, PAYLOAD)
+            assert last.local_wire_bytes_out > 0
+            assert last.path_wire_bytes_out == {}  # one path: no per-path counts
+            for task in tasks:
+                task.cancel()
