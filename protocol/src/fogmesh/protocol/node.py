@@ -152,10 +152,15 @@ class Usage(BaseModel):
 
 
 class Heartbeat(Envelope):
-    """``nodes/{node}/heartbeat``: usage and each workload's status, every few seconds."""
+    """``nodes/{node}/heartbeat``: usage and the workloads' statuses, sent when they changed
+    (beyond a deadband) and at least every ``interval_s`` (docs/agent.md, "Heartbeats").
+    Sent without its defaults (``exclude_defaults``): an absent ``workloads`` is unchanged."""
 
     node: Ident
     seq: int = Field(ge=0, description="counts up from 0 at each agent start")
-    interval_s: float = Field(gt=0, description="when to expect the next heartbeat")
+    interval_s: float = Field(gt=0, description="the next heartbeat comes within this many s")
     usage: Usage
-    workloads: list[WorkloadStatus] = Field(default_factory=list)
+    workloads: list[WorkloadStatus] | None = Field(
+        default=None,
+        description="each workload's status; absent: unchanged since this boot's last carried",
+    )

@@ -82,7 +82,8 @@ class FleetView:
         view = self.node(msg.node)
         view.last_beat, view.interval_s = now or time.monotonic(), msg.interval_s
         view.usage = msg.usage
-        view.statuses = {f"{w.tenant}/{w.name}": w for w in msg.workloads}
+        if msg.workloads is not None:  # absent: unchanged (docs/agent.md, "Heartbeats")
+            view.statuses = {f"{w.tenant}/{w.name}": w for w in msg.workloads}
         view.online, view.lost_at, view.lost_how = True, None, ""
 
     def on_actual(self, msg: ActualState) -> None:

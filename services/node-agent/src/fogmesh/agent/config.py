@@ -6,7 +6,8 @@ Precedence: built-in defaults < the file (``--config``) < command-line flags. Ex
     broker: {host: site-broker.local, port: 8883, username: truck-17, password: s3cret,
              tls: true, ca_file: /etc/fogmesh/ca.pem}   # fogmesh.service.BrokerSettings
     state_dir: /var/lib/fogmesh-agent
-    heartbeat_interval_s: 5
+    heartbeat_interval_s: 5      # sample usage, look for news (a heartbeat only when there is)
+    heartbeat_max_interval_s: 300
     reconcile_interval_s: 5
     labels: {zone: north, gpu: "true"}
     location: {lat: 48.85, lon: 2.35}
@@ -50,7 +51,19 @@ class AgentConfig(BaseModel):
         default_factory=DiscoverySettings, description="find the broker by mDNS (off)"
     )
     state_dir: Path = Path("/var/lib/fogmesh-agent")
-    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    heartbeat_interval_s: float = Field(
+        default=5.0, gt=0, description="how often usage is sampled and news looked for"
+    )
+    # fogmesh.agent.heartbeat: a heartbeat goes out on news (a workload's status, usage moved by
+    # the deadband) or after heartbeat_max_interval_s; false: every heartbeat_interval_s, with
+    # every workload's status (the previous design)
+    heartbeat_on_change: bool = True
+    heartbeat_max_interval_s: float = Field(
+        default=300.0, gt=0, description="the longest gap between two heartbeats (on change)"
+    )
+    heartbeat_deadband_percent: float = Field(
+        default=5.0, ge=0, le=100, description="usage moved this much is news (percent of total)"
+    )
     reconcile_interval_s: float = Field(default=5.0, gt=0)
     retry_base_s: float = Field(default=1.0, gt=0, description="first failure back-off")
     retry_cap_s: float = Field(default=60.0, gt=0, description="longest failure back-off")

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
+import time
 import uuid
 from collections import deque
 
@@ -23,6 +26,7 @@ from fogmesh.agent.commands import CommandHandler
 from fogmesh.agent.config import AgentConfig
 from fogmesh.agent.device_reader import DeviceReader
 from fogmesh.agent.facts import default_node_id, device_catalog, gather_facts, sample_usage
+from fogmesh.agent.heartbeat import BeatPolicy
 from fogmesh.agent.reconcile import Reconciler
 from fogmesh.agent.runtime.base import InstanceState, Runtime
 from fogmesh.agent.runtime.errors import RuntimeFailure
@@ -71,6 +75,13 @@ class Agent:
         self._events: deque[tuple[str, Event]] = deque(maxlen=1000)
         self._events_ready = asyncio.Event()
         self._seq = 0
+        self.beats = BeatPolicy(
+            every_s=config.heartbeat_interval_s,
+            max_s=config.heartbeat_max_interval_s,
+            deadband_percent=config.heartbeat_deadband_percent,
+            on_change=config.heartbeat_on_change,
+        )
+        """When heartbeats go out (:mod:`fogmesh.agent.heartbeat`)."""
         self._facts: NodeFacts | None = None
         self.devices = device_catalog(config)
         self.fetcher = SiteFetcher(self.state_dir, self.node, config.site, lambda: self.bus)
@@ -140,7 +151,16 @@ class Agent:
         return sample_usage(self.state_dir)
 
     def _bus_config(self) -> BusConfig:
-        return self.config.broker.bus_config(self.client_id)
+        config = self.config.broker.bus_config(self.client_id)
+        if (
+            self.config.heartbeat_on_change
+            and "keepalive" not in self.config.broker.model_fields_set
+        ):
+            # liveness on the LAN is the session: the site broker fires the will of a silent
+            # agent after 1.5 keepalives, 3 sampling intervals (docs/agent.md, "Heartbeats")
+            keepalive = max(1, math.ceil(2 * self.config.heartbeat_interval_s))
+            config = dataclasses.replace(config, keepalive=keepalive)
+        return config
 
     def _state_message(self, state: NodeLiveness) -> NodeStateMessage:
         return NodeStateMessage(
@@ -280,16 +300,26 @@ class Agent:
                     log.exception("publishing an event failed", topic=topic)
 
     async def _heartbeat_loop(self, bus: Bus) -> None:
+        """Sample every ``heartbeat_interval_s``; send when :class:`BeatPolicy` says there is
+        news, or the longest wait is over (docs/agent.md, "Heartbeats")."""
         assert self.reconciler is not None
         interval = self.config.heartbeat_interval_s
+        connects = -1
         while True:
             await asyncio.sleep(interval)
             if not bus.connected:
                 continue  # a heartbeat is only news while it is fresh: never queue them
             try:
+                if bus.connects != connects:
+                    connects = bus.connects
+                    self.beats.reset()  # a new session: the first beat carries everything
                 await self._rehello_on_device_change(bus)
                 beat = await self._heartbeat(interval)
-                await bus.publish(topics.node(self.node, NodeChannel.HEARTBEAT), beat, qos=0)
+                if beat is None:
+                    continue
+                payload = beat.model_dump_json(exclude_defaults=True).encode()
+                topic = topics.node(self.node, NodeChannel.HEARTBEAT)
+                await bus.publish_raw(topic, payload, qos=0, queue=False)
             except Exception:
                 log.exception("heartbeat failed")
 
@@ -338,18 +368,25 @@ class Agent:
                 ))  # fmt: skip
                 log.warning("device lost", workload=spec.name, device=info.name)
 
-    async def _heartbeat(self, interval: float) -> Heartbeat:
+    async def _heartbeat(self, interval: float) -> Heartbeat | None:
+        """This tick's heartbeat, or None when it has no news and is not yet due."""
         assert self.reconciler is not None
         if self.config.workload_usage:
             await self._sample_workloads(timeout=max(interval * 0.8, 0.5))
+        usage, statuses, now = self.usage(), self.reconciler.statuses(), time.monotonic()
+        decision = self.beats.decide(usage, statuses, now)
+        if not decision.send:
+            return None
+        carried = statuses if decision.workloads else None
         beat = Heartbeat(
             node=self.node,
             seq=self._seq,
-            interval_s=interval,
-            usage=self.usage(),
-            workloads=self.reconciler.statuses(),
-            source=self.client_id,
+            ts=round(time.time(), 3),
+            interval_s=self.beats.interval_s,
+            usage=_compact(usage),
+            workloads=carried,
         )
+        self.beats.sent(usage, carried, now)
         self._seq += 1
         return beat
 
@@ -421,3 +458,10 @@ class Agent:
             source=self.client_id,
         )
         await bus.publish(topics.fleet_event(EventKind.DESIRED_REJECTED), event)
+
+
+def _compact(usage: Usage) -> Usage:
+    """Usage as the heartbeat carries it: no more digits than anyone reads."""
+    return usage.model_copy(
+        update={"cpu_percent": round(usage.cpu_percent, 1), "load1": round(usage.load1, 2)}
+    )

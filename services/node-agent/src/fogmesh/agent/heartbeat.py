@@ -1,0 +1,120 @@
+"""When the agent sends a heartbeat, and what it carries (docs/agent.md, "Heartbeats").
+
+The agent samples its usage every ``heartbeat_interval_s`` but sends a heartbeat only with news:
+the first after each (re)connect, a workload's status changed (phase, reason, restarts, spec,
+instance), a usage figure moved by ``heartbeat_deadband_percent`` or more since the last one
+sent (node CPU in percent points, memory and disk in percent of their totals, a workload's CPU in
+points or its memory in percent of the node's), or ``heartbeat_max_interval_s`` has passed.
+Each heartbeat's ``interval_s`` is that maximum: when to expect the next one at the latest.
+Workload statuses ride along only when one of them is news; otherwise ``workloads`` is left
+out (unchanged). ``heartbeat_on_change: false`` is the previous design: a heartbeat every
+``heartbeat_interval_s`` with every workload's status.
+
+No I/O here: :class:`BeatPolicy` is told what was sampled and says what to send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fogmesh.protocol import Usage, WorkloadStatus
+
+__all__ = ["BeatPolicy", "Decision"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to send now: nothing, or a heartbeat with or without the workload statuses."""
+
+    send: bool
+    workloads: bool = False
+    why: str = ""
+
+
+_QUIET = Decision(False)
+
+
+def _identity(status: WorkloadStatus) -> tuple[object, ...]:
+    """A workload's status without its usage figures: any change of it is news."""
+    return (
+        status.tenant, status.name, status.app, status.component, status.runtime, status.phase,
+        status.reason, status.spec_hash, status.restarts, status.since, status.runtime_id,
+    )  # fmt: skip
+
+
+def _moved(old: float, new: float, total: float, deadband: float) -> bool:
+    """Whether ``old`` -> ``new`` is at least ``deadband`` percent of ``total``."""
+    return total > 0 and abs(new - old) * 100.0 / total >= deadband
+
+
+class BeatPolicy:
+    """Decides each sampling tick whether a heartbeat goes out (see the module docstring)."""
+
+    def __init__(
+        self, *, every_s: float, max_s: float, deadband_percent: float, on_change: bool = True
+    ) -> None:
+        self.every_s = every_s
+        self.max_s = max(max_s, every_s)
+        self.deadband = deadband_percent
+        self.on_change = on_change
+        self._usage: Usage | None = None
+        self._statuses: dict[tuple[str, str], WorkloadStatus] | None = None
+        self._sent_at: float | None = None
+
+    @property
+    def interval_s(self) -> float:
+        """What each heartbeat says in ``interval_s``: the longest wait for the next one."""
+        return self.max_s if self.on_change else self.every_s
+
+    def reset(self) -> None:
+        """After a (re)connect: the next heartbeat is sent, with every workload's status."""
+        self._usage, self._statuses, self._sent_at = None, None, None
+
+    def decide(self, usage: Usage, statuses: list[WorkloadStatus], now: float) -> Decision:
+        """Whether to send at ``now`` (monotonic), given this tick's samples."""
+        if not self.on_change:
+            return Decision(True, workloads=True, why="every")
+        if self._sent_at is None or self._usage is None or self._statuses is None:
+            return Decision(True, workloads=True, why="first")
+        if self._workloads_changed(statuses, usage.memory_total_bytes):
+            return Decision(True, workloads=True, why="workloads")
+        if self._usage_moved(usage):
+            return Decision(True, why="usage")
+        # the next tick would come after the longest wait: send now
+        if now + self.every_s > self._sent_at + self.max_s:
+            return Decision(True, why="max-interval")
+        return _QUIET
+
+    def sent(self, usage: Usage, statuses: list[WorkloadStatus] | None, now: float) -> None:
+        """A heartbeat went out with this usage (and these statuses, when it carried them)."""
+        self._usage, self._sent_at = usage, now
+        if statuses is not None:
+            self._statuses = {(s.tenant, s.name): s for s in statuses}
+
+    def _usage_moved(self, usage: Usage) -> bool:
+        last, band = self._usage, self.deadband
+        assert last is not None
+        return (
+            _moved(last.cpu_percent, usage.cpu_percent, 100.0, band)
+            or _moved(
+                last.memory_used_bytes, usage.memory_used_bytes, usage.memory_total_bytes, band
+            )
+            or _moved(last.disk_used_bytes, usage.disk_used_bytes, usage.disk_total_bytes, band)
+            or last.memory_total_bytes != usage.memory_total_bytes
+            or last.disk_total_bytes != usage.disk_total_bytes
+        )
+
+    def _workloads_changed(self, statuses: list[WorkloadStatus], memory_total: int) -> bool:
+        last = self._statuses
+        assert last is not None
+        if len(last) != len(statuses):
+            return True
+        for status in statuses:
+            before = last.get((status.tenant, status.name))
+            if before is None or _identity(before) != _identity(status):
+                return True
+            if _moved(before.cpu_percent, status.cpu_percent, 100.0, self.deadband) or _moved(
+                before.memory_bytes, status.memory_bytes, memory_total, self.deadband
+            ):
+                return True
+        return False
