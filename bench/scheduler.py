@@ -139,10 +139,11 @@ class ScanPlanner(Planner):
         latency = self.view.latencies(self.manifest.data_source)
         best_cost, best = float("inf"), None
         for i in candidates:
-            cpu_left = self.cpu_free[i] - creq
+            cpu_free, mem_free = self.free(i)
+            cpu_left = cpu_free - creq
             if cpu_left < -1e-9:
                 continue
-            mem_left = self.mem_free[i] - mreq
+            mem_left = mem_free - mreq
             if mem_left < 0:
                 continue
             cap = self.view.cpu_cap[i]

@@ -7,13 +7,21 @@ planner evaluates them once per component and view and caches the passing nodes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from fogmesh.protocol.manifest import AppManifest, ComponentSpec, LabelExpr, Near
+from fogmesh.protocol.manifest import AppManifest, ComponentSpec, LabelExpr, Near, parse_label_expr
 from fogmesh.protocol.node import Location
 from fogmesh.scheduler.placement.geo import estimated_rtt_ms, haversine_km
 from fogmesh.scheduler.placement.model import Liveness, NodeInfo
 
 __all__ = ["Constraints"]
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> LabelExpr:
+    """A label expression parsed once per text (parsed expressions are immutable): the
+    apps of one fleet repeat a few expressions, and parsing them cost a tenth of a warm plan."""
+    return parse_label_expr(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +43,8 @@ class Constraints:
         both = (manifest.placement, comp.placement)
         exprs = []
         for placement in both:
-            expr = placement.label_expr()
-            if expr is not None and placement.labels is not None:
-                exprs.append((placement.labels, expr))
+            if placement.labels is not None:
+                exprs.append((placement.labels, _parsed(placement.labels)))
         return cls(
             runtime=comp.runtime.value,
             arch_sets=tuple(frozenset(p.arch) for p in both if p.arch),

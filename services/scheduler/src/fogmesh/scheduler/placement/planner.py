@@ -9,8 +9,9 @@ docs/devices.md), and picks the node of lowest cost (ties: lowest node id).
 It scans the passing nodes in the view's ranked order (a lower bound of each node's cost,
 ascending) and stops at the first bound above the best cost found, so a decision looks at the
 few nodes that can win rather than at the whole fleet.
-Each decision is added to the planner's own copy of the free resources, so later decisions
-see earlier ones; the view itself is never changed.
+Each decision is added to the planner's own record of the free resources of the nodes it
+chose (the view's figures elsewhere), so later decisions see earlier ones; the view itself is
+never changed.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ class Planner:
         self.manifest = manifest
         self.tenant = tenant
         app_key = (tenant, manifest.name, manifest.version if version is None else version)
-        self.cpu_free = list(view.cpu_free)
-        self.mem_free = list(view.mem_free)
+        # the free CPU and memory left on the nodes this plan chose (elsewhere: the view's);
+        # a plan touches a few nodes, so this is cheaper than a copy of the fleet's figures
+        self.taken: dict[int, tuple[float, float]] = {}
         self.occ: dict[str, dict[int, int]] = {
             c.name: dict(view.occupancy.get((*app_key, c.name), {})) for c in manifest.components
         }
@@ -181,7 +183,8 @@ class Planner:
         for i in banned:
             touched[i] = -1.0
         creq, mreq = comp.cpu_request, float(comp.memory_request)
-        cpu_free, mem_free = self.cpu_free, self.mem_free
+        cpu_free, mem_free = self.view.cpu_free, self.view.mem_free
+        taken = self.taken
         cpu_cap, mem_cap = self.view.cpu_cap, self.view.mem_cap
         busy = self.view.cpu_busy
         latency = self.view.latencies(self.manifest.data_source)
@@ -189,11 +192,14 @@ class Planner:
         for bound, i in ranked:
             if bound > best_cost:
                 break
-            cpu_left = cpu_free[i] - creq
-            if cpu_left < -_EPS:
-                continue
-            mem_left = mem_free[i] - mreq
-            if mem_left < 0:
+            mine = taken.get(i)
+            if mine is None:
+                cpu_left = cpu_free[i] - creq
+                mem_left = mem_free[i] - mreq
+            else:
+                cpu_left = mine[0] - creq
+                mem_left = mine[1] - mreq
+            if cpu_left < -_EPS or mem_left < 0:
                 continue
             cap = cpu_cap[i]
             remaining = (cpu_left - busy[i]) / cap if cap > 0 else 0.0
@@ -213,8 +219,8 @@ class Planner:
 
     def _commit(self, want: Want, idx: int) -> None:
         comp = self.manifest.component(want.component)
-        self.cpu_free[idx] -= comp.cpu_request
-        self.mem_free[idx] -= comp.memory_request
+        cpu, mem = self.free(idx)
+        self.taken[idx] = (cpu - comp.cpu_request, mem - comp.memory_request)
         occ = self.occ[comp.name]
         occ[idx] = occ.get(idx, 0) + 1
         self.app_occ[idx] = self.app_occ.get(idx, 0) + 1
@@ -223,6 +229,11 @@ class Planner:
         devices = tuple(sorted(self._constraints[comp.name].devices))
         if devices:
             self.new_devices.setdefault(idx, []).append((name, devices))
+
+    def free(self, i: int) -> tuple[float, float]:
+        """Node ``i``'s CPU (cores) and memory (bytes) free for this plan's next decision."""
+        mine = self.taken.get(i)
+        return (self.view.cpu_free[i], self.view.mem_free[i]) if mine is None else mine
 
     # --- the explanation -----------------------------------------------------------------------
 
@@ -280,10 +291,11 @@ class Planner:
             return f"anti-affinity: conflicts with a component on this node ({comp.name})"
         if required is not None and i not in required:
             return f"affinity: node does not run {', '.join(comp.affinity)}"
-        if self.cpu_free[i] - comp.cpu_request < -_EPS:
-            free = max(self.cpu_free[i], 0.0)
+        cpu_free, mem_free = self.free(i)
+        if cpu_free - comp.cpu_request < -_EPS:
+            free = max(cpu_free, 0.0)
             return f"cpu: {free:.3f} cores free, needs {comp.cpu_request:g}"
-        if self.mem_free[i] - comp.memory_request < 0:
-            free_mib = max(self.mem_free[i], 0.0) / 2**20
+        if mem_free - comp.memory_request < 0:
+            free_mib = max(mem_free, 0.0) / 2**20
             return f"memory: {free_mib:.1f} MiB free, needs {comp.memory_request / 2**20:.1f} MiB"
         return None

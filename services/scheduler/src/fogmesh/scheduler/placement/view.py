@@ -36,6 +36,8 @@ AppKey = tuple[str, str, str]
 MAX_CACHED = 64
 """Constraint sets (and data sources) whose results the view keeps; the oldest go first."""
 
+_UNJUDGED, _PASSES, _FAILS = 0, 1, 2
+
 _Profile = tuple[object, ...]
 _Key = tuple[object, ...]
 _K = TypeVar("_K")
@@ -120,7 +122,8 @@ class ClusterView:
         self._profile_ok: dict[_Key, dict[int, bool]] = {}
         self._latency: dict[Location | None, list[float]] = {}
         self._ranking: dict[Location | None, _Ranking] = {}
-        self._verdicts: dict[_Key, dict[int, bool]] = {}
+        # per constraint set, each node's verdict: _UNJUDGED, _PASSES or _FAILS
+        self._verdicts: dict[_Key, bytearray] = {}
         for i, node in enumerate(self.nodes):
             self.cpu_req[i] = sum(w.cpu for w in node.workloads)
             self.mem_req[i] = float(sum(w.memory for w in node.workloads))
@@ -145,7 +148,7 @@ class ClusterView:
             self._count(i, w, -1)
         for w in node.workloads:
             self._count(i, w, 1)
-        before = (self.cpu_free[i], self.mem_req[i])
+        before = (self.cpu_free[i], self.cpu_busy[i], self.mem_free[i])
         self.cpu_req[i] = sum(w.cpu for w in node.workloads)
         self.mem_req[i] = float(sum(w.memory for w in node.workloads))
         self._resources(i)
@@ -154,8 +157,8 @@ class ClusterView:
         ):
             self._profiles[i] = self._profile_id(node)
             self._refilter(i, old.facts.location != node.facts.location)
-        elif before != (self.cpu_free[i], self.mem_req[i]):
-            # a heartbeat changes usage only, which no ranking depends on
+        elif before != (self.cpu_free[i], self.cpu_busy[i], self.mem_free[i]):
+            # the bound counts measured use, so a heartbeat that moves it re-ranks the node
             self._rerank(i)
 
     def sync(self, nodes: Iterable[NodeInfo]) -> ClusterView:
@@ -284,7 +287,7 @@ class ClusterView:
             elif present and not passes:
                 del found[pos]
         for verdicts in self._verdicts.values():
-            verdicts.pop(i, None)
+            verdicts[i] = _UNJUDGED
         self._rerank(i)
 
     def _rerank(self, i: int) -> None:
@@ -356,12 +359,16 @@ class ClusterView:
         return estimated_rtt_ms(haversine_km(source.lat, source.lon, loc.lat, loc.lon))
 
     def _bound(self, i: int, latency: float) -> float:
-        """A lower bound of node ``i``'s cost for any request: usage is left out (it only
-        lowers the free fraction) and so is the request itself, and spread is at least 1."""
+        """A lower bound of node ``i``'s cost for any request: the node's cost with a request of
+        nothing (a request only lowers the free fractions) and spread 1 (it is at least 1).
+
+        Measured use counts, as in the cost, so the bound is tight for small requests and a
+        scan stops after few nodes; every step is the cost's own arithmetic without the
+        request, so in floating point too no cost is below it."""
         cap = self.cpu_cap[i]
-        cpu = self.cpu_free[i] / cap if cap > 0 else 0.0
+        cpu = (self.cpu_free[i] - self.cpu_busy[i]) / cap if cap > 0 else 0.0
         cap = self.mem_cap[i]
-        mem = (cap - self.mem_req[i]) / cap if cap > 0 else 0.0
+        mem = self.mem_free[i] / cap if cap > 0 else 0.0
         return latency / max(min(cpu, mem), MIN_REMAINING)
 
     def candidates(self, cons: Constraints, source: Location | None) -> Iterator[tuple[float, int]]:
@@ -374,7 +381,7 @@ class ClusterView:
         key = cons.key()
         verdicts = self._verdicts.get(key)
         if verdicts is None:
-            verdicts = {}
+            verdicts = bytearray(len(self.nodes))
             _remember(self._verdicts, key, verdicts)
             self._prune()
         ranking = self._ranking.get(source)
@@ -386,10 +393,10 @@ class ClusterView:
         rtts = None if cons.data_source is None else self.latencies(cons.data_source)
         for entry in ranking.entries:
             i = entry[1]
-            ok = verdicts.get(i)
-            if ok is None:
-                ok = verdicts[i] = passes(profiles, cons, i, rtts)
-            if ok:
+            ok = verdicts[i]
+            if ok == _UNJUDGED:
+                ok = verdicts[i] = _PASSES if passes(profiles, cons, i, rtts) else _FAILS
+            if ok == _PASSES:
                 yield entry
 
     def _prune(self) -> None:
