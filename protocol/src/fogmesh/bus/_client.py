@@ -98,7 +98,9 @@ class Bus:
         self._group_ready = asyncio.Event()
         self._flushing = False
         self._background = 0
-        self.reply_topic = reply_topic_for("", username=config.username, client_id=config.client_id)
+        self.reply_topic = reply_topic_for(
+            "", username=config.username, client_id=config.client_id, duty=config.reply_duty
+        )
         """Where replies to this client's requests outside a tenant's API arrive."""
         self._reply_topics = {self.reply_topic}
         self.connects = 0
@@ -376,7 +378,10 @@ class Bus:
         :class:`RequestTimeout` when no answer comes within ``timeout`` seconds.
         """
         reply_to = reply_topic_for(
-            topic, username=self.config.username, client_id=self.config.client_id
+            topic,
+            username=self.config.username,
+            client_id=self.config.client_id,
+            duty=self.config.reply_duty,
         )
         await self._listen_on(reply_to, timeout)
         sent = request.model_copy(

@@ -33,6 +33,11 @@ class BusConfig:
     it is logged and answered ``invalid_payload`` where its ``reply_to`` can be found by a
     bounded scan. A subscription may set its own limit (an agent's file uploads).
 
+    ``reply_duty`` names the duty a service serves (a site cache's ``cache-{site}``): replies to
+    its requests outside a tenant's API then come on ``fm/v1/ops/{duty}/reply/{client_id}``,
+    which WAN links carry only where that duty's requests go, instead of
+    ``fm/v1/reply/{account}/{client_id}``, which they carry everywhere (docs/artefacts.md).
+
     ``failover`` lists further ``(host, port)`` members of a clustered broker: each reconnect
     after a lost or failed connection tries the next address in turn, starting from ``host``.
     """
@@ -55,6 +60,7 @@ class BusConfig:
     max_payload: int = 256 * 1024
     extra: dict[str, str] = field(default_factory=dict)
     failover: tuple[tuple[str, int], ...] = ()
+    reply_duty: str | None = None
 
     def endpoint(self, turn: int) -> tuple[str, int]:
         """The address to dial on reconnect number ``turn``: ``host`` and then each failover."""
@@ -63,6 +69,8 @@ class BusConfig:
 
     def __post_init__(self) -> None:
         check_id(self.client_id, what="client_id")
+        if self.reply_duty is not None:
+            check_id(self.reply_duty, what="reply_duty")
         if self.outbox_limit < 1:
             raise ValueError("outbox_limit must be at least 1")
         if self.max_payload < 1:

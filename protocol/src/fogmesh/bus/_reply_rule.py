@@ -3,7 +3,10 @@
 Replies live under ``fm/v1/reply/{account}/{client}``. A request under
 ``fm/v1/api/{tenant}/...`` is answered only on a reply topic of that tenant
 (``fm/v1/reply/{tenant}/...``), which the broker's ACLs let only that tenant's accounts read;
-any other request only on a concrete topic under ``fm/v1/reply/``. A ``reply_to`` that breaks
+any other request on a concrete topic under ``fm/v1/reply/`` or on a duty's own reply topic
+``fm/v1/ops/{duty}/reply/{client}`` (a client whose bus names ``reply_duty``: its replies go only
+where that duty's requests go, so WAN links need not carry them everywhere; only service accounts
+use ``fm/v1/ops``). A ``reply_to`` that breaks
 the rule is never published to: a request cannot make a service write into another's reply
 topic, a node's desired state or a data topic.
 """
@@ -34,24 +37,29 @@ def topic_ref(topic: str) -> TopicRef | None:
 def reply_allowed(request_topic: str, reply_to: str) -> bool:
     """Whether a request that arrived on ``request_topic`` may be answered on ``reply_to``."""
     target = topic_ref(reply_to)
-    if target is None or target.kind is not TopicKind.REPLY:
+    if target is None or target.kind not in (TopicKind.REPLY, TopicKind.OPS_REPLY):
         return False
     request = topic_ref(request_topic)
     if request is not None and request.kind is TopicKind.API:
-        return target.account == request.tenant
+        return target.kind is TopicKind.REPLY and target.account == request.tenant
     return True
 
 
-def reply_topic_for(request_topic: str, *, username: str | None, client_id: str) -> str:
+def reply_topic_for(
+    request_topic: str, *, username: str | None, client_id: str, duty: str | None = None
+) -> str:
     """The reply topic a client (``username``, ``client_id``) names for a request on a topic.
 
     A tenant's API request is answered under the tenant (``fm/v1/reply/{tenant}/{client}``), so
     an operator acting for several tenants gets each answer; anything else under the client's
-    own account (its username, or its client id when it has none or it is not a topic level).
+    ``duty`` when it names one (``fm/v1/ops/{duty}/reply/{client}``), else under its own account
+    (its username, or its client id when it has none or it is not a topic level).
     """
     request = topic_ref(request_topic)
     if request is not None and request.kind is TopicKind.API and request.tenant is not None:
         return topics.reply(request.tenant, client_id)
+    if duty is not None:
+        return topics.ops_reply(duty, client_id)
     return topics.reply(account_of(username, client_id), client_id)
 
 

@@ -18,6 +18,7 @@ The tree (``ROOT`` is ``fm/v1``)::
     fm/v1/mesh/{broker}/links/{link}
     fm/v1/leases/{duty}
     fm/v1/ops/{duty}/{verb}
+    fm/v1/ops/{duty}/reply/{client}
     fm/v1/audit/{account}
 """
 
@@ -61,6 +62,7 @@ __all__ = [
     "node_filter",
     "ops",
     "ops_filter",
+    "ops_reply",
     "parse_topic",
     "reply",
     "tenant_event",
@@ -99,6 +101,7 @@ class TopicKind(StrEnum):
     MESH_LINK = "mesh_link"
     LEASE = "lease"
     OPS = "ops"
+    OPS_REPLY = "ops_reply"
     AUDIT = "audit"
 
 
@@ -123,7 +126,7 @@ class TopicRef:
     duty: str | None = None
     device: str | None = None
 
-    def topic(self) -> str:
+    def topic(self) -> str:  # noqa: PLR0912 -- one case per kind of topic
         """Build the topic string back from this reference."""
         match self.kind:
             case TopicKind.NODE:
@@ -150,6 +153,8 @@ class TopicRef:
                 return lease(_req(self.duty))
             case TopicKind.OPS:
                 return ops(_req(self.duty), _req(self.verb))
+            case TopicKind.OPS_REPLY:
+                return ops_reply(_req(self.duty), _req(self.client))
             case TopicKind.AUDIT:
                 return audit(_req(self.account))
         raise ContractError(f"unknown topic kind {self.kind!r}")  # pragma: no cover
@@ -295,6 +300,18 @@ def ops_filter(duty: str) -> str:
     return f"{ROOT}/ops/{check_id(duty, what='duty')}/+"
 
 
+def ops_reply(duty: str, client: str) -> str:
+    """``fm/v1/ops/{duty}/reply/{client}``: where a client serving a duty gets its replies
+    when its bus names that duty (``BusConfig.reply_duty``).
+
+    Unlike ``fm/v1/reply/#``, which WAN links carry everywhere, this tree goes wherever the
+    duty's own requests go: a site cache's (``ops/cache-{site}``) only down its own site's link,
+    so what one site pulls from the cloud crosses no other site's link. Only service accounts
+    may publish or read under ``fm/v1/ops``.
+    """
+    return f"{ROOT}/ops/{check_id(duty, what='duty')}/reply/{check_id(client, what='client')}"
+
+
 def audit(account: str) -> str:
     """``fm/v1/audit/{account}``: the audit records of the service that connects as
     ``account`` (see :mod:`fogmesh.protocol.audit`); only operators read them."""
@@ -341,6 +358,8 @@ def parse_topic(topic: str) -> TopicRef:  # noqa: PLR0912 -- one case per kind o
             return TopicRef(TopicKind.LEASE, duty=duty)
         case ["ops", duty, verb]:
             return TopicRef(TopicKind.OPS, duty=duty, verb=verb)
+        case ["ops", duty, "reply", client]:
+            return TopicRef(TopicKind.OPS_REPLY, duty=duty, client=client)
         case ["audit", account]:
             return TopicRef(TopicKind.AUDIT, account=account)
     raise ContractError(f"topic {topic!r} is not part of the fogmesh tree")

@@ -291,11 +291,13 @@ def link_rules(site: str) -> list[dict[str, Any]]:
     Tenants' API requests go up only: the services answering them are in the cloud, and
     bridging ``fm/v1/api/#`` down would carry every push's chunks to every site (and hold the
     cloud's intake of a push to the slowest link). Internal requests go up, and down only to
-    this site's own duty (its artefact cache); everything else crosses both ways as before."""
+    this site's own duty (its artefact cache), which also carries that cache's replies
+    (``fm/v1/ops/cache-{site}/reply/...``: what it pulls from the store crosses this link and no
+    other site's); everything else crosses both ways as before."""
     rules = [
         {"pattern": "fm/v1/api/#", "direction": "out", "qos": 1},
         {"pattern": "fm/v1/ops/#", "direction": "out", "qos": 1},
-        {"pattern": f"fm/v1/ops/{cache_duty(site)}/#", "direction": "in", "qos": 1},
+        {"pattern": f"fm/v1/ops/{cache_duty(site)}/#", "direction": "in", "qos": 1},  # + replies
         {"pattern": "fm/v1/reply/#", "direction": "both", "qos": 1},
     ]
     rules += [{"pattern": f"fm/v1/{tree}/#", "direction": "both", "qos": 1} for tree in _BOTH_WAYS]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
+from fogmesh.bus import BusConfig
 from fogmesh.protocol import Ident
+from fogmesh.protocol.artefacts import cache_duty
 from fogmesh.service import ServiceSettings
 
 __all__ = ["CacheConfig", "StoreConfig"]
@@ -52,3 +55,9 @@ class CacheConfig(ServiceSettings):
     )
     pull_window: int = Field(default=8, ge=1, le=64, description="chunk reads in flight")
     ticket_ttl_s: float = Field(default=600.0, gt=0, description="how long a download URL works")
+
+    def bus_config(self) -> BusConfig:
+        """The bus settings, naming the cache's duty (``cache-{site}``) for replies: what it
+        asks the store is answered on ``fm/v1/ops/cache-{site}/reply/{client}``, which the WAN
+        links carry down to this site only (``fm/v1/reply/#`` crosses to every site)."""
+        return dataclasses.replace(super().bus_config(), reply_duty=cache_duty(self.site))

@@ -3,8 +3,9 @@ the raw bytes) instead of JSON with base64, so a cache's pull costs the WAN the 
 (:class:`~fogmesh.protocol.artefacts.ReadChunk` with ``binary``).
 
 The bus's own ``request`` decodes JSON answers; these come on a reply topic of their own,
-``fm/v1/reply/{account}/{client}-bin``, read with one raw subscription and matched to their
-request by correlation id.
+the bus's reply topic with ``-bin`` after the client id (``fm/v1/ops/cache-{site}/reply/
+{client}-bin`` for a site cache, whose bus names its duty), read with one raw subscription and
+matched to their request by correlation id.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ class ChunkReader:
         self.bus = bus
         self.topic = topics.ops(ARTEFACTS_DUTY, StoreVerb.READ.value)
         base = reply_topic_for(
-            self.topic, username=bus.config.username, client_id=bus.config.client_id
+            self.topic,
+            username=bus.config.username,
+            client_id=bus.config.client_id,
+            duty=bus.config.reply_duty,
         )
         self.reply_to = f"{base}-bin"
         self._pending: dict[str, asyncio.Future[tuple[ChunkData, bytes]]] = {}
