@@ -61,6 +61,12 @@ class SchedulerConfig(LeaderSettings):
         description="tenants whose manifests may fetch artefacts by URL (the operator's own); "
         "every other tenant names refs to the artefact store only (docs/artefacts.md)",
     )
+    artefact_check_timeout_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="how long a deploy waits for the artefact store to confirm each ref the "
+        "tenant names (no answer: accepted with a warning); 0 turns the check off",
+    )
     tick_s: float = Field(default=1.0, gt=0, description="node check / retry / retire period")
     heartbeat_interval_s: float = Field(default=5.0, gt=0, description="assumed until one comes")
     stale_after: float = Field(default=2.0, gt=0, description="missed heartbeats -> stale")

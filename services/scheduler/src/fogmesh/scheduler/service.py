@@ -47,6 +47,7 @@ from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
 from fogmesh.protocol.topics import NodeChannel
 from fogmesh.protocol.workload import ActualState, DesiredState
 from fogmesh.scheduler.alarms import NotRunningWatch
+from fogmesh.scheduler.artefact_check import ArtefactCheck
 from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.nodes import NodeTracker
 from fogmesh.scheduler.ops import Changes, Operations
@@ -86,6 +87,7 @@ class SchedulerService(LeaderService):
         self._unsaved = False
         """A standby took records from the bus that its file does not hold yet."""
         self.bus: Bus | None = None
+        self.refs = ArtefactCheck(lambda: self.bus, config.artefact_check_timeout_s)
         self.duty = LeaderDuty("scheduler", config, self._on_gain)
         self.ready = asyncio.Event()
         """Set once this instance leads and has published what its store says."""
@@ -317,6 +319,8 @@ class SchedulerService(LeaderService):
                 raise Refusal(ErrorCode.INVALID_REQUEST, f"no tenant in topic {ctx.topic}")
             if request.tenant is not None and request.tenant != tenant:
                 raise Refusal(ErrorCode.UNAUTHORISED, "a tenant may act only on its own apps")
+            if isinstance(request, DeployApp | UpdateApp):  # asks the store: not under the lock
+                await self.refs.check(tenant, request.manifest)
             await self._answer(tenant, request, ctx, action)
 
         return handler
