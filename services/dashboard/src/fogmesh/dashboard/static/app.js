@@ -106,6 +106,9 @@ async function subscribeAll() {
     await bus.subscribe(`${ROOT}/nodes/+/actual`, () => later(refreshWorkloads));
     await bus.subscribe(`${ROOT}/events/fleet/+`, onEvent);
   }
+  if (state.fleet && state.username !== tenant) {
+    await bus.subscribe(bus.replyTopic(state.username)); // its own requests (a site cache's status)
+  }
   await bus.subscribe(`${ROOT}/events/tenants/${tenant}/+`, onEvent);
   await bus.subscribe(`${ROOT}/data/${tenant}/#`, onData);
   $("#who").textContent = `${state.username} as tenant ${tenant}${state.fleet ? " (fleet view)" : ""}`;
@@ -515,6 +518,9 @@ function onEvent(_topic, ev) {
       renderWorkloads();
     }
   }
+  if (ev.kind === "workload-state" && !$("#artefacts-view").hidden) {
+    later(window.artefactsView.refreshCaches, 1000); // a workload starting may have made its site cache a ref
+  }
   if (/^(workload|app|node|migration)/.test(ev.kind)) {
     later(refreshWorkloads);
     later(refreshWorkloadsAgain, 3000); // and once more when the registry surely has it
@@ -594,7 +600,12 @@ function show(view) {
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `${view}-view`;
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("on", b.dataset.view === view);
   if (view === "output") renderStreams();
+  if (view === "artefacts") window.artefactsView.refresh();
 }
+
+// what artefacts.js (the artefacts view) uses of the page
+window.dashboard = { state, el, banner, failure };
+window.artefactsView.wire();
 
 $("#login").addEventListener("submit", login);
 $("#logout").addEventListener("click", logout);

@@ -128,28 +128,36 @@ class Bus {
   // One request on fm/v1/api/{tenant}/{resource}/{action}; the reply's model, or a
   // RequestFailed with its code, message and failing fields. onReply: a stream (logs follow).
   request(tenant, resource, action, body = {}, { timeoutMs = 15000, replyTo, onReply } = {}) {
+    return this.requestOn(`${ROOT}/api/${tenant}/${resource}/${action}`, { ...body, tenant }, {
+      timeoutMs,
+      replyTo: replyTo || this.replyTopic(tenant),
+      onReply,
+      what: `${resource}/${action}`,
+    });
+  }
+
+  // One request on any topic the account may publish on (an operator's fm/v1/ops/...).
+  requestOn(topic, body, { timeoutMs = 15000, replyTo, onReply, what = topic } = {}) {
     const correlation_id = newId();
     const message = {
       ...body,
       id: newId(),
       ts: Date.now() / 1000,
       source: this.clientId,
-      tenant,
       correlation_id,
-      reply_to: replyTo || this.replyTopic(tenant),
+      reply_to: replyTo,
     };
-    const topic = `${ROOT}/api/${tenant}/${resource}/${action}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(correlation_id);
-        reject(new RequestFailed("timeout", `no answer to ${resource}/${action} within ${timeoutMs / 1000} s`));
+        reject(new RequestFailed("timeout", `no answer to ${what} within ${timeoutMs / 1000} s`));
       }, timeoutMs);
       this.pending.set(correlation_id, { resolve, reject, timer, onReply });
       this.client.publish(topic, JSON.stringify(message), { qos: 1 }, (err) => {
         if (err) {
           clearTimeout(timer);
           this.pending.delete(correlation_id);
-          reject(new RequestFailed("unreachable", `could not send ${resource}/${action}: ${err.message}`));
+          reject(new RequestFailed("unreachable", `could not send ${what}: ${err.message}`));
         }
       });
     });
