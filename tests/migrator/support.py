@@ -65,7 +65,7 @@ class Stack:
         """Whether ``node``'s latest heartbeat shows the workload running."""
         beat = self.beats.get(node)
         return beat is not None and any(
-            w.name == workload and w.phase.value == "running" for w in beat.workloads
+            w.name == workload and w.phase.value == "running" for w in beat.workloads or ()
         )
 
     def where(self, workload: str) -> list[str]:
@@ -144,7 +144,8 @@ async def stack(
                 st.events.append(event)
 
             async def on_beat(beat: Heartbeat, ctx: MessageContext) -> None:
-                st.beats[beat.node] = beat
+                if beat.workloads is not None:  # absent: unchanged since the last that had them
+                    st.beats[beat.node] = beat
 
             bus.subscribe(topics.tenant_event_filter(TENANT), Event, on_event)
             bus.subscribe(topics.node_filter("heartbeat"), Heartbeat, on_beat)

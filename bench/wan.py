@@ -1,0 +1,547 @@
+"""What an idle site sends over its WAN link: bytes on the link's socket, both ways, per node-month.
+
+Each configuration is a site of its own: a cloud and a site broker (``fogmesh-broker run``, the
+embedded broker) joined by a bridge link with the rules ``fogmesh up`` gives a site's WAN link
+(``fogmesh.cli.fleet.plan.link_rules``), and the site's node agents. The link's remote side
+dials the cloud through a TCP relay in this process that counts every byte each way on the
+socket (MQTT framing included, no TCP/IP headers) and parses the MQTT packets so each byte is
+charged to the ``fm/v1`` tree its PUBLISH names (``mqtt`` for pings, acks, connects).
+
+The agents are the real :class:`fogmesh.agent.service.Agent`, several per process (one process
+per configuration), with the native runtime; their workloads are tiny ``sleep`` processes placed
+by a retained desired state published on the cloud, as the scheduler does. Only their node usage
+is steady (an idle edge box: CPU 1-3 %, memory and disk moving by a few MB), since this 2-core
+machine's own usage is the other processes' load, not the node's; each workload's usage is
+sampled for real. With ``--sample-app`` configurations the first node of the site also runs the
+paper's sample app (sensor at 1 Hz and convolver, native), whose own data crosses the link.
+
+Configurations: site size 1 or 10 nodes, 0 or 20 idle workloads per node, each once with the
+agent's defaults (heartbeats on news, ``heartbeat_on_change: true``) and once as the previous
+design (``heartbeat_on_change: false``: every 5 s with every workload's status, the baseline),
+all at once. After every workload runs and a settling pause the counters are read, again after
+``--duration`` seconds; the difference is extrapolated to a 30-day month per node.
+
+    .venv/bin/python bench/wan.py             # 600 s per configuration, all in parallel
+    .venv/bin/python bench/wan.py --quick     # 90 s, for trying
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, load_average, write_result
+
+from fogmesh.broker.passwords import hash_password
+from fogmesh.cli.fleet.plan import link_rules
+from tests.support.brokers import free_port, wait_port
+
+HERE = Path(__file__).resolve().parent
+MONTH_S = 30 * 24 * 3600
+PASSWORD = "bench-pw"  # noqa: S105 -- a throwaway account of the bench's own brokers
+SITE = "site-a"
+GOALS = {"10_nodes": 10e6, "1_node": 20e6}
+"""Bytes per idle node-month (issue 13), and 20 idle workloads may add at most 20 %."""
+
+
+# -- the counting relay ---------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Bytes each way, and by tree of the PUBLISH packets that carried them."""
+
+    up: int = 0
+    down: int = 0
+    trees: dict[str, int] = field(default_factory=dict)
+    packets: dict[str, int] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "up": self.up,
+            "down": self.down,
+            "trees": dict(self.trees),
+            "packets": dict(self.packets),
+        }
+
+
+class MqttSplitter:
+    """Splits one direction's byte stream into MQTT packets and charges each to a tree."""
+
+    def __init__(self, tally: Tally, way: str) -> None:
+        self.tally, self.way, self.buf = tally, way, bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            size = self._packet_size()
+            if size is None or len(self.buf) < size:
+                return
+            packet, self.buf = bytes(self.buf[:size]), self.buf[size:]
+            self._charge(packet)
+
+    def _packet_size(self) -> int | None:
+        buf = self.buf
+        length, mult = 0, 1
+        for i in range(1, min(len(buf), 5)):
+            length += (buf[i] & 0x7F) * mult
+            if not buf[i] & 0x80:
+                return i + 1 + length
+            mult *= 128
+        return None
+
+    def _charge(self, packet: bytes) -> None:
+        kind = packet[0] >> 4
+        tree = "mqtt"
+        if kind == 3:  # PUBLISH: fixed header, then the topic's length and the topic
+            i = 1
+            while packet[i] & 0x80:
+                i += 1
+            i += 1
+            n = int.from_bytes(packet[i : i + 2], "big")
+            topic = packet[i + 2 : i + 2 + n].decode(errors="replace").split("/")
+            tree = topic[2] if len(topic) > 2 and topic[:2] == ["fm", "v1"] else topic[0]
+        key = f"{self.way}:{tree}"
+        self.tally.trees[key] = self.tally.trees.get(key, 0) + len(packet)
+        self.tally.packets[key] = self.tally.packets.get(key, 0) + 1
+
+
+class Relay:
+    """A TCP relay from ``port`` to the cloud broker that counts the link's socket bytes."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.port, self.tally = target, free_port(), Tally()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.target), 10
+            )
+        except (OSError, TimeoutError):
+            writer.close()
+            return
+        self.writers += [writer, up_w]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, way: str) -> None:
+            splitter = MqttSplitter(self.tally, way)
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await src.read(65536):
+                    if way == "up":
+                        self.tally.up += len(data)
+                    else:
+                        self.tally.down += len(data)
+                    splitter.feed(data)
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(OSError):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_w, "up"), pipe(up_r, writer, "down"))
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await asyncio.sleep(0.1)  # the pipes see their ends close
+
+
+# -- one configuration ----------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    nodes: int
+    workloads: int
+    design: str  # "on-change" or "previous"
+    sample_app: bool = False
+
+    @property
+    def key(self) -> str:
+        app = "-app" if self.sample_app else ""
+        return f"{self.design}{app}/{self.nodes}n/{self.workloads}w"
+
+
+def _mesh(root: Path, cloud: int, site: int, relay: int) -> Path:
+    digest = hash_password(PASSWORD)
+    users = [
+        {"username": "bridge", "password_hash": digest, "role": "bridge"},
+        {"username": "svc", "password_hash": digest, "role": "service"},
+    ]
+
+    def broker(name: str, port: int) -> dict[str, Any]:
+        return {
+            "listeners": [{"name": "default", "port": port}],
+            "data_dir": str(root / name),
+            "users": users,
+        }
+
+    cred = {"username": "bridge", "password": PASSWORD}
+    link = {
+        "name": "cloud",
+        "broker": SITE,
+        "kind": "wan",
+        "local": cred,
+        "remote": {"host": "127.0.0.1", "port": relay, **cred},
+        "rules": link_rules(SITE),
+    }
+    mesh = {"brokers": {"cloud": broker("cloud", cloud), SITE: broker(SITE, site)}, "links": [link]}
+    path = root / "mesh.json"
+    path.write_text(json.dumps(mesh))
+    return path
+
+
+def _node(i: int) -> str:
+    return f"{SITE}-node-{i:02d}"
+
+
+def _agent_config(cfg: Config, root: Path, site_port: int, i: int) -> dict[str, Any]:
+    return {
+        "node_id": _node(i),
+        "site": SITE,
+        "state_dir": str(root / _node(i)),
+        "broker": {"host": "127.0.0.1", "port": site_port, "username": "svc", "password": PASSWORD},
+        "runtimes": ["native"],
+        "native_isolation": "agent-user",
+        "native_cgroup_parent": None,
+        "heartbeat_on_change": cfg.design == "on-change",
+        "log_level": "warning",
+        "workload_env": {
+            "FM_BROKER_HOST": "127.0.0.1",
+            "FM_BROKER_PORT": str(site_port),
+            "FM_USERNAME": "svc",
+            "FM_PASSWORD": PASSWORD,
+        },
+    }
+
+
+def _sleeper(i: int) -> dict[str, Any]:
+    return {
+        "name": f"idle-{i:02d}",
+        "tenant": "acme",
+        "app": "idle",
+        "component": f"s{i:02d}",
+        "runtime": "native",
+        "executable": "/bin/sleep",
+        "command": ["infinity"],
+    }
+
+
+def _sample_app() -> list[dict[str, Any]]:
+    def comp(name: str) -> dict[str, Any]:
+        return {
+            "name": f"sensor-app-{name}-0",
+            "tenant": "acme",
+            "app": "sensor-app",
+            "component": name,
+            "runtime": "native",
+            "executable": sys.executable,
+            "command": ["-m", f"fogmesh_sample.{name}"],
+            "env": {"FM_TENANT": "acme", "FM_APP": "sensor-app", "FM_LOG_LEVEL": "warning"},
+        }
+
+    return [comp("sensor"), comp("convolve")]
+
+
+class Run:
+    """The processes of one configuration and its relay."""
+
+    def __init__(self, cfg: Config, base: Path) -> None:
+        self.cfg = cfg
+        self.root = base / cfg.key.replace("/", "_")
+        self.root.mkdir(parents=True)
+        self.cloud, self.site = free_port(), free_port()
+        self.relay = Relay(self.cloud)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def _start(self, name: str, *argv: str) -> None:
+        with (self.root / f"{name}.log").open("ab") as log:
+            self.procs.append(
+                subprocess.Popen(
+                    list(argv),
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+    async def start(self) -> None:
+        await self.relay.start()
+        mesh = _mesh(self.root, self.cloud, self.site, self.relay.port)
+        broker = [
+            sys.executable,
+            "-m",
+            "fogmesh.broker",
+            "--log-level",
+            "WARNING",
+            "run",
+            "--mesh",
+            str(mesh),
+            "--broker",
+        ]
+        self._start("cloud", *broker, "cloud")
+        self._start("site", *broker, SITE)
+        await asyncio.to_thread(wait_port, self.cloud, 60)
+        await asyncio.to_thread(wait_port, self.site, 60)
+        configs = [_agent_config(self.cfg, self.root, self.site, i) for i in range(self.cfg.nodes)]
+        spec = self.root / "agents.json"
+        spec.write_text(json.dumps(configs))
+        self._start("agents", sys.executable, str(HERE / "wan.py"), "--agents", str(spec))
+        for i in range(self.cfg.nodes):
+            work = [_sleeper(w) for w in range(self.cfg.workloads)]
+            if self.cfg.sample_app and i == 0:
+                work += _sample_app()
+            desired = {"node": _node(i), "generation": 1, "workloads": work}
+            await asyncio.to_thread(
+                self._publish_cloud, f"fm/v1/nodes/{_node(i)}/desired", json.dumps(desired)
+            )
+
+    def _publish_cloud(self, topic: str, payload: str) -> None:
+        args = [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.cloud),
+            "-q",
+            "1",
+            "-r",
+            "-u",
+            "svc",
+            "-P",
+            PASSWORD,
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ]
+        subprocess.run(args, check=True, timeout=60, capture_output=True)
+
+    def running(self) -> int:
+        """Workloads running, as the nodes' retained actual states on the cloud say."""
+        args = [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.cloud),
+            "-u",
+            "svc",
+            "-P",
+            PASSWORD,
+            "-t",
+            "fm/v1/nodes/+/actual",
+            "-W",
+            "3",
+            "-v",
+        ]
+        done = subprocess.run(args, check=False, timeout=60, capture_output=True, text=True)
+        count = 0
+        for line in done.stdout.splitlines():
+            _, _, payload = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                data = json.loads(payload)
+                count += sum(1 for w in data.get("workloads", []) if w.get("phase") == "running")
+        return count
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+async def measure(cfg: Config, base: Path, duration: float, settle: float) -> dict[str, Any]:
+    run = Run(cfg, base)
+    try:
+        await run.start()
+        want = cfg.nodes * cfg.workloads + (2 if cfg.sample_app else 0)
+        deadline = time.monotonic() + 600
+        while (got := await asyncio.to_thread(run.running)) < want:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cfg.key}: {got} of {want} workloads running")
+            await asyncio.sleep(5)
+        await asyncio.sleep(settle)
+        start, t0 = run.relay.tally.snapshot(), time.monotonic()
+        await asyncio.sleep(duration)
+        end, t1 = run.relay.tally.snapshot(), time.monotonic()
+    finally:
+        run.stop()
+        await run.relay.close()
+    seconds = t1 - t0
+    both = end["up"] - start["up"] + end["down"] - start["down"]
+    trees = {k: v - start["trees"].get(k, 0) for k, v in end["trees"].items()}
+    packets = {k: v - start["packets"].get(k, 0) for k, v in end["packets"].items()}
+    scale = MONTH_S / seconds / cfg.nodes
+    return {
+        "key": cfg.key,
+        "seconds": round(seconds, 1),
+        "bytes_up": end["up"] - start["up"],
+        "bytes_down": end["down"] - start["down"],
+        "bytes_per_node_month": round(both * scale),
+        "by_tree_per_node_month": {k: round(v * scale) for k, v in sorted(trees.items()) if v},
+        "packets": {k: v for k, v in sorted(packets.items()) if v},
+    }
+
+
+def _figures(results: dict[str, dict[str, Any]], design: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for nodes, size in ((1, "1_node"), (10, "10_nodes")):
+        for w in (0, 20):
+            r = results.get(f"{design}/{nodes}n/{w}w")
+            if r is not None:
+                out.setdefault(size, {})[str(w)] = r["bytes_per_node_month"]
+    return out
+
+
+def _verdicts(figures: dict[str, dict[str, int]]) -> dict[str, str]:
+    out = {}
+    for size, goal in GOALS.items():
+        got = figures.get(size, {})
+        if "0" in got:
+            ok = got["0"] <= goal
+            out[f"{size} idle <= {goal / 1e6:g} MB"] = (
+                f"{'met' if ok else 'MISSED'}: {got['0'] / 1e6:.2f} MB"
+            )
+        if "0" in got and "20" in got and got["0"]:
+            extra = got["20"] / got["0"] - 1
+            ok = extra <= 0.20
+            out[f"{size} 20 workloads add <= 20%"] = f"{'met' if ok else 'MISSED'}: {extra:+.1%}"
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    configs = [Config(n, w, d) for d in ("on-change", "previous") for n in (1, 10) for w in (0, 20)]
+    if args.sample_app:
+        configs += [
+            Config(n, 0, d, sample_app=True) for d in ("on-change", "previous") for n in (1, 10)
+        ]
+    if args.only:
+        configs = [c for c in configs if any(o in c.key for o in args.only)]
+    base = Path(tempfile.mkdtemp(prefix="fm-wan-"))
+    load_before = load_average()
+    try:
+        done = await asyncio.gather(
+            *(measure(c, base, args.duration, args.settle) for c in configs)
+        )
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    results = {r["key"]: r for r in done}
+    figures = _figures(results, "on-change")
+    baseline = _figures(results, "previous")
+    app = {
+        "on-change": {s: v.get("0") for s, v in _figures(results, "on-change-app").items()},
+        "previous": {s: v.get("0") for s, v in _figures(results, "previous-app").items()},
+    }
+    payload: dict[str, Any] = {
+        "wan_bytes_per_node_month": figures,
+        "baseline_wan_bytes_per_node_month": baseline,
+        "sample_app_wan_bytes_per_node_month": app if args.sample_app else None,
+        "goals": _verdicts(figures),
+        "seconds_per_configuration": args.duration,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "setup": "embedded brokers (cloud, site) and fogmesh up's WAN link rules; real agents "
+        "(native runtime, sleep workloads), steady idle node usage; relay counts socket bytes",
+        "configurations": results,
+    }
+    print(
+        f"\nWAN bytes per node-month (link socket, both ways; {args.duration:.0f} s each, "
+        f"load {load_before} -> {load_average()})"
+    )
+    print(f"{'configuration':28} {'bytes/node-month':>18} {'MB':>8}   biggest trees")
+    for key, r in sorted(results.items()):
+        top = sorted(r["by_tree_per_node_month"].items(), key=lambda kv: -kv[1])[:4]
+        trees = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in top)
+        month = r["bytes_per_node_month"]
+        print(f"{key:28} {month:>18,} {month / 1e6:>8.2f}   {trees}")
+    for goal, verdict in payload["goals"].items():
+        print(f"goal {goal}: {verdict}")
+    if not args.only:
+        print(f"written to {write_result('wan', payload)}")
+
+
+# -- the agents' process --------------------------------------------------------------------
+
+
+def _steady_usage(_state_dir: Path) -> Any:
+    """An idle edge box's usage: CPU 1-3 %, memory and disk moving by a few MB."""
+    from fogmesh.protocol import Usage
+
+    mb = 1 << 20
+    return Usage(
+        cpu_percent=round(random.uniform(1.0, 3.0), 1),
+        memory_used_bytes=600 * mb + random.randrange(4 * mb),
+        memory_total_bytes=2048 * mb,
+        disk_used_bytes=9000 * mb + random.randrange(4 * mb),
+        disk_total_bytes=32000 * mb,
+        load1=round(random.uniform(0.0, 0.2), 2),
+    )
+
+
+async def run_agents(spec: Path) -> None:
+    """Every agent of ``spec`` (a list of agent configs) in this process, until SIGTERM."""
+    from fogmesh.agent import service
+    from fogmesh.agent.config import AgentConfig
+    from fogmesh.service import configure_logging
+
+    service.sample_usage = _steady_usage  # type: ignore[attr-defined,assignment]
+    text = await asyncio.to_thread(spec.read_text)
+    configs = [AgentConfig.model_validate(c) for c in json.loads(text)]
+    configure_logging(configs[0].log_level)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(service.Agent(c).run()) for c in configs]
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="90 s per configuration")
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds measured")
+    parser.add_argument("--settle", type=float, default=20.0, help="seconds before measuring")
+    parser.add_argument("--sample-app", action="store_true", help="also with the sample app")
+    parser.add_argument("--only", nargs="*", help="configurations whose key has one of these")
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory")
+    parser.add_argument("--agents", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.agents is not None:
+        asyncio.run(run_agents(args.agents))
+        return
+    if args.quick:
+        args.duration = min(args.duration, 90.0)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
