@@ -50,9 +50,13 @@ class Envelope(BaseModel):
 
     Unknown fields are refused (``extra='forbid'``) so a typo in a hand-written command is an
     error reply rather than a silently ignored setting.
+
+    Every message model's validator is built on its first use, not at import
+    (``defer_build=True``, inherited by every subclass): a process imports the whole contract
+    but uses a handful of its messages (docs/agent.md, "Memory").
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
     id: str = Field(default_factory=new_id, min_length=1, max_length=128)

@@ -4,28 +4,50 @@
     fogmesh-agent --node-id n1 --broker-host 10.0.0.2 --broker-port 1883 --state-dir /var/lib/fa
 
 Flags override the file; see :mod:`fogmesh.agent.config` for every setting.
+
+This module imports little at its top so that :func:`main` can keep out of the process what
+the agent never uses before anything else is loaded (docs/agent.md, "Memory").
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    from fogmesh.agent.config import AgentConfig
 
-from fogmesh.agent.config import AgentConfig, load_config
-from fogmesh.service import add_broker_arguments, broker_flags, configure_logging, serve
+__all__ = ["build_parser", "config_from_args", "keep_out_console_extras", "main"]
 
-__all__ = ["build_parser", "config_from_args", "main"]
+CONSOLE_EXTRAS = ("rich",)
+"""Packages the agent never uses that a dependency would import merely because they are
+installed: structlog loads ``rich`` (5-6 MB resident) for pretty console tracebacks. They are
+dependencies of the ``fogmesh`` CLI, not of the agent."""
+
+
+def keep_out_console_extras() -> None:
+    """Make :data:`CONSOLE_EXTRAS` unimportable in this process, if nothing has loaded them yet.
+
+    Called first by :func:`main`, the process's entry point, before structlog is imported:
+    structlog then renders exceptions as plain text (the same as an agent installed without
+    the CLI). A process that has already imported structlog (a test calling :func:`main`) is
+    left as it is.
+    """
+    if "structlog" in sys.modules:
+        return
+    for name in CONSOLE_EXTRAS:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # import then raises ImportError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
+    from fogmesh.service import add_broker_arguments
+
     p = argparse.ArgumentParser(prog="fogmesh-agent", description="fogmesh node agent")
     p.add_argument("--config", type=Path, help="YAML or JSON configuration file")
     p.add_argument("--node-id", help="node id (default {hostname}-{MAC})")
@@ -82,6 +104,9 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     """Defaults < ``--config`` file < flags."""
+    from fogmesh.agent.config import load_config
+    from fogmesh.service import broker_flags
+
     over: dict[str, Any] = {}
     broker = broker_flags(args)
     if broker:
@@ -128,6 +153,11 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``fogmesh-agent`` and ``python -m fogmesh.agent``."""
+    keep_out_console_extras()
+    import asyncio
+
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
@@ -139,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     from fogmesh.agent.join import JoinFailed, prepare
     from fogmesh.agent.service import Agent
+    from fogmesh.service import configure_logging, serve
 
     configure_logging(config.log_level)
     if config.discovery.enabled:
