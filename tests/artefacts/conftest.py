@@ -96,11 +96,13 @@ class Fleet:
     def site_port(self) -> int:
         return port_of(self.site.mesh, SITE)
 
-    def agent(self, node: str, runtimes: str = "native") -> AgentProc:
-        """Start an agent of the site."""
+    def agent(
+        self, node: str, runtimes: str = "native", settings: dict[str, Any] | None = None
+    ) -> AgentProc:
+        """Start an agent of the site (``settings``: more of its config file's keys)."""
         config = self.root / f"{node}.yaml"
         broker = {"username": node, "password": NODE_PASSWORD}
-        config.write_text(yaml.safe_dump({"site": SITE, "broker": broker}))
+        config.write_text(yaml.safe_dump({"site": SITE, "broker": broker, **(settings or {})}))
         agent = AgentProc(
             node,
             self.site_port,

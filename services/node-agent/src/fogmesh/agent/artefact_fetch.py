@@ -6,7 +6,8 @@ site) answers with a one-time URL on its own host, and the agent downloads the b
 over the site's LAN and checks them against the ref. Blobs are kept under
 ``{state_dir}/.blobs/{sha256}`` with the tenants the cache admitted for each, so a node that
 lost its broker still starts what it has for those tenants (and no other: a ref another tenant
-fetched here is asked about again).
+fetched here is asked about again). Blobs no workload names any more are dropped after a grace
+period (:mod:`fogmesh.agent.blob_gc`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ __all__ = ["SiteFetcher"]
 log = structlog.get_logger("fogmesh.agent")
 
 _READ = 1 << 20
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_digest(name: str) -> bool:
+    return len(name) == 64 and set(name) <= _HEX
 
 
 class SiteFetcher:
@@ -67,6 +73,26 @@ class SiteFetcher:
         """Where the blob of ``ref`` is kept on this node."""
         return self.root / ref_digest(ref)
 
+    def lock(self, ref: str) -> asyncio.Lock:
+        """The lock a fetch of ``ref`` holds (the collector drops a blob under it)."""
+        return self._locks.setdefault(ref, asyncio.Lock())
+
+    def held(self) -> list[str]:
+        """The digests of the blobs this node keeps (not downloads in progress)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_file() and _is_digest(p.name))
+
+    def drop(self, ref: str) -> bool:
+        """Forget ``ref``'s blob and its tenants (call under :meth:`lock`); False if absent."""
+        blob = self.path(ref)
+        blob.with_suffix(".tenants").unlink(missing_ok=True)
+        try:
+            blob.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def admitted(self, ref: str) -> set[str]:
         """The tenants the site's cache admitted for ``ref`` on this node."""
         return self._tenants(ref)
@@ -81,8 +107,7 @@ class SiteFetcher:
         Raises :class:`PrepareFailed` when the site has no cache, the cache refuses (another
         tenant's ref, an unknown one) or the bytes do not match the ref.
         """
-        lock = self._locks.setdefault(ref, asyncio.Lock())
-        async with lock:
+        async with self.lock(ref):
             blob = self.path(ref)
             if blob.is_file() and tenant in self._tenants(ref):
                 return blob

@@ -72,6 +72,10 @@ class AgentConfig(BaseModel):
     # disk is this full or a runtime fails; asked again every trouble_repeat_s while it lasts
     trouble_disk_percent: float = Field(default=95.0, gt=0, le=100)
     trouble_repeat_s: float = Field(default=60.0, gt=0)
+    # fetched artefacts (.blobs/) and loaded image refs no workload names are dropped once
+    # unused this long, checked every blob_sweep_s (fogmesh.agent.blob_gc)
+    blob_grace_s: float = Field(default=3600.0, ge=0)
+    blob_sweep_s: float = Field(default=600.0, gt=0)
     labels: dict[str, str] = Field(default_factory=dict)
     location: Location | None = None
     site: str = Field(default="", max_length=128)

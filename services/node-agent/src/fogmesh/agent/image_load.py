@@ -1,17 +1,27 @@
 """Container images by reference: `docker save` output fetched from the site's cache
 (:mod:`fogmesh.agent.artefact_fetch`), loaded with the Docker API and tagged
 ``fogmesh/ref:{sha256}``, the name a workload's container is made from. The tag is the ref's,
-not the one the tar names, so one tenant's image can never take another's name on a node."""
+not the one the tar names, so one tenant's image can never take another's name on a node.
+Loaded refs no workload uses are untagged by the node's collector (:mod:`fogmesh.agent.blob_gc`)
+with :func:`unload_image`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+import structlog
+from aiodocker.exceptions import DockerError
 
 from fogmesh.agent.runtime.errors import PrepareFailed
 from fogmesh.protocol.artefacts import ref_digest
 
-__all__ = ["REF_REPO", "load_image", "ref_image"]
+__all__ = ["REF_REPO", "load_image", "loaded_refs", "ref_image", "unload_image"]
+
+log = structlog.get_logger("fogmesh.agent")
+_CONFLICT = 409  # the engine's answer for an image a container still uses
+_ABSENT = 404
 
 REF_REPO = "fogmesh/ref"
 
@@ -43,3 +53,36 @@ async def load_image(docker: Any, blob: Path, ref: str, *, timeout: float = 600.
     repo, _, tag = ref_image(ref).partition(":")
     await docker.images.tag(loaded, repo, tag=tag)
     return ref_image(ref)
+
+
+async def loaded_refs(docker: Any) -> set[str]:
+    """The digests of the image refs loaded in the engine (its ``fogmesh/ref:*`` tags)."""
+    images = await docker.images.list(filters={"reference": [REF_REPO]})
+    prefix = f"{REF_REPO}:"
+    return {
+        tag.removeprefix(prefix)
+        for image in images
+        for tag in image.get("RepoTags") or []
+        if tag.startswith(prefix)
+    }
+
+
+async def unload_image(docker: Any, ref: str) -> bool:
+    """Remove the tag :func:`ref_image` (and the image, when it was its only name), never
+    forced: False while a container still uses it, whichever agent of the engine made it (an
+    image that keeps the tar's own tag would be untagged under a running container)."""
+    ancestor = json.dumps({"ancestor": [ref_image(ref)]})
+    users = await docker.containers.list(all=True, filters=ancestor)
+    if users:
+        log.info("loaded image still in use; kept", ref=ref, containers=len(users))
+        return False
+    try:
+        await docker.images.delete(ref_image(ref), force=False)
+    except DockerError as exc:
+        if exc.status == _ABSENT:
+            return True
+        if exc.status == _CONFLICT:
+            log.info("loaded image still in use; kept", ref=ref)
+            return False
+        raise
+    return True

@@ -22,6 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from fogmesh.agent.artefact_fetch import SiteFetcher
+from fogmesh.agent.blob_gc import blob_collector
 from fogmesh.agent.commands import CommandHandler
 from fogmesh.agent.config import AgentConfig
 from fogmesh.agent.device_reader import DeviceReader
@@ -215,6 +216,7 @@ class Agent:
                         group.create_task(self._event_loop(bus))
                         group.create_task(self._heartbeat_loop(bus))
                         group.create_task(self._trouble_watch().run(bus))
+                        group.create_task(blob_collector(self).run())
                         if self.config.device_streams:
                             group.create_task(self._device_reader(bus).run())
                         self.ready.set()

@@ -121,6 +121,11 @@ class DockerRuntime:
         """Always :attr:`RuntimeKind.DOCKER`."""
         return RuntimeKind.DOCKER
 
+    @property
+    def engine(self) -> aiodocker.Docker:
+        """The engine client (the node's artefact collector unloads image refs with it)."""
+        return self._docker
+
     # -- lookup -------------------------------------------------------------------------------
 
     def _wanted(self, **labels: str) -> dict[str, list[str]]:
