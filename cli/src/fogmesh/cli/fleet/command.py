@@ -24,6 +24,7 @@ from rich.live import Live
 
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.cli.errors import CliError
+from fogmesh.cli.fleet.cluster import ClusterFleetPlan, cluster_missing, start_cloud_tier
 from fogmesh.cli.fleet.control import ControlAction, ControlRequest, ControlServer
 from fogmesh.cli.fleet.keys import KEYS_HELP, LiveKeys
 from fogmesh.cli.fleet.live import FleetView
@@ -138,8 +139,17 @@ class _Fleet:
             )
         return await asyncio.to_thread(self.supervisor.revive, request.node)
 
+    @property
+    def cluster(self) -> ClusterFleetPlan | None:
+        """The plan, when the fleet runs the cluster profile."""
+        return self.plan if isinstance(self.plan, ClusterFleetPlan) else None
+
     def start_brokers(self) -> None:
-        for name in ("cloud", *SITES):
+        brokers: tuple[str, ...] = ("cloud", *SITES)
+        if self.cluster is not None:  # the cloud is NATS, beside the registries' PostgreSQL
+            start_cloud_tier(self.procs, self.cluster, self.paths)
+            brokers = SITES
+        for name in brokers:
             child = self.procs.python(
                 f"broker-{name}",
                 "fogmesh.broker",
@@ -154,34 +164,20 @@ class _Fleet:
 
     def start_services(self) -> None:
         plan = self.plan
-        registry = plan.accounts["registry"]
-        self.procs.python(
-            "registry",
-            "fogmesh.registry",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(plan.ports["cloud"]),
-            "--client-id",
-            "registry",
-            "--default-interval",
-            "2",
-            "--missed",
-            "3",
-            "--db",
-            f"sqlite:///{plan.state_dir / 'registry.db'}",
-            env={"FOGMESH_USERNAME": registry.username, "FOGMESH_PASSWORD": registry.password},
-        )
-        self.procs.python(
-            "scheduler", "fogmesh.scheduler", "--config", str(self.paths["scheduler"])
-        )
+        for registry in plan.registries():
+            self.procs.python(registry.name, registry.module, *registry.args, env=registry.env)
+        for scheduler in plan.schedulers():
+            self.procs.python(
+                scheduler, "fogmesh.scheduler", "--config", str(self.paths[scheduler])
+            )
         migrator = _migrator_command()
         if migrator is not None:
             self.procs.run("migrator", [*migrator, "--config", str(self.paths["migrator"])])
             for site in SITES:  # each site's own, for deaths while its WAN is down
                 name = f"migrator-{site}"
                 self.procs.run(name, [*migrator, "--config", str(self.paths[name])])
-        if importlib.util.find_spec("fogmesh.artefacts") is not None:  # fogmesh-artefacts
+        # fogmesh-artefacts, when installed; not on the cluster profile (docs/scale.md)
+        if self.cluster is None and importlib.util.find_spec("fogmesh.artefacts") is not None:
             self.procs.python("artefacts", "fogmesh.artefacts", "store",
                               "--config", str(self.paths["artefacts"]))  # fmt: skip
             for site in SITES:  # each site's cache, on its broker (docs/artefacts.md)
@@ -301,7 +297,10 @@ async def _run(fleet: _Fleet, duration: float | None, live: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     plan = fleet.plan
     view = fleet.view
-    with console.status("starting three brokers (cloud, site-a, site-b) and their links"):
+    what = "three brokers (cloud, site-a, site-b) and their links"
+    if fleet.cluster is not None:
+        what = "a NATS cluster of three, PostgreSQL, the site brokers and their links"
+    with console.status(f"starting {what}"):
         await asyncio.to_thread(fleet.start_brokers)
     fleet.start_services()
     control = ControlServer(plan.state_dir, fleet.control)
@@ -370,6 +369,13 @@ def up(
     tls: Annotated[
         bool, typer.Option("--tls", help="TLS on the links and agents, from a CA of the fleet's")
     ] = False,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="default, or cluster: a 3-member NATS cloud broker, PostgreSQL, two "
+            "registries and two schedulers (needs nats-server and PostgreSQL)"
+        ),
+    ] = "default",
 ) -> None:
     """Run a whole fleet on this machine with the sample app, until Ctrl-C.
 
@@ -377,9 +383,20 @@ def up(
     live view and logs/fleet.log say so and the fleet carries on, its workloads re-placed;
     `fogmesh fleet revive NODE` starts it again. A broker, the registry, the scheduler or the
     migrator exiting ends the fleet, with the last lines of its log (they are not restarted).
+
+    `--profile cluster` runs the cloud tier as past one machine (docs/scale.md): a NATS
+    cluster of three members, PostgreSQL, two registries, two schedulers and the migrator.
     """
     if runtime not in {"auto", "docker", "native"}:
         raise CliError("--runtime must be auto, docker or native", code=2)
+    if profile not in {"default", "cluster"}:
+        raise CliError("--profile must be default or cluster", code=2)
+    if profile == "cluster":
+        if tls:
+            raise CliError("--tls is not available with --profile cluster", code=2)
+        missing = cluster_missing()
+        if missing is not None:
+            raise CliError(f"--profile cluster needs what this machine lacks: {missing}", code=2)
     configure_logging("warning")
     chosen = _resolve_runtime(runtime)
     keep = state_dir is not None
@@ -387,7 +404,8 @@ def up(
         raise CliError(f"--state-dir {state_dir} is not empty; remove it or pick another", code=2)
     root = state_dir or Path(tempfile.mkdtemp(prefix="fogmesh-up-"))
     root = root.resolve()
-    plan = (TlsFleetPlan if tls else FleetPlan).make(root, nodes, chosen)
+    kind = ClusterFleetPlan if profile == "cluster" else TlsFleetPlan if tls else FleetPlan
+    plan = kind.make(root, nodes, chosen)
     fleet = _Fleet(plan, plan.write_files(), live)
     outputs = 0
     try:
@@ -396,6 +414,8 @@ def up(
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
         fleet.procs.stop_all()
         left = remove_leftovers(plan.fleet_id, root)
+        if isinstance(plan, ClusterFleetPlan):
+            plan.remove_database()
         console.print(
             f"stopped {len(fleet.procs.children)} processes; removed {left['containers']} "
             f"containers and {left['processes']} stray processes left by workloads"

@@ -21,7 +21,7 @@ import yaml
 from fogmesh.broker.passwords import hash_password
 from fogmesh.protocol.artefacts import cache_duty
 
-__all__ = ["Account", "FleetPlan", "NodePlan", "free_port"]
+__all__ = ["Account", "FleetPlan", "NodePlan", "ProcessSpec", "free_port"]
 
 SITES = ("site-a", "site-b")
 TENANT = "demo"
@@ -52,6 +52,16 @@ class NodePlan:
 
     node: str
     site: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """A service process to start: ``python -m module args`` with ``env`` added."""
+
+    name: str
+    module: str
+    args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +198,25 @@ class FleetPlan:
             "state_dir": str(self.state_dir / "scheduler"),
             "heartbeat_interval_s": 2.0,
         }
+
+    def registry_spec(self, name: str, port: int, db_url: str) -> ProcessSpec:
+        """Registry ``name`` on the cloud broker's ``port``, storing into ``db_url``."""
+        account = self.accounts[name]
+        args = ("--host", "127.0.0.1", "--port", str(port), "--client-id", name,
+                "--default-interval", "2", "--missed", "3")  # fmt: skip
+        # passwords (the database URL's too) in the environment, not on a command line
+        env = {"FOGMESH_USERNAME": account.username, "FOGMESH_PASSWORD": account.password,
+               "FOGMESH_REGISTRY_DB": db_url}  # fmt: skip
+        return ProcessSpec(name, "fogmesh.registry", args, env)
+
+    def registries(self) -> list[ProcessSpec]:
+        """The registry processes: one, into SQLite in the state dir."""
+        db = f"sqlite:///{self.state_dir / 'registry.db'}"
+        return [self.registry_spec("registry", self.ports["cloud"], db)]
+
+    def schedulers(self) -> list[str]:
+        """The schedulers' names; each reads the file ``write_files`` keeps under its name."""
+        return ["scheduler"]
 
     def migrator_config(self, site: str | None = None) -> dict[str, Any]:
         """The migrator's configuration file (docs/migrator.md); with ``site``, that site's own

@@ -1,0 +1,156 @@
+"""``fogmesh up --profile cluster`` as docs/scale.md tells a user to run it: a NATS cluster of
+three members as the cloud broker, PostgreSQL of the fleet's own, two registries, two
+schedulers, the migrator, two site brokers and their agents. Every node comes online (the CLI
+lists them from the registries' PostgreSQL), the sample app's outputs reach a subscriber on the
+cluster, one scheduler leads while the other holds the app as a standby, and Ctrl-C ends the
+fleet with nothing left behind (processes, containers, the database's directory).
+
+And the profile is refused with a message where it cannot run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiomqtt
+import pytest
+import yaml
+
+from fogmesh.cli.fleet import cluster
+from tests.e2e.fleet import OutputReader, leftovers, read_env, wait_for_file
+from tests.support.buses import eventually
+
+FOGMESH = str(Path(sys.executable).parent / "fogmesh")
+NODES = ["edge-1", "edge-2", "edge-3"]
+OUT = "fm/v1/data/demo/sensor-app/out"
+UP = [FOGMESH, "up", "--profile", "cluster", "--runtime", "native", "--duration", "600",
+      "--no-live"]  # fmt: skip
+
+needs_cluster = pytest.mark.skipif(
+    cluster.cluster_missing() is not None,
+    reason=f"the cluster profile cannot run here: {cluster.cluster_missing()}",
+)
+
+
+class Outputs:
+    """Counts the sample app's ``out`` messages on the cluster's first member."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def follow(self, env: dict[str, str]) -> None:
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            int(env["FOGMESH_PORT"]),
+            username=env["FOGMESH_USERNAME"],
+            password=env["FOGMESH_PASSWORD"],
+            identifier="e2e-cluster-subscriber",
+        ) as client:
+            await client.subscribe(OUT, qos=1)
+            async for _message in client.messages:
+                self.count += 1
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FOGMESH, "--timeout", "10", *args],
+        capture_output=True, text=True, timeout=120, check=False, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def _check_plan(state: Path) -> None:
+    """The mesh's cloud is the NATS cluster; the services' files point at its members."""
+    mesh = yaml.safe_load((state / "mesh.yaml").read_text())
+    cloud = mesh["brokers"]["cloud"]
+    assert cloud["kind"] == "nats"
+    assert len(cloud["cluster"]["members"]) == 3
+    for i in (1, 2, 3):
+        assert (state / "nats" / f"member-{i}.conf").exists()
+    for name in ("scheduler", "scheduler-2"):
+        sched = yaml.safe_load((state / f"{name}.yaml").read_text())
+        assert sched["client_id"] == name
+        assert len(sched["broker"]["failover"]) == 2
+    for name in ("nats-1", "nats-2", "nats-3", "postgres", "registry", "registry-2",
+                 "scheduler", "scheduler-2", "migrator"):  # fmt: skip
+        assert (state / "logs" / f"{name}.log").exists(), name
+
+
+def _leads(log: Path) -> bool:
+    return '"scheduler leads"' in log.read_text()
+
+
+@needs_cluster
+@pytest.mark.xdist_group("fogmesh-up-fleets")  # nodes edge-1..3, as the other fleets'
+@pytest.mark.timeout(300)
+async def test_up_cluster_profile_runs_the_sample_app(tmp_path: Path) -> None:
+    state = (tmp_path / "fleet").resolve()
+    fleet = subprocess.Popen(
+        [*UP, "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    out = OutputReader(fleet)
+    outputs = Outputs()
+    subscriber: asyncio.Task[None] | None = None
+    fleet_id = ""
+    try:
+        await asyncio.to_thread(out.wait_for, "deployed sensor-app", 180, fleet)
+        wait_for_file(state / "fleet.env", 10)
+        env = read_env(state / "fleet.env")
+        agent = yaml.safe_load((state / "agent-edge-1.yaml").read_text())
+        fleet_id = agent["extra_labels"]["fogmesh.fleet"]
+        _check_plan(state)
+
+        subscriber = asyncio.create_task(outputs.follow(env))
+        await eventually(lambda: outputs.count >= 3, timeout=90, what="outputs on the cluster")
+
+        listed = await asyncio.to_thread(_cli, env, "nodes", "--json")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert {n["node"] for n in json.loads(listed.stdout)} == set(NODES), listed.stdout
+        # one scheduler leads; the other took the app from the bus as the standby
+        logs = state / "logs"
+        assert _leads(logs / "scheduler.log") != _leads(logs / "scheduler-2.log")
+        standby = "scheduler-2" if _leads(logs / "scheduler.log") else "scheduler"
+        assert "app record taken from the bus" in (logs / f"{standby}.log").read_text()
+
+        assert fleet.poll() is None, out.text()
+        fleet.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(fleet.wait, 120) == 0, out.text()
+    finally:
+        if subscriber is not None:
+            subscriber.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await subscriber
+        if fleet.poll() is None:
+            fleet.kill()
+            fleet.wait()
+    assert "the sample app published" in out.text()
+    assert leftovers(state, NODES) == []
+    assert not (state / "postgres").exists()
+    assert not list(Path(tempfile.gettempdir()).glob(f"fogmesh-pg-{fleet_id}-*"))
+
+
+def test_up_cluster_profile_refused_without_nats_or_postgres(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cluster, "_nats_server", lambda: None)
+    assert "nats-server is not installed" in (cluster.cluster_missing() or "")
+    monkeypatch.setattr(cluster, "_nats_server", lambda: "/usr/sbin/nats-server")
+    monkeypatch.setattr(cluster, "_postgres_bin", lambda: None)
+    assert "PostgreSQL is not installed" in (cluster.cluster_missing() or "")
+
+
+def test_up_cluster_profile_refuses_tls() -> None:
+    done = subprocess.run(
+        [FOGMESH, "up", "--profile", "cluster", "--tls", "--no-live", "--runtime", "native"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--tls is not available with --profile cluster" in done.stdout + done.stderr
