@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fogmesh.bus import BusConfig
@@ -40,6 +39,8 @@ class ServiceSettings(BaseModel):
     @classmethod
     def from_file(cls, path: Path, **overrides: object) -> Self:
         """Load YAML (or JSON) settings; ``overrides`` that are not None win."""
+        import yaml  # only a service started with a settings file needs it (docs/agent.md)
+
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise TypeError(f"{path}: settings must be a mapping")

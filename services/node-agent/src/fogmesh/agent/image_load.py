@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiodocker.exceptions import DockerError
 
 from fogmesh.agent.runtime.errors import PrepareFailed
 from fogmesh.protocol.artefacts import ref_digest
@@ -76,6 +75,8 @@ async def unload_image(docker: Any, ref: str) -> bool:
     if users:
         log.info("loaded image still in use; kept", ref=ref, containers=len(users))
         return False
+    from aiodocker.exceptions import DockerError  # with Docker only: a native agent never loads it
+
     try:
         await docker.images.delete(ref_image(ref), force=False)
     except DockerError as exc:

@@ -1,0 +1,95 @@
+"""What a running agent has imported (docs/agent.md, "Memory"): never ``rich`` (structlog would
+load it for console tracebacks merely because the CLI installed it), no Docker client when only
+the native runtime is configured, no mDNS without discovery.
+
+The agent runs as ``python -m fogmesh.agent`` does (its ``__main__`` module, through runpy),
+connected to a real broker; when it has stopped on SIGTERM, an exit hook writes the names of
+its loaded modules. No timing and no memory figure is asserted here (those are in
+``bench/agent.py``)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fogmesh.protocol import NodeHello, topics
+from tests.agent.support import Probe, wait_for
+from tests.support.brokers import REPO, BrokerProcess
+from tests.support.buses import unique
+
+RUN_AND_LIST = """
+import atexit, json, runpy, sys
+out, argv = sys.argv[1], sys.argv[2:]
+atexit.register(
+    lambda: open(out, "w").write(
+        json.dumps(sorted(n for n, m in sys.modules.items() if m is not None))
+    )
+)
+sys.argv = ["fogmesh-agent", *argv]
+runpy.run_module("fogmesh.agent", run_name="__main__", alter_sys=True)
+"""
+
+
+async def _modules_of_agent(
+    broker: BrokerProcess, probe: Probe, tmp_path: Path, runtimes: str
+) -> set[str]:
+    node = unique("imp")
+    hellos: list[NodeHello] = probe.watch(topics.node(node, "hello"), NodeHello)
+    listing = tmp_path / "modules.json"
+    log = (tmp_path / "agent.log").open("wb")
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            RUN_AND_LIST,
+            str(listing),
+            "--node-id",
+            node,
+            "--broker-port",
+            str(broker.port),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--runtimes",
+            runtimes,
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+        await wait_for(lambda: bool(hellos), what="the agent's hello")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+    assert listing.exists(), (tmp_path / "agent.log").read_text()[-2000:]
+    return set(json.loads(listing.read_text()))
+
+
+CASES = {  # --runtimes: (modules it must not load, modules it must load)
+    "native": ({"rich", "aiodocker", "aiohttp", "zeroconf"}, {"fogmesh.agent.runtime.native"}),
+    "docker,native": ({"rich", "zeroconf"}, {"aiodocker", "fogmesh.agent.runtime.docker"}),
+}
+
+
+@pytest.mark.parametrize("runtimes", sorted(CASES))
+async def test_agent_imports_only_what_its_configuration_uses(
+    broker: BrokerProcess, probe: Probe, tmp_path: Path, runtimes: str
+) -> None:
+    """A connected agent has loaded its service and runtimes, structlog, and nothing listed as
+    absent for its configuration."""
+    absent, present = CASES[runtimes]
+    modules = await _modules_of_agent(broker, probe, tmp_path, runtimes)
+    assert {"fogmesh.agent.service", "structlog", *present} <= modules
+    assert not (absent & modules), sorted(absent & modules)
