@@ -1,18 +1,31 @@
-"""The dashboard's artefacts view in a real headless Chromium against ``fogmesh up``: a tenant
-pushes a small ``.tar`` app from the page (chunks with their sha256, a progress bar and the
-rate), sees it listed complete under the ref ``sha256sum`` gives, deploys it by ref from the apps
-form and sees it cached at the site of the node that runs it; another tenant's login shows none
-of its refs, neither in the store nor in any site's cache; the operator sees the ref at that
-site with the tenant holding it. Screenshots go to the ``shots`` folder."""
+"""The dashboard's artefacts view in a real headless Chromium against ``fogmesh up``: a push of
+a small ``.tar`` app cut off after its first chunk is listed partial with its offset; the tenant
+pushes the file from the page (chunks with their sha256, a progress bar and the rate), which
+goes on from the store's offset, and sees it listed complete under the ref ``sha256sum`` gives;
+it deploys it by ref from the apps form and sees it cached at the site of the node that runs it;
+another tenant's login shows none of its refs, neither in the store nor in any site's cache; the
+operator sees the ref at that site with the tenant holding it. Screenshots go to ``shots``."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import tarfile
 
 import pytest
 
+from fogmesh.bus import Bus, BusConfig
+from fogmesh.protocol import topics
+from fogmesh.protocol.artefacts import (
+    ARTEFACTS_RESOURCE,
+    CHUNK_BYTES,
+    ArtefactAction,
+    ArtefactKind,
+    PushChunk,
+    PushStatus,
+    chunk_digest,
+)
 from tests.dashboard.browser import Page
 from tests.dashboard.conftest import OTHER_TENANT, UpFleet
 from tests.support.buses import eventually
@@ -50,6 +63,37 @@ components:
 """
 
 
+async def _push_first_chunk(fleet: UpFleet, data: bytes) -> None:
+    """A push cut off after its first chunk, as the tenant's own client (``fogmesh push``'s
+    JSON commands): the store holds ``CHUNK_BYTES`` of it."""
+    host, _, port = fleet.env["FOGMESH_BROKER"].rpartition(":")
+    user = fleet.env["FOGMESH_TENANT_USERNAME"]
+    config = BusConfig(
+        host=host,
+        port=int(port),
+        client_id=f"{user}-cut-push",
+        username=user,
+        password=fleet.env["FOGMESH_TENANT_PASSWORD"],
+    )
+    first = data[:CHUNK_BYTES]
+    async with Bus(config) as bus:
+        await bus.wait_connected(timeout=30)
+        status = await bus.request(
+            topics.api(user, ARTEFACTS_RESOURCE, ArtefactAction.PUSH),
+            PushChunk(
+                name="shop.tar",
+                kind=ArtefactKind.APP,
+                size=len(data),
+                sha256_total=hashlib.sha256(data).hexdigest(),
+                data_b64=base64.b64encode(first).decode(),
+                sha256=chunk_digest(first),
+            ),
+            PushStatus,
+            timeout=30,
+        )
+    assert status.next_offset == CHUNK_BYTES
+
+
 async def _login(page: Page, username: str, password: str, tenant: str = "") -> None:
     page.login(username, password, tenant)
     await eventually(lambda: page.text("#who") != "", DEADLINE, page.text("#login-error"))
@@ -83,11 +127,18 @@ async def test_a_tenant_pushes_from_the_page_and_sees_its_ref_cached_at_its_site
     tar = page.shots / "shop.tar"
     tar.write_bytes(data)
 
+    await _push_first_chunk(up_fleet, data)  # a push cut off: the page lists it partial
     await _login(
         page, up_fleet.env["FOGMESH_TENANT_USERNAME"], up_fleet.env["FOGMESH_TENANT_PASSWORD"]
     )
     page.tab("artefacts")
-    await eventually(lambda: "used" in page.text("#artefacts-quota"), DEADLINE, "the store's list")
+    await eventually(
+        lambda: page.attrs(f'#artefacts-table tr[data-ref="{ref}"]', "state") == ["partial"],
+        DEADLINE,
+        "the cut push listed partial",
+    )
+    assert f"offset {CHUNK_BYTES}" in page.text(f'#artefacts-table tr[data-ref="{ref}"]')
+    page.shot("artefacts-partial")
     page.driver.find_element("css selector", "#artefact-file").send_keys(str(tar))
     page.js("document.querySelector('#artefact-kind').value = 'app'")
     page.click("#artefact-push")
@@ -99,6 +150,8 @@ async def test_a_tenant_pushes_from_the_page_and_sees_its_ref_cached_at_its_site
     assert page.attrs("#artefact-result", "ref") == [ref]  # the page's sha256 is the file's
     assert page.attrs("#artefact-progress", "done") == [str(len(data))]
     assert "/s" in page.text("#artefact-rate")
+    # it went on from the store's offset: only the rest was sent
+    assert page.attrs("#artefact-progress", "from") == [str(CHUNK_BYTES)]
     await eventually(
         lambda: page.attrs(f'#artefacts-table tr[data-ref="{ref}"]', "state") == ["complete"],
         DEADLINE,

@@ -136,6 +136,7 @@ async function push() {
     let status = await send(0); // where does an upload of these bytes stand?
     const started = performance.now();
     const from = status.next_offset; // a resumed push counts only what it sends
+    $("#artefact-progress").dataset.from = String(from);
     while (!status.complete) {
       const offset = status.next_offset;
       const secs = (performance.now() - started) / 1000;
