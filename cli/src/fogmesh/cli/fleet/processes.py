@@ -1,5 +1,6 @@
 """The child processes of ``fogmesh up``: started in their own process groups, logged to
-files, stopped in reverse order with SIGTERM and, past a deadline, SIGKILL.
+files, stopped with SIGTERM and, past a deadline, SIGKILL: the nodes first, then the core in
+reverse order.
 
 A child is either part of the fleet's core (a broker, the registry, the scheduler, the
 migrator) or a node (an agent): a node may die and come back, the core may not."""
@@ -86,7 +87,7 @@ class ChildProcess:
 
 @dataclass
 class ProcessSet:
-    """Children in start order; :meth:`stop_all` stops them in reverse."""
+    """Children in start order; :meth:`stop_all` stops the nodes, then the core in reverse."""
 
     log_dir: Path
     children: list[ChildProcess] = field(default_factory=list)
@@ -138,13 +139,23 @@ class ProcessSet:
             child.proc.wait(timeout=10)
 
     def stop_all(self, timeout: float = 10.0) -> None:
-        """SIGTERM every child's group at once (last started first), wait for them together,
-        then SIGKILL whoever is left."""
-        for child in reversed(self.children):
+        """Stop the nodes first, then the core: every agent's group gets SIGTERM at once and
+        is waited for (SIGKILL past ``timeout``), so that no agent is left to create a workload
+        while the core stops and the fleet's leftovers are swept; then the core's groups, last
+        started first, the same way."""
+        agents = [c for c in reversed(self.children) if c.node is not None]
+        self._stop_together(agents, timeout)
+        self._stop_together([c for c in reversed(self.children) if c.node is None], timeout)
+
+    @staticmethod
+    def _stop_together(children: list[ChildProcess], timeout: float) -> None:
+        """SIGTERM each child's group, wait for them together, then SIGKILL whoever is left
+        and wait for it too."""
+        for child in children:
             child.signal_group(signal.SIGTERM)
             child.signal_group(signal.SIGCONT)  # a node stopped by `fleet kill --silent`
         deadline = time.monotonic() + timeout
-        for child in reversed(self.children):
+        for child in children:
             if child.proc is None:
                 continue
             try:

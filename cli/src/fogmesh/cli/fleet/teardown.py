@@ -1,43 +1,72 @@
-"""Leave nothing behind: containers and native workload processes of the fleet's nodes."""
+"""Leave nothing behind: containers and native workload processes of the fleet's nodes.
+
+``fogmesh up`` sweeps once every agent is gone (:meth:`ProcessSet.stop_all` stops the agents
+first and waits for them), by the fleet's marks only: the ``fogmesh.fleet`` label on
+containers, ``FOGMESH_FLEET`` or the state directory on processes. One sweep is not enough:
+dockerd may still finish a create that an agent sent just before its end, and a shim may start
+a workload between a scan and its kill. So :func:`remove_leftovers` sweeps again until a
+listing made ``settle`` seconds after a clean one is clean too, or ``bound`` seconds pass, and
+then logs what is left by id and name."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
+import structlog
 
-__all__ = ["fleet_containers", "fleet_processes", "kill_node_workloads", "remove_leftovers"]
+__all__ = [
+    "SWEEP_BOUND_S",
+    "SWEEP_SETTLE_S",
+    "fleet_containers",
+    "fleet_processes",
+    "kill_node_workloads",
+    "remove_leftovers",
+]
+
+SWEEP_BOUND_S = 30.0
+"""How long the teardown keeps sweeping before it gives up and names what is left."""
+SWEEP_SETTLE_S = 2.0
+"""How long a clean listing must stay clean (dockerd finishing a dead agent's last request)."""
+_PAUSE_S = 0.2
+log = structlog.get_logger("fogmesh.cli.fleet")
 
 
-def fleet_containers(fleet_id: str, node: str | None = None) -> list[str]:
-    """Ids of the containers labelled with this fleet's id (and ``node``'s, if given)."""
+def _listed(fleet_id: str, node: str | None = None) -> dict[str, str] | None:
+    """The containers labelled with this fleet's id (and ``node``'s, if given), id -> name;
+    empty without a docker command or an engine (nothing can be there to remove), None when
+    the engine did not answer in time."""
     if shutil.which("docker") is None:
-        return []
+        return {}
     labels = [f"label=fogmesh.fleet={fleet_id}"]
     if node is not None:
         labels.append(f"label=fogmesh.node={node}")
-    argv = ["docker", "ps", "-aq"]
+    argv = ["docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"]
     for label in labels:
         argv += ["--filter", label]
     try:
         listed = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return listed.stdout.split()
+    except subprocess.TimeoutExpired:
+        return None
+    except OSError:
+        return {}
+    if listed.returncode != 0:  # no engine answers on its socket
+        return {}
+    found: dict[str, str] = {}
+    for line in listed.stdout.splitlines():
+        cid, _, name = line.strip().partition(" ")
+        if cid:
+            found[cid[:12]] = name
+    return found
 
 
-def _docker_leftovers(fleet_id: str) -> int:
-    """Remove the containers labelled with this fleet's id (and only those)."""
-    ids = fleet_containers(fleet_id)
-    if ids:
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            subprocess.run(
-                ["docker", "rm", "-f", "-v", *ids], capture_output=True, timeout=120, check=False
-            )
-    return len(ids)
+def fleet_containers(fleet_id: str, node: str | None = None) -> list[str]:
+    """Ids of the containers labelled with this fleet's id (and ``node``'s, if given)."""
+    return list(_listed(fleet_id, node) or {})
 
 
 def _is_within(path: str, root: Path) -> bool:
@@ -82,11 +111,6 @@ def _kill(victims: list[psutil.Process]) -> int:
     return len(victims)
 
 
-def _native_leftovers(state_dir: Path, fleet_id: str) -> int:
-    """Kill what this fleet started and left running."""
-    return _kill(fleet_processes(fleet_id, state_dir))
-
-
 def kill_node_workloads(fleet_id: str, state_dir: Path, node: str) -> dict[str, int]:
     """SIGKILL ``node``'s workloads as a power cut would: its native workloads and shims, and
     its containers (``docker kill``, left in place for the agent to find); counts by kind."""
@@ -97,9 +121,62 @@ def kill_node_workloads(fleet_id: str, state_dir: Path, node: str) -> dict[str, 
     return {"containers": len(ids), "processes": _kill(fleet_processes(fleet_id, state_dir, node))}
 
 
-def remove_leftovers(fleet_id: str, state_dir: Path) -> dict[str, int]:
-    """Remove what the fleet's agents left running; return counts by kind."""
-    return {
-        "containers": _docker_leftovers(fleet_id),
-        "processes": _native_leftovers(state_dir, fleet_id),
-    }
+def _remove_containers(ids: list[str]) -> None:
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(
+            ["docker", "rm", "-f", "-v", *ids], capture_output=True, timeout=120, check=False
+        )
+
+
+def _describe(proc: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return f"{proc.pid} {' '.join(proc.cmdline())[:120]}"
+    return str(proc.pid)
+
+
+def remove_leftovers(
+    fleet_id: str,
+    state_dir: Path,
+    *,
+    bound: float = SWEEP_BOUND_S,
+    settle: float = SWEEP_SETTLE_S,
+) -> dict[str, int]:
+    """Remove the containers and kill the processes the fleet's agents left, once the agents
+    are gone: sweep until a listing ``settle`` seconds after a clean one is clean too, or
+    ``bound`` seconds pass (then log what is left). Counts of what was removed, by kind."""
+    removed: set[str] = set()
+    killed: set[int] = set()
+    deadline = time.monotonic() + bound
+    clean_at: float | None = None
+    while True:
+        containers = _listed(fleet_id)
+        procs = fleet_processes(fleet_id, state_dir)
+        now = time.monotonic()
+        if containers == {} and not procs:
+            clean_at = now if clean_at is None else clean_at
+            if now - clean_at >= settle or now >= deadline:
+                break
+            time.sleep(min(settle - (now - clean_at), deadline - now))
+            continue
+        clean_at = None
+        if now >= deadline:
+            log.warning(
+                "the fleet's teardown left these behind",
+                fleet=fleet_id,
+                bound_s=bound,
+                containers=(
+                    "docker did not answer"
+                    if containers is None
+                    else [f"{cid} {name}" for cid, name in containers.items()]
+                ),
+                processes=[_describe(p) for p in procs],
+            )
+            break
+        if containers:
+            _remove_containers(list(containers))
+            removed.update(containers)
+        if procs:
+            _kill(procs)
+            killed.update(p.pid for p in procs)
+        time.sleep(_PAUSE_S)
+    return {"containers": len(removed), "processes": len(killed)}
