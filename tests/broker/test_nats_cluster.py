@@ -11,15 +11,8 @@ through the cluster.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +20,7 @@ import aiomqtt
 import pytest
 
 from fogmesh.broker.config import MeshConfigError, load_mesh
-from fogmesh.broker.nats import password_env, render_nats, subjects_of
+from fogmesh.broker.nats import render_nats, subjects_of
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage
 from fogmesh.protocol import topics
 from fogmesh.service import BrokerSettings
@@ -38,140 +31,27 @@ from tests.broker.conftest import (
     client,
     collect,
     eventually_delivered,
-    link_spec,
     port_of,
     wait_for,
     write_mesh,
 )
-from tests.support.brokers import REPO, free_port
+from tests.support.brokers import REPO
+from tests.support.nats_cluster import Cluster, cluster_mesh, nats_cluster, wait_ready
 
 pytestmark = pytest.mark.nats
 
-RULES = [
-    {"pattern": "tele/#", "direction": "out", "qos": 1},
-    {"pattern": "cmd/#", "direction": "in", "qos": 1},
-]
 MESSAGES = 300  # QoS 1 messages published across the kill
-
-
-@dataclass
-class Member:
-    """One rendered member: its config file, ports and process."""
-
-    conf: Path
-    mqtt_port: int
-    monitor_port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, log: Path) -> None:
-        exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        if not Path(exe).exists():
-            pytest.fail("nats-server is not installed; .ci/run installs it")
-        env = {**os.environ, **{password_env(u): pw for u, pw in PASSWORDS.items()}}
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [exe, "-c", str(self.conf)], stdout=out, stderr=out, env=env
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()  # SIGKILL: no goodbye, nothing flushed
-            self.proc.wait()
-
-    def healthy(self) -> bool:
-        """The monitor's /healthz says ok (serving, JetStream enabled and current)."""
-        url = f"http://127.0.0.1:{self.monitor_port}/healthz"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return bool(json.load(resp).get("status") == "ok")
-        except (OSError, ValueError):
-            return False
-
-
-@dataclass
-class Cluster:
-    """The mesh file and the three running members."""
-
-    mesh: Path
-    members: list[Member]
-
-
-def _cluster_mesh(tmp: Path) -> tuple[Path, list[dict[str, Any]]]:
-    members: list[dict[str, Any]] = [
-        {
-            "name": f"cloud-{i}",
-            "mqtt_port": free_port(),
-            "client_port": free_port(),
-            "route_port": free_port(),
-            "monitor_port": free_port(),
-        }
-        for i in range(1, 4)
-    ]
-    cloud = broker_spec(
-        tmp,
-        "cloud",
-        port=members[0]["mqtt_port"],  # where links reach the cluster: its first member
-        kind="nats",
-        cluster={"name": "fogmesh-cloud", "replicas": 3, "members": members},
-    )
-    mesh = write_mesh(
-        tmp / "mesh.yaml",
-        {"cloud": cloud, "site": broker_spec(tmp, "site")},
-        [link_spec("wan", "site", "cloud", RULES)],
-    )
-    return mesh, members
-
-
-async def _mqtt_ready(port: int) -> bool:
-    """An MQTT session with a QoS 1 subscription works on ``port`` (JetStream answers)."""
-    try:
-        async with client(port, "svc") as c:
-            await c.subscribe("fm/v1/probe/#", qos=1, timeout=5)
-        return True
-    except (aiomqtt.MqttError, TimeoutError):
-        return False
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """Render with the CLI and start ``nats-server -c member-N.conf`` for each member."""
-    mesh, specs = _cluster_mesh(tmp_path)
-    out = tmp_path / "nats"
-    rendered = subprocess.run(
-        [
-            *(sys.executable, "-m", "fogmesh.broker", "render-nats", "--mesh", str(mesh)),
-            *("--broker", "cloud", "--out", str(out), "--members", "3"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    members = [
-        Member(out / f"member-{i + 1}.conf", s["mqtt_port"], s["monitor_port"])
-        for i, s in enumerate(specs)
-    ]
-    for i, member in enumerate(members):
-        member.start(tmp_path / f"member-{i + 1}.log")
-    try:
-        yield Cluster(mesh, members)
-    finally:
-        for member in members:
-            member.kill()
+    with nats_cluster(tmp_path) as running:
+        yield running
 
 
 async def _wait_ready(cluster: Cluster) -> None:
-    deadline = time.monotonic() + 60
-    for member in cluster.members:
-        while not await asyncio.to_thread(member.healthy):
-            assert time.monotonic() < deadline, "the cluster never became healthy"
-            await asyncio.sleep(0.2)
-    for member in cluster.members:
-        while not await _mqtt_ready(member.mqtt_port):
-            assert time.monotonic() < deadline, "the MQTT gateway never answered"
-            await asyncio.sleep(0.5)
+    await wait_ready(cluster)
 
 
 def _granted(codes: Any) -> bool:
@@ -341,7 +221,7 @@ def test_topic_filters_become_subjects() -> None:
 
 def test_render_refuses_what_nats_cannot_express(tmp_path: Path) -> None:
     """A grant by client id, or a cluster that lists other members than asked for."""
-    mesh, _members = _cluster_mesh(tmp_path)
+    mesh, _members = cluster_mesh(tmp_path)
     spec = load_mesh(mesh)
     with pytest.raises(MeshConfigError, match="members"):
         render_nats(spec, "cloud", tmp_path / "out", members=5)

@@ -1,14 +1,22 @@
 """Two registry replicas ingest one fleet into one database, each node once; one dies, the
 other takes every node, and no live node is ever judged stale or offline.
 
-The embedded broker (``fogmesh.broker``, with its shared subscriptions) hands each node's
-topics to one replica of the ``$share/registry/...`` group.
+* The embedded broker (``fogmesh.broker``, with its shared subscriptions) hands each node's
+  topics to one replica of the ``$share/registry/...`` group.
+* Mosquitto 2 shares round-robin; a replica SIGKILLed there must leave no share behind (the
+  replicas' sessions are clean).
+* NATS 2.9 has no shared subscriptions (``$share/...`` matches nothing: reproduced below), so
+  on the NATS cluster the replicas split the fleet themselves (``--share-by registry``).
+
+The replica that dies is a ``fogmesh-registry`` process, SIGKILLed; the other runs in the test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +39,12 @@ from fogmesh.registry.db import make_engine
 from fogmesh.registry.db.writes import EVENTS, NODES
 from tests.broker.conftest import PASSWORDS, MeshProcess, broker_spec, port_of, write_mesh
 from tests.registry.support import USAGE, facts, until
+from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import unique
+from tests.support.nats_cluster import Cluster, nats_cluster, wait_ready
 
 NODES_N = 12
-INTERVAL = 0.5
+INTERVAL = 1.0
 _SETTINGS: dict[str, Any] = {"share": "registry", "missed": 3, "default_interval": INTERVAL}
 
 
@@ -142,9 +152,12 @@ async def test_two_replicas_split_the_fleet_and_one_takes_all_when_the_other_die
 
 
 @contextlib.asynccontextmanager
-async def _replica(port: int, db_url: str, client_id: str) -> AsyncIterator[Replica]:
+async def _replica(
+    port: int, db_url: str, client_id: str, **settings: Any
+) -> AsyncIterator[Replica]:
     """A replica running in this event loop; ended at the block's end or by ``stop()``."""
-    registry = Registry(RegistrySettings(bus=_config(port, client_id), db_url=db_url, **_SETTINGS))
+    chosen = {**_SETTINGS, **settings}
+    registry = Registry(RegistrySettings(bus=_config(port, client_id), db_url=db_url, **chosen))
     replica = Replica(registry, asyncio.create_task(registry.run()))
     try:
         async with asyncio.timeout(30):
@@ -167,6 +180,10 @@ class Replica:
         """The nodes this replica has heard itself."""
         return {n for n, live in self.registry.tracker.nodes.items() if live.heard}
 
+    def seqs(self) -> dict[str, int]:
+        """The newest heartbeat sequence this replica has had of each node."""
+        return {n: live.newest_seq for n, live in self.registry.tracker.nodes.items()}
+
     async def stop(self) -> None:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -175,3 +192,131 @@ class Replica:
 
 async def _async(value: object) -> object:
     return value
+
+
+@contextlib.contextmanager
+def _cli_replica(
+    port: int, db_url: str, client_id: str, group: str, share_by: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``fogmesh-registry --share GROUP --share-by ...`` as a user runs it; SIGKILLed at the
+    block's end if still running."""
+    args = [
+        *(sys.executable, "-m", "fogmesh.registry", "--host", "127.0.0.1", "--port", str(port)),
+        *("--username", "svc", "--password", PASSWORDS["svc"], "--client-id", client_id),
+        *("--db", db_url, "--share", group, "--share-by", share_by),
+        *("--default-interval", str(INTERVAL), "--missed", "3", "--log-level", "warning"),
+    ]
+    proc = subprocess.Popen(args, cwd=REPO)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Three nats-server members rendered by ``fogmesh-broker render-nats``."""
+    with nats_cluster(tmp_path) as running:
+        yield running
+
+
+async def _one_dies(
+    port: int, db_url: str, share_by: str, *, split: bool
+) -> tuple[Replica, set[str], dict[str, int]]:
+    """Replica a (a process) and b (here) ingest the fleet; a is SIGKILLed; b must take every
+    node. ``split``: each node is heard by one replica (b hears some, not all, before)."""
+    names = [unique("n") for _ in range(NODES_N)]
+    group = unique("reg")
+    engine = make_engine(db_url)
+    try:
+        with _cli_replica(port, db_url, "registry-a", group, share_by) as a:
+            async with (
+                _replica(port, db_url, "registry-b", share=group, share_by=share_by) as b,
+                _fleet(port, names),
+            ):
+                await until(
+                    lambda: _async(len(_seqs(engine)) == NODES_N and b.heard()),
+                    what="every node stored",
+                )
+                if split:
+                    # once a has joined, b hears only some nodes, and every node is stored
+                    partition = b.registry.partition
+                    assert partition is not None
+                    await until(
+                        lambda: _async(len(partition.members) == 2), what="a joins the group"
+                    )
+                    await asyncio.sleep(2 * INTERVAL)  # both now agree on the members
+                    at_b, stored = b.seqs(), _seqs(engine)
+                    await asyncio.sleep(5 * INTERVAL)
+                    moved = b.seqs()
+                    by_b = {n for n in names if moved.get(n, -1) > at_b.get(n, -1)}
+                    assert by_b, "b took no node"
+                    assert by_b < set(names), "b took every node: a took none"
+                    now = _seqs(engine)
+                    behind = {n: (stored.get(n), now.get(n)) for n in names}
+                    behind = {n: v for n, v in behind.items() if (v[1] or -1) <= (v[0] or -1)}
+                    assert not behind, f"not stored by a: {behind}"
+                before = _seqs(engine)
+                assert a.poll() is None, "replica a exited"
+                a.kill()  # SIGKILL: no DISCONNECT, no goodbye row
+                a.wait()
+                await until(lambda: _async(b.heard() == set(names)), what="b hears every node")
+                await until(
+                    lambda: _async(all(_seqs(engine).get(n, -1) > before[n] + 3 for n in names)),
+                    timeout=30,
+                    what="heartbeats of every node stored after the kill",
+                )
+                heard_by_b = b.heard()
+        return b, heard_by_b, _events(engine)
+    finally:
+        engine.dispose()
+
+
+def _no_double_work(events: dict[str, int]) -> None:
+    assert events.get(EventKind.NODE_JOINED.value) == NODES_N, events  # once each, not twice
+    assert EventKind.NODE_STALE.value not in events, events
+    assert EventKind.NODE_LOST.value not in events, events
+
+
+async def test_a_replica_killed_on_mosquitto_leaves_no_share_behind(
+    mosquitto_broker: BrokerProcess, db_url: str
+) -> None:
+    """Mosquitto 2.0 kept handing a SIGKILLed replica's persistent session its share of every
+    node's heartbeats (a third of a 2,000-node fleet not stored again within 120 s); with
+    clean sessions the survivor gets every message at once."""
+    _b, heard, events = await _one_dies(mosquitto_broker.port, db_url, "broker", split=False)
+    assert len(heard) == NODES_N
+    _no_double_work(events)
+
+
+@pytest.mark.nats
+async def test_share_subscriptions_hear_nothing_on_nats(cluster: Cluster, sqlite_url: str) -> None:
+    """Why ``--share-by registry`` exists: NATS 2.9's MQTT gateway is MQTT 3.1.1, where
+    ``$share/{group}/...`` is a plain filter (subject ``$share.{group}...``) that no node's
+    topic matches; such a replica hears no node at all."""
+    await wait_ready(cluster)
+    port = cluster.ports[0]
+    names = [unique("n") for _ in range(4)]
+    async with (
+        _replica(port, sqlite_url, "registry-share", share=unique("reg")) as r,
+        _fleet(port, names),
+    ):
+        await asyncio.sleep(5 * INTERVAL)
+        assert r.heard() == set()
+
+
+@pytest.mark.nats
+async def test_replicas_split_the_fleet_through_the_nats_cluster(
+    cluster: Cluster, db_url: str
+) -> None:
+    """``--share-by registry`` on the three-member cluster: a (a process) and b each ingest a
+    part of the fleet, every node joins once; a is SIGKILLed and b takes every node, none
+    judged stale or lost."""
+    await wait_ready(cluster)
+    b, heard, events = await _one_dies(cluster.ports[0], db_url, "registry", split=True)
+    assert heard == b.heard()
+    assert b.registry.partition is not None
+    assert b.registry.partition.dropped > 0  # a's messages reached b too, and were left
+    _no_double_work(events)

@@ -8,7 +8,7 @@ import socket
 import sys
 
 from fogmesh.registry.service import Registry
-from fogmesh.registry.settings import DEFAULT_DB_URL, RegistrySettings
+from fogmesh.registry.settings import DEFAULT_DB_URL, SHARE_BY, RegistrySettings
 from fogmesh.service import (
     BrokerSettings,
     add_broker_arguments,
@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=env("FOGMESH_REGISTRY_SHARE") or None,
         help="replicas: the shared-subscription group of the registries of one database",
     )
+    p.add_argument(
+        "--share-by",
+        choices=SHARE_BY,
+        default=env("FOGMESH_REGISTRY_SHARE_BY", "broker"),
+        help="replicas: who splits the fleet, the broker's $share subscriptions (Mosquitto 2,"
+        " the embedded broker) or the registries by node id (NATS 2.9: no $share)",
+    )
     p.add_argument("--log-level", default=env("FOGMESH_LOG_LEVEL", "info"))
     return p.parse_args(argv)
 
@@ -64,6 +71,7 @@ def settings_from(args: argparse.Namespace) -> RegistrySettings:
         batch_max=args.batch_max,
         history_size=args.history,
         share=args.share,
+        share_by=args.share_by,
     )
 
 

@@ -9,13 +9,14 @@ them (the writer commits what it still holds) and disconnects.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import time
 
 import structlog
 from sqlalchemy import Engine
 
-from fogmesh.bus import Bus
+from fogmesh.bus import Bus, BusConfig
 from fogmesh.protocol import Event, topics
 from fogmesh.registry.api import QueryApi
 from fogmesh.registry.batcher import WriteQueue
@@ -25,6 +26,7 @@ from fogmesh.registry.db.migrate import migrate
 from fogmesh.registry.db.writes import BatchWriter
 from fogmesh.registry.ingest import Ingest
 from fogmesh.registry.liveness import LivenessTracker
+from fogmesh.registry.partition import Partition
 from fogmesh.registry.replicas import ReplicaView
 from fogmesh.registry.settings import RegistrySettings
 from fogmesh.registry.sites import SiteWatch
@@ -60,9 +62,18 @@ class Registry:
         self.ingest.hello_hooks.append(self.sites.on_hello)
         self.api = QueryApi(self.engine)
         self.replicas: ReplicaView | None = None
+        self.partition: Partition | None = None
         if settings.share is not None:
             self.replicas = ReplicaView(self.engine, period=settings.replica_period_s)
             self.tracker.elsewhere = self.replicas.lookup
+            if settings.share_by == "registry":
+                self.partition = Partition(
+                    self.engine,
+                    group=settings.share,
+                    me=settings.bus.client_id,
+                    period=settings.replica_period_s,
+                    left=self._not_mine,
+                )
         self.ready = asyncio.Event()
         self.bus: Bus | None = None
 
@@ -78,17 +89,25 @@ class Registry:
                 r.node, r.state, r.interval_s, boot_id=r.boot_id, reason=r.reason, now=now
             )
         log.info("registry starting", nodes=len(records), db=self.engine.url.render_as_string())
+        if self.partition is not None:
+            await self.partition.prepare()
         gc.freeze()  # see _keep_gc_short
-        async with Bus(self.settings.bus) as bus:
+        async with Bus(self._bus_config()) as bus:
             self.bus = bus
-            self.ingest.attach(bus, share=self.settings.share)
+            owned = bus if self.partition is None else self.partition.subscriber(bus)
+            share = self.settings.share if self.partition is None else None
+            self.ingest.attach(owned, share=share)
             self.sites.attach(bus)
-            self.api.attach(bus, share=self.settings.share)
+            self.api.attach(owned, share=share)
+            if self.partition is not None:
+                bus.on_connect(self.partition.on_connect)
             try:
                 async with asyncio.TaskGroup() as group:
                     if self.replicas is not None:
                         await self.replicas.refresh()  # before the first judging pass
                         group.create_task(self.replicas.run(), name="registry.replicas")
+                    if self.partition is not None:
+                        group.create_task(self.partition.run(), name="registry.partition")
                     group.create_task(self.writer.run(), name="registry.writer")
                     group.create_task(self._judge(), name="registry.liveness")
                     group.create_task(self._publisher(bus), name="registry.publisher")
@@ -96,6 +115,25 @@ class Registry:
             finally:
                 self.bus = None
                 self.ready.clear()
+
+    def _not_mine(self, node: str) -> None:
+        """``node`` is another replica's (:class:`Partition`): judged as a node not heard."""
+        live = self.tracker.nodes.get(node)
+        if live is not None:
+            live.heard = False
+
+    def _bus_config(self) -> BusConfig:
+        """The bus settings; a replica's session is clean.
+
+        A broker keeps a persistent session's shared subscriptions while its client is away,
+        and Mosquitto 2 goes on handing that member its share of the messages, queued for a
+        replica that may never return: after one of two replicas was SIGKILLed, a third of
+        the fleet's heartbeats still went to the dead one. A clean session ends with its
+        connection, so the dead member's share moves to the others at once; what a replica
+        misses while away the others take (the nodes' state is in the shared database)."""
+        if self.settings.share is None:
+            return self.settings.bus
+        return dataclasses.replace(self.settings.bus, clean_session=True)
 
     async def _announce_ready(self, bus: Bus) -> None:
         await bus.wait_connected()

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 from fogmesh.bus import BusConfig
 
-__all__ = ["DEFAULT_DB_URL", "RegistrySettings"]
+__all__ = ["DEFAULT_DB_URL", "SHARE_BY", "RegistrySettings"]
 
 DEFAULT_DB_URL = "sqlite:///var/fogmesh-registry.db"
+SHARE_BY = ("broker", "registry")
+"""How replicas split the fleet: the broker's shared subscriptions, or the registries
+themselves (:mod:`fogmesh.registry.partition`, for brokers without them, as NATS 2.9)."""
 _GROUP = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -23,6 +26,7 @@ class RegistrySettings:
     ``history_size``: usage samples kept per node.
     ``share``: the shared-subscription group of registry replicas ingesting one fleet into
     one database (:mod:`fogmesh.registry.replicas`); None for a lone registry.
+    ``share_by``: who splits the fleet among the group (:data:`SHARE_BY`).
     """
 
     bus: BusConfig
@@ -34,6 +38,7 @@ class RegistrySettings:
     history_size: int = 30
     tick: float | None = None
     share: str | None = None
+    share_by: str = "broker"
 
     def __post_init__(self) -> None:
         if self.missed < 2:
@@ -42,6 +47,8 @@ class RegistrySettings:
             raise ValueError("intervals must be positive")
         if self.share is not None and not _GROUP.fullmatch(self.share):
             raise ValueError(f"share must be letters, digits, - or _: {self.share!r}")
+        if self.share_by not in SHARE_BY:
+            raise ValueError(f"share_by must be one of {SHARE_BY}: {self.share_by!r}")
 
     @property
     def tick_s(self) -> float:
