@@ -18,11 +18,13 @@ paper's sample app (sensor at 1 Hz and convolver, native), whose own data crosse
 Configurations: site size 1 or 10 nodes, 0 or 20 idle workloads per node, each once with the
 agent's defaults (heartbeats on news, ``heartbeat_on_change: true``) and once as the previous
 design (``heartbeat_on_change: false``: every 5 s with every workload's status, the baseline),
-all at once. After every workload runs and a settling pause the counters are read, again after
-``--duration`` seconds; the difference is extrapolated to a 30-day month per node.
+all at once; a site's agents start spread over ``--stagger`` (300 s: nodes not switched on
+together). Once every workload runs, the link's queue is empty and a settling pause is over, the
+counters are read, and again after ``--duration`` seconds; the difference is extrapolated to a
+30-day month per node.
 
-    .venv/bin/python bench/wan.py             # 600 s per configuration, all in parallel
-    .venv/bin/python bench/wan.py --quick     # 90 s, for trying
+    .venv/bin/python bench/wan.py --sample-app  # 1200 s per configuration, all in parallel
+    .venv/bin/python bench/wan.py --quick       # 90 s, agents started within 30 s, for trying
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Tally:
     down: int = 0
     trees: dict[str, int] = field(default_factory=dict)
     packets: dict[str, int] = field(default_factory=dict)
+    startup_at: float = 0.0
+    """When the last event or actual state crossed (a start's burst; monotonic)."""
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -115,6 +119,8 @@ class MqttSplitter:
             n = int.from_bytes(packet[i : i + 2], "big")
             topic = packet[i + 2 : i + 2 + n].decode(errors="replace").split("/")
             tree = topic[2] if len(topic) > 2 and topic[:2] == ["fm", "v1"] else topic[0]
+            if tree == "events" or topic[-1] == "actual":
+                self.tally.startup_at = time.monotonic()
         key = f"{self.way}:{tree}"
         self.tally.trees[key] = self.tally.trees.get(key, 0) + len(packet)
         self.tally.packets[key] = self.tally.packets.get(key, 0) + 1
@@ -265,8 +271,8 @@ def _sample_app() -> list[dict[str, Any]]:
 class Run:
     """The processes of one configuration and its relay."""
 
-    def __init__(self, cfg: Config, base: Path) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: Config, base: Path, stagger: float) -> None:
+        self.cfg, self.stagger = cfg, stagger
         self.root = base / cfg.key.replace("/", "_")
         self.root.mkdir(parents=True)
         self.cloud, self.site = free_port(), free_port()
@@ -305,7 +311,7 @@ class Run:
         await asyncio.to_thread(wait_port, self.site, 60)
         configs = [_agent_config(self.cfg, self.root, self.site, i) for i in range(self.cfg.nodes)]
         spec = self.root / "agents.json"
-        spec.write_text(json.dumps(configs))
+        spec.write_text(json.dumps({"stagger_s": self.stagger, "agents": configs}))
         self._start("agents", sys.executable, str(HERE / "wan.py"), "--agents", str(spec))
         for i in range(self.cfg.nodes):
             work = [_sleeper(w) for w in range(self.cfg.workloads)]
@@ -364,6 +370,32 @@ class Run:
                 count += sum(1 for w in data.get("workloads", []) if w.get("phase") == "running")
         return count
 
+    def link_queue(self) -> int:
+        """Messages the site's link still holds to cross (its retained status on the cloud)."""
+        args = [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.cloud),
+            "-u",
+            "svc",
+            "-P",
+            PASSWORD,
+            "-t",
+            f"fm/v1/mesh/{SITE}/links/cloud",
+            "-W",
+            "3",
+            "-C",
+            "1",
+        ]
+        done = subprocess.run(args, check=False, timeout=60, capture_output=True, text=True)
+        try:
+            status = json.loads(done.stdout)
+        except ValueError:
+            return -1
+        return int(status.get("queue_depth", 0)) + int(status.get("backlog", 0))
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
@@ -376,8 +408,8 @@ class Run:
                 proc.wait()
 
 
-async def measure(cfg: Config, base: Path, duration: float, settle: float) -> dict[str, Any]:
-    run = Run(cfg, base)
+async def measure(cfg: Config, base: Path, args: argparse.Namespace) -> dict[str, Any]:
+    run, duration, settle = Run(cfg, base, args.stagger), args.duration, args.settle
     try:
         await run.start()
         want = cfg.nodes * cfg.workloads + (2 if cfg.sample_app else 0)
@@ -386,7 +418,15 @@ async def measure(cfg: Config, base: Path, duration: float, settle: float) -> di
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{cfg.key}: {got} of {want} workloads running")
             await asyncio.sleep(5)
-        await asyncio.sleep(settle)
+        # the start's burst (every workload's events and actual states) crosses first: the
+        # link's queue is empty and no event or actual state crossed for ``settle`` seconds
+        while (
+            await asyncio.to_thread(run.link_queue) != 0
+            or time.monotonic() - run.relay.tally.startup_at < settle
+        ):
+            if time.monotonic() > deadline + 600:
+                raise RuntimeError(f"{cfg.key}: the start's burst did not end")
+            await asyncio.sleep(5)
         start, t0 = run.relay.tally.snapshot(), time.monotonic()
         await asyncio.sleep(duration)
         end, t1 = run.relay.tally.snapshot(), time.monotonic()
@@ -404,18 +444,26 @@ async def measure(cfg: Config, base: Path, duration: float, settle: float) -> di
         "bytes_up": end["up"] - start["up"],
         "bytes_down": end["down"] - start["down"],
         "bytes_per_node_month": round(both * scale),
+        "without_app_data_per_node_month": round(
+            (both - sum(v for k, v in trees.items() if k.endswith(":data"))) * scale
+        ),
         "by_tree_per_node_month": {k: round(v * scale) for k, v in sorted(trees.items()) if v},
         "packets": {k: v for k, v in sorted(packets.items()) if v},
     }
 
 
-def _figures(results: dict[str, dict[str, Any]], design: str) -> dict[str, dict[str, int]]:
+def _figures(
+    results: dict[str, dict[str, Any]], design: str, *, plain: bool = True
+) -> dict[str, dict[str, int]]:
+    """``{site size: {workloads: bytes per node-month}}`` of one design (``plain``: all the
+    bytes; else without the app's own data, ``fm/v1/data``)."""
+    figure = "bytes_per_node_month" if plain else "without_app_data_per_node_month"
     out: dict[str, dict[str, int]] = {}
     for nodes, size in ((1, "1_node"), (10, "10_nodes")):
         for w in (0, 20):
             r = results.get(f"{design}/{nodes}n/{w}w")
             if r is not None:
-                out.setdefault(size, {})[str(w)] = r["bytes_per_node_month"]
+                out.setdefault(size, {})[str(w)] = r[figure]
     return out
 
 
@@ -446,9 +494,7 @@ async def main_async(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="fm-wan-"))
     load_before = load_average()
     try:
-        done = await asyncio.gather(
-            *(measure(c, base, args.duration, args.settle) for c in configs)
-        )
+        done = await asyncio.gather(*(measure(c, base, args) for c in configs))
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -456,15 +502,21 @@ async def main_async(args: argparse.Namespace) -> None:
     figures = _figures(results, "on-change")
     baseline = _figures(results, "previous")
     app = {
-        "on-change": {s: v.get("0") for s, v in _figures(results, "on-change-app").items()},
-        "previous": {s: v.get("0") for s, v in _figures(results, "previous-app").items()},
+        design: {s: v.get("0") for s, v in _figures(results, f"{design}-app").items()}
+        for design in ("on-change", "previous")
+    }
+    app_fogmesh = {
+        design: {s: v.get("0") for s, v in _figures(results, f"{design}-app", plain=False).items()}
+        for design in ("on-change", "previous")
     }
     payload: dict[str, Any] = {
         "wan_bytes_per_node_month": figures,
         "baseline_wan_bytes_per_node_month": baseline,
         "sample_app_wan_bytes_per_node_month": app if args.sample_app else None,
+        "sample_app_without_its_data_per_node_month": app_fogmesh if args.sample_app else None,
         "goals": _verdicts(figures),
         "seconds_per_configuration": args.duration,
+        "agents_started_within_s": args.stagger,
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "setup": "embedded brokers (cloud, site) and fogmesh up's WAN link rules; real agents "
@@ -512,14 +564,20 @@ async def run_agents(spec: Path) -> None:
     from fogmesh.service import configure_logging
 
     service.sample_usage = _steady_usage  # type: ignore[attr-defined,assignment]
-    text = await asyncio.to_thread(spec.read_text)
-    configs = [AgentConfig.model_validate(c) for c in json.loads(text)]
+    data = json.loads(await asyncio.to_thread(spec.read_text))
+    stagger = float(data["stagger_s"])
+    configs = [AgentConfig.model_validate(c) for c in data["agents"]]
     configure_logging(configs[0].log_level)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async def one(n: int, config: AgentConfig) -> None:
+        await asyncio.sleep(n * stagger / len(configs))  # nodes that did not start together
+        await service.Agent(config).run()
+
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(service.Agent(c).run()) for c in configs]
+        tasks = [group.create_task(one(n, c)) for n, c in enumerate(configs)]
         await stop.wait()
         for task in tasks:
             task.cancel()
@@ -528,8 +586,9 @@ async def run_agents(spec: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="90 s per configuration")
-    parser.add_argument("--duration", type=float, default=600.0, help="seconds measured")
-    parser.add_argument("--settle", type=float, default=20.0, help="seconds before measuring")
+    parser.add_argument("--duration", type=float, default=1200.0, help="seconds measured")
+    parser.add_argument("--stagger", type=float, default=300.0, help="a site's agents start within")
+    parser.add_argument("--settle", type=float, default=30.0, help="seconds before measuring")
     parser.add_argument("--sample-app", action="store_true", help="also with the sample app")
     parser.add_argument("--only", nargs="*", help="configurations whose key has one of these")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory")
@@ -539,7 +598,7 @@ def main() -> None:
         asyncio.run(run_agents(args.agents))
         return
     if args.quick:
-        args.duration = min(args.duration, 90.0)
+        args.duration, args.stagger = min(args.duration, 90.0), min(args.stagger, 30.0)
     asyncio.run(main_async(args))
 
 

@@ -6,6 +6,8 @@ instance), a usage figure moved by ``heartbeat_deadband_percent`` or more since 
 sent (node CPU in percent points, memory and disk in percent of their totals, a workload's CPU in
 points or its memory in percent of the node's), or ``heartbeat_max_interval_s`` has passed.
 Each heartbeat's ``interval_s`` is that maximum: when to expect the next one at the latest.
+The wait itself is drawn from 90-100 % of it each time, so the nodes of a site that (re)connect
+together do not keep beating together.
 Workload statuses ride along only when one of them is news; otherwise ``workloads`` is left
 out (unchanged). ``heartbeat_on_change: false`` is the previous design: a heartbeat every
 ``heartbeat_interval_s`` with every workload's status.
@@ -15,6 +17,7 @@ No I/O here: :class:`BeatPolicy` is told what was sampled and says what to send.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from fogmesh.protocol import Usage, WorkloadStatus
@@ -60,6 +63,7 @@ class BeatPolicy:
         self._usage: Usage | None = None
         self._statuses: dict[tuple[str, str], WorkloadStatus] | None = None
         self._sent_at: float | None = None
+        self._due_at = 0.0
 
     @property
     def interval_s(self) -> float:
@@ -81,13 +85,14 @@ class BeatPolicy:
         if self._usage_moved(usage):
             return Decision(True, why="usage")
         # the next tick would come after the longest wait: send now
-        if now + self.every_s > self._sent_at + self.max_s:
+        if now + self.every_s > self._due_at:
             return Decision(True, why="max-interval")
         return _QUIET
 
     def sent(self, usage: Usage, statuses: list[WorkloadStatus] | None, now: float) -> None:
         """A heartbeat went out with this usage (and these statuses, when it carried them)."""
         self._usage, self._sent_at = usage, now
+        self._due_at = now + self.max_s * random.uniform(0.9, 1.0)
         if statuses is not None:
             self._statuses = {(s.tenant, s.name): s for s in statuses}
 

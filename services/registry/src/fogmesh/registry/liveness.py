@@ -16,9 +16,11 @@ restarted registry does not flap live nodes.
 
 A will that arrives while its node is unreachable, or within ``hold_s`` after its site came
 back, may be history: a cut's backlog replays the wills of agent instances that died inside the
-site, each followed by its successor's hello. Such a will is held for 1.5 heartbeat intervals
-and dropped if a newer boot of the agent speaks meanwhile (``hello`` or ``state: online`` with
-another ``boot_id``); otherwise it takes the node offline then. Any other will: offline at once.
+site, each followed by its successor's hello. Such a will is held for 1.5 times the shorter of
+the node's heartbeat interval and ``default_interval`` (an idle agent's heartbeats are minutes
+apart, its successor's hello follows the will in the backlog) and dropped if a newer boot of the
+agent speaks meanwhile (``hello`` or ``state: online`` with another ``boot_id``); otherwise it
+takes the node offline then. Any other will: offline at once.
 
 Judging is driven by a heap of deadlines, not by a scan: each node that is not offline has one
 entry, the earliest moment its state could change. A heartbeat only moves ``last_seen``; when
@@ -191,7 +193,8 @@ class LivenessTracker:
             return []
         if live.state == UNREACHABLE or now < live.replay_until:
             # maybe replayed from a cut's backlog: wait for a newer boot's hello to follow
-            live.will_at, live.will_boot = now + 1.5 * self.interval(live), boot_id
+            hold = 1.5 * min(self.interval(live), self.default_interval)
+            live.will_at, live.will_boot = now + hold, boot_id
             self._schedule(node, live, live.will_at)
             return []
         return [self._will_taken(node, live)]
