@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import psutil
+import yaml
 
-__all__ = ["OutputReader", "leftovers", "read_env", "wait_for_file"]
+__all__ = ["OutputReader", "fleet_id", "leftovers", "read_env", "wait_for_file"]
 
 
 class OutputReader:
@@ -59,8 +60,19 @@ def read_env(path: Path) -> dict[str, str]:
     return env
 
 
+def fleet_id(state_dir: Path) -> str | None:
+    """The id ``fogmesh up`` marks its fleet's containers with (label ``fogmesh.fleet``), from
+    an agent's configuration in its state directory (None: no agent was configured)."""
+    for path in sorted(state_dir.glob("agent-*.yaml")):
+        labels = (yaml.safe_load(path.read_text()) or {}).get("extra_labels") or {}
+        if "fogmesh.fleet" in labels:
+            return str(labels["fogmesh.fleet"])
+    return None
+
+
 def leftovers(state_dir: Path, nodes: list[str]) -> list[str]:
-    """fogmesh processes or containers of a fleet that are still there."""
+    """fogmesh processes or containers of a fleet that are still there (its containers by
+    the fleet's label: another test's node may have the same name)."""
     root = str(state_dir.resolve())
     found = []
     for proc in psutil.process_iter(["pid", "cwd", "cmdline"]):
@@ -71,12 +83,14 @@ def leftovers(state_dir: Path, nodes: list[str]) -> list[str]:
             continue
         if (root in cmdline and "pytest" not in cmdline) or cwd.startswith(root):
             found.append(f"process {proc.pid}: {cmdline[:120]}")
-    for node in nodes:
+    fleet = fleet_id(state_dir)
+    for node in nodes if fleet is not None else []:
         listed = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=fogmesh.node={node}"],
+            ["docker", "ps", "-aq", "--filter", f"label=fogmesh.fleet={fleet}",
+             "--filter", f"label=fogmesh.node={node}"],
             capture_output=True,
             text=True,
             check=False,
-        )
+        )  # fmt: skip
         found += [f"container {cid} of {node}" for cid in listed.stdout.split()]
     return found

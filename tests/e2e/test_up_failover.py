@@ -74,8 +74,9 @@ async def _seen(out: OutputReader, pattern: str, proc: subprocess.Popen[str]) ->
     return match
 
 
-# a `fogmesh up` fleet of nodes edge-1..3: `leftovers` finds Docker objects by node name, so
-# the fleets run one at a time (the dashboard's fleet too)
+# a `fogmesh up` fleet of nodes edge-1..3, run one at a time with the other fleets (the
+# dashboard's too); `leftovers` counts only this fleet's containers (by its fogmesh.fleet label),
+# so another test's container of a node also named edge-1 is not taken for one of them
 @pytest.mark.xdist_group("fogmesh-up-fleets")
 @pytest.mark.timeout(420)
 async def test_a_killed_and_revived_node_does_not_stop_the_fleet(tmp_path: Path) -> None:
