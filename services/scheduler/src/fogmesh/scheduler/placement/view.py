@@ -37,6 +37,8 @@ MAX_CACHED = 64
 """Constraint sets (and data sources) whose results the view keeps; the oldest go first."""
 
 _UNJUDGED, _PASSES, _FAILS = 0, 1, 2
+_RESORT_SHARE = 32
+"""A ranking read after a sync that moved more than one node in this many is sorted afresh."""
 
 _Profile = tuple[object, ...]
 _Key = tuple[object, ...]
@@ -78,13 +80,27 @@ def _profile(node: NodeInfo) -> _Profile:
 
 
 class _Ranking:
-    """Every node sorted by (cost bound, index), with each node's bound for patching."""
+    """Every node sorted by (cost bound, index), with each node's bound for patching, and the
+    nodes whose bound may have moved since (patched when the ranking is next read)."""
 
-    __slots__ = ("bounds", "entries")
+    __slots__ = ("bounds", "entries", "pending")
 
     def __init__(self, bounds: list[float]) -> None:
         self.bounds = bounds
-        self.entries = sorted(zip(bounds, range(len(bounds)), strict=True))
+        self.pending: set[int] = set()
+        self.sort()
+
+    def sort(self) -> None:
+        """Order every node afresh: by bound, ties by index (a stable sort of the indices)."""
+        bounds = self.bounds
+        self.entries = [(bounds[i], i) for i in sorted(range(len(bounds)), key=bounds.__getitem__)]
+
+    def place(self, i: int, bound: float) -> None:
+        """Move node ``i`` to where ``bound`` puts it."""
+        entries = self.entries
+        del entries[bisect.bisect_left(entries, (self.bounds[i], i))]
+        self.bounds[i] = bound
+        bisect.insort(entries, (bound, i))
 
 
 class ClusterView:
@@ -124,6 +140,8 @@ class ClusterView:
         self._ranking: dict[Location | None, _Ranking] = {}
         # per constraint set, each node's verdict: _UNJUDGED, _PASSES or _FAILS
         self._verdicts: dict[_Key, bytearray] = {}
+        self._moved: set[int] | None = None
+        """While a :meth:`sync` patches nodes: those whose ranking is still to be fixed."""
         for i, node in enumerate(self.nodes):
             self.cpu_req[i] = sum(w.cpu for w in node.workloads)
             self.mem_req[i] = float(sum(w.memory for w in node.workloads))
@@ -172,15 +190,21 @@ class ClusterView:
         if fresh.keys() != self.index.keys():
             self._build(list(fresh.values()))
             return self
-        for node_id, node in fresh.items():
-            old = self.nodes[self.index[node_id]]
-            if (
-                old.liveness is not node.liveness
-                or (old.usage is not node.usage and old.usage != node.usage)
-                or (old.facts is not node.facts and old.facts != node.facts)
-                or old.workloads != node.workloads
-            ):
-                self.upsert(node)
+        self._moved = set()  # the rankings are told once, after every node
+        try:
+            for node_id, node in fresh.items():
+                old = self.nodes[self.index[node_id]]
+                if (
+                    old.liveness is not node.liveness
+                    or (old.usage is not node.usage and old.usage != node.usage)
+                    or (old.facts is not node.facts and old.facts != node.facts)
+                    or old.workloads != node.workloads
+                ):
+                    self.upsert(node)
+        finally:
+            moved, self._moved = self._moved, None
+            for ranking in self._ranking.values():
+                ranking.pending |= moved
         return self
 
     def remove(self, node_id: str) -> None:
@@ -291,12 +315,33 @@ class ClusterView:
         self._rerank(i)
 
     def _rerank(self, i: int) -> None:
-        """Node ``i``'s bound may have moved: re-place it in each ranking."""
+        """Node ``i``'s bound may have moved: re-place it in each ranking (during a
+        :meth:`sync`, each ranking is told once all nodes are patched, and patched when next
+        read: a request reads the one of its app's data source)."""
+        if self._moved is not None:
+            self._moved.add(i)
+            return
         for source, ranking in self._ranking.items():
-            entries = ranking.bounds
-            del ranking.entries[bisect.bisect_left(ranking.entries, (entries[i], i))]
-            entries[i] = bound = self._bound(i, self._latency[source][i])
-            bisect.insort(ranking.entries, (bound, i))
+            ranking.place(i, self._bound(i, self._latency[source][i]))
+
+    def _ranked(self, source: Location | None) -> _Ranking:
+        """The ranking for ``source``, built or patched up to date."""
+        ranking = self._ranking.get(source)
+        if ranking is None:
+            latency = self.latencies(source)
+            ranking = _Ranking([self._bound(i, latency[i]) for i in range(len(self.nodes))])
+            self._ranking[source] = ranking
+        elif ranking.pending:
+            latency = self._latency[source]
+            if len(ranking.pending) * _RESORT_SHARE < len(self.nodes):
+                for i in ranking.pending:
+                    ranking.place(i, self._bound(i, latency[i]))
+            else:  # so many moved (every heartbeat since the last request) that a sort is cheaper
+                for i in ranking.pending:
+                    ranking.bounds[i] = self._bound(i, latency[i])
+                ranking.sort()
+            ranking.pending.clear()
+        return ranking
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -384,11 +429,7 @@ class ClusterView:
             verdicts = bytearray(len(self.nodes))
             _remember(self._verdicts, key, verdicts)
             self._prune()
-        ranking = self._ranking.get(source)
-        if ranking is None:
-            latency = self.latencies(source)
-            ranking = _Ranking([self._bound(i, latency[i]) for i in range(len(self.nodes))])
-            self._ranking[source] = ranking
+        ranking = self._ranked(source)
         passes, profiles = self._passes, self._profile_ok.setdefault(key, {})
         rtts = None if cons.data_source is None else self.latencies(cons.data_source)
         for entry in ranking.entries:
