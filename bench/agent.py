@@ -7,7 +7,12 @@
 * ``rss``: resident memory of the agent process, idle (no workloads) and with 20 running
   workloads; ``rss_idle_mb`` idle for both runtime configurations, each in its own process:
   ``docker`` (the default runtimes, Docker configured; goal <= 40 MB) and ``native`` (only the
-  native runtime, ``--runtimes native``; goal <= 32 MB).
+  native runtime, ``--runtimes native``; goal <= 32 MB): VmRSS once the agent has converged on
+  an empty desired state (``after_start``) and ``FOGMESH_BENCH_IDLE_S`` later (the figure).
+  With ``FOGMESH_BENCH_BASE=<tree>`` (a work tree of the previous commit, e.g.
+  ``git worktree add /tmp/base HEAD~1``) the same is measured, interleaved, for the agent of
+  that tree (its ``protocol/src`` and ``services/node-agent/src`` first on ``PYTHONPATH``):
+  ``rss_idle_mb.baseline``.
 * ``wan``: bytes the agent sends to the broker (and receives) over an idle window, counted on
   the wire by a TCP proxy between agent and broker (so MQTT framing, keep-alives and PUBACKs
   count), extrapolated to one hour. Default agent settings (heartbeat every 5 s).
@@ -48,6 +53,8 @@ RESULTS = REPO / "bench" / "results" / "agent.json"
 TRIALS = 7
 MANY = 20
 IDLE_WINDOW_S = float(os.environ.get("FOGMESH_BENCH_IDLE_S", "60"))
+BASE_TREE = os.environ.get("FOGMESH_BENCH_BASE", "")
+RUNTIME_CONFIGS = {"docker": [], "native": ["--runtimes", "native"]}  # name -> agent flags
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 
 
@@ -186,8 +193,32 @@ def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+def tree_env(tree: str) -> dict[str, str] | None:
+    """The environment that runs the agent of ``tree`` ("" for this one: None, inherited)."""
+    if not tree:
+        return None
+    paths = [str(Path(tree) / sub) for sub in ("protocol/src", "services/node-agent/src")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def tree_commit(tree: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", tree or str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
 def spawn_agent(
-    node: str, port: int, work: Path, label: str, extra: list[str] | None = None
+    node: str,
+    port: int,
+    work: Path,
+    label: str,
+    *,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m fogmesh.agent`` for ``node`` on the broker at ``port``."""
     log = (work / f"agent-{node}.log").open("wb")
@@ -213,27 +244,33 @@ def spawn_agent(
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
 
 
-async def idle_rss_native(bus: Bus, node: str, port: int, work: Path, label: str) -> float:
-    """Idle RSS (MB) of an agent with only the native runtime, measured as the main one is."""
+async def idle_rss(
+    bus: Bus, node: str, port: int, work: Path, label: str, *, config: str, tree: str = ""
+) -> dict[str, float]:
+    """VmRSS (MB) of a fresh agent of ``tree`` with the runtimes of ``config``, converged on an
+    empty desired state: 2 s after (``after_start``) and ``IDLE_WINDOW_S`` after that."""
     actuals: list[ActualState] = []
 
     async def on_actual(msg: ActualState, _ctx: MessageContext) -> None:
         actuals.append(msg)
 
     bus.subscribe(topics.node(node, "actual"), ActualState, on_actual)
-    agent = spawn_agent(node, port, work, label, ["--runtimes", "native"])
+    agent = spawn_agent(node, port, work, label, extra=RUNTIME_CONFIGS[config], env=tree_env(tree))
     try:
         await asyncio.sleep(3)
         desired = topics.node(node, "desired")
         await bus.publish(desired, DesiredState(node=node, generation=0), retain=True)
         await wait_actual(actuals, 0, 0)
         await asyncio.sleep(2)
-        rss = rss_mb(agent.pid)
+        after_start = rss_mb(agent.pid)
+        await asyncio.sleep(IDLE_WINDOW_S)
+        after_idle = rss_mb(agent.pid)
         await bus.publish_raw(desired, b"", retain=True)
-        return rss
+        return {"after_start": round(after_start, 1), "after_idle": round(after_idle, 1)}
     finally:
         agent.send_signal(signal.SIGTERM)
         try:
@@ -288,7 +325,21 @@ async def main() -> dict[str, Any]:
             await asyncio.sleep(IDLE_WINDOW_S)
             idle_up, idle_down = proxy.up - up0, proxy.down - down0
             rss_idle_after = rss_mb(agent.pid)
-            rss_native = await idle_rss_native(bus, f"{node}n", mport, work, label)
+            # idle RSS per runtime configuration, this tree's agent and the baseline's in turn
+            idle: dict[str, dict[str, dict[str, float]]] = {"now": {}, "baseline": {}}
+            for config in RUNTIME_CONFIGS:
+                for which, tree in (("baseline", BASE_TREE), ("now", "")):
+                    if which == "baseline" and not BASE_TREE:
+                        continue
+                    idle[which][config] = await idle_rss(
+                        bus,
+                        f"{node}{config[0]}{which[0]}",
+                        mport,
+                        work,
+                        label,
+                        config=config,
+                        tree=tree,
+                    )
 
             # warm-up: the tenant's network and the image are in place for both paths
             gen = 1
@@ -359,9 +410,23 @@ async def main() -> dict[str, Any]:
                 "meets_goal": rss_idle <= 40,
             },
             "rss_idle_mb": {
-                "docker": round(rss_idle, 1),
-                "native": round(rss_native, 1),
+                **{config: idle["now"][config]["after_idle"] for config in RUNTIME_CONFIGS},
                 "goal_mb": {"docker": 40, "native": 32},
+                "idle_s": IDLE_WINDOW_S,
+                "detail": idle["now"],
+                "commit": tree_commit(""),
+                **(
+                    {
+                        "baseline": {
+                            "commit": tree_commit(BASE_TREE),
+                            **{c: idle["baseline"][c]["after_idle"] for c in RUNTIME_CONFIGS},
+                            "detail": idle["baseline"],
+                        }
+                    }
+                    if BASE_TREE
+                    else {}
+                ),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
             },
             "wan": {
                 "idle_window_s": IDLE_WINDOW_S,
