@@ -1,6 +1,6 @@
 #!/bin/sh
 # The dashboard's set-up: Debian's chromium and chromium-driver (the browser tests), Selenium
-# in the venv, the dashboard distribution, and the pinned mqtt.js from npm copied into the
+# in the venv, the dashboard distribution, and the pinned mqtt.js, js-yaml and js-sha256 from npm copied into the
 # dashboard's static folder (served locally: the page needs no internet).
 # Idempotent; CI runs it as root in a fresh clone.
 set -eu
@@ -27,11 +27,12 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-if [ ! -f "$VENDOR/mqtt.min.js" ] || [ ! -f "$VENDOR/js-yaml.min.js" ] || ! cmp -s "$DASH/package-lock.json" "$VENDOR/.lock"; then
+if [ ! -f "$VENDOR/mqtt.min.js" ] || [ ! -f "$VENDOR/js-yaml.min.js" ] || [ ! -f "$VENDOR/sha256.min.js" ] || ! cmp -s "$DASH/package-lock.json" "$VENDOR/.lock"; then
     (cd "$DASH" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
     mkdir -p "$VENDOR"
     cp "$DASH/node_modules/mqtt/dist/mqtt.min.js" "$VENDOR/mqtt.min.js"
     cp "$DASH/node_modules/js-yaml/dist/js-yaml.min.js" "$VENDOR/js-yaml.min.js"
+    cp "$DASH/node_modules/js-sha256/build/sha256.min.js" "$VENDOR/sha256.min.js"
     cp "$DASH/package-lock.json" "$VENDOR/.lock"
 fi
 

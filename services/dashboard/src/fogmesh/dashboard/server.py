@@ -31,7 +31,7 @@ log = structlog.get_logger("fogmesh.dashboard")
 
 STATIC_DIR = Path(__file__).parent / "static"
 MQTT_PATH = "/mqtt"
-VENDOR_FILES = ("vendor/mqtt.min.js", "vendor/js-yaml.min.js")
+VENDOR_FILES = ("vendor/mqtt.min.js", "vendor/js-yaml.min.js", "vendor/sha256.min.js")
 """Copied in from their pinned npm packages at set-up (``.ci/dashboard.sh``), never from a CDN."""
 
 _CHUNK = 64 * 1024

@@ -7,7 +7,7 @@
 "use strict";
 
 const { ROOT, RequestFailed } = window.fogmesh;
-const { Sha256, sha256hex } = window.sha256;
+const sha256 = window.sha256; // js-sha256 (vendor/sha256.min.js): incremental, and needs no secure origin
 const $ = (sel) => document.querySelector(sel);
 const READ = 1 << 20; // bytes hashed per read of the file
 const CORRUPT_TRIES = 5; // as fogmesh push: a chunk refused as corrupt is sent again
@@ -94,7 +94,7 @@ async function deleteRef(ref) {
 // ---- a push ---------------------------------------------------------------------------------
 
 async function fileSha256(file, progress) {
-  const hash = new Sha256();
+  const hash = sha256.create();
   for (let at = 0; at < file.size; at += READ) {
     hash.update(new Uint8Array(await file.slice(at, at + READ).arrayBuffer()));
     progress(Math.min(at + READ, file.size));
@@ -161,7 +161,7 @@ async function push() {
 }
 
 async function sendChunk(send, offset, data) {
-  const digest = sha256hex(data);
+  const digest = sha256(data);
   for (let i = 1; ; i++) {
     try {
       return await send(offset, data, digest);
