@@ -25,6 +25,7 @@ from tests.dashboard.conftest import BIN, UpFleet
 from tests.support.buses import eventually
 
 cli_main = importlib.import_module("fogmesh.cli.main")  # fogmesh.cli.main is also a function
+cli_context = importlib.import_module("fogmesh.cli.context")  # the consoles commands print on
 # one worker runs every test of the package: they share one fogmesh up fleet (package fixture)
 pytestmark = pytest.mark.xdist_group("fogmesh-up-fleets")
 
@@ -61,7 +62,7 @@ def fogmesh(up_fleet: UpFleet, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FOGMESH_USERNAME", up_fleet.env["FOGMESH_TENANT_USERNAME"])
     monkeypatch.setenv("FOGMESH_PASSWORD", up_fleet.env["FOGMESH_TENANT_PASSWORD"])
-    monkeypatch.setattr(cli_main, "out", Console(width=400))  # rich wraps no cell
+    monkeypatch.setattr(cli_context, "out", Console(width=400))  # rich wraps no cell
 
     def run(*args: str) -> tuple[int, str]:
         result = CliRunner().invoke(cli_main.app, ["--timeout", "30", *args])
