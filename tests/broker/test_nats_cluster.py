@@ -11,6 +11,9 @@ through the cluster.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import aiomqtt
 import pytest
 
 from fogmesh.broker.config import MeshConfigError, load_mesh
-from fogmesh.broker.nats import render_nats, subjects_of
+from fogmesh.broker.nats import password_env, render_nats, subjects_of
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage
 from fogmesh.protocol import topics
 from fogmesh.service import BrokerSettings
@@ -36,7 +39,7 @@ from tests.broker.conftest import (
     write_mesh,
 )
 from tests.support.brokers import REPO
-from tests.support.nats_cluster import Cluster, cluster_mesh, nats_cluster, wait_ready
+from tests.support.nats_cluster import Cluster, Member, cluster_mesh, nats_cluster, wait_ready
 
 pytestmark = pytest.mark.nats
 
@@ -241,8 +244,9 @@ def test_render_refuses_what_nats_cannot_express(tmp_path: Path) -> None:
         render_nats(load_mesh(by_client), "cloud", tmp_path / "out2")
     # without listed members, --members N renders N on free loopback ports
     bare = write_mesh(tmp_path / "bare.yaml", {"cloud": broker_spec(tmp_path, "cloud")}, [])
-    written, notes = render_nats(load_mesh(bare), "cloud", tmp_path / "out3", members=2)
-    assert sorted(p.name for p in written) == ["accounts.conf", "member-1.conf", "member-2.conf"]
+    written, notes = render_nats(load_mesh(bare), "cloud", tmp_path / "out3", members=2, environ={})
+    names = ["accounts.conf", "member-1.conf", "member-2.conf"]
+    assert sorted(p.name for p in written) == names
     assert "FOGMESH_NATS_PASSWORD_NODE_A" in notes[-1]
     assert "$FOGMESH_NATS_PASSWORD_SVC" in (tmp_path / "out3" / "accounts.conf").read_text()
 
@@ -265,3 +269,73 @@ def test_broker_settings_carry_a_failover_list() -> None:
     ]
     with pytest.raises(ValueError, match="host:port"):
         BrokerSettings(failover=["10.0.0.2"])
+
+
+_NATS = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def _lone_mesh(tmp_path: Path) -> Path:
+    spec = {"cloud": broker_spec(tmp_path, "c", kind="nats")}
+    return write_mesh(tmp_path / "mesh.yaml", spec, [])
+
+
+async def test_any_password_starts_the_members(tmp_path: Path) -> None:
+    """A password NATS would parse as a number, several tokens or a variable: set where
+    ``render-nats`` runs, it is written quoted into ``accounts.conf`` (then mode 0600), the
+    members start and take it (from a member's own environment such a value stops it)."""
+    password = '1e5 two "words" $and'
+    mesh, specs = cluster_mesh(tmp_path)
+    out = tmp_path / "nats"
+    render_nats(load_mesh(mesh), "cloud", out, environ={password_env("svc"): password})
+    assert oct((out / "accounts.conf").stat().st_mode & 0o777) == "0o600"
+    members = [
+        Member(out / f"member-{i + 1}.conf", s["mqtt_port"], s["monitor_port"])
+        for i, s in enumerate(specs)
+    ]
+    for i, member in enumerate(members):
+        member.start(tmp_path / f"member-{i + 1}.log")  # svc's variable, if read, is not this
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            for member in members:
+                assert member.proc is not None
+                assert member.proc.poll() is None, "a member stopped"
+            try:
+                async with client(members[0].mqtt_port, "svc", password=password):
+                    break
+            except aiomqtt.MqttError:
+                assert time.monotonic() < deadline, "the member never took the password"
+                await asyncio.sleep(0.5)
+        with pytest.raises(aiomqtt.MqttError):
+            async with client(members[0].mqtt_port, "svc", password=PASSWORDS["svc"]):
+                pass
+    finally:
+        for member in members:
+            member.kill()
+
+
+def test_a_password_left_to_the_environment_is_parsed_by_nats(tmp_path: Path) -> None:
+    """Why render-nats quotes: unset where it ran, ``1e5`` in the member's environment
+    is a malformed number to NATS, and the member refuses to start."""
+    out = tmp_path / "nats"
+    mesh = write_mesh(
+        tmp_path / "mesh.yaml", {"cloud": broker_spec(tmp_path, "c", kind="nats")}, []
+    )
+    _written, notes = render_nats(load_mesh(mesh), "cloud", out, members=1, environ={})
+    assert password_env("svc") in notes[-1]
+    env = {**os.environ, **{password_env(u): pw for u, pw in PASSWORDS.items()}}
+    env[password_env("svc")] = "1e5"
+    checked = subprocess.run(
+        [
+            shutil.which("nats-server") or "/usr/sbin/nats-server",
+            "-t",
+            "-c",
+            str(out / "member-1.conf"),
+        ],
+        capture_output=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode != 0
+    assert b"could not be parsed" in checked.stdout + checked.stderr

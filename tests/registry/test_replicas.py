@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from fogmesh.bus import Bus, BusConfig
+from fogmesh.bus import Bus, BusConfig, MessageContext
 from fogmesh.protocol import (
     EventKind,
     Heartbeat,
@@ -158,7 +159,15 @@ async def _replica(
     """A replica running in this event loop; ended at the block's end or by ``stop()``."""
     chosen = {**_SETTINGS, **settings}
     registry = Registry(RegistrySettings(bus=_config(port, client_id), db_url=db_url, **chosen))
-    replica = Replica(registry, asyncio.create_task(registry.run()))
+    beats: Counter[str] = Counter()
+    ingest = registry.ingest.on_heartbeat
+
+    async def counted(msg: Heartbeat, ctx: MessageContext) -> None:
+        beats[msg.node] += 1
+        await ingest(msg, ctx)
+
+    registry.ingest.on_heartbeat = counted  # type: ignore[method-assign]
+    replica = Replica(registry, asyncio.create_task(registry.run()), beats)
     try:
         async with asyncio.timeout(30):
             while not registry.ready.is_set():
@@ -175,6 +184,8 @@ async def _replica(
 class Replica:
     registry: Registry
     task: asyncio.Task[None]
+    beats: Counter[str]
+    """Heartbeats handed to this replica's ingest, per node."""
 
     def heard(self) -> set[str]:
         """The nodes this replica has heard itself."""
@@ -262,12 +273,16 @@ async def _one_dies(
                 assert a.poll() is None, "replica a exited"
                 a.kill()  # SIGKILL: no DISCONNECT, no goodbye row
                 a.wait()
-                await until(lambda: _async(b.heard() == set(names)), what="b hears every node")
                 await until(
                     lambda: _async(all(_seqs(engine).get(n, -1) > before[n] + 3 for n in names)),
                     timeout=30,
                     what="heartbeats of every node stored after the kill",
                 )
+                # from now on b gets every heartbeat: none goes to a share a left behind
+                counted = b.beats.copy()
+                await asyncio.sleep(6 * INTERVAL)
+                got = {n: b.beats[n] - counted[n] for n in names}
+                assert all(k >= 5 for k in got.values()), f"heartbeats b got in 6 s: {got}"
                 heard_by_b = b.heard()
         return b, heard_by_b, _events(engine)
     finally:

@@ -13,10 +13,14 @@ Why these choices (see ``docs/cluster.md``):
   are kept apart by their grants. Replies stay bound per account because every user reads only
   ``fm.v1.reply.<username>.>`` (the same :data:`~fogmesh.broker.acl.EVERYONE` grant), and only
   services and nodes may publish under ``fm.v1.reply``.
-- NATS checks only plain or bcrypt passwords, never the mesh's ``$7$`` hashes, so no password
-  is written: each user's reads ``$FOGMESH_NATS_PASSWORD_<USER>`` from the member's environment
-  at start (NATS resolves an undefined variable from the environment, and refuses to start if
-  it is unset).
+- NATS checks only plain or bcrypt passwords, never the mesh's ``$7$`` hashes: each user's
+  entry reads the variable ``$FOGMESH_NATS_PASSWORD_<USER>``. NATS takes a variable from the
+  config first, then from the member's environment, and parses an environment value as a config
+  token (a password starting with a digit is a number, one with a space two tokens: the member
+  refuses to start), and a variable defined in a member's file is not seen inside the files it
+  includes. So a password set where ``render-nats`` runs is written into ``accounts.conf`` as a
+  quoted string (the file is then mode 0600); one left unset there is read from the member's
+  environment at start, as a token.
 - ``{client}`` in a grant cannot be expressed (NATS permissions know users, not client ids) and
   is refused, as render-mosquitto refuses it. ``deny_publish`` can be (NATS ``deny`` applies to
   the one direction it is written for).
@@ -28,6 +32,7 @@ import json
 import os
 import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from fogmesh.broker.acl import DEFAULT_ROLES, EVERYONE
@@ -109,7 +114,7 @@ def _grant(patterns: list[str], user: UserSpec) -> list[str]:
     return out
 
 
-def _user_block(user: UserSpec, roles: dict[str, RoleSpec]) -> str:
+def _user_block(user: UserSpec, roles: dict[str, RoleSpec], password: str | None) -> str:
     role = roles.get(user.role)
     if role is None:
         raise MeshConfigError(f"user {user.username}: unknown role {user.role!r}")
@@ -125,7 +130,10 @@ def _user_block(user: UserSpec, roles: dict[str, RoleSpec]) -> str:
     lines = [
         "      {",
         f"        user: {json.dumps(user.username)}",
-        f"        password: ${password_env(user.username)}",
+        # JSON's quoting is NATS's: the password is one string, whatever it holds
+        f"        password: {json.dumps(password)}"
+        if password
+        else f"        password: ${password_env(user.username)}",
         # MQTT only: a NATS client could read every $MQTT.sub delivery subject of the account
         '        allowed_connection_types: ["MQTT"]',
         "        permissions: {",
@@ -137,15 +145,18 @@ def _user_block(user: UserSpec, roles: dict[str, RoleSpec]) -> str:
     return "\n".join(lines)
 
 
-def _accounts(mesh: MeshSpec, name: str) -> str:
+def _accounts(mesh: MeshSpec, name: str, passwords: Mapping[str, str]) -> str:
     spec = mesh.brokers[name]
     if not spec.users:
         raise MeshConfigError(f"broker {name}: a NATS cluster needs users (anonymous is refused)")
     roles: dict[str, RoleSpec] = {**DEFAULT_ROLES, **spec.roles}
-    blocks = ",\n".join(_user_block(user, roles) for user in spec.users)
+    blocks = ",\n".join(
+        _user_block(user, roles, passwords.get(password_env(user.username))) for user in spec.users
+    )
     return (
         "# rendered by fogmesh-broker render-nats; do not edit\n"
-        "# passwords come from each member's environment: see docs/cluster.md\n"
+        "# passwords: quoted here when set where it ran, else $VARs of each member's"
+        " environment (docs/cluster.md)\n"
         "accounts: {\n"
         f"  {ACCOUNT}: {{\n"
         "    # MQTT sessions, retained messages and QoS 1 deliveries live in JetStream\n"
@@ -197,24 +208,35 @@ def _member(mesh: MeshSpec, name: str, members: list[ClusterMember], index: int)
 
 
 def render_nats(
-    mesh: MeshSpec, name: str, out: Path, *, members: int | None = None
+    mesh: MeshSpec,
+    name: str,
+    out: Path,
+    *,
+    members: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[list[Path], list[str]]:
-    """Write ``member-N.conf`` for each member of broker ``name`` and ``accounts.conf``.
+    """Write ``member-N.conf`` for each member of broker ``name`` and ``accounts.conf``, with
+    the passwords whose variables ``environ`` (default ``os.environ``) sets.
 
     Returns the files written and notes: each member's addresses, and the password variables
     its environment must hold.
     """
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
-    spec = mesh.brokers[name]
     chosen = cluster_members(mesh, name, members)
-    texts = {"accounts.conf": _accounts(mesh, name)}
+    env = os.environ if environ is None else environ
+    variables = [password_env(u.username) for u in mesh.brokers[name].users]
+    passwords = {var: env[var] for var in variables if env.get(var)}
+    unset = [var for var in variables if var not in passwords]
+    texts = {"accounts.conf": _accounts(mesh, name, passwords)}
     for i in range(len(chosen)):
         texts[f"member-{i + 1}.conf"] = _member(mesh, name, chosen, i)
     written: list[Path] = []
     for fname, text in texts.items():
         path = out / fname
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        mode = 0o600 if fname == "accounts.conf" and passwords else 0o644
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        os.fchmod(fd, mode)  # an existing file keeps its mode through O_CREAT
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         written.append(path)
@@ -224,6 +246,8 @@ def render_nats(
         + (f", monitor {m.host}:{m.monitor_port}" if m.monitor_port else "")
         for m in chosen
     ]
-    env = " ".join(password_env(u.username) for u in spec.users)
-    notes.append(f"start each member with nats-server -c member-N.conf and these set: {env}")
+    start = "start each member with nats-server -c member-N.conf"
+    if unset:
+        start += f" and these set (each a plain word: NATS parses it): {' '.join(unset)}"
+    notes.append(start)
     return written, notes
