@@ -8,8 +8,9 @@ lease, the other stands by with every app from the bus), the migrator. The sites
 brokers, agents and the sample app are those of the default profile; the site links reach the
 cluster's first member. Services fail over between members (``broker.failover``).
 
-The two registries each ingest the whole fleet (``--share`` over NATS 2.9 brought no node
-online, docs/scale.md): double work into one database, not wrong.
+The two registries each ingest the whole fleet: double work into one database, not wrong
+(``--share`` over NATS 2.9 brought no node online, and ``--share-by registry`` lost every node in
+this profile's runs so far, docs/scale.md).
 """
 
 from __future__ import annotations
