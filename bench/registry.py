@@ -58,7 +58,9 @@ from sqlalchemy import Engine, bindparam, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from fogmesh.registry.db import make_engine
+from tests.broker.conftest import PASSWORDS
 from tests.support.brokers import free_port, wait_port
+from tests.support.nats_cluster import Cluster, nats_cluster, wait_ready
 
 SIMULATOR = Path(__file__).with_name("registry_sim.py")
 SIM_PROCS = 2
@@ -72,7 +74,13 @@ FLAP_KINDS = ("node-stale", "node-lost")
 
 @dataclass
 class Fleet:
-    """The broker, the registry and the simulators of one run (stopped in reverse order)."""
+    """The broker, the registry and the simulators of one run (stopped in reverse order).
+
+    ``broker``: ``mosquitto`` (one, anonymous) or ``nats`` (the three-member cluster of
+    ``tests/support/nats_cluster.py``, rendered by ``fogmesh-broker render-nats``, with the test
+    accounts: every client here is ``svc``). On the cluster, replica ``i`` connects to member
+    ``i % 3`` and the simulators spread over the members, and replicas split the fleet with
+    ``--share-by registry`` (NATS 2.9 has no shared subscriptions)."""
 
     nodes: int
     interval: float
@@ -80,12 +88,31 @@ class Fleet:
     workdir: Path
     port: int = field(default_factory=free_port)
     replicas: int = 1
+    broker: str = "mosquitto"
+    ports: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     registry: subprocess.Popen[bytes] | None = None
     registries: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sims: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    cluster: Cluster | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
-    def start_broker_and_registry(self) -> None:
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """The account of every client on the cluster (None: Mosquitto, anonymous)."""
+        return ("svc", PASSWORDS["svc"]) if self.broker == "nats" else None
+
+    async def start_broker_and_registry(self) -> None:
+        if self.broker == "nats":
+            self.cluster = self._stack.enter_context(nats_cluster(self.workdir))
+            await wait_ready(self.cluster)
+            self.ports = self.cluster.ports
+            self.port = self.ports[0]
+        else:
+            self.start_mosquitto()
+        self.start_registries()
+
+    def start_mosquitto(self) -> None:
         conf = self.workdir / "mosquitto.conf"
         # The registry acknowledges a QoS 1 message once it has handled it; Mosquitto's default
         # window of 20 unacknowledged messages per client then bounds a join storm by round
@@ -98,13 +125,21 @@ class Fleet:
         broker_log = (RESULTS / f"mosquitto-{self.nodes}.log").open("wb")
         self.procs.append(subprocess.Popen([exe, "-c", str(conf)], stderr=broker_log))
         wait_port(self.port)
+        self.ports = [self.port]
+
+    def start_registries(self) -> None:
         for i in range(self.replicas):
             log = (RESULTS / f"registry-{self.nodes}-{i}.log").open("wb")
             cid = "registry-bench" if self.replicas == 1 else f"registry-bench-{i}"
-            args = ["--port", str(self.port), "--db", self.db_url, "--client-id", cid]
+            port = self.ports[i % len(self.ports)]
+            args = ["--port", str(port), "--db", self.db_url, "--client-id", cid]
             args += ["--default-interval", str(self.interval), "--log-level", "warning"]
+            if self.credentials is not None:
+                args += ["--username", self.credentials[0], "--password", self.credentials[1]]
             if self.replicas > 1:
                 args += ["--share", "registry"]
+                if self.broker == "nats":
+                    args += ["--share-by", "registry"]
             code = "from fogmesh.registry.cli import main; main()"
             proc = subprocess.Popen([sys.executable, "-c", code, *args], stderr=log)
             self.registries.append(proc)
@@ -114,11 +149,15 @@ class Fleet:
     def start_simulators(self, prefix: str) -> None:
         until = time.time() + 600
         per = -(-self.nodes // SIM_PROCS)
-        for first in range(0, self.nodes, per):
+        env = dict(os.environ)
+        if self.credentials is not None:
+            env["FOGMESH_USERNAME"], env["FOGMESH_PASSWORD"] = self.credentials
+        for j, first in enumerate(range(0, self.nodes, per)):
             count = min(per, self.nodes - first)
-            argv = [str(self.port), prefix, str(first), str(count), str(self.interval), str(until)]
+            port = self.ports[(j + 1) % len(self.ports)]
+            argv = [str(port), prefix, str(first), str(count), str(self.interval), str(until)]
             cmd = [sys.executable, str(SIMULATOR), *argv]
-            self.sims.append(subprocess.Popen(cmd, stdout=subprocess.PIPE))
+            self.sims.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env))
         self.procs += self.sims
 
     def stop(self) -> float:
@@ -136,6 +175,7 @@ class Fleet:
             if proc in self.sims and out:
                 with contextlib.suppress(ValueError, KeyError):
                     late = max(late, json.loads(out.splitlines()[-1])["max_late_s"])
+        self._stack.close()  # the cluster's members, last
         return late
 
 
@@ -186,11 +226,15 @@ class BusProbe:
 
     port: int
     sample: list[str]
+    credentials: tuple[str, str] | None = None
     baseline: list[float] = field(default_factory=list)
     flapped: set[str] = field(default_factory=set)
 
     async def run(self, subscribed: asyncio.Event) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port, identifier="bench-probe") as client:
+        user, password = self.credentials or (None, None)
+        async with aiomqtt.Client(
+            "127.0.0.1", self.port, identifier="bench-probe", username=user, password=password
+        ) as client:
             filters = [(f"{ROOT}/{n}/heartbeat", 0) for n in self.sample]
             filters += [(f"fm/v1/events/fleet/{kind}", 1) for kind in FLAP_KINDS]
             await client.subscribe(filters)
@@ -253,7 +297,7 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
     assert fleet.registry is not None
     step = max(1, fleet.nodes // SAMPLE)
     sample = [f"sim{i:06d}" for i in range(0, fleet.nodes, step)]
-    bus = BusProbe(fleet.port, sample)
+    bus = BusProbe(fleet.port, sample, fleet.credentials)
     subscribed = asyncio.Event()
     listener = asyncio.create_task(bus.run(subscribed))
     try:
@@ -353,7 +397,13 @@ def flat(nodes: int, interval: float, db: str, m: dict[str, Any]) -> dict[str, A
 
 
 async def run_fleet(
-    nodes: int, interval: float, measure_s: float, db_url: str | None, replicas: int = 1
+    nodes: int,
+    interval: float,
+    measure_s: float,
+    db_url: str | None,
+    *,
+    replicas: int = 1,
+    broker: str = "mosquitto",
 ) -> dict[str, Any]:
     db = "sqlite" if db_url is None else "postgresql"
     load_before = load_average()
@@ -361,16 +411,17 @@ async def run_fleet(
         tempfile.TemporaryDirectory(prefix="fm-bench-registry-") as tmp,
         database(db_url, Path(tmp)) as url,
     ):
-        fleet = Fleet(nodes, interval, url, Path(tmp), replicas=replicas)
+        fleet = Fleet(nodes, interval, url, Path(tmp), replicas=replicas, broker=broker)
         probe = DbProbe(make_engine(url))
         try:
-            fleet.start_broker_and_registry()
+            await fleet.start_broker_and_registry()
             result = await measure(fleet, probe, measure_s)
         finally:
             sim_late = fleet.stop()
             probe.engine.dispose()
     record = flat(nodes, interval, db, result)
     record["sim_max_late_s"] = round(sim_late, 3)
+    record["broker"] = broker
     record["load_average"] = {"before": load_before, "after": load_average()}
     return record
 
@@ -409,7 +460,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for nodes, interval, measure_s in plan:
         print(f"fleet of {nodes} nodes, heartbeat every {interval} s ...", flush=True)
-        result = await run_fleet(nodes, interval, measure_s, args.db, args.replicas)
+        result = await run_fleet(nodes, interval, measure_s, args.db, replicas=args.replicas)
         runs.append(result)
         print(table(result), flush=True)
         if not holds(result):

@@ -3,7 +3,14 @@
 Usage (by the bench): ``python bench/registry_sim.py PORT PREFIX FIRST COUNT INTERVAL UNTIL``:
 nodes ``{PREFIX}{FIRST:06d}`` ... over ``CONNS_PER_PROC`` MQTT connections, each node saying
 hello and online (retained, QoS 1) and then heartbeating (QoS 0) every ``INTERVAL`` seconds
-until the unix time ``UNTIL``; prints ``{"published": n, "max_late_s": s}`` at the end.
+until the unix time ``UNTIL``; prints ``{"published": n, "max_late_s": s, "actual": n}`` at
+the end. Each connection also subscribes to its nodes' desired state (``fm/v1/nodes/+/desired``)
+and answers a desired state of one of its nodes with that node's actual state (retained, QoS 1:
+``observed_generation`` the desired one, converged), as an agent does.
+
+``FOGMESH_USERNAME`` / ``FOGMESH_PASSWORD`` in the environment: the account every connection
+uses (a broker without anonymous access, as the NATS cluster); else anonymous, named by the
+connection's client id.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 
@@ -91,24 +99,61 @@ async def sim_beat(
             await asyncio.sleep(delay)
 
 
+def actual_json(node: str, generation: int) -> bytes:
+    """The actual state of a simulated node that has applied desired ``generation``."""
+    msg = {"node": node, "observed_generation": generation, "state": "converged", "ts": time.time()}
+    return json.dumps(msg).encode()
+
+
+async def sim_answer(client: aiomqtt.Client, nodes: set[str], stats: dict[str, float]) -> None:
+    """Answer each desired state of one of ``nodes`` with its actual state."""
+    async for message in client.messages:
+        parts = message.topic.value.split("/")
+        payload = message.payload
+        if len(parts) != 5 or parts[3] not in nodes or not isinstance(payload, bytes):
+            continue
+        try:
+            generation = int(json.loads(payload)["generation"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        node = parts[3]
+        await client.publish(
+            f"{ROOT}/{node}/actual", actual_json(node, generation), qos=1, retain=True
+        )
+        stats["actual"] += 1
+
+
 async def sim_connection(
     port: int, cid: str, nodes: list[str], *, interval: float, until: float, stats: dict[str, float]
 ) -> None:
-    """One MQTT connection carrying ``nodes``: join them, each heartbeating once joined."""
+    """One MQTT connection carrying ``nodes``: join them, each heartbeating once joined and
+    answering its desired state."""
+    username = os.environ.get("FOGMESH_USERNAME") or cid
+    password = os.environ.get("FOGMESH_PASSWORD") or None
     async with aiomqtt.Client(
-        "127.0.0.1", port, identifier=cid, username=cid, max_queued_outgoing_messages=0
+        "127.0.0.1",
+        port,
+        identifier=cid,
+        username=username,
+        password=password,
+        max_queued_outgoing_messages=0,
     ) as client:
         client.pending_calls_threshold = 1000  # 100 QoS 1 publishes in flight is on purpose
+        await client.subscribe(f"{ROOT}/+/desired", qos=1)
         joined: set[str] = set()
         beats = sim_beat(client, nodes, joined, interval=interval, until=until, stats=stats)
-        await asyncio.gather(sim_join(client, nodes, joined), beats)
+        answers = asyncio.create_task(sim_answer(client, set(nodes), stats))
+        try:
+            await asyncio.gather(sim_join(client, nodes, joined), beats)
+        finally:
+            answers.cancel()
 
 
 async def sim_main(
     port: int, prefix: str, first: int, count: int, *, interval: float, until: float
 ) -> None:
     nodes = [f"{prefix}{i:06d}" for i in range(first, first + count)]
-    stats = {"published": 0.0, "max_late_s": 0.0}
+    stats = {"published": 0.0, "max_late_s": 0.0, "actual": 0.0}
     parts = [nodes[i::CONNS_PER_PROC] for i in range(CONNS_PER_PROC)]
     with contextlib.suppress(aiomqtt.MqttError):  # the broker stops first at the end
         await asyncio.gather(
