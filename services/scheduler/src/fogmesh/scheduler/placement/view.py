@@ -11,7 +11,10 @@ The view is kept current in place: :meth:`ClusterView.upsert` for a node's new f
 or usage, :meth:`ClusterView.add_workload` / :meth:`ClusterView.remove_workload` for placements.
 Each patches that node's entries and every cache, so the view always equals one built from
 scratch from the same nodes (``tests/scheduler/test_view_incremental.py``). Only a node id never
-seen before (or one removed) re-indexes the whole view.
+seen before (or one removed) re-indexes the whole view. Within :meth:`ClusterView.sync` (a
+request's picture of the fleet) the rankings are only told which nodes' bounds moved and are
+patched when next read, so a request pays for the ranking it reads, not for every kept one
+(``tests/scheduler/test_view_rankings.py``).
 """
 
 from __future__ import annotations
