@@ -248,7 +248,8 @@ class LivenessTracker:
             live.state, live.reason, live.last_seen = ONLINE, "", now
             live.judge_after = now + self.missed * self.interval(live)
             live.replay_until = now + self.hold_s
-            self._schedule(node, live, live.judge_after)
+            due = live.judge_after if not live.will_at else min(live.judge_after, live.will_at)
+            self._schedule(node, live, max(due, math.nextafter(now, math.inf)))  # a held will
             out.append(Transition(node, UNREACHABLE, ONLINE, None, PARTITION, None))
         return out
 
