@@ -30,6 +30,7 @@ from fogmesh.scheduler.placement.constraints import Constraints
 from fogmesh.scheduler.placement.cost import MIN_REMAINING, NO_SOURCE_RTT_MS, UNKNOWN_RTT_MS
 from fogmesh.scheduler.placement.geo import estimated_rtt_ms, haversine_km
 from fogmesh.scheduler.placement.model import Liveness, NodeInfo, PlacedWorkload
+from fogmesh.scheduler.placement.ranking import Ranking
 
 __all__ = ["MAX_CACHED", "AppKey", "ClusterView"]
 
@@ -82,30 +83,6 @@ def _profile(node: NodeInfo) -> _Profile:
     )
 
 
-class _Ranking:
-    """Every node sorted by (cost bound, index), with each node's bound for patching, and the
-    nodes whose bound may have moved since (patched when the ranking is next read)."""
-
-    __slots__ = ("bounds", "entries", "pending")
-
-    def __init__(self, bounds: list[float]) -> None:
-        self.bounds = bounds
-        self.pending: set[int] = set()
-        self.sort()
-
-    def sort(self) -> None:
-        """Order every node afresh: by bound, ties by index (a stable sort of the indices)."""
-        bounds = self.bounds
-        self.entries = [(bounds[i], i) for i in sorted(range(len(bounds)), key=bounds.__getitem__)]
-
-    def place(self, i: int, bound: float) -> None:
-        """Move node ``i`` to where ``bound`` puts it."""
-        entries = self.entries
-        del entries[bisect.bisect_left(entries, (self.bounds[i], i))]
-        self.bounds[i] = bound
-        bisect.insort(entries, (bound, i))
-
-
 class ClusterView:
     """The fleet at one moment: nodes, their free resources and who runs where."""
 
@@ -140,7 +117,7 @@ class ClusterView:
         self._static: dict[_Key, tuple[Constraints, list[int]]] = {}
         self._profile_ok: dict[_Key, dict[int, bool]] = {}
         self._latency: dict[Location | None, list[float]] = {}
-        self._ranking: dict[Location | None, _Ranking] = {}
+        self._ranking: dict[Location | None, Ranking] = {}
         # per constraint set, each node's verdict: _UNJUDGED, _PASSES or _FAILS
         self._verdicts: dict[_Key, bytearray] = {}
         self._moved: set[int] | None = None
@@ -327,12 +304,12 @@ class ClusterView:
         for source, ranking in self._ranking.items():
             ranking.place(i, self._bound(i, self._latency[source][i]))
 
-    def _ranked(self, source: Location | None) -> _Ranking:
+    def _ranked(self, source: Location | None) -> Ranking:
         """The ranking for ``source``, built or patched up to date."""
         ranking = self._ranking.get(source)
         if ranking is None:
             latency = self.latencies(source)
-            ranking = _Ranking([self._bound(i, latency[i]) for i in range(len(self.nodes))])
+            ranking = Ranking([self._bound(i, latency[i]) for i in range(len(self.nodes))])
             self._ranking[source] = ranking
         elif ranking.pending:
             latency = self._latency[source]
