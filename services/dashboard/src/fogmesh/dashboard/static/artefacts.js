@@ -16,7 +16,7 @@ const CACHE_TIMEOUT_MS = 15000;
 const view = { list: null, caches: new Map(), pushing: false }; // site -> {status} | {error}
 
 function dash() {
-  return window.dashboard; // app.js: state, el, banner, failure
+  return window.dashboard; // page.js: state, el, banner, failure
 }
 
 function bytes(n) {
