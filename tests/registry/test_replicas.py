@@ -335,3 +335,56 @@ async def test_replicas_split_the_fleet_through_the_nats_cluster(
     assert b.registry.partition is not None
     assert b.registry.partition.dropped > 0  # a's messages reached b too, and were left
     _no_double_work(events)
+
+
+async def test_split_replicas_leave_a_quiet_node_to_its_owner(hub: int, db_url: str) -> None:
+    """``--share-by registry`` with nodes that heartbeat more seldom than the default interval
+    allows (an agent sends one only on news; each heartbeat announces its ``interval_s``): a
+    replica that knows a node only from its retained hello never hears its heartbeats once the
+    partition gives the node to the other, so it neither knows that interval nor may judge the
+    node, which its owner keeps online. (It judged such nodes lost by the default interval, a
+    few seconds in, and every replica then took the stored offline.)"""
+    names = [unique("n") for _ in range(NODES_N)]
+    default, quiet, every = 2.0, 12.0, 30.0  # sent every 12 s, announced as 30 s
+    engine = make_engine(db_url)
+    group = unique("reg")
+    async with Bus(_config(hub, unique("fleet"))) as bus:
+        await bus.wait_connected(timeout=15)
+        for n in names:  # retained: replayed to each replica as it subscribes
+            hello = NodeHello(node=n, facts=facts())
+            await bus.publish(topics.node(n, "hello"), hello, retain=True)
+            state = NodeStateMessage(node=n, state=NodeLiveness.ONLINE)
+            await bus.publish(topics.node(n, "state"), state, retain=True)
+
+        async def beat() -> None:
+            seq = 0
+            while True:
+                for n in names:
+                    hb = Heartbeat(node=n, seq=seq, interval_s=every, usage=USAGE)
+                    await bus.publish(topics.node(n, "heartbeat"), hb, qos=0)
+                seq += 1
+                await asyncio.sleep(quiet)
+
+        settings = {"share": group, "share_by": "registry", "default_interval": default}
+        try:
+            async with (
+                _replica(hub, db_url, "registry-a", **settings) as a,
+                _replica(hub, db_url, "registry-b", **settings),
+            ):
+                partition = a.registry.partition
+                assert partition is not None
+                await until(lambda: _async(len(partition.members) == 2), what="both joined")
+                beating = asyncio.create_task(beat())
+                try:
+                    await until(lambda: _async(len(_seqs(engine)) == NODES_N), what="all stored")
+                    await asyncio.sleep(1.5 * quiet)  # a silence of 12 s, past 4 default intervals
+                    assert len(_seqs(engine)) == NODES_N  # every node still online
+                finally:
+                    beating.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await beating
+            events = _events(engine)
+            assert EventKind.NODE_LOST.value not in events, events
+            assert EventKind.NODE_STALE.value not in events, events
+        finally:
+            engine.dispose()

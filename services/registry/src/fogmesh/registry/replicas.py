@@ -46,22 +46,28 @@ class ReplicaView:
         self.engine = engine
         self.period = period
         self._nodes: dict[str, tuple[float, str]] = {}
+        self._intervals: dict[str, float] = {}
         self.reads = 0
 
     def lookup(self, node: str) -> tuple[float, str] | None:
         """The stored sign of life and state of ``node`` as of the last read (None: unknown)."""
         return self._nodes.get(node)
 
-    def _read(self) -> dict[str, tuple[float, str]]:
-        query = select(NODES.c.node, NODES.c.last_seen, NODES.c.state)
+    def interval(self, node: str) -> float | None:
+        """The heartbeat interval ``node`` last announced, as stored (None: none yet)."""
+        return self._intervals.get(node)
+
+    def _read(self) -> tuple[dict[str, tuple[float, str]], dict[str, float]]:
+        query = select(NODES.c.node, NODES.c.last_seen, NODES.c.state, NODES.c.heartbeat_interval_s)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         offset = time.monotonic() - time.time()
-        return {node: (seen + offset, state) for node, seen, state in rows}
+        nodes = {node: (seen + offset, state) for node, seen, state, _ in rows}
+        return nodes, {node: every for node, _, _, every in rows if every}
 
     async def refresh(self) -> None:
         """Read the snapshot once."""
-        self._nodes = await asyncio.to_thread(self._read)
+        self._nodes, self._intervals = await asyncio.to_thread(self._read)
         self.reads += 1
 
     async def run(self) -> None:

@@ -65,7 +65,7 @@ class Registry:
         self.partition: Partition | None = None
         if settings.share is not None:
             self.replicas = ReplicaView(self.engine, period=settings.replica_period_s)
-            self.tracker.elsewhere = self.replicas.lookup
+            self.tracker.elsewhere = self._elsewhere
             if settings.share_by == "registry":
                 self.partition = Partition(
                     self.engine,
@@ -115,6 +115,27 @@ class Registry:
             finally:
                 self.bus = None
                 self.ready.clear()
+
+    def _elsewhere(self, node: str) -> tuple[float, str] | None:
+        """What the replicas stored of ``node``, for the liveness judge (``elsewhere``).
+
+        A replica learns each node's heartbeat interval from the heartbeats it hears; one that
+        hears none of a node's (the broker or the partition gives them to another) takes the
+        interval stored. And with ``--share-by registry`` a node whose owner is a live member
+        is that member's to judge: it counts as seen now, unless stored offline (an agent that
+        sends a heartbeat only on news is silent for minutes, and judged here by the default
+        interval it was lost after a few seconds, then stayed offline everywhere)."""
+        assert self.replicas is not None
+        stored = self.replicas.lookup(node)
+        live = self.tracker.nodes.get(node)
+        if live is not None and live.interval is None:
+            live.interval = self.replicas.interval(node)
+        partition = self.partition
+        if stored is None or partition is None or stored[1] == "offline":
+            return stored
+        if partition.owns(node.encode()):
+            return stored
+        return (time.monotonic(), stored[1])
 
     def _not_mine(self, node: str) -> None:
         """``node`` is another replica's (:class:`Partition`): judged as a node not heard."""
