@@ -175,3 +175,52 @@ def test_a_container_made_after_the_first_sweep_is_removed_too(image: str, tmp_p
     finally:
         left = fleet_containers(fleet)
         subprocess.run(["docker", "rm", "-f", *left, stranger], capture_output=True, check=False)
+
+
+# Starts a marked workload again and again, as a runaway shim would, until told to stop.
+RESPAWNER = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    fleet, stop = sys.argv[1], sys.argv[2]
+    while not os.path.exists(stop):
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                         env={**os.environ, "FOGMESH_FLEET": fleet})
+        time.sleep(0.1)
+    """
+)
+
+SWEEP = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from fogmesh.cli.fleet.teardown import remove_leftovers
+    from fogmesh.service import configure_logging
+    configure_logging("warning", json_lines=True)
+    remove_leftovers(sys.argv[1], Path(sys.argv[2]), bound=3.0, settle=0.5)
+    """
+)
+
+
+def test_what_keeps_coming_back_is_named_once_the_bound_passes(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    fleet = f"f-{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "fleet"
+    root.mkdir()
+    stop = tmp_path / "stop"
+    respawner = subprocess.Popen([sys.executable, "-c", RESPAWNER, fleet, str(stop)])
+    started.append(respawner)
+    try:
+        swept = subprocess.run(
+            [sys.executable, "-c", SWEEP, fleet, str(root)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        stop.touch()
+        respawner.wait(timeout=30)
+    assert swept.returncode == 0, swept.stderr
+    warned = [line for line in swept.stderr.splitlines() if "teardown left" in line]
+    assert len(warned) == 1, swept.stderr
+    assert fleet in warned[0]
+    assert "time.sleep(30)" in warned[0]  # the process left, by its pid and command line
+    remove_leftovers(fleet, root, settle=0.5)  # the last ones, now that nothing starts them
