@@ -26,6 +26,7 @@ import aiomqtt
 
 ROOT = "fm/v1/nodes"
 CONNS_PER_PROC = 10
+JOIN_TIMEOUT_S = 300.0
 
 
 def hello_json(node: str) -> bytes:
@@ -64,7 +65,11 @@ async def sim_join(client: aiomqtt.Client, nodes: list[str], joined: set[str]) -
             for n in chunk
         ]
         for batch in (hellos, states):
-            await asyncio.gather(*(client.publish(t, p, qos=1, retain=True) for t, p in batch))
+            # a clustered broker stores each retained QoS 1 message on a quorum of members
+            # before its PUBACK: under a join storm that took more than aiomqtt's 10 s
+            await asyncio.gather(
+                *(client.publish(t, p, qos=1, retain=True, timeout=JOIN_TIMEOUT_S) for t, p in batch)
+            )
         joined.update(chunk)
 
 
