@@ -67,8 +67,9 @@ async def sim_join(client: aiomqtt.Client, nodes: list[str], joined: set[str]) -
         for batch in (hellos, states):
             # a clustered broker stores each retained QoS 1 message on a quorum of members
             # before its PUBACK: under a join storm that took more than aiomqtt's 10 s
+            wait = JOIN_TIMEOUT_S
             await asyncio.gather(
-                *(client.publish(t, p, qos=1, retain=True, timeout=JOIN_TIMEOUT_S) for t, p in batch)
+                *(client.publish(t, p, qos=1, retain=True, timeout=wait) for t, p in batch)
             )
         joined.update(chunk)
 
