@@ -17,7 +17,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from fogmesh.broker.wire import WireBytes, count_bytes
+from fogmesh.broker.wire import Publisher, WireBytes, count_bytes
 from fogmesh.protocol import LinkStatus, topics
 from tests.broker.conftest import (
     MeshProcess,
@@ -59,6 +59,28 @@ async def test_counts_equal_the_mqtt_packets_sent_and_received(tmp_path: Path) -
                 assert wire.sent == connect + (i + 1) * publish_size(TOPIC, PAYLOAD)
             assert wire.received == 4 + N * 4  # a 4-byte PUBACK each
         assert wire.sent == connect + N * publish_size(TOPIC, PAYLOAD) + 2  # and a DISCONNECT
+    finally:
+        broker.stop()
+
+
+async def test_a_batch_is_done_only_when_the_broker_acknowledged_all_of_it(tmp_path: Path) -> None:
+    broker = BrokerProcess("mosquitto", tmp_path).start()
+    try:
+        done = asyncio.Event()
+        c = aiomqtt.Client("127.0.0.1", broker.port, identifier="wire-batches", keepalive=60)
+        wire = WireBytes()
+        count_bytes(c, wire)
+        publisher = Publisher(c, done.set)
+        async with c:
+            before = wire.received
+            rows = [(TOPIC, PAYLOAD, 1, False)] * N
+            batches = [publisher.publish(rows, 0.0) for _ in range(3)]  # all in flight at once
+            assert not any(b.done for b in batches)  # no PUBACK was read yet
+            async with asyncio.timeout(30):
+                while not all(b.done for b in batches):
+                    done.clear()
+                    await done.wait()
+            assert wire.received - before == 3 * N * 4  # one PUBACK each, nothing more
     finally:
         broker.stop()
 

@@ -40,6 +40,9 @@ class DiskQueue:
         """Open or create the queue file; messages left by an earlier run are kept."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None)
+        # one process owns a link's queue: holding the lock spares two fcntl() per statement,
+        # and a second process started on the same queue by mistake fails instead of sharing it
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: a commit survives a process crash (SIGKILL); FULL would add power-loss safety
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -18,6 +18,7 @@ over too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -46,8 +47,9 @@ from fogmesh.broker.paths import (
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
 from fogmesh.broker.topicmatch import matches
-from fogmesh.broker.wire import WireBytes, coalesce_writes, count_bytes
+from fogmesh.broker.wire import Publisher, Sent, WireBytes, coalesce_writes, count_bytes
 from fogmesh.bus import backoff_delay
+from fogmesh.bus._socket_drain import drain_reads
 from fogmesh.protocol import LinkState, LinkStatus, topics
 
 __all__ = ["Link"]
@@ -59,7 +61,8 @@ CONNECT_TIMEOUT = 15.0
 PUBLISH_TIMEOUT = 30.0
 SESSION_EXPIRY = 7 * 24 * 3600  # an MQTT 5 session (Mosquitto end) lives this long offline
 STATUS_EVERY = 5.0  # seconds: counters (queue depth, forwarded) are published at most this often
-BATCH = 200  # messages in flight per writer; order still holds (one socket, sent in order)
+BATCH = 200  # messages a writer hands over at once; order holds (one socket, sent in order)
+WINDOW = 4  # batches a writer has in flight before it waits for the oldest one's PUBACKs
 _NET_ERRORS = (MqttError, TimeoutError, OSError)
 _WIRE_FIELDS = {
     "wire_bytes_out",
@@ -113,6 +116,7 @@ class Link:
         self.echo: dict[Side, EchoMemory] = {"local": EchoMemory(), "remote": EchoMemory()}
         self.connected: dict[Side, bool] = {"local": False, "remote": False}
         self._clients: dict[Side, aiomqtt.Client | None] = {"local": None, "remote": None}
+        self._publishers: dict[aiomqtt.Client, Publisher] = {}
         self._wake: dict[Side, asyncio.Event] = {
             "local": asyncio.Event(),
             "remote": asyncio.Event(),
@@ -276,7 +280,9 @@ class Link:
             tls_params=tls,
             tls_insecure=bool(end.tls and end.tls.insecure) or None,
             timeout=PUBLISH_TIMEOUT,
-            max_inflight_messages=BATCH,
+            # no limit in paho: the writer's WINDOW bounds what is in flight, and paho scans
+            # every in-flight message on each PUBACK when it has a limit to enforce
+            max_inflight_messages=0,
             max_queued_outgoing_messages=0,
             will=will,
             # a hop's latency is the point: no Nagle delay on the link's sockets
@@ -286,7 +292,12 @@ class Link:
         # paho (underneath) does.
         client._client.manual_ack_set(True)
         count_bytes(client, *self._counters(side, path))
+        # every whole packet a wake-up brought is handled in it: a burst reaches the reader
+        # (one disk commit, one send of PUBACKs) and a batch's PUBACKs the writer together
+        drain_reads(client._client)
         coalesce_writes(client)  # a burst's PUBACKs / a batch's PUBLISHes in one send()
+        # a writer hears of its acknowledged batches through the same event as of new messages
+        self._publishers[client] = Publisher(client, self._wake[side].set)
         return client
 
     def _counters(self, side: Side, path: LinkPath | None) -> list[WireBytes]:
@@ -320,6 +331,7 @@ class Link:
                 async with asyncio.timeout(wait):
                     await client.__aenter__()
             except _NET_ERRORS as exc:
+                self._publishers.pop(client, None)
                 self._note_error(side, exc, path)
                 continue
             return client, path
@@ -430,6 +442,7 @@ class Link:
                 self._clients[side] = None
                 await client.__aexit__(None, None, None)
         self._clients[side] = None
+        self._publishers.pop(client, None)
 
     def _note_error(self, side: Side, exc: BaseException, path: LinkPath | None = None) -> None:
         over = f" (path {path.name})" if path is not None and len(self.paths) > 1 else ""
@@ -465,7 +478,11 @@ class Link:
         async for first in messages:
             # everything that already arrived goes to disk in one transaction, then is acked
             burst = [first]
-            while len(burst) < BATCH and len(messages) > 0:
+            while len(burst) < BATCH:
+                if len(messages) == 0:
+                    await asyncio.sleep(0)  # one loop pass: what the broker already sent
+                    if len(messages) == 0:
+                        break
                 burst.append(await anext(messages))
             self._take(side, burst, path)
             for message in burst:
@@ -512,7 +529,6 @@ class Link:
         """Publish what arrived on the other side to ``side``, in order (a backlog found at
         connect drains at the link's ``drain.rate``: :mod:`fogmesh.broker.drain`)."""
         queue = self.queue[_OTHER[side]]
-        wake = self._wake[side]
         if side == "remote" and path is not None and self._restricted(path):
             await self._writer_on(client, path)
             return
@@ -530,16 +546,45 @@ class Link:
                      self.spec.name, side, drain.sent, drain.coalesced,
                      (drain.finished or drain.clock()) - drain.started)  # fmt: skip
             self._status_changed.set()
+        await self._pipeline(side, client)
+
+    async def _pipeline(self, side: Side, client: aiomqtt.Client) -> None:
+        """Keep up to :data:`WINDOW` full batches in flight; delete each batch, oldest first,
+        once the broker acknowledged all of it (a batch still in flight when the connection
+        dies is sent again on the next one)."""
+        queue = self.queue[_OTHER[side]]
+        wake = self._wake[side]
+        window: collections.deque[tuple[list[QueuedMessage], Sent, int]] = collections.deque()
+        after = 0  # the newest seq handed over
+        flying = 0  # messages in the window
         while True:
-            batch = queue.peek(BATCH)
-            if not batch:
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await wake.wait()
+            while window and window[0][1].done:
+                batch, _, size = window.popleft()
+                queue.remove_through(batch[-1].seq)
+                flying -= len(batch)
+                self._crossed(batch, size)
+            # a part batch goes only when nothing is in flight: what arrives meanwhile waits
+            # for those PUBACKs and crosses with the next, a backlog crosses in full batches
+            ready = len(queue) - flying
+            if (
+                len(window) < WINDOW
+                and (ready >= BATCH or (not window and ready > 0))
+                and (batch := queue.peek_range(BATCH, after=after))
+            ):
+                sent, size = await self._hand_over(side, client, batch)
+                window.append((batch, sent, size))
+                flying += len(batch)
+                after = batch[-1].seq
                 continue
-            await self._send(side, client, batch)
-            queue.remove_through(batch[-1].seq)
+            wake.clear()  # paho's callbacks run only while this waits: nothing is missed
+            wait = 1.0
+            if window:
+                wait = window[0][1].at + PUBLISH_TIMEOUT - time.monotonic()
+                if wait <= 0:
+                    raise TimeoutError(f"{side}: no PUBACK within {PUBLISH_TIMEOUT:.0f} s")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await wake.wait()
 
     def _restricted(self, path: LinkPath) -> bool:
         """Whether some outgoing rule may not use ``path``."""
@@ -593,6 +638,19 @@ class Link:
 
     async def _send(self, side: Side, client: aiomqtt.Client, batch: list[QueuedMessage]) -> None:
         """Publish ``batch`` to ``side`` in order; return once the broker acknowledged all."""
+        sent, size = await self._hand_over(side, client, batch)
+        wake = self._wake[side]
+        async with asyncio.timeout(PUBLISH_TIMEOUT):
+            while not sent.done:
+                wake.clear()  # the callers look at their queue again after this returns
+                await wake.wait()
+        self._crossed(batch, size)
+
+    async def _hand_over(
+        self, side: Side, client: aiomqtt.Client, batch: list[QueuedMessage]
+    ) -> tuple[Sent, int]:
+        """Hand ``batch`` to paho in order (after the path's budget and rate allow it);
+        returns the batch's acknowledgement count and its size in path bytes."""
         path = self.path if side == "remote" and len(self.paths) > 1 else None
         size = 0
         if path is not None:
@@ -604,14 +662,14 @@ class Link:
         for msg in batch:
             if self._route(side, msg.topic) is not None:  # only then can it come back
                 self.echo[side].remember(msg.topic, msg.payload)
-        async with asyncio.timeout(PUBLISH_TIMEOUT):
-            # gather starts the publishes in list order, and each hands its packet to paho
-            # before its first await, so the wire order is the queue order
-            await asyncio.gather(
-                *(client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in batch)
-            )
+        rows = [(m.topic, m.payload, m.qos, m.retain) for m in batch]
+        return self._publishers[client].publish(rows, time.monotonic()), size
+
+    def _crossed(self, batch: list[QueuedMessage], size: int) -> None:
+        """``batch`` reached the far broker: count it (and its bytes on the path in use)."""
         self.forwarded += len(batch)  # reported by the status loop's next 5 s tick
-        if path is not None:
+        path = self.path if len(self.paths) > 1 else None
+        if path is not None and size:
             self.book.add(path.name, size)
 
     # ---- lifetime -----------------------------------------------------------------------

@@ -21,13 +21,23 @@ unchanged; a QoS 1 PUBLISH still counts as delivered only on its PUBACK.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
-from paho.mqtt.client import DISCONNECT, PUBLISH
+from aiomqtt import MqttCodeError
+from paho.mqtt.client import DISCONNECT, MQTT_ERR_SUCCESS, PUBLISH
 
-__all__ = ["MAX_JOINED", "WireBytes", "coalesce_writes", "count_bytes", "join_queued"]
+__all__ = [
+    "MAX_JOINED",
+    "Publisher",
+    "Sent",
+    "WireBytes",
+    "coalesce_writes",
+    "count_bytes",
+    "join_queued",
+]
 
 MAX_JOINED = 256 * 1024
 """Bytes joined into one buffer at most (a socket send buffer's worth on Linux)."""
@@ -119,3 +129,65 @@ def count_bytes(client: aiomqtt.Client, *counters: WireBytes) -> None:
     # instance attributes shadow paho's methods: _packet_write / _packet_read call these
     paho._sock_send = sock_send
     paho._sock_recv = sock_recv
+
+
+class Sent:
+    """One batch handed to paho: done once the broker acknowledged every message of it."""
+
+    __slots__ = ("at", "left")
+
+    def __init__(self, left: int, at: float) -> None:
+        self.left = left
+        self.at = at
+        """``time.monotonic()`` when it was handed over."""
+
+    @property
+    def done(self) -> bool:
+        """Whether every message of the batch was acknowledged (QoS 0: written)."""
+        return self.left <= 0
+
+
+class Publisher:
+    """Publishes batches through a link client's paho directly, without a task and a future
+    per message (what ``aiomqtt.Client.publish`` costs), and tells which batches are done.
+
+    paho reports each acknowledged packet id to ``on_publish``; the batch holding it counts
+    down, and ``on_done`` runs (in the event loop, from paho's read callback) when one is
+    done. paho itself still holds at most ``max_inflight_messages`` in flight and queues the
+    rest in order, so several batches may be handed over at once.
+    """
+
+    def __init__(self, client: aiomqtt.Client, on_done: Callable[[], None]) -> None:
+        """Hook ``client``'s paho; call before it connects."""
+        paho: Any = client._client  # paho's callbacks: pinned to paho-mqtt 2.x
+        self._paho = paho
+        self._on_done = on_done
+        self._by_mid: dict[int, Sent] = {}
+        inner = paho.on_publish
+
+        def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+            sent = self._by_mid.pop(mid, None)
+            if sent is not None:
+                sent.left -= 1
+                if sent.left == 0:
+                    on_done()
+            if inner is not None:
+                inner(c, userdata, mid, reason, props)
+
+        paho.on_publish = on_publish
+
+    def publish(self, batch: Sequence[tuple[str, bytes, int, bool]], now: float) -> Sent:
+        """Hand ``(topic, payload, qos, retain)`` messages to paho, in order."""
+        sent = Sent(len(batch), now)
+        publish = self._paho.publish
+        for topic, payload, qos, retain in batch:
+            info = publish(topic, payload, qos=qos, retain=retain)
+            if info.rc != MQTT_ERR_SUCCESS:
+                raise MqttCodeError(info.rc, "Could not publish message")
+            if info.is_published():
+                sent.left -= 1
+            else:
+                self._by_mid[info.mid] = sent
+        if sent.done:
+            self._on_done()
+        return sent
