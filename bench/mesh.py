@@ -173,6 +173,16 @@ async def link_status(
     return found
 
 
+def cpu_s(procs: list[subprocess.Popen[bytes] | None]) -> float:
+    """CPU seconds (user + system) the processes used so far (Linux ``/proc``)."""
+    total = 0
+    for proc in procs:
+        if proc is not None:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def wire_figures(status: LinkStatus | None, before: LinkStatus | None, n: int) -> dict[str, Any]:
     """The link's socket byte counts, and the WAN bytes per message of the burst."""
     if status is None:
@@ -262,11 +272,27 @@ class Ends:
     cloud_user: str | None
     mosq: BrokerProcess | None = None
     cloud: MeshProcess | None = None
+    site_mosq: BrokerProcess | None = None
 
 
 def start_ends(kind: str, tmp: Path) -> Ends:
     """Start the site and cloud brokers of ``kind`` (amqtt or mosquitto cloud end behind a
-    fogmesh site; ``peer``: Mosquitto's own bridge between two Mosquittos)."""
+    fogmesh site; ``peer``: Mosquitto's own bridge between two Mosquittos; ``links-only``:
+    fogmesh's link alone, ``--no-broker`` between the same two Mosquittos as the peer)."""
+    if kind == "links-only":
+        _let_mosquitto_persist(tmp, tmp / "mosq")
+        cloud_mosq = BrokerProcess("mosquitto", tmp / "mosq").start()
+        _let_mosquitto_persist(tmp, tmp / "site-mosq")
+        site_mosq = BrokerProcess("mosquitto", tmp / "site-mosq").start()
+        site_spec = broker_spec(tmp, "site", port=site_mosq.port, kind="mosquitto")
+        only = link_spec("wan", "site", "cloud", RULES)
+        only["remote"] = {"host": "127.0.0.1", "port": cloud_mosq.port}
+        mesh = write_mesh(tmp / "mesh.yaml", {"site": site_spec}, [only])
+        links = MeshProcess(mesh, "site", ["--no-broker"]).start()
+        return Ends(
+            links, site_mosq.port, None, cloud_mosq.port, None, mosq=cloud_mosq,
+            site_mosq=site_mosq,
+        )  # fmt: skip
     if kind in ("peer", "mosquitto"):
         _let_mosquitto_persist(tmp, tmp / "mosq")
         mosq = BrokerProcess("mosquitto", tmp / "mosq").start()
@@ -313,6 +339,9 @@ async def bench_end(
         res["added_p99_ms"] = res["hop_p99_ms"] - res["direct_p99_ms"]
         res["hop_ratio"] = res["hop_p50_ms"] / res["direct_p50_ms"]
 
+        # the site's CPU per message (broker and link, or Mosquitto and its bridge): unlike
+        # the rates, hardly moved by what else runs on the machine
+        site_procs = [ends.site.proc, ends.site_mosq.proc if ends.site_mosq else None]
         fogmesh_site = isinstance(ends.site, MeshProcess)
         before = await link_status(site_port, site_user) if fogmesh_site else None
         # throughput: publish n QoS 1 messages at the site as fast as it takes them
@@ -321,9 +350,11 @@ async def bench_end(
             Paho(site_port, site_user) as pub,
         ):
             sub.subscribe("b/#")
+            c0 = cpu_s(site_procs)
             t0 = time.perf_counter()
             pub.publish_all("b/t", [f"t-{i}".encode() for i in range(n_tput)], 300)
             got, _ = drain(sub, n_tput, b"t-", 300)
+            res["burst_site_cpu_us_per_msg"] = (cpu_s(site_procs) - c0) * 1e6 / n_tput
             res["throughput_msgs"] = got
             res["throughput_msg_s"] = got / (time.perf_counter() - t0)
             res["burst_msgs_per_s"] = res["throughput_msg_s"]
@@ -349,8 +380,10 @@ async def bench_end(
         else:
             assert cloud_proc is not None
             cloud_proc.start()
+        c0 = cpu_s(site_procs)
         with Paho(cloud_port, cloud_user, ident="bench-sub", clean=False) as sub:
             got, seconds = drain(sub, count, b"p-", args_timeout)
+        res["drain_site_cpu_us_per_msg"] = (cpu_s(site_procs) - c0) * 1e6 / max(1, count)
         res.update(
             partition_s=partition,
             queued_msgs=count,
@@ -366,6 +399,8 @@ async def bench_end(
             cloud_proc.stop()
         if mosq is not None:
             mosq.stop()
+        if ends.site_mosq is not None:
+            ends.site_mosq.stop()
 
 
 def report(kind: str, r: dict[str, Any]) -> None:
@@ -375,10 +410,14 @@ def report(kind: str, r: dict[str, Any]) -> None:
     print(f"  through one hop     p50 {r['hop_p50_ms']:.2f} ms  p99 {r['hop_p99_ms']:.2f} ms")
     print(f"  added by the hop    p50 {r['added_p50_ms']:.2f} ms  p99 {r['added_p99_ms']:.2f} ms")
     print(f"  hop / direct p50    {r['hop_ratio']:.2f}x")
-    print(f"  bridge throughput   {r['throughput_msg_s']:.0f} msg/s (QoS 1)")
+    print(
+        f"  bridge throughput   {r['throughput_msg_s']:.0f} msg/s (QoS 1),"
+        f" site CPU {r['burst_site_cpu_us_per_msg']:.0f} us/msg"
+    )
     print(
         f"  partition drain     {r['drain_msg_s']:.0f} msg/s "
-        f"({r['drained_msgs']} of {r['queued_msgs']} queued msgs arrived)"
+        f"({r['drained_msgs']} of {r['queued_msgs']} queued msgs arrived),"
+        f" site CPU {r['drain_site_cpu_us_per_msg']:.0f} us/msg"
     )
     if "wire_bytes_out" in r:
         print(
@@ -404,11 +443,17 @@ async def main() -> None:
     parser.add_argument("--full", action="store_true", help="60 s partition")
     parser.add_argument("--throughput-msgs", type=int, default=5000)
     parser.add_argument("--partition", type=float, default=None, help="override seconds")
-    parser.add_argument("--only", choices=["amqtt", "mosquitto", "peer"], default=None)
+    parser.add_argument(
+        "--only", choices=["amqtt", "mosquitto", "links-only", "peer"], default=None
+    )
     args = parser.parse_args()
     partition = args.partition or (60.0 if args.full else 5.0)
-    results: dict[str, Any] = {"partition_s": partition, "ends": {}}
-    kinds = [args.only] if args.only else ["peer", "amqtt", "mosquitto"]
+    results: dict[str, Any] = {
+        "partition_s": partition,
+        "load_average": os.getloadavg(),
+        "ends": {},
+    }
+    kinds = [args.only] if args.only else ["peer", "amqtt", "mosquitto", "links-only"]
     peer: dict[str, Any] | None = None
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix=f"fm-bench-{kind}-") as tmp:
@@ -427,6 +472,8 @@ async def main() -> None:
         results["median_added_p50_ms"] = statistics.median(
             r["added_p50_ms"] for r in results["ends"].values()
         )
+    results["load_average_end"] = os.getloadavg()
+    print(f"load average at the start {results['load_average']}, at the end", os.getloadavg())
     print(f"wrote {write_results(results)}")
 
 
