@@ -89,6 +89,8 @@ case "$cmd" in
     ;;
   up)
     apt_install $RUN_PACKAGES
+    # --profile cluster runs the cloud tier on a NATS cluster and PostgreSQL
+    case " $* " in *" cluster "*|*"--profile=cluster"*) apt_install nats-server postgresql ;; esac
     setup_venv
     # the dashboard's pinned browser libraries (npm), served by fogmesh up's dashboard
     FOGMESH_DASHBOARD_LIBS_ONLY=1 sh .ci/dashboard.sh
