@@ -62,8 +62,8 @@ def _config(port: int, client_id: str) -> BusConfig:
 
 
 @contextlib.asynccontextmanager
-async def _fleet(port: int, names: list[str]) -> AsyncIterator[None]:
-    """``names`` say hello and online, then heartbeat every ``INTERVAL`` (one connection)."""
+async def _fleet(port: int, names: list[str], interval: float = INTERVAL) -> AsyncIterator[None]:
+    """``names`` say hello and online, then heartbeat every ``interval`` (one connection)."""
     async with Bus(_config(port, unique("fleet"))) as bus:
         await bus.wait_connected(timeout=15)
         for n in names:
@@ -77,10 +77,10 @@ async def _fleet(port: int, names: list[str]) -> AsyncIterator[None]:
             seq = 0
             while True:
                 for n in names:
-                    hb = Heartbeat(node=n, seq=seq, interval_s=INTERVAL, usage=USAGE)
+                    hb = Heartbeat(node=n, seq=seq, interval_s=interval, usage=USAGE)
                     await bus.publish(topics.node(n, "heartbeat"), hb, qos=0)
                 seq += 1
-                await asyncio.sleep(INTERVAL)
+                await asyncio.sleep(interval)
 
         task = asyncio.create_task(beat())
         try:
@@ -207,7 +207,7 @@ async def _async(value: object) -> object:
 
 @contextlib.contextmanager
 def _cli_replica(
-    port: int, db_url: str, client_id: str, group: str, share_by: str
+    port: int, db_url: str, client_id: str, group: str, *, share_by: str, interval: float
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``fogmesh-registry --share GROUP --share-by ...`` as a user runs it; SIGKILLed at the
     block's end if still running."""
@@ -215,7 +215,7 @@ def _cli_replica(
         *(sys.executable, "-m", "fogmesh.registry", "--host", "127.0.0.1", "--port", str(port)),
         *("--username", "svc", "--password", PASSWORDS["svc"], "--client-id", client_id),
         *("--db", db_url, "--share", group, "--share-by", share_by),
-        *("--default-interval", str(INTERVAL), "--missed", "3", "--log-level", "warning"),
+        *("--default-interval", str(interval), "--missed", "3", "--log-level", "warning"),
     ]
     proc = subprocess.Popen(args, cwd=REPO)
     try:
@@ -234,7 +234,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 async def _one_dies(
-    port: int, db_url: str, share_by: str, *, split: bool
+    port: int, db_url: str, share_by: str, *, split: bool, interval: float = INTERVAL
 ) -> tuple[Replica, set[str], dict[str, int]]:
     """Replica a (a process) and b (here) ingest the fleet; a is SIGKILLed; b must take every
     node. ``split``: each node is heard by one replica (b hears some, not all, before)."""
@@ -242,10 +242,13 @@ async def _one_dies(
     group = unique("reg")
     engine = make_engine(db_url)
     try:
-        with _cli_replica(port, db_url, "registry-a", group, share_by) as a:
+        with _cli_replica(
+            port, db_url, "registry-a", group, share_by=share_by, interval=interval
+        ) as a:
+            settings = {"share": group, "share_by": share_by, "default_interval": interval}
             async with (
-                _replica(port, db_url, "registry-b", share=group, share_by=share_by) as b,
-                _fleet(port, names),
+                _replica(port, db_url, "registry-b", **settings) as b,
+                _fleet(port, names, interval),
             ):
                 await until(
                     lambda: _async(len(_seqs(engine)) == NODES_N and b.heard()),
@@ -258,9 +261,9 @@ async def _one_dies(
                     await until(
                         lambda: _async(len(partition.members) == 2), what="a joins the group"
                     )
-                    await asyncio.sleep(2 * INTERVAL)  # both now agree on the members
+                    await asyncio.sleep(2 * interval)  # both now agree on the members
                     at_b, stored = b.seqs(), _seqs(engine)
-                    await asyncio.sleep(5 * INTERVAL)
+                    await asyncio.sleep(5 * interval)
                     moved = b.seqs()
                     by_b = {n for n in names if moved.get(n, -1) > at_b.get(n, -1)}
                     assert by_b, "b took no node"
@@ -280,9 +283,9 @@ async def _one_dies(
                 )
                 # from now on b gets every heartbeat: none goes to a share a left behind
                 counted = b.beats.copy()
-                await asyncio.sleep(6 * INTERVAL)
+                await asyncio.sleep(6 * interval)
                 got = {n: b.beats[n] - counted[n] for n in names}
-                assert all(k >= 5 for k in got.values()), f"heartbeats b got in 6 s: {got}"
+                assert all(k >= 5 for k in got.values()), f"heartbeats b got in 6 intervals: {got}"
                 heard_by_b = b.heard()
         return b, heard_by_b, _events(engine)
     finally:
@@ -301,7 +304,10 @@ async def test_a_replica_killed_on_mosquitto_leaves_no_share_behind(
     """Mosquitto 2.0 kept handing a SIGKILLed replica's persistent session its share of every
     node's heartbeats (a third of a 2,000-node fleet not stored again within 120 s); with
     clean sessions the survivor gets every message at once."""
-    _b, heard, events = await _one_dies(mosquitto_broker.port, db_url, "broker", split=False)
+    # round-robin: each replica hears a node every other beat and relies on the other's stored
+    # ones, so the stale margin is half an interval of database round trips: 2 s, not 1
+    port = mosquitto_broker.port
+    _b, heard, events = await _one_dies(port, db_url, "broker", split=False, interval=2.0)
     assert len(heard) == NODES_N
     _no_double_work(events)
 
