@@ -7,9 +7,11 @@ port nothing listens on) are sentences. Screenshots of each view go to the ``sho
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,16 @@ async def _row_text(page: Page, selector: str, want: str) -> None:
     await eventually(lambda: want in page.text(selector), DEADLINE, f"{want!r} in {selector}")
 
 
+async def _retried(attempt: Callable[[], Awaitable[None]], timeout: float) -> None:
+    """Run ``attempt`` until it passes (an ``AssertionError`` or ``TimeoutError`` is a retry)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return await attempt()
+            except (AssertionError, TimeoutError):
+                await asyncio.sleep(0.5)
+
+
 async def test_tenant_sees_its_fleet_and_runs_an_app(up_fleet: UpFleet, page: Page) -> None:
     await _login_tenant(page, up_fleet)
     await eventually(
@@ -80,9 +92,13 @@ async def test_tenant_sees_its_fleet_and_runs_an_app(up_fleet: UpFleet, page: Pa
     workload = "ticker-tick-0"
     await eventually(lambda: page.phases().get(workload) == "running", DEADLINE, "running")
 
-    # its logs show
-    page.click(f'tr[data-workload="{workload}"] button.logs')
-    await _row_text(page, "#logs", "tick ")
+    # its logs show (as a person would, asked again while the app has printed nothing yet:
+    # "running" can come before the first line, and one request shows the logs of that moment)
+    async def logs_show() -> None:
+        page.click(f'tr[data-workload="{workload}"] button.logs')
+        await eventually(lambda: "tick " in page.text("#logs"), 3.0, "tick in #logs")
+
+    await _retried(logs_show, DEADLINE)
     page.shot("workloads")
 
     # a file up into the workload, and the same file down again (into the shots folder)
