@@ -2,10 +2,12 @@
 
 Each configuration is a site of its own: a cloud and a site broker (``fogmesh-broker run``, the
 embedded broker) joined by a bridge link with the rules ``fogmesh up`` gives a site's WAN link
-(``fogmesh.cli.fleet.plan.link_rules``), and the site's node agents. The link's remote side
-dials the cloud through a TCP relay in this process that counts every byte each way on the
-socket (MQTT framing included, no TCP/IP headers) and parses the MQTT packets so each byte is
-charged to the ``fm/v1`` tree its PUBLISH names (``mqtt`` for pings, acks, connects).
+(``fogmesh.cli.fleet.plan.link_rules``), and the site's node agents. The figure is the link's
+own count of the bytes on its remote sockets, both ways (``LinkStatus.wire_bytes_out`` /
+``wire_bytes_in``, MQTT packets whole). The link's remote side also dials the cloud through a
+TCP relay in this process that counts the same bytes (the cross-check, and the figure when the
+link has no counters) and parses the MQTT packets so each byte is charged to the ``fm/v1`` tree
+its PUBLISH names (``mqtt`` for pings, acks, connects).
 
 The agents are the real :class:`fogmesh.agent.service.Agent`, several per process (one process
 per configuration), with the native runtime; their workloads are tiny ``sleep`` processes placed
@@ -71,6 +73,10 @@ class Tally:
     down: int = 0
     trees: dict[str, int] = field(default_factory=dict)
     packets: dict[str, int] = field(default_factory=dict)
+    trace: Any = None
+    """A text file each packet is written to (``--keep``), or None."""
+    hellos: int = 0
+    """Hellos that crossed: an agent's (re)connects."""
     startup_at: float = 0.0
     """When the last event or actual state crossed (a start's burst; monotonic)."""
 
@@ -80,6 +86,7 @@ class Tally:
             "down": self.down,
             "trees": dict(self.trees),
             "packets": dict(self.packets),
+            "hellos": self.hellos,
         }
 
 
@@ -110,17 +117,23 @@ class MqttSplitter:
 
     def _charge(self, packet: bytes) -> None:
         kind = packet[0] >> 4
-        tree = "mqtt"
+        tree, topic_name = "mqtt", ""
         if kind == 3:  # PUBLISH: fixed header, then the topic's length and the topic
             i = 1
             while packet[i] & 0x80:
                 i += 1
             i += 1
             n = int.from_bytes(packet[i : i + 2], "big")
-            topic = packet[i + 2 : i + 2 + n].decode(errors="replace").split("/")
+            topic_name = packet[i + 2 : i + 2 + n].decode(errors="replace")
+            topic = topic_name.split("/")
             tree = topic[2] if len(topic) > 2 and topic[:2] == ["fm", "v1"] else topic[0]
             if tree == "events" or topic[-1] == "actual":
                 self.tally.startup_at = time.monotonic()
+            if topic[-1] == "hello":
+                self.tally.hellos += 1
+        if self.tally.trace is not None:
+            name = topic_name if kind == 3 else f"type{kind}"
+            self.tally.trace.write(f"{time.monotonic():.3f} {self.way} {len(packet)} {name}\n")
         key = f"{self.way}:{tree}"
         self.tally.trees[key] = self.tally.trees.get(key, 0) + len(packet)
         self.tally.packets[key] = self.tally.packets.get(key, 0) + 1
@@ -230,7 +243,7 @@ def _agent_config(cfg: Config, root: Path, site_port: int, i: int) -> dict[str, 
         "native_isolation": "agent-user",
         "native_cgroup_parent": None,
         "heartbeat_on_change": cfg.design == "on-change",
-        "log_level": "warning",
+        "log_level": os.environ.get("FOGMESH_BENCH_LOG", "warning"),
         "workload_env": {
             "FM_BROKER_HOST": "127.0.0.1",
             "FM_BROKER_PORT": str(site_port),
@@ -271,12 +284,14 @@ def _sample_app() -> list[dict[str, Any]]:
 class Run:
     """The processes of one configuration and its relay."""
 
-    def __init__(self, cfg: Config, base: Path, stagger: float) -> None:
+    def __init__(self, cfg: Config, base: Path, stagger: float, *, keep: bool = False) -> None:
         self.cfg, self.stagger = cfg, stagger
         self.root = base / cfg.key.replace("/", "_")
         self.root.mkdir(parents=True)
         self.cloud, self.site = free_port(), free_port()
         self.relay = Relay(self.cloud)
+        if keep:
+            self.relay.tally.trace = (self.root / "packets.txt").open("w")
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def _start(self, name: str, *argv: str) -> None:
@@ -396,7 +411,35 @@ class Run:
             return -1
         return int(status.get("queue_depth", 0)) + int(status.get("backlog", 0))
 
+    def link_wire(self) -> tuple[int, int]:
+        """The link's own count of the bytes on its remote sockets (out, in), from its status
+        on the site broker (published there when they change, every 5 s at most)."""
+        args = [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.site),
+            "-u",
+            "svc",
+            "-P",
+            PASSWORD,
+            "-t",
+            f"fm/v1/mesh/{SITE}/links/cloud",
+            "-W",
+            "3",
+            "-C",
+            "1",
+        ]
+        done = subprocess.run(args, check=False, timeout=60, capture_output=True, text=True)
+        try:
+            status = json.loads(done.stdout)
+        except ValueError:
+            return -1, -1
+        return int(status.get("wire_bytes_out", -1)), int(status.get("wire_bytes_in", -1))
+
     def stop(self) -> None:
+        """Stop the processes, then the workloads (which outlive their agent by design)."""
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -406,10 +449,18 @@ class Run:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        import psutil
+
+        for shim in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if str(self.root) in " ".join(shim.info["cmdline"] or []):
+                    for child in shim.children(recursive=True):
+                        child.kill()
+                    shim.kill()
 
 
 async def measure(cfg: Config, base: Path, args: argparse.Namespace) -> dict[str, Any]:
-    run, duration, settle = Run(cfg, base, args.stagger), args.duration, args.settle
+    run, duration, settle = Run(cfg, base, args.stagger, keep=args.keep), args.duration, args.settle
     try:
         await run.start()
         want = cfg.nodes * cfg.workloads + (2 if cfg.sample_app else 0)
@@ -428,13 +479,18 @@ async def measure(cfg: Config, base: Path, args: argparse.Namespace) -> dict[str
                 raise RuntimeError(f"{cfg.key}: the start's burst did not end")
             await asyncio.sleep(5)
         start, t0 = run.relay.tally.snapshot(), time.monotonic()
+        wire0 = await asyncio.to_thread(run.link_wire)
         await asyncio.sleep(duration)
         end, t1 = run.relay.tally.snapshot(), time.monotonic()
+        wire1 = await asyncio.to_thread(run.link_wire)
     finally:
         run.stop()
         await run.relay.close()
     seconds = t1 - t0
-    both = end["up"] - start["up"] + end["down"] - start["down"]
+    relayed = end["up"] - start["up"] + end["down"] - start["down"]
+    counted = min(wire0 + wire1) >= 0
+    # the link's own counters when it has them (LinkStatus.wire_bytes_*), else the relay's
+    both = wire1[0] - wire0[0] + wire1[1] - wire0[1] if counted else relayed
     trees = {k: v - start["trees"].get(k, 0) for k, v in end["trees"].items()}
     packets = {k: v - start["packets"].get(k, 0) for k, v in end["packets"].items()}
     scale = MONTH_S / seconds / cfg.nodes
@@ -443,7 +499,12 @@ async def measure(cfg: Config, base: Path, args: argparse.Namespace) -> dict[str
         "seconds": round(seconds, 1),
         "bytes_up": end["up"] - start["up"],
         "bytes_down": end["down"] - start["down"],
+        "agent_reconnects": end["hellos"] - start["hellos"],
+        "counted_by": "link" if counted else "relay",
+        "link_wire_bytes_out": wire1[0] - wire0[0] if counted else None,
+        "link_wire_bytes_in": wire1[1] - wire0[1] if counted else None,
         "bytes_per_node_month": round(both * scale),
+        "relay_bytes_per_node_month": round(relayed * scale),
         "without_app_data_per_node_month": round(
             (both - sum(v for k, v in trees.items() if k.endswith(":data"))) * scale
         ),
@@ -532,11 +593,11 @@ async def main_async(args: argparse.Namespace) -> None:
         top = sorted(r["by_tree_per_node_month"].items(), key=lambda kv: -kv[1])[:4]
         trees = ", ".join(f"{k} {v / 1e6:.2f}" for k, v in top)
         month = r["bytes_per_node_month"]
-        print(f"{key:28} {month:>18,} {month / 1e6:>8.2f}   {trees}")
+        again = r["agent_reconnects"]
+        print(f"{key:28} {month:>18,} {month / 1e6:>8.2f}   {trees}; {again} reconnects")
     for goal, verdict in payload["goals"].items():
         print(f"goal {goal}: {verdict}")
-    if not args.only:
-        print(f"written to {write_result('wan', payload)}")
+    print(f"written to {write_result('wan-only' if args.only else 'wan', payload)}")
 
 
 # -- the agents' process --------------------------------------------------------------------
