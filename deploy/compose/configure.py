@@ -19,7 +19,6 @@ hold passwords; the containers read them as root). Needs fogmesh installed (the 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -28,18 +27,11 @@ from typing import Any
 import yaml
 from cluster_profile import configure_cluster
 
-from fogmesh.cli.fleet.plan import SITES, FleetPlan
+from fogmesh.cli.fleet.plan import SITES, FleetPlan, write_private
 from fogmesh.service import BROKER_ENV
 
 BROKER_PORT = 1883
 DATA = "/var/lib/fogmesh"
-
-
-def _write(path: Path, text: str, mode: int = 0o600) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    path.chmod(mode)
 
 
 def _broker(plan: FleetPlan, account: str) -> dict[str, Any]:
@@ -58,16 +50,16 @@ def configure(out: Path, args: argparse.Namespace) -> FleetPlan:
         remote = link["remote"]
         remote.pop("broker", None)
         remote.update(host=args.cloud_host, port=args.cloud_port)
-    _write(out / "mesh.yaml", yaml.safe_dump(mesh, sort_keys=False))
+    write_private(out / "mesh.yaml", yaml.safe_dump(mesh, sort_keys=False))
 
     scheduler = plan.scheduler_config()
     for key in ("host", "port", "username", "password"):
         scheduler.pop(key, None)
     scheduler.update(broker=_broker(plan, "scheduler"), state_dir=f"{DATA}/scheduler")
-    _write(out / "scheduler.yaml", yaml.safe_dump(scheduler))
+    write_private(out / "scheduler.yaml", yaml.safe_dump(scheduler))
     migrator = plan.migrator_config()
     migrator["broker"] = _broker(plan, "migrator")
-    _write(out / "migrator.yaml", yaml.safe_dump(migrator))
+    write_private(out / "migrator.yaml", yaml.safe_dump(migrator))
 
     for node in plan.nodes:
         agent = plan.agent_config(node)
@@ -76,11 +68,11 @@ def configure(out: Path, args: argparse.Namespace) -> FleetPlan:
         # docker workloads run on the host's network: they reach the site broker where the
         # site compose file publishes it
         agent["workload_env"].update(FM_BROKER_HOST="127.0.0.1", FM_BROKER_PORT=str(args.site_port))
-        _write(out / f"agent-{node.node}.yaml", yaml.safe_dump(agent, sort_keys=False))
+        write_private(out / f"agent-{node.node}.yaml", yaml.safe_dump(agent, sort_keys=False))
 
     settings = {**_broker(plan, "registry"), "port": str(BROKER_PORT), "client_id": "registry"}
     env = {BROKER_ENV[k]: v for k, v in settings.items()}
-    _write(out / "registry.env", "".join(f"{k}={v}\n" for k, v in env.items()))
+    write_private(out / "registry.env", "".join(f"{k}={v}\n" for k, v in env.items()))
     _cli_env(out, plan, args.cloud_port)
     return plan
 
@@ -96,7 +88,8 @@ def _cli_env(out: Path, plan: FleetPlan, cloud_port: int) -> None:
         "FOGMESH_TENANT_USERNAME": tenant.username,
         "FOGMESH_TENANT_PASSWORD": tenant.password,
     }
-    _write(out / "fleet.env", "".join(f"export {k}={shlex.quote(v)}\n" for k, v in cli.items()))
+    lines = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in cli.items())
+    write_private(out / "fleet.env", lines)
 
 
 def main() -> None:
@@ -113,9 +106,10 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    plan: FleetPlan
     if args.profile == "cluster":
-        plan, ports = configure_cluster(args.out, args, _write)
-        _write(args.out / "cluster.env", "".join(f"{k}={v}\n" for k, v in ports.items()))
+        plan, ports = configure_cluster(args.out, args.nodes)
+        write_private(args.out / "cluster.env", "".join(f"{k}={v}\n" for k, v in ports.items()))
         _cli_env(args.out, plan, int(ports["FOGMESH_CLOUD_PORT"]))
     else:
         plan = configure(args.out, args)

@@ -15,7 +15,6 @@ this profile's runs so far, docs/scale.md).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import pwd
@@ -34,7 +33,7 @@ import yaml
 from fogmesh.broker.config import MeshSpec
 from fogmesh.broker.nats import password_env, render_nats
 from fogmesh.cli.errors import CliError
-from fogmesh.cli.fleet.plan import Account, FleetPlan, ProcessSpec, _write_private, free_port
+from fogmesh.cli.fleet.plan import Account, FleetPlan, ProcessSpec, free_port, write_private
 from fogmesh.cli.fleet.processes import ProcessSet, wait_port
 
 __all__ = ["MEMBERS", "REPLICAS", "ClusterFleetPlan", "cluster_missing", "start_cloud_tier"]
@@ -87,12 +86,6 @@ def cluster_missing() -> str | None:
     return None
 
 
-def _password() -> str:
-    # nats-server reads each password from its environment as a config token: one that starts
-    # with a digit is taken for a number and the member refuses to start, so letters first
-    return f"fm{secrets.token_hex(12)}"
-
-
 @dataclass
 class ClusterFleetPlan(FleetPlan):
     """The default plan with the cloud broker a NATS cluster and the services replicated."""
@@ -104,14 +97,15 @@ class ClusterFleetPlan(FleetPlan):
 
     @classmethod
     def make(cls, state_dir: Path, node_count: int, runtime: str) -> ClusterFleetPlan:
-        """The default plan, plus the second replicas' accounts, the members and PostgreSQL."""
+        """The default plan, plus the second replicas' accounts, the members and PostgreSQL.
+
+        Passwords are the default plan's: render-nats writes them quoted into the members'
+        ``accounts.conf`` (:meth:`render_cloud`), so any character may start one."""
         plan = super().make(state_dir, node_count, runtime)
         assert isinstance(plan, ClusterFleetPlan)
-        for k in range(2, REPLICAS + 1):
-            for service in ("registry", "scheduler"):
-                plan.accounts[f"{service}-{k}"] = Account(f"{service}-{k}", "", "service")
-        for name, account in plan.accounts.items():
-            plan.accounts[name] = dataclasses.replace(account, password=_password())
+        for service in ("registry", "scheduler"):
+            for name in plan.replicas(service)[1:]:
+                plan.accounts[name] = Account(name, secrets.token_urlsafe(12), "service")
         plan.members = [
             {"name": f"cloud-{i}", "host": "127.0.0.1", "mqtt_port": free_port(),
              "client_port": free_port(), "route_port": free_port(), "monitor_port": free_port()}
@@ -119,7 +113,7 @@ class ClusterFleetPlan(FleetPlan):
         ]  # fmt: skip
         plan.ports["cloud"] = plan.members[0]["mqtt_port"]  # links, the CLI and the live view
         plan.postgres_port = free_port()
-        plan.postgres_password = _password()
+        plan.postgres_password = secrets.token_urlsafe(12)
         return plan
 
     @property
@@ -182,25 +176,40 @@ class ClusterFleetPlan(FleetPlan):
             config["broker"]["failover"] = self.failover
         return config
 
+    @staticmethod
+    def replicas(service: str) -> list[str]:
+        """The names (client ids, accounts) of ``service``'s replicas: ``registry``,
+        ``registry-2``, ..."""
+        return [service, *(f"{service}-{k}" for k in range(2, REPLICAS + 1))]
+
+    def registry_ports(self) -> dict[str, int]:
+        """Each registry and the MQTT port of the member it connects to (one of its own)."""
+        return {
+            name: self.members[k % len(self.members)]["mqtt_port"]
+            for k, name in enumerate(self.replicas("registry"))
+        }
+
     def registries(self) -> list[ProcessSpec]:
         """Two registries into the fleet's PostgreSQL, each on a member of its own (each
         ingests every node: see the module's docs)."""
         return [
-            self.registry_spec(
-                "registry" if k == 1 else f"registry-{k}",
-                self.members[(k - 1) % len(self.members)]["mqtt_port"],
-                self.database_url,
-            )
-            for k in range(1, REPLICAS + 1)
+            self.registry_spec(name, port, self.database_url)
+            for name, port in self.registry_ports().items()
         ]
 
     def schedulers(self) -> list[str]:
         """The schedulers' names (their files are ``{name}.yaml``)."""
-        return ["scheduler", *(f"scheduler-{k}" for k in range(2, REPLICAS + 1))]
+        return self.replicas("scheduler")
 
     def nats_env(self) -> dict[str, str]:
-        """Each cloud user's password, where the members read it (docs/cluster.md)."""
+        """Each cloud user's password under the variable render-nats reads it from
+        (docs/cluster.md)."""
         return {password_env(name): a.password for name, a in self.accounts.items()}
+
+    def render_cloud(self, mesh: dict[str, Any], out: Path) -> None:
+        """The members' configurations for ``mesh`` (this plan's, or one moved elsewhere) in
+        ``out``, every password written quoted into ``accounts.conf`` (mode 0600)."""
+        render_nats(MeshSpec.model_validate(mesh), "cloud", out, environ=self.nats_env())
 
     def write_files(self) -> dict[str, Path]:
         """The default files, the second scheduler's, and the members' configurations."""
@@ -208,8 +217,8 @@ class ClusterFleetPlan(FleetPlan):
         for name in self.schedulers()[1:]:
             replica = int(name.rsplit("-", 1)[1])
             paths[name] = self.state_dir / f"{name}.yaml"
-            _write_private(paths[name], yaml.safe_dump(self.scheduler_config(replica)))
-        render_nats(MeshSpec.model_validate(self.mesh()), "cloud", self.state_dir / "nats")
+            write_private(paths[name], yaml.safe_dump(self.scheduler_config(replica)))
+        self.render_cloud(self.mesh(), self.state_dir / "nats")
         for i in range(1, MEMBERS + 1):
             paths[f"nats-{i}"] = self.state_dir / "nats" / f"member-{i}.conf"
         return paths
@@ -304,7 +313,7 @@ def _start_nats(procs: ProcessSet, plan: ClusterFleetPlan, paths: dict[str, Path
     exe = _nats_server()
     assert exe is not None
     children = [
-        procs.run(f"nats-{i}", [exe, "-c", str(paths[f"nats-{i}"])], env=plan.nats_env())
+        procs.run(f"nats-{i}", [exe, "-c", str(paths[f"nats-{i}"])])  # passwords: accounts.conf
         for i in range(1, MEMBERS + 1)
     ]
     deadline = time.monotonic() + 60

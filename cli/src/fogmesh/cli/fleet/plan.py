@@ -21,7 +21,7 @@ import yaml
 from fogmesh.broker.passwords import hash_password
 from fogmesh.protocol.artefacts import cache_duty
 
-__all__ = ["Account", "FleetPlan", "NodePlan", "ProcessSpec", "free_port"]
+__all__ = ["Account", "FleetPlan", "NodePlan", "ProcessSpec", "free_port", "write_private"]
 
 SITES = ("site-a", "site-b")
 TENANT = "demo"
@@ -287,23 +287,23 @@ class FleetPlan:
             "scheduler": self.state_dir / "scheduler.yaml",
             "env": self.state_dir / "fleet.env",
         }
-        _write_private(paths["mesh"], yaml.safe_dump(self.mesh(), sort_keys=False))
-        _write_private(paths["scheduler"], yaml.safe_dump(self.scheduler_config()))
+        write_private(paths["mesh"], yaml.safe_dump(self.mesh(), sort_keys=False))
+        write_private(paths["scheduler"], yaml.safe_dump(self.scheduler_config()))
         paths["migrator"] = self.state_dir / "migrator.yaml"
-        _write_private(paths["migrator"], yaml.safe_dump(self.migrator_config()))
+        write_private(paths["migrator"], yaml.safe_dump(self.migrator_config()))
         for site in SITES:
             paths[f"migrator-{site}"] = self.state_dir / f"migrator-{site}.yaml"
-            _write_private(paths[f"migrator-{site}"], yaml.safe_dump(self.migrator_config(site)))
+            write_private(paths[f"migrator-{site}"], yaml.safe_dump(self.migrator_config(site)))
         paths["artefacts"] = self.state_dir / "artefacts.yaml"
-        _write_private(paths["artefacts"], yaml.safe_dump(self.artefacts_config()))
+        write_private(paths["artefacts"], yaml.safe_dump(self.artefacts_config()))
         for site in SITES:
             name = f"artefact-cache-{site}"
             paths[name] = self.state_dir / f"{name}.yaml"
-            _write_private(paths[name], yaml.safe_dump(self.artefacts_config(site)))
-        _write_private(paths["env"], self.env_file())
+            write_private(paths[name], yaml.safe_dump(self.artefacts_config(site)))
+        write_private(paths["env"], self.env_file())
         for node in self.nodes:
             path = self.state_dir / f"agent-{node.node}.yaml"
-            _write_private(path, yaml.safe_dump(self.agent_config(node), sort_keys=False))
+            write_private(path, yaml.safe_dump(self.agent_config(node), sort_keys=False))
             paths[f"agent-{node.node}"] = path
         return paths
 
@@ -333,7 +333,10 @@ def link_rules(site: str) -> list[dict[str, Any]]:
     return rules
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (a fleet's files hold passwords):
+    mode 0600 from its creation on, and for a file that existed before too."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
