@@ -478,11 +478,7 @@ class Link:
         async for first in messages:
             # everything that already arrived goes to disk in one transaction, then is acked
             burst = [first]
-            while len(burst) < BATCH:
-                if len(messages) == 0:
-                    await asyncio.sleep(0)  # one loop pass: what the broker already sent
-                    if len(messages) == 0:
-                        break
+            while len(burst) < BATCH and len(messages) > 0:
                 burst.append(await anext(messages))
             self._take(side, burst, path)
             for message in burst:
