@@ -48,8 +48,7 @@ from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
 from fogmesh.broker.topicmatch import matches
 from fogmesh.broker.wire import Publisher, Sent, WireBytes, coalesce_writes, count_bytes
-from fogmesh.bus import backoff_delay
-from fogmesh.bus._socket_drain import drain_reads
+from fogmesh.bus import backoff_delay, drain_reads
 from fogmesh.protocol import LinkState, LinkStatus, topics
 
 __all__ = ["Link"]

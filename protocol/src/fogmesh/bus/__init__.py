@@ -9,6 +9,7 @@ from fogmesh.bus._config import BusConfig, OutboxPolicy, Will
 from fogmesh.bus._context import MessageContext, RawMessage, Refusal
 from fogmesh.bus._reply_rule import reply_allowed, reply_topic_for
 from fogmesh.bus._router import Action, RequestRouter
+from fogmesh.bus._socket_drain import drain_reads
 
 __all__ = [
     "Action",
@@ -22,6 +23,7 @@ __all__ = [
     "RequestRouter",
     "Will",
     "backoff_delay",
+    "drain_reads",
     "reply_allowed",
     "reply_topic_for",
 ]
