@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._config import BusConfig, Will
+from fogmesh.bus._keepalive import early_pings
 from fogmesh.bus._matcher import FilterIndex
 from fogmesh.bus._outbox import OutboundMessage, Outbox
 from fogmesh.bus._replies import decode_reply, payload_bytes
@@ -104,6 +105,7 @@ class Bus:
         """Where replies to this client's requests outside a tenant's API arrive."""
         self._reply_topics = {self.reply_topic}
         self.connects = 0
+        self._pings_sent = [0]  # early_pings' count (pings_sent)
         self._turn = 0  # which of config.endpoint() the next connection dials
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -141,6 +143,11 @@ class Bus:
     def dropped(self) -> int:
         """Messages the outbox dropped by its policy since this bus started."""
         return self._outbox.dropped
+
+    @property
+    def pings_sent(self) -> int:
+        """PINGREQs sent at half the keepalive while idle (:mod:`~fogmesh.bus._keepalive`)."""
+        return self._pings_sent[0]
 
     @property
     def queued(self) -> int:
@@ -564,7 +571,15 @@ class Bus:
         )
         for callback in self._on_connect:
             self._spawn(callback(self))
-        await self._receive(client)
+        pinger = asyncio.create_task(
+            early_pings(client._client, self.config.keepalive, self._pings_sent)
+        )
+        try:
+            await self._receive(client)
+        finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
 
     async def _restore(self, client: aiomqtt.Client) -> None:
         """Subscribe to every filter, then flush the outbox in order."""
