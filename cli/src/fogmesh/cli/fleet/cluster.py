@@ -8,9 +8,8 @@ lease, the other stands by with every app from the bus), the migrator. The sites
 brokers, agents and the sample app are those of the default profile; the site links reach the
 cluster's first member. Services fail over between members (``broker.failover``).
 
-The two registries each ingest the whole fleet: double work into one database, not wrong
-(``--share`` over NATS 2.9 brought no node online, and ``--share-by registry`` lost every node in
-this profile's runs so far, docs/scale.md).
+The two registries split the fleet themselves (``--share fleet --share-by registry``: NATS 2.9's
+MQTT gateway has no shared subscriptions, docs/registry.md "Replicas").
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +189,15 @@ class ClusterFleetPlan(FleetPlan):
         }
 
     def registries(self) -> list[ProcessSpec]:
-        """Two registries into the fleet's PostgreSQL, each on a member of its own (each
-        ingests every node: see the module's docs)."""
+        """Two registries into the fleet's PostgreSQL, each on a member of its own, splitting
+        the fleet between them (see the module's docs)."""
+        split = {"FOGMESH_REGISTRY_SHARE": "fleet", "FOGMESH_REGISTRY_SHARE_BY": "registry"}
         return [
-            self.registry_spec(name, port, self.database_url)
-            for name, port in self.registry_ports().items()
+            replace(spec, env={**spec.env, **split})
+            for spec in (
+                self.registry_spec(name, port, self.database_url)
+                for name, port in self.registry_ports().items()
+            )
         ]
 
     def schedulers(self) -> list[str]:
