@@ -60,9 +60,11 @@ CONNECT_TIMEOUT = 15.0
 PUBLISH_TIMEOUT = 30.0
 SESSION_EXPIRY = 7 * 24 * 3600  # an MQTT 5 session (Mosquitto end) lives this long offline
 STATUS_EVERY = 5.0  # seconds: counters (queue depth, forwarded) are published at most this often
+FAR_COUNTERS_EVERY = 300.0  # seconds: the far copy's counters while nothing waits or changes
 BATCH = 200  # messages a writer hands over at once; order holds (one socket, sent in order)
 WINDOW = 4  # batches a writer has in flight before it waits for the oldest one's PUBACKs
 _NET_ERRORS = (MqttError, TimeoutError, OSError)
+_STATE_FIELDS = ("state", "last_error", "path", "since")  # what the far side judges a site by
 _WIRE_FIELDS = {
     "wire_bytes_out",
     "wire_bytes_in",
@@ -71,6 +73,19 @@ _WIRE_FIELDS = {
     "path_wire_bytes_out",
     "path_wire_bytes_in",
 }
+
+
+def _far_needs(snap: dict[str, Any], far: dict[str, Any] | None, age: float) -> bool:
+    """Whether the far copy of the status, ``far`` (``age`` seconds old), needs ``snap``."""
+    if far is None or age >= FAR_COUNTERS_EVERY:
+        return True
+    if any(snap[k] != far[k] for k in _STATE_FIELDS):
+        return True
+
+    def busy(s: dict[str, Any]) -> bool:
+        return bool(s["queue_depth"] or s["backlog"])
+
+    return busy(snap) or busy(far)
 
 
 class Link:
@@ -206,11 +221,16 @@ class Link:
     async def _status_loop(self) -> None:
         """Publish on every state change at once; counters (queue, forwarded) every 5 s at most.
 
-        The wire byte counts alone (a keepalive ping, the status publish itself) are published
-        on the local broker only: a status across the WAN for each would be most of an idle
-        link's WAN bytes. The far broker's copy has them as of the last other change.
+        The far broker gets it on a state change (state, path, error), while messages wait or a
+        backlog drains (and once more when that ends), when a side connects, and otherwise at
+        most every :data:`FAR_COUNTERS_EVERY`: a status across the WAN after each forwarded
+        heartbeat was most of an idle site's WAN bytes. The wire byte counts alone (a keepalive
+        ping, the status publish itself) go to the local broker only. The local copy is always
+        current.
         """
         last = None
+        far: dict[str, Any] | None = None
+        far_at = 0.0
         last_wan = self._wan_bytes()
         while True:
             with contextlib.suppress(TimeoutError):
@@ -219,8 +239,12 @@ class Link:
             self._status_changed.clear()
             snap = self.status().model_dump(exclude={"id", "ts", *_WIRE_FIELDS})
             if snap != last or self._status_due:
-                self._status_due = False
-                await self._publish_status()
+                due, self._status_due = self._status_due, False
+                if due or _far_needs(snap, far, time.monotonic() - far_at):
+                    await self._publish_status()
+                    far, far_at = snap, time.monotonic()
+                else:
+                    await self._publish_status(("local",))
                 last = snap
                 self.book.save()
             elif self._wan_bytes() != last_wan:
