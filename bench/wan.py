@@ -387,56 +387,29 @@ class Run:
 
     def link_queue(self) -> int:
         """Messages the site's link still holds to cross (its retained status on the cloud)."""
-        args = [
-            "mosquitto_sub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.cloud),
-            "-u",
-            "svc",
-            "-P",
-            PASSWORD,
-            "-t",
-            f"fm/v1/mesh/{SITE}/links/cloud",
-            "-W",
-            "3",
-            "-C",
-            "1",
-        ]
-        done = subprocess.run(args, check=False, timeout=60, capture_output=True, text=True)
-        try:
-            status = json.loads(done.stdout)
-        except ValueError:
+        status = self._link_status(self.cloud)
+        if status is None:
             return -1
         return int(status.get("queue_depth", 0)) + int(status.get("backlog", 0))
 
     def link_wire(self) -> tuple[int, int]:
         """The link's own count of the bytes on its remote sockets (out, in), from its status
         on the site broker (published there when they change, every 5 s at most)."""
-        args = [
-            "mosquitto_sub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.site),
-            "-u",
-            "svc",
-            "-P",
-            PASSWORD,
-            "-t",
-            f"fm/v1/mesh/{SITE}/links/cloud",
-            "-W",
-            "3",
-            "-C",
-            "1",
-        ]
+        status = self._link_status(self.site)
+        if status is None:
+            return -1, -1
+        return int(status.get("wire_bytes_out", -1)), int(status.get("wire_bytes_in", -1))
+
+    def _link_status(self, port: int) -> dict[str, Any] | None:
+        """The site link's retained status on the broker at ``port`` (None: none came)."""
+        args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-u", "svc", "-P", PASSWORD,
+                "-t", f"fm/v1/mesh/{SITE}/links/cloud", "-W", "3", "-C", "1"]  # fmt: skip
         done = subprocess.run(args, check=False, timeout=60, capture_output=True, text=True)
         try:
             status = json.loads(done.stdout)
         except ValueError:
-            return -1, -1
-        return int(status.get("wire_bytes_out", -1)), int(status.get("wire_bytes_in", -1))
+            return None
+        return status if isinstance(status, dict) else None
 
     def stop(self) -> None:
         """Stop the processes, then the workloads (which outlive their agent by design)."""
