@@ -106,7 +106,10 @@ async def fleet_running(tmp_path: Path) -> AsyncIterator[Fleet]:
     script.write_text(TICKER)
     script.chmod(0o755)
     config = tmp_path / "agent.yaml"
-    config.write_text("runtimes: [native]\nnative_isolation: agent-user\n")
+    # a heartbeat every second (not only on news): the tests count them as reconcile passes
+    config.write_text(
+        "runtimes: [native]\nnative_isolation: agent-user\nheartbeat_max_interval_s: 1\n"
+    )
     agent = AgentProc(
         node, broker.port, tmp_path / "state", f"fmtest={node}", extra=["--config", str(config)]
     )

@@ -196,6 +196,8 @@ def start_agent(
         f"broker: {{host: 127.0.0.1, port: {fleet.port}, username: {node},"
         f" password: {fleet.password(node)}}}\n"
         f"state_dir: {fleet.root / node}\nheartbeat_interval_s: 1\n"
+        # a heartbeat every second, not only on news: tests wait for heartbeats as a clock
+        "heartbeat_max_interval_s: 1\n"
         "reconcile_interval_s: 1\nruntimes: [native]\nlabels: {tier: edge}\n" + extra,
     )
     name = "agent" if node == "edge-1" else f"agent-{node}"  # one process entry per node
