@@ -11,9 +11,10 @@ connection to the bus's own broker.
 from __future__ import annotations
 
 import asyncio
-import time
 
 from paho.mqtt.client import Client as PahoClient
+
+from fogmesh.bus import _paho
 
 __all__ = ["early_pings"]
 
@@ -22,18 +23,12 @@ async def early_pings(paho: PahoClient, keepalive: float, sent: list[int]) -> No
     """Ping ``paho``'s broker every half ``keepalive`` while no ping is outstanding.
 
     Runs until cancelled; ``sent[0]`` counts the pings. The bookkeeping is paho's own, as its
-    keepalive check does it (``_ping_t``, and both message times set to now), so paho does not
-    ping again in between, and a PINGRESP that does not come within a keepalive still closes
-    the connection."""
+    keepalive check does it (:func:`fogmesh.bus._paho.ping_now`), so paho does not ping again
+    in between, and a PINGRESP that does not come within a keepalive still closes the
+    connection."""
     if keepalive <= 0:
         return
     while True:
         await asyncio.sleep(keepalive / 2)
-        if not paho.is_connected() or paho._ping_t != 0:
-            continue
-        paho._send_pingreq()
-        now = time.monotonic()
-        with paho._msgtime_mutex:
-            paho._last_msg_out = now
-            paho._last_bytes_received = now
-        sent[0] += 1
+        if _paho.ping_now(paho):
+            sent[0] += 1

@@ -16,11 +16,12 @@ go out only after handling: see :meth:`fogmesh.bus.Bus.acknowledge`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+
+from fogmesh.bus import _paho
 
 __all__ = ["READ_SIZE", "drain_reads"]
 
@@ -29,13 +30,25 @@ READ_SIZE = 65_536
 
 
 class _ReadBuffer:
-    """paho's ``_sock_recv`` and ``loop_read`` for one client, over one buffer."""
+    """paho's socket read and ``loop_read`` for one client, over one buffer (paho's internals
+    through :mod:`~fogmesh.bus._paho`)."""
 
-    __slots__ = ("_data", "_fresh", "_paho", "_pos", "_recv", "_sock")
+    __slots__ = (
+        "_client",
+        "_data",
+        "_fresh",
+        "_handle_rc",
+        "_pos",
+        "_read_packet",
+        "_recv",
+        "_sock",
+    )
 
     def __init__(self, paho: mqtt.Client) -> None:
-        self._paho = paho
-        self._recv: Callable[[int], bytes] = paho._sock_recv
+        self._client = paho
+        self._recv = _paho.raw_recv(paho)
+        self._read_packet = _paho.packet_reader(paho)
+        self._handle_rc = _paho.read_error_handler(paho)
         self._data = b""
         self._pos = 0
         self._fresh = False
@@ -43,7 +56,7 @@ class _ReadBuffer:
 
     def recv(self, bufsize: int) -> bytes:
         """At most ``bufsize`` bytes: from the buffer, or one socket read per wake-up."""
-        sock = self._paho._sock
+        sock = _paho.socket_of(self._client)
         if sock is not self._sock:  # a new connection: nothing buffered belongs to it
             self._sock, self._data, self._pos = sock, b"", 0
         if self._pos >= len(self._data):
@@ -60,15 +73,15 @@ class _ReadBuffer:
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """paho's ``loop_read``, going on while the wake-up's bytes hold whole packets."""
-        paho = self._paho
+        paho = self._client
         self._fresh = True
         try:
             while True:
-                if paho._sock is None:
+                if _paho.socket_of(paho) is None:
                     return MQTTErrorCode.MQTT_ERR_NO_CONN
-                rc = paho._packet_read()
+                rc = self._read_packet()
                 if rc > 0:
-                    return paho._loop_rc_handle(rc)
+                    return self._handle_rc(rc)
                 if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                     return MQTTErrorCode.MQTT_ERR_SUCCESS
         finally:
@@ -78,7 +91,4 @@ class _ReadBuffer:
 def drain_reads(paho: mqtt.Client) -> None:
     """Make ``paho`` read through a buffer (see the module); call before it connects."""
     reader = _ReadBuffer(paho)
-    # instance attributes shadow paho's methods: its packet reader and aiomqtt's socket
-    # callback (which calls ``loop_read``) then go through the buffer
-    paho._sock_recv = reader.recv  # type: ignore[method-assign]
-    paho.loop_read = reader.loop_read  # type: ignore[method-assign]
+    _paho.replace_reads(paho, reader.recv, reader.loop_read)
