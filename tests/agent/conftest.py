@@ -11,7 +11,7 @@ import pytest
 
 from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.bus import Bus
-from tests.agent.support import AgentProc, Probe, docker
+from tests.agent.support import AgentNode, AgentProc, Probe, docker
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import bus_config, unique
 from tests.support.images import build_busybox_image
@@ -73,3 +73,11 @@ async def probe(broker: BrokerProcess) -> AsyncIterator[Probe]:
         await bus.wait_connected(timeout=20)
         yield Probe(bus)
         await asyncio.sleep(0)
+
+
+@pytest.fixture
+def agent_node(
+    broker: BrokerProcess, agents: list[AgentProc], probe: Probe, tmp_path: Path, run_label: str
+) -> AgentNode:
+    """A node of a unique name whose agents keep their state in ``tmp_path / "state"``."""
+    return AgentNode(unique("n"), broker, probe, tmp_path / "state", run_label, agents)

@@ -12,22 +12,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from fogmesh.bus import Bus, MessageContext
+from fogmesh.protocol import topics
 from tests.support.brokers import REPO, BrokerProcess
 
 __all__ = [
+    "AgentNode",
     "AgentProc",
     "Probe",
     "docker",
     "docker_json",
+    "inspect",
     "mosquitto_pub",
     "running_containers",
     "wait_for",
 ]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -43,6 +48,11 @@ def docker(*args: str, check: bool = True) -> str:
 def docker_json(*args: str) -> Any:
     """``docker args...`` whose output is JSON."""
     return json.loads(docker(*args))
+
+
+def inspect(container: str) -> Any:
+    """``docker inspect`` of one container."""
+    return docker_json("inspect", container)[0]
 
 
 def running_containers(label: str) -> dict[str, str]:
@@ -148,11 +158,42 @@ class Probe:
         self.bus = bus
         self.messages: dict[str, list[Any]] = {}
 
-    def watch(self, topic: str, model: type[BaseModel]) -> list[Any]:
-        box: list[Any] = self.messages.setdefault(topic, [])
+    def watch(self, topic: str, model: type[M]) -> list[M]:
+        box: list[M] = self.messages.setdefault(topic, [])
 
-        async def handler(message: BaseModel, ctx: MessageContext) -> None:
+        async def handler(message: M, ctx: MessageContext) -> None:
             box.append(message)
 
         self.bus.subscribe(topic, model, handler)
         return box
+
+
+@dataclass
+class AgentNode:
+    """One node of a test: its agents on the test's broker (killed after it, their workloads
+    removed), its channels, its running containers (by the test's run label)."""
+
+    node: str
+    broker: BrokerProcess
+    probe: Probe
+    state_dir: Path
+    run_label: str
+    agents: list[AgentProc]
+
+    def start(self, *extra: str) -> AgentProc:
+        """An agent of the node (``extra``: more command-line options)."""
+        agent = AgentProc(self.node, self.broker.port, self.state_dir, self.run_label, list(extra))
+        self.agents.append(agent.start())
+        return agent
+
+    def watch(self, channel: str, model: type[M]) -> list[M]:
+        """Every message the node publishes on ``channel`` (``hello``, ``actual``...)."""
+        return self.probe.watch(topics.node(self.node, channel), model)
+
+    def set_desired(self, doc: str) -> None:
+        """Publish the node's desired state (retained, with ``mosquitto_pub``)."""
+        mosquitto_pub(self.broker, topics.node(self.node, "desired"), doc)
+
+    def containers(self) -> dict[str, str]:
+        """Name -> id of the running containers of the test."""
+        return running_containers(self.run_label)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import pytest
 
@@ -25,16 +24,7 @@ from fogmesh.protocol import (
     topics,
 )
 from tests.agent.helpers import desired, docker_workload
-from tests.agent.support import (
-    AgentProc,
-    Probe,
-    docker,
-    docker_json,
-    mosquitto_pub,
-    running_containers,
-    wait_for,
-)
-from tests.support.brokers import BrokerProcess
+from tests.agent.support import AgentNode, docker, inspect, wait_for
 from tests.support.buses import unique
 from tests.support.images import BUSYBOX_TAG
 
@@ -54,32 +44,24 @@ async def _converged(actuals: list[ActualState], count: int) -> None:
 
 
 async def test_malformed_desired_is_rejected_and_workloads_untouched(
-    broker: BrokerProcess,
-    agents: list[AgentProc],
-    probe: Probe,
-    tmp_path: Path,
-    run_label: str,
+    agent_node: AgentNode,
 ) -> None:
-    node, tenant = unique("n"), unique("t")
-    events: list[Event] = probe.watch(topics.fleet_event("desired-rejected"), Event)
-    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
-    agents.append(AgentProc(node, broker.port, tmp_path / "state", run_label).start())
-    mosquitto_pub(
-        broker,
-        topics.node(node, "desired"),
-        desired(node, 1, docker_workload("web", tenant, busybox)),
-    )
+    node, tenant = agent_node.node, unique("t")
+    events = agent_node.probe.watch(topics.fleet_event("desired-rejected"), Event)
+    actuals = agent_node.watch("actual", ActualState)
+    agent_node.start()
+    agent_node.set_desired(desired(node, 1, docker_workload("web", tenant, busybox)))
     await _converged(actuals, 1)
-    before = dict(running_containers(run_label))
+    before = dict(agent_node.containers())
     assert len(before) == 1
 
-    mosquitto_pub(broker, topics.node(node, "desired"), "{not json")
+    agent_node.set_desired("{not json")
     await wait_for(lambda: any(e.node == node for e in events), what="rejected event (not JSON)")
     # JSON, but a docker workload without an image, at a higher generation
     bad = desired(
         node, 5, {"name": "x", "tenant": tenant, "app": "a", "component": "c", "runtime": "docker"}
     )
-    mosquitto_pub(broker, topics.node(node, "desired"), bad)
+    agent_node.set_desired(bad)
     await wait_for(
         lambda: sum(e.node == node for e in events) >= 2, what="rejected event (bad spec)"
     )
@@ -89,48 +71,38 @@ async def test_malformed_desired_is_rejected_and_workloads_untouched(
         what="rejected in actual",
     )
     assert [w.name for w in actuals[-1].workloads] == ["web"]
-    assert running_containers(run_label) == before  # untouched: same container still running
+    assert agent_node.containers() == before  # untouched: same container still running
     # a good desired state afterwards is taken and clears "rejected"
-    mosquitto_pub(
-        broker,
-        topics.node(node, "desired"),
-        desired(node, 6, docker_workload("web", tenant, busybox)),
-    )
+    agent_node.set_desired(desired(node, 6, docker_workload("web", tenant, busybox)))
     await wait_for(
         lambda: actuals[-1].observed_generation == 6 and actuals[-1].rejected == "",
         what="accepted again",
     )
-    assert running_containers(run_label) == before
+    assert agent_node.containers() == before
 
 
-async def test_tenants_isolated_and_commands_answered(
-    broker: BrokerProcess,
-    agents: list[AgentProc],
-    probe: Probe,
-    tmp_path: Path,
-    run_label: str,
-) -> None:
-    node, alice, bob = unique("n"), unique("alice"), unique("bob")
-    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
-    agents.append(AgentProc(node, broker.port, tmp_path / "state", run_label).start())
+async def test_tenants_isolated_and_commands_answered(agent_node: AgentNode) -> None:
+    node, alice, bob = agent_node.node, unique("alice"), unique("bob")
+    actuals = agent_node.watch("actual", ActualState)
+    agent_node.start()
     doc = desired(
         node,
         1,
         docker_workload("a-web", alice, busybox, app="shop", component="web"),
         docker_workload("b-web", bob, busybox, app="shop", component="web"),
     )
-    mosquitto_pub(broker, topics.node(node, "desired"), doc)
+    agent_node.set_desired(doc)
     await _converged(actuals, 2)
 
     # isolation: names carry the tenant, each tenant has its own network
     a_name, b_name = f"fm-{node}-{alice}-shop-web-0", f"fm-{node}-{bob}-shop-web-0"
-    assert set(running_containers(run_label)) == {a_name, b_name}
-    a_nets = set(docker_json("inspect", a_name)[0]["NetworkSettings"]["Networks"])
-    b_nets = set(docker_json("inspect", b_name)[0]["NetworkSettings"]["Networks"])
+    assert set(agent_node.containers()) == {a_name, b_name}
+    a_nets = set(inspect(a_name)["NetworkSettings"]["Networks"])
+    b_nets = set(inspect(b_name)["NetworkSettings"]["Networks"])
     assert a_nets == {f"fm-{alice}"}
     assert b_nets == {f"fm-{bob}"}
 
-    bus = probe.bus
+    bus = agent_node.probe.bus
 
     async def ask(verb: str, command: Request, reply: type[Reply]) -> Reply:
         return await bus.request(topics.node_cmd(node, verb), command, reply, timeout=20)
@@ -155,11 +127,11 @@ async def test_tenants_isolated_and_commands_answered(
     assert up.size == len(content)
     assert docker("exec", a_name, "cat", "/data/in/greeting.txt") == content.decode()
     # restart
-    started_before = docker_json("inspect", a_name)[0]["State"]["StartedAt"]
+    started_before = inspect(a_name)["State"]["StartedAt"]
     ack = await ask("restart", RestartCommand(tenant=alice, workload="a-web"), AckReply)
     assert isinstance(ack, AckReply)
-    assert docker_json("inspect", a_name)[0]["State"]["StartedAt"] != started_before
-    assert docker_json("inspect", a_name)[0]["State"]["Running"]
+    assert inspect(a_name)["State"]["StartedAt"] != started_before
+    assert inspect(a_name)["State"]["Running"]
     # report: only the asking tenant's workloads
     rep = await ask("report", ReportCommand(tenant=alice), ReportReply)
     assert isinstance(rep, ReportReply)
@@ -169,7 +141,7 @@ async def test_tenants_isolated_and_commands_answered(
     assert rep.usage.memory_total_bytes > 0
 
     # bob cannot touch alice's workload, by any verb
-    b_started = docker_json("inspect", a_name)[0]["State"]["StartedAt"]
+    b_started = inspect(a_name)["State"]["StartedAt"]
     for verb, command, model in (
         ("logs", LogsCommand(tenant=bob, workload="a-web"), LogsReply),
         ("restart", RestartCommand(tenant=bob, workload="a-web"), AckReply),
@@ -182,7 +154,7 @@ async def test_tenants_isolated_and_commands_answered(
         with pytest.raises(RemoteError) as err:
             await ask(verb, command, model)
         assert err.value.code is ErrorCode.UNAUTHORISED, verb
-    assert docker_json("inspect", a_name)[0]["State"]["StartedAt"] == b_started
+    assert inspect(a_name)["State"]["StartedAt"] == b_started
     assert "/x" not in docker("exec", a_name, "sh", "-c", "ls -d /x 2>/dev/null; true")
     # no tenant at all: refused (operator commands are off by default)
     with pytest.raises(RemoteError) as err:

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from fogmesh.protocol import (
-    ActualState,
-    Heartbeat,
-    NodeHello,
-    NodeStateMessage,
-    WorkloadPhase,
-    topics,
-)
+from fogmesh.protocol import ActualState, Heartbeat, NodeHello, NodeStateMessage, WorkloadPhase
 from tests.agent.helpers import desired, docker_workload
-from tests.agent.support import (
-    AgentProc,
-    Probe,
-    docker,
-    docker_json,
-    mosquitto_pub,
-    running_containers,
-    wait_for,
-)
-from tests.support.brokers import BrokerProcess
+from tests.agent.support import AgentNode, docker, inspect, wait_for
 from tests.support.buses import unique
 from tests.support.images import BUSYBOX_TAG
 
@@ -34,8 +17,7 @@ busybox = BUSYBOX_TAG
 
 
 def _env(container: str) -> list[str]:
-    info = docker_json("inspect", container)
-    return list(info[0]["Config"]["Env"])
+    return list(inspect(container)["Config"]["Env"])
 
 
 def _latest(box: list[ActualState]) -> ActualState | None:
@@ -52,24 +34,17 @@ def _phase(box: list[ActualState], name: str) -> WorkloadPhase | None:
     return None
 
 
-async def test_desired_state_drives_containers(
-    broker: BrokerProcess,
-    agents: list[AgentProc],
-    probe: Probe,
-    tmp_path: Path,
-    run_label: str,
-) -> None:
+async def test_desired_state_drives_containers(agent_node: AgentNode) -> None:
     """Publish (mosquitto_pub -r) -> container runs; new env -> replaced; docker kill ->
     restarted; an older generation is ignored; removed from desired -> container removed.
     Also: hello and state online are retained, heartbeats arrive with workload status."""
-    node = unique("n")
+    node = agent_node.node
     tenant = unique("t")
-    hellos = probe.watch(topics.node(node, "hello"), NodeHello)
-    states = probe.watch(topics.node(node, "state"), NodeStateMessage)
-    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
-    beats: list[Heartbeat] = probe.watch(topics.node(node, "heartbeat"), Heartbeat)
-    agent = AgentProc(node, broker.port, tmp_path / "state", run_label).start()
-    agents.append(agent)
+    hellos = agent_node.watch("hello", NodeHello)
+    states = agent_node.watch("state", NodeStateMessage)
+    actuals = agent_node.watch("actual", ActualState)
+    beats = agent_node.watch("heartbeat", Heartbeat)
+    agent = agent_node.start()
     await wait_for(lambda: bool(hellos) and bool(states), what="hello and state")
     assert states[-1].state == "online"
     assert "native" in hellos[-1].facts.runtimes
@@ -78,11 +53,11 @@ async def test_desired_state_drives_containers(
 
     cname = f"fm-{node}-{tenant}-app-web-0"
     spec = docker_workload("web", tenant, busybox, env={"COLOUR": "red"})
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1, spec))
-    await wait_for(lambda: cname in running_containers(run_label), what="container running")
+    agent_node.set_desired(desired(node, 1, spec))
+    await wait_for(lambda: cname in agent_node.containers(), what="container running")
     assert "COLOUR=red" in _env(cname)
     await wait_for(lambda: _phase(actuals, "web") is WorkloadPhase.RUNNING, what="actual running")
-    assert (disk := json.loads((tmp_path / "state" / "desired.json").read_text()))[
+    assert (disk := json.loads((agent_node.state_dir / "desired.json").read_text()))[
         "generation"
     ] == 1
     assert disk["workloads"][0]["name"] == "web"
@@ -92,37 +67,37 @@ async def test_desired_state_drives_containers(
     )
 
     # a new env replaces the container
-    first_id = running_containers(run_label)[cname]
+    first_id = agent_node.containers()[cname]
     spec2 = docker_workload("web", tenant, busybox, env={"COLOUR": "blue"})
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 2, spec2))
+    agent_node.set_desired(desired(node, 2, spec2))
     await wait_for(
-        lambda: running_containers(run_label).get(cname, first_id) != first_id,
+        lambda: agent_node.containers().get(cname, first_id) != first_id,
         what="container replaced",
     )
     assert "COLOUR=blue" in _env(cname)
-    assert len(running_containers(run_label)) == 1
+    assert len(agent_node.containers()) == 1
 
     # killed from outside -> started again by the agent (restart policy always)
-    second_id = running_containers(run_label)[cname]
+    second_id = agent_node.containers()[cname]
     docker("kill", cname)
     await wait_for(
         lambda: (
-            docker_json("inspect", cname)[0]["State"]["Running"]
-            and docker_json("inspect", cname)[0]["RestartCount"] == 0
+            inspect(cname)["State"]["Running"]
+            and inspect(cname)["RestartCount"] == 0
             and _restarts(actuals, "web") >= 1
         ),
         what="killed container restarted",
     )
-    assert running_containers(run_label)[cname] == second_id  # same container, started again
+    assert agent_node.containers()[cname] == second_id  # same container, started again
 
     # an older generation is ignored: the workload stays
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1))
+    agent_node.set_desired(desired(node, 1))
     await wait_for(lambda: "ignoring an older desired state" in agent.log_text(), what="ignored")
-    assert running_containers(run_label)[cname] == second_id
+    assert agent_node.containers()[cname] == second_id
     # removing it from desired removes the container
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 3))
+    agent_node.set_desired(desired(node, 3))
     await wait_for(
-        lambda: not docker("ps", "-aq", "--filter", f"label={run_label}").strip(),
+        lambda: not docker("ps", "-aq", "--filter", f"label={agent_node.run_label}").strip(),
         what="container removed",
     )
     await wait_for(

@@ -9,18 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fogmesh.protocol import ActualState, NodeHello, WorkloadPhase, topics
+from fogmesh.protocol import ActualState, NodeHello, WorkloadPhase
 from tests.agent.helpers import desired, docker_workload, native_workload
-from tests.agent.support import (
-    AgentProc,
-    Probe,
-    docker,
-    docker_json,
-    mosquitto_pub,
-    running_containers,
-    wait_for,
-)
-from tests.support.brokers import BrokerProcess
+from tests.agent.support import AgentNode, AgentProc, docker, inspect, wait_for
 from tests.support.buses import unique
 from tests.support.images import BUSYBOX_TAG
 
@@ -36,20 +27,15 @@ def _alive(pid: str) -> bool:
 
 
 async def test_restart_while_offline_brings_workloads_back(
-    broker: BrokerProcess,
-    agents: list[AgentProc],
-    probe: Probe,
-    tmp_path: Path,
-    run_label: str,
+    agent_node: AgentNode, tmp_path: Path
 ) -> None:
-    node, tenant = unique("n"), unique("t")
+    node, tenant = agent_node.node, unique("t")
     script = tmp_path / "app.sh"
     script.write_text("trap 'exit 0' TERM\nwhile true; do sleep 1; done\n")
-    hellos: list[NodeHello] = probe.watch(topics.node(node, "hello"), NodeHello)
-    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
-    state_dir = tmp_path / "state"
-    agent = AgentProc(node, broker.port, state_dir, run_label).start()
-    agents.append(agent)
+    hellos = agent_node.watch("hello", NodeHello)
+    actuals = agent_node.watch("actual", ActualState)
+    broker = agent_node.broker
+    agent = agent_node.start()
     keep = f"fm-{node}-{tenant}-app-keep-0"
     lost = f"fm-{node}-{tenant}-app-lost-0"
     doc = desired(
@@ -59,14 +45,14 @@ async def test_restart_while_offline_brings_workloads_back(
         docker_workload("lost", tenant, busybox),
         native_workload("proc", tenant, str(script)),
     )
-    mosquitto_pub(broker, topics.node(node, "desired"), doc)
+    agent_node.set_desired(doc)
     await wait_for(
         lambda: (
             bool(actuals) and actuals[-1].state == "converged" and len(actuals[-1].workloads) == 3
         ),
         what="three workloads running",
     )
-    keep_id = running_containers(run_label)[keep]
+    keep_id = agent_node.containers()[keep]
     native_pid = next(w.runtime_id for w in actuals[-1].workloads if w.name == "proc")
     first_boot = hellos[-1].boot_id
 
@@ -77,18 +63,17 @@ async def test_restart_while_offline_brings_workloads_back(
     psutil.Process(int(native_pid)).kill()
     await wait_for(lambda: not _alive(native_pid), what="native process gone")
 
-    agent2 = AgentProc(node, broker.port, state_dir, run_label).start()
-    agents.append(agent2)
+    agent2 = agent_node.start()
 
     def back() -> bool:
-        running = running_containers(run_label)
+        running = agent_node.containers()
         return keep in running and lost in running and "proc" in _native_running(agent2)
 
     await wait_for(back, what="workloads back with no broker")
-    assert running_containers(run_label)[keep] == keep_id  # adopted, not recreated
-    same_name = docker("ps", "-aq", "--filter", f"label={run_label}").split()
+    assert agent_node.containers()[keep] == keep_id  # adopted, not recreated
+    same_name = docker("ps", "-aq", "--filter", f"label={agent_node.run_label}").split()
     assert len(same_name) == 2  # no duplicates
-    assert docker_json("inspect", keep)[0]["State"]["Running"]
+    assert inspect(keep)["State"]["Running"]
 
     # the link returns: hello (new boot id) and actual are published again
     broker.start()

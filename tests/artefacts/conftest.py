@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import subprocess
 import tarfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,7 +23,10 @@ from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.artefacts import CacheConfig, CacheService, StoreConfig, StoreService
 from fogmesh.broker.passwords import hash_password
 from fogmesh.bus import Bus, BusConfig
-from tests.agent.support import AgentProc
+from fogmesh.cli.artefacts import Pusher
+from fogmesh.protocol import ActualState, WorkloadPhase, topics
+from fogmesh.protocol.artefacts import ArtefactKind
+from tests.agent.support import AgentProc, docker
 from tests.broker.conftest import (
     PASSWORDS,
     USERS,
@@ -32,6 +37,7 @@ from tests.broker.conftest import (
     write_mesh,
 )
 from tests.support.buses import unique
+from tests.support.images import build_busybox_image
 
 SITE = "site-a"
 TENANT = "acme"
@@ -60,6 +66,52 @@ def app_tar(size: int, script: str = APP_SCRIPT) -> bytes:
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def running(box: list[ActualState], name: str) -> bool:
+    """The node's latest actual state has workload ``name`` running."""
+    return bool(box) and any(
+        w.name == name and w.phase is WorkloadPhase.RUNNING for w in box[-1].workloads
+    )
+
+
+async def desire(bus: Bus, node: str, generation: int, *workloads: dict[str, Any]) -> None:
+    """Publish ``node``'s desired state (retained), as the scheduler does."""
+    desired = {"node": node, "generation": generation, "workloads": list(workloads)}
+    await bus.publish_raw(
+        topics.node(node, "desired"), json.dumps(desired).encode(), qos=1, retain=True
+    )
+
+
+@dataclass
+class PushedImage:
+    """The busybox test image pushed as ``docker save`` output."""
+
+    ref: str
+    size: int
+
+    @property
+    def local(self) -> str:
+        """The tag the agent loads it under."""
+        return f"fogmesh/ref:{self.ref.removeprefix('sha256:')}"
+
+    def workload(self) -> dict[str, Any]:
+        """A docker workload ``img-box-0`` made from it, running until stopped."""
+        return {
+            "name": "img-box-0", "tenant": TENANT, "app": "img", "component": "box",
+            "runtime": "docker", "image_ref": self.ref,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
+        }  # fmt: skip
+
+
+async def push_image(bus: Bus, tmp_path: Path) -> PushedImage:
+    """``docker save`` the busybox test image and push it as the tenant (kind image)."""
+    image = tmp_path / "image.tar"
+    subprocess.run(
+        ["docker", "save", "-o", str(image), build_busybox_image()], check=True, timeout=120
+    )
+    status = await Pusher(bus, TENANT, image, kind=ArtefactKind.IMAGE).run()
+    return PushedImage(status.ref, image.stat().st_size)
 
 
 def bus_to(port: int, user: str = "svc") -> BusConfig:
@@ -112,6 +164,12 @@ class Fleet:
         ).start()
         self.agents.append(agent)
         return agent
+
+    def remove_containers(self) -> None:
+        """Remove the containers the fleet's agents made."""
+        ids = docker("ps", "-aq", "--filter", f"label={self.run_label}", check=False).split()
+        if ids:
+            docker("rm", "-f", *ids, check=False)
 
 
 async def _serve(service: StoreService | CacheService) -> None:

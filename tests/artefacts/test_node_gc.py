@@ -9,9 +9,7 @@ snapshot is staged.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,26 +21,13 @@ from fogmesh.agent.artefact_fetch import SiteFetcher
 from fogmesh.agent.blob_gc import BlobCollector, blob_collector
 from fogmesh.bus import Bus
 from fogmesh.cli.artefacts import Pusher
-from fogmesh.protocol import ActualState, WorkloadPhase, WorkloadSpec, topics
+from fogmesh.protocol import ActualState, WorkloadSpec, topics
 from fogmesh.protocol.artefacts import ArtefactKind
-from tests.agent.support import Probe, docker, wait_for
-from tests.artefacts.conftest import NODES, TENANT, Fleet
-from tests.support.images import build_busybox_image, image_exists
+from tests.agent.support import Probe, wait_for
+from tests.artefacts.conftest import NODES, TENANT, Fleet, desire, push_image, running
+from tests.support.images import image_exists
 
 GC = {"blob_grace_s": 0, "blob_sweep_s": 0.3}
-
-
-def _running(box: list[ActualState], name: str) -> bool:
-    return bool(box) and any(
-        w.name == name and w.phase is WorkloadPhase.RUNNING for w in box[-1].workloads
-    )
-
-
-async def _desire(bus: Bus, node: str, generation: int, *workloads: dict[str, Any]) -> None:
-    desired = {"node": node, "generation": generation, "workloads": list(workloads)}
-    await bus.publish_raw(
-        topics.node(node, "desired"), json.dumps(desired).encode(), qos=1, retain=True
-    )
 
 
 async def test_a_node_drops_a_blob_its_workloads_no_longer_name(
@@ -57,14 +42,14 @@ async def test_a_node_drops_a_blob_its_workloads_no_longer_name(
         "runtime": "native", "artefact": {"ref": status.ref, "command_script": "run.sh"},
         "command": ["sh", "run.sh"],
     }  # fmt: skip
-    await _desire(site_bus, node, 1, workload)
-    await wait_for(lambda: _running(box, "shop-app-0"), timeout=90, what="the app running")
+    await desire(site_bus, node, 1, workload)
+    await wait_for(lambda: running(box, "shop-app-0"), timeout=90, what="the app running")
     blob = agent.state_dir / ".blobs" / status.ref.removeprefix("sha256:")
     assert blob.is_file()
     await asyncio.sleep(1.5)  # several sweeps with no grace: in use, it stays
     assert blob.is_file()
 
-    await _desire(site_bus, node, 2)
+    await desire(site_bus, node, 2)
     await wait_for(lambda: not blob.exists(), timeout=60, what="the unused blob dropped")
     assert not blob.with_suffix(".tenants").exists()
 
@@ -73,32 +58,21 @@ async def test_a_node_drops_a_blob_its_workloads_no_longer_name(
 async def test_a_node_unloads_an_image_ref_no_workload_uses(
     fleet: Fleet, cloud_bus: Bus, site_bus: Bus, tmp_path: Path
 ) -> None:
-    image = tmp_path / "image.tar"
-    subprocess.run(
-        ["docker", "save", "-o", str(image), build_busybox_image()], check=True, timeout=120
-    )
-    status = await Pusher(cloud_bus, TENANT, image, kind=ArtefactKind.IMAGE).run()
-    local = f"fogmesh/ref:{status.ref.removeprefix('sha256:')}"
+    pushed = await push_image(cloud_bus, tmp_path)
+    local = pushed.local
     node = NODES[1]
     box = Probe(site_bus).watch(topics.node(node, "actual"), ActualState)
     agent = fleet.agent(node, runtimes="docker", settings=GC)
-    workload = {
-        "name": "img-box-0", "tenant": TENANT, "app": "img", "component": "box",
-        "runtime": "docker", "image_ref": status.ref,
-        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
-    }  # fmt: skip
     try:
-        await _desire(site_bus, node, 1, workload)
-        await wait_for(lambda: _running(box, "img-box-0"), timeout=120, what="the image runs")
+        await desire(site_bus, node, 1, pushed.workload())
+        await wait_for(lambda: running(box, "img-box-0"), timeout=120, what="the image runs")
         assert image_exists(local)
-        await _desire(site_bus, node, 2)
+        await desire(site_bus, node, 2)
         await wait_for(lambda: not image_exists(local), timeout=90, what="the image unloaded")
-        blob = agent.state_dir / ".blobs" / status.ref.removeprefix("sha256:")
+        blob = agent.state_dir / ".blobs" / pushed.ref.removeprefix("sha256:")
         assert not blob.exists()
     finally:
-        ids = docker("ps", "-aq", "--filter", f"label={fleet.run_label}", check=False).split()
-        if ids:
-            docker("rm", "-f", *ids, check=False)
+        fleet.remove_containers()
 
 
 def _blob(fetcher: SiteFetcher, byte: str, *, age: float) -> str:

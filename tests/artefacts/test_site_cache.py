@@ -10,7 +10,6 @@ app from the site's cache.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from fogmesh.protocol.artefacts import (
     cache_duty,
 )
 from tests.agent.support import Probe, wait_for
-from tests.artefacts.conftest import NODES, OTHER, SITE, TENANT, Fleet
+from tests.artefacts.conftest import NODES, OTHER, SITE, TENANT, Fleet, desire, running
 
 
 def _workload(name: str, ref: str) -> dict[str, object]:
@@ -41,12 +40,6 @@ def _workload(name: str, ref: str) -> dict[str, object]:
     }
 
 
-def _running(box: list[ActualState], name: str) -> bool:
-    return bool(box) and any(
-        w.name == name and w.phase is WorkloadPhase.RUNNING for w in box[-1].workloads
-    )
-
-
 def _phase(box: list[ActualState], name: str) -> tuple[WorkloadPhase | None, bool]:
     """The workload's phase, and whether its reason is the store's refusal."""
     for w in box[-1].workloads if box else []:
@@ -56,10 +49,7 @@ def _phase(box: list[ActualState], name: str) -> tuple[WorkloadPhase | None, boo
 
 
 async def _deploy(bus: Bus, node: str, ref: str) -> None:
-    desired = {"node": node, "generation": 1, "workloads": [_workload("shop-app-0", ref)]}
-    await bus.publish_raw(
-        topics.node(node, "desired"), json.dumps(desired).encode(), qos=1, retain=True
-    )
+    await desire(bus, node, 1, _workload("shop-app-0", ref))
 
 
 async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_when_cut(
@@ -75,7 +65,7 @@ async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_wh
         fleet.agent(node)
         await _deploy(site_bus, node, ref)
     await wait_for(
-        lambda: all(_running(boxes[n], "shop-app-0") for n in nodes),
+        lambda: all(running(boxes[n], "shop-app-0") for n in nodes),
         timeout=90,
         what="the pushed app running on both nodes",
     )
@@ -85,11 +75,7 @@ async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_wh
 
     # another tenant's workload naming the ref fails to prepare: the store says it holds none
     theirs = {**_workload("copy-app-0", ref), "tenant": OTHER, "app": "copy"}
-    both = [_workload("shop-app-0", ref), theirs]
-    desired = {"node": nodes[1], "generation": 2, "workloads": both}
-    await site_bus.publish_raw(
-        topics.node(nodes[1], "desired"), json.dumps(desired).encode(), qos=1, retain=True
-    )
+    await desire(site_bus, nodes[1], 2, _workload("shop-app-0", ref), theirs)
     await wait_for(
         lambda: _phase(boxes[nodes[1]], "copy-app-0") == (WorkloadPhase.FAILED, True),
         timeout=60,
@@ -109,6 +95,6 @@ async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_wh
     fleet.agent(third)
     await _deploy(site_bus, third, ref)
     await wait_for(
-        lambda: _running(box, "shop-app-0"), timeout=90, what="the cached app on a third node"
+        lambda: running(box, "shop-app-0"), timeout=90, what="the cached app on a third node"
     )
     assert fleet.cache.pulled_bytes == size
