@@ -16,15 +16,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    client,
-    collect,
-    port_of,
-    site_cloud_mesh,
-    wait_for,
-    warm_persistent_subscriber,
-)
+from tests.broker.conftest import MeshProcess, client, collect, wait_for
+from tests.support.mesh import cloud_killed
 
 N = 5000
 BURST = 100
@@ -55,17 +48,9 @@ async def _link_status(site: int, *, forwarded: int) -> dict[str, object]:
 async def test_bursts_during_partition_lose_nothing(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    mesh = site_cloud_mesh(tmp_path)
-    cloud_proc = MeshProcess(mesh, "cloud").start()
-    procs.append(cloud_proc)
-    procs.append(MeshProcess(mesh, "site").start())
-    site, cloud = port_of(mesh, "site"), port_of(mesh, "cloud")
-
     got: list[aiomqtt.Message] = []
-    # a persistent subscriber at the cloud: its session must outlive the cloud's crash
-    await warm_persistent_subscriber(cloud, site, got)
-
-    cloud_proc.kill()
+    wan = await cloud_killed(tmp_path, procs, got)
+    site, cloud = wan.ports
     # every publish below returns only once the site broker acknowledged it; the client then
     # disconnects at once, while the broker may still be broadcasting the last bursts
     async with client(site) as s:
@@ -77,7 +62,7 @@ async def test_bursts_during_partition_lose_nothing(
                 )
             )
     await asyncio.sleep(1.0)
-    cloud_proc.start()
+    wan.cloud.start()
 
     got.clear()
     async with client(cloud, ident="cloud-sub", clean=False) as c:

@@ -9,17 +9,8 @@ from pathlib import Path
 import aiomqtt
 
 from fogmesh.protocol import LinkState, LinkStatus, topics
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    eventually_delivered,
-    link_spec,
-    port_of,
-    wait_for,
-    write_mesh,
-)
+from tests.broker.conftest import MeshProcess, client, wait_for
+from tests.support.mesh import link_ends, start_wan, wan_mesh
 
 RULES = [
     {"pattern": "up/#", "direction": "out", "qos": 1},
@@ -34,51 +25,21 @@ RULES = [
 ]
 
 
-def _mesh(tmp_path: Path) -> Path:
-    return write_mesh(
-        tmp_path / "mesh.yaml",
-        {"site": broker_spec(tmp_path, "site"), "cloud": broker_spec(tmp_path, "cloud")},
-        [link_spec("wan", "site", "cloud", RULES)],
-    )
-
-
 async def test_both_directions_prefix_retained_and_status(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    mesh = _mesh(tmp_path)
-    procs.append(MeshProcess(mesh, "cloud").start())
-    procs.append(MeshProcess(mesh, "site").start())
-    site, cloud = port_of(mesh, "site"), port_of(mesh, "cloud")
-    at_cloud: list[aiomqtt.Message] = []
-    at_site: list[aiomqtt.Message] = []
-    async with client(site) as s, client(cloud) as c:
-        await c.subscribe("up/#", qos=1)
-        await c.subscribe("sites/#", qos=1)
-        await s.subscribe("down/#", qos=1)
-        tasks = [
-            asyncio.create_task(collect(c, at_cloud)),
-            asyncio.create_task(collect(s, at_site)),
-        ]
-
-        # site -> cloud
-        await eventually_delivered(
-            lambda: s.publish("up/x", b"hello-cloud", qos=1),
-            lambda: any(m.payload == b"hello-cloud" for m in at_cloud),
-        )
-        # cloud -> site
-        await eventually_delivered(
-            lambda: c.publish("down/y", b"hello-site", qos=1),
-            lambda: any(m.payload == b"hello-site" for m in at_site),
-        )
+    site, cloud = start_wan(wan_mesh(tmp_path, RULES), procs).ports
+    async with link_ends(site, cloud, ["down/#"], ["up/#", "sites/#"]) as ends:
+        at_cloud, at_site = ends.at_far, ends.at_near
+        await ends.out("up/x", b"hello-cloud")  # site -> cloud
+        await ends.back("down/y", b"hello-site")  # cloud -> site
         assert {str(m.topic) for m in at_site} == {"down/y"}
         # prefix rewrite: tele/t -> sites/s1/tele/t
-        await s.publish("tele/t", b"temp=20", qos=1)
+        await ends.near.publish("tele/t", b"temp=20", qos=1)
         await wait_for(lambda: any(m.payload == b"temp=20" for m in at_cloud), what="prefixed")
         assert [str(m.topic) for m in at_cloud if m.payload == b"temp=20"] == ["sites/s1/tele/t"]
         # a topic no rule covers never crosses
-        await s.publish("private/z", b"stay", qos=1)
-        for t in tasks:
-            t.cancel()
+        await ends.near.publish("private/z", b"stay", qos=1)
 
     # a retained message crosses and stays retained on the far side
     async with client(site) as s:

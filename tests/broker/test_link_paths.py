@@ -25,7 +25,7 @@ import pytest
 
 from tests.broker.conftest import PASSWORDS, broker_spec, link_spec, wait_for, write_mesh
 from tests.broker.test_netns_partition import _order
-from tests.support.netns import NsAgent, NsBroker, NsPair, _run
+from tests.support.netns import NsAgent, NsPair, _run, ns_mesh, warm_up
 
 pytestmark = pytest.mark.netns
 
@@ -95,36 +95,18 @@ def statuses(agent: NsAgent) -> list[dict[str, Any]]:
 async def test_wan_cut_moves_control_to_the_radio_and_back(tmp_path: Path, pair: NsPair) -> None:
     _, radio_cloud = add_radio(pair)
     mesh = path_mesh(tmp_path, pair, radio_cloud)
-    cloud = NsBroker(pair, pair.cloud, mesh, "cloud")
-    site = NsBroker(pair, pair.site, mesh, "site")
-    agents: list[NsAgent] = []
-
-    async def agent(ns: str, ident: str, persistent: bool = False) -> NsAgent:
-        made = await NsAgent.start(
-            pair, ns, host="127.0.0.1", port=PORT, user="svc", password=PASSWORDS["svc"],
-            ident=ident, persistent=persistent,
-        )  # fmt: skip
-        agents.append(made)
-        return made
-
-    try:
-        cloud.start()
-        site.start()
-        sub = await agent(pair.cloud, "cloud-sub", persistent=True)
+    async with ns_mesh(pair, mesh, PASSWORDS["svc"]) as ns:
+        sub = await ns.agent(pair.cloud, "cloud-sub", persistent=True)
         await sub.subscribe("ctl/#")
         await sub.subscribe("bulk/#")
-        site_sub = await agent(pair.site, "site-sub", persistent=True)
+        site_sub = await ns.agent(pair.site, "site-sub", persistent=True)
         await site_sub.subscribe("cmd/#")
-        watch = await agent(pair.site, "site-watch")
+        watch = await ns.agent(pair.site, "site-watch")
         await watch.subscribe(STATUS)
-        ctl_pub = await agent(pair.site, "site-ctl")
-        bulk_pub = await agent(pair.site, "site-bulk")
-        cmd_pub = await agent(pair.cloud, "cloud-cmd")
-        deadline = time.monotonic() + 60
-        while not sub.payloads("ctl/warmup"):
-            assert time.monotonic() < deadline, "warm-up message never crossed the link"
-            await ctl_pub.publish("ctl/warmup", ["w"])
-            await asyncio.sleep(0.5)
+        ctl_pub = await ns.agent(pair.site, "site-ctl")
+        bulk_pub = await ns.agent(pair.site, "site-bulk")
+        cmd_pub = await ns.agent(pair.cloud, "cloud-cmd")
+        await warm_up(ctl_pub, sub, "ctl/warmup")
         await wait_for(
             lambda: any(s["state"] == "up" and s["path"] == "wan" for s in statuses(watch)),
             30,
@@ -204,12 +186,3 @@ async def test_wan_cut_moves_control_to_the_radio_and_back(tmp_path: Path, pair:
             f"bytes per path {last['path_bytes']}, duplicates: control {ctl_dups},"
             f" commands {cmd_dups}, bulk {bulk_dups}"
         )
-    except BaseException:
-        print("---- site log ----\n" + site.tail(6000))
-        print("---- cloud log ----\n" + cloud.tail(3000))
-        raise
-    finally:
-        for made in agents:
-            await made.close()
-        site.stop()
-        cloud.stop()

@@ -26,13 +26,14 @@ from tests.broker.conftest import (
     broker_spec,
     client,
     collect,
-    eventually_delivered,
     link_spec,
     port_of,
     wait_for,
     write_mesh,
 )
 from tests.support.brokers import wait_port
+from tests.support.mesh import link_ends
+from tests.support.processes import terminate
 
 pytestmark = pytest.mark.mosquitto
 
@@ -70,12 +71,7 @@ class Mosquitto:
         assert self.proc.poll() is None, self.log.read_text()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 10)
 
 
 @pytest.fixture
@@ -102,25 +98,9 @@ async def test_rendered_mosquitto_bridges_to_amqtt(
     mosquittos.append(Mosquitto(written[0], tmp_path / "mosquitto.log"))
     edge, cloud = port_of(mesh_path, "edge"), port_of(mesh_path, "cloud")
     mosquittos[0].wait_serving(edge)
-    at_cloud: list[aiomqtt.Message] = []
-    at_edge: list[aiomqtt.Message] = []
-    async with client(edge) as e, client(cloud) as c:
-        await c.subscribe("tele/#", qos=1)
-        await e.subscribe("cmd/#", qos=1)
-        tasks = [
-            asyncio.create_task(collect(c, at_cloud)),
-            asyncio.create_task(collect(e, at_edge)),
-        ]
-        await eventually_delivered(
-            lambda: e.publish("tele/t", b"from-mosquitto", qos=1),
-            lambda: any(m.payload == b"from-mosquitto" for m in at_cloud),
-        )
-        await eventually_delivered(
-            lambda: c.publish("cmd/x", b"from-amqtt", qos=1),
-            lambda: any(m.payload == b"from-amqtt" for m in at_edge),
-        )
-        for t in tasks:
-            t.cancel()
+    async with link_ends(edge, cloud, ["cmd/#"], ["tele/#"]) as ends:
+        await ends.out("tele/t", b"from-mosquitto")
+        await ends.back("cmd/x", b"from-amqtt")
     # the rendered password file refuses a wrong password on Mosquitto too
     with pytest.raises(aiomqtt.MqttError):
         async with client(edge, "svc", password="wrong"):

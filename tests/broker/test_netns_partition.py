@@ -28,14 +28,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.broker.conftest import PASSWORDS, broker_spec, link_spec, write_mesh
-from tests.support.netns import NsAgent, NsBroker, NsPair
+from tests.broker.conftest import PASSWORDS, broker_spec, link_spec, wait_for, write_mesh
+from tests.support.netns import NsAgent, NsPair, ns_mesh, warm_up
 
 pytestmark = pytest.mark.netns
 
@@ -44,14 +43,6 @@ K = 300
 M = 100
 PORT = 1883  # each broker is alone in its namespace
 STATUS = "fm/v1/mesh/site/links/wan"
-
-
-async def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def _order(payloads: list[str], prefix: str) -> tuple[list[int], int]:
@@ -75,7 +66,9 @@ def _statuses(agent: NsAgent) -> list[dict[str, Any]]:
     return [json.loads(p) for p in agent.payloads(STATUS)]
 
 
-async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair) -> None:
+def _mesh(tmp_path: Path, pair: NsPair, rules: list[dict[str, Any]]) -> Path:
+    """Site and cloud, each alone in its namespace (the cloud on its veth address), joined by
+    link ``wan`` (keepalive 5 s)."""
     brokers = {
         "site": broker_spec(tmp_path, "site", port=PORT),
         "cloud": broker_spec(
@@ -84,49 +77,31 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
             listeners=[{"name": "default", "host": pair.cloud_addr, "port": PORT}],
         ),
     }
-    rules = [{"pattern": "tele/#", "direction": "out", "qos": 1}]
-    mesh = write_mesh(
+    return write_mesh(
         tmp_path / "mesh.yaml", brokers, [link_spec("wan", "site", "cloud", rules, keepalive=5)]
     )
-    cloud = NsBroker(pair, pair.cloud, mesh, "cloud")
-    site = NsBroker(pair, pair.site, mesh, "site")
-    agents: list[NsAgent] = []
 
-    async def agent(ns: str, host: str, ident: str, persistent: bool = False) -> NsAgent:
-        made = await NsAgent.start(
-            pair,
-            ns,
-            host=host,
-            port=PORT,
-            user="svc",
-            password=PASSWORDS["svc"],
-            ident=ident,
-            persistent=persistent,
-        )
-        agents.append(made)
-        return made
 
-    try:
-        cloud.start()
-        site.start()
-        sub = await agent(pair.cloud, pair.cloud_addr, "cloud-sub", persistent=True)
+async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair) -> None:
+    mesh = _mesh(tmp_path, pair, [{"pattern": "tele/#", "direction": "out", "qos": 1}])
+    async with ns_mesh(pair, mesh, PASSWORDS["svc"]) as ns:
+        cloud_addr = pair.cloud_addr
+        sub = await ns.agent(pair.cloud, "cloud-sub", host=cloud_addr, persistent=True)
         await sub.subscribe("tele/#")
-        watch = await agent(pair.site, "127.0.0.1", "site-watch")
+        watch = await ns.agent(pair.site, "site-watch")
         await watch.subscribe(STATUS)
-        far = await agent(pair.cloud, pair.cloud_addr, "cloud-watch")  # the far end's view
+        far = await ns.agent(pair.cloud, "cloud-watch", host=cloud_addr)  # the far end's view
         await far.subscribe(STATUS)
-        pub = await agent(pair.site, "127.0.0.1", "site-pub")
+        pub = await ns.agent(pair.site, "site-pub")
 
         # 1. delivery works (the link may still be subscribing at first: publish until it does)
-        deadline = time.monotonic() + 60
-        while not sub.payloads("tele/warmup"):
-            assert time.monotonic() < deadline, "warm-up message never crossed the link"
-            await pub.publish("tele/warmup", ["w"])
-            await asyncio.sleep(0.5)
-        await _until(
+        await warm_up(pub, sub, "tele/warmup")
+        await wait_for(
             lambda: any(s["state"] == "up" for s in _statuses(watch)), 30, "link status up"
         )
-        await _until(lambda: any(s["state"] == "up" for s in _statuses(far)), 30, "up at the cloud")
+        await wait_for(
+            lambda: any(s["state"] == "up" for s in _statuses(far)), 30, "up at the cloud"
+        )
 
         # 2. silent cut; publish meanwhile; the link must notice on its own
         method = pair.cut()
@@ -135,13 +110,13 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
         seen_before = len(_statuses(watch))
         far_before = len(_statuses(far))
         await pub.publish("tele/m", [f"m-{i}" for i in range(N)])
-        await _until(
+        await wait_for(
             lambda: any(s["state"] != "up" for s in _statuses(watch)[seen_before:]),
             60,
             "the link to notice the silent partition (status leaves 'up')",
         )
         detected = time.monotonic() - cut_at
-        await _until(
+        await wait_for(
             lambda: any(s["queue_depth"] >= N for s in _statuses(watch)[seen_before:]),
             30,
             f"queue_depth >= {N} in the link status",
@@ -150,7 +125,7 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
         assert all(s["state"] == "down" and s["since"] for s in down), down[0]
         # the cloud hears it too: the link's remote session's will, once the cloud broker's
         # keepalive (1.5 periods) gives the silent connection up
-        await _until(
+        await wait_for(
             lambda: any(s["state"] == "down" for s in _statuses(far)[far_before:]),
             60,
             "the cloud to hear that the link is down",
@@ -166,7 +141,7 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
         pair.heal()
         healed_at = time.monotonic()
         heal_before = len(_statuses(watch))
-        await _until(
+        await wait_for(
             lambda: len(set(_order(sub.payloads(), "m-")[0])) >= N, 90, f"all {N} after healing"
         )
         # status goes out on a state change and at most every 5 s, not per forwarded batch
@@ -175,7 +150,7 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
         first, dups = _order(sub.payloads(), "m-")
         assert first == list(range(N)), "first arrivals out of publish order"
         print(f"healed: {N} in order after ~{time.monotonic() - healed_at:.1f}s, {dups} duplicates")
-        await _until(
+        await wait_for(
             lambda: any(s["state"] == "up" for s in _statuses(watch)[seen_before:]),
             30,
             "link status up again",
@@ -183,18 +158,18 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
 
         # 4. cut in mid-stream: some messages (or only their PUBACKs) are lost on the wire
         task = asyncio.create_task(pub.publish("tele/c", [f"c-{i}" for i in range(K)], gap=0.01))
-        await _until(lambda: len(_order(sub.payloads(), "c-")[0]) >= 50, 30, "stream under way")
+        await wait_for(lambda: len(_order(sub.payloads(), "c-")[0]) >= 50, 30, "stream under way")
         pair.cut()
         seen_before = len(_statuses(watch))
         await task
-        await _until(
+        await wait_for(
             lambda: any(s["state"] != "up" for s in _statuses(watch)[seen_before:]),
             60,
             "the link to notice the second partition",
         )
         before_cut = len(_order(sub.payloads(), "c-")[0])
         pair.heal()
-        await _until(
+        await wait_for(
             lambda: len(_order(sub.payloads(), "c-")[0]) >= K, 90, f"all {K} of the stream"
         )
         first, dups = _order(sub.payloads(), "c-")
@@ -206,22 +181,13 @@ async def test_silent_partition_detected_and_healed(tmp_path: Path, pair: NsPair
         # 5. slow but working link
         how = pair.slow()
         await pub.publish("tele/s", [f"s-{i}" for i in range(M)])
-        await _until(
+        await wait_for(
             lambda: len(set(_order(sub.payloads(), "s-")[0])) >= M, 60, f"{M} over a slow link"
         )
         first, dups = _order(sub.payloads(), "s-")
         assert first == list(range(M))
         print(f"slow link ({how}): {M} in order, {dups} duplicates")
         pair.heal()
-    except BaseException:
-        print("---- site log ----\n" + site.tail(6000))
-        print("---- cloud log ----\n" + cloud.tail(3000))
-        raise
-    finally:
-        for made in agents:
-            await made.close()
-        site.stop()
-        cloud.stop()
 
 
 async def test_cloud_messages_reach_site_after_heal(tmp_path: Path, pair: NsPair) -> None:
@@ -233,52 +199,17 @@ async def test_cloud_messages_reach_site_after_heal(tmp_path: Path, pair: NsPair
     Two cut/heal rounds (the fault was intermittent); 30 s after each heal is a correctness
     bound, not a performance one.
     """
-    brokers = {
-        "site": broker_spec(tmp_path, "site", port=PORT),
-        "cloud": broker_spec(
-            tmp_path,
-            "cloud",
-            listeners=[{"name": "default", "host": pair.cloud_addr, "port": PORT}],
-        ),
-    }
-    rules = [{"pattern": "cmd/#", "direction": "in", "qos": 1}]
-    mesh = write_mesh(
-        tmp_path / "mesh.yaml", brokers, [link_spec("wan", "site", "cloud", rules, keepalive=5)]
-    )
-    cloud = NsBroker(pair, pair.cloud, mesh, "cloud")
-    site = NsBroker(pair, pair.site, mesh, "site")
-    agents: list[NsAgent] = []
-
-    async def agent(ns: str, host: str, ident: str, persistent: bool = False) -> NsAgent:
-        made = await NsAgent.start(
-            pair,
-            ns,
-            host=host,
-            port=PORT,
-            user="svc",
-            password=PASSWORDS["svc"],
-            ident=ident,
-            persistent=persistent,
-        )
-        agents.append(made)
-        return made
-
-    try:
-        cloud.start()
-        site.start()
-        sub = await agent(pair.site, "127.0.0.1", "site-sub", persistent=True)
+    mesh = _mesh(tmp_path, pair, [{"pattern": "cmd/#", "direction": "in", "qos": 1}])
+    async with ns_mesh(pair, mesh, PASSWORDS["svc"], cloud_log=6000) as ns:
+        sub = await ns.agent(pair.site, "site-sub", persistent=True)
         await sub.subscribe("cmd/#")
-        watch = await agent(pair.site, "127.0.0.1", "site-watch")
+        watch = await ns.agent(pair.site, "site-watch")
         await watch.subscribe(STATUS)
-        pub = await agent(pair.cloud, pair.cloud_addr, "cloud-pub")
-        deadline = time.monotonic() + 60
-        while not sub.payloads("cmd/warmup"):
-            assert time.monotonic() < deadline, "warm-up message never crossed the link"
-            await pub.publish("cmd/warmup", ["w"])
-            await asyncio.sleep(0.5)
+        pub = await ns.agent(pair.cloud, "cloud-pub", host=pair.cloud_addr)
+        await warm_up(pub, sub, "cmd/warmup")
 
         async def cut_and_heal(rnd: int) -> None:
-            await _until(
+            await wait_for(
                 lambda: any(s["state"] == "up" for s in _statuses(watch)[-1:]), 60, "link up"
             )
             pair.cut()
@@ -288,14 +219,14 @@ async def test_cloud_messages_reach_site_after_heal(tmp_path: Path, pair: NsPair
             retained = [f"r{rnd}-{i}" for i in range(20)]
             for i, payload in enumerate(retained):
                 await pub.publish(f"cmd/state/{i}", [payload], retain=True)
-            await _until(
+            await wait_for(
                 lambda: any(s["state"] != "up" for s in _statuses(watch)[seen_before:]),
                 60,
                 "the link to notice the partition",
             )
             assert not _order(sub.payloads(), f"p{rnd}-")[0], "messages crossed a cut link"
             pair.heal()
-            await _until(
+            await wait_for(
                 lambda: any(s["state"] == "up" for s in _statuses(watch)[seen_before:]),
                 60,
                 "link status up again",
@@ -305,7 +236,7 @@ async def test_cloud_messages_reach_site_after_heal(tmp_path: Path, pair: NsPair
             after = [f"a{rnd}-{i}" for i in range(200)]
             await pub.publish("cmd/after", after, gap=0.1)
             wanted = set(plain) | set(retained) | set(after)
-            await _until(
+            await wait_for(
                 lambda: wanted <= set(sub.payloads()),
                 30,
                 f"round {rnd}: all {len(wanted)} cloud messages at the site after the heal",
@@ -316,12 +247,3 @@ async def test_cloud_messages_reach_site_after_heal(tmp_path: Path, pair: NsPair
 
         for rnd in range(2):
             await cut_and_heal(rnd)
-    except BaseException:
-        print("---- site log ----\n" + site.tail(6000))
-        print("---- cloud log ----\n" + cloud.tail(6000))
-        raise
-    finally:
-        for made in agents:
-            await made.close()
-        site.stop()
-        cloud.stop()

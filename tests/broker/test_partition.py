@@ -11,15 +11,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    client,
-    collect,
-    port_of,
-    site_cloud_mesh,
-    wait_for,
-    warm_persistent_subscriber,
-)
+from tests.broker.conftest import MeshProcess, client, collect, wait_for
+from tests.support.mesh import cloud_killed
 
 N = 1000
 
@@ -46,22 +39,14 @@ def _check_order(payloads: list[bytes]) -> tuple[int, int]:
 
 
 async def test_cloud_down_then_back_loses_nothing(tmp_path: Path, procs: list[MeshProcess]) -> None:
-    mesh = site_cloud_mesh(tmp_path)
-    cloud_proc = MeshProcess(mesh, "cloud").start()
-    procs.append(cloud_proc)
-    procs.append(MeshProcess(mesh, "site").start())
-    site, cloud = port_of(mesh, "site"), port_of(mesh, "cloud")
-
     got: list[aiomqtt.Message] = []
-    # a persistent subscriber at the cloud: its session must outlive the cloud's crash
-    await warm_persistent_subscriber(cloud, site, got)
-
-    cloud_proc.kill()
+    wan = await cloud_killed(tmp_path, procs, got)
+    site, cloud = wan.ports
     async with client(site) as s:
         for i in range(N):
             await s.publish("tele/m", f"m-{i}".encode(), qos=1)
     await asyncio.sleep(1.0)  # the link notices and queues; nothing is acked by the cloud yet
-    cloud_proc.start()
+    wan.cloud.start()
 
     got.clear()
     async with client(cloud, ident="cloud-sub", clean=False) as c:

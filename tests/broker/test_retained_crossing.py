@@ -23,15 +23,13 @@ import pytest
 from tests.broker.conftest import (
     PASSWORDS,
     MeshProcess,
-    broker_spec,
     client,
     collect,
     eventually_delivered,
-    link_spec,
     port_of,
-    write_mesh,
 )
 from tests.support.brokers import REPO, BrokerProcess
+from tests.support.mesh import start_wan, wan_mesh
 
 RULES = [{"pattern": "fm/v1/nodes/#", "direction": "both", "qos": 1}]
 STATE = "fm/v1/nodes/n1/state"
@@ -98,15 +96,9 @@ def kill_willing_client(port: int, tmp: Path) -> None:
 async def test_will_and_newest_retained_value_with_amqtt_cloud(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    mesh = write_mesh(
-        tmp_path / "mesh.yaml",
-        {"site": broker_spec(tmp_path, "site"), "cloud": broker_spec(tmp_path, "cloud")},
-        [link_spec("wan", "site", "cloud", RULES)],
-    )
-    cloud = MeshProcess(mesh, "cloud").start()
-    procs.append(cloud)
-    procs.append(MeshProcess(mesh, "site").start())
-    site_port, cloud_port = port_of(mesh, "site"), port_of(mesh, "cloud")
+    wan = start_wan(wan_mesh(tmp_path, RULES), procs)
+    site_port, cloud_port = wan.ports
+    cloud = wan.cloud
     seen_at_site: list[aiomqtt.Message] = []
     async with client(site_port) as site, client(site_port) as watch:
         await watch.subscribe(HELLO, qos=1)
@@ -137,12 +129,7 @@ async def test_will_and_live_retained_cross_a_mosquitto_end(
 ) -> None:
     mosq = BrokerProcess("mosquitto", tmp_path / "mosq").start()
     try:
-        cloud = broker_spec(tmp_path, "cloud", kind="mosquitto", port=mosq.port)
-        mesh = write_mesh(
-            tmp_path / "mesh.yaml",
-            {"site": broker_spec(tmp_path, "site"), "cloud": cloud},
-            [link_spec("wan", "site", "cloud", RULES)],
-        )
+        mesh = wan_mesh(tmp_path, RULES, cloud={"kind": "mosquitto", "port": mosq.port})
         procs.append(MeshProcess(mesh, "site").start())
         site_port = port_of(mesh, "site")
         async with client(site_port) as site:

@@ -10,7 +10,6 @@ retained status on the site broker must come to exactly the relay's counts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from pathlib import Path
 
@@ -19,18 +18,10 @@ import pytest
 
 from fogmesh.broker.wire import Publisher, WireBytes, count_bytes
 from fogmesh.protocol import LinkStatus, topics
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    eventually_delivered,
-    link_spec,
-    port_of,
-    wait_for,
-    write_mesh,
-)
+from tests.broker.conftest import MeshProcess, client, collect, eventually_delivered, wait_for
 from tests.support.brokers import BrokerProcess, free_port
+from tests.support.mesh import start_wan, wan_mesh
+from tests.support.relay import CountingRelay
 
 N = 50
 TOPIC = "tele/wire"
@@ -85,73 +76,18 @@ async def test_a_batch_is_done_only_when_the_broker_acknowledged_all_of_it(tmp_p
         broker.stop()
 
 
-class CountingRelay:
-    """A TCP relay to ``port`` that counts the bytes it passes each way."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.port = free_port()
-        self.up = 0  # towards the broker
-        self.down = 0  # from the broker
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> CountingRelay:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with asyncio.timeout(10):
-            far_r, far_w = await asyncio.open_connection("127.0.0.1", self.target)
-        ups = asyncio.create_task(self._pipe(reader, far_w, up=True))
-        downs = asyncio.create_task(self._pipe(far_r, writer, up=False))
-        self._tasks |= {ups, downs}
-        with contextlib.suppress(Exception):
-            await asyncio.wait([ups, downs], return_when=asyncio.FIRST_COMPLETED)
-        ups.cancel()
-        downs.cancel()
-        writer.close()
-        far_w.close()
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool
-    ) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(65_536):
-                if up:
-                    self.up += len(data)
-                else:
-                    self.down += len(data)
-                writer.write(data)
-                await writer.drain()
-
-
 async def test_the_link_reports_what_crossed_its_remote_socket(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
     cloud_port = free_port()
     async with CountingRelay(cloud_port) as relay:
-        rules = [{"pattern": "tele/#", "direction": "out", "qos": 1}]
-        link = link_spec("wan", "site", "cloud", rules)
-        link["remote"]["port"] = relay.port  # the cloud broker, through the relay
-        mesh = write_mesh(
-            tmp_path / "mesh.yaml",
-            {
-                "site": broker_spec(tmp_path, "site"),
-                "cloud": broker_spec(tmp_path, "cloud", port=cloud_port),
-            },
-            [link],
+        mesh = wan_mesh(
+            tmp_path,
+            [{"pattern": "tele/#", "direction": "out", "qos": 1}],
+            cloud={"port": cloud_port},
+            remote={"port": relay.port},  # the cloud broker, through the relay
         )
-        procs.append(MeshProcess(mesh, "cloud").start())
-        procs.append(MeshProcess(mesh, "site").start())
-        site = port_of(mesh, "site")
+        site = start_wan(mesh, procs).ports[0]
         got: list[aiomqtt.Message] = []
         statuses: list[LinkStatus] = []
         async with client(site) as s, client(cloud_port) as c, client(site) as watch:

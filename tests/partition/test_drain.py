@@ -24,17 +24,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    eventually_delivered,
-    link_spec,
-    port_of,
-    wait_for,
-    write_mesh,
-)
+from tests.broker.conftest import MeshProcess, client, collect, eventually_delivered, wait_for
+from tests.support.mesh import start_wan, wan_mesh
 
 N = 600
 RATE = 50.0
@@ -56,12 +47,7 @@ def _mesh(tmp: Path) -> Path:
         {"pattern": "tele/#", "direction": "out", "qos": 1},
         {"pattern": "fm/v1/nodes/#", "direction": "out", "qos": 1},
     ]
-    drain = {"rate": RATE, "backlog": 100}
-    return write_mesh(
-        tmp / "mesh.yaml",
-        {"site": broker_spec(tmp, "site"), "cloud": broker_spec(tmp, "cloud")},
-        [link_spec("wan", "site", "cloud", rules, drain=drain)],
-    )
+    return wan_mesh(tmp, rules, drain={"rate": RATE, "backlog": 100})
 
 
 def _texts(got: list[aiomqtt.Message], prefix: str) -> list[str]:
@@ -88,11 +74,9 @@ async def _status(port: int, ok: Any) -> dict[str, Any]:
 async def test_a_backlog_drains_at_its_rate_while_live_traffic_flows(
     tmp_path: Path, started: list[MeshProcess]
 ) -> None:
-    mesh = _mesh(tmp_path)
-    cloud_proc = MeshProcess(mesh, "cloud").start()
-    started.append(cloud_proc)
-    started.append(MeshProcess(mesh, "site").start())
-    site, cloud = port_of(mesh, "site"), port_of(mesh, "cloud")
+    wan = start_wan(_mesh(tmp_path), started)
+    site, cloud = wan.ports
+    cloud_proc = wan.cloud
 
     got: list[aiomqtt.Message] = []
     async with client(cloud, ident="cloud-sub", clean=False) as c, client(site) as s:

@@ -7,7 +7,6 @@ import itertools
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BrokerProcess", "free_port", "wait_port"]
+from tests.support.processes import kill, terminate
+
+__all__ = ["BrokerProcess", "free_port", "mesh_broker_command", "wait_port"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,6 +71,15 @@ def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def mesh_broker_command(mesh: Path, broker: str, *args: str) -> list[str]:
+    """``python -m fogmesh.broker run`` for ``broker`` of a mesh file, logging at INFO (its
+    ``ready {broker}`` line is what a test waits for)."""
+    return [
+        sys.executable, "-m", "fogmesh.broker", "--log-level", "INFO",
+        "run", "--mesh", str(mesh), "--broker", broker, *args,
+    ]  # fmt: skip
+
+
 @dataclass
 class BrokerProcess:
     """A broker child process that can be stopped, killed and started again on the same port."""
@@ -110,18 +120,10 @@ class BrokerProcess:
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM), waiting for the process to end."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
         self.proc = None
 
     def kill(self) -> None:
         """SIGKILL: the broker dies without a word."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill(self.proc)
         self.proc = None

@@ -25,14 +25,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NsAgent", "NsBroker", "NsPair", "netns_unavailable", "ns_pair"]
+from tests.support.brokers import REPO, mesh_broker_command
+from tests.support.processes import terminate
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = [
+    "NsAgent",
+    "NsBroker",
+    "NsMesh",
+    "NsPair",
+    "netns_unavailable",
+    "ns_mesh",
+    "ns_pair",
+    "warm_up",
+]
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -208,19 +218,7 @@ class NsBroker:
         return self.mesh.parent / f"{self.broker}.log"
 
     def start(self, timeout: float = 60.0) -> NsBroker:
-        cmd = self.pair.exec(
-            self.ns,
-            sys.executable,
-            "-m",
-            "fogmesh.broker",
-            "--log-level",
-            "INFO",
-            "run",
-            "--mesh",
-            str(self.mesh),
-            "--broker",
-            self.broker,
-        )
+        cmd = self.pair.exec(self.ns, *mesh_broker_command(self.mesh, self.broker))
         with self.log.open("ab") as out:
             # ip netns exec execs the command: this pid is the broker's
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
@@ -235,15 +233,7 @@ class NsBroker:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         self.proc = None
 
 
@@ -362,6 +352,66 @@ class NsAgent:
 
 
 # ---- the agent process ------------------------------------------------------------------
+
+
+@dataclass
+class NsMesh:
+    """The ``site`` and ``cloud`` brokers of a mesh file, each in its namespace of ``pair``
+    (both on ``port``), and the test's agent processes there, as user ``svc``."""
+
+    pair: NsPair
+    mesh: Path
+    password: str
+    """``svc``'s."""
+    port: int = 1883
+    agents: list[NsAgent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cloud = NsBroker(self.pair, self.pair.cloud, self.mesh, "cloud")
+        self.site = NsBroker(self.pair, self.pair.site, self.mesh, "site")
+
+    async def agent(
+        self, ns: str, ident: str, *, host: str = "127.0.0.1", persistent: bool = False
+    ) -> NsAgent:
+        """A client in namespace ``ns`` of the broker at ``host``, closed after the test."""
+        made = await NsAgent.start(
+            self.pair, ns, host=host, port=self.port, user="svc", password=self.password,
+            ident=ident, persistent=persistent,
+        )  # fmt: skip
+        self.agents.append(made)
+        return made
+
+
+async def warm_up(pub: NsAgent, sub: NsAgent, topic: str, timeout: float = 60.0) -> None:
+    """Publish on ``topic`` until ``sub`` has it (a link may still be subscribing at first)."""
+    deadline = time.monotonic() + timeout
+    while not sub.payloads(topic):
+        assert time.monotonic() < deadline, "warm-up message never crossed the link"
+        await pub.publish(topic, ["w"])
+        await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def ns_mesh(
+    pair: NsPair, mesh: Path, password: str, *, cloud_log: int = 3000
+) -> AsyncIterator[NsMesh]:
+    """Both brokers of ``mesh`` started for the block (``password``: user ``svc``'s, for the
+    agents); on a failure the tails of their logs are printed (``cloud_log`` characters of the
+    cloud's); after it, every agent is closed and both brokers stopped."""
+    made = NsMesh(pair, mesh, password)
+    try:
+        made.cloud.start()
+        made.site.start()
+        yield made
+    except BaseException:
+        print("---- site log ----\n" + made.site.tail(6000))
+        print("---- cloud log ----\n" + made.cloud.tail(cloud_log))
+        raise
+    finally:
+        for agent in made.agents:
+            await agent.close()
+        made.site.stop()
+        made.cloud.stop()
 
 
 def _emit(data: dict[str, Any]) -> None:
