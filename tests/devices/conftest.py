@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from fogmesh.protocol.node import DeviceInfo, NodeFacts
+from fogmesh.scheduler.placement import NodeInfo, PlacedWorkload
 
 # The runtime fixtures (run_id, busybox, docker_rt, native_dir) are the runtime tests' own.
 from tests.agent.conftest import agents, broker, probe, run_label
@@ -18,6 +21,7 @@ __all__ = [
     "agents",
     "broker",
     "busybox",
+    "device_node",
     "device_root",
     "native_dir",
     "probe",
@@ -46,3 +50,19 @@ def make_char_device(path: Path, major: int = 1, minor: int = 5, mode: int = 0o6
     os.mknod(path, mode | 0o020000, os.makedev(major, minor))
     path.chmod(mode)
     return path
+
+
+def device_node(node_id: str, info: DeviceInfo, held: Sequence[PlacedWorkload] = ()) -> NodeInfo:
+    """The planner's view of a node whose one device is ``info`` (by name and by path),
+    running the workloads ``held``."""
+    facts = NodeFacts(
+        device_id=node_id,
+        arch="x86_64",
+        cpu_count=8,
+        memory_bytes=2**34,
+        disk_bytes=2**35,
+        runtimes=["docker"],
+        devices=[info.name, info.path],
+        device_info=[info],
+    )
+    return NodeInfo(node_id, facts, workloads=list(held))

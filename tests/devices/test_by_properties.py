@@ -10,9 +10,9 @@ import pytest
 
 from fogmesh.agent.devices import DeviceCatalog, DeviceRefused
 from fogmesh.protocol.manifest import AppManifest
-from fogmesh.protocol.node import DeviceInfo, NodeFacts
+from fogmesh.protocol.node import DeviceInfo
 from fogmesh.scheduler.placement import ClusterView, NodeInfo, PlacedWorkload, Planner, all_wants
-from tests.devices.conftest import make_char_device
+from tests.devices.conftest import device_node, make_char_device
 
 FTDI = "serial[vendor=0403,product=6001]"
 
@@ -53,18 +53,8 @@ def _node(node_id: str, vendor: str, *, held: bool = False) -> NodeInfo:
         kind="serial",
         properties={"vendor": vendor, "product": "6001"},
     )
-    facts = NodeFacts(
-        device_id=node_id,
-        arch="x86_64",
-        cpu_count=8,
-        memory_bytes=2**34,
-        disk_bytes=2**35,
-        runtimes=["docker"],
-        devices=[info.name, info.path],
-        device_info=[info],
-    )
     holders = [PlacedWorkload("old-c-0", "t0", "old", "c", devices=(info.name,))] if held else []
-    return NodeInfo(node_id, facts, workloads=holders)
+    return device_node(node_id, info, holders)
 
 
 def _manifest() -> AppManifest:

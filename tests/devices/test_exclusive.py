@@ -4,29 +4,20 @@ unless the node's config marks it shared; the refusal names the held device as t
 from __future__ import annotations
 
 from fogmesh.protocol.manifest import AppManifest
-from fogmesh.protocol.node import DeviceInfo, NodeFacts
+from fogmesh.protocol.node import DeviceInfo
 from fogmesh.scheduler.placement import ClusterView, NodeInfo, PlacedWorkload, Planner, all_wants
+from tests.devices.conftest import device_node
 
 PORT = "serial:ttyUSB0"
 
 
 def _node(node_id: str, *, shared: bool = False, holders: int = 0) -> NodeInfo:
     info = DeviceInfo(name=PORT, path="/dev/ttyUSB0", kind="serial", shared=shared)
-    facts = NodeFacts(
-        device_id=node_id,
-        arch="x86_64",
-        cpu_count=8,
-        memory_bytes=2**34,
-        disk_bytes=2**35,
-        runtimes=["docker"],
-        devices=[PORT, "/dev/ttyUSB0"],
-        device_info=[info],
-    )
     held = [
         PlacedWorkload(f"old-c-{i}", "t0", "old", "c", devices=("/dev/ttyUSB0",))
         for i in range(holders)
     ]
-    return NodeInfo(node_id, facts, workloads=held)
+    return device_node(node_id, info, held)
 
 
 def _manifest(replicas: int) -> AppManifest:
