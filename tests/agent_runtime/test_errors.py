@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from aiodocker.exceptions import DockerError
 
 from fogmesh.agent.runtime import (
     DockerRuntime,
@@ -13,11 +12,12 @@ from fogmesh.agent.runtime import (
     RuntimeUnavailable,
     translate_errors,
 )
+from fogmesh.agent.runtime.engine import EngineError, EngineUnreachable
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 
 def test_docker_404_becomes_missing_and_is_chained() -> None:
-    original = DockerError(404, "No such container: x")
+    original = EngineError(404, "No such container: x")
     with (
         pytest.raises(InstanceNotFound) as caught,
         translate_errors("start x", missing=InstanceNotFound),
@@ -29,13 +29,18 @@ def test_docker_404_becomes_missing_and_is_chained() -> None:
 
 def test_other_errors_become_the_given_failure() -> None:
     with pytest.raises(PrepareFailed) as caught, translate_errors("pull", failure=PrepareFailed):
-        raise DockerError(500, "boom")
-    assert isinstance(caught.value.__cause__, DockerError)
+        raise EngineError(500, "boom")
+    assert isinstance(caught.value.__cause__, EngineError)
     with pytest.raises(RuntimeFailure) as generic, translate_errors("write"):
         raise PermissionError("denied")
     assert isinstance(generic.value.__cause__, PermissionError)
     with pytest.raises(RuntimeFailure, match="timed out"), translate_errors("wait"):
         raise TimeoutError
+
+
+def test_unreachable_engine_error_becomes_runtime_unavailable() -> None:
+    with pytest.raises(RuntimeUnavailable), translate_errors("list", missing=InstanceNotFound):
+        raise EngineUnreachable("cannot connect")
 
 
 def test_own_errors_pass_unchanged() -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -36,6 +36,7 @@ from fogmesh.protocol import RuntimeKind, WorkloadSpec
 from fogmesh.protocol.artefacts import ref_digest, ref_of
 
 if TYPE_CHECKING:
+    from fogmesh.agent.runtime.engine import Engine
     from fogmesh.agent.service import Agent
 
 __all__ = ["BlobCollector", "Swept", "blob_collector", "spec_refs"]
@@ -67,7 +68,8 @@ class BlobCollector:
     """Drops unused blobs and loaded images of one node.
 
     ``in_use`` gives the digests some workload names now; ``docker`` the engine client
-    (aiodocker) or None on a node without Docker; ``staged`` the handover directories.
+    (:class:`~fogmesh.agent.runtime.engine.Engine`) or None on a node without Docker;
+    ``staged`` the handover directories.
     """
 
     def __init__(
@@ -75,7 +77,7 @@ class BlobCollector:
         fetcher: SiteFetcher,
         in_use: Callable[[], set[str]],
         *,
-        docker: Callable[[], Any | None] = lambda: None,
+        docker: Callable[[], Engine | None] = lambda: None,
         staged: Iterable[Path] = (),
         grace_s: float = 3600.0,
         sweep_s: float = 600.0,
@@ -142,7 +144,7 @@ class BlobCollector:
                 return False
             return self.fetcher.drop(ref)
 
-    async def _drop_images(self, docker: Any, used: set[str]) -> list[str]:
+    async def _drop_images(self, docker: Engine, used: set[str]) -> list[str]:
         dropped: list[str] = []
         clock = time.monotonic()
         loaded = await loaded_refs(docker)
@@ -175,9 +177,10 @@ def blob_collector(agent: Agent) -> BlobCollector:
         tracked = [t.spec for t in reconciler.tracked.values()] if reconciler else []
         return spec_refs([*desired, *tracked])
 
-    def docker() -> Any | None:
+    def docker() -> Engine | None:
         runtime = agent.runtimes.get(RuntimeKind.DOCKER)
-        return getattr(runtime, "engine", None) if runtime is not None else None
+        engine: Engine | None = getattr(runtime, "engine", None) if runtime is not None else None
+        return engine
 
     handover = agent.reconciler.handover if agent.reconciler is not None else None
     return BlobCollector(

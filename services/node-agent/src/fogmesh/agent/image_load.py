@@ -1,5 +1,6 @@
 """Container images by reference: `docker save` output fetched from the site's cache
-(:mod:`fogmesh.agent.artefact_fetch`), loaded with the Docker API and tagged
+(:mod:`fogmesh.agent.artefact_fetch`), loaded with the Docker API (sent from the file in
+pieces, never read whole) and tagged
 ``fogmesh/ref:{sha256}``, the name a workload's container is made from. The tag is the ref's,
 not the one the tar names, so one tenant's image can never take another's name on a node.
 Loaded refs no workload uses are untagged by the node's collector (:mod:`fogmesh.agent.blob_gc`)
@@ -7,12 +8,12 @@ with :func:`unload_image`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from fogmesh.agent.runtime.engine import Engine, EngineError
 from fogmesh.agent.runtime.errors import PrepareFailed
 from fogmesh.protocol.artefacts import ref_digest
 
@@ -43,20 +44,19 @@ def _loaded(answer: Any) -> str:
     raise PrepareFailed(f"docker load named no image: {messages!r:.200}")
 
 
-async def load_image(docker: Any, blob: Path, ref: str, *, timeout: float = 600.0) -> str:
-    """Load ``blob`` (an image tar) into the engine of ``docker`` (aiodocker) and tag it as
-    :func:`ref_image`; that name."""
-    with blob.open("rb") as source:
-        answer = await docker.images.import_image(source, timeout=timeout)
+async def load_image(docker: Engine, blob: Path, ref: str, *, timeout: float = 600.0) -> str:
+    """Load ``blob`` (an image tar) into the engine and tag it as :func:`ref_image`; that
+    name."""
+    answer = await docker.load(blob, timeout=timeout)
     loaded = _loaded(answer)
     repo, _, tag = ref_image(ref).partition(":")
-    await docker.images.tag(loaded, repo, tag=tag)
+    await docker.tag(loaded, repo, tag)
     return ref_image(ref)
 
 
-async def loaded_refs(docker: Any) -> set[str]:
+async def loaded_refs(docker: Engine) -> set[str]:
     """The digests of the image refs loaded in the engine (its ``fogmesh/ref:*`` tags)."""
-    images = await docker.images.list(filters={"reference": [REF_REPO]})
+    images = await docker.images({"reference": [REF_REPO]})
     prefix = f"{REF_REPO}:"
     return {
         tag.removeprefix(prefix)
@@ -66,20 +66,17 @@ async def loaded_refs(docker: Any) -> set[str]:
     }
 
 
-async def unload_image(docker: Any, ref: str) -> bool:
+async def unload_image(docker: Engine, ref: str) -> bool:
     """Remove the tag :func:`ref_image` (and the image, when it was its only name), never
     forced: False while a container still uses it, whichever agent of the engine made it (an
     image that keeps the tar's own tag would be untagged under a running container)."""
-    ancestor = json.dumps({"ancestor": [ref_image(ref)]})
-    users = await docker.containers.list(all=True, filters=ancestor)
+    users = await docker.containers({"ancestor": [ref_image(ref)]})
     if users:
         log.info("loaded image still in use; kept", ref=ref, containers=len(users))
         return False
-    from aiodocker.exceptions import DockerError  # with Docker only: a native agent never loads it
-
     try:
-        await docker.images.delete(ref_image(ref), force=False)
-    except DockerError as exc:
+        await docker.remove_image(ref_image(ref), force=False)
+    except EngineError as exc:
         if exc.status == _ABSENT:
             return True
         if exc.status == _CONFLICT:

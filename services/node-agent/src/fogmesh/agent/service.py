@@ -118,11 +118,10 @@ class Agent:
                 log.warning("runtime not available", runtime=kind.value, error=str(exc))
 
     async def _open_docker(self) -> Runtime:
-        import aiodocker
-
         from fogmesh.agent.runtime.docker import DockerRuntime
+        from fogmesh.agent.runtime.engine import Engine
 
-        docker = aiodocker.Docker(url=self.config.docker_url)
+        docker = Engine(self.config.docker_url)
         try:
             async with asyncio.timeout(5):
                 await docker.version()
@@ -132,7 +131,7 @@ class Agent:
         runtime = DockerRuntime(
             self.node,
             prefix=self.config.container_prefix,
-            docker=docker,
+            engine=docker,
             extra_labels=self.config.extra_labels,
             env_defaults=self.config.workload_env,
             host_network=self.config.docker_host_network,

@@ -4,9 +4,10 @@
 :class:`NativeRuntime` implement it. Instances are keyed by :func:`workload_key`
 (``{tenant}/{name}``). Every error a plugin raises is a :class:`RuntimeFailure`.
 
-The two runtimes are imported on first use (module ``__getattr__``): Docker's client pulls in
-aiodocker and aiohttp (about 8 MB resident), which an agent running only native workloads never
-needs; the native runtime's modules are not needed by a Docker-only agent (docs/agent.md, Memory).
+The two runtimes are imported on first use (module ``__getattr__``): an agent running only
+native workloads never loads the Docker runtime, and a Docker-only agent not the native one's
+modules (docs/agent.md, Memory). The Docker runtime speaks to the engine with the agent's own
+small client (:mod:`fogmesh.agent.runtime.engine`), not aiodocker and aiohttp (8.6 MB resident).
 """
 
 from typing import TYPE_CHECKING, Any

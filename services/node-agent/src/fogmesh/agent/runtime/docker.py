@@ -1,4 +1,4 @@
-"""The Docker runtime plugin, via aiodocker.
+"""The Docker runtime plugin, through the agent's own engine client (:mod:`.engine`).
 
 Containers carry the ``fogmesh.*`` labels (:func:`~fogmesh.agent.runtime.base.workload_labels`)
 and are found by ``fogmesh.node`` + ``fogmesh.tenant`` + ``fogmesh.workload`` (the workload's
@@ -17,17 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import tarfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import aiodocker
-from aiodocker.containers import DockerContainer
-from aiodocker.exceptions import DockerError
-from aiodocker.volumes import DockerVolume
 
 from fogmesh.agent.devices import DeviceCatalog, DeviceRefused
 from fogmesh.agent.image_load import load_image, ref_image
@@ -57,6 +51,7 @@ from fogmesh.agent.runtime.docker_state import (
     subtar,
     usage_from_stats,
 )
+from fogmesh.agent.runtime.engine import Engine, EngineError, Filters, is_regular_file
 from fogmesh.agent.runtime.errors import (
     InstanceExists,
     InstanceNotFound,
@@ -75,6 +70,9 @@ __all__ = ["DockerRuntime"]
 
 log = logging.getLogger(__name__)
 
+_TAR_OVERHEAD = 64 * 1024
+"""What a tar of one file may hold beyond the file: its headers, padding and end blocks."""
+
 
 class DockerRuntime:
     """Runs workloads as Docker containers on the local engine.
@@ -91,7 +89,7 @@ class DockerRuntime:
         node: str,
         *,
         prefix: str | None = None,
-        docker: aiodocker.Docker | None = None,
+        engine: Engine | None = None,
         url: str | None = None,
         always_pull: bool = False,
         extra_labels: Mapping[str, str] | None = None,
@@ -108,7 +106,7 @@ class DockerRuntime:
         # gives up the per-tenant network, so it is for single-tenant or trusted fleets.
         self._host_network = host_network
         self.prefix = f"fm-{docker_safe(node)}-" if prefix is None else prefix
-        self._docker = docker if docker is not None else aiodocker.Docker(url=url)
+        self._docker = engine if engine is not None else Engine(url)
         self._always_pull = always_pull
         self._extra_labels = dict(extra_labels or {})
         self._pull_timeout = pull_timeout
@@ -122,13 +120,13 @@ class DockerRuntime:
         return RuntimeKind.DOCKER
 
     @property
-    def engine(self) -> aiodocker.Docker:
+    def engine(self) -> Engine:
         """The engine client (the node's artefact collector unloads image refs with it)."""
         return self._docker
 
     # -- lookup -------------------------------------------------------------------------------
 
-    def _wanted(self, **labels: str) -> dict[str, list[str]]:
+    def _filters(self, **labels: str) -> Filters:
         # The extra labels are part of the identity: two fleets (or test runs) on one engine
         # with the same node names never see, adopt or remove each other's containers.
         wanted = [
@@ -138,28 +136,26 @@ class DockerRuntime:
         ]
         return {"label": wanted}
 
-    def _filters(self, **labels: str) -> str:
-        return json.dumps(self._wanted(**labels))
-
     def _key_labels(self, key: str) -> dict[str, str]:
         tenant, name = split_key(key)
         return {LABEL_TENANT: tenant, LABEL_WORKLOAD: name}
 
-    def _key_filters(self, key: str) -> str:
+    def _key_filters(self, key: str) -> Filters:
         return self._filters(**self._key_labels(key))
 
-    async def _find(self, key: str) -> DockerContainer | None:
-        found = await self._docker.containers.list(all=True, filters=self._key_filters(key))
-        return found[0] if found else None
+    async def _find(self, key: str) -> str | None:
+        """The id of the workload's container, if there is one."""
+        found = await self._docker.containers(self._key_filters(key))
+        return str(found[0]["Id"]) if found else None
 
-    async def _get(self, key: str) -> DockerContainer:
+    async def _get(self, key: str) -> str:
         container = await self._find(key)
         if container is None:
             raise InstanceNotFound(f"no container for workload {key!r} on node {self.node!r}")
         return container
 
-    async def _inspect(self, key: str, container: DockerContainer) -> InstanceStatus:
-        return status_from_inspect(key, await container.show())
+    async def _inspect(self, key: str, container: str) -> InstanceStatus:
+        return status_from_inspect(key, await self._docker.inspect_container(container))
 
     # -- Runtime ------------------------------------------------------------------------------
 
@@ -172,17 +168,17 @@ class DockerRuntime:
         image = str(spec.image)
         with translate_errors(f"pull {image}", failure=PrepareFailed):
             try:
-                await self._docker.images.inspect(image)
+                await self._docker.inspect_image(image)
                 present = True
-            except DockerError as exc:
+            except EngineError as exc:
                 if exc.status != 404:
                     raise
                 present = False
             if present and not self._always_pull:
                 return
             try:
-                await self._docker.images.pull(image, timeout=self._pull_timeout)
-            except DockerError as exc:
+                await self._docker.pull(image, timeout=self._pull_timeout)
+            except EngineError as exc:
                 if not present:
                     raise
                 log.warning("pull of %s failed (%s); using the local image", image, exc)
@@ -191,9 +187,9 @@ class DockerRuntime:
         name = ref_image(ref)
         with translate_errors(f"load {ref}", failure=PrepareFailed):
             try:
-                await self._docker.images.inspect(name)
+                await self._docker.inspect_image(name)
                 present = True
-            except DockerError as exc:
+            except EngineError as exc:
                 if exc.status != 404:
                     raise
                 present = False
@@ -251,33 +247,31 @@ class DockerRuntime:
                 config["Cmd"] = list(spec.command)
             try:
                 container = await self._create_container(config, cname, spec.tenant)
-            except DockerError as exc:
+            except EngineError as exc:
                 if exc.status == 409:
                     raise InstanceExists(f"create {spec.name}: {exc.message}") from exc
                 raise
             return await self._inspect(key, container)
 
-    async def _create_container(
-        self, config: dict[str, Any], cname: str, tenant: str
-    ) -> DockerContainer:
+    async def _create_container(self, config: dict[str, Any], cname: str, tenant: str) -> str:
         try:
-            return await self._docker.containers.create(config, name=cname)
-        except DockerError as exc:
+            return await self._docker.create_container(config, cname)
+        except EngineError as exc:
             if self._host_network or not network_vanished(exc):
                 raise
         # Another node's agent on this engine removed the tenant's network between our
         # ensure and this create (or made a twin of it): make it again (one of it) and retry.
         await self._networks.ensure(tenant)
         log.warning("network of tenant %s vanished during create; made it again", tenant)
-        return await self._docker.containers.create(config, name=cname)
+        return await self._docker.create_container(config, cname)
 
     async def start(self, key: str) -> InstanceStatus:
         """Start the container (a no-op if it runs)."""
         with translate_errors(f"start {key}", missing=InstanceNotFound):
             container = await self._get(key)
             try:
-                await container.start()
-            except DockerError as exc:
+                await self._docker.start_container(container)
+            except EngineError as exc:
                 if not network_vanished(exc):
                     raise
                 # Created while its network existed, which a peer's removal then took (a
@@ -287,7 +281,7 @@ class DockerRuntime:
                 tenant, _ = split_key(key)
                 await self._networks.ensure(tenant)
                 log.warning("network of %s vanished before its start; made it again", key)
-                await container.start()
+                await self._docker.start_container(container)
             return await self._inspect(key, container)
 
     async def stop(self, key: str, timeout: float = 10.0) -> InstanceStatus:
@@ -296,7 +290,7 @@ class DockerRuntime:
             container = await self._find(key)
             if container is None:
                 return InstanceStatus(key, InstanceState.ABSENT, RuntimeKind.DOCKER)
-            await container.stop(t=max(math.ceil(timeout), 0))
+            await self._docker.stop_container(container, max(math.ceil(timeout), 0))
             return await self._inspect(key, container)
 
     async def remove(self, key: str, *, keep_state: bool = False) -> None:
@@ -306,17 +300,13 @@ class DockerRuntime:
             container = await self._find(key)
             tenant = None
             if container is not None:
-                info = await container.show()
+                info = await self._docker.inspect_container(container)
                 tenant = ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_TENANT)
-                with contextlib.suppress(DockerError):
-                    await container.delete(force=True)
+                with contextlib.suppress(EngineError):
+                    await self._docker.remove_container(container, force=True)
             if not keep_state:
-                # aiodocker 0.27 leaves its volume calls untyped
-                wanted = self._wanted(**self._key_labels(key))
-                found = await self._docker.volumes.list(filters=wanted)  # type: ignore[no-untyped-call]
-                for volume in found.get("Volumes") or []:
-                    gone = DockerVolume(self._docker, volume["Name"])  # type: ignore[no-untyped-call]
-                    await gone.delete()  # type: ignore[no-untyped-call]
+                for volume in await self._docker.volumes(self._key_filters(key)):
+                    await self._docker.remove_volume(str(volume["Name"]))
             if tenant:
                 await self._networks.drop_if_unused(tenant)
 
@@ -328,7 +318,7 @@ class DockerRuntime:
                 return InstanceStatus(key, InstanceState.ABSENT, RuntimeKind.DOCKER)
             try:
                 return await self._inspect(key, container)
-            except DockerError as exc:  # removed between list and inspect
+            except EngineError as exc:  # removed between list and inspect
                 if exc.status != 404:
                     raise
                 return InstanceStatus(key, InstanceState.ABSENT, RuntimeKind.DOCKER)
@@ -336,11 +326,11 @@ class DockerRuntime:
     async def list_instances(self) -> list[InstanceStatus]:
         """Every container labelled with this node."""
         with translate_errors("list containers"):
-            found = await self._docker.containers.list(all=True, filters=self._filters())
+            found = await self._docker.containers(self._filters())
             result = []
             for container in found:
-                with contextlib.suppress(DockerError):
-                    result.append(await self._inspect("", container))  # the key is in its labels
+                with contextlib.suppress(EngineError):  # the key is in its labels
+                    result.append(await self._inspect("", str(container["Id"])))
             return sorted(result, key=lambda s: s.name)
 
     async def logs(self, key: str, tail: int = 100, since: float | None = None) -> list[str]:
@@ -349,11 +339,9 @@ class DockerRuntime:
             return []
         with translate_errors(f"logs {key}", missing=InstanceNotFound):
             container = await self._get(key)
-            params: dict[str, Any] = {"tail": str(tail)}
-            if since is not None:
-                params["since"] = str(int(since))
-            chunks = await container.log(stdout=True, stderr=True, **params)
-            return "".join(chunks).splitlines()[-tail:]
+            since_s = None if since is None else int(since)
+            text = await self._docker.logs(container, tail=tail, since=since_s)
+            return text.splitlines()[-tail:]
 
     async def put_file(self, key: str, path: str, data: bytes, mode: int = 0o644) -> None:
         """Put ``data`` at absolute ``path`` in the container (``PUT /archive``); missing parent
@@ -367,7 +355,16 @@ class DockerRuntime:
         """The regular file at absolute ``path`` in the container (``GET /archive``)."""
         with translate_errors(f"get_file {key}:{path}", missing=InstanceNotFound):
             container = await self._get(key)
-            archive = await container.get_archive(path)
+
+            def check(stat: dict[str, Any]) -> None:  # before any of the tar is read
+                if stat and not is_regular_file(stat):
+                    raise UnsafePath(f"{path} is not a regular file")
+                if int(stat.get("size", 0)) > limit:
+                    raise RuntimeFailure(f"{path} is larger than {limit} bytes")
+
+            archive = await self._docker.get_archive(
+                container, path, check=check, max_bytes=limit + _TAR_OVERHEAD
+            )
             member = archive.next()
             if member is None or not member.isfile():
                 raise UnsafePath(f"{path} is not a regular file")
@@ -381,7 +378,7 @@ class DockerRuntime:
         files); see :mod:`fogmesh.agent.runtime.docker_state`."""
         with translate_errors(f"snapshot {key}", missing=InstanceNotFound):
             container = await self._get(key)
-            info = await container.show()
+            info = await self._docker.inspect_container(container)
             mounts = [
                 m["Destination"] for m in info.get("Mounts") or [] if m.get("Type") == "volume"
             ]
@@ -392,7 +389,7 @@ class DockerRuntime:
                     out, {"runtime": "docker", "workload": key, "kind": kind, "mounts": mounts}
                 )
                 for index, path in enumerate(mounts):
-                    archive = await container.get_archive(path)
+                    archive = await self._docker.get_archive(container, path)
                     repack(out, archive, f"mounts/{index}/", strip_first=True)
                 if not mounts:
                     await self._snapshot_changes(container, out)
@@ -425,8 +422,8 @@ class DockerRuntime:
             container = await self._get(key)
             if (await self._inspect(key, container)).state is not InstanceState.RUNNING:
                 return Usage()
-            samples = await container.stats(stream=False)
-            return usage_from_stats(samples[0]) if samples else Usage()
+            sample = await self._docker.stats(container)
+            return usage_from_stats(sample) if sample else Usage()
 
     async def close(self) -> None:
         """Close the connection to dockerd; containers keep running."""
@@ -447,27 +444,18 @@ class DockerRuntime:
             LABEL_WORKLOAD: spec.name,
         }
         config = {"Name": name, "Labels": labels}
-        await self._docker.volumes.create(config)  # type: ignore[no-untyped-call]
+        await self._docker.create_volume(config)
 
-    async def _put_archive(self, container: DockerContainer, path: str, data: bytes) -> None:
-        # not container.put_archive: aiodocker 0.27 sends the tar as application/json
-        async with self._docker._query(
-            f"containers/{container.id}/archive",
-            method="PUT",
-            data=data,
-            headers={"content-type": "application/x-tar"},
-            params={"path": path},
-        ):
-            pass
+    async def _put_archive(self, container: str, path: str, data: bytes) -> None:
+        await self._docker.put_archive(container, path, data)
 
-    async def _snapshot_changes(self, container: DockerContainer, out: tarfile.TarFile) -> None:
-        # aiodocker 0.27 has no call for GET /containers/{id}/changes (docker diff)
-        changes = await self._docker._query_json(f"containers/{container.id}/changes") or []
+    async def _snapshot_changes(self, container: str, out: tarfile.TarFile) -> None:
+        changes = await self._docker.changes(container)
         for change in changes:
             path = str(change.get("Path", ""))
             if change.get("Kind") == 2 or not path or path.startswith(SKIP_CHANGES):
                 continue
-            archive = await container.get_archive(path)
+            archive = await self._docker.get_archive(container, path)
             # a directory's archive holds its whole tree: keep only its own entry, since every
             # changed file below it is a change of its own
             top = archive.getmembers()[0]

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
-import aiodocker
-from aiodocker.exceptions import DockerError
-from aiodocker.networks import DockerNetwork
-
 from fogmesh.agent.runtime.base import LABEL_TENANT
 from fogmesh.agent.runtime.docker_names import network_name
+from fogmesh.agent.runtime.engine import Engine, EngineError
 from fogmesh.agent.runtime.errors import InstanceNotFound
 
 __all__ = ["TenantNetworks", "network_vanished"]
@@ -22,7 +18,7 @@ __all__ = ["TenantNetworks", "network_vanished"]
 class TenantNetworks:
     """The ``fm-{tenant}`` networks of one Docker engine."""
 
-    def __init__(self, docker: aiodocker.Docker, extra_labels: Mapping[str, str]) -> None:
+    def __init__(self, docker: Engine, extra_labels: Mapping[str, str]) -> None:
         self._docker = docker
         self._extra_labels = dict(extra_labels)
         self._lock = asyncio.Lock()
@@ -41,10 +37,10 @@ class TenantNetworks:
             if not found:
                 labels = {**self._extra_labels, LABEL_TENANT: tenant, "fogmesh.managed": "true"}
                 try:
-                    await self._docker.networks.create(
+                    await self._docker.create_network(
                         {"Name": name, "Driver": "bridge", "CheckDuplicate": True, "Labels": labels}
                     )
-                except DockerError as exc:
+                except EngineError as exc:
                     if exc.status != 409:  # created meanwhile by another agent on this host
                         raise
                 found = await self._named(name)
@@ -52,13 +48,12 @@ class TenantNetworks:
                 raise InstanceNotFound(f"network {name} vanished while being created")
             oldest, *twins = sorted(found, key=lambda n: (str(n.get("Created", "")), n["Id"]))
             for twin in twins:
-                with contextlib.suppress(DockerError):
-                    twin_net = DockerNetwork(self._docker, twin["Id"])  # type: ignore[no-untyped-call]
-                    await twin_net.delete()
+                with contextlib.suppress(EngineError):
+                    await self._docker.remove_network(str(twin["Id"]))
             return str(oldest["Id"])
 
     async def _named(self, name: str) -> list[dict[str, Any]]:
-        listed = await self._docker.networks.list(filters={"name": name})
+        listed = await self._docker.networks({"name": [name]})
         return [n for n in listed if n.get("Name") == name]
 
     async def drop_if_unused(self, tenant: str) -> None:
@@ -73,23 +68,22 @@ class TenantNetworks:
         """
         name = network_name(tenant)
         async with self._lock:
-            with contextlib.suppress(DockerError):
-                network = await self._docker.networks.get(name)
-                info = await network.show()
+            with contextlib.suppress(EngineError):
+                info = await self._docker.inspect_network(name)
                 if info.get("Containers") or await self._configured(tenant, name):
                     return
-                await network.delete()
+                await self._docker.remove_network(str(info.get("Id") or name))
 
     async def _configured(self, tenant: str, name: str) -> bool:
         """Whether any container (any state, any node) is the tenant's or names the network."""
         for filters in ({"label": [f"{LABEL_TENANT}={tenant}"]}, {"network": [name]}):
-            found = await self._docker.containers.list(all=True, filters=json.dumps(filters))
+            found = await self._docker.containers(filters)
             if found:
                 return True
         return False
 
 
-def network_vanished(exc: DockerError) -> bool:
+def network_vanished(exc: EngineError) -> bool:
     """Whether a create or start failed because the container's network no longer exists, or
     its name became ambiguous (a twin made by a racing agent); :meth:`TenantNetworks.ensure`
     mends both."""

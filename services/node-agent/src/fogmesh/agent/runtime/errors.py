@@ -9,24 +9,19 @@ The exception tree::
      ├── PrepareFailed          pull, fetch, checksum or unpack failed
      └── UnsafePath             put_file / a tarball tried to leave its directory
 
-Plugins wrap every call into a foreign library (aiodocker, the OS, urllib) in
-:func:`translate_errors`, so callers only ever see this tree; the original error is chained
-(``raise ... from exc``) for logs.
+Plugins wrap every call into something foreign (the Docker engine through
+:mod:`fogmesh.agent.runtime.engine`, the OS, urllib) in :func:`translate_errors`, so callers
+only ever see this tree; the original error is chained (``raise ... from exc``) for logs.
 """
 
 from __future__ import annotations
 
-import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, cast
 
+from fogmesh.agent.runtime.engine._errors import EngineError, EngineUnreachable
 from fogmesh.protocol.errors import FogmeshError
-
-if TYPE_CHECKING:
-    import aiohttp
-    from aiodocker.exceptions import DockerError
 
 __all__ = [
     "InstanceExists",
@@ -37,31 +32,6 @@ __all__ = [
     "UnsafePath",
     "translate_errors",
 ]
-
-_DOCKER_UNREACHABLE = 900
-"""The status aiodocker gives the DockerError it raises when it cannot connect to dockerd."""
-
-
-class _NeverRaised(FogmeshError):
-    """Stands in for a foreign library's error class while that library is not imported."""
-
-
-def _foreign(module: str, name: str) -> type[Exception]:
-    """``module.name`` if ``module`` is imported, else a class nothing raises.
-
-    Looked up only when an error arrives: an agent running only native workloads never imports
-    aiodocker or aiohttp (about 8 MB resident), and what was never imported cannot have raised.
-    """
-    found = sys.modules.get(module)
-    return cast(type[Exception], getattr(found, name)) if found is not None else _NeverRaised
-
-
-def _docker_error() -> type[DockerError]:
-    return cast("type[DockerError]", _foreign("aiodocker.exceptions", "DockerError"))
-
-
-def _client_error(name: str) -> type[aiohttp.ClientError]:
-    return cast("type[aiohttp.ClientError]", _foreign("aiohttp", name))
 
 
 class RuntimeFailure(FogmeshError):
@@ -98,26 +68,24 @@ def translate_errors(
     """Turn foreign errors raised inside the block into :class:`RuntimeFailure` subclasses.
 
     ``action`` prefixes the message (e.g. ``"start web-0"``). Errors of this module's own tree
-    pass unchanged. A Docker 404 or :class:`FileNotFoundError` becomes ``missing`` when given,
-    a connection failure to the engine becomes :class:`RuntimeUnavailable`, and every other
-    :class:`DockerError`, :class:`OSError`, :class:`tarfile.TarError`, timeout or aiohttp
-    client error becomes ``failure``.
+    pass unchanged. An engine 404 or :class:`FileNotFoundError` becomes ``missing`` when given,
+    an engine that cannot be reached becomes :class:`RuntimeUnavailable`, and every other
+    :class:`EngineError`, :class:`OSError`, :class:`tarfile.TarError` or timeout becomes
+    ``failure``.
     """
     try:
         yield
     except RuntimeFailure:
         raise
-    except _docker_error() as exc:
-        if exc.status == _DOCKER_UNREACHABLE:
-            raise RuntimeUnavailable(f"{action}: {exc.message}") from exc
+    except EngineUnreachable as exc:
+        raise RuntimeUnavailable(f"{action}: {exc.message}") from exc
+    except EngineError as exc:
         if exc.status == 404 and missing is not None:
             raise missing(f"{action}: {exc.message}") from exc
         raise failure(f"{action}: {exc.message}") from exc
-    except _client_error("ClientConnectionError") as exc:
-        raise RuntimeUnavailable(f"{action}: engine unreachable: {exc}") from exc
     except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError (an OSError) on 3.11
         raise failure(f"{action}: timed out") from exc
     except FileNotFoundError as exc:
         raise (missing or failure)(f"{action}: {exc}") from exc
-    except (OSError, tarfile.TarError, _client_error("ClientError")) as exc:
+    except (OSError, tarfile.TarError) as exc:
         raise failure(f"{action}: {exc}") from exc
