@@ -7,6 +7,11 @@ a standby: when the record is missing or has expired it claims the duty with ``t
 waits ``settle`` seconds and is leader only if the record the broker delivered last is its own
 (the broker delivers competing claims to every subscriber in one order, so all agree on the
 winner). A leader that sees another holder's record steps down at once.
+
+The record concerns only the broker the duty's instances share (the cloud's for ``scheduler``
+and ``migrator``, a site's for ``migrator-{site}``): renewed every few seconds, it crosses no
+WAN link of ``fogmesh up`` (``fogmesh.cli.fleet.plan.link_rules``), so every instance of one
+duty must use the same broker (or broker cluster).
 """
 
 from __future__ import annotations

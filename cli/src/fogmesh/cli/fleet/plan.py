@@ -20,8 +20,18 @@ import yaml
 
 from fogmesh.broker.passwords import hash_password
 from fogmesh.protocol.artefacts import cache_duty
+from fogmesh.protocol.topics import NodeChannel
 
-__all__ = ["Account", "FleetPlan", "NodePlan", "ProcessSpec", "free_port", "write_private"]
+__all__ = [
+    "LOCAL_TREES",
+    "Account",
+    "FleetPlan",
+    "NodePlan",
+    "ProcessSpec",
+    "free_port",
+    "link_rules",
+    "write_private",
+]
 
 SITES = ("site-a", "site-b")
 TENANT = "demo"
@@ -308,10 +318,22 @@ class FleetPlan:
         return paths
 
 
-_BOTH_WAYS = ("nodes", "events", "data", "devices", "mesh", "leases", "audit", "store",
-              "accounts", "tenants", "join")  # fmt: skip
-"""The trees a WAN link carries both ways: every tree of ``fm/v1`` but ``api``, ``ops`` and
-``reply``, whose directions :func:`link_rules` narrows (a new tree must be added here)."""
+_BOTH_WAYS = ("events", "data", "mesh/sessions", "accounts", "tenants", "join")
+"""Trees a WAN link carries both ways, whole. Of ``fm/v1/mesh`` only the sessions' claims and
+hand-ons: each link writes its own status on both of its brokers itself, and no site reads
+another site's links."""
+_UP_ONLY = ("audit",)
+"""Trees a WAN link carries up only: audit records are read by operators, in the cloud (those of
+a site's own handlers, its cache and its nodes' commands, go up to them)."""
+LOCAL_TREES = ("leases", "store", "devices")
+"""Trees no WAN link carries, read only on the broker their writer uses: a duty's lease by its
+standbys (the cloud's duties in the cloud, ``migrator-{site}`` on its site broker), the
+scheduler's store by the scheduler's instances (in the cloud), a node's device readings by its
+own workloads (docs/devices.md). A lease renewed every few seconds crossing every link was most
+of an idle site's WAN bytes."""
+_NODE_UP = tuple(c.value for c in NodeChannel if c is not NodeChannel.DESIRED)
+"""A node's own channels (hello, state, heartbeat, actual, trouble): read by the cloud's
+services and by its own site's migrator, never by another site, so they cross up only."""
 
 
 def link_rules(site: str) -> list[dict[str, Any]]:
@@ -322,14 +344,27 @@ def link_rules(site: str) -> list[dict[str, Any]]:
     cloud's intake of a push to the slowest link). Internal requests go up, and down only to
     this site's own duty (its artefact cache), which also carries that cache's replies
     (``fm/v1/ops/cache-{site}/reply/...``: what it pulls from the store crosses this link and no
-    other site's); everything else crosses both ways as before."""
+    other site's). A node's own channels go up only (the cloud relays no site's nodes to
+    another); its desired state and commands cross both ways (written in the cloud, or by the
+    site's migrator during a cut; a node's chunk push to a peer of another site). Of the mesh
+    tree only the sessions' claims and hand-ons cross (a link writes its status on both sides
+    itself, and no site reads another's links). Audit records go up only; leases, the
+    scheduler's store and device readings cross no link (:data:`LOCAL_TREES`); every other
+    tree crosses both ways. A new tree, or a new node channel, must be placed here
+    (``tests/cli/test_link_rules.py`` checks the catalogue)."""
     rules = [
         {"pattern": "fm/v1/api/#", "direction": "out", "qos": 1},
         {"pattern": "fm/v1/ops/#", "direction": "out", "qos": 1},
         {"pattern": f"fm/v1/ops/{cache_duty(site)}/#", "direction": "in", "qos": 1},  # + replies
         {"pattern": "fm/v1/reply/#", "direction": "both", "qos": 1},
     ]
+    rules += [{"pattern": f"fm/v1/nodes/+/{c}", "direction": "out", "qos": 1} for c in _NODE_UP]
+    rules += [
+        {"pattern": f"fm/v1/nodes/+/{NodeChannel.DESIRED.value}", "direction": "both", "qos": 1},
+        {"pattern": "fm/v1/nodes/+/cmd/#", "direction": "both", "qos": 1},
+    ]
     rules += [{"pattern": f"fm/v1/{tree}/#", "direction": "both", "qos": 1} for tree in _BOTH_WAYS]
+    rules += [{"pattern": f"fm/v1/{tree}/#", "direction": "out", "qos": 1} for tree in _UP_ONLY]
     return rules
 
 
