@@ -49,7 +49,8 @@ def _status(phase: WorkloadPhase = WorkloadPhase.RUNNING, cpu: float = 0.0) -> W
 
 
 def test_policy_sends_news_and_otherwise_waits_for_the_longest_gap() -> None:
-    policy = BeatPolicy(every_s=5, max_s=300, deadband_percent=5)
+    # usage news at once here; its wait upstream: tests/agent/test_heartbeat_usage.py
+    policy = BeatPolicy(every_s=5, max_s=300, deadband_percent=5, usage_min_s=0)
     assert policy.interval_s == 300
     first = policy.decide(_usage(), [_status()], 0.0)
     assert (first.send, first.workloads) == (True, True)

@@ -1,10 +1,13 @@
 """When the agent sends a heartbeat, and what it carries (docs/agent.md, "Heartbeats").
 
 The agent samples its usage every ``heartbeat_interval_s`` but sends a heartbeat only with news:
-the first after each (re)connect, a workload's status changed (phase, reason, restarts, spec,
-instance), a usage figure moved by ``heartbeat_deadband_percent`` or more since the last one
-sent (node CPU in percent points, memory and disk in percent of their totals, a workload's CPU in
-points or its memory in percent of the node's), or ``heartbeat_max_interval_s`` has passed.
+the first after each (re)connect and a workload's status changed (phase, reason, restarts, spec,
+instance) go out at once; a usage figure moved by ``heartbeat_deadband_percent`` or more since
+the last one sent (node CPU in percent points, memory and disk in percent of their totals, a
+workload's CPU in points or its memory in percent of the node's) goes out once the usage wait
+(``usage_min_s``, by default a fifth of the longest gap: 60 s) has passed since the last
+heartbeat, so a busy node's usage crosses the WAN at most that often; and a heartbeat goes out
+anyway once ``heartbeat_max_interval_s`` has passed.
 Each heartbeat's ``interval_s`` is that maximum: when to expect the next one at the latest.
 The wait itself is drawn from 90-100 % of it each time, so the nodes of a site that (re)connect
 together do not keep beating together.
@@ -22,7 +25,10 @@ from dataclasses import dataclass
 
 from fogmesh.protocol import Usage, WorkloadStatus
 
-__all__ = ["BeatPolicy", "Decision"]
+__all__ = ["USAGE_SHARE", "BeatPolicy", "Decision"]
+
+USAGE_SHARE = 5
+"""By default usage-only news waits ``max_s / USAGE_SHARE`` after the last heartbeat."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +60,19 @@ class BeatPolicy:
     """Decides each sampling tick whether a heartbeat goes out (see the module docstring)."""
 
     def __init__(
-        self, *, every_s: float, max_s: float, deadband_percent: float, on_change: bool = True
+        self,
+        *,
+        every_s: float,
+        max_s: float,
+        deadband_percent: float,
+        on_change: bool = True,
+        usage_min_s: float | None = None,
     ) -> None:
         self.every_s = every_s
         self.max_s = max(max_s, every_s)
+        self.usage_min_s = min(self.max_s / USAGE_SHARE if usage_min_s is None else usage_min_s,
+                               self.max_s)  # fmt: skip
+        """The shortest gap before a heartbeat whose only news is usage."""
         self.deadband = deadband_percent
         self.on_change = on_change
         self._usage: Usage | None = None
@@ -80,10 +95,13 @@ class BeatPolicy:
             return Decision(True, workloads=True, why="every")
         if self._sent_at is None or self._usage is None or self._statuses is None:
             return Decision(True, workloads=True, why="first")
-        if self._workloads_changed(statuses, usage.memory_total_bytes):
+        if self._workloads_changed(statuses):
             return Decision(True, workloads=True, why="workloads")
-        if self._usage_moved(usage):
-            return Decision(True, why="usage")
+        if now - self._sent_at >= self.usage_min_s:
+            if self._workload_usage_moved(statuses, usage.memory_total_bytes):
+                return Decision(True, workloads=True, why="workload-usage")
+            if self._usage_moved(usage):
+                return Decision(True, why="usage")
         # the next tick would come after the longest wait: send now
         if now + self.every_s > self._due_at:
             return Decision(True, why="max-interval")
@@ -109,7 +127,8 @@ class BeatPolicy:
             or last.disk_total_bytes != usage.disk_total_bytes
         )
 
-    def _workloads_changed(self, statuses: list[WorkloadStatus], memory_total: int) -> bool:
+    def _workloads_changed(self, statuses: list[WorkloadStatus]) -> bool:
+        """A workload came or went, or its status other than usage changed."""
         last = self._statuses
         assert last is not None
         if len(last) != len(statuses):
@@ -118,8 +137,17 @@ class BeatPolicy:
             before = last.get((status.tenant, status.name))
             if before is None or _identity(before) != _identity(status):
                 return True
-            if _moved(before.cpu_percent, status.cpu_percent, 100.0, self.deadband) or _moved(
-                before.memory_bytes, status.memory_bytes, memory_total, self.deadband
+        return False
+
+    def _workload_usage_moved(self, statuses: list[WorkloadStatus], memory_total: int) -> bool:
+        """A workload's CPU or memory moved by the deadband (the same workloads as last sent)."""
+        last = self._statuses
+        assert last is not None
+        for status in statuses:
+            before = last.get((status.tenant, status.name))
+            if before is not None and (
+                _moved(before.cpu_percent, status.cpu_percent, 100.0, self.deadband)
+                or _moved(before.memory_bytes, status.memory_bytes, memory_total, self.deadband)
             ):
                 return True
         return False

@@ -1,0 +1,96 @@
+"""A busy node's usage upstream (docs/agent.md, "Heartbeats"): usage-only news, the node's or a
+workload's, waits the usage wait (a fifth of the longest gap, 60 s at the defaults) after the
+last heartbeat, then goes out at the first tick with it still moved; a workload's status change
+goes out at once, and the longest gap holds as before."""
+
+from __future__ import annotations
+
+from fogmesh.agent.heartbeat import BeatPolicy
+from fogmesh.protocol import RuntimeKind, Usage, WorkloadPhase, WorkloadStatus
+
+GIB = 1 << 30
+
+
+def _usage(cpu: float = 2.0) -> Usage:
+    return Usage(
+        cpu_percent=cpu,
+        memory_used_bytes=2 * GIB,
+        memory_total_bytes=8 * GIB,
+        disk_used_bytes=10 * GIB,
+        disk_total_bytes=100 * GIB,
+    )
+
+
+def _status(phase: WorkloadPhase = WorkloadPhase.RUNNING, cpu: float = 0.0) -> WorkloadStatus:
+    return WorkloadStatus(
+        name="w", tenant="t", app="a", component="c", runtime=RuntimeKind.NATIVE,
+        phase=phase, cpu_percent=cpu,
+    )  # fmt: skip
+
+
+def _started(usage_min_s: float | None = None) -> BeatPolicy:
+    policy = BeatPolicy(every_s=5, max_s=300, deadband_percent=5, usage_min_s=usage_min_s)
+    first = policy.decide(_usage(), [_status()], 0.0)
+    assert (first.send, first.workloads, first.why) == (True, True, "first")
+    policy.sent(_usage(), [_status()], 0.0)
+    return policy
+
+
+def test_the_usage_wait_is_a_fifth_of_the_longest_gap_unless_given() -> None:
+    assert BeatPolicy(every_s=5, max_s=300, deadband_percent=5).usage_min_s == 60
+    assert BeatPolicy(every_s=5, max_s=300, deadband_percent=5, usage_min_s=30).usage_min_s == 30
+    # never longer than the longest gap
+    assert BeatPolicy(every_s=1, max_s=10, deadband_percent=5, usage_min_s=99).usage_min_s == 10
+
+
+def test_node_usage_news_waits_for_the_usage_wait() -> None:
+    policy = _started()
+    for now in (5.0, 30.0, 55.0):  # moved by far more than the deadband, but not yet
+        assert not policy.decide(_usage(cpu=80.0), [_status()], now).send
+    due = policy.decide(_usage(cpu=80.0), [_status()], 60.0)
+    assert (due.send, due.workloads, due.why) == (True, False, "usage")
+    policy.sent(_usage(cpu=80.0), None, 60.0)
+    # a move that comes back within the wait is no news at its end
+    assert not policy.decide(_usage(cpu=10.0), [_status()], 100.0).send
+    assert not policy.decide(_usage(cpu=81.0), [_status()], 120.0).send
+
+
+def test_workload_usage_news_waits_too_and_carries_the_statuses() -> None:
+    policy = _started()
+    assert not policy.decide(_usage(), [_status(cpu=40.0)], 5.0).send
+    due = policy.decide(_usage(), [_status(cpu=40.0)], 60.0)
+    assert (due.send, due.workloads, due.why) == (True, True, "workload-usage")
+
+
+def test_a_status_change_goes_out_at_once_and_restarts_the_wait() -> None:
+    policy = _started()
+    failed = policy.decide(_usage(cpu=80.0), [_status(WorkloadPhase.FAILED)], 5.0)
+    assert (failed.send, failed.workloads, failed.why) == (True, True, "workloads")
+    policy.sent(_usage(cpu=80.0), [_status(WorkloadPhase.FAILED)], 5.0)
+    # its heartbeat carried the usage of then; the next usage news waits from it
+    assert not policy.decide(_usage(cpu=20.0), [_status(WorkloadPhase.FAILED)], 60.0).send
+    moved = policy.decide(_usage(cpu=20.0), [_status(WorkloadPhase.FAILED)], 65.0)
+    assert (moved.send, moved.why) == (True, "usage")
+
+
+def test_the_longest_gap_still_holds_and_a_reconnect_sends_at_once() -> None:
+    policy = _started()
+    assert not policy.decide(_usage(), [_status()], 265.0).send
+    due = policy.decide(_usage(), [_status()], 300.0)
+    assert (due.send, due.why) == (True, "max-interval")
+    policy.sent(_usage(), None, 300.0)
+    policy.reset()
+    again = policy.decide(_usage(cpu=80.0), [_status()], 305.0)
+    assert (again.send, again.workloads, again.why) == (True, True, "first")
+
+
+def test_no_wait_keeps_usage_news_at_the_sampling_tick() -> None:
+    policy = _started(usage_min_s=0)
+    moved = policy.decide(_usage(cpu=80.0), [_status()], 5.0)
+    assert (moved.send, moved.why) == (True, "usage")
+
+
+def test_the_previous_design_ignores_the_wait() -> None:
+    policy = BeatPolicy(every_s=5, max_s=300, deadband_percent=5, on_change=False)
+    policy.sent(_usage(), [_status()], 0.0)
+    assert policy.decide(_usage(cpu=80.0), [_status()], 5.0).send
