@@ -6,23 +6,17 @@ requests up only), which a subscriber on a site broker checks."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import os
-import signal
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
-import aiomqtt
 import pytest
 import yaml
 
-from tests.e2e.fleet import OutputReader, leftovers, read_env, wait_for_file
+from tests.e2e.fleet import fleet_client, fleet_ok, fogmesh_up, leftovers
 
-FOGMESH = str(Path(sys.executable).parent / "fogmesh")
 NODES = ["edge-1", "edge-2"]
 
 
@@ -42,16 +36,7 @@ def _app_tar() -> bytes:
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [FOGMESH, "--timeout", "60", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env={**os.environ, **env},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return fleet_ok(env, "--timeout", "60", *args, timeout=180)
 
 
 class SiteWatch:
@@ -62,13 +47,7 @@ class SiteWatch:
         self.ready = asyncio.Event()
 
     async def run(self, port: int, env: dict[str, str]) -> None:
-        async with aiomqtt.Client(
-            "127.0.0.1",
-            port,
-            username=env["FOGMESH_USERNAME"],
-            password=env["FOGMESH_PASSWORD"],
-            identifier="e2e-artefacts-site-watch",
-        ) as client:
+        async with fleet_client(env, "e2e-artefacts-site-watch", port) as client:
             await client.subscribe("fm/v1/api/+/artefacts/#", qos=1)
             self.ready.set()
             async for _message in client.messages:
@@ -81,20 +60,12 @@ class SiteWatch:
 @pytest.mark.timeout(420)
 async def test_a_pushed_tar_app_deployed_by_ref_runs_under_fogmesh_up(tmp_path: Path) -> None:
     state = tmp_path / "fleet"
-    argv = [FOGMESH, "up", "--nodes", "2", "--runtime", "native", "--state-dir", str(state)]
-    fleet = subprocess.Popen(
-        [*argv, "--no-live"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    out = OutputReader(fleet)
     watch = SiteWatch()
-    watcher: asyncio.Task[None] | None = None
-    try:
-        await asyncio.to_thread(out.wait_for, "deployed sensor-app", 180, fleet)
-        wait_for_file(state / "fleet.env", 10)
-        env = read_env(state / "fleet.env")
+    async with fogmesh_up(state, "--nodes", "2", "--runtime", "native") as fleet:
+        env = await asyncio.to_thread(fleet.deployed)
         mesh = yaml.safe_load((state / "mesh.yaml").read_text())
         site_port = int(mesh["brokers"]["site-a"]["listeners"][0]["port"])
-        watcher = asyncio.create_task(watch.run(site_port, env))
+        fleet.background(watch.run(site_port, env))
         await asyncio.wait_for(watch.ready.wait(), 30)
 
         tenant = {
@@ -128,25 +99,12 @@ async def test_a_pushed_tar_app_deployed_by_ref_runs_under_fogmesh_up(tmp_path: 
         listed = ""
         deadline = time.monotonic() + 180  # both replicas fetched from their site's cache
         while listed.count("running") < 2:
-            assert fleet.poll() is None, f"fogmesh up exited:\n{out.text()}"
+            assert fleet.proc.poll() is None, f"fogmesh up exited:\n{fleet.text()}"
             assert time.monotonic() < deadline, f"shop not running twice:\n{listed}"
             await asyncio.sleep(2)
             listed = await asyncio.to_thread(_cli, tenant, "workloads", "--app", "shop")
         # the tenant's push and deploy never reached the site broker (API requests go up only)
         assert watch.seen == 0
 
-        fleet.send_signal(signal.SIGINT)  # Ctrl-C
-        assert await asyncio.to_thread(fleet.wait, 120) == 0, out.text()
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await watcher
-        if fleet.poll() is None:  # a failure: Ctrl-C first, so its children go with it
-            fleet.send_signal(signal.SIGINT)
-            try:
-                fleet.wait(60)
-            except subprocess.TimeoutExpired:
-                fleet.kill()
-                fleet.wait()
+        await fleet.ctrl_c(alive=False)  # Ctrl-C
     assert leftovers(state, NODES) == []

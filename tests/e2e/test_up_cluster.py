@@ -10,28 +10,19 @@ And the profile is refused with a message where it cannot run."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-import aiomqtt
 import pytest
 import yaml
 
 from fogmesh.cli.fleet import cluster
-from tests.e2e.fleet import OutputReader, leftovers, read_env, wait_for_file
-from tests.support.buses import eventually
+from tests.e2e.fleet import FOGMESH, NODES, Outputs, fleet_cli, fogmesh_up, leftovers
 
-FOGMESH = str(Path(sys.executable).parent / "fogmesh")
-NODES = ["edge-1", "edge-2", "edge-3"]
-OUT = "fm/v1/data/demo/sensor-app/out"
-UP = [FOGMESH, "up", "--profile", "cluster", "--runtime", "native", "--duration", "600",
-      "--no-live"]  # fmt: skip
+UP = ["--profile", "cluster", "--runtime", "native", "--duration", "600"]
 
 
 def _cluster_or_skip() -> None:
@@ -43,32 +34,6 @@ def _cluster_or_skip() -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"the cluster profile cannot run in CI: {missing}")
     pytest.skip(f"the cluster profile cannot run here: {missing}")
-
-
-class Outputs:
-    """Counts the sample app's ``out`` messages on the cluster's first member."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def follow(self, env: dict[str, str]) -> None:
-        async with aiomqtt.Client(
-            "127.0.0.1",
-            int(env["FOGMESH_PORT"]),
-            username=env["FOGMESH_USERNAME"],
-            password=env["FOGMESH_PASSWORD"],
-            identifier="e2e-cluster-subscriber",
-        ) as client:
-            await client.subscribe(OUT, qos=1)
-            async for _message in client.messages:
-                self.count += 1
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FOGMESH, "--timeout", "10", *args],
-        capture_output=True, text=True, timeout=120, check=False, env={**os.environ, **env},
-    )  # fmt: skip
 
 
 def _check_plan(state: Path) -> None:
@@ -97,27 +62,18 @@ def _leads(log: Path) -> bool:
 async def test_up_cluster_profile_runs_the_sample_app(tmp_path: Path) -> None:
     _cluster_or_skip()
     state = (tmp_path / "fleet").resolve()
-    fleet = subprocess.Popen(
-        [*UP, "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "250"},
-    )  # fmt: skip
-    out = OutputReader(fleet)
-    outputs = Outputs()
-    subscriber: asyncio.Task[None] | None = None
+    outputs = Outputs("e2e-cluster-subscriber")  # on the cluster's first member
     fleet_id = ""
-    try:
-        await asyncio.to_thread(out.wait_for, "deployed sensor-app", 180, fleet)
-        wait_for_file(state / "fleet.env", 10)
-        env = read_env(state / "fleet.env")
+    async with fogmesh_up(state, *UP) as fleet:
+        env = await asyncio.to_thread(fleet.deployed)
         agent = yaml.safe_load((state / "agent-edge-1.yaml").read_text())
         fleet_id = agent["extra_labels"]["fogmesh.fleet"]
         _check_plan(state)
 
-        subscriber = asyncio.create_task(outputs.follow(env))
-        await eventually(lambda: outputs.count >= 3, timeout=90, what="outputs on the cluster")
+        fleet.background(outputs.follow(env))
+        await outputs.more(0, "outputs on the cluster")
 
-        listed = await asyncio.to_thread(_cli, env, "nodes", "--json")
+        listed = await asyncio.to_thread(fleet_cli, env, "--timeout", "10", "nodes", "--json")
         assert listed.returncode == 0, listed.stdout + listed.stderr
         assert {n["node"] for n in json.loads(listed.stdout)} == set(NODES), listed.stdout
         # one scheduler leads; the other took the app from the bus as the standby
@@ -126,18 +82,8 @@ async def test_up_cluster_profile_runs_the_sample_app(tmp_path: Path) -> None:
         standby = "scheduler-2" if _leads(logs / "scheduler.log") else "scheduler"
         assert "app record taken from the bus" in (logs / f"{standby}.log").read_text()
 
-        assert fleet.poll() is None, out.text()
-        fleet.send_signal(signal.SIGINT)
-        assert await asyncio.to_thread(fleet.wait, 120) == 0, out.text()
-    finally:
-        if subscriber is not None:
-            subscriber.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await subscriber
-        if fleet.poll() is None:
-            fleet.kill()
-            fleet.wait()
-    assert "the sample app published" in out.text()
+        await fleet.ctrl_c()
+    assert "the sample app published" in fleet.text()
     assert leftovers(state, NODES) == []
     assert not (state / "postgres").exists()
     assert not list(Path(tempfile.gettempdir()).glob(f"fogmesh-pg-{fleet_id}-*"))

@@ -6,22 +6,18 @@ fleet (or test) on the same engine with the same node names is neither taken nor
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.fleet import OutputReader, fleet_id, leftovers, read_env, wait_for_file
+from tests.e2e.fleet import NODES, UpFleet, fleet_id, fleet_ok, leftovers, read_env, wait_for_file
 
-FOGMESH = str(Path(sys.executable).parent / "fogmesh")
 BUILD_SH = Path(__file__).parents[2] / "deploy" / "images" / "sample-app" / "build.sh"
-NODES = ["edge-1", "edge-2", "edge-3"]
 
 
 def _docker(*args: str, timeout: float = 120) -> str:
@@ -42,28 +38,6 @@ def sample_image() -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _fleet_cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [FOGMESH, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, **env},
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def _wait(out: OutputReader, pattern: str, proc: subprocess.Popen[str]) -> re.Match[str]:
-    deadline = time.monotonic() + 180
-    while (found := re.search(pattern, out.text())) is None:
-        assert proc.poll() is None, f"fogmesh up exited ({proc.returncode}):\n{out.text()}"
-        assert time.monotonic() < deadline, f"no {pattern!r} in:\n{out.text()}"
-        time.sleep(0.2)
-    return found
-
-
 # a `fogmesh up` fleet of nodes edge-1..3, run one at a time with the others (CPU, and the
 # fleets' tests count their leftovers by node name within their fleet)
 @pytest.mark.xdist_group("fogmesh-up-fleets")
@@ -77,26 +51,20 @@ def test_a_node_revived_at_the_last_moment_leaves_no_container(
     stranger = f"fm-stranger-{uuid.uuid4().hex[:8]}"
     _docker("create", "--name", stranger, "--label", "fogmesh.node=edge-1",
             "--label", "fogmesh.fleet=stranger", sample_image)  # fmt: skip
-    fleet = subprocess.Popen(
-        [FOGMESH, "up", "--nodes", "3", "--runtime", "docker", "--state-dir", str(state),
-         "--no-live"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "250"},
-    )  # fmt: skip
-    out = OutputReader(fleet)
+    fleet = UpFleet(state, "--nodes", "3", "--runtime", "docker")
     try:
-        placed = _wait(out, r"sensor-app-convolve-0 on (edge-\d+)", fleet)
+        placed = fleet.wait_match(r"sensor-app-convolve-0 on (edge-\d+)")
         victim = placed.group(1)
         wait_for_file(state / "fleet.env", 10)
         env = read_env(state / "fleet.env")
-        assert "killed " + victim in _fleet_cli(env, "fleet", "kill", victim)
-        _wait(out, rf"event: workload-replaced sensor-app-convolve-0: {victim} -> edge-\d+", fleet)
-        said = _fleet_cli(env, "fleet", "revive", victim)
+        assert "killed " + victim in fleet_ok(env, "fleet", "kill", victim)
+        fleet.wait_match(rf"event: workload-replaced sensor-app-convolve-0: {victim} -> edge-\d+")
+        said = fleet_ok(env, "fleet", "revive", victim)
         assert f"started the agent of {victim} again" in said, said
         time.sleep(pause)
-        fleet.send_signal(signal.SIGINT)  # Ctrl-C while the revived agent starts up
-        assert fleet.wait(timeout=180) == 0, out.text()
-        said_at_end = out.text()
+        fleet.proc.send_signal(signal.SIGINT)  # Ctrl-C while the revived agent starts up
+        assert fleet.proc.wait(timeout=180) == 0, fleet.text()
+        said_at_end = fleet.text()
         assert "teardown left these behind" not in said_at_end, said_at_end
         assert re.search(r"removed \d+ containers", said_at_end), said_at_end
         fleet_marks = fleet_id(state)
@@ -107,9 +75,7 @@ def test_a_node_revived_at_the_last_moment_leaves_no_container(
         # the stranger is untouched
         assert _docker("ps", "-aq", "--filter", f"name={stranger}") != ""
     finally:
-        if fleet.poll() is None:
-            fleet.kill()
-            fleet.wait()
+        fleet.end()
         mine = fleet_id(state)
         if mine is not None:  # a failed run's own containers, never another fleet's
             ids = _docker("ps", "-aq", "--filter", f"label=fogmesh.fleet={mine}").split()
