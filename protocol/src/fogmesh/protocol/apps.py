@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from fogmesh.protocol._ids import Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.manifest import AppManifest
 
@@ -91,7 +92,7 @@ class GetApp(Request):
     app: Ident
 
 
-class PlacementInfo(BaseModel):
+class PlacementInfo(Model):
     """Where one workload runs (``node`` is None while it waits for a node)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -110,7 +111,7 @@ class PlacementInfo(BaseModel):
     )
 
 
-class AppSummary(BaseModel):
+class AppSummary(Model):
     """An app in a list."""
 
     model_config = ConfigDict(extra="forbid")
@@ -125,7 +126,7 @@ class AppSummary(BaseModel):
     )
 
 
-class AppInfo(BaseModel):
+class AppInfo(Model):
     """An app in full."""
 
     model_config = ConfigDict(extra="forbid")
@@ -158,7 +159,7 @@ class AppDeletedReply(Reply):
     removed: list[Ident] = Field(default_factory=list)
 
 
-class Unschedulable(BaseModel):
+class Unschedulable(Model):
     """``error.details`` of an ``unschedulable`` reply: why each node was refused.
 
     ``reasons`` maps node id to reason, sorted by node id and capped (``truncated`` counts the

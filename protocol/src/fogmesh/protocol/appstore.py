@@ -13,9 +13,10 @@ accounts may publish or read there (``fm/v1/store`` is outside every other role'
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from fogmesh.protocol._ids import check_id
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.apps import AppInfo, AppSummary, PlacementInfo
 from fogmesh.protocol.envelope import Envelope
 from fogmesh.protocol.manifest import AppManifest
@@ -38,7 +39,7 @@ def app_record_topic(tenant: str, app: str) -> str:
     return f"{ROOT}/store/scheduler/{check_id(tenant, what='tenant')}/{check_id(app, what='app')}"
 
 
-class PlacementRecord(BaseModel):
+class PlacementRecord(Model):
     """One workload of an app: its spec and its node (None while pending)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -66,7 +67,7 @@ class PlacementRecord(BaseModel):
         )
 
 
-class AppRecord(BaseModel):
+class AppRecord(Model):
     """One deployed app."""
 
     model_config = ConfigDict(extra="forbid")

@@ -27,9 +27,10 @@ import hashlib
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from fogmesh.protocol._ids import Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.envelope import Reply, Request
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ class DeleteArtefact(Request):
     ref: ArtefactRef
 
 
-class UploadInfo(BaseModel):
+class UploadInfo(Model):
     """One of the tenant's unfinished uploads: where it stands (``push`` resumes there)."""
 
     model_config = ConfigDict(extra="forbid")

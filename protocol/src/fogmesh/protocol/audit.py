@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from fogmesh.protocol._model import Model
 
 __all__ = ["AuditRecord"]
 
 
-class AuditRecord(BaseModel):
+class AuditRecord(Model):
     """One request and its outcome.
 
     ``account`` and ``tenant`` are the topic's (an API topic's tenant is bound to the

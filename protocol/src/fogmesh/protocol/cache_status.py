@@ -13,9 +13,10 @@ Two ways to ask, one answer (:class:`CacheStatus`):
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from fogmesh.protocol._ids import Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.artefacts import ArtefactKind, ArtefactRef
 from fogmesh.protocol.envelope import Reply, Request
 
@@ -45,7 +46,7 @@ class CacheStatusRequest(Request):
     site: Ident | None = Field(default=None, description="the site whose cache is asked")
 
 
-class CachedArtefact(BaseModel):
+class CachedArtefact(Model):
     """One artefact a cache holds, complete and verified."""
 
     model_config = ConfigDict(extra="forbid")
@@ -60,7 +61,7 @@ class CachedArtefact(BaseModel):
     last_used: float = Field(default=0.0, description="unix time it was last served or cached")
 
 
-class CachePull(BaseModel):
+class CachePull(Model):
     """An artefact the cache is pulling from the store now."""
 
     model_config = ConfigDict(extra="forbid")

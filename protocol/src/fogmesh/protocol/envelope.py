@@ -10,9 +10,10 @@ import time
 import uuid
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 
 from fogmesh.protocol._ids import Ident, check_topic
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.errors import ErrorCode, ErrorInfo, FieldError
 
 __all__ = [
@@ -45,18 +46,15 @@ TopicName = Annotated[str, AfterValidator(_topic_name)]
 """A concrete topic (no wildcards): what ``reply_to`` must be."""
 
 
-class Envelope(BaseModel):
+class Envelope(Model):
     """Fields common to every fogmesh message.
 
     Unknown fields are refused (``extra='forbid'``) so a typo in a hand-written command is an
-    error reply rather than a silently ignored setting.
-
-    Every message model's validator is built on its first use, not at import
-    (``defer_build=True``, inherited by every subclass): a process imports the whole contract
-    but uses a handful of its messages (docs/agent.md, "Memory").
+    error reply rather than a silently ignored setting. Its validator, like every model's, is
+    built on first use (:class:`~fogmesh.protocol._model.Model`).
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
     id: str = Field(default_factory=new_id, min_length=1, max_length=128)

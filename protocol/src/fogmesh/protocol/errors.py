@@ -28,7 +28,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from fogmesh.protocol._model import Model
 
 __all__ = [
     "BusError",
@@ -59,7 +61,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"  # a bug: the handler raised
 
 
-class FieldError(BaseModel):
+class FieldError(Model):
     """One failing field of a validation error."""
 
     model_config = ConfigDict(frozen=True)
@@ -68,7 +70,7 @@ class FieldError(BaseModel):
     msg: str
 
 
-class ErrorInfo(BaseModel):
+class ErrorInfo(Model):
     """The error part of a reply."""
 
     model_config = ConfigDict(frozen=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from fogmesh.protocol._ids import Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.envelope import Envelope
 
 __all__ = [
@@ -57,7 +58,7 @@ class EventKind(StrEnum):
     DEVICE_LOST = "device-lost"
 
 
-class EventData(BaseModel):
+class EventData(Model):
     """The base of every event payload: unknown keys are refused, as in every message."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

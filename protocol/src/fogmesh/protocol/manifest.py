@@ -29,9 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 
 from fogmesh.protocol._ids import MAX_ID_LENGTH, Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.errors import ContractError
 from fogmesh.protocol.manifest_limits import (
     MAX_ARCHES,
@@ -263,7 +264,7 @@ Memory = Annotated[int, BeforeValidator(parse_memory), Field(ge=0)]
 # --- the manifest ------------------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
+class _Strict(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

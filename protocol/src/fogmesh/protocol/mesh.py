@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from fogmesh.protocol._ids import Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.envelope import Envelope
 
 __all__ = ["HandedOnMessage", "LinkState", "LinkStatus", "SessionClaim"]
@@ -71,7 +72,7 @@ class LinkStatus(Envelope):
     )
 
 
-class SessionClaim(BaseModel):
+class SessionClaim(Model):
     """A broker says: ``client_id`` (of ``username``) subscribed ``filters`` here, with a
     persistent session; a broker holding that client's disconnected session hands on what it
     holds for those filters (``fogmesh.broker.handoff``)."""
@@ -82,7 +83,7 @@ class SessionClaim(BaseModel):
     filters: list[str]
 
 
-class HandedOnMessage(BaseModel):
+class HandedOnMessage(Model):
     """One message an old broker held for ``client_id``, handed on to the claiming broker in
     order (QoS 1, journalled before the old copy goes); ``data`` is base64."""
 

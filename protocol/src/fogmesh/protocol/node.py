@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from fogmesh.protocol._ids import Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.envelope import Envelope
 from fogmesh.protocol.workload import WorkloadStatus
 
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 
-class Location(BaseModel):
+class Location(Model):
     """Where a node is, in WGS84 degrees."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,7 +34,7 @@ class Location(BaseModel):
     lon: float = Field(ge=-180, le=180)
 
 
-class DeviceInfo(BaseModel):
+class DeviceInfo(Model):
     """One device a node has: its stable name, host path, kind and properties (docs/devices.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -77,7 +78,7 @@ def device_selector(request: str) -> tuple[str, dict[str, str]] | None:
     return found[1], props
 
 
-class NodeFacts(BaseModel):
+class NodeFacts(Model):
     """A node's hardware and software, as reported in its hello."""
 
     model_config = ConfigDict(extra="forbid")
@@ -138,7 +139,7 @@ class NodeStateMessage(Envelope):
         return state
 
 
-class Usage(BaseModel):
+class Usage(Model):
     """Resource use at one moment."""
 
     model_config = ConfigDict(extra="forbid")

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from fogmesh.protocol._ids import Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.envelope import Reply, Request
 from fogmesh.protocol.events import Event
 from fogmesh.protocol.node import Location, NodeFacts, Usage
@@ -69,7 +70,7 @@ class _Page(Request):
     cursor: str | None = Field(default=None, max_length=512)
 
 
-class NearFilter(BaseModel):
+class NearFilter(Model):
     """Within ``km`` kilometres (great-circle) of a point."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -101,7 +102,7 @@ class GetNode(Request):
     history: int = Field(default=10, ge=0, le=1000, description="usage samples to include")
 
 
-class UsageSample(BaseModel):
+class UsageSample(Model):
     """One heartbeat's usage, as stored."""
 
     model_config = ConfigDict(extra="forbid")
@@ -111,7 +112,7 @@ class UsageSample(BaseModel):
     usage: Usage
 
 
-class NodeInfo(BaseModel):
+class NodeInfo(Model):
     """What the registry knows about a node."""
 
     model_config = ConfigDict(extra="forbid")
@@ -159,7 +160,7 @@ class ListWorkloads(_Page):
     phase: WorkloadPhase | None = None
 
 
-class WorkloadInfo(BaseModel):
+class WorkloadInfo(Model):
     """One workload on one node."""
 
     model_config = ConfigDict(extra="forbid")
@@ -219,7 +220,7 @@ class GetRegistryApp(Request):
     app: Ident
 
 
-class RegistryAppInfo(BaseModel):
+class RegistryAppInfo(Model):
     """An app as the registry recorded it from the scheduler's events."""
 
     model_config = ConfigDict(extra="forbid")

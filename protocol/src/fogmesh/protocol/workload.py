@@ -11,9 +11,10 @@ import json
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from fogmesh.protocol._ids import Ident
+from fogmesh.protocol._model import Model
 from fogmesh.protocol.envelope import Envelope
 
 __all__ = [
@@ -102,7 +103,7 @@ def can_transition(current: WorkloadPhase, target: WorkloadPhase) -> bool:
     return current == target or target in TRANSITIONS[current]
 
 
-class Artefact(BaseModel):
+class Artefact(Model):
     """A native app shipped as a ``.tar`` (paper 4.1): a ``ref`` to the artefact store
     (``docs/artefacts.md``) or a URL to fetch (operators only), and its checksum."""
 
@@ -133,7 +134,7 @@ class Artefact(BaseModel):
         return self.ref.removeprefix("sha256:") if self.ref is not None else self.sha256
 
 
-class VolumeSpec(BaseModel):
+class VolumeSpec(Model):
     """A named volume mounted into a workload; its content moves with a stateful migration."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -142,7 +143,7 @@ class VolumeSpec(BaseModel):
     mount_path: str = Field(min_length=1, max_length=1024, pattern=r"^/")
 
 
-class WorkloadSpec(BaseModel):
+class WorkloadSpec(Model):
     """One instance of one component of one app, as a node should run it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -236,7 +237,7 @@ class DesiredState(Envelope):
         return self
 
 
-class WorkloadStatus(BaseModel):
+class WorkloadStatus(Model):
     """What one workload is doing now, as its node's agent sees it."""
 
     model_config = ConfigDict(extra="forbid")

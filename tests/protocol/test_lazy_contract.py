@@ -1,0 +1,102 @@
+"""The contract loads on demand (docs/agent.md, "Memory"): ``fogmesh.protocol`` imports a name's
+module when the name is first asked for, and every model builds its validator on first use.
+
+The package names each of its exports three times (``__all__``, the imports a type checker
+reads, ``_HOMES`` for run time); these tests keep the three the same."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from fogmesh import protocol
+from fogmesh.protocol._model import Model
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """name -> module, from the ``if TYPE_CHECKING:`` block of the package's ``__init__``."""
+    tree = ast.parse(Path(protocol.__file__).read_text())
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    )
+    names: dict[str, str] = {}
+    for stmt in block.body:
+        assert isinstance(stmt, ast.ImportFrom)
+        assert stmt.module is not None
+        for alias in stmt.names:
+            if stmt.module == "fogmesh.protocol":  # a submodule: from fogmesh.protocol import x
+                names[alias.name] = alias.name
+            else:
+                names[alias.name] = stmt.module.removeprefix("fogmesh.protocol.")
+    return names
+
+
+def test_every_export_has_one_home_and_is_that_modules_own() -> None:
+    assert len(protocol.__all__) == len(set(protocol.__all__))
+    assert set(protocol.__all__) == set(protocol._HOMES)
+    assert _type_checking_imports() == protocol._HOMES
+    for name, home in protocol._HOMES.items():
+        module = importlib.import_module(f"fogmesh.protocol.{home}")
+        expected = module if name == home else getattr(module, name)
+        assert getattr(protocol, name) is expected, name
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NoSuchName"):
+        protocol.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+
+LOADED = """
+import json, sys
+import fogmesh.protocol
+before = sorted(m for m in sys.modules if m.startswith("fogmesh.protocol."))
+from fogmesh.protocol import DesiredState, Heartbeat, topics
+after = sorted(m for m in sys.modules if m.startswith("fogmesh.protocol."))
+print(json.dumps([before, after]))
+"""
+
+
+def test_a_name_loads_its_module_and_what_that_module_imports_only() -> None:
+    """In a fresh interpreter (this one has loaded the whole contract)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED], capture_output=True, text=True, check=True, timeout=60
+    )
+    before, after = json.loads(done.stdout)
+    assert before == []
+    assert {"fogmesh.protocol.workload", "fogmesh.protocol.node"} <= set(after)
+    heavy = {"manifest", "apps", "queries", "catalogue", "artefacts", "migration"}
+    assert not {f"fogmesh.protocol.{m}" for m in heavy} & set(after)
+
+
+def _models() -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    for info in pkgutil.iter_modules(protocol.__path__):
+        module = importlib.import_module(f"fogmesh.protocol.{info.name}")
+        found.extend(
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type)
+            and issubclass(obj, BaseModel)
+            and obj.__module__ == module.__name__
+        )
+    return found
+
+
+def test_every_model_of_the_contract_builds_its_validator_on_first_use() -> None:
+    models = _models()
+    assert len(models) > 100
+    strays = sorted(m.__qualname__ for m in models if not issubclass(m, Model))
+    assert not strays, f"models not deriving from fogmesh.protocol._model.Model: {strays}"
+    assert all(m.model_config.get("defer_build") for m in models)
