@@ -10,76 +10,22 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from fogmesh.protocol.accounts import AccountRecord, JoinReply, JoinRequest, TenantRecord
-from fogmesh.protocol.apps import (
-    AppDeletedReply,
-    AppListReply,
-    AppReply,
-    DeleteApp,
-    DeployApp,
-    GetApp,
-    ListApps,
-    ScaleApp,
-    UpdateApp,
-)
-from fogmesh.protocol.appstore import StoredApp
-from fogmesh.protocol.artefacts import (
-    ArtefactInfo,
-    ArtefactList,
-    ChunkData,
-    DeleteArtefact,
-    FetchArtefact,
-    FetchReady,
-    ListArtefacts,
-    PushChunk,
-    PushStatus,
-    ReadChunk,
-    StatArtefact,
-)
-from fogmesh.protocol.audit import AuditRecord
-from fogmesh.protocol.cache_status import CacheStatus, CacheStatusRequest
-from fogmesh.protocol.commands import (
-    AckReply,
-    DownloadCommand,
-    DownloadReply,
-    LogsCommand,
-    LogsReply,
-    ReportCommand,
-    ReportReply,
-    RestartCommand,
-    StartCommand,
-    StopCommand,
-    UploadCommand,
-    UploadReply,
+from fogmesh.protocol import (
+    accounts,
+    apps,
+    appstore,
+    artefacts,
+    audit,
+    cache_status,
+    commands,
+    events,
+    lease,
+    mesh,
+    migration,
+    node,
+    workload,
 )
 from fogmesh.protocol.envelope import ErrorReply
-from fogmesh.protocol.events import Event
-from fogmesh.protocol.lease import LeaseRecord
-from fogmesh.protocol.mesh import HandedOnMessage, LinkStatus, SessionClaim
-from fogmesh.protocol.migration import (
-    DrainNode,
-    FreezeCommand,
-    FrozenReply,
-    MigrateWorkload,
-    MigrationReply,
-    MoveReply,
-    MoveWorkload,
-    NodeTrouble,
-    ReplicaHolders,
-    ResourceOffer,
-    ResourceRequest,
-    StateChunkCommand,
-    StateChunkReply,
-    StateDropCommand,
-    StatePutCommand,
-    StatePutReply,
-    StateReceiveCommand,
-    StateSendCommand,
-    StateSendReply,
-    ThawCommand,
-)
-from fogmesh.protocol.node import Heartbeat, NodeHello, NodeStateMessage
-from fogmesh.protocol.workload import ActualState, DesiredState
 
 __all__ = ["CATALOGUE", "TopicSpec"]
 
@@ -99,10 +45,33 @@ class TopicSpec:
     payload: str = ""  # what travels when there is no single model
 
 
+def _requests(
+    prefix: str,
+    publisher: str,
+    subscribers: str,
+    rows: tuple[tuple[str, type[BaseModel], type[BaseModel], str], ...],
+) -> tuple[TopicSpec, ...]:
+    """A request topic ``prefix + action`` for each ``(action, request, answer, summary)``:
+    QoS 1, not retained, answered with ``answer`` or :class:`ErrorReply`."""
+    return tuple(
+        TopicSpec(
+            prefix + action,
+            request,
+            publisher,
+            subscribers,
+            1,
+            False,
+            summary,
+            (answer, ErrorReply),
+        )
+        for action, request, answer, summary in rows
+    )
+
+
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(
         "fm/v1/nodes/{node}/hello",
-        NodeHello,
+        node.NodeHello,
         "node agent",
         "registry, scheduler",
         1,
@@ -111,7 +80,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/state",
-        NodeStateMessage,
+        node.NodeStateMessage,
         "node agent (its last will: broker)",
         "registry, scheduler",
         1,
@@ -121,7 +90,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/heartbeat",
-        Heartbeat,
+        node.Heartbeat,
         "node agent",
         "registry, scheduler",
         0,
@@ -130,7 +99,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/trouble",
-        NodeTrouble,
+        migration.NodeTrouble,
         "node agent",
         "migrator",
         1,
@@ -140,7 +109,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/desired",
-        DesiredState,
+        workload.DesiredState,
         "scheduler (lease holder), migrator",
         "that node's agent",
         1,
@@ -149,7 +118,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/actual",
-        ActualState,
+        workload.ActualState,
         "that node's agent",
         "registry, scheduler",
         1,
@@ -158,280 +127,308 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/cmd/logs",
-        LogsCommand,
+        commands.LogsCommand,
         "operator, CLI",
         "that node's agent",
         1,
         False,
         "The last lines of a workload's output.",
-        (LogsReply, ErrorReply),
+        (commands.LogsReply, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/cmd/upload",
-        UploadCommand,
+        commands.UploadCommand,
         "operator, CLI",
         "that node's agent",
         1,
         False,
         "Put a file into a workload.",
-        (UploadReply, ErrorReply),
+        (commands.UploadReply, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/cmd/restart",
-        RestartCommand,
+        commands.RestartCommand,
         "operator, CLI",
         "that node's agent",
         1,
         False,
         "Stop and start a workload.",
-        (AckReply, ErrorReply),
+        (commands.AckReply, ErrorReply),
     ),
-    *(
-        TopicSpec(
-            f"fm/v1/nodes/{{node}}/cmd/{verb}",
-            request,
-            "operator, registry (for a tenant)",
-            "that node's agent",
-            1,
-            False,
-            summary,
-            (answer, ErrorReply),
-        )
-        for verb, request, answer, summary in (
-            ("stop", StopCommand, AckReply, "Stop a workload and keep it stopped until start."),
-            ("start", StartCommand, AckReply, "Start a workload a stop holds."),
-            ("download", DownloadCommand, DownloadReply, "Read one file out of a workload."),
-        )
+    *_requests(
+        "fm/v1/nodes/{node}/cmd/",
+        "operator, registry (for a tenant)",
+        "that node's agent",
+        (
+            (
+                "stop",
+                commands.StopCommand,
+                commands.AckReply,
+                "Stop a workload and keep it stopped until start.",
+            ),
+            ("start", commands.StartCommand, commands.AckReply, "Start a workload a stop holds."),
+            (
+                "download",
+                commands.DownloadCommand,
+                commands.DownloadReply,
+                "Read one file out of a workload.",
+            ),
+        ),
     ),
-    *(
-        TopicSpec(
-            f"fm/v1/api/{{tenant}}/workloads/{action}",
-            request,
-            "users, CLI",
-            "registry (relays to the workload's agent)",
-            1,
-            False,
-            summary,
-            (answer, ErrorReply),
-        )
-        for action, request, answer, summary in (
+    *_requests(
+        "fm/v1/api/{tenant}/workloads/",
+        "users, CLI",
+        "registry (relays to the workload's agent)",
+        (
             (
                 "logs",
-                LogsCommand,
-                LogsReply,
+                commands.LogsCommand,
+                commands.LogsReply,
                 "A workload's last lines; with follow_s a stream (seq, final) from its agent.",
             ),
-            ("stop", StopCommand, AckReply, "Stop a workload of the tenant, kept stopped."),
-            ("start", StartCommand, AckReply, "Start a workload the tenant stopped."),
-            ("restart", RestartCommand, AckReply, "Stop and start a workload of the tenant."),
-            ("upload", UploadCommand, UploadReply, "Put a file into a workload of the tenant."),
-            ("download", DownloadCommand, DownloadReply, "Read a file out of one."),
-        )
+            (
+                "stop",
+                commands.StopCommand,
+                commands.AckReply,
+                "Stop a workload of the tenant, kept stopped.",
+            ),
+            (
+                "start",
+                commands.StartCommand,
+                commands.AckReply,
+                "Start a workload the tenant stopped.",
+            ),
+            (
+                "restart",
+                commands.RestartCommand,
+                commands.AckReply,
+                "Stop and start a workload of the tenant.",
+            ),
+            (
+                "upload",
+                commands.UploadCommand,
+                commands.UploadReply,
+                "Put a file into a workload of the tenant.",
+            ),
+            (
+                "download",
+                commands.DownloadCommand,
+                commands.DownloadReply,
+                "Read a file out of one.",
+            ),
+        ),
     ),
     TopicSpec(
         "fm/v1/nodes/{node}/cmd/report",
-        ReportCommand,
+        commands.ReportCommand,
         "operator, CLI",
         "that node's agent",
         1,
         False,
         "Facts, usage and workloads, now.",
-        (ReportReply, ErrorReply),
+        (commands.ReportReply, ErrorReply),
     ),
-    *(
-        TopicSpec(
-            f"fm/v1/api/{{tenant}}/apps/{action}",
-            request,
-            "users, CLI, Node-RED",
-            "scheduler (lease holder)",
-            1,
-            False,
-            summary,
-            (answer, ErrorReply),
-        )
-        for action, request, answer, summary in (
-            ("deploy", DeployApp, AppReply, "Place a new app; the reply lists its placements."),
-            ("update", UpdateApp, AppReply, "A new version: started before the old one stops."),
-            ("scale", ScaleApp, AppReply, "Set a component's replica count."),
-            ("delete", DeleteApp, AppDeletedReply, "Remove an app and its workloads."),
-            ("list", ListApps, AppListReply, "The tenant's apps."),
-            ("get", GetApp, AppReply, "One app with its manifest and placements."),
-        )
+    *_requests(
+        "fm/v1/api/{tenant}/apps/",
+        "users, CLI, Node-RED",
+        "scheduler (lease holder)",
+        (
+            (
+                "deploy",
+                apps.DeployApp,
+                apps.AppReply,
+                "Place a new app; the reply lists its placements.",
+            ),
+            (
+                "update",
+                apps.UpdateApp,
+                apps.AppReply,
+                "A new version: started before the old one stops.",
+            ),
+            ("scale", apps.ScaleApp, apps.AppReply, "Set a component's replica count."),
+            ("delete", apps.DeleteApp, apps.AppDeletedReply, "Remove an app and its workloads."),
+            ("list", apps.ListApps, apps.AppListReply, "The tenant's apps."),
+            ("get", apps.GetApp, apps.AppReply, "One app with its manifest and placements."),
+        ),
     ),
-    *(
-        TopicSpec(
-            f"fm/v1/nodes/{{node}}/cmd/{verb}",
-            request,
-            "migrator",
-            "that node's agent",
-            1,
-            False,
-            summary,
-            (answer, ErrorReply),
-        )
-        for verb, request, answer, summary in (
+    *_requests(
+        "fm/v1/nodes/{node}/cmd/",
+        "migrator",
+        "that node's agent",
+        (
             (
                 "resource-request",
-                ResourceRequest,
-                ResourceOffer,
+                migration.ResourceRequest,
+                migration.ResourceOffer,
                 "Could this node take the workload: level 2 (run), 1 (store) or 0 (relay).",
             ),
             (
                 "freeze",
-                FreezeCommand,
-                FrozenReply,
+                migration.FreezeCommand,
+                migration.FrozenReply,
                 "Stop and hold a workload, stage its state's snapshot.",
             ),
             (
                 "state-chunk",
-                StateChunkCommand,
-                StateChunkReply,
+                migration.StateChunkCommand,
+                migration.StateChunkReply,
                 "One chunk of a staged snapshot, with its sha256.",
             ),
             (
                 "state-put",
-                StatePutCommand,
-                StatePutReply,
+                migration.StatePutCommand,
+                migration.StatePutReply,
                 "Append one checked chunk of an expected handover (its token) to the snapshot"
                 " staged here; says the next offset. Sent by the source node's agent, peer to"
                 " peer (and the migrator's empty probes).",
             ),
-            ("thaw", ThawCommand, AckReply, "Release a frozen workload (the move failed)."),
+            (
+                "thaw",
+                migration.ThawCommand,
+                commands.AckReply,
+                "Release a frozen workload (the move failed).",
+            ),
             (
                 "state-receive",
-                StateReceiveCommand,
-                AckReply,
+                migration.StateReceiveCommand,
+                commands.AckReply,
                 "Expect a snapshot from a source node: take only chunks with this token.",
             ),
             (
                 "state-send",
-                StateSendCommand,
-                StateSendReply,
+                migration.StateSendCommand,
+                migration.StateSendReply,
                 "Push a staged snapshot to a peer's state-put, resuming at the peer's offset.",
             ),
             (
                 "state-drop",
-                StateDropCommand,
-                AckReply,
+                migration.StateDropCommand,
+                commands.AckReply,
                 "Forget every staged snapshot of a workload (deleted, deployed anew, or moved"
                 " elsewhere): it is never restored.",
             ),
-        )
+        ),
     ),
     TopicSpec(
         "fm/v1/ops/scheduler/move",
-        MoveWorkload,
+        migration.MoveWorkload,
         "migrator",
         "scheduler (lease holder)",
         1,
         False,
         "Re-home one replica (dry_run: only name the node it would pick).",
-        (MoveReply, ErrorReply),
+        (migration.MoveReply, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/ops/scheduler/holders",
-        ReplicaHolders,
+        migration.ReplicaHolders,
         "migrator",
         "scheduler (lease holder)",
         1,
         False,
         "Where a workload's state replica waits: re-placed after a death, it goes there first.",
-        (AckReply, ErrorReply),
+        (commands.AckReply, ErrorReply),
     ),
-    *(
-        TopicSpec(
-            f"fm/v1/api/{{tenant}}/migrations/{action}",
-            request,
-            "users, CLI",
-            "migrator (lease holder)",
-            1,
-            False,
-            summary,
-            (MigrationReply, ErrorReply),
-        )
-        for action, request, summary in (
-            ("migrate", MigrateWorkload, "Move one workload, with its state."),
-            ("drain", DrainNode, "Move the tenant's workloads off a node."),
-        )
+    *_requests(
+        "fm/v1/api/{tenant}/migrations/",
+        "users, CLI",
+        "migrator (lease holder)",
+        (
+            (
+                "migrate",
+                migration.MigrateWorkload,
+                migration.MigrationReply,
+                "Move one workload, with its state.",
+            ),
+            (
+                "drain",
+                migration.DrainNode,
+                migration.MigrationReply,
+                "Move the tenant's workloads off a node.",
+            ),
+        ),
     ),
-    *(
-        TopicSpec(
-            f"fm/v1/api/{{tenant}}/artefacts/{action}",
-            request,
-            "users, CLI (fogmesh push), dashboards",
-            "artefact store",
-            1,
-            False,
-            summary,
-            (answer, ErrorReply),
-        )
-        for action, request, answer, summary in (
+    *_requests(
+        "fm/v1/api/{tenant}/artefacts/",
+        "users, CLI (fogmesh push), dashboards",
+        "artefact store",
+        (
             (
                 "push",
-                PushChunk,
-                PushStatus,
+                artefacts.PushChunk,
+                artefacts.PushStatus,
                 "One chunk of an upload (no data: where it stands); resumable, checked per "
                 "chunk and whole, within the tenant's quota.",
             ),
-            ("list", ListArtefacts, ArtefactList, "The tenant's artefacts and its quota."),
-            ("delete", DeleteArtefact, ArtefactList, "Drop the tenant's hold on an artefact."),
-        )
+            (
+                "list",
+                artefacts.ListArtefacts,
+                artefacts.ArtefactList,
+                "The tenant's artefacts and its quota.",
+            ),
+            (
+                "delete",
+                artefacts.DeleteArtefact,
+                artefacts.ArtefactList,
+                "Drop the tenant's hold on an artefact.",
+            ),
+        ),
     ),
     TopicSpec(
         "fm/v1/ops/artefacts/stat",
-        StatArtefact,
+        artefacts.StatArtefact,
         "site artefact caches",
         "artefact store",
         1,
         False,
         "Size and name of an artefact if the tenant holds it (else not_found).",
-        (ArtefactInfo, ErrorReply),
+        (artefacts.ArtefactInfo, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/ops/artefacts/read",
-        ReadChunk,
+        artefacts.ReadChunk,
         "site artefact caches",
         "artefact store",
         1,
         False,
         "One chunk of a stored artefact.",
-        (ChunkData, ErrorReply),
+        (artefacts.ChunkData, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/ops/cache-{site}/artefact-fetch",
-        FetchArtefact,
+        artefacts.FetchArtefact,
         "node agents",
         "the site's artefact cache",
         1,
         False,
         "A ref a workload of the tenant runs: the cache pulls it from the store once and "
         "answers a one-time download URL on the site's LAN.",
-        (FetchReady, ErrorReply),
+        (artefacts.FetchReady, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/ops/cache-{site}/status",
-        CacheStatusRequest,
+        cache_status.CacheStatusRequest,
         "operators, dashboards, the artefact store (for a tenant)",
         "the site's artefact cache",
         1,
         False,
         "What the cache holds (ref, size, tenants, last use), its pulls in progress with "
         "their offset and its bytes used of max_bytes; one tenant's refs when it names one.",
-        (CacheStatus, ErrorReply),
+        (cache_status.CacheStatus, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/api/{tenant}/artefacts/cache-status",
-        CacheStatusRequest,
+        cache_status.CacheStatusRequest,
         "users, dashboards",
         "artefact store (asks the site's cache)",
         1,
         False,
         "The tenant's own refs in one site's cache (site) and its pulls in progress.",
-        (CacheStatus, ErrorReply),
+        (cache_status.CacheStatus, ErrorReply),
     ),
     TopicSpec(
         "fm/v1/events/fleet/{kind}",
-        Event,
+        events.Event,
         "registry, scheduler, agents",
         "registry, CLI, dashboards",
         1,
@@ -440,7 +437,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/events/tenants/{tenant}/{kind}",
-        Event,
+        events.Event,
         "scheduler, agents",
         "registry, that tenant",
         1,
@@ -494,7 +491,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/mesh/{broker}/links/{link}",
-        LinkStatus,
+        mesh.LinkStatus,
         "bridge link",
         "operators",
         1,
@@ -503,7 +500,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/mesh/sessions/claim",
-        SessionClaim,
+        mesh.SessionClaim,
         "embedded broker (a persistent session subscribed there)",
         "the other embedded brokers (over links)",
         1,
@@ -513,7 +510,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/mesh/sessions/handoff/{broker}",
-        HandedOnMessage,
+        mesh.HandedOnMessage,
         "embedded broker that held the old session",
         "the claiming broker",
         1,
@@ -522,7 +519,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/audit/{account}",
-        AuditRecord,
+        audit.AuditRecord,
         "every service's request router",
         "operators",
         1,
@@ -531,7 +528,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/leases/{duty}",
-        LeaseRecord,
+        lease.LeaseRecord,
         "holder of the duty",
         "its standbys",
         1,
@@ -540,7 +537,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/store/scheduler/{tenant}/{app}",
-        StoredApp,
+        appstore.StoredApp,
         "the leading scheduler",
         "every scheduler instance",
         1,
@@ -550,7 +547,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/accounts/{username}",
-        AccountRecord,
+        accounts.AccountRecord,
         "operators (`fogmesh account`, `tenant`, `node`), the broker redeeming a join token",
         "brokers",
         1,
@@ -560,7 +557,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/tenants/{tenant}",
-        TenantRecord,
+        accounts.TenantRecord,
         "operators (`fogmesh tenant`)",
         "brokers",
         1,
@@ -569,12 +566,12 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         "fm/v1/join/{bootstrap}",
-        JoinRequest,
+        accounts.JoinRequest,
         "an agent holding a join token (account `join-{id}`)",
         "the broker it is connected to",
         1,
         False,
         "Redeem a single-use join token for the node's own credential.",
-        reply=(JoinReply, ErrorReply),
+        reply=(accounts.JoinReply, ErrorReply),
     ),
 )

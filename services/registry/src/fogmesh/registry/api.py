@@ -17,25 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from fogmesh.bus import Action, Bus, MessageContext, Refusal, RequestRouter
-from fogmesh.protocol import ErrorCode, Request, topics
-from fogmesh.protocol.queries import (
-    EVENTS_RESOURCE,
-    NODES_RESOURCE,
-    REGISTRY_APPS_RESOURCE,
-    WORKLOADS_RESOURCE,
-    EventListReply,
-    GetNode,
-    GetRegistryApp,
-    ListEvents,
-    ListNodes,
-    ListRegistryApps,
-    ListWorkloads,
-    NodeListReply,
-    NodeReply,
-    RegistryAppListReply,
-    RegistryAppReply,
-    WorkloadListReply,
-)
+from fogmesh.protocol import ErrorCode, Request, queries, topics
 from fogmesh.registry.cursor import BadCursor
 from fogmesh.registry.db import reads
 from fogmesh.registry.relay import RELAY_MAX_PAYLOAD, WorkloadRelay, topic_tenant
@@ -53,18 +35,18 @@ class QueryApi:
         self.engine = engine
         self.relay = relay or WorkloadRelay(engine)
         actions: dict[str, dict[str, Action[Any]]] = {
-            NODES_RESOURCE: {
-                "list": Action(ListNodes, self.list_nodes),
-                "get": Action(GetNode, self.get_node),
+            queries.NODES_RESOURCE: {
+                "list": Action(queries.ListNodes, self.list_nodes),
+                "get": Action(queries.GetNode, self.get_node),
             },
-            WORKLOADS_RESOURCE: {
-                "list": Action(ListWorkloads, self.list_workloads),
+            queries.WORKLOADS_RESOURCE: {
+                "list": Action(queries.ListWorkloads, self.list_workloads),
                 **self.relay.actions(),
             },
-            EVENTS_RESOURCE: {"list": Action(ListEvents, self.list_events)},
-            REGISTRY_APPS_RESOURCE: {
-                "list": Action(ListRegistryApps, self.list_apps),
-                "get": Action(GetRegistryApp, self.get_app),
+            queries.EVENTS_RESOURCE: {"list": Action(queries.ListEvents, self.list_events)},
+            queries.REGISTRY_APPS_RESOURCE: {
+                "list": Action(queries.ListRegistryApps, self.list_apps),
+                "get": Action(queries.GetRegistryApp, self.get_app),
             },
         }
         self.routers = [
@@ -73,7 +55,7 @@ class QueryApi:
                 by_name,
                 what=f"{resource} action",
                 # an upload carries its file (base64) through the relay
-                max_payload=RELAY_MAX_PAYLOAD if resource == WORKLOADS_RESOURCE else None,
+                max_payload=RELAY_MAX_PAYLOAD if resource == queries.WORKLOADS_RESOURCE else None,
             )
             for resource, by_name in actions.items()
         ]
@@ -99,42 +81,46 @@ class QueryApi:
     async def _answer(self, ctx: MessageContext, reply: Any) -> None:
         await ctx.reply(reply)
 
-    async def list_nodes(self, msg: ListNodes, ctx: MessageContext) -> None:
+    async def list_nodes(self, msg: queries.ListNodes, ctx: MessageContext) -> None:
         """``nodes/list``."""
         self.tenant(msg, ctx)
         nodes, cursor = await self._read(reads.list_nodes, msg)
-        await self._answer(ctx, NodeListReply.to(msg, nodes=nodes, next_cursor=cursor))
+        await self._answer(ctx, queries.NodeListReply.to(msg, nodes=nodes, next_cursor=cursor))
 
-    async def get_node(self, msg: GetNode, ctx: MessageContext) -> None:
+    async def get_node(self, msg: queries.GetNode, ctx: MessageContext) -> None:
         """``nodes/get``."""
         self.tenant(msg, ctx)
         node = await self._read(reads.get_node, msg.node, msg.history)
         if node is None:
             raise Refusal(ErrorCode.NOT_FOUND, f"no node {msg.node!r}")
-        await self._answer(ctx, NodeReply.to(msg, node=node))
+        await self._answer(ctx, queries.NodeReply.to(msg, node=node))
 
-    async def list_workloads(self, msg: ListWorkloads, ctx: MessageContext) -> None:
+    async def list_workloads(self, msg: queries.ListWorkloads, ctx: MessageContext) -> None:
         """``workloads/list``: the tenant's own only."""
         tenant = self.tenant(msg, ctx)
         items, cursor = await self._read(reads.list_workloads, tenant, msg)
-        await self._answer(ctx, WorkloadListReply.to(msg, workloads=items, next_cursor=cursor))
+        await self._answer(
+            ctx, queries.WorkloadListReply.to(msg, workloads=items, next_cursor=cursor)
+        )
 
-    async def list_events(self, msg: ListEvents, ctx: MessageContext) -> None:
+    async def list_events(self, msg: queries.ListEvents, ctx: MessageContext) -> None:
         """``events/list``: fleet events and the tenant's own."""
         tenant = self.tenant(msg, ctx)
         items, cursor = await self._read(reads.list_events, tenant, msg)
-        await self._answer(ctx, EventListReply.to(msg, events=items, next_cursor=cursor))
+        await self._answer(ctx, queries.EventListReply.to(msg, events=items, next_cursor=cursor))
 
-    async def list_apps(self, msg: ListRegistryApps, ctx: MessageContext) -> None:
+    async def list_apps(self, msg: queries.ListRegistryApps, ctx: MessageContext) -> None:
         """``registry-apps/list``: the tenant's own only."""
         tenant = self.tenant(msg, ctx)
         items, cursor = await self._read(reads.list_apps, tenant, msg)
-        await self._answer(ctx, RegistryAppListReply.to(msg, apps=items, next_cursor=cursor))
+        await self._answer(
+            ctx, queries.RegistryAppListReply.to(msg, apps=items, next_cursor=cursor)
+        )
 
-    async def get_app(self, msg: GetRegistryApp, ctx: MessageContext) -> None:
+    async def get_app(self, msg: queries.GetRegistryApp, ctx: MessageContext) -> None:
         """``registry-apps/get``: the tenant's own only (another's is ``not_found``)."""
         tenant = self.tenant(msg, ctx)
         app = await self._read(reads.get_app, tenant, msg.app)
         if app is None:
             raise Refusal(ErrorCode.NOT_FOUND, f"no app {msg.app!r} for tenant {tenant!r}")
-        await self._answer(ctx, RegistryAppReply.to(msg, app=app))
+        await self._answer(ctx, queries.RegistryAppReply.to(msg, app=app))
