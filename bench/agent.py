@@ -9,20 +9,25 @@
   ``docker`` (the default runtimes, Docker configured; goal <= 40 MB) and ``native`` (only the
   native runtime, ``--runtimes native``; goal <= 32 MB): VmRSS once the agent has converged on
   an empty desired state (``after_start``) and ``FOGMESH_BENCH_IDLE_S`` later (the figure).
-  With ``FOGMESH_BENCH_BASE=<tree>`` (a work tree of the previous commit, e.g.
+  With ``--base <tree>`` (or ``FOGMESH_BENCH_BASE``; a work tree of an earlier commit, e.g.
   ``git worktree add /tmp/base HEAD~1``) the same is measured, interleaved, for the agent of
   that tree (its ``protocol/src`` and ``services/node-agent/src`` first on ``PYTHONPATH``):
-  ``rss_idle_mb.baseline``.
+  ``rss_idle_mb.baseline``; ``--tree <tree>`` measures another tree's agent as "now" (by
+  default this checkout's, as installed). ``--repeat N`` starts N agents per configuration and
+  tree (the median is the figure); ``--rss-only`` measures ``rss_idle_mb`` alone (no Docker
+  deploy, no WAN window) and rewrites only that section of the results.
 * ``wan``: bytes the agent sends to the broker (and receives) over an idle window, counted on
   the wire by a TCP proxy between agent and broker (so MQTT framing, keep-alives and PUBACKs
   count), extrapolated to one hour. Default agent settings (heartbeat every 5 s).
 
 Needs dockerd, mosquitto and the busybox test image (built if missing).
-Run: ``.venv/bin/python bench/agent.py`` (writes ``bench/results/agent.json``).
+Run: ``.venv/bin/python bench/agent.py [--rss-only] [--base TREE] [--tree TREE] [--repeat N]``
+(writes ``bench/results/agent.json``; ``--help`` for the options).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -53,7 +58,6 @@ RESULTS = REPO / "bench" / "results" / "agent.json"
 TRIALS = 7
 MANY = 20
 IDLE_WINDOW_S = float(os.environ.get("FOGMESH_BENCH_IDLE_S", "60"))
-BASE_TREE = os.environ.get("FOGMESH_BENCH_BASE", "")
 RUNTIME_CONFIGS = {"docker": [], "native": ["--runtimes", "native"]}  # name -> agent flags
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 
@@ -279,7 +283,93 @@ async def idle_rss(
             agent.kill()
 
 
-async def main() -> dict[str, Any]:
+async def idle_by_config(
+    bus: Bus, node: str, port: int, work: Path, label: str, *, trees: dict[str, str], repeat: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``idle_rss`` of each tree's agent (``{"now": tree, "baseline": tree}``, "" for this
+    checkout) per runtime configuration, ``repeat`` agents each, interleaved so that every tree
+    sees the same machine load; the medians with every run."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {w: {} for w in trees}
+    for i in range(repeat):
+        for config in RUNTIME_CONFIGS:
+            for which, tree in trees.items():
+                one = await idle_rss(
+                    bus,
+                    f"{node}{config[0]}{which[0]}{i}",
+                    port,
+                    work,
+                    label,
+                    config=config,
+                    tree=tree,
+                )
+                runs[which].setdefault(config, []).append(one)
+    return {
+        which: {
+            config: {
+                "after_start": round(statistics.median(r["after_start"] for r in rs), 1),
+                "after_idle": round(statistics.median(r["after_idle"] for r in rs), 1),
+                "runs": rs,
+            }
+            for config, rs in by_config.items()
+        }
+        for which, by_config in runs.items()
+    }
+
+
+def rss_idle_section(
+    idle: dict[str, dict[str, dict[str, Any]]], trees: dict[str, str]
+) -> dict[str, Any]:
+    """The ``rss_idle_mb`` section of the results."""
+    section: dict[str, Any] = {
+        **{config: idle["now"][config]["after_idle"] for config in RUNTIME_CONFIGS},
+        "goal_mb": {"docker": 40, "native": 32},
+        "idle_s": IDLE_WINDOW_S,
+        "detail": idle["now"],
+        "commit": tree_commit(trees["now"]),
+    }
+    if "baseline" in trees:
+        section["baseline"] = {
+            "commit": tree_commit(trees["baseline"]),
+            **{c: idle["baseline"][c]["after_idle"] for c in RUNTIME_CONFIGS},
+            "detail": idle["baseline"],
+        }
+    section["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return section
+
+
+def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A Mosquitto on a free loopback port, anonymous."""
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return proc, port
+
+
+async def rss_only(trees: dict[str, str], repeat: int) -> dict[str, Any]:
+    """``rss_idle_mb`` alone: the idle agents against one Mosquitto."""
+    run = uuid.uuid4().hex[:8]
+    work = Path(tempfile.mkdtemp(prefix="fmbench-"))
+    mosq, mport = start_mosquitto(work)
+    try:
+        await asyncio.sleep(0.5)
+        cfg = BusConfig(
+            port=mport, client_id=f"bench{run}", username=f"bench{run}", clean_session=True
+        )
+        async with Bus(cfg) as bus:
+            await bus.wait_connected(timeout=20)
+            idle = await idle_by_config(
+                bus, f"bench-{run}", mport, work, f"fmbench={run}", trees=trees, repeat=repeat
+            )
+    finally:
+        mosq.terminate()
+        mosq.wait(timeout=10)
+    return rss_idle_section(idle, trees)
+
+
+async def main(trees: dict[str, str], repeat: int) -> dict[str, Any]:
     build_busybox_image()
     run = uuid.uuid4().hex[:8]
     key, value = "fmbench", run
@@ -287,12 +377,7 @@ async def main() -> dict[str, Any]:
     node = f"bench-{run}"
     tenant = f"bt{run}"
     work = Path(tempfile.mkdtemp(prefix="fmbench-"))
-    mport = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\n")
-    mosq = subprocess.Popen(  # noqa: ASYNC220 -- started once, before any measurement
-        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    mosq, mport = start_mosquitto(work)
     proxy = CountingProxy(mport)
     await proxy.start()
     docker = aiodocker.Docker()
@@ -326,20 +411,7 @@ async def main() -> dict[str, Any]:
             idle_up, idle_down = proxy.up - up0, proxy.down - down0
             rss_idle_after = rss_mb(agent.pid)
             # idle RSS per runtime configuration, this tree's agent and the baseline's in turn
-            idle: dict[str, dict[str, dict[str, float]]] = {"now": {}, "baseline": {}}
-            for config in RUNTIME_CONFIGS:
-                for which, tree in (("baseline", BASE_TREE), ("now", "")):
-                    if which == "baseline" and not BASE_TREE:
-                        continue
-                    idle[which][config] = await idle_rss(
-                        bus,
-                        f"{node}{config[0]}{which[0]}",
-                        mport,
-                        work,
-                        label,
-                        config=config,
-                        tree=tree,
-                    )
+            idle = await idle_by_config(bus, node, mport, work, label, trees=trees, repeat=repeat)
 
             # warm-up: the tenant's network and the image are in place for both paths
             gen = 1
@@ -409,25 +481,7 @@ async def main() -> dict[str, Any]:
                 "goal_idle_mb": 40,
                 "meets_goal": rss_idle <= 40,
             },
-            "rss_idle_mb": {
-                **{config: idle["now"][config]["after_idle"] for config in RUNTIME_CONFIGS},
-                "goal_mb": {"docker": 40, "native": 32},
-                "idle_s": IDLE_WINDOW_S,
-                "detail": idle["now"],
-                "commit": tree_commit(""),
-                **(
-                    {
-                        "baseline": {
-                            "commit": tree_commit(BASE_TREE),
-                            **{c: idle["baseline"][c]["after_idle"] for c in RUNTIME_CONFIGS},
-                            "detail": idle["baseline"],
-                        }
-                    }
-                    if BASE_TREE
-                    else {}
-                ),
-                "load_average": [round(x, 2) for x in os.getloadavg()],
-            },
+            "rss_idle_mb": rss_idle_section(idle, trees),
             "wan": {
                 "idle_window_s": IDLE_WINDOW_S,
                 "heartbeat_interval_s": 5.0,
@@ -465,8 +519,27 @@ async def main() -> dict[str, Any]:
     return results
 
 
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rss-only", action="store_true", help="measure rss_idle_mb alone")
+    p.add_argument(
+        "--base",
+        default=os.environ.get("FOGMESH_BENCH_BASE", ""),
+        help="work tree of the baseline agent (env FOGMESH_BENCH_BASE; none by default)",
+    )
+    p.add_argument("--tree", default="", help="work tree of the agent measured as now")
+    p.add_argument("--repeat", type=int, default=1, help="agents per configuration and tree")
+    return p.parse_args()
+
+
 if __name__ == "__main__":
-    out = asyncio.run(main())
+    args = parse_args()
+    trees = {"now": args.tree, **({"baseline": args.base} if args.base else {})}
+    if args.rss_only:
+        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        out = {**previous, "rss_idle_mb": asyncio.run(rss_only(trees, args.repeat))}
+    else:
+        out = asyncio.run(main(trees, args.repeat))
     text = json.dumps(out, indent=2)
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

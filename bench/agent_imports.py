@@ -1,7 +1,7 @@
 """What each import of the node agent costs in resident memory (docs/agent.md, "Memory").
 
 A fresh interpreter per run keeps out what the agent's entry point keeps out
-(``fogmesh.agent.cli.keep_out_console_extras``), then imports the agent's dependencies in the
+(``fogmesh.agent.cli.keep_out_unused_extras``), then imports the agent's dependencies in the
 order the agent loads them and reads ``VmRSS`` from ``/proc/self/status`` after each step: each
 row is on top of the rows above it. The median of ``RUNS`` runs is printed as a table and
 written to ``bench/results/agent_imports.json``. The agent's idle figures (connected, converged,
@@ -63,9 +63,9 @@ def rss():
     raise RuntimeError("no VmRSS")
 
 out = [rss()]
-from fogmesh.agent.cli import keep_out_console_extras
+from fogmesh.agent.cli import keep_out_unused_extras
 
-keep_out_console_extras()
+keep_out_unused_extras()
 out.append(rss())
 for step in json.loads(sys.argv[1]):
     for name in step:

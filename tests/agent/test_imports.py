@@ -1,6 +1,7 @@
-"""What a running agent has imported (docs/agent.md, "Memory"): never ``rich`` (structlog would
-load it for console tracebacks merely because the CLI installed it), no Docker client when only
-the native runtime is configured, no mDNS without discovery.
+"""What a running agent has imported (docs/agent.md, "Memory"): never ``rich`` nor ``socks``
+(structlog and paho would load them merely because they are installed), no Docker client when
+only the native runtime is configured, no mDNS without discovery, none of the contract's app
+manifest and registry queries.
 
 The agent runs as ``python -m fogmesh.agent`` does (its ``__main__`` module, through runpy),
 connected to a real broker; when it has stopped on SIGTERM, an exit hook writes the names of
@@ -77,9 +78,10 @@ async def _modules_of_agent(
     return set(json.loads(listing.read_text()))
 
 
+NEVER = {"rich", "socks", "zeroconf", "fogmesh.protocol.manifest", "fogmesh.protocol.queries"}
 CASES = {  # --runtimes: (modules it must not load, modules it must load)
-    "native": ({"rich", "aiodocker", "aiohttp", "zeroconf"}, {"fogmesh.agent.runtime.native"}),
-    "docker,native": ({"rich", "zeroconf"}, {"aiodocker", "fogmesh.agent.runtime.docker"}),
+    "native": (NEVER | {"aiodocker", "aiohttp"}, {"fogmesh.agent.runtime.native"}),
+    "docker,native": (NEVER, {"fogmesh.agent.runtime.docker"}),
 }
 
 

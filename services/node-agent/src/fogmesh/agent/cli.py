@@ -21,25 +21,26 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fogmesh.agent.config import AgentConfig
 
-__all__ = ["build_parser", "config_from_args", "keep_out_console_extras", "main"]
+__all__ = ["build_parser", "config_from_args", "keep_out_unused_extras", "main"]
 
-CONSOLE_EXTRAS = ("rich",)
+UNUSED_EXTRAS = ("rich", "socks")
 """Packages the agent never uses that a dependency would import merely because they are
-installed: structlog loads ``rich`` (5-6 MB resident) for pretty console tracebacks. They are
-dependencies of the ``fogmesh`` CLI, not of the agent."""
+installed: structlog loads ``rich`` (5-6 MB resident) for pretty console tracebacks, paho
+``socks`` (PySocks, 0.2 MB) for SOCKS proxies the bus never configures. Neither is a dependency
+of the agent (``rich`` is the ``fogmesh`` CLI's)."""
 
 
-def keep_out_console_extras() -> None:
-    """Make :data:`CONSOLE_EXTRAS` unimportable in this process, if nothing has loaded them yet.
+def keep_out_unused_extras() -> None:
+    """Make :data:`UNUSED_EXTRAS` unimportable in this process, if nothing has loaded them yet.
 
-    Called first by :func:`main`, the process's entry point, before structlog is imported:
-    structlog then renders exceptions as plain text (the same as an agent installed without
-    the CLI). A process that has already imported structlog (a test calling :func:`main`) is
-    left as it is.
+    Called first by :func:`main`, the process's entry point, before structlog and paho are
+    imported: structlog then renders exceptions as plain text (the same as an agent installed
+    without the CLI), paho goes without SOCKS support, as without PySocks. A process that has
+    already imported structlog (a test calling :func:`main`) is left as it is.
     """
     if "structlog" in sys.modules:
         return
-    for name in CONSOLE_EXTRAS:
+    for name in UNUSED_EXTRAS:
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # import then raises ImportError
 
@@ -153,7 +154,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``fogmesh-agent`` and ``python -m fogmesh.agent``."""
-    keep_out_console_extras()
+    keep_out_unused_extras()
     import asyncio
 
     from pydantic import ValidationError
