@@ -55,10 +55,10 @@ class _ReadBuffer:
         self._sock: Any = None
 
     def recv(self, bufsize: int) -> bytes:
-        """At most ``bufsize`` bytes: from the buffer, or one socket read per wake-up."""
-        sock = _paho.socket_of(self._client)
-        if sock is not self._sock:  # a new connection: nothing buffered belongs to it
-            self._sock, self._data, self._pos = sock, b"", 0
+        """At most ``bufsize`` bytes: from the buffer, or one socket read per wake-up.
+
+        paho calls it only from its packet reader, which only :meth:`loop_read` calls: that is
+        where a new connection's socket is noticed."""
         if self._pos >= len(self._data):
             if not self._fresh:
                 raise BlockingIOError  # this wake-up's bytes are used up; wait for the next
@@ -74,16 +74,21 @@ class _ReadBuffer:
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """paho's ``loop_read``, going on while the wake-up's bytes hold whole packets."""
         paho = self._client
+        sock = _paho.socket_of(paho)
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        if sock is not self._sock:  # a new connection: nothing buffered belongs to it
+            self._sock, self._data, self._pos = sock, b"", 0
         self._fresh = True
         try:
             while True:
-                if _paho.socket_of(paho) is None:
-                    return MQTTErrorCode.MQTT_ERR_NO_CONN
                 rc = self._read_packet()
                 if rc > 0:
                     return self._handle_rc(rc)
                 if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                     return MQTTErrorCode.MQTT_ERR_SUCCESS
+                if _paho.socket_of(paho) is None:  # a packet's handling closed it
+                    return MQTTErrorCode.MQTT_ERR_NO_CONN
         finally:
             self._fresh = False
 
