@@ -3,8 +3,9 @@
 The fleet's ``site-b`` broker and its agents (with their workloads) run in the site namespace of
 an :func:`~tests.support.netns.ns_pair`; everything else stays where the test runs. The site's
 link reaches the cloud broker over the pair's veth: it connects to ``cloud_addr`` in the cloud
-namespace, where a relay (``python -m tests.chaos.wan relay``) accepts and forwards each
-connection to the cloud broker's own port. The relay is started where the test runs and creates
+namespace, where a relay (``python -m tests.chaos.wan relay``, a
+:class:`~tests.support.relay.CountingRelay`) accepts and forwards each connection to the cloud
+broker's own port. The relay is started where the test runs and creates
 only its listening socket inside the cloud namespace (``setns``), so it can reach both.
 
 A cut is :meth:`NsPair.cut` on the pair's veth (nftables drops both ways, or netem loss): silent,
@@ -29,7 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.netns import REPO, NsPair, netns_unavailable, ns_pair
+from tests.support.brokers import REPO
+from tests.support.netns import NsPair, netns_unavailable, ns_pair
+from tests.support.relay import CountingRelay
 
 __all__ = ["CUT_SITE", "WanSplit", "wan_split"]
 
@@ -124,30 +127,14 @@ def _listen_in(netns: str, host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()  # back-pressure: a stalled far side stops the reads here
-    writer.close()
-
-
 async def _relay(opts: argparse.Namespace) -> None:
     sock = _listen_in(opts.netns, opts.listen, opts.port)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(10):
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", opts.port)
-        except (OSError, TimeoutError):
-            writer.close()
-            return
-        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
-
-    server = await asyncio.start_server(handle, sock=sock)
+    relay = await CountingRelay(opts.port, sock=sock).start()
     print(f"relay listening on {opts.listen}:{opts.port} in {opts.netns}", flush=True)
-    async with server:
-        await server.serve_forever()
+    try:
+        await relay.serve_forever()
+    finally:
+        await relay.close()
 
 
 def main() -> None:

@@ -34,8 +34,9 @@ import pytest
 from fogmesh.cli.fleet.plan import TENANT
 from tests.partition.test_site_autonomy import site_migrator
 from tests.partition.test_unreachable import SITE_NODES, CutFleet
+from tests.support.brokers import REPO
 from tests.support.buses import eventually
-from tests.support.netns import REPO, NsPair
+from tests.support.netns import NsPair
 
 pytestmark = pytest.mark.netns
 

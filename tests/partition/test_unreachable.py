@@ -35,8 +35,9 @@ import yaml
 from fogmesh.cli.fleet.plan import TENANT, FleetPlan
 from fogmesh.cli.fleet.processes import ChildProcess
 from fogmesh.cli.fleet.teardown import remove_leftovers
+from tests.support.brokers import REPO
 from tests.support.buses import eventually
-from tests.support.netns import REPO, NsPair
+from tests.support.netns import NsPair
 
 pytestmark = pytest.mark.netns
 
