@@ -1,7 +1,9 @@
 """Request / reply round trip through the bus client against a raw aiomqtt echo, same run.
 
 Both sides use QoS 1 on the same broker; the raw echo is the floor the bus client is measured
-against (goal: the client adds at most 30% to the raw round trip). Also the QoS 1 throughput
+against (goal: the client adds at most 20% to the raw round trip's p50). Beside the wall-clock
+times, the process's CPU time per round trip (both ends of each pair run in this process): on a
+shared machine it moves far less with the load than the wall clock. Also the QoS 1 throughput
 of one subscription: a burst of messages from a raw publisher until the bus's handler has seen
 them all (each acknowledged only after its handler returned). Runs on the embedded amqtt broker
 and on Mosquitto.
@@ -30,9 +32,11 @@ from tests.support.brokers import BrokerProcess
 # The same socket option the bus client sets, so the floor is a fair one.
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 WINDOW = 50  # QoS 1 publishes of the burst in flight at once
+GOAL_PERCENT = 20  # issue #13: the bus adds at most this to the raw round trip's p50
 
 
-async def _raw_round_trips(port: int, count: int) -> list[float]:
+async def _raw_round_trips(port: int, count: int) -> tuple[list[float], float]:
+    """``count`` round trips' wall-clock seconds, and the CPU seconds they took in all."""
     req, rep = "bench/raw/req", "bench/raw/rep"
     samples: list[float] = []
     async with (
@@ -57,18 +61,21 @@ async def _raw_round_trips(port: int, count: int) -> list[float]:
         server = asyncio.create_task(serve())
         replies = cli.messages
         payload = RestartCommand(workload="w", reply_to=rep).model_dump_json()
+        cpu = time.process_time()
         for _ in range(count):
             start = time.perf_counter()
             await cli.publish(req, payload, qos=1)
             await asyncio.wait_for(anext(replies), 10)
             samples.append(time.perf_counter() - start)
+        cpu = time.process_time() - cpu
         server.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await server
-    return samples
+    return samples, cpu
 
 
-async def _bus_round_trips(port: int, count: int) -> list[float]:
+async def _bus_round_trips(port: int, count: int) -> tuple[list[float], float]:
+    """``count`` request / reply round trips through two buses, as :func:`_raw_round_trips`."""
     topic = topics.node_cmd("bench-node", "restart")
 
     async def on_restart(cmd: RestartCommand, ctx: MessageContext) -> None:
@@ -81,11 +88,13 @@ async def _bus_round_trips(port: int, count: int) -> list[float]:
         server.subscribe(topic, RestartCommand, on_restart)
         await server.wait_connected(timeout=15)
         await client.wait_connected(timeout=15)
+        cpu = time.process_time()
         for _ in range(count):
             start = time.perf_counter()
             await client.request(topic, RestartCommand(workload="w"), AckReply, timeout=10)
             samples.append(time.perf_counter() - start)
-    return samples
+        cpu = time.process_time() - cpu
+    return samples, cpu
 
 
 async def _burst_rate(port: int, count: int) -> float:
@@ -128,13 +137,18 @@ async def _measure(kind: str, rounds: int, per_round: int, burst: int) -> dict[s
             await _bus_round_trips(broker.port, 50)
             raw: list[float] = []
             bus: list[float] = []
+            raw_cpu = bus_cpu = 0.0
             for _ in range(rounds):  # interleaved, so machine noise hits both alike
-                raw += await _raw_round_trips(broker.port, per_round)
-                bus += await _bus_round_trips(broker.port, per_round)
+                samples, cpu = await _raw_round_trips(broker.port, per_round)
+                raw, raw_cpu = raw + samples, raw_cpu + cpu
+                samples, cpu = await _bus_round_trips(broker.port, per_round)
+                bus, bus_cpu = bus + samples, bus_cpu + cpu
             rate = await _burst_rate(broker.port, burst)
         finally:
             broker.stop()
     raw_s, bus_s = summarise(raw), summarise(bus)
+    raw_s["cpu_us_per_round_trip"] = round(raw_cpu / len(raw) * 1e6, 1)
+    bus_s["cpu_us_per_round_trip"] = round(bus_cpu / len(bus) * 1e6, 1)
     overhead = (bus_s["p50_ms"] - raw_s["p50_ms"]) / raw_s["p50_ms"] * 100
     return {
         "raw": raw_s,
@@ -156,11 +170,14 @@ async def _main(rounds: int, per_round: int, burst: int) -> None:
         print(
             f"{kind:9} raw aiomqtt echo p50 {raw['p50_ms']:.3f} ms p99 {raw['p99_ms']:.3f} ms | "
             f"bus request p50 {bus['p50_ms']:.3f} ms p99 {bus['p99_ms']:.3f} ms | "
-            f"overhead p50 {res['p50_overhead_percent']}% (goal <= 30%) | "
+            f"overhead p50 {res['p50_overhead_percent']}% (goal <= {GOAL_PERCENT}%) | "
+            f"CPU per round trip raw {raw['cpu_us_per_round_trip']} us, "
+            f"bus {bus['cpu_us_per_round_trip']} us | "
             f"QoS 1 burst {res['qos1_burst_per_s']}/s"
         )
     path = write_result(
-        "bus", {"goal_overhead_percent": 30, "load_average": load_average(), "results": results}
+        "bus",
+        {"goal_overhead_percent": GOAL_PERCENT, "load_average": load_average(), "results": results},
     )
     print(f"written {path}")
 
