@@ -56,7 +56,7 @@ STEPS: list[tuple[str, list[str], str]] = [
         "always",
     ),
     (
-        "the contract's modules the agent uses (validators built on first use)",
+        "the contract's modules the agent uses (deferred)",
         [f"fogmesh.protocol.{m}" for m in AGENT_CONTRACT],
         "always",
     ),
@@ -64,8 +64,11 @@ STEPS: list[tuple[str, list[str], str]] = [
     ("fogmesh.bus, fogmesh.service", ["fogmesh.bus", "fogmesh.service"], "always"),
     ("the agent's modules", ["fogmesh.agent.service", "fogmesh.agent.join"], "always"),
     ("the native runtime", ["fogmesh.agent.runtime.native"], "native configured"),
-    ("aiohttp, aiodocker", ["aiohttp", "aiodocker"], "Docker configured"),
-    ("the Docker runtime", ["fogmesh.agent.runtime.docker"], "Docker configured"),
+    (
+        "the Docker runtime (its own engine client)",
+        ["fogmesh.agent.runtime.docker"],
+        "Docker configured",
+    ),
     ("yaml", ["yaml"], "only with --config (a YAML file)"),
     ("zeroconf", ["zeroconf"], "only with discovery (--discover)"),
 ]
