@@ -23,18 +23,7 @@ import aiomqtt
 import pytest
 
 from tests.broker.conftest import collect, wait_for
-from tests.support.brokers import wait_port
-from tests.support.documented_fleet import (
-    Fleet,
-    cli,
-    kill_marked,
-    mosquitto_etc,
-    start_agent,
-    start_broker,
-    start_registry,
-    start_scheduler,
-    write_private,
-)
+from tests.support.documented_fleet import Fleet, cli, serving_fleet, start_services, write_private
 
 TOKEN = secrets.token_hex(6)  # marks this test's workload processes, to clean up only those
 MANIFEST = f"""\
@@ -48,16 +37,6 @@ components:
 """
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    made = Fleet(tmp_path)
-    try:
-        yield made
-    finally:
-        made.stop()
-        kill_marked(TOKEN)
-
-
 def _kinds(messages: list[aiomqtt.Message]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for msg in messages:
@@ -67,39 +46,20 @@ def _kinds(messages: list[aiomqtt.Message]) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-@pytest.fixture
-def etc() -> Iterator[Path]:
-    """Where Mosquitto's files go (see :func:`mosquitto_etc`)."""
-    with mosquitto_etc() as path:
-        yield path
+@pytest.fixture(params=["amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
+    """The documented broker of ``request.param``, serving."""
+    with serving_fleet(tmp_path, request.param, TOKEN) as made:
+        yield made
 
 
-@pytest.mark.parametrize("kind", ["amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
-async def test_a_fleet_from_the_docs_alone(etc: Path, fleet: Fleet, kind: str) -> None:
-    start_broker(fleet, kind, etc)
-    await asyncio.to_thread(wait_port, fleet.port, 60.0)
-    if kind == "amqtt":
-        await wait_for(lambda: "ready cloud" in fleet.log("broker"), what="the broker")
-
+async def test_a_fleet_from_the_docs_alone(fleet: Fleet) -> None:
     at_tenant: list[aiomqtt.Message] = []
     at_operator: list[aiomqtt.Message] = []
-    tenant = aiomqtt.Client(
-        "127.0.0.1",
-        fleet.port,
-        identifier="acme-watch",
-        username="acme",
-        password=fleet.password("acme"),
-        timeout=30,
-    )
-    operator = aiomqtt.Client(
-        "127.0.0.1",
-        fleet.port,
-        identifier="operator-watch",
-        username="operator",
-        password=fleet.password("operator"),
-        timeout=30,
-    )
-    async with tenant, operator:
+    async with (
+        fleet.client("acme", "acme-watch") as tenant,
+        fleet.client("operator", "operator-watch") as operator,
+    ):
         await tenant.subscribe("fm/v1/events/tenants/acme/#", qos=1)
         await tenant.subscribe("fm/v1/events/fleet/#", qos=1)  # refused: not the tenant's
         await operator.subscribe("fm/v1/events/#", qos=1)
@@ -107,9 +67,7 @@ async def test_a_fleet_from_the_docs_alone(etc: Path, fleet: Fleet, kind: str) -
             asyncio.create_task(collect(tenant, at_tenant)),
             asyncio.create_task(collect(operator, at_operator)),
         ]
-        start_registry(fleet)
-        start_scheduler(fleet)
-        start_agent(fleet)
+        start_services(fleet)
 
         def seen(sink: list[aiomqtt.Message], kind: str) -> bool:
             return kind in _kinds(sink)

@@ -32,18 +32,7 @@ import yaml
 from fogmesh.protocol import ActualState, WorkloadPhase, WorkloadStatus, topics
 from fogmesh.protocol.audit import AuditRecord
 from tests.broker.conftest import collect, wait_for
-from tests.support.brokers import wait_port
-from tests.support.documented_fleet import (
-    Fleet,
-    cli,
-    kill_marked,
-    mosquitto_etc,
-    start_agent,
-    start_broker,
-    start_registry,
-    start_scheduler,
-    write_private,
-)
+from tests.support.documented_fleet import Fleet, cli, serving_fleet, start_services, write_private
 
 # the module-scoped fleet is made once per worker that runs any of its tests: keep them on one
 pytestmark = pytest.mark.xdist_group("security-matrix")
@@ -71,20 +60,6 @@ def _manifest(app: str) -> str:
         f"name: {app}\ncomponents:\n  - name: main\n    runtime: native\n"
         f'    executable: /bin/sh\n    command: ["-c", "sleep 900; : {TOKEN}"]\n'
         "    requests: {cpu: 50m, memory: 16Mi}\n"
-    )
-
-
-def _client(
-    fleet: Fleet, user: str, ident: str | None = None, *, persistent: bool = False
-) -> aiomqtt.Client:
-    return aiomqtt.Client(
-        "127.0.0.1",
-        fleet.port,
-        identifier=ident or f"{user}-{uuid.uuid4().hex[:8]}",
-        clean_session=not persistent,
-        username=user,
-        password=fleet.password(user),
-        timeout=30,
     )
 
 
@@ -153,7 +128,7 @@ async def peer(
     fleet: Fleet, user: str, ident: str | None = None, *, persistent: bool = False
 ) -> AsyncIterator[Peer]:
     """A connected :class:`Peer` of ``user`` subscribed to its own reply topic."""
-    client = _client(fleet, user, ident, persistent=persistent)
+    client = fleet.client(user, ident, persistent=persistent)
     async with client:
         made = Peer(client, user, str(client.identifier))
         await client.subscribe(made.reply_to, qos=1)
@@ -168,7 +143,7 @@ async def peer(
 async def watching(fleet: Fleet, *filters: str) -> AsyncIterator[list[aiomqtt.Message]]:
     """An operator's subscriber on ``filters``: every message it receives, in order."""
     sink: list[aiomqtt.Message] = []
-    async with _client(fleet, "operator") as client:
+    async with fleet.client("operator") as client:
         for topic_filter in filters:
             await client.subscribe(topic_filter, qos=1)
         task = asyncio.create_task(collect(client, sink))
@@ -252,25 +227,14 @@ def fleet(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fleet]:
     """The broker of ``request.param``, registry, scheduler and agent, both apps running."""
-    made = Fleet(tmp_path_factory.mktemp(f"matrix-{request.param}"))
-    try:
-        with mosquitto_etc() as etc:
-            start_broker(made, request.param, etc, USERS)
-            wait_port(made.port, 60.0)
-            if request.param == "amqtt":
-                asyncio.run(wait_for(lambda: "ready cloud" in made.log("broker"), WAIT, "broker"))
-            start_registry(made)
-            start_scheduler(made)
-            start_agent(made, NODE)
-            try:
-                asyncio.run(_prepare(made))
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{made.logs()}") from None
-            yield made
-    finally:
-        made.stop()
-        kill_marked(TOKEN)
-        kill_marked(str(made.root))  # the workloads' shims, which outlive a stopped agent
+    root = tmp_path_factory.mktemp(f"matrix-{request.param}")
+    with serving_fleet(root, request.param, TOKEN, USERS, WAIT) as made:
+        start_services(made, NODE)
+        try:
+            asyncio.run(_prepare(made))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{made.logs()}") from None
+        yield made
 
 
 async def test_a_node_cannot_speak_for_another(fleet: Fleet) -> None:
@@ -403,7 +367,7 @@ async def test_a_tenant_cannot_take_over_anothers_session(
     stolen: list[aiomqtt.Message] = []
     async with peer(fleet, "acme", "acme-cli", persistent=persistent) as acme:
         await acme.settle()
-        thief = _client(fleet, "globex", ident, persistent=persistent)
+        thief = fleet.client("globex", ident, persistent=persistent)
         if fleet.kind == "amqtt":
             with pytest.raises(aiomqtt.MqttError):
                 async with thief:

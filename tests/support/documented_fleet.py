@@ -13,14 +13,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiomqtt
 import psutil
 
 from fogmesh.broker.passwords import hash_password
-from tests.support.brokers import free_port
+from tests.support.brokers import free_port, wait_port
 
 __all__ = [
     "BIN",
@@ -29,10 +32,12 @@ __all__ = [
     "cli",
     "kill_marked",
     "mosquitto_etc",
+    "serving_fleet",
     "start_agent",
     "start_broker",
     "start_registry",
     "start_scheduler",
+    "start_services",
     "write_private",
 ]
 
@@ -60,6 +65,21 @@ class Fleet:
 
     def password(self, user: str) -> str:
         return self.passwords.setdefault(user, secrets.token_hex(12))
+
+    def client(
+        self, user: str, ident: str | None = None, *, persistent: bool = False
+    ) -> aiomqtt.Client:
+        """A client of the broker as ``user`` (client id ``ident``, or a fresh one of the
+        user's; a persistent session with ``persistent``)."""
+        return aiomqtt.Client(
+            "127.0.0.1",
+            self.port,
+            identifier=ident or f"{user}-{uuid.uuid4().hex[:8]}",
+            clean_session=not persistent,
+            username=user,
+            password=self.password(user),
+            timeout=30,
+        )
 
     def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> None:
         with (self.root / f"{name}.log").open("ab") as log:
@@ -160,6 +180,42 @@ def mosquitto_etc() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving_fleet(
+    root: Path,
+    kind: str,
+    token: str,
+    users: Sequence[tuple[str, str]] = DOCUMENTED_USERS,
+    timeout: float = 60.0,
+) -> Iterator[Fleet]:
+    """A :class:`Fleet` in ``root`` whose broker of ``kind`` serves (its port open; the
+    embedded one has said ``ready``). On the way out every process of the fleet is stopped,
+    then the workload processes marked with ``token`` or ``root`` are killed (a workload's
+    shim outlives a stopped agent), then Mosquitto's files are removed."""
+    fleet = Fleet(root)
+    with mosquitto_etc() as etc:
+        try:
+            start_broker(fleet, kind, etc, users)
+            wait_port(fleet.port, 60.0)
+            deadline = time.monotonic() + timeout
+            while kind == "amqtt" and "ready cloud" not in fleet.log("broker"):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the broker is not ready:\n{fleet.logs()}")
+                time.sleep(0.05)
+            yield fleet
+        finally:
+            fleet.stop()
+            kill_marked(token)
+            kill_marked(str(root))
+
+
+def start_services(fleet: Fleet, node: str = "edge-1") -> None:
+    """The registry, the scheduler and the agent of ``node``, each as the docs start it."""
+    start_registry(fleet)
+    start_scheduler(fleet)
+    start_agent(fleet, node)
 
 
 def start_registry(fleet: Fleet) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.brokers import free_port
+from tests.support.processes import terminate
 
 __all__ = ["BUSYBOX_TAG", "LocalRegistry", "build_busybox_image", "free_port", "image_exists"]
 
@@ -148,11 +149,5 @@ class LocalRegistry:
 
     def stop(self) -> None:
         """Stop the registry process."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        terminate(self.proc, 10)
         self.proc = None
