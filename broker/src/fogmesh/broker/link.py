@@ -47,7 +47,14 @@ from fogmesh.broker.paths import (
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
 from fogmesh.broker.topicmatch import matches
-from fogmesh.broker.wire import Publisher, Sent, WireBytes, coalesce_writes, count_bytes
+from fogmesh.broker.wire import (
+    Publisher,
+    Sent,
+    WireBytes,
+    coalesce_writes,
+    count_bytes,
+    lean_properties,
+)
 from fogmesh.bus import backoff_delay, drain_reads
 from fogmesh.protocol import LinkState, LinkStatus, topics
 
@@ -63,6 +70,12 @@ STATUS_EVERY = 5.0  # seconds: counters (queue depth, forwarded) are published a
 FAR_COUNTERS_EVERY = 300.0  # seconds: the far copy's counters while nothing waits or changes
 BATCH = 200  # messages a writer hands over at once; order holds (one socket, sent in order)
 WINDOW = 4  # batches a writer has in flight before it waits for the oldest one's PUBACKs
+RECEIVE_MAXIMUM = 5 * BATCH
+"""QoS 1 messages an MQTT 5 end (Mosquitto) may send the link before it waits for PUBACKs.
+
+Mosquitto otherwise holds a client to its ``max_inflight_messages`` (default 20): each 20
+messages then waited for a disk commit and a round trip. The reader commits what one socket
+read brought (up to :data:`BATCH`), so a few batches' worth keeps it fed."""
 _NET_ERRORS = (MqttError, TimeoutError, OSError)
 _STATE_FIELDS = ("state", "last_error", "path", "since")  # what the far side judges a site by
 _WIRE_FIELDS = {
@@ -287,6 +300,8 @@ class Link:
             # hands the link its own messages back (no-local); Mosquitto speaks it, amqtt not
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = SESSION_EXPIRY if kept else 0
+            props.ReceiveMaximum = RECEIVE_MAXIMUM
+            lean_properties()  # paho decodes properties on every packet of an MQTT 5 end
             v5 = {
                 "protocol": aiomqtt.ProtocolVersion.V5,
                 "clean_start": not kept,
