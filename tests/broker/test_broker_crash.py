@@ -14,15 +14,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    eventually_delivered,
-    port_of,
-    wait_for,
-    write_mesh,
-)
+from tests.broker.conftest import MeshProcess, client, eventually_delivered, wait_for
+from tests.support.mesh import start_alone
 
 BURST = 200
 KILL_AFTER = (300, 900)  # acknowledged messages before each SIGKILL
@@ -48,10 +41,7 @@ async def _publish(pub: aiomqtt.Client, n: int, acked: set[bytes]) -> None:
 
 
 async def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, procs: list[MeshProcess]) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"hub": broker_spec(tmp_path, "hub")}, [])
-    broker = MeshProcess(mesh, "hub").start()
-    procs.append(broker)
-    port = port_of(mesh, "hub")
+    broker, port = start_alone(tmp_path, procs)
     got: set[bytes] = set()
     acked: set[bytes] = set()
     stop = asyncio.Event()

@@ -17,14 +17,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    port_of,
-    wait_for,
-    write_mesh,
-)
+from tests.broker.conftest import MeshProcess, client, wait_for
+from tests.support.mesh import start_alone
 
 QUEUED = 60
 SINK = "svc-queue-sink"
@@ -60,10 +54,7 @@ async def _receive(port: int, got: list[bytes], *, ack: bool) -> None:
 async def test_unacknowledged_queue_survives_sigkill(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"hub": broker_spec(tmp_path, "hub")}, [])
-    broker = MeshProcess(mesh, "hub").start()
-    procs.append(broker)
-    port = port_of(mesh, "hub")
+    broker, port = start_alone(tmp_path, procs)
     sent = [f"q-{n}".encode() for n in range(QUEUED)]
     await _queue_for_sink(port, sent)
 
@@ -95,10 +86,7 @@ async def test_unacknowledged_queue_survives_sigkill(
 
 
 async def test_acknowledged_queue_rows_leave_disk(tmp_path: Path, procs: list[MeshProcess]) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"hub": broker_spec(tmp_path, "hub")}, [])
-    broker = MeshProcess(mesh, "hub").start()
-    procs.append(broker)
-    port = port_of(mesh, "hub")
+    broker, port = start_alone(tmp_path, procs)
     sent = [f"a-{n}".encode() for n in range(QUEUED)]
     await _queue_for_sink(port, sent)
     await wait_for(lambda: _queued_rows(tmp_path) == QUEUED, 60, "the queue on disk")

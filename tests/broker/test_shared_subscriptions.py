@@ -14,8 +14,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import MeshProcess, broker_spec, client, port_of, wait_for, write_mesh
+from tests.broker.conftest import MeshProcess, client, wait_for
 from tests.support.brokers import BrokerProcess
+from tests.support.mesh import start_alone
 
 SHARED = "$share/registry/fm/v1/nodes/+/heartbeat"
 TOPICS = [f"fm/v1/nodes/n{i:02d}/heartbeat" for i in range(20)]
@@ -68,9 +69,7 @@ def _owners(members: list[Member], before: list[Counter[str]]) -> dict[str, set[
 async def test_embedded_broker_gives_each_topic_to_one_member(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"hub": broker_spec(tmp_path, "hub")}, [])
-    procs.append(MeshProcess(mesh, "hub").start())
-    port = port_of(mesh, "hub")
+    port = start_alone(tmp_path, procs)[1]
     members = [Member(client(port)) for _ in range(3)]
     plain = Member(client(port))
     try:

@@ -14,15 +14,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    port_of,
-    wait_for,
-    write_mesh,
-)
+from tests.broker.conftest import MeshProcess, client, collect, wait_for
+from tests.support.mesh import start_alone
 
 N = 100
 
@@ -37,9 +30,7 @@ async def _until_closed(c: aiomqtt.Client) -> None:
 async def test_taken_over_session_gets_every_message_at_once(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"hub": broker_spec(tmp_path, "hub")}, [])
-    procs.append(MeshProcess(mesh, "hub").start())
-    port = port_of(mesh, "hub")
+    port = start_alone(tmp_path, procs)[1]
     for rnd in range(5):
         got: list[aiomqtt.Message] = []
         want = {f"a{rnd}-{i}".encode() for i in range(N)}
