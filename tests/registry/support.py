@@ -32,6 +32,8 @@ from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import bus_config, unique
 
 __all__ = [
+    "USAGE",
+    "USAGE_ROW",
     "EventLog",
     "ProcNode",
     "SimNode",
@@ -39,6 +41,7 @@ __all__ = [
     "pg_url_or_skip",
     "run_registry",
     "until",
+    "watched_registry",
 ]
 
 R = TypeVar("R", bound=Reply)
@@ -76,6 +79,19 @@ async def run_registry(
         registry.engine.dispose()
 
 
+@contextlib.asynccontextmanager
+async def watched_registry(
+    broker: BrokerProcess, db_url: str, **settings: Any
+) -> AsyncIterator[tuple[Bus, EventLog]]:
+    """:func:`run_registry` and a connected client of ``broker`` collecting every fleet
+    event, for the block."""
+    async with run_registry(broker, db_url, **settings), Bus(bus_config(broker)) as client:
+        log = EventLog()
+        log.attach(client)
+        await client.wait_connected(timeout=15)
+        yield client, log
+
+
 async def ask(bus: Bus, tenant: str, path: str, request: Request, model: type[R]) -> R:
     """Send a query to ``fm/v1/api/{tenant}/{path}`` and return its reply."""
     resource, action = path.split("/")
@@ -102,6 +118,17 @@ USAGE = Usage(
     disk_used_bytes=10 << 30,
     disk_total_bytes=64 << 30,
 )
+
+
+USAGE_ROW = {
+    "cpu_percent": 1.0,
+    "memory_used_bytes": 1,
+    "memory_total_bytes": 2,
+    "disk_used_bytes": 3,
+    "disk_total_bytes": 4,
+    "load1": 0.0,
+}
+"""A node's usage as the writer stores it (a heartbeat op's row)."""
 
 
 @dataclass

@@ -11,15 +11,7 @@ from fogmesh.registry.batcher import WriteQueue
 from fogmesh.registry.db import BatchWriter, make_engine, migrate
 from fogmesh.registry.db.writes import NODES
 from fogmesh.registry.ops import Batch, HeartbeatOp, LivenessOp
-
-USAGE = {
-    "cpu_percent": 1.0,
-    "memory_used_bytes": 1,
-    "memory_total_bytes": 2,
-    "disk_used_bytes": 3,
-    "disk_total_bytes": 4,
-    "load1": 0.0,
-}
+from tests.registry.support import USAGE_ROW
 
 
 async def test_a_thousand_heartbeats_are_a_few_transactions(sqlite_url: str) -> None:
@@ -39,7 +31,7 @@ async def test_a_thousand_heartbeats_are_a_few_transactions(sqlite_url: str) -> 
             queue.put(LivenessOp(f"n{n:03d}", "online", 1.0))
         for seq in range(10):
             for n in range(100):
-                queue.heartbeat(HeartbeatOp(f"n{n:03d}", seq, 1.0, 10.0, USAGE, 2.0))
+                queue.heartbeat(HeartbeatOp(f"n{n:03d}", seq, 1.0, 10.0, USAGE_ROW, 2.0))
         await queue.drained(timeout=30)
     finally:
         runner.cancel()

@@ -22,15 +22,7 @@ from fogmesh.registry.ops import (
     LivenessOp,
     Op,
 )
-
-USAGE = {
-    "cpu_percent": 1.0,
-    "memory_used_bytes": 1,
-    "memory_total_bytes": 2,
-    "disk_used_bytes": 3,
-    "disk_total_bytes": 4,
-    "load1": 0.0,
-}
+from tests.registry.support import USAGE_ROW
 
 
 def hello(node: str, at: float, arch: str = "x86_64", boot: str = "b1") -> HelloOp:
@@ -57,8 +49,8 @@ def test_the_latest_hello_actual_and_heartbeat_of_a_node_win() -> None:
         hello("n", 2.0, arch="aarch64"),
         ActualOp("n", [workload("w1")], 1.0),
         ActualOp("n", [], 2.0),
-        HeartbeatOp("n", 1, 1.0, 10.0, USAGE, 1.0),
-        HeartbeatOp("n", 2, 2.0, 10.0, USAGE, 2.0),
+        HeartbeatOp("n", 1, 1.0, 10.0, USAGE_ROW, 1.0),
+        HeartbeatOp("n", 2, 2.0, 10.0, USAGE_ROW, 2.0),
     )
     assert batch.hellos["n"].facts["arch"] == "aarch64"
     assert batch.actuals["n"].workloads == []
@@ -120,7 +112,7 @@ def join_storm(nodes: int) -> list[Op | HeartbeatOp]:
     for i in range(nodes):
         node = f"n{i:05d}"
         ops += [hello(node, 1.0), LivenessOp(node, "online", 1.0, "hello", "b1")]
-        ops += [event_op(i, node), HeartbeatOp(node, 0, 1.0, 10.0, USAGE, 1.0)]
+        ops += [event_op(i, node), HeartbeatOp(node, 0, 1.0, 10.0, USAGE_ROW, 1.0)]
     return ops
 
 
@@ -149,7 +141,7 @@ def test_a_coalesced_batch_writes_what_the_operations_one_by_one_write(ready: En
         hello("a", 3.0, arch="aarch64", boot="b2"),
         LivenessOp("a", "online", 3.0, "hello", "b2"),
         ActualOp("a", [workload("w2", "failed")], 3.0),
-        HeartbeatOp("a", 7, 3.0, 10.0, USAGE, 3.5),
+        HeartbeatOp("a", 7, 3.0, 10.0, USAGE_ROW, 3.5),
         LivenessOp("b", "stale", 4.0, "late"),
     ]
     one_by_one = [Batch.of(op) for op in ops]
