@@ -12,19 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from fogmesh.protocol.commands import (
-    AckReply,
-    DownloadCommand,
-    DownloadReply,
-    LogsCommand,
-    LogsReply,
-    NodeVerb,
-    RestartCommand,
-    StartCommand,
-    StopCommand,
-    UploadCommand,
-    UploadReply,
-)
+from fogmesh.protocol import commands
 from fogmesh.protocol.envelope import Reply, Request
 
 __all__ = ["FILE_RELAY_TIMEOUT_S", "RELAY_TIMEOUT_S", "WORKLOAD_ACTIONS", "WorkloadAction"]
@@ -47,12 +35,18 @@ class WorkloadAction(StrEnum):
     DOWNLOAD = "download"  # DownloadCommand -> DownloadReply
 
 
-WORKLOAD_ACTIONS: Final[dict[WorkloadAction, tuple[NodeVerb, type[Request], type[Reply]]]] = {
-    WorkloadAction.LOGS: (NodeVerb.LOGS, LogsCommand, LogsReply),
-    WorkloadAction.STOP: (NodeVerb.STOP, StopCommand, AckReply),
-    WorkloadAction.START: (NodeVerb.START, StartCommand, AckReply),
-    WorkloadAction.RESTART: (NodeVerb.RESTART, RestartCommand, AckReply),
-    WorkloadAction.UPLOAD: (NodeVerb.UPLOAD, UploadCommand, UploadReply),
-    WorkloadAction.DOWNLOAD: (NodeVerb.DOWNLOAD, DownloadCommand, DownloadReply),
+WORKLOAD_ACTIONS: Final[
+    dict[WorkloadAction, tuple[commands.NodeVerb, type[Request], type[Reply]]]
+] = {
+    WorkloadAction.LOGS: (commands.NodeVerb.LOGS, commands.LogsCommand, commands.LogsReply),
+    WorkloadAction.STOP: (commands.NodeVerb.STOP, commands.StopCommand, commands.AckReply),
+    WorkloadAction.START: (commands.NodeVerb.START, commands.StartCommand, commands.AckReply),
+    WorkloadAction.RESTART: (commands.NodeVerb.RESTART, commands.RestartCommand, commands.AckReply),
+    WorkloadAction.UPLOAD: (commands.NodeVerb.UPLOAD, commands.UploadCommand, commands.UploadReply),
+    WorkloadAction.DOWNLOAD: (
+        commands.NodeVerb.DOWNLOAD,
+        commands.DownloadCommand,
+        commands.DownloadReply,
+    ),
 }
 """Each relayed action: the agent's verb it becomes, its request's and its reply's model."""
