@@ -22,20 +22,20 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    eventually_delivered,
-    link_spec,
-    port_of,
-    wait_for,
-    write_mesh,
+from tests.broker.conftest import MeshProcess, client, collect, eventually_delivered, wait_for
+from tests.sample_app.helpers import (
+    AppProcess,
+    Collector,
+    Names,
+    app_env,
+    running,
+    send_readings,
+    sensor_env,
+    subscribed,
 )
-from tests.sample_app.helpers import AppProcess, Collector, Names, app_env, running
 from tests.sample_app.helpers import wait_for as wait_until
 from tests.support.brokers import BrokerProcess
+from tests.support.mesh import start_wan, wan_mesh
 
 
 def _stored(db: Path, client_id: str) -> tuple[int, int]:
@@ -52,23 +52,18 @@ def test_readings_queued_for_a_moved_replica_reach_the_new_one(
 ) -> None:
     names = Names()
     env = app_env(amqtt_broker, names.tenant, names.app, FOGMESH_WORKLOAD="convolve-0")
-    sensor_env = {**env, "FM_CLIENT_ID": f"{names.tenant}-sensor", "FM_RATE_HZ": "25"}
     with Collector(amqtt_broker, names) as collector:
         old = AppProcess("convolve", {**env, "FOGMESH_NODE": "edge-3"}, tmp_path / "old.log")
         with running(old):
-            wait_until("the old replica to subscribe", lambda: "subscribed" in old.log())
+            subscribed("the old replica", old)
             assert old.terminate() == 0, old.log()
-        away = AppProcess(
-            "sensor", sensor_env, tmp_path / "sensor.log", args=("--count", "10", "--seed", "4")
-        )
-        with running(away):
-            assert away.wait() == 0, away.log()
+        send_readings(sensor_env(env, names.tenant), tmp_path / "sensor.log", 10, 4)
         want = set(range(10))
         wait_until("10 readings on .../in", lambda: collector.seqs_in() >= want)
 
         moved = AppProcess("convolve", {**env, "FOGMESH_NODE": "edge-1"}, tmp_path / "new.log")
         with running(moved):
-            wait_until("the moved replica to subscribe", lambda: "subscribed" in moved.log())
+            subscribed("the moved replica", moved)
             wait_until(
                 "the readings queued for the old replica to be convolved",
                 lambda: collector.seqs_out() >= want,
@@ -93,14 +88,9 @@ async def test_readings_queued_at_the_old_site_reach_a_replica_moved_across_site
         {"pattern": "data/#", "direction": "in", "qos": 1},
         {"pattern": "fm/v1/mesh/sessions/#", "direction": "both", "qos": 1},
     ]
-    mesh = write_mesh(
-        tmp_path / "mesh.yaml",
-        {"site": broker_spec(tmp_path, "site"), "cloud": broker_spec(tmp_path, "cloud")},
-        [link_spec("wan", "site", "cloud", rules)],
-    )
-    started = [MeshProcess(mesh, "cloud").start(), MeshProcess(mesh, "site").start()]
+    started: list[MeshProcess] = []
     try:
-        site, cloud = port_of(mesh, "site"), port_of(mesh, "cloud")
+        site, cloud = start_wan(wan_mesh(tmp_path, rules), started).ports
         got: list[aiomqtt.Message] = []
         async with client(site, ident="svc-convolve-0", clean=False) as old:
             await old.subscribe("data/in", qos=1)

@@ -179,5 +179,23 @@ def running(app: AppProcess) -> Iterator[AppProcess]:
         app.kill()
 
 
+def sensor_env(env: dict[str, str], tenant: str, rate: str = "25") -> dict[str, str]:
+    """``env`` for the tenant's sensor: its own client id, ``rate`` readings a second."""
+    return {**env, "FM_CLIENT_ID": f"{tenant}-sensor", "FM_RATE_HZ": rate}
+
+
+def send_readings(env: dict[str, str], log: Path, count: int, seed: int) -> AppProcess:
+    """Run the sensor for ``count`` readings from ``seed``; it must exit 0."""
+    sensor = AppProcess("sensor", env, log, args=("--count", str(count), "--seed", str(seed)))
+    with running(sensor):
+        assert sensor.wait() == 0, sensor.log()
+    return sensor
+
+
+def subscribed(what: str, app: AppProcess) -> None:
+    """Wait until ``app`` (a convolver) has subscribed; ``what`` names it in a failure."""
+    wait_for(f"{what} to subscribe", lambda: "subscribed" in app.log())
+
+
 def count_lines(text: str, needle: str) -> int:
     return sum(1 for line in text.splitlines() if needle in line)

@@ -12,12 +12,12 @@ import pytest
 
 from tests.sample_app.helpers import (
     BUILD_SH,
-    AppProcess,
     Collector,
     Names,
     app_env,
     count_lines,
-    running,
+    send_readings,
+    sensor_env,
     wait_for,
 )
 from tests.sample_app.test_native import assert_outputs_match_inputs
@@ -89,7 +89,7 @@ def test_containerised_convolver_keeps_its_session_across_a_stop(
     same container, hence the same client id, back: all 12 queued readings are convolved."""
     names = Names()
     env = app_env(broker, names.tenant, names.app, FM_CLIENT_ID=f"{names.tenant}-conv")
-    sensor_env = {**env, "FM_CLIENT_ID": f"{names.tenant}-sensor", "FM_RATE_HZ": "25"}
+    sensor = sensor_env(env, names.tenant)
     name = f"fm-sample-conv-{containers}"
     label = f"{LABEL}-{containers}"
 
@@ -107,11 +107,7 @@ def test_containerised_convolver_keeps_its_session_across_a_stop(
         wait_for("the convolver container to subscribe", lambda: "subscribed" in logs())
 
         # 1. native sensor -> container convolver
-        native = AppProcess(
-            "sensor", sensor_env, tmp_path / "sensor.log", args=("--count", "8", "--seed", "4")
-        )
-        with running(native):
-            assert native.wait() == 0, native.log()
+        send_readings(sensor, tmp_path / "sensor.log", 8, 4)
         first = set(range(8))
         wait_for("8 results from the container", lambda: collector.seqs_out() >= first)
         assert_outputs_match_inputs(collector, first)
@@ -124,7 +120,7 @@ def test_containerised_convolver_keeps_its_session_across_a_stop(
 
         # 3. readings while the convolver is away, from the sensor in the same image
         docker(
-            "run", "--rm", "--label", label, "--network", "host", *container_env(sensor_env),
+            "run", "--rm", "--label", label, "--network", "host", *container_env(sensor),
             sample_image, "python3", "-m", "fogmesh_sample.sensor",
             "--count", "12", "--seq-start", "8", "--seed", "5",
         )  # fmt: skip

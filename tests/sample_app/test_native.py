@@ -15,6 +15,9 @@ from tests.sample_app.helpers import (
     app_env,
     count_lines,
     running,
+    send_readings,
+    sensor_env,
+    subscribed,
     wait_for,
 )
 from tests.support.brokers import BrokerProcess, free_port
@@ -44,15 +47,8 @@ def test_sensor_to_convolver_to_subscriber(broker: BrokerProcess, tmp_path: Path
     env = app_env(broker, names.tenant, names.app, FM_CLIENT_ID=f"{names.tenant}-conv")
     conv = AppProcess("convolve", env, tmp_path / "convolve.log")
     with Collector(broker, names) as collector, running(conv):
-        wait_for("the convolver to subscribe", lambda: "subscribed" in conv.log())
-        sensor = AppProcess(
-            "sensor",
-            {**env, "FM_CLIENT_ID": f"{names.tenant}-sensor", "FM_RATE_HZ": "20"},
-            tmp_path / "sensor.log",
-            args=("--count", "20", "--seed", "1"),
-        )
-        with running(sensor):
-            assert sensor.wait() == 0, sensor.log()
+        subscribed("the convolver", conv)
+        sensor = send_readings(sensor_env(env, names.tenant, "20"), tmp_path / "sensor.log", 20, 1)
         want = set(range(20))
         wait_for("20 results on .../out", lambda: collector.seqs_out() >= want)
         wait_for("20 readings on .../in", lambda: collector.seqs_in() >= want)
@@ -69,18 +65,13 @@ def test_readings_queued_while_the_convolver_is_away_are_not_lost(
     the broker kept its persistent session and QoS 1 subscription, so all 15 are convolved."""
     names = Names()
     env = app_env(broker, names.tenant, names.app, FM_CLIENT_ID=f"{names.tenant}-conv")
-    sensor_env = {**env, "FM_CLIENT_ID": f"{names.tenant}-sensor", "FM_RATE_HZ": "25"}
     with Collector(broker, names) as collector:
         first = AppProcess("convolve", env, tmp_path / "convolve-1.log")
         with running(first):
-            wait_for("the convolver to subscribe", lambda: "subscribed" in first.log())
+            subscribed("the convolver", first)
             assert first.terminate() == 0, first.log()
 
-        away = AppProcess(
-            "sensor", sensor_env, tmp_path / "sensor.log", args=("--count", "15", "--seed", "2")
-        )
-        with running(away):
-            assert away.wait() == 0, away.log()
+        send_readings(sensor_env(env, names.tenant), tmp_path / "sensor.log", 15, 2)
         want = set(range(15))
         wait_for("15 readings on .../in", lambda: collector.seqs_in() >= want)
         assert collector.seqs_out() == set()  # nobody convolved them yet
@@ -98,10 +89,9 @@ def test_convolver_rides_out_a_broker_restart(broker: BrokerProcess, tmp_path: P
     reconnects (jittered back-off) and convolves readings sent afterwards."""
     names = Names()
     env = app_env(broker, names.tenant, names.app, FM_CLIENT_ID=f"{names.tenant}-conv")
-    sensor_env = {**env, "FM_CLIENT_ID": f"{names.tenant}-sensor", "FM_RATE_HZ": "25"}
     conv = AppProcess("convolve", env, tmp_path / "convolve.log")
     with running(conv):
-        wait_for("the convolver to subscribe", lambda: "subscribed" in conv.log())
+        subscribed("the convolver", conv)
         broker.kill()
         wait_for("the convolver to notice", lambda: "lost the broker" in conv.log())
         # Let it fail a few reconnects before the broker comes back.
@@ -115,11 +105,7 @@ def test_convolver_rides_out_a_broker_restart(broker: BrokerProcess, tmp_path: P
             "the convolver to subscribe again", lambda: count_lines(conv.log(), "subscribed") >= 2
         )
         with Collector(broker, names) as collector:
-            sensor = AppProcess(
-                "sensor", sensor_env, tmp_path / "sensor.log", args=("--count", "5", "--seed", "3")
-            )
-            with running(sensor):
-                assert sensor.wait() == 0, sensor.log()
+            send_readings(sensor_env(env, names.tenant), tmp_path / "sensor.log", 5, 3)
             want = set(range(5))
             wait_for("5 results after the restart", lambda: collector.seqs_out() >= want)
             assert_outputs_match_inputs(collector, want)
