@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from fogmesh.bus import Bus
 from fogmesh.protocol.queries import GetNode, NodeInfo, NodeReply
-from tests.registry.support import EventLog, ProcNode, SimNode, ask, run_registry, until
+from tests.registry.support import ProcNode, SimNode, ask, until, watched_registry
 from tests.support.brokers import BrokerProcess
-from tests.support.buses import bus_config, unique
+from tests.support.buses import unique
 
 
 async def get_node(bus: Bus, node: str) -> NodeInfo:
@@ -17,40 +17,36 @@ async def get_node(bus: Bus, node: str) -> NodeInfo:
 async def test_join_heartbeat_silent_death_and_back(broker: BrokerProcess, sqlite_url: str) -> None:
     node = unique("n")
     async with (
-        run_registry(broker, sqlite_url, missed=3, default_interval=0.3),
-        Bus(bus_config(broker)) as client,
+        watched_registry(broker, sqlite_url, missed=3, default_interval=0.3) as (client, log),
+        SimNode(broker, node, interval=0.3) as sim,
     ):
-        log = EventLog()
-        log.attach(client)
-        await client.wait_connected(timeout=15)
-        async with SimNode(broker, node, interval=0.3) as sim:
-            await until(lambda: _async(log.kinds(node)[:1] == ["node-joined"]), what="joined")
+        await until(lambda: _async(log.kinds(node)[:1] == ["node-joined"]), what="joined")
 
-            async def beating() -> NodeInfo | None:
-                info = await get_node(client, node)
-                return info if (info.last_seq or 0) >= 3 else None
+        async def beating() -> NodeInfo | None:
+            info = await get_node(client, node)
+            return info if (info.last_seq or 0) >= 3 else None
 
-            info = await until(beating, what="heartbeats stored")
-            assert info.state == "online"
-            assert info.facts is not None
-            assert info.facts.arch == "x86_64"
-            assert info.usage is not None
-            assert info.usage.memory_used_bytes == 3 << 30
-            assert info.heartbeat_interval_s == 0.3
-            assert info.boot_id == sim.boot_id
+        info = await until(beating, what="heartbeats stored")
+        assert info.state == "online"
+        assert info.facts is not None
+        assert info.facts.arch == "x86_64"
+        assert info.usage is not None
+        assert info.usage.memory_used_bytes == 3 << 30
+        assert info.heartbeat_interval_s == 0.3
+        assert info.boot_id == sim.boot_id
 
-            await sim.stop_heartbeats()  # silent: the connection stays, no last will
-            await until(lambda: _async("node-lost" in log.kinds(node)), what="lost")
-            assert log.kinds(node)[-2:] == ["node-stale", "node-lost"]
-            lost = [e for e in log.events if e.node == node][-1]
-            assert lost.data["reason"] == "missed-heartbeats"
-            assert (await get_node(client, node)).state == "offline"
+        await sim.stop_heartbeats()  # silent: the connection stays, no last will
+        await until(lambda: _async("node-lost" in log.kinds(node)), what="lost")
+        assert log.kinds(node)[-2:] == ["node-stale", "node-lost"]
+        lost = [e for e in log.events if e.node == node][-1]
+        assert lost.data["reason"] == "missed-heartbeats"
+        assert (await get_node(client, node)).state == "offline"
 
-            sim.start_heartbeats()
-            await until(lambda: _async(log.kinds(node)[-1] == "node-back"), what="back")
-            await until(
-                lambda: _state_is(client, node, "online"), what="stored online after coming back"
-            )
+        sim.start_heartbeats()
+        await until(lambda: _async(log.kinds(node)[-1] == "node-back"), what="back")
+        await until(
+            lambda: _state_is(client, node, "online"), what="stored online after coming back"
+        )
 
 
 async def test_loud_death_is_offline_at_once_then_rejoin(
@@ -58,13 +54,8 @@ async def test_loud_death_is_offline_at_once_then_rejoin(
 ) -> None:
     node = unique("n")
     # heartbeats every 5 s and 3 missed: silence alone could not make it offline within the test
-    async with (
-        run_registry(mosquitto_broker, sqlite_url, missed=3, default_interval=5.0),
-        Bus(bus_config(mosquitto_broker)) as client,
-    ):
-        log = EventLog()
-        log.attach(client)
-        await client.wait_connected(timeout=15)
+    settings = {"missed": 3, "default_interval": 5.0}
+    async with watched_registry(mosquitto_broker, sqlite_url, **settings) as (client, log):
         first = ProcNode(mosquitto_broker, node, interval=5.0).start()
         try:
             await until(lambda: _async("node-joined" in log.kinds(node)), what="joined")

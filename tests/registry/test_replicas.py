@@ -61,34 +61,46 @@ def _config(port: int, client_id: str) -> BusConfig:
     )
 
 
+async def _hello(bus: Bus, names: list[str]) -> None:
+    """``names`` say hello and online (retained: replayed to each replica as it subscribes)."""
+    for n in names:
+        await bus.publish(topics.node(n, "hello"), NodeHello(node=n, facts=facts()), retain=True)
+        state = NodeStateMessage(node=n, state=NodeLiveness.ONLINE)
+        await bus.publish(topics.node(n, "state"), state, retain=True)
+
+
+@contextlib.asynccontextmanager
+async def _beating(
+    bus: Bus, names: list[str], interval: float, announced: float | None = None
+) -> AsyncIterator[None]:
+    """``names`` heartbeat every ``interval`` (announcing ``announced``, or ``interval``)."""
+
+    async def beat() -> None:
+        seq = 0
+        while True:
+            for n in names:
+                hb = Heartbeat(node=n, seq=seq, interval_s=announced or interval, usage=USAGE)
+                await bus.publish(topics.node(n, "heartbeat"), hb, qos=0)
+            seq += 1
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 @contextlib.asynccontextmanager
 async def _fleet(port: int, names: list[str], interval: float = INTERVAL) -> AsyncIterator[None]:
     """``names`` say hello and online, then heartbeat every ``interval`` (one connection)."""
     async with Bus(_config(port, unique("fleet"))) as bus:
         await bus.wait_connected(timeout=15)
-        for n in names:
-            await bus.publish(
-                topics.node(n, "hello"), NodeHello(node=n, facts=facts()), retain=True
-            )
-            state = NodeStateMessage(node=n, state=NodeLiveness.ONLINE)
-            await bus.publish(topics.node(n, "state"), state, retain=True)
-
-        async def beat() -> None:
-            seq = 0
-            while True:
-                for n in names:
-                    hb = Heartbeat(node=n, seq=seq, interval_s=interval, usage=USAGE)
-                    await bus.publish(topics.node(n, "heartbeat"), hb, qos=0)
-                seq += 1
-                await asyncio.sleep(interval)
-
-        task = asyncio.create_task(beat())
-        try:
+        await _hello(bus, names)
+        async with _beating(bus, names, interval):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def _seqs(engine: Engine) -> dict[str, int]:
@@ -356,21 +368,7 @@ async def test_split_replicas_leave_a_quiet_node_to_its_owner(hub: int, db_url: 
     group = unique("reg")
     async with Bus(_config(hub, unique("fleet"))) as bus:
         await bus.wait_connected(timeout=15)
-        for n in names:  # retained: replayed to each replica as it subscribes
-            hello = NodeHello(node=n, facts=facts())
-            await bus.publish(topics.node(n, "hello"), hello, retain=True)
-            state = NodeStateMessage(node=n, state=NodeLiveness.ONLINE)
-            await bus.publish(topics.node(n, "state"), state, retain=True)
-
-        async def beat() -> None:
-            seq = 0
-            while True:
-                for n in names:
-                    hb = Heartbeat(node=n, seq=seq, interval_s=every, usage=USAGE)
-                    await bus.publish(topics.node(n, "heartbeat"), hb, qos=0)
-                seq += 1
-                await asyncio.sleep(quiet)
-
+        await _hello(bus, names)
         settings = {"share": group, "share_by": "registry", "default_interval": default}
         try:
             async with (
@@ -380,15 +378,10 @@ async def test_split_replicas_leave_a_quiet_node_to_its_owner(hub: int, db_url: 
                 partition = a.registry.partition
                 assert partition is not None
                 await until(lambda: _async(len(partition.members) == 2), what="both joined")
-                beating = asyncio.create_task(beat())
-                try:
+                async with _beating(bus, names, quiet, announced=every):
                     await until(lambda: _async(len(_seqs(engine)) == NODES_N), what="all stored")
                     await asyncio.sleep(1.5 * quiet)  # a silence of 12 s, past 4 default intervals
                     assert len(_seqs(engine)) == NODES_N  # every node still online
-                finally:
-                    beating.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await beating
             events = _events(engine)
             assert EventKind.NODE_LOST.value not in events, events
             assert EventKind.NODE_STALE.value not in events, events
