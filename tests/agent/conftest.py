@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.bus import Bus
-from tests.agent.support import AgentNode, AgentProc, Probe, docker
+from tests.agent.support import AgentNode, AgentProc, Probe, docker, remove_native
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import bus_config, unique
 from tests.support.images import build_busybox_image
@@ -47,13 +46,7 @@ async def agents(tmp_path: Path, run_label: str) -> AsyncIterator[list[AgentProc
     for agent in started:
         agent.kill()
     await asyncio.to_thread(_cleanup_docker, run_label)
-    for agent in started:
-        native = NativeRuntime(agent.state_dir / "native", agent.node)
-        try:
-            for inst in await native.list_instances():
-                await native.remove(inst.name)
-        finally:
-            await native.close()
+    await remove_native(started)
 
 
 def _cleanup_docker(label: str) -> None:

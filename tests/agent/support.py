@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.bus import Bus, MessageContext
 from fogmesh.protocol import topics
 from tests.support.brokers import REPO, BrokerProcess
+from tests.support.processes import kill, terminate
 
 __all__ = [
     "AgentNode",
@@ -28,6 +29,7 @@ __all__ = [
     "docker_json",
     "inspect",
     "mosquitto_pub",
+    "remove_native",
     "running_containers",
     "wait_for",
 ]
@@ -128,20 +130,12 @@ class AgentProc:
 
     def stop(self) -> None:
         """SIGTERM, wait (the agent says offline and leaves its workloads running)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         self.proc = None
 
     def kill(self) -> None:
         """SIGKILL: the agent dies without a word."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill(self.proc)
         self.proc = None
 
     def alive(self) -> bool:
@@ -149,6 +143,17 @@ class AgentProc:
 
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+async def remove_native(agents: Iterable[AgentProc]) -> None:
+    """Remove the native workloads the (stopped or killed) ``agents`` left running."""
+    for agent in agents:
+        native = NativeRuntime(agent.state_dir / "native", agent.node)
+        try:
+            for inst in await native.list_instances():
+                await native.remove(inst.name)
+        finally:
+            await native.close()
 
 
 class Probe:

@@ -13,9 +13,8 @@ from fogmesh.agent.runtime import NativeRuntime, workload_key
 from fogmesh.agent.runtime.native_isolation import account_name
 from fogmesh.protocol import ActualState, Event, EventKind, NodeHello, WorkloadPhase, topics
 from tests.agent.helpers import desired, native_workload
-from tests.agent.support import AgentProc, Probe, mosquitto_pub, wait_for
+from tests.agent.support import AgentNode, wait_for
 from tests.agent_runtime.helpers import eventually
-from tests.support.brokers import BrokerProcess
 from tests.support.buses import unique
 
 ISO_TENANT = "iso-a"  # a fixed tenant: its system account is made once, not once per run
@@ -50,22 +49,16 @@ def _colour(pid: str) -> str | None:
         return None
 
 
-async def test_native_workload_lifecycle(
-    broker: BrokerProcess, agents: list[AgentProc], probe: Probe, tmp_path: Path, run_label: str
-) -> None:
+async def test_native_workload_lifecycle(agent_node: AgentNode, tmp_path: Path) -> None:
     """A script runs; a new env replaces the process; killed from outside it is started again;
     removed from desired its process is gone."""
-    node, tenant = unique("n"), unique("t")
+    node, tenant = agent_node.node, unique("t")
     script = tmp_path / "app.sh"
     script.write_text(SCRIPT)
-    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
-    agents.append(
-        AgentProc(
-            node, broker.port, tmp_path / "state", run_label, extra=["--runtimes", "native"]
-        ).start()
-    )
+    actuals = agent_node.watch("actual", ActualState)
+    agent_node.start("--runtimes", "native")
     spec = native_workload("job", tenant, str(script), env={"COLOUR": "red"})
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1, spec))
+    agent_node.set_desired(desired(node, 1, spec))
     await wait_for(
         lambda: _status(actuals, "job")[0] is WorkloadPhase.RUNNING, what="native running"
     )
@@ -74,7 +67,7 @@ async def test_native_workload_lifecycle(
     assert _colour(pid) == "red"
 
     spec2 = native_workload("job", tenant, str(script), env={"COLOUR": "green"})
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 2, spec2))
+    agent_node.set_desired(desired(node, 2, spec2))
     await wait_for(
         lambda: (
             _status(actuals, "job")[0] is WorkloadPhase.RUNNING
@@ -98,7 +91,7 @@ async def test_native_workload_lifecycle(
     pid3 = _status(actuals, "job")[1]
     assert _alive(pid3)
 
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 3))
+    agent_node.set_desired(desired(node, 3))
     await wait_for(lambda: not _alive(pid3), what="process stopped on removal")
     await wait_for(
         lambda: (
@@ -117,21 +110,17 @@ while true; do sleep 1; done
 """
 
 
-async def test_tenant_native_workload_is_not_root(
-    broker: BrokerProcess, agents: list[AgentProc], probe: Probe, tmp_path: Path, run_label: str
-) -> None:
+async def test_tenant_native_workload_is_not_root(agent_node: AgentNode, tmp_path: Path) -> None:
     """The reported fault, through the agent: a tenant's ``/bin/sh`` component ran ``id`` as
     uid 0 and read /etc/shadow. Now it runs as its tenant's own unprivileged user."""
-    node, tenant = unique("n"), ISO_TENANT
+    node, tenant = agent_node.node, ISO_TENANT
     script = tmp_path / "escape.sh"
     script.write_text(ESCAPE)
-    state = tmp_path / "state"
-    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
-    agents.append(
-        AgentProc(node, broker.port, state, run_label, extra=["--runtimes", "native"]).start()
-    )
+    state = agent_node.state_dir
+    actuals = agent_node.watch("actual", ActualState)
+    agent_node.start("--runtimes", "native")
     spec = native_workload("probe", tenant, str(script), env={"AGENT_STATE": str(state)})
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1, spec))
+    agent_node.set_desired(desired(node, 1, spec))
     await wait_for(
         lambda: _status(actuals, "probe")[0] is WorkloadPhase.RUNNING, what="probe running"
     )
@@ -149,24 +138,21 @@ async def test_tenant_native_workload_is_not_root(
 
 
 async def test_refused_native_component_is_rejected_not_crashed(
-    broker: BrokerProcess, agents: list[AgentProc], probe: Probe, tmp_path: Path, run_label: str
+    agent_node: AgentNode, tmp_path: Path
 ) -> None:
     """``native_isolation: refuse``: the hello offers no native runtime, a native workload is
     failed with the reason (a workload-state event and actual), and the agent keeps serving."""
-    node, tenant = unique("n"), ISO_TENANT
+    node, tenant = agent_node.node, ISO_TENANT
     config = tmp_path / "agent.yaml"
     config.write_text("native_isolation: refuse\nruntimes: [native]\n")
-    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
-    hellos: list[NodeHello] = probe.watch(topics.node(node, "hello"), NodeHello)
-    events: list[Event] = probe.watch(topics.tenant_event(tenant, EventKind.WORKLOAD_STATE), Event)
-    agent = AgentProc(
-        node, broker.port, tmp_path / "state", run_label, extra=["--config", str(config)]
-    ).start()
-    agents.append(agent)
+    actuals = agent_node.watch("actual", ActualState)
+    hellos = agent_node.watch("hello", NodeHello)
+    events = agent_node.probe.watch(topics.tenant_event(tenant, EventKind.WORKLOAD_STATE), Event)
+    agent = agent_node.start("--config", str(config))
     await wait_for(lambda: bool(hellos), what="hello")
     assert "native" not in hellos[-1].facts.runtimes
     spec = native_workload("job", tenant, "/bin/true")
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1, spec))
+    agent_node.set_desired(desired(node, 1, spec))
 
     def refused() -> bool:
         for w in actuals[-1].workloads if actuals else []:
@@ -184,21 +170,17 @@ async def test_refused_native_component_is_rejected_not_crashed(
 
 
 async def test_two_tenants_run_the_same_workload_name_on_one_node(
-    broker: BrokerProcess, agents: list[AgentProc], probe: Probe, tmp_path: Path, run_label: str
+    agent_node: AgentNode, tmp_path: Path
 ) -> None:
     """One desired state, two tenants, one workload name: two processes, two users, and each
     tenant's actual entry stays its own."""
-    node, tenants = unique("n"), (ISO_TENANT, "iso-b")
+    node, tenants = agent_node.node, (ISO_TENANT, "iso-b")
     script = tmp_path / "app.sh"
     script.write_text(SCRIPT)
-    actuals: list[ActualState] = probe.watch(topics.node(node, "actual"), ActualState)
-    agents.append(
-        AgentProc(
-            node, broker.port, tmp_path / "state", run_label, extra=["--runtimes", "native"]
-        ).start()
-    )
+    actuals = agent_node.watch("actual", ActualState)
+    agent_node.start("--runtimes", "native")
     specs = [native_workload("job", t, str(script), env={"COLOUR": t}) for t in tenants]
-    mosquitto_pub(broker, topics.node(node, "desired"), desired(node, 1, *specs))
+    agent_node.set_desired(desired(node, 1, *specs))
 
     def both_running() -> bool:
         mine = [w for w in actuals[-1].workloads if w.name == "job"] if actuals else []

@@ -19,14 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
-from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.artefacts import CacheConfig, CacheService, StoreConfig, StoreService
 from fogmesh.broker.passwords import hash_password
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.cli.artefacts import Pusher
 from fogmesh.protocol import ActualState, WorkloadPhase, topics
 from fogmesh.protocol.artefacts import ArtefactKind
-from tests.agent.support import AgentProc, docker
+from tests.agent.support import AgentProc, docker, remove_native
 from tests.broker.conftest import (
     PASSWORDS,
     USERS,
@@ -66,6 +65,25 @@ def app_tar(size: int, script: str = APP_SCRIPT) -> bytes:
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def app_workload(name: str, ref: str, tenant: str = TENANT, app: str = "shop") -> dict[str, Any]:
+    """A native workload of ``tenant`` running ``run.sh`` of the app artefact ``ref``."""
+    return {
+        "name": name, "tenant": tenant, "app": app, "component": "app", "runtime": "native",
+        "artefact": {"ref": ref, "command_script": "run.sh"}, "command": ["sh", "run.sh"],
+    }  # fmt: skip
+
+
+def node_bus(port: int, node: str) -> BusConfig:
+    """A bus to a site broker as node ``node`` (its own account), as its agent connects."""
+    return BusConfig(
+        host="127.0.0.1",
+        port=port,
+        client_id=unique(f"{node}-"),
+        username=node,
+        password=NODE_PASSWORD,
+    )
 
 
 def running(box: list[ActualState], name: str) -> bool:
@@ -231,13 +249,7 @@ async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for agent in fleet.agents:
-            native = NativeRuntime(agent.state_dir / "native", agent.node)
-            try:
-                for inst in await native.list_instances():
-                    await native.remove(inst.name)
-            finally:
-                await native.close()
+        await remove_native(fleet.agents)
         site.kill()
         cloud.kill()
 

@@ -15,12 +15,21 @@ from pathlib import Path
 
 import yaml
 
-from fogmesh.bus import Bus, BusConfig
+from fogmesh.bus import Bus
 from fogmesh.protocol import topics
 from fogmesh.protocol.artefacts import FETCH_VERB, FetchArtefact, FetchReady, cache_duty
-from tests.artefacts.conftest import NODE_PASSWORD, NODES, OTHER, SITE, TENANT, Fleet, app_tar
+from tests.artefacts.conftest import (
+    NODES,
+    OTHER,
+    SITE,
+    TENANT,
+    Fleet,
+    app_tar,
+    app_workload,
+    desire,
+    node_bus,
+)
 from tests.broker.conftest import PASSWORDS
-from tests.support.buses import unique
 
 
 def _cli(
@@ -46,22 +55,8 @@ async def _fetched_at_the_site(fleet: Fleet, site_bus: Bus, ref: str, size: int)
     """A node of the site is given a workload naming ``ref`` and asks the site's cache for it,
     as its agent does: the cache pulls it from the store."""
     node = NODES[0]
-    workload = {
-        "name": "shop-app-0", "tenant": TENANT, "app": "shop", "component": "app",
-        "runtime": "native", "artefact": {"ref": ref, "command_script": "run.sh"},
-        "command": ["sh", "run.sh"],
-    }  # fmt: skip
-    desired = {"node": node, "generation": 1, "workloads": [workload]}
-    await site_bus.publish_raw(
-        topics.node(node, "desired"), json.dumps(desired).encode(), qos=1, retain=True
-    )
-    config = BusConfig(
-        host="127.0.0.1",
-        port=fleet.site_port,
-        client_id=unique(f"{node}-"),
-        username=node,
-        password=NODE_PASSWORD,
-    )
+    await desire(site_bus, node, 1, app_workload("shop-app-0", ref))
+    config = node_bus(fleet.site_port, node)
     async with Bus(config) as asking:
         await asking.wait_connected(timeout=20)
         ready = await asking.request(

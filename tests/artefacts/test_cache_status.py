@@ -36,21 +36,18 @@ from fogmesh.protocol.cache_status import (
     CacheStatus,
     CacheStatusRequest,
 )
-from tests.artefacts.conftest import OTHER, SITE, TENANT, Fleet, app_tar, bus_to
+from tests.artefacts.conftest import (
+    OTHER,
+    SITE,
+    TENANT,
+    Fleet,
+    app_tar,
+    app_workload,
+    bus_to,
+    desire,
+)
 
 OPS_STATUS = topics.ops(cache_duty(SITE), CACHE_STATUS_VERB)
-
-
-def _workload(name: str, tenant: str, ref: str) -> dict[str, object]:
-    return {
-        "name": name,
-        "tenant": tenant,
-        "app": name.split("-", maxsplit=1)[0],
-        "component": "app",
-        "runtime": "native",
-        "artefact": {"ref": ref, "command_script": "run.sh"},
-        "command": ["sh", "run.sh"],
-    }
 
 
 async def _tenant_status(bus: Bus, tenant: str, site: str | None = SITE) -> CacheStatus:
@@ -97,13 +94,12 @@ async def test_operator_sees_everything_and_each_tenant_only_its_own(
 
         # a node of the site runs a workload of each tenant: the cache pulls both refs
         node = "edge-1"
-        workloads = [
-            _workload("shop-app-0", TENANT, ref),
-            _workload("copy-app-0", OTHER, other_ref),
-        ]
-        desired = {"node": node, "generation": 1, "workloads": workloads}
-        await site_bus.publish_raw(
-            topics.node(node, "desired"), json.dumps(desired).encode(), qos=1, retain=True
+        await desire(
+            site_bus,
+            node,
+            1,
+            app_workload("shop-app-0", ref),
+            app_workload("copy-app-0", other_ref, OTHER, "copy"),
         )
         fleet.agent(node)
 

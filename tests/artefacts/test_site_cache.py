@@ -25,19 +25,16 @@ from fogmesh.protocol.artefacts import (
     cache_duty,
 )
 from tests.agent.support import Probe, wait_for
-from tests.artefacts.conftest import NODES, OTHER, SITE, TENANT, Fleet, desire, running
-
-
-def _workload(name: str, ref: str) -> dict[str, object]:
-    return {
-        "name": name,
-        "tenant": TENANT,
-        "app": "shop",
-        "component": "app",
-        "runtime": "native",
-        "artefact": {"ref": ref, "command_script": "run.sh"},
-        "command": ["sh", "run.sh"],
-    }
+from tests.artefacts.conftest import (
+    NODES,
+    OTHER,
+    SITE,
+    TENANT,
+    Fleet,
+    app_workload,
+    desire,
+    running,
+)
 
 
 def _phase(box: list[ActualState], name: str) -> tuple[WorkloadPhase | None, bool]:
@@ -49,7 +46,7 @@ def _phase(box: list[ActualState], name: str) -> tuple[WorkloadPhase | None, boo
 
 
 async def _deploy(bus: Bus, node: str, ref: str) -> None:
-    await desire(bus, node, 1, _workload("shop-app-0", ref))
+    await desire(bus, node, 1, app_workload("shop-app-0", ref))
 
 
 async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_when_cut(
@@ -74,8 +71,8 @@ async def test_pushed_app_runs_on_two_nodes_crossing_the_wan_once_and_deploys_wh
         assert (agent.state_dir / ".blobs" / ref.removeprefix("sha256:")).is_file()
 
     # another tenant's workload naming the ref fails to prepare: the store says it holds none
-    theirs = {**_workload("copy-app-0", ref), "tenant": OTHER, "app": "copy"}
-    await desire(site_bus, nodes[1], 2, _workload("shop-app-0", ref), theirs)
+    theirs = app_workload("copy-app-0", ref, OTHER, "copy")
+    await desire(site_bus, nodes[1], 2, app_workload("shop-app-0", ref), theirs)
     await wait_for(
         lambda: _phase(boxes[nodes[1]], "copy-app-0") == (WorkloadPhase.FAILED, True),
         timeout=60,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from fogmesh.artefacts import CacheConfig, CacheService, StoreConfig, StoreService
-from fogmesh.bus import Bus, BusConfig, Handler, MessageContext, RawMessage, reply_allowed
+from fogmesh.bus import Bus, Handler, MessageContext, RawMessage, reply_allowed
 from fogmesh.cli.artefacts import Pusher
 from fogmesh.cli.fleet.plan import link_rules
 from fogmesh.protocol import topics
@@ -37,11 +36,13 @@ from fogmesh.protocol.artefacts import (
 from tests.agent.support import wait_for
 from tests.artefacts.conftest import (
     FLEET_USERS,
-    NODE_PASSWORD,
     NODES,
     TENANT,
     app_tar,
+    app_workload,
     bus_to,
+    desire,
+    node_bus,
 )
 from tests.broker.conftest import MeshProcess, broker_spec, link_spec, port_of, write_mesh
 from tests.support.buses import unique
@@ -168,23 +169,9 @@ async def test_a_sites_pull_crosses_no_other_sites_link(
             box.clear()
 
         node = NODES[0]
-        workload = {
-            "name": "shop-app-0", "tenant": TENANT, "app": "shop", "component": "app",
-            "runtime": "native", "artefact": {"ref": status.ref, "command_script": "run.sh"},
-            "command": ["sh", "run.sh"],
-        }  # fmt: skip
-        desired = {"node": node, "generation": 1, "workloads": [workload]}
-        await watchers["site-a"].publish_raw(
-            topics.node(node, "desired"), json.dumps(desired).encode(), qos=1, retain=True
-        )
-        node_bus = BusConfig(
-            host="127.0.0.1",
-            port=two_sites.port("site-a"),
-            client_id=unique(f"{node}-"),
-            username=node,
-            password=NODE_PASSWORD,
-        )
-        async with Bus(node_bus) as asking:
+        await desire(watchers["site-a"], node, 1, app_workload("shop-app-0", status.ref))
+        asking_bus = node_bus(two_sites.port("site-a"), node)
+        async with Bus(asking_bus) as asking:
             await asking.wait_connected(timeout=20)
             ready = await asking.request(
                 topics.ops(cache_duty("site-a"), FETCH_VERB),

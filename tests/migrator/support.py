@@ -3,7 +3,6 @@ node agents (native runtime) as child processes, and a client bus that records e
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterable
@@ -11,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.bus import Bus, MessageContext
 from fogmesh.migrator import MigratorConfig, MigratorService
 from fogmesh.protocol import topics
@@ -22,7 +20,7 @@ from fogmesh.protocol.manifest import AppManifest
 from fogmesh.protocol.migration import MIGRATIONS_RESOURCE, MigrationReply
 from fogmesh.protocol.node import Heartbeat
 from fogmesh.scheduler import SchedulerService
-from tests.agent.support import AgentProc, wait_for
+from tests.agent.support import AgentProc, remove_native, wait_for
 from tests.scheduler.harness import running, scheduler_config
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import bus_config
@@ -135,7 +133,7 @@ async def stack(
             agent.start()
         async with (
             running(sched),
-            _running(mig),
+            running(mig),
             Bus(bus_config(broker, clean_session=True)) as bus,
         ):
             st = Stack(broker, bus, sched, mig, agents)
@@ -166,7 +164,7 @@ async def stack(
     finally:
         for agent in agents.values():
             agent.kill()
-        await _remove_native(agents.values())
+        await remove_native(agents.values())
         broker.stop()
 
 
@@ -177,25 +175,3 @@ def _print_agent_logs(agents: Iterable[AgentProc], lines: int = 120) -> None:
         kept = [line for line in agent.log_text().splitlines() if '"level": "debug"' not in line]
         print(f"----- agent {agent.node} ({agent.log_path}) -----", file=sys.stderr)
         print("\n".join(kept[-lines:]), file=sys.stderr)
-
-
-async def _remove_native(agents: Iterable[AgentProc]) -> None:
-    """Remove the workloads the killed agents left running (as the agent tests do)."""
-    for agent in agents:
-        native = NativeRuntime(agent.state_dir / "native", agent.node)
-        try:
-            for inst in await native.list_instances():
-                await native.remove(inst.name)
-        finally:
-            await native.close()
-
-
-@contextlib.asynccontextmanager
-async def _running(service: MigratorService) -> AsyncIterator[MigratorService]:
-    task = asyncio.create_task(service.run())
-    try:
-        yield service
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fogmesh.bus import Bus, BusConfig, MessageContext
 from fogmesh.protocol import topics
@@ -58,9 +58,17 @@ def scheduler_config(
     return SchedulerConfig.model_validate({**settings, **overrides})
 
 
+class _Service(Protocol):
+    async def run(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
 @contextlib.asynccontextmanager
-async def running(service: SchedulerService) -> AsyncIterator[SchedulerService]:
-    """Run the service in a task; cancel it and await it on exit."""
+async def running(service: S) -> AsyncIterator[S]:
+    """Run the service (the scheduler, the migrator...) in a task; cancel it and await it on
+    exit."""
     task = asyncio.create_task(service.run())
     try:
         yield service

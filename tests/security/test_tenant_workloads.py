@@ -76,11 +76,7 @@ async def test_tenant_acts_on_its_own_workload(tmp_path: Path) -> None:
     async with fleet_running(tmp_path) as fleet:
         audits: list[AuditRecord] = fleet.probe.watch(topics.audit_filter(), AuditRecord)
         beats: list[Heartbeat] = fleet.probe.watch(topics.node(fleet.node, "heartbeat"), Heartbeat)
-        fleet.deploy("web", tenant)
-        await fleet.wait_phase("web", tenant, P.RUNNING)
-        async with fleet.tenant_bus(tenant) as bus:
-            await bus.wait_connected(timeout=20)
-            await fleet.wait_registered(bus, "web", tenant)
+        async with fleet.deployed(tenant) as bus:
 
             async def ticked() -> bool:
                 reply = await _ask(
@@ -209,59 +205,54 @@ async def test_logs_follow_streams_and_ends(tmp_path: Path) -> None:
     """A follow sends the tail, then new lines in order, and ends with a final reply when
     asked (end_follow) or when its follow_s are up."""
     tenant = unique("ta")
-    async with fleet_running(tmp_path) as fleet:
-        fleet.deploy("web", tenant)
-        await fleet.wait_phase("web", tenant, P.RUNNING)
-        async with fleet.tenant_bus(tenant) as bus:
-            await bus.wait_connected(timeout=20)
-            await fleet.wait_registered(bus, "web", tenant)
-            topic = topics.api(tenant, "workloads", WorkloadAction.LOGS)
-            reply_to = stream_reply_topic(bus, topic)
-            got: list[LogsReply | ErrorReply] = []
+    async with fleet_running(tmp_path) as fleet, fleet.deployed(tenant) as bus:
+        topic = topics.api(tenant, "workloads", WorkloadAction.LOGS)
+        reply_to = stream_reply_topic(bus, topic)
+        got: list[LogsReply | ErrorReply] = []
 
-            async def on_reply(raw: RawMessage, _ctx: MessageContext) -> None:
-                try:
-                    got.append(LogsReply.model_validate_json(raw.payload))
-                except ValidationError:
-                    got.append(ErrorReply.model_validate_json(raw.payload))
+        async def on_reply(raw: RawMessage, _ctx: MessageContext) -> None:
+            try:
+                got.append(LogsReply.model_validate_json(raw.payload))
+            except ValidationError:
+                got.append(ErrorReply.model_validate_json(raw.payload))
 
-            bus.subscribe(reply_to, RawMessage, on_reply)
+        bus.subscribe(reply_to, RawMessage, on_reply)
 
-            def stream(cid: str) -> list[LogsReply]:
-                return [r for r in got if isinstance(r, LogsReply) and r.correlation_id == cid]
+        def stream(cid: str) -> list[LogsReply]:
+            return [r for r in got if isinstance(r, LogsReply) and r.correlation_id == cid]
 
-            asked = LogsCommand(workload="web", tail=3, follow_s=120, reply_to=reply_to)
-            await bus.publish(topic, asked, qos=1)
-            await wait_for(
-                lambda: len(stream(asked.correlation_id)) >= 3, 60, "tail and two more replies"
-            )
-            await _ask(
-                bus,
-                tenant,
-                WorkloadAction.LOGS,
-                LogsCommand(workload="web", end_follow=asked.correlation_id),
-                LogsReply,
-            )
-            await wait_for(
-                lambda: any(r.final for r in stream(asked.correlation_id)), 30, "the final reply"
-            )
-            replies = stream(asked.correlation_id)
-            assert [r.seq for r in replies] == list(range(len(replies)))
-            assert [r.final for r in replies].count(True) == 1
-            assert replies[-1].final
-            ticks = _ticks([line for r in replies for line in r.lines])
-            assert ticks == sorted(ticks)
-            assert len(set(ticks)) == len(ticks)
-            assert len(ticks) >= 3
+        asked = LogsCommand(workload="web", tail=3, follow_s=120, reply_to=reply_to)
+        await bus.publish(topic, asked, qos=1)
+        await wait_for(
+            lambda: len(stream(asked.correlation_id)) >= 3, 60, "tail and two more replies"
+        )
+        await _ask(
+            bus,
+            tenant,
+            WorkloadAction.LOGS,
+            LogsCommand(workload="web", end_follow=asked.correlation_id),
+            LogsReply,
+        )
+        await wait_for(
+            lambda: any(r.final for r in stream(asked.correlation_id)), 30, "the final reply"
+        )
+        replies = stream(asked.correlation_id)
+        assert [r.seq for r in replies] == list(range(len(replies)))
+        assert [r.final for r in replies].count(True) == 1
+        assert replies[-1].final
+        ticks = _ticks([line for r in replies for line in r.lines])
+        assert ticks == sorted(ticks)
+        assert len(set(ticks)) == len(ticks)
+        assert len(ticks) >= 3
 
-            bounded = LogsCommand(workload="web", tail=1, follow_s=2, reply_to=reply_to)
-            await bus.publish(topic, bounded, qos=1)
-            await wait_for(
-                lambda: any(r.final for r in stream(bounded.correlation_id)),
-                60,
-                "a follow that ends by itself",
-            )
-            assert not any(isinstance(r, ErrorReply) for r in got)
+        bounded = LogsCommand(workload="web", tail=1, follow_s=2, reply_to=reply_to)
+        await bus.publish(topic, bounded, qos=1)
+        await wait_for(
+            lambda: any(r.final for r in stream(bounded.correlation_id)),
+            60,
+            "a follow that ends by itself",
+        )
+        assert not any(isinstance(r, ErrorReply) for r in got)
 
 
 async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -278,11 +269,7 @@ async def test_stop_survives_an_agent_restart(tmp_path: Path) -> None:
     tenant = unique("ta")
     async with fleet_running(tmp_path) as fleet:
         beats: list[Heartbeat] = fleet.probe.watch(topics.node(fleet.node, "heartbeat"), Heartbeat)
-        fleet.deploy("web", tenant)
-        await fleet.wait_phase("web", tenant, P.RUNNING)
-        async with fleet.tenant_bus(tenant) as bus:
-            await bus.wait_connected(timeout=20)
-            await fleet.wait_registered(bus, "web", tenant)
+        async with fleet.deployed(tenant) as bus:
             await _ask(bus, tenant, WorkloadAction.STOP, StopCommand(workload="web"), AckReply)
             await fleet.wait_phase("web", tenant, P.STOPPED)
             fleet.agent.stop()
@@ -313,11 +300,8 @@ async def test_cli_uses_the_tenant_api(tmp_path: Path) -> None:
     a tenant: no node topic is needed."""
     tenant = unique("ta")
     async with fleet_running(tmp_path) as fleet:
-        fleet.deploy("web", tenant)
-        await fleet.wait_phase("web", tenant, P.RUNNING)
-        async with fleet.tenant_bus(tenant) as bus:
-            await bus.wait_connected(timeout=20)
-            await fleet.wait_registered(bus, "web", tenant)
+        async with fleet.deployed(tenant):
+            pass  # the registry knows where the workload runs: the CLI can reach it
 
         def run(*args: str) -> str:
             return _cli(fleet, tenant, *args)

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.bus import Bus
 from fogmesh.protocol import (
     ActualState,
@@ -24,7 +23,7 @@ from fogmesh.protocol import (
 )
 from fogmesh.registry import Registry
 from tests.agent.helpers import desired, native_workload
-from tests.agent.support import AgentProc, Probe, mosquitto_pub, wait_for
+from tests.agent.support import AgentProc, Probe, mosquitto_pub, remove_native, wait_for
 from tests.registry.support import run_registry
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import bus_config, unique
@@ -94,6 +93,17 @@ class Fleet:
         """A bus (to enter) as a client of ``tenant``."""
         return Bus(bus_config(self.broker, f"{tenant}-{unique('cli')}", username=tenant))
 
+    @contextlib.asynccontextmanager
+    async def deployed(self, tenant: str, name: str = "web") -> AsyncIterator[Bus]:
+        """Deploy ``tenant``'s ``name`` and wait until it runs and the registry knows it; a
+        connected bus of the tenant for the block."""
+        self.deploy(name, tenant)
+        await self.wait_phase(name, tenant, WorkloadPhase.RUNNING)
+        async with self.tenant_bus(tenant) as bus:
+            await bus.wait_connected(timeout=20)
+            await self.wait_registered(bus, name, tenant)
+            yield bus
+
 
 @contextlib.asynccontextmanager
 async def fleet_running(tmp_path: Path) -> AsyncIterator[Fleet]:
@@ -126,10 +136,5 @@ async def fleet_running(tmp_path: Path) -> AsyncIterator[Fleet]:
             yield fleet
     finally:
         agent.kill()
-        native = NativeRuntime(agent.state_dir / "native", node)
-        try:
-            for inst in await native.list_instances():
-                await native.remove(inst.name)
-        finally:
-            await native.close()
+        await remove_native([agent])
         broker.stop()
