@@ -458,7 +458,8 @@ class CloudRun(Run):
     (a cloud and two site brokers, its WAN link rules), accounts and service configs
     (:class:`fogmesh.cli.fleet.plan.FleetPlan`), the services ``fogmesh up`` starts on the
     cloud (registry, scheduler, migrator, artefact store) and on each site (migrator, artefact
-    cache), and ``nodes`` idle agents on each site. Only ``site-a``'s link dials the cloud
+    cache), and ``nodes`` idle agents on each site (the plan's agent configs with the agent's
+    own longest heartbeat gap, as on a WAN). Only ``site-a``'s link dials the cloud
     through the relay: its bytes are the figure, the other site's traffic crossing it included.
     The baseline (``previous``) is the same fleet with the previous design's link rules."""
 
@@ -522,6 +523,8 @@ class CloudRun(Run):
         configs = []
         for node in self.plan.nodes:
             config = self.plan.agent_config(node)
+            # the agent's longest heartbeat gap, a WAN fleet's (not the one-machine demo's)
+            config.pop("heartbeat_max_interval_s")
             config.update(
                 runtimes=["native"], native_isolation="agent-user", native_cgroup_parent=None,
                 log_level=os.environ.get("FOGMESH_BENCH_LOG", "warning"),
