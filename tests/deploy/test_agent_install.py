@@ -21,10 +21,11 @@ from fogmesh.agent.join import CREDENTIAL_FILE
 from fogmesh.bus import Bus, BusConfig, MessageContext
 from fogmesh.protocol import topics
 from fogmesh.protocol.node import NodeLiveness, NodeStateMessage
-from tests.broker.conftest import PASSWORDS, MeshProcess, broker_spec, port_of, write_mesh
+from tests.broker.conftest import PASSWORDS, MeshProcess
 from tests.scheduler.harness import wait_for
 from tests.security.conftest import fogmesh
 from tests.support.brokers import REPO
+from tests.support.mesh import start_alone
 
 DEPLOY = REPO / "deploy"
 INSTALL = DEPLOY / "agent" / "install.sh"
@@ -69,9 +70,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 async def test_installed_agent_joins_with_a_token(tmp_path: Path, procs: list[MeshProcess]) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
-    procs.append(MeshProcess(mesh, "site").start())
-    port = port_of(mesh, "site")
+    port = start_alone(tmp_path, procs, "site")[1]
     token = fogmesh(port, "node", "token", "--node", "edge-7").strip()
     root, state = tmp_path / "root", tmp_path / "state"
     _install(

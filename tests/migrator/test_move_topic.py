@@ -19,10 +19,11 @@ from fogmesh.protocol.audit import AuditRecord
 from fogmesh.protocol.migration import MoveReply, MoveWorkload
 from fogmesh.scheduler import SchedulerService
 from tests.agent.support import wait_for
-from tests.broker.conftest import PASSWORDS, MeshProcess, broker_spec, port_of, write_mesh
+from tests.broker.conftest import PASSWORDS, MeshProcess
 from tests.scheduler.harness import running, scheduler_config
 from tests.security.conftest import procs
 from tests.support.buses import unique
+from tests.support.mesh import start_alone
 
 __all__ = ["procs"]  # the fixture (processes stopped after the test)
 
@@ -40,9 +41,7 @@ def _bus(port: int, username: str) -> Bus:
 @contextlib.asynccontextmanager
 async def _scheduler(tmp_path: Path, procs: list[MeshProcess]) -> AsyncIterator[int]:
     """The embedded broker with the test accounts and a scheduler leading on it (as ``svc``)."""
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
-    procs.append(MeshProcess(mesh, "site").start())
-    port = port_of(mesh, "site")
+    port = start_alone(tmp_path, procs, "site")[1]
     config = scheduler_config(
         port, tmp_path / "sched", client_id=unique("sched"), username="svc",
         password=PASSWORDS["svc"],

@@ -14,17 +14,16 @@ import pytest
 from fogmesh.agent.config import AgentConfig
 from fogmesh.agent.join import CREDENTIAL_FILE, JoinFailed, prepare, redeem
 from fogmesh.protocol import topics
-from tests.broker.conftest import MeshProcess, broker_spec, client, port_of, wait_for, write_mesh
+from tests.broker.conftest import MeshProcess, client, wait_for
 from tests.security.conftest import fogmesh
+from tests.support.mesh import start_alone
 
 _REFUSED_WAIT = 8.0  # how long a refused token is given to be admitted after all
 
 
 @pytest.fixture
 def port(tmp_path: Path, procs: list[MeshProcess]) -> int:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
-    procs.append(MeshProcess(mesh, "site").start())
-    return port_of(mesh, "site")
+    return start_alone(tmp_path, procs, "site")[1]
 
 
 def _agent_config(port: int, state_dir: Path, node: str | None = None) -> AgentConfig:

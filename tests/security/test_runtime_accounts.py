@@ -10,15 +10,14 @@ import aiomqtt
 import pytest
 
 from fogmesh.protocol import topics
-from tests.broker.conftest import MeshProcess, broker_spec, client, port_of, wait_for, write_mesh
+from tests.broker.conftest import MeshProcess, client, wait_for
 from tests.security.conftest import fogmesh
+from tests.support.mesh import start_alone
 
 
 @pytest.fixture
 def port(tmp_path: Path, procs: list[MeshProcess]) -> int:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
-    procs.append(MeshProcess(mesh, "site").start())
-    return port_of(mesh, "site")
+    return start_alone(tmp_path, procs, "site")[1]
 
 
 async def test_records_outlive_a_broker_restart(port: int, procs: list[MeshProcess]) -> None:
