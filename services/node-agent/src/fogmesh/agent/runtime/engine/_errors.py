@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from fogmesh.protocol.errors import FogmeshError
+
 __all__ = ["NO_ANSWER", "EngineError", "EngineUnreachable"]
 
 NO_ANSWER = 0
 """The status of an error that came with no HTTP answer (connection, framing)."""
 
 
-class EngineError(Exception):
+class EngineError(FogmeshError):
     """The engine answered ``status`` (>= 400) with ``message`` (its JSON ``message``), or an
     in-band error of a progress stream (``status`` 500), or a malformed answer (``status``
     :data:`NO_ANSWER`)."""
