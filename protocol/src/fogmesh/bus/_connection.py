@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import aiomqtt
 import structlog
@@ -202,19 +202,46 @@ class Connection:
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Dispatch ``client``'s messages until it disconnects (then raise its MqttError).
 
-        aiomqtt's iterator makes a task and an ``asyncio.wait`` for every message; it is used
-        only to wait when none is queued (which is also how a disconnect is noticed) and after
-        every ``RECEIVE_BURST`` messages, so the handlers get their turn in a flood.
+        aiomqtt's iterator makes a task and an ``asyncio.wait`` for every message; the bus
+        awaits the incoming queue itself instead, and aiomqtt's disconnect future puts a marker
+        at the queue's end, so the loop wakes when the connection goes as when a message comes.
+        After every ``RECEIVE_BURST`` messages the loop yields, so the handlers get their turn
+        in a flood; a disconnect seen then, or with nothing queued, ends it as the iterator did.
         """
-        queue = _paho.incoming(client)
+        queue: asyncio.Queue[Any] = _paho.incoming(client)
+        disconnected = _paho.disconnected(client)
+        disconnected.add_done_callback(lambda _: _put_gone(queue))
         dispatch = self._subscriptions.dispatch
-        messages = aiter(client.messages)
         burst = 0
         while True:
-            if burst >= RECEIVE_BURST or queue.empty():
+            if burst >= RECEIVE_BURST:
                 burst = 0
-                message = await anext(messages)
+                await asyncio.sleep(0)
+                if disconnected.done():
+                    _raise_gone(disconnected)
+            if queue.empty():
+                if disconnected.done():
+                    _raise_gone(disconnected)
+                message = await queue.get()
             else:
                 message = queue.get_nowait()
                 burst += 1
+            if message is _GONE:
+                _raise_gone(disconnected)
             dispatch(client, message)
+
+
+_GONE = object()
+"""The marker put after a lost connection's last message."""
+
+
+def _put_gone(queue: asyncio.Queue[Any]) -> None:
+    with contextlib.suppress(asyncio.QueueFull):  # a full queue is drained, then checked
+        queue.put_nowait(_GONE)
+
+
+def _raise_gone(disconnected: asyncio.Future[None]) -> NoReturn:
+    """Raise what aiomqtt's message iterator raises when its connection is gone."""
+    raise aiomqtt.MqttError("Disconnected during message iteration") from (
+        disconnected.exception()
+    )
