@@ -19,6 +19,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from fogmesh.bus._context import MessageContext, RawMessage, run_handler, topic_ref
+from fogmesh.bus._inbox import Inbox
 from fogmesh.bus._replies import envelope_hint, invalid_payload_reply, payload_bytes, refusal_reply
 from fogmesh.protocol import ErrorCode, ErrorInfo
 
@@ -54,7 +55,7 @@ class Subscription:
     handler: Handler[Any]
     qos: int
     max_payload: int | None = None
-    queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
+    queue: Inbox[Delivery] = field(default_factory=Inbox)
     worker: asyncio.Task[None] | None = None
 
     async def serve(self, bus: Bus) -> None:
