@@ -59,5 +59,8 @@ class Acknowledger:
         mids, self._mids = self._mids, []
         if not mids or client is not self._state.client or not _paho.is_connected(client):
             return  # the connection is gone: the broker sends these messages again
-        packet = b"".join(_PUBACK.pack(_PUBACK_TYPE, 2, mid) for mid in mids)
+        if len(mids) == 1:
+            packet = _PUBACK.pack(_PUBACK_TYPE, 2, mids[0])
+        else:
+            packet = b"".join([_PUBACK.pack(_PUBACK_TYPE, 2, mid) for mid in mids])
         _paho.queue_packet(client, _PUBACK_TYPE, packet)

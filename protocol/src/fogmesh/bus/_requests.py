@@ -30,17 +30,21 @@ log = structlog.get_logger("fogmesh.bus")
 
 R = TypeVar("R", bound=Reply)
 
+_REPLY_TO_CACHE = 4096  # request topics whose reply topic is remembered
+
 
 class Requests:
     """A bus's requests awaiting their replies, and the reply topics it listens on."""
 
-    __slots__ = ("_pending", "_publisher", "_state", "reply_topic", "reply_topics")
+    __slots__ = ("_pending", "_publisher", "_reply_to", "_state", "reply_topic", "reply_topics")
 
     def __init__(self, state: BusState, publisher: Publisher) -> None:
         config = state.config
         self._state = state
         self._publisher = publisher
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reply_to: dict[str, str] = {}
+        """Request topic -> its reply topic: the rule's answer never changes for one bus."""
         self.reply_topic = reply_topic_for(
             "", username=config.username, client_id=config.client_id, duty=config.reply_duty
         )
@@ -53,9 +57,14 @@ class Requests:
     ) -> R:
         """Send ``request`` and return its reply as ``reply_model`` (see ``Bus.request``)."""
         config = self._state.config
-        reply_to = reply_topic_for(
-            topic, username=config.username, client_id=config.client_id, duty=config.reply_duty
-        )
+        reply_to = self._reply_to.get(topic)
+        if reply_to is None:
+            reply_to = reply_topic_for(
+                topic, username=config.username, client_id=config.client_id, duty=config.reply_duty
+            )
+            if len(self._reply_to) >= _REPLY_TO_CACHE:
+                self._reply_to.clear()  # a bus asking on that many topics: start afresh
+            self._reply_to[topic] = reply_to
         await self._listen_on(reply_to, timeout)
         sent = request.model_copy(
             update={"reply_to": reply_to, "source": request.source or config.client_id}
