@@ -66,3 +66,19 @@ def test_lean_properties_are_separate_objects() -> None:
 def test_receive_maximum_fits_mqtt() -> None:
     """Sent in CONNECT: MQTT 5 allows 1-65535."""
     assert 20 < RECEIVE_MAXIMUM <= 65535
+
+
+def test_empty_first_matches_like_paho() -> None:
+    from paho.mqtt.matcher import MQTTMatcher
+
+    from fogmesh.broker.wire import EmptyFirst
+
+    lean: Any = EmptyFirst()
+    plain: Any = MQTTMatcher()  # type: ignore[no-untyped-call]
+    for topic in ("b/t", "$SYS/x", "a"):
+        assert list(lean.iter_match(topic)) == list(plain.iter_match(topic)) == []
+    for flt in ("b/#", "+/t", "#"):
+        lean[flt], plain[flt] = flt, flt
+    for topic in ("b/t", "$SYS/x", "a", "c/t"):
+        assert sorted(lean.iter_match(topic)) == sorted(plain.iter_match(topic))
+    assert sorted(lean.iter_match("b/t")) == ["#", "+/t", "b/#"]

@@ -33,6 +33,7 @@ from fogmesh.broker.wire import (
     coalesce_writes,
     count_bytes,
     lean_properties,
+    no_filtered_callbacks,
 )
 from fogmesh.bus import drain_reads
 from fogmesh.protocol import LinkState
@@ -110,6 +111,7 @@ class LinkClients(LinkStatusReport):
         # every whole packet a wake-up brought is handled in it: a burst reaches the reader
         # (one disk commit, one send of PUBACKs) and a batch's PUBACKs the writer together
         drain_reads(client._client)
+        no_filtered_callbacks(client)  # the link sets none: no topic lookup per message
         coalesce_writes(client)  # a burst's PUBACKs / a batch's PUBLISHes in one send()
         # a writer hears of its acknowledged batches through the same event as of new messages
         self._publishers[client] = Publisher(client, self._wake[side].set)
