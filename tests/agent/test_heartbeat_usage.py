@@ -46,13 +46,32 @@ def test_the_usage_wait_is_a_fifth_of_the_longest_gap_unless_given() -> None:
 def test_node_usage_news_waits_for_the_usage_wait() -> None:
     policy = _started()
     for now in (5.0, 30.0, 55.0):  # moved by far more than the deadband, but not yet
-        assert not policy.decide(_usage(cpu=80.0), [_status()], now).send
-    due = policy.decide(_usage(cpu=80.0), [_status()], 60.0)
+        assert not policy.decide(_usage(cpu=60.0), [_status()], now).send
+    due = policy.decide(_usage(cpu=60.0), [_status()], 60.0)
     assert (due.send, due.workloads, due.why) == (True, False, "usage")
-    policy.sent(_usage(cpu=80.0), None, 60.0)
+    policy.sent(_usage(cpu=60.0), None, 60.0)
     # a move that comes back within the wait is no news at its end
     assert not policy.decide(_usage(cpu=10.0), [_status()], 100.0).send
-    assert not policy.decide(_usage(cpu=81.0), [_status()], 120.0).send
+    assert not policy.decide(_usage(cpu=61.0), [_status()], 120.0).send
+
+
+def test_a_spike_that_is_over_goes_out_at_once() -> None:
+    """A high reading sent (the first news after a quiet while goes at once) is followed at once
+    by its fall: the cloud never holds a spike that is over as an overload, which the migrator
+    would act on after 30 s above 90 %."""
+    policy = _started()
+    policy.sent(_usage(), None, 100.0)  # quiet for a while
+    spike = policy.decide(_usage(cpu=95.0), [_status()], 400.0)
+    assert spike.send  # the longest gap had passed: news goes at once
+    policy.sent(_usage(cpu=95.0), None, 400.0)
+    calm = policy.decide(_usage(cpu=5.0), [_status()], 405.0)
+    assert (calm.send, calm.why) == (True, "usage-high")
+    policy.sent(_usage(cpu=5.0), None, 405.0)
+    # calm again: usage news waits as before
+    assert not policy.decide(_usage(cpu=40.0), [_status()], 410.0).send
+    # memory high counts the same way
+    policy.sent(_usage().model_copy(update={"memory_used_bytes": 7 * GIB}), None, 500.0)
+    assert policy.decide(_usage(), [_status()], 505.0).why == "usage-high"
 
 
 def test_workload_usage_news_waits_too_and_carries_the_statuses() -> None:
@@ -64,9 +83,9 @@ def test_workload_usage_news_waits_too_and_carries_the_statuses() -> None:
 
 def test_a_status_change_goes_out_at_once_and_restarts_the_wait() -> None:
     policy = _started()
-    failed = policy.decide(_usage(cpu=80.0), [_status(WorkloadPhase.FAILED)], 5.0)
+    failed = policy.decide(_usage(cpu=60.0), [_status(WorkloadPhase.FAILED)], 5.0)
     assert (failed.send, failed.workloads, failed.why) == (True, True, "workloads")
-    policy.sent(_usage(cpu=80.0), [_status(WorkloadPhase.FAILED)], 5.0)
+    policy.sent(_usage(cpu=60.0), [_status(WorkloadPhase.FAILED)], 5.0)
     # its heartbeat carried the usage of then; the next usage news waits from it
     assert not policy.decide(_usage(cpu=20.0), [_status(WorkloadPhase.FAILED)], 60.0).send
     moved = policy.decide(_usage(cpu=20.0), [_status(WorkloadPhase.FAILED)], 65.0)

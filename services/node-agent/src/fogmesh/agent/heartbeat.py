@@ -6,8 +6,11 @@ instance) go out at once; a usage figure moved by ``heartbeat_deadband_percent``
 the last one sent (node CPU in percent points, memory and disk in percent of their totals, a
 workload's CPU in points or its memory in percent of the node's) goes out once the usage wait
 (``usage_min_s``, by default a fifth of the longest gap: 60 s) has passed since the last
-heartbeat, so a busy node's usage crosses the WAN at most that often; and a heartbeat goes out
-anyway once ``heartbeat_max_interval_s`` has passed.
+heartbeat, so a busy node's usage crosses the WAN at most that often, except while the last
+node usage sent was high (CPU or memory at :data:`HIGH_PERCENT` or more): then its moves go out at
+once, so a spike that is over never stays in the cloud's view as an overload (the migrator moves
+workloads off a node above 90 % for 30 s); and a heartbeat goes out anyway once
+``heartbeat_max_interval_s`` has passed.
 Each heartbeat's ``interval_s`` is that maximum: when to expect the next one at the latest.
 The wait itself is drawn from 90-100 % of it each time, so the nodes of a site that (re)connect
 together do not keep beating together.
@@ -25,10 +28,14 @@ from dataclasses import dataclass
 
 from fogmesh.protocol import Usage, WorkloadStatus
 
-__all__ = ["USAGE_SHARE", "BeatPolicy", "Decision"]
+__all__ = ["HIGH_PERCENT", "USAGE_SHARE", "BeatPolicy", "Decision"]
 
 USAGE_SHARE = 5
 """By default usage-only news waits ``max_s / USAGE_SHARE`` after the last heartbeat."""
+
+HIGH_PERCENT = 75.0
+"""A node usage sent with CPU or memory at this percent or more is high: while it is the last one
+sent, the node's usage news does not wait (below the migrator's default overload mark, 90)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +104,8 @@ class BeatPolicy:
             return Decision(True, workloads=True, why="first")
         if self._workloads_changed(statuses):
             return Decision(True, workloads=True, why="workloads")
+        if self._was_high() and self._usage_moved(usage):
+            return Decision(True, why="usage-high")
         if now - self._sent_at >= self.usage_min_s:
             if self._workload_usage_moved(statuses, usage.memory_total_bytes):
                 return Decision(True, workloads=True, why="workload-usage")
@@ -113,6 +122,14 @@ class BeatPolicy:
         self._due_at = now + self.max_s * random.uniform(0.9, 1.0)
         if statuses is not None:
             self._statuses = {(s.tenant, s.name): s for s in statuses}
+
+    def _was_high(self) -> bool:
+        """Whether the last node usage sent had CPU or memory at :data:`HIGH_PERCENT` or more."""
+        last = self._usage
+        assert last is not None
+        total = last.memory_total_bytes
+        memory = 100.0 * last.memory_used_bytes / total if total > 0 else 0.0
+        return last.cpu_percent >= HIGH_PERCENT or memory >= HIGH_PERCENT
 
     def _usage_moved(self, usage: Usage) -> bool:
         last, band = self._usage, self.deadband
