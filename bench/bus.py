@@ -8,7 +8,13 @@ of one subscription: a burst of messages from a raw publisher until the bus's ha
 them all (each acknowledged only after its handler returned). Runs on the embedded amqtt broker
 and on Mosquitto.
 
-Usage: python bench/bus.py [--rounds 5] [--per-round 200] [--burst 1000]
+With ``--baseline DIR`` (a tree holding the code before a change, e.g. ``git archive <commit>
+protocol | tar -x -C DIR``) each measurement runs in a child process, the current code and the
+baseline (``DIR/protocol/src`` first on ``PYTHONPATH``) alternated ``--pairs`` times in the same
+minutes; ``results`` holds the current code's median pair, ``baseline`` the baseline's, and
+``pairs`` every one of them.
+
+Usage: python bench/bus.py [--rounds 5] [--per-round 200] [--burst 1000] [--baseline DIR --pairs 3]
 """
 
 from __future__ import annotations
@@ -16,10 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import socket
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 from _common import load_average, summarise, write_result
@@ -158,26 +171,119 @@ async def _measure(kind: str, rounds: int, per_round: int, burst: int) -> dict[s
     }
 
 
-async def _main(rounds: int, per_round: int, burst: int) -> None:
+def _line(kind: str, res: dict[str, object]) -> str:
+    raw, bus = res["raw"], res["bus"]
+    assert isinstance(raw, dict)
+    assert isinstance(bus, dict)
+    return (
+        f"{kind:9} raw aiomqtt echo p50 {raw['p50_ms']:.3f} ms p99 {raw['p99_ms']:.3f} ms | "
+        f"bus request p50 {bus['p50_ms']:.3f} ms p99 {bus['p99_ms']:.3f} ms | "
+        f"overhead p50 {res['p50_overhead_percent']}% (goal <= {GOAL_PERCENT}%) | "
+        f"CPU per round trip raw {raw['cpu_us_per_round_trip']} us, "
+        f"bus {bus['cpu_us_per_round_trip']} us | "
+        f"QoS 1 burst {res['qos1_burst_per_s']}/s"
+    )
+
+
+async def _measure_all(rounds: int, per_round: int, burst: int) -> dict[str, object]:
     configure_logging("warning")
     results: dict[str, object] = {}
     for kind in ("amqtt", "mosquitto"):
-        res = await _measure(kind, rounds, per_round, burst)
-        results[kind] = res
-        raw, bus = res["raw"], res["bus"]
-        assert isinstance(raw, dict)
-        assert isinstance(bus, dict)
-        print(
-            f"{kind:9} raw aiomqtt echo p50 {raw['p50_ms']:.3f} ms p99 {raw['p99_ms']:.3f} ms | "
-            f"bus request p50 {bus['p50_ms']:.3f} ms p99 {bus['p99_ms']:.3f} ms | "
-            f"overhead p50 {res['p50_overhead_percent']}% (goal <= {GOAL_PERCENT}%) | "
-            f"CPU per round trip raw {raw['cpu_us_per_round_trip']} us, "
-            f"bus {bus['cpu_us_per_round_trip']} us | "
-            f"QoS 1 burst {res['qos1_burst_per_s']}/s"
-        )
+        results[kind] = await _measure(kind, rounds, per_round, burst)
+    return results
+
+
+async def _main(rounds: int, per_round: int, burst: int) -> None:
+    results = await _measure_all(rounds, per_round, burst)
+    for kind, res in results.items():
+        assert isinstance(res, dict)
+        print(_line(kind, res))
     path = write_result(
         "bus",
         {"goal_overhead_percent": GOAL_PERCENT, "load_average": load_average(), "results": results},
+    )
+    print(f"written {path}")
+
+
+def _child(args: list[str], baseline: str | None) -> dict[str, object]:
+    """One measurement of every broker in a fresh process (on the baseline's code if given)."""
+    env = dict(os.environ)
+    if baseline is not None:
+        src = str(Path(baseline).resolve() / "protocol" / "src")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(
+            [sys.executable, __file__, *args, "--child-out", out.name],
+            env=env,
+            check=True,
+            timeout=1800,
+        )
+        loaded: dict[str, object] = json.loads(Path(out.name).read_text())
+    loaded["load_average"] = load_average()
+    return loaded
+
+
+def _median(values: Iterable[float], digits: int = 1) -> float:
+    return round(float(statistics.median(values)), digits)
+
+
+def _cpu_ratio(res: Any) -> float:
+    """Bus CPU per round trip over the raw echo's, of one broker's measurement."""
+    return float(res["bus"]["cpu_us_per_round_trip"] / res["raw"]["cpu_us_per_round_trip"])
+
+
+def _median_pair(runs: list[Any]) -> dict[str, object]:
+    """Per broker, the run whose p50 overhead is the median of the runs."""
+    chosen: dict[str, object] = {}
+    for kind in ("amqtt", "mosquitto"):
+        by_overhead = sorted(runs, key=lambda r: float(r[kind]["p50_overhead_percent"]))
+        chosen[kind] = by_overhead[(len(by_overhead) - 1) // 2][kind]
+    return chosen
+
+
+def _paired(args: list[str], baseline: str, pairs: int) -> None:
+    """Current code and baseline alternated ``pairs`` times; the medians and every run kept."""
+    runs: list[dict[str, object]] = []
+    for index in range(pairs):
+        order = [("current", None), ("baseline", baseline)]
+        if index % 2:
+            order.reverse()  # neither side always goes first
+        pair: dict[str, object] = {}
+        for name, tree in order:
+            pair[name] = _child(args, tree)
+        runs.append(pair)
+        for name in ("baseline", "current"):
+            res = pair[name]
+            assert isinstance(res, dict)
+            for kind in ("amqtt", "mosquitto"):
+                head = f"pair {index + 1} {name:8} load {res['load_average']} "
+                print(head + _line(kind, res[kind]))
+    current: list[Any] = [r["current"] for r in runs]
+    base: list[Any] = [r["baseline"] for r in runs]
+    summary: dict[str, object] = {}
+    for kind in ("amqtt", "mosquitto"):
+        summary[kind] = {
+            "p50_overhead_percent_median": {
+                "current": _median(r[kind]["p50_overhead_percent"] for r in current),
+                "baseline": _median(r[kind]["p50_overhead_percent"] for r in base),
+            },
+            "bus_to_raw_cpu_ratio_median": {
+                "current": _median((_cpu_ratio(r[kind]) for r in current), 3),
+                "baseline": _median((_cpu_ratio(r[kind]) for r in base), 3),
+            },
+        }
+        print(f"{kind:9} medians over {pairs} pairs: {summary[kind]}")
+    path = write_result(
+        "bus",
+        {
+            "goal_overhead_percent": GOAL_PERCENT,
+            "load_average": load_average(),
+            "results": _median_pair(current),
+            "baseline": _median_pair(base),
+            "baseline_tree": baseline,
+            "medians": summary,
+            "pairs": runs,
+        },
     )
     print(f"written {path}")
 
@@ -187,5 +293,15 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--baseline", help="a tree with the code before (see the docstring)")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(_main(args.rounds, args.per_round, args.burst))
+    if args.child_out:
+        measured = asyncio.run(_measure_all(args.rounds, args.per_round, args.burst))
+        Path(args.child_out).write_text(json.dumps(measured))
+    elif args.baseline:
+        child_args = ["--rounds", str(args.rounds), "--per-round", str(args.per_round)]
+        _paired([*child_args, "--burst", str(args.burst)], args.baseline, args.pairs)
+    else:
+        asyncio.run(_main(args.rounds, args.per_round, args.burst))
