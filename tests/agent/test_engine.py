@@ -96,27 +96,31 @@ async def test_archives_both_ways(engine: Engine, run_id: str, tmp_path: Path) -
     big.write_bytes(_tar("b.bin", payload))
     await engine.put_archive(cid, "/tmp", big)
     seen: list[dict[str, Any]] = []
-    archive = await engine.get_archive(cid, "/tmp/b.bin", check=seen.append)
-    member = archive.next()
-    assert member is not None
-    handle = archive.extractfile(member)
-    assert handle is not None
-    assert handle.read() == payload
+    async with engine.get_archive(cid, "/tmp/b.bin", check=seen.append) as archive:
+        member = archive.next()
+        assert member is not None
+        handle = archive.extractfile(member)
+        assert handle is not None
+        assert handle.read() == payload
     assert seen[0]["size"] == len(payload)
     assert is_regular_file(seen[0])
     directory: list[dict[str, Any]] = []
-    await engine.get_archive(cid, "/tmp", check=directory.append)
+    async with engine.get_archive(cid, "/tmp", check=directory.append):
+        pass
     assert not is_regular_file(directory[0])
 
     def refuse(_stat: dict[str, Any]) -> None:
         raise ValueError("refused")
 
     with pytest.raises(ValueError, match="refused"):
-        await engine.get_archive(cid, "/tmp/b.bin", check=refuse)
+        async with engine.get_archive(cid, "/tmp/b.bin", check=refuse):
+            pass
     with pytest.raises(EngineError, match="over 1000 bytes"):
-        await engine.get_archive(cid, "/tmp/b.bin", max_bytes=1000)
+        async with engine.get_archive(cid, "/tmp/b.bin", max_bytes=1000):
+            pass
     with pytest.raises(EngineError) as absent:
-        await engine.get_archive(cid, "/tmp/nope")
+        async with engine.get_archive(cid, "/tmp/nope"):
+            pass
     assert absent.value.status == 404
     with pytest.raises(EngineError) as gone:  # the engine answers before it reads the body
         await engine.put_archive("no-such-container", "/tmp", big)

@@ -303,7 +303,10 @@ class DockerRuntime:
                 info = await self._docker.inspect_container(container)
                 tenant = ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_TENANT)
                 with contextlib.suppress(EngineError):
-                    await self._docker.remove_container(container, force=True)
+                    # a large writable layer on a slow disk takes a while to delete
+                    await self._docker.remove_container(
+                        container, force=True, timeout=self._pull_timeout
+                    )
             if not keep_state:
                 for volume in await self._docker.volumes(self._key_filters(key)):
                     await self._docker.remove_volume(str(volume["Name"]))
@@ -362,16 +365,16 @@ class DockerRuntime:
                 if int(stat.get("size", 0)) > limit:
                     raise RuntimeFailure(f"{path} is larger than {limit} bytes")
 
-            archive = await self._docker.get_archive(
+            async with self._docker.get_archive(
                 container, path, check=check, max_bytes=limit + _TAR_OVERHEAD
-            )
-            member = archive.next()
-            if member is None or not member.isfile():
-                raise UnsafePath(f"{path} is not a regular file")
-            if member.size > limit:
-                raise RuntimeFailure(f"{path} is larger than {limit} bytes")
-            handle = archive.extractfile(member)
-            return b"" if handle is None else handle.read()
+            ) as archive:
+                member = archive.next()
+                if member is None or not member.isfile():
+                    raise UnsafePath(f"{path} is not a regular file")
+                if member.size > limit:
+                    raise RuntimeFailure(f"{path} is larger than {limit} bytes")
+                handle = archive.extractfile(member)
+                return b"" if handle is None else handle.read()
 
     async def snapshot(self, key: str) -> bytes:
         """A tar of the container's volumes' content (or, without volumes, of its changed
@@ -389,8 +392,8 @@ class DockerRuntime:
                     out, {"runtime": "docker", "workload": key, "kind": kind, "mounts": mounts}
                 )
                 for index, path in enumerate(mounts):
-                    archive = await self._docker.get_archive(container, path)
-                    repack(out, archive, f"mounts/{index}/", strip_first=True)
+                    async with self._docker.get_archive(container, path) as archive:
+                        repack(out, archive, f"mounts/{index}/", strip_first=True)
                 if not mounts:
                     await self._snapshot_changes(container, out)
             return buf.getvalue()
@@ -399,7 +402,7 @@ class DockerRuntime:
         """Create the container for ``spec`` and load ``snapshot`` into it (not started)."""
         with (
             translate_errors(f"restore {spec.name}"),
-            tarfile.open(fileobj=io.BytesIO(snapshot), mode="r") as source,
+            tarfile.open(fileobj=io.BytesIO(snapshot), mode="r:") as source,  # plain, as made
         ):
             return await self._restore(spec, source)
 
@@ -455,8 +458,9 @@ class DockerRuntime:
             path = str(change.get("Path", ""))
             if change.get("Kind") == 2 or not path or path.startswith(SKIP_CHANGES):
                 continue
-            archive = await self._docker.get_archive(container, path)
-            # a directory's archive holds its whole tree: keep only its own entry, since every
-            # changed file below it is a change of its own
-            top = archive.getmembers()[0]
-            copy_member(out, archive, top, f"rootfs/{path.lstrip('/')}")
+            async with self._docker.get_archive(container, path) as archive:
+                # a directory's archive holds its whole tree: keep only its own entry, since
+                # every changed file below it is a change of its own
+                top = archive.next()
+                if top is not None:
+                    copy_member(out, archive, top, f"rootfs/{path.lstrip('/')}")

@@ -1,10 +1,14 @@
 """The agent's Docker Engine API client: the calls the Docker runtime makes, and no more.
 
 Paths are unversioned, so the engine speaks its own current API version (what a client that
-asks ``/version`` first and pins it would get). Every call is bounded as a whole by a timeout:
-``timeout`` of the client (60 s) unless the call takes its own (pulls, loads, stops). An
-answer of status >= 400 raises :class:`EngineError` with the engine's ``message``; a pull's or
-load's in-band error does too (status 500).
+asks ``/version`` first and pins it would get). No call waits forever. A call is bounded as a
+whole by ``timeout`` of the client (60 s) unless it takes its own (pulls, loads, stops, forced
+removals); a call that streams a body of any size (container archives both ways, logs) is
+bounded instead by the longest silence: ``timeout`` with no byte sent or received, so a large
+volume on a slow disk takes as long as it needs while a stalled engine is given up on. An
+engine that never answers a request (no head within its bound) is :class:`EngineUnreachable`.
+An answer of status >= 400 raises :class:`EngineError` with the engine's ``message``; a pull's
+or load's in-band error does too (status 500).
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlencode
 
 from fogmesh.agent.runtime.engine._address import Address, engine_address
-from fogmesh.agent.runtime.engine._errors import NO_ANSWER, EngineError
+from fogmesh.agent.runtime.engine._errors import NO_ANSWER, EngineError, EngineUnreachable
 from fogmesh.agent.runtime.engine._frames import demux, json_lines, raise_stream_error
 from fogmesh.agent.runtime.engine._http import Body, Response, request
 
@@ -80,20 +84,43 @@ class Engine:
         body: Body = None,
         content_type: str | None = None,
         timeout: float | None = None,
+        idle: bool = False,
     ) -> AsyncIterator[Response]:
-        """``method /path?query`` answered below 400: the response, its body unread; the whole
-        exchange (with what the block reads) is bounded by ``timeout``."""
+        """``method /path?query`` answered below 400: the response, its body unread. The whole
+        exchange (with what the block reads) is bounded by ``timeout`` (the client's when
+        None); with ``idle`` only the time with no piece of a body sent or received is.
+        :class:`EngineUnreachable` when the bound passes before the answer's head came."""
         target = f"/{path}?{urlencode(query)}" if query else f"/{path}"
-        async with asyncio.timeout(self.timeout if timeout is None else timeout):
-            response = await request(
-                self.address, method, target, body=body, content_type=content_type
-            )
-            try:
-                if response.status >= 400:
-                    raise await _refusal(response)
-                yield response
-            finally:
-                response.close()
+        limit = self.timeout if timeout is None else timeout
+        answered = False
+        try:
+            async with asyncio.timeout(limit) as scope:
+                loop = asyncio.get_running_loop()
+
+                def progress() -> None:
+                    scope.reschedule(loop.time() + limit)
+
+                response = await request(
+                    self.address,
+                    method,
+                    target,
+                    body=body,
+                    content_type=content_type,
+                    progress=progress if idle else None,
+                )
+                answered = True
+                try:
+                    if response.status >= 400:
+                        raise await _refusal(response)
+                    yield response
+                finally:
+                    response.close()
+        except TimeoutError as exc:
+            if answered or not scope.expired():
+                raise
+            raise EngineUnreachable(
+                f"the engine did not answer {method} /{path} within {limit:g} s"
+            ) from exc
 
     async def call(
         self,
@@ -147,19 +174,24 @@ class Engine:
             timeout=grace_s + self.timeout,
         )
 
-    async def remove_container(self, cid: str, *, force: bool = False) -> None:
-        """Remove a container (killed first with ``force``)."""
+    async def remove_container(
+        self, cid: str, *, force: bool = False, timeout: float | None = None
+    ) -> None:
+        """Remove a container (killed first with ``force``); a large one on a slow disk may
+        take longer than the client's ``timeout``, so the caller may give its own."""
         query = {"force": "1"} if force else None
-        await self.call("DELETE", f"containers/{_segment(cid)}", query=query)
+        await self.call("DELETE", f"containers/{_segment(cid)}", query=query, timeout=timeout)
 
     async def logs(self, cid: str, *, tail: int, since: int | None = None) -> str:
         """The last ``tail`` lines of a container's stdout and stderr (written after ``since``),
-        interleaved as written; its containers have no TTY, so the stream is multiplexed."""
+        interleaved as written; its containers have no TTY, so the stream is multiplexed.
+        Bounded by the longest silence and by :data:`JSON_LIMIT` bytes."""
         query = {"stdout": "1", "stderr": "1", "tail": str(tail)}
         if since is not None:
             query["since"] = str(since)
         out = bytearray()
-        async with self.open("GET", f"containers/{_segment(cid)}/logs", query=query) as answer:
+        url = f"containers/{_segment(cid)}/logs"
+        async with self.open("GET", url, query=query, idle=True) as answer:
             async for _stream, payload in demux(answer.chunks()):
                 out += payload
                 if len(out) > JSON_LIMIT:
@@ -175,6 +207,7 @@ class Engine:
         path = f"containers/{_segment(cid)}/stats"
         return dict(await self.call("GET", path, query={"stream": "0"}) or {})
 
+    @asynccontextmanager
     async def get_archive(
         self,
         cid: str,
@@ -182,33 +215,38 @@ class Engine:
         *,
         check: Callable[[dict[str, Any]], None] | None = None,
         max_bytes: int | None = None,
-    ) -> tarfile.TarFile:
-        """A tar of ``path`` in the container, streamed into memory up to :data:`SPOOL_BYTES`
-        and on into an unlinked temporary file beyond. ``check`` sees the path's stat (the
-        engine's ``X-Docker-Container-Path-Stat``) before any of the tar is read and may raise
-        to refuse it; more than ``max_bytes`` of tar raises :class:`EngineError`."""
+    ) -> AsyncIterator[tarfile.TarFile]:
+        """A tar of ``path`` in the container (plain tar, as dockerd sends it), for the block:
+        streamed into memory up to :data:`SPOOL_BYTES` and on into an unlinked temporary file
+        beyond (written off the event loop), closed when the block ends, however it ends.
+        ``check`` sees the path's stat (the engine's ``X-Docker-Container-Path-Stat``) before
+        any of the tar is read and may raise to refuse it; more than ``max_bytes`` of tar
+        raises :class:`EngineError`. Bounded by the longest silence, not as a whole."""
         url = f"containers/{_segment(cid)}/archive"
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 -- the tar's
-        async with self.open("GET", url, query={"path": path}) as answer:
-            if check is not None:
-                check(_path_stat(answer))
-            size = 0
-            async for piece in answer.chunks():
-                size += len(piece)
-                if max_bytes is not None and size > max_bytes:
-                    raise EngineError(NO_ANSWER, f"archive of {path} over {max_bytes} bytes")
-                spool.write(piece)
-        spool.seek(0)
-        return tarfile.open(fileobj=spool, mode="r")
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            async with self.open("GET", url, query={"path": path}, idle=True) as answer:
+                if check is not None:
+                    check(_path_stat(answer))
+                size = 0
+                async for piece in answer.chunks():
+                    size += len(piece)
+                    if max_bytes is not None and size > max_bytes:
+                        raise EngineError(NO_ANSWER, f"archive of {path} over {max_bytes} bytes")
+                    await _spool_write(spool, piece, size)
+            spool.seek(0)
+            with tarfile.open(fileobj=spool, mode="r:") as archive:
+                yield archive
 
     async def put_archive(self, cid: str, path: str, data: bytes | Path) -> None:
-        """Unpack a tar (bytes, or a file sent in pieces) at ``path`` in the container."""
+        """Unpack a tar (bytes, or a file sent in pieces) at ``path`` in the container;
+        bounded by the longest silence, not as a whole."""
         async with self.open(
             "PUT",
             f"containers/{_segment(cid)}/archive",
             query={"path": path},
             body=data,
             content_type="application/x-tar",
+            idle=True,
         ):
             pass
 
@@ -301,6 +339,15 @@ class Engine:
                 if len(messages) < 1000:  # a pull's progress lines, kept bounded
                     messages.append(message)
         return messages
+
+
+async def _spool_write(spool: IO[bytes], piece: bytes, size: int) -> None:
+    """Write ``piece`` (the tar's first ``size`` bytes end with it): in memory at once, to disk
+    (the write that rolls the spool over, and every one after) in a thread."""
+    if size <= SPOOL_BYTES:
+        spool.write(piece)
+    else:
+        await asyncio.to_thread(spool.write, piece)
 
 
 async def _refusal(response: Response) -> EngineError:

@@ -7,22 +7,26 @@ refusal that comes before the engine reads it is read, not lost with a cut-off u
 response body is framed by ``Content-Length``, by ``chunked`` transfer coding, or by the end of
 the connection, and is read in pieces (:meth:`Response.chunks`) or whole up to a bound
 (:meth:`Response.read`). No wait here has a timeout of its own but the wait for ``100
-Continue``: the caller (:class:`~fogmesh.agent.runtime.engine.Engine`) bounds each exchange as a
-whole.
+Continue``: the caller (:class:`~fogmesh.agent.runtime.engine.Engine`) bounds each exchange, as
+a whole or by the longest silence, which ``progress`` (called for every piece sent or received)
+lets it tell. A file is sent from one open handle: exactly the ``Content-Length`` announced from
+that handle's size, and a file that shrinks or grows while it is sent is an :class:`EngineError`
+(its request is not sent whole or not as announced), never a mis-framed request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fogmesh.agent.runtime.engine._address import Address
 from fogmesh.agent.runtime.engine._errors import NO_ANSWER, EngineError, EngineUnreachable
 
-__all__ = ["PIECE", "Body", "Response", "request"]
+__all__ = ["PIECE", "Body", "Progress", "Response", "request"]
 
 PIECE = 256 * 1024
 """The size of the pieces a file body is sent in and a response body is read in."""
@@ -36,6 +40,9 @@ _CONTINUE_WAIT_S = 1.0
 """How long a large body waits for ``100 Continue`` before it is sent anyway (RFC 9110)."""
 
 Body = bytes | Path | None
+Progress = Callable[[], None] | None
+"""Called after each piece of a body sent or received (the caller's idle timeout)."""
+_Outgoing = bytes | BinaryIO | None
 
 
 class Response:
@@ -49,8 +56,10 @@ class Response:
         writer: asyncio.StreamWriter,
         *,
         bodiless: bool,
+        progress: Progress = None,
     ) -> None:
         self.status = status
+        self.progress = progress
         self.headers = dict(headers)
         self._reader = reader
         self._writer = writer
@@ -75,6 +84,8 @@ class Response:
         self._read = True
         try:
             async for piece in self._body:
+                if self.progress is not None:
+                    self.progress()
                 yield piece
         except asyncio.IncompleteReadError:
             raise EngineUnreachable("the engine closed the connection mid-answer") from None
@@ -112,6 +123,7 @@ async def request(
     *,
     body: Body = None,
     content_type: str | None = None,
+    progress: Progress = None,
 ) -> Response:
     """Send ``method target`` (``target``: path and query, already quoted) and read the
     answer's head; the caller closes the :class:`Response`."""
@@ -124,25 +136,39 @@ async def request(
             )
     except OSError as exc:
         raise EngineUnreachable(f"cannot connect to the engine at {address}: {exc}") from exc
+    source: BinaryIO | None = None
     try:
-        expect = isinstance(body, Path) or (body is not None and len(body) > _SMALL_BODY)
-        _send_head(writer, address, f"{method} {target}", body, content_type, expect=expect)
+        outgoing: _Outgoing
+        size: int | None
+        if isinstance(body, Path):
+            outgoing = source = body.open("rb")
+            size = os.fstat(source.fileno()).st_size  # announced, and sent, from this handle
+        elif body is not None:
+            outgoing, size = body, len(body)
+        else:  # no body: a POST or PUT still says so
+            outgoing, size = None, 0 if method in ("POST", "PUT") else None
+        expect = source is not None or (size is not None and size > _SMALL_BODY)
+        _send_head(writer, address, f"{method} {target}", size, content_type, expect=expect)
+        send = _Sender(writer, outgoing, size or 0, str(body), progress)
         if expect:
-            status, headers = await _expect_continue(reader, writer, body)
+            status, headers = await _expect_continue(reader, send)
         else:
-            await _send_body(writer, body)
+            await send()
             status, headers = await _final_head(reader)
         bodiless = method == "HEAD" or status in (204, 304)
-        return Response(status, headers, reader, writer, bodiless=bodiless)
+        return Response(status, headers, reader, writer, bodiless=bodiless, progress=progress)
     except BaseException:
         writer.close()
         raise
+    finally:
+        if source is not None:
+            source.close()
 
 
 async def _expect_continue(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: Body
+    reader: asyncio.StreamReader, send: _Sender
 ) -> tuple[int, dict[str, str]]:
-    """Send ``body`` once the engine says ``100 Continue`` (or has said nothing for
+    """Send the body once the engine says ``100 Continue`` (or has said nothing for
     :data:`_CONTINUE_WAIT_S`); an engine that refuses first (a 404 for a container that is
     gone) answers without the body, which it would otherwise cut off mid-upload, losing its
     answer with the connection."""
@@ -153,9 +179,9 @@ async def _expect_continue(
             status, headers = first.result()
             if status != 100:
                 return status, headers
-            await _send_body(writer, body)
+            await send()
             return await _final_head(reader)
-        await _send_body(writer, body)  # the engine may read the body without saying 100
+        await send()  # the engine may read the body without saying 100
         status, headers = await first
         return (await _final_head(reader)) if status == 100 else (status, headers)
     finally:
@@ -167,21 +193,14 @@ def _send_head(
     writer: asyncio.StreamWriter,
     address: Address,
     line: str,
-    body: Body,
+    size: int | None,
     content_type: str | None,
     *,
     expect: bool,
 ) -> None:
     host = "docker" if address.path is not None else f"{address.host}:{address.port}"
-    method = line.split(" ", 1)[0]
     head = [f"{line} HTTP/1.1", f"Host: {host}", "User-Agent: fogmesh-agent"]
     head.append("Connection: close")
-    if isinstance(body, Path):
-        size: int | None = body.stat().st_size
-    elif body is not None:
-        size = len(body)
-    else:
-        size = 0 if method in ("POST", "PUT") else None
     if size is not None:
         head.append(f"Content-Length: {size}")
     if content_type is not None:
@@ -191,21 +210,58 @@ def _send_head(
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
 
 
-async def _send_body(writer: asyncio.StreamWriter, body: Body) -> None:
-    try:
-        if isinstance(body, Path):
-            with body.open("rb") as source:
-                while piece := await asyncio.to_thread(source.read, PIECE):
-                    writer.write(piece)
-                    await writer.drain()
-        else:
-            if body:
-                writer.write(body)
-            await writer.drain()
-    except ConnectionError:
-        # the engine closed while taking the body: what it answered (if it still can be
-        # read) says why, else the head's read reports the lost connection
-        return
+class _Sender:
+    """Sends a request body of exactly ``size`` bytes, in pieces of :data:`PIECE`."""
+
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        body: _Outgoing,
+        size: int,
+        name: str,
+        progress: Progress,
+    ) -> None:
+        self.writer = writer
+        self.body = body
+        self.size = size
+        self.name = name
+        self.progress = progress
+
+    async def __call__(self) -> None:
+        try:
+            if isinstance(self.body, bytes):
+                view = memoryview(self.body)
+                for start in range(0, len(view), PIECE):
+                    await self._put(view[start : start + PIECE])
+            elif self.body is not None:
+                await self._put_file(self.body)
+            await self.writer.drain()
+        except ConnectionError:
+            # the engine closed while taking the body: what it answered (if it still can be
+            # read) says why, else the head's read reports the lost connection
+            return
+
+    async def _put(self, piece: bytes | memoryview) -> None:
+        self.writer.write(piece)
+        await self.writer.drain()
+        if self.progress is not None:
+            self.progress()
+
+    async def _put_file(self, source: BinaryIO) -> None:
+        left = self.size
+        while left > 0:
+            piece = await asyncio.to_thread(source.read, min(left, PIECE))
+            if not piece:
+                raise EngineError(
+                    NO_ANSWER, f"{self.name} shrank while sent: {self.size - left} of {self.size}"
+                    " bytes announced"
+                )
+            left -= len(piece)
+            await self._put(piece)
+        if await asyncio.to_thread(source.read, 1):
+            raise EngineError(
+                NO_ANSWER, f"{self.name} grew while sent: more than the {self.size} bytes announced"
+            )
 
 
 async def _final_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
