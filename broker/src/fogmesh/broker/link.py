@@ -143,21 +143,7 @@ class Link(LinkClients, LinkWriter):
     # ---- message flow -------------------------------------------------------------------
 
     async def _reader(self, side: Side, client: aiomqtt.Client, path: LinkPath | None) -> None:
-        filters = {
-            r.source_filter: r.qos
-            for r in self.routes
-            if r.source == side and (path is None or r.uses(path.name))
-        }
-        for flt, qos in filters.items():
-            if self._mqtt5(side):
-                # retained messages only for a new subscription (retainHandling 1): those of a
-                # kept session were seen, and may be older than what the other side has now
-                opts = SubscribeOptions(
-                    qos=qos, noLocal=True, retainAsPublished=True, retainHandling=1
-                )
-                await client.subscribe(flt, options=opts, timeout=PUBLISH_TIMEOUT)
-            else:
-                await client.subscribe(flt, qos=qos, timeout=PUBLISH_TIMEOUT)
+        await self._subscribe(side, client, path)
         messages = client.messages
         async for first in messages:
             # everything that already arrived goes to disk in one transaction, then is acked
@@ -169,6 +155,40 @@ class Link(LinkClients, LinkWriter):
                 if message.qos > 0:
                     # ack only now: it is committed to the disk queue (or deliberately dropped)
                     client._client.ack(message.mid, message.qos)
+
+    async def _subscribe(self, side: Side, client: aiomqtt.Client, path: LinkPath | None) -> None:
+        """Subscribe the rules' source filters of ``side``; on a kept session (the preferred
+        one) drop those it holds from earlier rules that no rule names any more."""
+        filters = {
+            r.source_filter: r.qos
+            for r in self.routes
+            if r.source == side and (path is None or r.uses(path.name))
+        }
+        kept = path is None or path.index == 0
+        held = self.filters.recorded(side) if kept and self.session_present[side] else set()
+        if kept:
+            # recorded before the broker has them: a crash now still leaves them named
+            self.filters.record(side, held | set(filters))
+        for flt, qos in filters.items():
+            if self._mqtt5(side):
+                # retained messages only for a new subscription (retainHandling 1): those of a
+                # kept session were seen, and may be older than what the other side has now
+                opts = SubscribeOptions(
+                    qos=qos, noLocal=True, retainAsPublished=True, retainHandling=1
+                )
+                await client.subscribe(flt, options=opts, timeout=PUBLISH_TIMEOUT)
+            else:
+                await client.subscribe(flt, qos=qos, timeout=PUBLISH_TIMEOUT)
+        stale = sorted(held - set(filters))
+        for flt in stale:
+            # what the session had already queued under it may still arrive once (no route:
+            # counted in ``ignored`` and acknowledged); nothing new follows it
+            await client.unsubscribe(flt, timeout=PUBLISH_TIMEOUT)
+        if stale:
+            log.info("link %s: %s side dropped %d filter(s) no rule names: %s",
+                     self.spec.name, side, len(stale), ", ".join(stale))  # fmt: skip
+        if kept:
+            self.filters.record(side, set(filters))
 
     def _take(self, side: Side, burst: list[aiomqtt.Message], path: LinkPath | None) -> None:
         """Queue arrivals for the other side, except echoes and what matches no rule (and,

@@ -107,6 +107,8 @@ class LinkClients(LinkStatusReport):
         # Acknowledge only after the message is on disk: aiomqtt 2.5 has no switch for this,
         # paho (underneath) does.
         client._client.manual_ack_set(True)
+        if kept:
+            self._note_session(side, client)
         count_bytes(client, *self._counters(side, path))
         # every whole packet a wake-up brought is handled in it: a burst reaches the reader
         # (one disk commit, one send of PUBACKs) and a batch's PUBACKs the writer together
@@ -116,6 +118,19 @@ class LinkClients(LinkStatusReport):
         # a writer hears of its acknowledged batches through the same event as of new messages
         self._publishers[client] = Publisher(client, self._wake[side].set)
         return client
+
+    def _note_session(self, side: Side, client: aiomqtt.Client) -> None:
+        """Note in :attr:`session_present` whether the broker kept ``side``'s session."""
+        answer: Any = client._client.on_connect  # aiomqtt's: it completes the connect
+
+        def on_connect(
+            paho: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
+        ) -> None:
+            self.session_present[side] = bool(flags.session_present)
+            answer(paho, userdata, flags, reason, properties)
+
+        self.session_present[side] = False
+        client._client.on_connect = on_connect
 
     def _counters(self, side: Side, path: LinkPath | None) -> list[WireBytes]:
         """The wire counters a client of ``side`` over ``path`` adds its bytes to."""

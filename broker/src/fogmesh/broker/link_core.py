@@ -20,6 +20,7 @@ from fogmesh.broker.config import LinkSpec, PathSpec, ResolvedEndpoint
 from fogmesh.broker.diskqueue import DiskQueue
 from fogmesh.broker.drain import Drain
 from fogmesh.broker.echo import EchoMemory
+from fogmesh.broker.link_filters import SessionFilters
 from fogmesh.broker.paths import LinkPath, PathBook
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
@@ -72,6 +73,10 @@ class LinkCore:
         self._switching = False  # the remote side leaves a path for a better one: still "up"
         self._last_path: LinkPath | None = None  # the remote side's path before this one
         self.book = PathBook(qdir / "paths.json")
+        self.filters = SessionFilters(qdir / "filters.json")
+        """What each side's kept session is subscribed to (:mod:`fogmesh.broker.link_filters`)."""
+        self.session_present: dict[Side, bool] = {"local": False, "remote": False}
+        """Whether the broker kept the side's session at its last connect (CONNACK)."""
         # what a fallback session brought in, dropped once when the preferred session replays it
         self.fallback_seen = EchoMemory(ttl=SESSION_EXPIRY, max_entries=200_000)
         # queue[side] holds what arrived on ``side`` and must go to the other side
