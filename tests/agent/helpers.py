@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["desired", "docker_workload", "native_workload"]
+from fogmesh.protocol import RuntimeKind, Usage, WorkloadPhase, WorkloadStatus
+
+__all__ = [
+    "GIB",
+    "desired",
+    "docker_workload",
+    "native_workload",
+    "sampled_status",
+    "sampled_usage",
+]
 
 
 def docker_workload(
@@ -49,3 +58,27 @@ def native_workload(
 def desired(node: str, generation: int, *workloads: dict[str, Any]) -> str:
     """A desired state as JSON text."""
     return json.dumps({"node": node, "generation": generation, "workloads": list(workloads)})
+
+
+GIB = 1 << 30
+
+
+def sampled_usage(cpu: float = 2.0, memory: int = 2 * GIB) -> Usage:
+    """A node's usage sample for the heartbeat policy's tests: 8 GiB of memory, 100 GiB of disk."""
+    return Usage(
+        cpu_percent=cpu,
+        memory_used_bytes=memory,
+        memory_total_bytes=8 * GIB,
+        disk_used_bytes=10 * GIB,
+        disk_total_bytes=100 * GIB,
+    )
+
+
+def sampled_status(
+    phase: WorkloadPhase = WorkloadPhase.RUNNING, cpu: float = 0.0
+) -> WorkloadStatus:
+    """One native workload's status sample for the heartbeat policy's tests."""
+    return WorkloadStatus(
+        name="w", tenant="t", app="a", component="c", runtime=RuntimeKind.NATIVE,
+        phase=phase, cpu_percent=cpu,
+    )  # fmt: skip

@@ -6,26 +6,10 @@ goes out at once, and the longest gap holds as before."""
 from __future__ import annotations
 
 from fogmesh.agent.heartbeat import BeatPolicy
-from fogmesh.protocol import RuntimeKind, Usage, WorkloadPhase, WorkloadStatus
-
-GIB = 1 << 30
-
-
-def _usage(cpu: float = 2.0) -> Usage:
-    return Usage(
-        cpu_percent=cpu,
-        memory_used_bytes=2 * GIB,
-        memory_total_bytes=8 * GIB,
-        disk_used_bytes=10 * GIB,
-        disk_total_bytes=100 * GIB,
-    )
-
-
-def _status(phase: WorkloadPhase = WorkloadPhase.RUNNING, cpu: float = 0.0) -> WorkloadStatus:
-    return WorkloadStatus(
-        name="w", tenant="t", app="a", component="c", runtime=RuntimeKind.NATIVE,
-        phase=phase, cpu_percent=cpu,
-    )  # fmt: skip
+from fogmesh.protocol import WorkloadPhase
+from tests.agent.helpers import GIB
+from tests.agent.helpers import sampled_status as _status
+from tests.agent.helpers import sampled_usage as _usage
 
 
 def _started(usage_min_s: float | None = None) -> BeatPolicy:

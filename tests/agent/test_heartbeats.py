@@ -16,36 +16,17 @@ from fogmesh.protocol import (
     Heartbeat,
     NodeLiveness,
     NodeStateMessage,
-    RuntimeKind,
-    Usage,
     WorkloadPhase,
-    WorkloadStatus,
     topics,
 )
-from tests.agent.helpers import desired, native_workload
+from tests.agent.helpers import GIB, desired, native_workload
+from tests.agent.helpers import sampled_status as _status
+from tests.agent.helpers import sampled_usage as _usage
 from tests.agent.support import AgentProc, Probe, mosquitto_pub, wait_for
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import unique
 
-GIB = 1 << 30
 SCRIPT = "#!/bin/sh\ntrap 'exit 0' TERM\nwhile true; do sleep 1; done\n"
-
-
-def _usage(cpu: float = 2.0, memory: int = 2 * GIB) -> Usage:
-    return Usage(
-        cpu_percent=cpu,
-        memory_used_bytes=memory,
-        memory_total_bytes=8 * GIB,
-        disk_used_bytes=10 * GIB,
-        disk_total_bytes=100 * GIB,
-    )
-
-
-def _status(phase: WorkloadPhase = WorkloadPhase.RUNNING, cpu: float = 0.0) -> WorkloadStatus:
-    return WorkloadStatus(
-        name="w", tenant="t", app="a", component="c", runtime=RuntimeKind.NATIVE,
-        phase=phase, cpu_percent=cpu,
-    )  # fmt: skip
 
 
 def test_policy_sends_news_and_otherwise_waits_for_the_longest_gap() -> None:
