@@ -17,7 +17,9 @@ filters and ingests only the messages whose key it owns:
 * a replica joins (writes its first row) once its subscriptions are granted, never before: a
   member that owns keys it does not hear yet would leave them unheard (on NATS a QoS 1
   subscription is a JetStream consumer, which may take seconds to create). Until it has joined
-  it takes every key, as a lone registry would, while the others still take theirs.
+  it takes every key if it found no live member when it started, as a lone registry would, and
+  none otherwise: the live members, which do not know it yet, still take every key, so the
+  retained hellos replayed to it as it subscribes are not taken twice (each node joins once).
 
 Each replica still receives every message (the broker cannot split them); a message of a key
 it does not own is dropped before its payload is parsed, so the parsing, the liveness work and
@@ -40,7 +42,19 @@ from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Column, Engine, Float, MetaData, String, Table, delete, select, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    MetaData,
+    String,
+    Table,
+    delete,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from fogmesh.bus import Bus, MessageContext, RawMessage
@@ -99,6 +113,8 @@ class Partition:
     def owns(self, key: bytes) -> bool:
         """Whether this replica ingests messages of ``key``."""
         members = self.members
+        if not self.joined.is_set():  # alone: every key; beside live members: none of them yet
+            return len(members) == 1
         return len(members) == 1 or owner_of(key, members) == self.me
 
     async def on_connect(self, _bus: Bus) -> None:
@@ -118,13 +134,21 @@ class Partition:
         with self.engine.begin() as conn:
             if conn.execute(update(REPLICAS).where(mine).values(seen_at=now)).rowcount == 0:
                 conn.execute(REPLICAS.insert().values(grp=self.group, replica=self.me, seen_at=now))
-            fresh = now - LIVE_PERIODS * self.period
-            rows = conn.execute(
-                select(REPLICAS.c.replica).where(
-                    (REPLICAS.c.grp == self.group) & (REPLICAS.c.seen_at >= fresh)
-                )
-            ).all()
+            return self._live_in(conn, now)
+
+    def _live_in(self, conn: Connection, now: float) -> list[str]:
+        fresh = now - LIVE_PERIODS * self.period
+        rows = conn.execute(
+            select(REPLICAS.c.replica).where(
+                (REPLICAS.c.grp == self.group) & (REPLICAS.c.seen_at >= fresh)
+            )
+        ).all()
         return sorted({self.me, *(r for (r,) in rows)})
+
+    def _live(self) -> list[str]:
+        """The live members of the group, this one included, without writing its row."""
+        with self.engine.begin() as conn:
+            return self._live_in(conn, time.time())
 
     def _leave(self) -> None:
         mine = (REPLICAS.c.grp == self.group) & (REPLICAS.c.replica == self.me)
@@ -132,8 +156,9 @@ class Partition:
             conn.execute(delete(REPLICAS).where(mine))
 
     async def prepare(self) -> None:
-        """Create the table if needed (before connecting)."""
+        """Create the table if needed and read who is live (before connecting)."""
         await asyncio.to_thread(self._create)
+        self.members = await asyncio.to_thread(self._live)
 
     async def refresh(self) -> None:
         """Write this member's row and read who is live."""
