@@ -772,35 +772,31 @@ async def main_async(args: argparse.Namespace) -> None:
 # -- the agents' process --------------------------------------------------------------------
 
 
-def _steady_usage(_state_dir: Path) -> Any:
-    """An idle edge box's usage: CPU 1-3 %, memory and disk moving by a few MB."""
+def _usage(cpu: tuple[float, float], memory_mb: tuple[int, int], load: tuple[float, float]) -> Any:
+    """An edge box's usage sample: CPU and load drawn from their ranges, memory in ``memory_mb``
+    of 2 GB, the disk moving by a few MB."""
     from fogmesh.protocol import Usage
 
     mb = 1 << 20
     return Usage(
-        cpu_percent=round(random.uniform(1.0, 3.0), 1),
-        memory_used_bytes=600 * mb + random.randrange(4 * mb),
+        cpu_percent=round(random.uniform(*cpu), 1),
+        memory_used_bytes=memory_mb[0] * mb + random.randrange((memory_mb[1] - memory_mb[0]) * mb),
         memory_total_bytes=2048 * mb,
         disk_used_bytes=9000 * mb + random.randrange(4 * mb),
         disk_total_bytes=32000 * mb,
-        load1=round(random.uniform(0.0, 0.2), 2),
+        load1=round(random.uniform(*load), 2),
     )
+
+
+def _steady_usage(_state_dir: Path) -> Any:
+    """An idle edge box's usage: CPU 1-3 %, memory and disk moving by a few MB."""
+    return _usage((1.0, 3.0), (600, 604), (0.0, 0.2))
 
 
 def _busy_usage(_state_dir: Path) -> Any:
     """A busy edge box's usage (the node running the sample app): CPU anywhere in 20-80 % and
     memory in 1,000-1,400 MB of 2 GB at each sample, so nearly every sample is news."""
-    from fogmesh.protocol import Usage
-
-    mb = 1 << 20
-    return Usage(
-        cpu_percent=round(random.uniform(20.0, 80.0), 1),
-        memory_used_bytes=1000 * mb + random.randrange(400 * mb),
-        memory_total_bytes=2048 * mb,
-        disk_used_bytes=9000 * mb + random.randrange(4 * mb),
-        disk_total_bytes=32000 * mb,
-        load1=round(random.uniform(0.5, 2.0), 2),
-    )
+    return _usage((20.0, 80.0), (1000, 1400), (0.5, 2.0))
 
 
 async def run_agents(spec: Path) -> None:
