@@ -1,77 +1,35 @@
-"""What the scheduler does to its store: deploy, update, scale, delete, and heal the fleet.
+"""What the scheduler does to its store: deploy, update, scale, delete, move, and heal the fleet.
 
 Each operation changes :class:`~fogmesh.scheduler.store.Store` in memory, or raises
 :class:`~fogmesh.bus.Refusal` and changes nothing, and returns the nodes whose desired state
-changed; the service saves the store and publishes those nodes' desired states.
+changed (:class:`~fogmesh.scheduler.changes.Changes`); the service saves the store and publishes
+those nodes' desired states. The views plans are made on are
+:class:`~fogmesh.scheduler.picture.FleetPicture`'s; healing is
+:class:`~fogmesh.scheduler.healing.Healing`'s.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from fogmesh.bus import Refusal
 from fogmesh.protocol.errors import ErrorCode
-from fogmesh.protocol.events import (
-    AppEventData,
-    Event,
-    EventKind,
-    PlacementFailedData,
-    ReplacedData,
-)
+from fogmesh.protocol.events import AppEventData, Event, EventKind, ReplacedData
 from fogmesh.protocol.manifest import AppManifest
 from fogmesh.protocol.migration import MoveWorkload, ReplicaHolders
+from fogmesh.scheduler.changes import Changes
 from fogmesh.scheduler.config import SchedulerConfig
-from fogmesh.scheduler.placement import (
-    ClusterView,
-    NodeInfo,
-    PlacedWorkload,
-    Plan,
-    Planner,
-    Want,
-    all_wants,
-    workload_name,
-)
-from fogmesh.scheduler.specs import make_spec, manifest_totals
-from fogmesh.scheduler.store import MAX_MOVES, AppRecord, MoveRecord, PlacementRecord, Store
+from fogmesh.scheduler.healing import Healing
+from fogmesh.scheduler.picture import Fleet, FleetPicture, placed, placement_records
+from fogmesh.scheduler.placement import Plan, Planner, Want, all_wants, workload_name
+from fogmesh.scheduler.quota import check_quota
+from fogmesh.scheduler.specs import make_spec
+from fogmesh.scheduler.store import MAX_MOVES, AppRecord, MoveRecord, Store
 
 __all__ = ["Changes", "Fleet", "Operations"]
 
 MAX_HOLDERS = 10_000
 """Workloads whose replicas' holders the scheduler remembers (the migrator's, in memory)."""
-
-
-class Fleet(Protocol):
-    """What the operations need to know of the nodes (:class:`~fogmesh.scheduler.nodes.
-    NodeTracker` in the service)."""
-
-    def offline(self) -> set[str]:
-        """Ids of the nodes that count as offline now."""
-        ...
-
-    def is_running(self, node_id: str, workload: str, spec_hash: str) -> bool:
-        """Whether the node reports the workload running with that spec."""
-        ...
-
-    def unreachable_for(self, node_id: str) -> float | None:
-        """Seconds the node has been cut off with its site's link (None: it is not)."""
-        ...
-
-    def infos(self, placed: dict[str, list[PlacedWorkload]]) -> Iterable[NodeInfo]:
-        """Every node the planner may use, with the workloads ``placed`` on it."""
-        ...
-
-
-@dataclass(slots=True)
-class Changes:
-    """Nodes whose desired state must be republished, apps whose record must be (key
-    tenant/app), and events to publish (tenant, event)."""
-
-    dirty: set[str] = field(default_factory=set)
-    apps: set[str] = field(default_factory=set)
-    events: list[tuple[str, Event]] = field(default_factory=list)
 
 
 def _unschedulable(plan: Plan) -> Refusal:
@@ -91,46 +49,12 @@ class Operations:
         self.store = store
         self.tracker = tracker
         self.config = config
-        self._reported: set[str] = set()
         self.holders: dict[str, list[str]] = {}
         """``{tenant}/{workload}`` -> the nodes holding its state's replica (the migrator's)."""
-        # patched to each request's picture of the fleet, never rebuilt for one
-        self._view = ClusterView(())
+        self.picture = FleetPicture(store, tracker)
+        self._healing = Healing(store, tracker, self.picture, self.holders)
 
     # --- helpers -------------------------------------------------------------------------------
-
-    def view(
-        self, *, skip: str | None = None, extra: Iterable[tuple[str, PlacedWorkload]] = ()
-    ) -> ClusterView:
-        """The fleet with every placed workload (except those of app key ``skip``), plus
-        ``extra`` (node, workload) pairs: an app as a plan would leave it."""
-        placed: dict[str, list[PlacedWorkload]] = {}
-        for key, app in self.store.doc.apps.items():
-            if key == skip:
-                continue
-            for node, workload in self._placed(app, app.placements):
-                placed.setdefault(node, []).append(workload)
-        for node, workload in extra:
-            placed.setdefault(node, []).append(workload)
-        return self._view.sync(self.tracker.infos(placed))
-
-    @staticmethod
-    def _placed(
-        app: AppRecord, placements: Iterable[PlacementRecord], revision: int | None = None
-    ) -> list[tuple[str, PlacedWorkload]]:
-        """``placements`` of ``app`` that have a node, as the planner sees them (at their own
-        revision, or at ``revision``)."""
-        out = []
-        for p in placements:
-            if p.node is None:
-                continue
-            comp = app.manifest.component(p.spec.component)
-            out.append((p.node, PlacedWorkload(
-                p.spec.name, app.tenant, app.manifest.name, p.spec.component,
-                comp.cpu_request, comp.memory_request,
-                str(p.revision if revision is None else revision), tuple(p.spec.devices),
-            )))  # fmt: skip
-        return out
 
     def get(self, tenant: str, app: str) -> AppRecord:
         """The tenant's app, or ``not_found``."""
@@ -141,40 +65,7 @@ class Operations:
 
     def _check_quota(self, tenant: str, manifest: AppManifest, *, replacing: str | None) -> None:
         quota = self.config.quota(tenant)
-        apps, workloads, cpu, mem = 0, 0, 0.0, 0
-        for key, app in self.store.doc.apps.items():
-            if app.tenant != tenant or key == replacing:
-                continue
-            apps += 1
-            n, c, m = manifest_totals(app.manifest)
-            workloads, cpu, mem = workloads + n, cpu + c, mem + m
-        n, c, m = manifest_totals(manifest)
-        checks = [
-            ("apps", apps + 1, quota.max_apps),
-            ("workloads", workloads + n, quota.max_workloads),
-            ("cpu", cpu + c, quota.max_cpu),
-            ("memory", mem + m, quota.max_memory),
-        ]
-        for what, total, limit in checks:
-            if limit is not None and total > limit + 1e-9:
-                raise Refusal(
-                    ErrorCode.QUOTA_EXCEEDED,
-                    f"tenant {tenant} would use {total:g} {what}, quota {limit:g}",
-                    details={"resource": what, "requested": total, "limit": limit},
-                )
-
-    def _records(
-        self, tenant: str, manifest: AppManifest, plan: Plan, rev: int
-    ) -> list[PlacementRecord]:
-        out = []
-        for comp in manifest.components:
-            for replica in range(comp.replicas):
-                spec = make_spec(tenant, manifest, comp, replica)
-                if spec.name in plan.placements:
-                    out.append(
-                        PlacementRecord(spec=spec, node=plan.placements[spec.name], revision=rev)
-                    )
-        return out
+        check_quota(quota, self.store.doc.apps.items(), tenant, manifest, replacing=replacing)
 
     @staticmethod
     def _event(kind: EventKind, app: AppRecord, message: str, **extra: object) -> Event:
@@ -195,12 +86,13 @@ class Operations:
         if key in self.store.doc.apps:
             raise Refusal(ErrorCode.CONFLICT, f"tenant {tenant} already has app {manifest.name}")
         self._check_quota(tenant, manifest, replacing=None)
-        plan = Planner(self.view(), manifest, tenant, version="1").place(all_wants(manifest))
+        view = self.picture.view()
+        plan = Planner(view, manifest, tenant, version="1").place(all_wants(manifest))
         if not plan.ok:
             raise _unschedulable(plan)
         now = time.time()
         rec = AppRecord(tenant=tenant, manifest=manifest, created_at=now, updated_at=now)
-        rec.placements = self._records(tenant, manifest, plan, 1)
+        rec.placements = placement_records(tenant, manifest, plan, 1)
         self.store.doc.apps[key] = rec
         changes.apps.add(key)
         changes.dirty.update(plan.placements.values())
@@ -238,13 +130,13 @@ class Operations:
         ]  # fmt: skip
         # Plan against views of the app as each outcome would leave it (nothing changes until
         # a plan fits): first beside the old version, then with the old version gone.
-        unchanged = self._placed(rec, keep, rev)
+        unchanged = placed(rec, keep, rev)
         beside = True
-        view = self.view(skip=key, extra=unchanged + self._placed(rec, old))
+        view = self.picture.view(skip=key, extra=unchanged + placed(rec, old))
         plan = Planner(view, manifest, tenant, version=str(rev)).place(wants)
         if not plan.ok:
             beside = False
-            view = self.view(skip=key, extra=unchanged)
+            view = self.picture.view(skip=key, extra=unchanged)
             plan = Planner(view, manifest, tenant, version=str(rev)).place(wants)
             if not plan.ok:
                 raise _unschedulable(plan)
@@ -262,7 +154,7 @@ class Operations:
             if beside and (p.spec.name in plan.placements or (p.retiring and p.spec.name in kept)):
                 p.retiring, p.retire_by = True, p.retire_by or now + self.config.retire_timeout_s
                 retiring.append(p)
-        rec.placements = keep + self._records(tenant, manifest, plan, rev) + retiring
+        rec.placements = keep + placement_records(tenant, manifest, plan, rev) + retiring
         rec.manifest, rec.revision, rec.updated_at = manifest, rev, now
         changes.apps.add(key)
         changes.dirty.update(plan.placements.values())
@@ -291,7 +183,8 @@ class Operations:
             if not p.retiring and p.spec.component == component
         }
         wants = [Want(component, r) for r in range(replicas) if r not in have]
-        plan = Planner(self.view(), manifest, tenant, version=str(rec.revision)).place(wants)
+        view = self.picture.view()
+        plan = Planner(view, manifest, tenant, version=str(rec.revision)).place(wants)
         if not plan.ok:
             raise _unschedulable(plan)
         keep = []
@@ -301,7 +194,7 @@ class Operations:
                     changes.dirty.add(p.node)
                 continue
             keep.append(p)
-        rec.placements = keep + self._records(tenant, manifest, plan, rec.revision)
+        rec.placements = keep + placement_records(tenant, manifest, plan, rec.revision)
         rec.manifest, rec.updated_at = manifest, time.time()
         changes.apps.add(Store.key(tenant, app))
         changes.dirty.update(plan.placements.values())
@@ -348,7 +241,7 @@ class Operations:
         app, placement = found
         key = Store.key(tenant, app.manifest.name)
         others = [q for q in app.placements if q is not placement]
-        view = self.view(skip=key, extra=self._placed(app, others))
+        view = self.picture.view(skip=key, extra=placed(app, others))
         allowed = {req.to} if req.to is not None else set(req.candidates)
         offline = self.tracker.offline()
         exclude = [
@@ -384,103 +277,6 @@ class Operations:
     # --- keeping the fleet healthy -------------------------------------------------------------
 
     def heal(self, changes: Changes, *, retry_pending: bool) -> None:
-        """Move workloads off offline nodes, place pending ones, retire finished old versions.
-
-        A node cut off by its site's link is not offline: its workloads stay (the site still
-        runs them), unless their component's ``partition_tolerance_s`` has run out."""
-        offline = self.tracker.offline()
-        moved: dict[str, str] = {}
-        now = time.time()
-        for key, app in self.store.doc.apps.items():
-            keep = []
-            for p in app.placements:
-                if p.node is not None and (p.node in offline or self._cut_too_long(app, p)):
-                    changes.dirty.add(p.node)
-                    changes.apps.add(key)
-                    if p.retiring:
-                        continue
-                    moved[f"{app.tenant}/{p.name}"] = p.node
-                    p.node = None
-                elif p.retiring and self._retired(app, p, now):
-                    if p.node is not None:
-                        changes.dirty.add(p.node)
-                    changes.apps.add(key)
-                    continue
-                keep.append(p)
-            app.placements = keep
-        if not (moved or retry_pending):
-            return
-        for app in self.store.doc.apps.values():
-            pending = [p for p in app.placements if p.node is None]
-            if pending:
-                self._place_pending(app, pending, moved, offline, changes)
-
-    def _cut_too_long(self, app: AppRecord, p: PlacementRecord) -> bool:
-        """Whether ``p``'s node has been unreachable longer than its component tolerates."""
-        cut = self.tracker.unreachable_for(p.node) if p.node is not None else None
-        if cut is None:
-            return False
-        comp = next((c for c in app.manifest.components if c.name == p.spec.component), None)
-        tolerance = comp.partition_tolerance_s if comp is not None else None
-        return tolerance is not None and cut >= tolerance
-
-    def _retired(self, app: AppRecord, old: PlacementRecord, now: float) -> bool:
-        for p in app.placements:
-            if not p.retiring and p.name == old.name:
-                if p.node is not None and self.tracker.is_running(
-                    p.node, p.name, p.spec.spec_hash()
-                ):
-                    return True
-                break
-        else:
-            return True
-        return now >= old.retire_by
-
-    def _place_pending(
-        self,
-        app: AppRecord,
-        pending: list[PlacementRecord],
-        moved: dict[str, str],
-        offline: set[str],
-        changes: Changes,
-    ) -> None:
-        view = self.view()
-        planner = Planner(view, app.manifest, app.tenant, version=str(app.revision))
-        # a workload whose state a replica holds goes to a holder first (it starts from it)
-        plan = Plan()
-        for p in pending:
-            holders = set(self.holders.get(f"{app.tenant}/{p.name}", ())) - offline
-            if holders:
-                others = [n.id for n in view.nodes if n.id not in holders]
-                want = Want(p.spec.component, p.spec.replica)
-                got = planner.place([want], exclude=sorted(offline | set(others)), partial=True)
-                plan.placements.update(got.placements)
-        wants = [Want(p.spec.component, p.spec.replica) for p in pending
-                 if p.name not in plan.placements]  # fmt: skip
-        rest = planner.place(wants, exclude=sorted(offline), partial=True)
-        plan.placements.update(rest.placements)
-        plan.failures.extend(rest.failures)
-        for p in pending:
-            tag = f"{app.tenant}/{p.name}"
-            node = plan.placements.get(p.name)
-            if node is not None:
-                p.node = node
-                changes.dirty.add(node)
-                changes.apps.add(Store.key(app.tenant, app.manifest.name))
-                self._reported.discard(tag)
-                changes.events.append((app.tenant, Event.of(
-                    EventKind.REPLACED, ReplacedData(from_=moved.get(tag), to=node),
-                    tenant=app.tenant, app=app.manifest.name, workload=p.name, node=node,
-                    message=f"placed again on {node}",
-                )))  # fmt: skip
-            elif tag not in self._reported:
-                self._reported.add(tag)
-                failure = next((f for f in plan.failures if f.component == p.spec.component
-                                and f.replica == p.spec.replica), None)  # fmt: skip
-                data = PlacementFailedData(
-                    from_=moved.get(tag), reason_counts=failure.reason_counts if failure else {}
-                )
-                changes.events.append((app.tenant, Event.of(
-                    EventKind.PLACEMENT_FAILED, data, tenant=app.tenant, app=app.manifest.name,
-                    workload=p.name, message="no node can take this workload; will retry",
-                )))  # fmt: skip
+        """Move workloads off offline nodes, place pending ones, retire finished old versions
+        (:meth:`Healing.heal <fogmesh.scheduler.healing.Healing.heal>`)."""
+        self._healing.heal(changes, retry_pending=retry_pending)

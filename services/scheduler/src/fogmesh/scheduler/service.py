@@ -48,9 +48,10 @@ from fogmesh.protocol.topics import NodeChannel
 from fogmesh.protocol.workload import ActualState, DesiredState
 from fogmesh.scheduler.alarms import NotRunningWatch
 from fogmesh.scheduler.artefact_check import ArtefactCheck
+from fogmesh.scheduler.changes import Changes
 from fogmesh.scheduler.config import SchedulerConfig
 from fogmesh.scheduler.nodes import NodeTracker
-from fogmesh.scheduler.ops import Changes, Operations
+from fogmesh.scheduler.ops import Operations
 from fogmesh.scheduler.sites import adopt_site_write, pinned_on
 from fogmesh.scheduler.store import NO_STAMP, Stamp, Store
 from fogmesh.service import LeaderDuty, LeaderService

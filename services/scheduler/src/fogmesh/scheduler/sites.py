@@ -24,7 +24,7 @@ from fogmesh.protocol.events import Event, EventKind, ReplacedData
 from fogmesh.protocol.migration import MigrationTrigger
 from fogmesh.protocol.partition import is_site_term
 from fogmesh.protocol.workload import DesiredState
-from fogmesh.scheduler.ops import Changes
+from fogmesh.scheduler.changes import Changes
 from fogmesh.scheduler.store import MAX_MOVES, AppRecord, MoveRecord, PlacementRecord, Store
 
 __all__ = ["adopt_site_write", "pin_of", "pinned_on"]
