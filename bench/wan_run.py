@@ -110,48 +110,26 @@ class Run:
         }))  # fmt: skip
         self._start("agents", sys.executable, str(HERE / "wan.py"), "--agents", str(spec))
 
+    def _mosquitto(self, tool: str, port: int, *args: str, check: bool = False) -> str:
+        """Run ``mosquitto_pub`` or ``mosquitto_sub`` against the broker at ``port`` with the
+        bench's account; what it printed."""
+        argv = [tool, "-h", "127.0.0.1", "-p", str(port), "-u", self.user, "-P", self.password]
+        done = subprocess.run(
+            [*argv, *args], check=check, timeout=60, capture_output=True, text=True
+        )
+        return done.stdout
+
     def _publish_cloud(self, topic: str, payload: str) -> None:
-        args = [
-            "mosquitto_pub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.cloud),
-            "-q",
-            "1",
-            "-r",
-            "-u",
-            self.user,
-            "-P",
-            self.password,
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ]
-        subprocess.run(args, check=True, timeout=60, capture_output=True)
+        """Publish ``payload`` retained (QoS 1) on the cloud broker."""
+        self._mosquitto("mosquitto_pub", self.cloud, "-q", "1", "-r", "-t", topic, "-m", payload,
+                        check=True)  # fmt: skip
 
     def running(self) -> int:
         """Workloads running, as the nodes' retained actual states on the cloud say."""
-        args = [
-            "mosquitto_sub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.cloud),
-            "-u",
-            self.user,
-            "-P",
-            self.password,
-            "-t",
-            "fm/v1/nodes/+/actual",
-            "-W",
-            "3",
-            "-v",
-        ]
-        done = subprocess.run(args, check=False, timeout=60, capture_output=True, text=True)
+        out = self._mosquitto("mosquitto_sub", self.cloud, "-t", "fm/v1/nodes/+/actual",
+                              "-W", "3", "-v")  # fmt: skip
         count = 0
-        for line in done.stdout.splitlines():
+        for line in out.splitlines():
             _, _, payload = line.partition(" ")
             with contextlib.suppress(ValueError):
                 data = json.loads(payload)
@@ -175,12 +153,10 @@ class Run:
 
     def _link_status(self, port: int) -> dict[str, Any] | None:
         """The site link's retained status on the broker at ``port`` (None: none came)."""
-        args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-u", self.user,
-                "-P", self.password, "-t", f"fm/v1/mesh/{SITE}/links/{self.link}",
-                "-W", "3", "-C", "1"]  # fmt: skip
-        done = subprocess.run(args, check=False, timeout=60, capture_output=True, text=True)
+        topic = f"fm/v1/mesh/{SITE}/links/{self.link}"
+        out = self._mosquitto("mosquitto_sub", port, "-t", topic, "-W", "3", "-C", "1")
         try:
-            status = json.loads(done.stdout)
+            status = json.loads(out)
         except ValueError:
             return None
         return status if isinstance(status, dict) else None
