@@ -7,7 +7,8 @@ over the site's LAN and checks them against the ref. Blobs are kept under
 ``{state_dir}/.blobs/{sha256}`` with the tenants the cache admitted for each, so a node that
 lost its broker still starts what it has for those tenants (and no other: a ref another tenant
 fetched here is asked about again). Blobs no workload names any more are dropped after a grace
-period (:mod:`fogmesh.agent.blob_gc`).
+period (:mod:`fogmesh.agent.blob_gc`). The artefact contract and ``urllib.request`` are imported
+on first use: a node that fetches nothing never loads them (docs/agent.md, "Memory").
 """
 
 from __future__ import annotations
@@ -17,23 +18,18 @@ import hashlib
 import os
 import tempfile
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import structlog
 
 from fogmesh.agent.runtime.errors import PrepareFailed
 from fogmesh.bus import Bus
 from fogmesh.protocol import RemoteError, RequestTimeout, topics
-from fogmesh.protocol.artefacts import (
-    FETCH_VERB,
-    FetchArtefact,
-    FetchReady,
-    cache_duty,
-    ref_digest,
-)
+
+if TYPE_CHECKING:
+    from fogmesh.protocol.artefacts import FetchReady
 
 __all__ = ["SiteFetcher"]
 
@@ -71,7 +67,13 @@ class SiteFetcher:
 
     def path(self, ref: str) -> Path:
         """Where the blob of ``ref`` is kept on this node."""
-        return self.root / ref_digest(ref)
+        from fogmesh.protocol.artefacts import ref_digest
+
+        return self.blob(ref_digest(ref))
+
+    def blob(self, digest: str) -> Path:
+        """Where the blob of sha256 ``digest`` (hex) is kept on this node."""
+        return self.root / digest
 
     def lock(self, ref: str) -> asyncio.Lock:
         """The lock a fetch of ``ref`` holds (the collector drops a blob under it)."""
@@ -119,6 +121,8 @@ class SiteFetcher:
             return blob
 
     async def _ask(self, ref: str, tenant: str) -> FetchReady:
+        from fogmesh.protocol.artefacts import FETCH_VERB, FetchArtefact, FetchReady, cache_duty
+
         bus = self._bus()
         if bus is None or not self.site:
             raise PrepareFailed(f"fetch {ref}: this node names no site or has no bus")
@@ -134,6 +138,10 @@ class SiteFetcher:
             raise PrepareFailed(f"fetch {ref}: {exc.error.message}") from exc
 
     def _download(self, ready: FetchReady, blob: Path) -> None:
+        from urllib.request import urlopen
+
+        from fogmesh.protocol.artefacts import ref_digest
+
         url = urllib.parse.urlparse(ready.url)
         if url.scheme != "http":  # the cache's own server; never a tenant's URL
             raise PrepareFailed(f"fetch {ready.ref}: the cache answered a {url.scheme} URL")
@@ -145,7 +153,7 @@ class SiteFetcher:
         try:
             with (
                 os.fdopen(fd, "wb") as out,
-                cast(BinaryIO, urllib.request.urlopen(ready.url, timeout=60)) as source,  # noqa: S310
+                cast(BinaryIO, urlopen(ready.url, timeout=60)) as source,  # noqa: S310
             ):
                 while block := source.read(_READ):
                     total += len(block)

@@ -15,7 +15,8 @@ uses any more and have not been used for ``blob_grace_s``:
   the next sweep.
 
 A blob is dropped under the fetcher's lock for its ref, after checking once more that no
-workload names it, so a fetch of the same ref never sees half of it.
+workload names it, so a fetch of the same ref never sees half of it. The artefact contract is
+imported by the first ref met: a node that holds none never loads it (docs/agent.md, "Memory").
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import structlog
 from fogmesh.agent.artefact_fetch import SiteFetcher
 from fogmesh.agent.image_load import loaded_refs, unload_image
 from fogmesh.protocol import RuntimeKind, WorkloadSpec
-from fogmesh.protocol.artefacts import ref_digest, ref_of
 
 if TYPE_CHECKING:
     from fogmesh.agent.runtime.engine import Engine
@@ -46,12 +46,17 @@ log = structlog.get_logger("fogmesh.agent")
 
 def spec_refs(specs: Iterable[WorkloadSpec]) -> set[str]:
     """The digests (hex) of the refs ``specs`` name."""
-    return {
-        ref_digest(ref)
+    refs = [
+        ref
         for spec in specs
         for ref in (spec.image_ref, spec.artefact.ref if spec.artefact else None)
         if ref is not None
-    }
+    ]
+    if not refs:
+        return set()
+    from fogmesh.protocol.artefacts import ref_digest
+
+    return {ref_digest(ref) for ref in refs}
 
 
 @dataclass
@@ -121,7 +126,7 @@ class BlobCollector:
             return swept
         used = self.in_use()
         for digest in self.fetcher.held():
-            blob = self.fetcher.path(ref_of(digest))
+            blob = self.fetcher.blob(digest)
             if digest in used:
                 swept.kept += 1
                 os.utime(blob, (now, now))  # in use now: its grace starts after its last use
@@ -138,6 +143,8 @@ class BlobCollector:
         return swept
 
     async def _drop_blob(self, digest: str) -> bool:
+        from fogmesh.protocol.artefacts import ref_of
+
         ref = ref_of(digest)
         async with self.fetcher.lock(ref):
             if digest in self.in_use():  # named again meanwhile
@@ -154,13 +161,15 @@ class BlobCollector:
         for digest in loaded:
             if digest in used:
                 continue
-            if self.fetcher.path(ref_of(digest)).is_file():
+            if self.fetcher.blob(digest).is_file():
                 continue  # its blob's age decides: the image goes with (or after) it
             since = self._image_unused.setdefault(digest, clock)
             if clock - since < self.grace_s:
                 continue
             if digest in self.in_use():
                 continue
+            from fogmesh.protocol.artefacts import ref_of
+
             if await unload_image(docker, ref_of(digest)):
                 self._image_unused.pop(digest, None)
                 dropped.append(digest)

@@ -3,6 +3,9 @@
 The default node id is the paper's device id, hostname and MAC address joined (``-`` instead
 of ``/``, which cannot appear in a topic level): ``{hostname}-{mac}`` with the MAC of the first
 non-loopback interface, lower case, colons removed.
+
+Memory, CPU time and link addresses are read from ``/proc`` and ``/sys``
+(:mod:`fogmesh.agent.procfs`, the figures psutil gives, without loading psutil).
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import socket
 import uuid
 from pathlib import Path
 
-import psutil
-
+from fogmesh.agent import procfs
 from fogmesh.agent.config import AgentConfig
 from fogmesh.agent.devices import DeviceCatalog
 from fogmesh.protocol import NodeFacts, Usage, check_id
@@ -31,18 +33,17 @@ __all__ = [
 ]
 
 AGENT_VERSION = "0.1.0"
+_CPU = procfs.CpuMeter()
+"""The node's CPU meter: each usage sample is the CPU use since the one before (the first:
+since the agent loaded this module)."""
 
 
 def mac_address() -> str:
     """The MAC of the first non-loopback interface with one (sorted by name), colons removed;
     falls back to :func:`uuid.getnode`."""
-    af_link = getattr(psutil, "AF_LINK", None)
-    for name, addrs in sorted(psutil.net_if_addrs().items()):
-        if name == "lo":
-            continue
-        for addr in addrs:
-            if addr.family == af_link and addr.address and addr.address != "00:00:00:00:00:00":
-                return str(addr.address).replace(":", "").replace("-", "").lower()
+    for name, address in sorted(procfs.link_addresses().items()):
+        if name != "lo" and address != "00:00:00:00:00:00":
+            return address.replace(":", "").replace("-", "").lower()
     return f"{uuid.getnode():012x}"
 
 
@@ -98,7 +99,7 @@ def gather_facts(config: AgentConfig, runtimes: list[str]) -> NodeFacts:
         arch=platform.machine()[:32] or "unknown",
         cpu_count=os.cpu_count() or 1,
         cpu_model=_cpu_model(),
-        memory_bytes=psutil.virtual_memory().total,
+        memory_bytes=procfs.memory()[0],
         disk_bytes=disk.total,
         os=_os_name(),
         kernel=platform.release()[:128],
@@ -120,16 +121,16 @@ def _existing(path: Path) -> Path:
 
 def sample_usage(state_dir: Path) -> Usage:
     """CPU (since the last call), memory, disk of the state dir's filesystem, load."""
-    mem = psutil.virtual_memory()
+    total, available = procfs.memory()
     disk = shutil.disk_usage(_existing(state_dir))
     try:
         load1 = os.getloadavg()[0]
     except OSError:
         load1 = 0.0
     return Usage(
-        cpu_percent=min(max(psutil.cpu_percent(interval=None), 0.0), 100.0),
-        memory_used_bytes=mem.total - mem.available,
-        memory_total_bytes=mem.total,
+        cpu_percent=_CPU.percent(),
+        memory_used_bytes=total - available,
+        memory_total_bytes=total,
         disk_used_bytes=disk.used,
         disk_total_bytes=disk.total,
         load1=max(load1, 0.0),

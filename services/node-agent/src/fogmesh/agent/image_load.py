@@ -15,7 +15,6 @@ import structlog
 
 from fogmesh.agent.runtime.engine import Engine, EngineError
 from fogmesh.agent.runtime.errors import PrepareFailed
-from fogmesh.protocol.artefacts import ref_digest
 
 __all__ = ["REF_REPO", "load_image", "loaded_refs", "ref_image", "unload_image"]
 
@@ -28,6 +27,8 @@ REF_REPO = "fogmesh/ref"
 
 def ref_image(ref: str) -> str:
     """The local image name of an image ref."""
+    from fogmesh.protocol.artefacts import ref_digest  # on first use: an idle agent loads none
+
     return f"{REF_REPO}:{ref_digest(ref)}"
 
 

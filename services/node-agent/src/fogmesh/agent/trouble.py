@@ -6,7 +6,8 @@ judges, every heartbeat interval, whether its state directory's disk is nearly f
 publishes :class:`~fogmesh.protocol.migration.NodeTrouble` on ``fm/v1/nodes/{node}/trouble``
 (when the trouble starts, when its kind changes, and every ``trouble_repeat_s`` while it
 lasts). The migrator moves the node's workloads off (trigger ``node-asks``); the agent itself
-moves nothing.
+moves nothing. The migration contract is imported by the first trouble: a node without any
+never loads it (docs/agent.md, "Memory").
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from fogmesh.bus import Bus
 from fogmesh.protocol import topics
-from fogmesh.protocol.migration import NodeTrouble, TroubleKind
 from fogmesh.protocol.topics import NodeChannel
 from fogmesh.protocol.workload import RuntimeKind
+
+if TYPE_CHECKING:
+    from fogmesh.protocol.migration import NodeTrouble, TroubleKind
 
 __all__ = ["TroubleWatch"]
 
@@ -56,17 +60,25 @@ class TroubleWatch:
 
     def judge(self) -> NodeTrouble | None:
         """The trouble now, if any (the disk first: it takes every runtime down with it)."""
+        found = self._found()
+        if found is None:
+            return None
+        from fogmesh.protocol.migration import NodeTrouble, TroubleKind
+
+        kind, detail = found
+        return NodeTrouble(node=self.node, kind=TroubleKind[kind], detail=detail)
+
+    def _found(self) -> tuple[str, str] | None:
+        """The name of the :class:`TroubleKind` seen now and its detail, if any."""
         usage = shutil.disk_usage(self.state_dir)
         used = 100.0 * (usage.total - usage.free) / usage.total if usage.total else 0.0
         if used >= self.disk_percent:
             detail = f"disk of {self.state_dir} {used:.1f}% full (trouble at {self.disk_percent}%)"
-            return NodeTrouble(node=self.node, kind=TroubleKind.DISK_FULL, detail=detail)
+            return "DISK_FULL", detail
         down = self.runtimes_down()
         if down:
             detail = "; ".join(f"{kind.value}: {why}" for kind, why in sorted(down.items()))
-            return NodeTrouble(
-                node=self.node, kind=TroubleKind.RUNTIME_FAILING, detail=detail[:1024]
-            )
+            return "RUNTIME_FAILING", detail[:1024]
         return None
 
     async def run(self, bus: Bus) -> None:

@@ -12,10 +12,8 @@ import asyncio
 import hashlib
 import os
 import shutil
-import tarfile
 import tempfile
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -88,7 +86,9 @@ def _download(url: str, out: BinaryIO, timeout: float, max_bytes: int) -> str:
     if parsed.scheme == "file":
         source: BinaryIO = Path(urllib.parse.unquote(parsed.path)).open("rb")  # noqa: SIM115
     elif parsed.scheme in ("http", "https"):
-        source = cast(BinaryIO, urllib.request.urlopen(url, timeout=timeout))  # noqa: S310
+        from urllib.request import urlopen  # on first use: an idle agent downloads nothing
+
+        source = cast(BinaryIO, urlopen(url, timeout=timeout))  # noqa: S310
     else:
         raise PrepareFailed(f"unsupported artefact URL scheme {parsed.scheme!r}: {url}")
     total = 0
@@ -103,6 +103,8 @@ def _download(url: str, out: BinaryIO, timeout: float, max_bytes: int) -> str:
 
 
 def _unpack(archive: Path, dest: Path, script: str) -> None:
+    import tarfile  # on first use: an idle agent unpacks nothing
+
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
     try:
         with tarfile.open(archive, mode="r:*") as tar:

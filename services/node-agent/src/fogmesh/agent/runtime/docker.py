@@ -19,7 +19,6 @@ import contextlib
 import io
 import logging
 import math
-import tarfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +63,8 @@ from fogmesh.agent.runtime.tarutil import one_file_tar, read_manifest, write_man
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 if TYPE_CHECKING:
+    import tarfile
+
     from fogmesh.agent.artefact_fetch import SiteFetcher
 
 __all__ = ["DockerRuntime"]
@@ -385,6 +386,8 @@ class DockerRuntime:
             mounts = [
                 m["Destination"] for m in info.get("Mounts") or [] if m.get("Type") == "volume"
             ]
+            import tarfile
+
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as out:
                 kind = "volumes" if mounts else "rootfs"
@@ -400,6 +403,8 @@ class DockerRuntime:
 
     async def restore(self, spec: WorkloadSpec, snapshot: bytes) -> InstanceStatus:
         """Create the container for ``spec`` and load ``snapshot`` into it (not started)."""
+        import tarfile
+
         with (
             translate_errors(f"restore {spec.name}"),
             tarfile.open(fileobj=io.BytesIO(snapshot), mode="r:") as source,  # plain, as made

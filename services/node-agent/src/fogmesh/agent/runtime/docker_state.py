@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import io
 import re
-import tarfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fogmesh.agent.runtime.base import (
     LABEL_SPEC_HASH,
@@ -28,6 +27,9 @@ from fogmesh.agent.runtime.base import (
     workload_key,
 )
 from fogmesh.protocol.workload import RuntimeKind
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = [
     "SKIP_CHANGES",
@@ -131,6 +133,8 @@ def copy_member(
 
 def subtar(source: tarfile.TarFile, prefix: str) -> bytes:
     """A new tar of the members of ``source`` under ``prefix``, the prefix removed."""
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as out:
         for member in _under(source.getmembers(), prefix):
@@ -143,6 +147,8 @@ def _under(members: Iterable[tarfile.TarInfo], prefix: str) -> Iterable[tarfile.
 
 
 def _renamed(member: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
+    import tarfile
+
     copy = tarfile.TarInfo(name)
     copy.size = member.size if member.isfile() else 0
     copy.mode = member.mode

@@ -16,7 +16,7 @@ only ever see this tree; the original error is chained (``raise ... from exc``) 
 
 from __future__ import annotations
 
-import tarfile
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -87,5 +87,16 @@ def translate_errors(
         raise failure(f"{action}: timed out") from exc
     except FileNotFoundError as exc:
         raise (missing or failure)(f"{action}: {exc}") from exc
-    except (OSError, tarfile.TarError) as exc:
+    except OSError as exc:
         raise failure(f"{action}: {exc}") from exc
+    except Exception as exc:
+        if not _tar_error(exc):
+            raise
+        raise failure(f"{action}: {exc}") from exc
+
+
+def _tar_error(exc: Exception) -> bool:
+    """Whether ``exc`` is a :class:`tarfile.TarError`. Only code that has imported
+    :mod:`tarfile` can raise one, so it is not imported here (an idle agent packs nothing)."""
+    tar = sys.modules.get("tarfile")
+    return tar is not None and isinstance(exc, tar.TarError)

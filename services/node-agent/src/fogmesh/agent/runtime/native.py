@@ -35,7 +35,6 @@ import io
 import os
 import shutil
 import signal
-import tarfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -80,6 +79,8 @@ from fogmesh.protocol.node import DeviceInfo
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 if TYPE_CHECKING:
+    import tarfile
+
     from fogmesh.agent.artefact_fetch import SiteFetcher
 
 __all__ = ["DEFAULT_ENV", "NativeRuntime"]
@@ -381,6 +382,8 @@ class NativeRuntime:
             spec = self._spec(key)
             owner = self.access.owner(await self._run_as(spec))
             state = await asyncio.to_thread(pack, owner, self._layout(key).state, "state")
+            import tarfile
+
             buf = io.BytesIO()
             with (
                 tarfile.open(fileobj=io.BytesIO(state), mode="r") as source,
@@ -394,6 +397,8 @@ class NativeRuntime:
         """Create the instance with the snapshot's ``work/state/`` (unpacked as the workload's
         user, with the artefact, in one go); an instance already there with this spec has its
         ``work/state/`` replaced."""
+        import tarfile
+
         key = workload_key(spec.tenant, spec.name)
         with translate_errors(f"restore {spec.name}"):
             with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r") as tar:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = ["cpu_and_rss", "read_logs"]
 
@@ -29,6 +31,8 @@ def read_logs(files: list[Path], tail: int, since: float | None) -> list[str]:
 
 def cpu_and_rss(proc: psutil.Process) -> tuple[float, int]:
     """CPU seconds (user + system) and RSS bytes of ``proc`` and its descendants."""
+    import psutil  # loaded by the first native process looked at (native_state.alive_process)
+
     cpu, rss = 0.0, 0
     with contextlib.suppress(psutil.Error):
         for member in [proc, *proc.children(recursive=True)]:

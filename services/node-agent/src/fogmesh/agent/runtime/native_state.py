@@ -29,9 +29,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = [
     "CREATE_TIME_SLACK",
@@ -154,9 +155,12 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
 
 def alive_process(record: dict[str, Any] | None) -> psutil.Process | None:
     """The recorded process if it still runs: same pid *and* same create time (so a reused
-    pid is not mistaken for it), and not a zombie."""
+    pid is not mistaken for it), and not a zombie. psutil is imported here, on first use: an
+    agent without native workloads never loads it (docs/agent.md, "Memory")."""
     if not record or not record.get("pid"):
         return None
+    import psutil
+
     with contextlib.suppress(psutil.Error, ValueError, TypeError):
         proc = psutil.Process(int(record["pid"]))
         if abs(proc.create_time() - float(record.get("create_time") or 0)) > CREATE_TIME_SLACK:
@@ -171,6 +175,8 @@ def shim_alive(record: dict[str, Any] | None) -> bool:
     """Whether the shim recorded in ``record`` still runs (and so will write exit.json)."""
     if not record or not record.get("shim"):
         return False
+    import psutil
+
     with contextlib.suppress(psutil.Error, ValueError, TypeError):
         return bool(psutil.Process(int(record["shim"])).status() != psutil.STATUS_ZOMBIE)
     return False

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import io
 import posixpath
-import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fogmesh.agent.runtime.docker_state import copy_member
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = ["work_archive"]
 
@@ -27,6 +30,8 @@ def _in_state(name: str) -> bool:
 def work_archive(artefact: Path | None, snapshot: tarfile.TarFile | None) -> bytes:
     """A tar of ``artefact``'s files (read as the agent: its own cache) under ``.``, the
     ``state`` directory, and ``snapshot``'s ``state/`` members (blocking)."""
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as out:
         if artefact is not None:

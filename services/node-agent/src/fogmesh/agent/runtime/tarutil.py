@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import json
 import posixpath
-import tarfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fogmesh.agent.runtime.errors import RuntimeFailure, UnsafePath
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = [
     "MANIFEST",
@@ -56,6 +58,8 @@ def safe_join(root: Path, path: str) -> Path:
 
 def one_file_tar(path: str, data: bytes, mode: int) -> bytes:
     """A tar holding ``data`` at relative ``path`` (parents as directories, mode 0755)."""
+    import tarfile
+
     rel = clean_relative(path)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -89,6 +93,8 @@ def extract_safely(tar: tarfile.TarFile, dest: Path, *, strip: str = "") -> None
         clean_relative(name)
         member.name = name
         members.append(member)
+    import tarfile
+
     try:
         tar.extractall(dest, members=members, filter="data")
     except tarfile.FilterError as exc:
@@ -97,6 +103,8 @@ def extract_safely(tar: tarfile.TarFile, dest: Path, *, strip: str = "") -> None
 
 def write_manifest(tar: tarfile.TarFile, manifest: Mapping[str, Any]) -> None:
     """Add the snapshot manifest as the archive's (first) member."""
+    import tarfile
+
     body = json.dumps({"format": 1, **manifest}, sort_keys=True).encode()
     info = tarfile.TarInfo(MANIFEST)
     info.size = len(body)

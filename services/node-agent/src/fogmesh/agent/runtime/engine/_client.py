@@ -17,18 +17,20 @@ import asyncio
 import base64
 import binascii
 import json
-import tarfile
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from fogmesh.agent.runtime.engine._address import Address, engine_address
 from fogmesh.agent.runtime.engine._errors import NO_ANSWER, EngineError, EngineUnreachable
 from fogmesh.agent.runtime.engine._frames import demux, json_lines, raise_stream_error
 from fogmesh.agent.runtime.engine._http import Body, Response, request
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = ["JSON_LIMIT", "SPOOL_BYTES", "Engine", "Filters", "is_regular_file"]
 
@@ -234,6 +236,8 @@ class Engine:
                         raise EngineError(NO_ANSWER, f"archive of {path} over {max_bytes} bytes")
                     await _spool_write(spool, piece, size)
             spool.seek(0)
+            import tarfile  # on first use: an idle agent reads no archive
+
             with tarfile.open(fileobj=spool, mode="r:") as archive:
                 yield archive
 

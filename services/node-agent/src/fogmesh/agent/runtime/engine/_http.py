@@ -253,8 +253,9 @@ class _Sender:
             piece = await asyncio.to_thread(source.read, min(left, PIECE))
             if not piece:
                 raise EngineError(
-                    NO_ANSWER, f"{self.name} shrank while sent: {self.size - left} of {self.size}"
-                    " bytes announced"
+                    NO_ANSWER,
+                    f"{self.name} shrank while sent: {self.size - left} of {self.size}"
+                    " bytes announced",
                 )
             left -= len(piece)
             await self._put(piece)
