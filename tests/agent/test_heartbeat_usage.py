@@ -1,11 +1,15 @@
 """A busy node's usage upstream (docs/agent.md, "Heartbeats"): usage-only news, the node's or a
-workload's, waits the usage wait (a fifth of the longest gap, 60 s at the defaults) after the
-last heartbeat, then goes out at the first tick with it still moved; a workload's status change
-goes out at once, and the longest gap holds as before."""
+workload's, waits the usage wait (``heartbeat_usage_wait_s``, by default a fifth of the longest
+gap, 60 s at the defaults) after the last heartbeat, then goes out at the first tick with it
+still moved; a workload's status change goes out at once, and the longest gap holds as before."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from fogmesh.agent.config import load_config
 from fogmesh.agent.heartbeat import BeatPolicy
+from fogmesh.agent.service import Agent
 from fogmesh.protocol import WorkloadPhase
 from tests.agent.helpers import GIB
 from tests.agent.helpers import sampled_status as _status
@@ -25,6 +29,20 @@ def test_the_usage_wait_is_a_fifth_of_the_longest_gap_unless_given() -> None:
     assert BeatPolicy(every_s=5, max_s=300, deadband_percent=5, usage_min_s=30).usage_min_s == 30
     # never longer than the longest gap
     assert BeatPolicy(every_s=1, max_s=10, deadband_percent=5, usage_min_s=99).usage_min_s == 10
+
+
+def test_the_usage_wait_is_a_setting_of_the_agent(tmp_path: Path) -> None:
+    """``heartbeat_usage_wait_s`` is the agent's usage wait; unset, it is derived as before."""
+
+    def wait(**settings: float) -> float:
+        config = load_config(None, {"node_id": "n1", "state_dir": str(tmp_path), **settings})
+        return Agent(config).beats.usage_min_s
+
+    assert wait() == 60
+    assert wait(heartbeat_max_interval_s=30) == 6
+    assert wait(heartbeat_usage_wait_s=15) == 15
+    assert wait(heartbeat_usage_wait_s=0) == 0  # usage news at the first tick with it
+    assert wait(heartbeat_usage_wait_s=900) == 300  # never longer than the longest gap
 
 
 def test_node_usage_news_waits_for_the_usage_wait() -> None:

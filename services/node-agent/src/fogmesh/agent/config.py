@@ -8,6 +8,7 @@ Precedence: built-in defaults < the file (``--config``) < command-line flags. Ex
     state_dir: /var/lib/fogmesh-agent
     heartbeat_interval_s: 5      # sample usage, look for news (a heartbeat only when there is)
     heartbeat_max_interval_s: 300
+    heartbeat_usage_wait_s: 60   # usage-only news waits this long (default max / 5)
     reconcile_interval_s: 5
     labels: {zone: north, gpu: "true"}
     location: {lat: 48.85, lon: 2.35}
@@ -63,6 +64,12 @@ class AgentConfig(BaseModel):
     )
     heartbeat_deadband_percent: float = Field(
         default=5.0, ge=0, le=100, description="usage moved this much is news (percent of total)"
+    )
+    heartbeat_usage_wait_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="how long usage-only news waits after the last heartbeat (default: a fifth"
+        " of heartbeat_max_interval_s; never more than it)",
     )
     reconcile_interval_s: float = Field(default=5.0, gt=0)
     retry_base_s: float = Field(default=1.0, gt=0, description="first failure back-off")

@@ -5,7 +5,8 @@ the first after each (re)connect and a workload's status changed (phase, reason,
 instance) go out at once; a usage figure moved by ``heartbeat_deadband_percent`` or more since
 the last one sent (node CPU in percent points, memory and disk in percent of their totals, a
 workload's CPU in points or its memory in percent of the node's) goes out once the usage wait
-(``usage_min_s``, by default a fifth of the longest gap: 60 s) has passed since the last
+(``usage_min_s``, the config's ``heartbeat_usage_wait_s``, by default a fifth of the longest
+gap: 60 s) has passed since the last
 heartbeat, so a busy node's usage crosses the WAN at most that often, except while the last
 node usage sent was high (CPU or memory at :data:`HIGH_PERCENT` or more): then its moves go out at
 once, so a spike that is over never stays in the cloud's view as an overload (the migrator moves

@@ -81,6 +81,7 @@ class Agent:
             max_s=config.heartbeat_max_interval_s,
             deadband_percent=config.heartbeat_deadband_percent,
             on_change=config.heartbeat_on_change,
+            usage_min_s=config.heartbeat_usage_wait_s,
         )
         """When heartbeats go out (:mod:`fogmesh.agent.heartbeat`)."""
         self._facts: NodeFacts | None = None
