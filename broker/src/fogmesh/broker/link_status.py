@@ -8,19 +8,30 @@ Published on every state change at once; counters (queue, forwarded) at most eve
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from typing import Any
 
 import aiomqtt
 
+from fogmesh.broker.diskqueue import DiskQueue
 from fogmesh.broker.link_core import NET_ERRORS, LinkCore, Side
 from fogmesh.protocol import LinkState, LinkStatus
 
-__all__ = ["FAR_COUNTERS_EVERY", "STATUS_EVERY", "LinkStatusReport"]
+__all__ = [
+    "FAR_COUNTERS_EVERY",
+    "FAR_WAITING_EVERY",
+    "STATUS_EVERY",
+    "WAITING_AFTER",
+    "LinkStatusReport",
+    "QueueWait",
+]
 
 STATUS_EVERY = 5.0  # seconds: counters (queue depth, forwarded) are published at most this often
 FAR_COUNTERS_EVERY = 300.0  # seconds: the far copy's counters while nothing waits or changes
+WAITING_AFTER = 5.0  # seconds a queued message must wait before the far side hears of it
+FAR_WAITING_EVERY = 60.0  # seconds: the far copy's counters while messages wait
 _STATE_FIELDS = ("state", "last_error", "path", "since")  # what the far side judges a site by
 _WIRE_FIELDS = {
     "wire_bytes_out",
@@ -33,16 +44,50 @@ _WIRE_FIELDS = {
 
 
 def _far_needs(snap: dict[str, Any], far: dict[str, Any] | None, age: float) -> bool:
-    """Whether the far copy of the status, ``far`` (``age`` seconds old), needs ``snap``."""
+    """Whether the far copy of the status, ``far`` (``age`` seconds old), needs ``snap``.
+
+    Both are a status's fields without the wire counts, and ``waiting``: whether a message
+    has waited :data:`WAITING_AFTER` or more in either queue (:class:`QueueWait`).
+    """
     if far is None or age >= FAR_COUNTERS_EVERY:
         return True
     if any(snap[k] != far[k] for k in _STATE_FIELDS):
         return True
+    if snap["backlog"] or far["backlog"]:
+        return True  # a drain, watched by an operator: every tick, and its end
+    if snap["waiting"]:
+        return not far["waiting"] or age >= FAR_WAITING_EVERY
+    # the far copy says messages wait that no longer do: once
+    return bool(far["waiting"]) or (bool(far["queue_depth"]) and not snap["queue_depth"])
 
-    def busy(s: dict[str, Any]) -> bool:
-        return bool(s["queue_depth"] or s["backlog"])
 
-    return busy(snap) or busy(far)
+class QueueWait:
+    """Whether a queue holds a message that has waited :data:`WAITING_AFTER` or more.
+
+    Judged from what the status loop saw at its ticks: a message is known to have waited
+    since the earliest tick at which the queue's newest message was at least as new. A steady
+    stream keeps a message or two in flight at many ticks, each crossing well before the
+    next one: that is not waiting.
+    """
+
+    def __init__(self) -> None:
+        self._marks: collections.deque[tuple[float, int]] = collections.deque()
+        """(when, the queue's newest seq then), oldest first."""
+
+    def waits(self, queue: DiskQueue, now: float) -> bool:
+        """Look at ``queue`` at ``now`` (monotonic; one call per tick)."""
+        if not len(queue):
+            self._marks.clear()
+            return False
+        head = queue.peek(1)[0].seq
+        marks = self._marks
+        while marks and marks[0][1] < head:
+            marks.popleft()  # everything queued by then has crossed
+        while len(marks) > 1 and marks[1][0] <= now - WAITING_AFTER:
+            marks.popleft()  # the next mark proves as much
+        waited = bool(marks) and marks[0][0] <= now - WAITING_AFTER
+        marks.append((now, queue.last_seq()))
+        return waited
 
 
 class LinkStatusReport(LinkCore):
@@ -75,13 +120,15 @@ class LinkStatusReport(LinkCore):
             path_wire_bytes_in={name: w.received for name, w in self.path_wire.items()},
         )
 
-    async def _publish_status(self, sides: tuple[Side, ...] = ("local", "remote")) -> None:
-        """Publish the status, retained, on ``sides`` (whichever is connected), side by side.
+    async def _publish_status(
+        self, status: LinkStatus, sides: tuple[Side, ...] = ("local", "remote")
+    ) -> None:
+        """Publish ``status``, retained, on ``sides`` (whichever is connected), side by side.
 
         Each side gets at most :data:`STATUS_EVERY` seconds: a far side that a silent partition
         has not yet been noticed on must not hold up the local ``down`` that follows.
         """
-        payload = self.status().model_dump_json().encode()
+        payload = status.model_dump_json().encode()
         clients = {side: self._clients[side] for side in sides}
 
         async def publish(side: Side, client: aiomqtt.Client) -> None:
@@ -95,37 +142,43 @@ class LinkStatusReport(LinkCore):
     async def _status_loop(self) -> None:
         """Publish on every state change at once; counters (queue, forwarded) every 5 s at most.
 
-        The far broker gets it on a state change (state, path, error), while messages wait or a
-        backlog drains (and once more when that ends), when a side connects, and otherwise at
-        most every :data:`FAR_COUNTERS_EVERY`: a status across the WAN after each forwarded
-        heartbeat was most of an idle site's WAN bytes. The wire byte counts alone (a keepalive
-        ping, the status publish itself) go to the local broker only. The local copy is always
+        The far broker gets it on a state change (state, path, error), when a side connects,
+        every tick while a backlog drains (and once when that ends), while a message has
+        waited :data:`WAITING_AFTER` in a queue (at once, then at most every
+        :data:`FAR_WAITING_EVERY`, and once when that ends), and otherwise at most every
+        :data:`FAR_COUNTERS_EVERY`: the one or two messages a steady stream has in flight at
+        a tick are not news there. The wire byte counts alone (a keepalive ping, the status
+        publish itself) go to the local broker only; so the local copy also learns, at the
+        next tick, the bytes of the far publish it went out beside. The local copy is always
         current.
         """
         last = None
         far: dict[str, Any] | None = None
         far_at = 0.0
-        last_wan = self._wan_bytes()
+        told_wan: tuple[int, int] | None = None  # the wire counts the local copy has
+        waits: dict[Side, QueueWait] = {"local": QueueWait(), "remote": QueueWait()}
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STATUS_EVERY):
                     await self._status_changed.wait()
             self._status_changed.clear()
-            snap = self.status().model_dump(exclude={"id", "ts", *_WIRE_FIELDS})
+            now = time.monotonic()
+            status = self.status()
+            snap = status.model_dump(exclude={"id", "ts", *_WIRE_FIELDS})
+            waiting = [w.waits(self.queue[side], now) for side, w in waits.items()]
+            snap["waiting"] = any(waiting)
+            wan = status.wire_bytes_out, status.wire_bytes_in
             if snap != last or self._status_due:
                 due, self._status_due = self._status_due, False
-                if due or _far_needs(snap, far, time.monotonic() - far_at):
-                    await self._publish_status()
-                    far, far_at = snap, time.monotonic()
+                if due or _far_needs(snap, far, now - far_at):
+                    await self._publish_status(status)
+                    far, far_at = snap, now
                 else:
-                    await self._publish_status(("local",))
+                    await self._publish_status(status, ("local",))
                 last = snap
                 self.book.save()
-            elif self._wan_bytes() != last_wan:
-                await self._publish_status(("local",))
+            elif wan != told_wan:
+                await self._publish_status(status, ("local",))
             else:
                 continue
-            last_wan = self._wan_bytes()
-
-    def _wan_bytes(self) -> tuple[int, int]:
-        return self.wire["remote"].sent, self.wire["remote"].received
+            told_wan = wan
