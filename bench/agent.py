@@ -9,6 +9,9 @@
   ``docker`` (the default runtimes, Docker configured; goal <= 40 MB) and ``native`` (only the
   native runtime, ``--runtimes native``; goal <= 32 MB): VmRSS once the agent has converged on
   an empty desired state (``after_start``) and ``FOGMESH_BENCH_IDLE_S`` later (the figure).
+  Each is measured twice: started as the shipped unit starts it (the ``Environment=`` settings
+  of ``deploy/systemd/fogmesh-agent.service``, e.g. ``MALLOC_ARENA_MAX=1``: the figure) and
+  without them (``without_unit_environment``); both are printed and kept.
   With ``--base <tree>`` (or ``FOGMESH_BENCH_BASE``; a work tree of an earlier commit, e.g.
   ``git worktree add /tmp/base HEAD~1``) the same is measured, interleaved, for the agent of
   that tree (its ``protocol/src`` and ``services/node-agent/src`` first on ``PYTHONPATH``):
@@ -33,6 +36,7 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import signal
 import socket
 import statistics
@@ -59,6 +63,10 @@ TRIALS = 7
 MANY = 20
 IDLE_WINDOW_S = float(os.environ.get("FOGMESH_BENCH_IDLE_S", "60"))
 RUNTIME_CONFIGS = {"docker": [], "native": ["--runtimes", "native"]}  # name -> agent flags
+UNIT = Path("deploy/systemd/fogmesh-agent.service")
+"""The unit the agent is shipped to run under (its ``Environment=`` lines are measured)."""
+STARTS = ("unit", "plain")
+"""How each idle agent is started: with the unit's environment, and without it."""
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 
 
@@ -197,12 +205,31 @@ def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
-def tree_env(tree: str) -> dict[str, str] | None:
-    """The environment that runs the agent of ``tree`` ("" for this one: None, inherited)."""
-    if not tree:
-        return None
-    paths = [str(Path(tree) / sub) for sub in ("protocol/src", "services/node-agent/src")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+def unit_environment(tree: str) -> dict[str, str]:
+    """The ``Environment=`` settings of ``tree``'s shipped unit (:data:`UNIT`; "" for this
+    checkout), as systemd reads them (space-separated assignments, quotes allowed)."""
+    path = Path(tree or REPO) / UNIT
+    env: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.strip().partition("=")
+        if key == "Environment" and sep:
+            for item in shlex.split(value):
+                name, _, setting = item.partition("=")
+                env[name] = setting
+    return env
+
+
+def tree_env(tree: str, start: str = "plain") -> dict[str, str]:
+    """The environment that runs the agent of ``tree`` ("" for this checkout, as installed):
+    with ``start == "unit"`` the unit's settings added, otherwise those settings left out."""
+    unit = unit_environment(tree)
+    env = {k: v for k, v in os.environ.items() if k not in unit}
+    if start == "unit":
+        env.update(unit)
+    if tree:
+        paths = [str(Path(tree) / sub) for sub in ("protocol/src", "services/node-agent/src")]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
 def tree_commit(tree: str) -> str:
@@ -253,17 +280,27 @@ def spawn_agent(
 
 
 async def idle_rss(
-    bus: Bus, node: str, port: int, work: Path, label: str, *, config: str, tree: str = ""
+    bus: Bus,
+    node: str,
+    port: int,
+    work: Path,
+    label: str,
+    *,
+    config: str,
+    tree: str = "",
+    start: str = "plain",
 ) -> dict[str, float]:
-    """VmRSS (MB) of a fresh agent of ``tree`` with the runtimes of ``config``, converged on an
-    empty desired state: 2 s after (``after_start``) and ``IDLE_WINDOW_S`` after that."""
+    """VmRSS (MB) of a fresh agent of ``tree`` with the runtimes of ``config``, started the
+    ``start`` way (:data:`STARTS`), converged on an empty desired state: 2 s after
+    (``after_start``) and ``IDLE_WINDOW_S`` after that."""
     actuals: list[ActualState] = []
 
     async def on_actual(msg: ActualState, _ctx: MessageContext) -> None:
         actuals.append(msg)
 
     bus.subscribe(topics.node(node, "actual"), ActualState, on_actual)
-    agent = spawn_agent(node, port, work, label, extra=RUNTIME_CONFIGS[config], env=tree_env(tree))
+    env = tree_env(tree, start)
+    agent = spawn_agent(node, port, work, label, extra=RUNTIME_CONFIGS[config], env=env)
     try:
         await asyncio.sleep(3)
         desired = topics.node(node, "desired")
@@ -283,56 +320,73 @@ async def idle_rss(
             agent.kill()
 
 
+Idle = dict[str, dict[str, dict[str, dict[str, Any]]]]
+"""tree ("now", "baseline") -> start (:data:`STARTS`) -> runtime configuration -> figures."""
+
+
 async def idle_by_config(
     bus: Bus, node: str, port: int, work: Path, label: str, *, trees: dict[str, str], repeat: int
-) -> dict[str, dict[str, dict[str, Any]]]:
+) -> Idle:
     """``idle_rss`` of each tree's agent (``{"now": tree, "baseline": tree}``, "" for this
-    checkout) per runtime configuration, ``repeat`` agents each, interleaved so that every tree
-    sees the same machine load; the medians with every run."""
-    runs: dict[str, dict[str, list[dict[str, float]]]] = {w: {} for w in trees}
+    checkout) per runtime configuration and way of starting it (a tree whose unit sets no
+    environment is started one way only), ``repeat`` agents each, interleaved so that every
+    tree sees the same machine load; the medians with every run."""
+    runs: dict[str, dict[str, dict[str, list[dict[str, float]]]]] = {w: {} for w in trees}
     for i in range(repeat):
         for config in RUNTIME_CONFIGS:
             for which, tree in trees.items():
-                one = await idle_rss(
-                    bus,
-                    f"{node}{config[0]}{which[0]}{i}",
-                    port,
-                    work,
-                    label,
-                    config=config,
-                    tree=tree,
-                )
-                runs[which].setdefault(config, []).append(one)
+                for start in STARTS if unit_environment(tree) else ("plain",):
+                    one = await idle_rss(
+                        bus,
+                        f"{node}{config[0]}{which[0]}{start[0]}{i}",
+                        port,
+                        work,
+                        label,
+                        config=config,
+                        tree=tree,
+                        start=start,
+                    )
+                    runs[which].setdefault(start, {}).setdefault(config, []).append(one)
     return {
         which: {
-            config: {
-                "after_start": round(statistics.median(r["after_start"] for r in rs), 1),
-                "after_idle": round(statistics.median(r["after_idle"] for r in rs), 1),
-                "runs": rs,
+            start: {
+                config: {
+                    "after_start": round(statistics.median(r["after_start"] for r in rs), 1),
+                    "after_idle": round(statistics.median(r["after_idle"] for r in rs), 1),
+                    "runs": rs,
+                }
+                for config, rs in by_config.items()
             }
-            for config, rs in by_config.items()
+            for start, by_config in by_start.items()
         }
-        for which, by_config in runs.items()
+        for which, by_start in runs.items()
     }
 
 
-def rss_idle_section(
-    idle: dict[str, dict[str, dict[str, Any]]], trees: dict[str, str]
-) -> dict[str, Any]:
+def _figures(idle: dict[str, dict[str, dict[str, Any]]], tree: str) -> dict[str, Any]:
+    """One tree's idle figures: as its unit starts it (the figure) and without the unit's
+    environment, each configuration's median."""
+    shipped = idle.get("unit", idle["plain"])
+    return {
+        **{config: shipped[config]["after_idle"] for config in RUNTIME_CONFIGS},
+        "unit_environment": unit_environment(tree),
+        "without_unit_environment": {c: idle["plain"][c]["after_idle"] for c in RUNTIME_CONFIGS},
+        "commit": tree_commit(tree),
+        "detail": idle,
+    }
+
+
+def rss_idle_section(idle: Idle, trees: dict[str, str], load_start: list[float]) -> dict[str, Any]:
     """The ``rss_idle_mb`` section of the results."""
     section: dict[str, Any] = {
-        **{config: idle["now"][config]["after_idle"] for config in RUNTIME_CONFIGS},
         "goal_mb": {"docker": 40, "native": 32},
         "idle_s": IDLE_WINDOW_S,
-        "detail": idle["now"],
-        "commit": tree_commit(trees["now"]),
+        "started_as": f"{UNIT} (its Environment= settings), and without them",
+        **_figures(idle["now"], trees["now"]),
     }
     if "baseline" in trees:
-        section["baseline"] = {
-            "commit": tree_commit(trees["baseline"]),
-            **{c: idle["baseline"][c]["after_idle"] for c in RUNTIME_CONFIGS},
-            "detail": idle["baseline"],
-        }
+        section["baseline"] = _figures(idle["baseline"], trees["baseline"])
+    section["load_average_start"] = load_start
     section["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return section
 
@@ -350,6 +404,7 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 async def rss_only(trees: dict[str, str], repeat: int) -> dict[str, Any]:
     """``rss_idle_mb`` alone: the idle agents against one Mosquitto."""
+    load_start = [round(x, 2) for x in os.getloadavg()]
     run = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="fmbench-"))
     mosq, mport = start_mosquitto(work)
@@ -366,10 +421,11 @@ async def rss_only(trees: dict[str, str], repeat: int) -> dict[str, Any]:
     finally:
         mosq.terminate()
         mosq.wait(timeout=10)
-    return rss_idle_section(idle, trees)
+    return rss_idle_section(idle, trees, load_start)
 
 
 async def main(trees: dict[str, str], repeat: int) -> dict[str, Any]:
+    load_start = [round(x, 2) for x in os.getloadavg()]
     build_busybox_image()
     run = uuid.uuid4().hex[:8]
     key, value = "fmbench", run
@@ -481,7 +537,7 @@ async def main(trees: dict[str, str], repeat: int) -> dict[str, Any]:
                 "goal_idle_mb": 40,
                 "meets_goal": rss_idle <= 40,
             },
-            "rss_idle_mb": rss_idle_section(idle, trees),
+            "rss_idle_mb": rss_idle_section(idle, trees, load_start),
             "wan": {
                 "idle_window_s": IDLE_WINDOW_S,
                 "heartbeat_interval_s": 5.0,

@@ -140,5 +140,8 @@ if [ "$START" = 1 ] && [ "$ROOT" = "" ] && [ -d /run/systemd/system ]; then
     systemctl restart fogmesh-agent.service
     log "fogmesh-agent started (journalctl -u fogmesh-agent)"
 else
-    log "not started (run: $OPT/bin/fogmesh-agent --config $ETC/agent.yaml with $ETC/agent.env)"
+    # by hand as the unit runs it: with the unit's Environment= settings and the token file
+    UNIT_ENV="$(sed -n 's/^Environment=//p' "$UNITS/fogmesh-agent.service" | tr '\n' ' ')"
+    log "not started (run: ${UNIT_ENV}$OPT/bin/fogmesh-agent --config $ETC/agent.yaml" \
+        "with $ETC/agent.env)"
 fi

@@ -17,6 +17,7 @@ import math
 import time
 import uuid
 from collections import deque
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import ValidationError
@@ -25,7 +26,6 @@ from fogmesh.agent.artefact_fetch import SiteFetcher
 from fogmesh.agent.blob_gc import blob_collector
 from fogmesh.agent.commands import CommandHandler
 from fogmesh.agent.config import AgentConfig
-from fogmesh.agent.device_reader import DeviceReader
 from fogmesh.agent.facts import default_node_id, device_catalog, gather_facts, sample_usage
 from fogmesh.agent.heartbeat import BeatPolicy
 from fogmesh.agent.reconcile import Reconciler
@@ -53,6 +53,9 @@ from fogmesh.protocol import (
     error_info_from_validation,
     topics,
 )
+
+if TYPE_CHECKING:
+    from fogmesh.agent.device_reader import DeviceReader
 
 __all__ = ["Agent"]
 
@@ -342,7 +345,9 @@ class Agent:
         log.info("devices changed; hello sent again", node=self.node, devices=devices)
 
     def _device_reader(self, bus: Bus) -> DeviceReader:
-        """The shared reader of the config's ``device_streams`` (docs/devices.md)."""
+        """The shared reader of the config's ``device_streams`` (docs/devices.md), imported
+        only by an agent that has some."""
+        from fogmesh.agent.device_reader import DeviceReader
 
         def holders() -> list[WorkloadSpec]:
             tracked = self.reconciler.tracked.values() if self.reconciler else ()
