@@ -18,6 +18,7 @@ from fogmesh.protocol import (
     Request,
     TopicRef,
 )
+from fogmesh.protocol._model import Model
 
 if TYPE_CHECKING:
     from fogmesh.bus._client import Bus
@@ -27,7 +28,7 @@ __all__ = ["MessageContext", "RawMessage", "Refusal", "run_handler", "topic_ref"
 log = structlog.get_logger("fogmesh.bus")
 
 
-class RawMessage(BaseModel):
+class RawMessage(Model):
     """Subscribe with this model to receive payloads unparsed.
 
     For the apps' own data plane, and for handlers that must answer even a payload that is not

@@ -14,10 +14,11 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from fogmesh.bus import BusConfig, OutboxPolicy
 from fogmesh.protocol import Ident
+from fogmesh.protocol._model import Model
 
 __all__ = [
     "BROKER_ENV",
@@ -58,7 +59,7 @@ class _ServerNameContext(ssl.SSLContext):
         )
 
 
-class BrokerSettings(BaseModel):
+class BrokerSettings(Model):
     """Where and as whom a service connects, and how its bus behaves while the broker is away.
 
     ``client_id`` defaults to the service's own (each service names it); ``username`` defaults

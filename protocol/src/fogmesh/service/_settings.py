@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from fogmesh.bus import BusConfig
+from fogmesh.protocol._model import Model
 from fogmesh.service._broker import BrokerSettings
 
 __all__ = ["LeaderSettings", "ServiceSettings"]
 
 
-class ServiceSettings(BaseModel):
+class ServiceSettings(Model):
     """A service's broker and client id; subclasses add their own keys (and set ``client_id``'s
     default and ``role``, the name the client-id error speaks of)."""
 
