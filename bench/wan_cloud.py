@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wan_run import Run
+from wan_run import Run, fresh_port
 from wan_site import SITE, Config
 
 from fogmesh.cli.fleet.plan import link_rules
@@ -50,6 +50,8 @@ class CloudRun(Run):
 
         self.plan = FleetPlan.make(base / cfg.key.replace("/", "_") / "fleet", 2 * cfg.nodes,
                                    "native")  # fmt: skip
+        # the plan's ports are the kernel's, picked before any configuration listens
+        self.plan.ports = {name: fresh_port() for name in self.plan.ports}
         super().__init__(cfg, base, stagger, keep=keep)
         self.user, self.password = "operator", self.plan.accounts["operator"].password
 

@@ -28,9 +28,20 @@ from wan_tally import Relay
 
 from tests.support.brokers import free_port, wait_port
 
-__all__ = ["Run"]
+__all__ = ["Run", "fresh_port"]
 
 HERE = Path(__file__).resolve().parent
+_HANDED_OUT: set[int] = set()
+
+
+def fresh_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on and this run has not handed out before:
+    every configuration picks its ports before any of them listens, and the kernel may offer
+    one port twice (two brokers then race for it and one of them fails to start)."""
+    while (port := free_port()) in _HANDED_OUT:
+        pass
+    _HANDED_OUT.add(port)
+    return port
 
 
 class Run:
@@ -49,14 +60,14 @@ class Run:
         self.root = base / cfg.key.replace("/", "_")
         self.root.mkdir(parents=True)
         self.cloud, self.site = self._ports()
-        self.relay = Relay(self.cloud)
+        self.relay = Relay(self.cloud, fresh_port())
         if keep:
             self.relay.tally.trace = (self.root / "packets.txt").open("w")
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def _ports(self) -> tuple[int, int]:
         """The cloud broker's port and the site broker's."""
-        return free_port(), free_port()
+        return fresh_port(), fresh_port()
 
     def _start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> None:
         with (self.root / f"{name}.log").open("ab") as log:

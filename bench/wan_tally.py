@@ -87,9 +87,11 @@ class Relay:
     """The counting relay (``tests/support/relay.py``) from its port to the cloud broker, each
     direction's stream split into MQTT packets into one :class:`Tally`."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, port: int) -> None:
         self.tally = Tally()
-        self.counting = CountingRelay(target, watch=lambda way: MqttSplitter(self.tally, way).feed)
+        self.counting = CountingRelay(
+            target, port=port, watch=lambda way: MqttSplitter(self.tally, way).feed
+        )
         self.port = self.counting.port
 
     def snapshot(self) -> dict[str, Any]:
