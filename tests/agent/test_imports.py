@@ -1,9 +1,10 @@
 """What a running agent has imported (docs/agent.md, "Memory"): never ``rich`` nor ``socks``
 (structlog and paho would load them merely because they are installed), no Docker client when
 only the native runtime is configured, no mDNS without discovery, none of the contract's app
-manifest and registry queries; and, while it runs no workload, neither psutil (the native
-runtime's process statistics), ``tarfile`` (snapshots, container files, artefacts) nor the
-artefact contract (fetches, loaded images).
+manifest and registry queries, no join contract without a token, no device reader without
+device streams; and, while it runs no workload, neither psutil (the native runtime's process
+statistics), ``tarfile`` (snapshots, container files, artefacts) nor the artefact contract
+(fetches, loaded images).
 
 The agent runs as ``python -m fogmesh.agent`` does (its ``__main__`` module, through runpy),
 connected to a real broker; when it has stopped on SIGTERM, an exit hook writes the names of
@@ -83,9 +84,18 @@ async def _modules_of_agent(
 NEVER = {"rich", "socks", "zeroconf", "fogmesh.protocol.manifest", "fogmesh.protocol.queries"}
 IDLE = {"psutil", "tarfile", "fogmesh.protocol.artefacts"}
 """Loaded on first use by what an idle agent does not do."""
+UNCONFIGURED = {
+    "fogmesh.agent.discovery",
+    "fogmesh.agent.device_reader",
+    "fogmesh.protocol.accounts",
+}
+"""Loaded only with discovery, device streams, a join token to redeem."""
 CASES = {  # --runtimes: (modules it must not load, modules it must load)
-    "native": (NEVER | IDLE | {"aiodocker", "aiohttp"}, {"fogmesh.agent.runtime.native"}),
-    "docker,native": (NEVER | IDLE, {"fogmesh.agent.runtime.docker"}),
+    "native": (
+        NEVER | IDLE | UNCONFIGURED | {"aiodocker", "aiohttp"},
+        {"fogmesh.agent.runtime.native"},
+    ),
+    "docker,native": (NEVER | IDLE | UNCONFIGURED, {"fogmesh.agent.runtime.docker"}),
 }
 
 

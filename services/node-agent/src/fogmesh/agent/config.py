@@ -24,14 +24,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from fogmesh.agent.discovery import DiscoverySettings
 from fogmesh.agent.runtime.native_isolation import NativeIsolation
 from fogmesh.protocol import Ident, Location, RuntimeKind
+from fogmesh.protocol.lan import normalise_fingerprint
 from fogmesh.service import BrokerSettings
 
-__all__ = ["AgentBrokerSettings", "AgentConfig", "BrokerSettings", "load_config"]
+__all__ = [
+    "AgentBrokerSettings",
+    "AgentConfig",
+    "BrokerSettings",
+    "DiscoverySettings",
+    "load_config",
+]
 
 
 class AgentBrokerSettings(BrokerSettings):
@@ -39,6 +45,26 @@ class AgentBrokerSettings(BrokerSettings):
     little while its broker is away; heartbeats and state supersede each other)."""
 
     outbox_limit: int = Field(default=1000, ge=1, description="messages held while away")
+
+
+class DiscoverySettings(BaseModel):
+    """The agent's ``discovery:`` block (docs/agent.md, "Finding the site broker"); the browsing
+    itself, :mod:`fogmesh.agent.discovery`, is imported only by an agent that uses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=False, description="find the broker by mDNS at start")
+    site: str | None = Field(default=None, description="the trusted site: preferred")
+    fingerprint: str | None = Field(
+        default=None, description="the trusted broker certificate's SHA-256: required"
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="how long to look")
+    settle_s: float = Field(default=2.0, ge=0, description="after a first answer, wait for more")
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _fp(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_fingerprint(value)
 
 
 class AgentConfig(BaseModel):

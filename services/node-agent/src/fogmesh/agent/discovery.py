@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
+from fogmesh.agent.config import DiscoverySettings
 from fogmesh.protocol import FogmeshError
 from fogmesh.protocol.lan import (
     SERVICE_TYPE,
@@ -33,7 +34,6 @@ from fogmesh.protocol.lan import (
     TXT_SITE,
     TXT_TLS,
     fingerprint,
-    normalise_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -55,25 +55,6 @@ log = structlog.get_logger("fogmesh.agent.discovery")
 
 class DiscoveryFailed(FogmeshError):
     """No announced broker could be used."""
-
-
-class DiscoverySettings(BaseModel):
-    """The agent's ``discovery:`` block (docs/agent.md, "Finding the site broker")."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=False, description="find the broker by mDNS at start")
-    site: str | None = Field(default=None, description="the trusted site: preferred")
-    fingerprint: str | None = Field(
-        default=None, description="the trusted broker certificate's SHA-256: required"
-    )
-    timeout_s: float = Field(default=30.0, gt=0, description="how long to look")
-    settle_s: float = Field(default=2.0, ge=0, description="after a first answer, wait for more")
-
-    @field_validator("fingerprint")
-    @classmethod
-    def _fp(cls, value: str | None) -> str | None:
-        return None if value is None else normalise_fingerprint(value)
 
 
 @dataclass

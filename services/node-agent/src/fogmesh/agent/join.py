@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fogmesh.agent.config import AgentConfig
 from fogmesh.bus import Bus
 from fogmesh.protocol import FogmeshError, Ident, RemoteError, RequestTimeout, check_id
-from fogmesh.protocol.accounts import JOIN_PREFIX, JoinReply, JoinRequest, join_topic
 
 __all__ = [
     "CREDENTIAL_FILE",
@@ -77,6 +76,8 @@ def save_credential(state_dir: Path, cred: NodeCredential) -> Path:
 
 
 def _split(token: str) -> tuple[str, str]:
+    from fogmesh.protocol.accounts import JOIN_PREFIX  # only with a token to redeem
+
     token_id, sep, secret = token.strip().partition(".")
     try:
         check_id(token_id, what="join token id")
@@ -89,6 +90,8 @@ def _split(token: str) -> tuple[str, str]:
 
 async def redeem(config: AgentConfig, token: str, *, timeout: float = _TIMEOUT) -> NodeCredential:
     """Connect with ``token``'s bootstrap account and ask for the node's credential."""
+    from fogmesh.protocol.accounts import JoinReply, JoinRequest, join_topic
+
     bootstrap, secret = _split(token)
     broker = config.broker.model_copy(
         update={"username": bootstrap, "password": secret, "client_id": None}
