@@ -25,6 +25,7 @@ import pytest
 
 from fogmesh.service import configure_logging
 from tests.support.brokers import BrokerProcess
+from tests.support.mesh import MeshProcess
 from tests.support.netns import NsPair, netns_unavailable, ns_pair
 
 configure_logging("debug", json_lines=False)
@@ -59,6 +60,15 @@ def mosquitto_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     proc = BrokerProcess("mosquitto", tmp_path / "mosquitto").start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[MeshProcess]]:
+    """Mesh broker processes registered here are killed after the test."""
+    started: list[MeshProcess] = []
+    yield started
+    for proc in reversed(started):
+        proc.kill()
 
 
 @pytest.fixture

@@ -26,17 +26,10 @@ from fogmesh.cli.artefacts import Pusher
 from fogmesh.protocol import ActualState, WorkloadPhase, topics
 from fogmesh.protocol.artefacts import ArtefactKind
 from tests.agent.support import AgentProc, docker, remove_native
-from tests.broker.conftest import (
-    PASSWORDS,
-    USERS,
-    MeshProcess,
-    broker_spec,
-    link_spec,
-    port_of,
-    write_mesh,
-)
 from tests.support.buses import unique
 from tests.support.images import build_busybox_image
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import PASSWORDS, USERS, broker_spec, link_spec, port_of, write_mesh
 
 SITE = "site-a"
 TENANT = "acme"

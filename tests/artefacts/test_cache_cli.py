@@ -29,7 +29,7 @@ from tests.artefacts.conftest import (
     desire,
     node_bus,
 )
-from tests.broker.conftest import PASSWORDS
+from tests.support.mesh_file import PASSWORDS
 
 
 def _cli(

@@ -44,8 +44,9 @@ from tests.artefacts.conftest import (
     desire,
     node_bus,
 )
-from tests.broker.conftest import MeshProcess, broker_spec, link_spec, port_of, write_mesh
 from tests.support.buses import unique
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import broker_spec, link_spec, port_of, write_mesh
 
 SITES = ("site-a", "site-b")
 

@@ -9,8 +9,8 @@ import aiomqtt
 import pytest
 
 from fogmesh.protocol import topics
-from tests.broker.conftest import MeshProcess, client, collect, wait_for
-from tests.support.mesh import start_alone
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mqtt import client, collect, wait_for
 
 
 @pytest.fixture

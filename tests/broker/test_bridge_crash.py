@@ -14,15 +14,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    client,
-    collect,
-    eventually_delivered,
-    port_of,
-    site_cloud_mesh,
-    wait_for,
-)
+from tests.support.mesh import MeshProcess, site_cloud_mesh
+from tests.support.mesh_file import port_of
+from tests.support.mqtt import client, collect, eventually_delivered, wait_for
 
 N = 1000
 

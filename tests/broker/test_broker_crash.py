@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import MeshProcess, client, eventually_delivered, wait_for
-from tests.support.mesh import start_alone
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mqtt import client, eventually_delivered, wait_for
 
 BURST = 200
 KILL_AFTER = (300, 900)  # acknowledged messages before each SIGKILL

@@ -21,18 +21,10 @@ import pytest
 from fogmesh.broker.config import MeshConfigError, load_mesh
 from fogmesh.broker.mosquitto import render_mosquitto
 from fogmesh.protocol import topics
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    link_spec,
-    port_of,
-    wait_for,
-    write_mesh,
-)
 from tests.support.brokers import wait_port
-from tests.support.mesh import link_ends
+from tests.support.mesh import MeshProcess, link_ends
+from tests.support.mesh_file import broker_spec, link_spec, port_of, write_mesh
+from tests.support.mqtt import client, collect, wait_for
 from tests.support.processes import terminate
 
 pytestmark = pytest.mark.mosquitto

@@ -27,18 +27,10 @@ from fogmesh.broker.nats import password_env, render_nats, subjects_of
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage
 from fogmesh.protocol import topics
 from fogmesh.service import BrokerSettings
-from tests.broker.conftest import (
-    PASSWORDS,
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    eventually_delivered,
-    port_of,
-    wait_for,
-    write_mesh,
-)
 from tests.support.brokers import REPO
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import PASSWORDS, broker_spec, port_of, write_mesh
+from tests.support.mqtt import client, collect, eventually_delivered, wait_for
 from tests.support.nats_cluster import Cluster, Member, cluster_mesh, nats_cluster, wait_ready
 
 pytestmark = pytest.mark.nats

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import MeshProcess, client, collect, wait_for
-from tests.support.mesh import cloud_killed
+from tests.support.mesh import MeshProcess, cloud_killed
+from tests.support.mqtt import client, collect, wait_for
 
 N = 1000
 

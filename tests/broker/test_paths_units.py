@@ -18,7 +18,7 @@ from fogmesh.broker.config import (
 )
 from fogmesh.broker.paths import LinkPath, PathBook
 from fogmesh.broker.rules import routes_from
-from tests.broker.conftest import broker_spec, link_spec, write_mesh
+from tests.support.mesh_file import broker_spec, link_spec, write_mesh
 
 
 def _mesh(tmp_path: Path, **link: Any) -> Path:

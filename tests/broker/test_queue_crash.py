@@ -17,8 +17,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import MeshProcess, client, wait_for
-from tests.support.mesh import start_alone
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mqtt import client, wait_for
 
 QUEUED = 60
 SINK = "svc-queue-sink"

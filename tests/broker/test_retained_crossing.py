@@ -20,16 +20,10 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from tests.broker.conftest import (
-    PASSWORDS,
-    MeshProcess,
-    client,
-    collect,
-    eventually_delivered,
-    port_of,
-)
 from tests.support.brokers import REPO, BrokerProcess
-from tests.support.mesh import start_wan, wan_mesh
+from tests.support.mesh import MeshProcess, start_wan, wan_mesh
+from tests.support.mesh_file import PASSWORDS, port_of
+from tests.support.mqtt import client, collect, eventually_delivered
 
 RULES = [{"pattern": "fm/v1/nodes/#", "direction": "both", "qos": 1}]
 STATE = "fm/v1/nodes/n1/state"

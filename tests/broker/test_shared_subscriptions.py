@@ -14,9 +14,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import MeshProcess, client, wait_for
 from tests.support.brokers import BrokerProcess
-from tests.support.mesh import start_alone
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mqtt import client, wait_for
 
 SHARED = "$share/registry/fm/v1/nodes/+/heartbeat"
 TOPICS = [f"fm/v1/nodes/n{i:02d}/heartbeat" for i in range(20)]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import MeshProcess, client, collect, wait_for
-from tests.support.mesh import start_alone
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mqtt import client, collect, wait_for
 
 N = 100
 

@@ -8,16 +8,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    link_spec,
-    port_of,
-    wait_for,
-    write_mesh,
-)
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import broker_spec, link_spec, port_of, write_mesh
+from tests.support.mqtt import client, collect, wait_for
 
 RULE = [{"pattern": "tri/#", "direction": "both", "qos": 1}]
 NAMES = ["a", "b", "c"]

@@ -16,8 +16,8 @@ from fogmesh.broker.passwords import hash_password, verify_password
 from fogmesh.broker.rules import routes_from
 from fogmesh.broker.topicmatch import filter_within, is_valid_filter, matches
 from fogmesh.bus import backoff_delay
-from tests.broker.conftest import broker_spec, link_spec
 from tests.support.brokers import REPO
+from tests.support.mesh_file import broker_spec, link_spec
 
 BOTH = [{"pattern": "x/#", "direction": "both"}]
 

@@ -18,9 +18,9 @@ import pytest
 
 from fogmesh.broker.wire import Publisher, WireBytes, count_bytes
 from fogmesh.protocol import LinkStatus, topics
-from tests.broker.conftest import MeshProcess, client, collect, eventually_delivered, wait_for
 from tests.support.brokers import BrokerProcess, free_port
-from tests.support.mesh import start_wan, wan_mesh
+from tests.support.mesh import MeshProcess, start_wan, wan_mesh
+from tests.support.mqtt import client, collect, eventually_delivered, wait_for
 from tests.support.relay import CountingRelay
 
 N = 50

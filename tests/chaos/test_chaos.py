@@ -26,13 +26,13 @@ import pytest
 from fogmesh.bus import Bus
 from fogmesh.cli.fleet.live import FleetView
 from fogmesh.cli.fleet.plan import APP, TENANT
-from tests.broker.conftest import wait_for
 from tests.chaos.checks import eventually, unsettled
 from tests.chaos.faults import Chaos
 from tests.chaos.fleet import ChaosFleet, snapshot_code
 from tests.chaos.ledger import Ledger, OutRecorder, Reading, acknowledged, watch_acknowledged
 from tests.chaos.results import write_results
 from tests.chaos.wan import wan_split
+from tests.support.mqtt import wait_for
 
 SEED = int(os.environ.get("FOGMESH_CHAOS_SEED") or secrets.randbits(32))
 MINUTES = float(os.environ.get("FOGMESH_CHAOS_MINUTES") or 2)

@@ -21,10 +21,10 @@ import pytest
 from fogmesh.bus import Bus
 from fogmesh.cli.fleet.live import FleetView
 from fogmesh.cli.fleet.plan import APP, TENANT
-from tests.broker.conftest import wait_for
 from tests.chaos.checks import eventually, unsettled
 from tests.chaos.fleet import ChaosFleet, running_pids
 from tests.chaos.ledger import Ledger, OutRecorder, acknowledged
+from tests.support.mqtt import wait_for
 
 OUT_CLIENT = "operator-restart-out"
 

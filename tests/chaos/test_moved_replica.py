@@ -22,7 +22,6 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.broker.conftest import MeshProcess, client, collect, eventually_delivered, wait_for
 from tests.sample_app.helpers import (
     AppProcess,
     Collector,
@@ -35,7 +34,8 @@ from tests.sample_app.helpers import (
 )
 from tests.sample_app.helpers import wait_for as wait_until
 from tests.support.brokers import BrokerProcess
-from tests.support.mesh import start_wan, wan_mesh
+from tests.support.mesh import MeshProcess, start_wan, wan_mesh
+from tests.support.mqtt import client, collect, eventually_delivered, wait_for
 
 
 def _stored(db: Path, client_id: str) -> tuple[int, int]:

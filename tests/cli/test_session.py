@@ -15,18 +15,9 @@ from fogmesh.bus import MessageContext
 from fogmesh.cli import queries
 from fogmesh.cli.session import CliSettings, connect
 from fogmesh.protocol import Event, EventKind, topics
-from tests.broker.conftest import (
-    PASSWORDS,
-    MeshProcess,
-    broker_spec,
-    client,
-    eventually_delivered,
-    port_of,
-    procs,
-    write_mesh,
-)
-
-__all__ = ["procs"]
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import PASSWORDS, broker_spec, port_of, write_mesh
+from tests.support.mqtt import client, eventually_delivered
 
 FOGMESH = str(Path(sys.executable).with_name("fogmesh"))
 

@@ -21,11 +21,11 @@ from fogmesh.agent.join import CREDENTIAL_FILE
 from fogmesh.bus import Bus, BusConfig, MessageContext
 from fogmesh.protocol import topics
 from fogmesh.protocol.node import NodeLiveness, NodeStateMessage
-from tests.broker.conftest import PASSWORDS, MeshProcess
 from tests.scheduler.harness import wait_for
 from tests.security.conftest import fogmesh
 from tests.support.brokers import REPO
-from tests.support.mesh import start_alone
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mesh_file import PASSWORDS
 
 DEPLOY = REPO / "deploy"
 INSTALL = DEPLOY / "agent" / "install.sh"

@@ -24,7 +24,6 @@ from fogmesh.broker.acl import Identity, RoleTable
 from fogmesh.protocol import topics
 from tests.agent.helpers import desired
 from tests.agent.support import wait_for
-from tests.broker.conftest import collect
 from tests.devices.conftest import make_char_device
 from tests.support.brokers import wait_port
 from tests.support.documented_fleet import (
@@ -36,6 +35,7 @@ from tests.support.documented_fleet import (
     start_registry,
     write_private,
 )
+from tests.support.mqtt import collect
 
 # its workloads' tenant account (fm-t-dev-a) is a fixed name shared with the other device tests
 pytestmark = [pytest.mark.mosquitto, pytest.mark.xdist_group("device-tenants")]

@@ -22,8 +22,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.broker.conftest import collect, wait_for
 from tests.support.documented_fleet import Fleet, cli, serving_fleet, start_services, write_private
+from tests.support.mqtt import collect, wait_for
 
 TOKEN = secrets.token_hex(6)  # marks this test's workload processes, to clean up only those
 MANIFEST = f"""\

@@ -19,13 +19,10 @@ from fogmesh.protocol.audit import AuditRecord
 from fogmesh.protocol.migration import MoveReply, MoveWorkload
 from fogmesh.scheduler import SchedulerService
 from tests.agent.support import wait_for
-from tests.broker.conftest import PASSWORDS, MeshProcess
 from tests.scheduler.harness import running, scheduler_config
-from tests.security.conftest import procs
 from tests.support.buses import unique
-from tests.support.mesh import start_alone
-
-__all__ = ["procs"]  # the fixture (processes stopped after the test)
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mesh_file import PASSWORDS
 
 MOVE = topics.ops("scheduler", AppAction.MOVE)
 

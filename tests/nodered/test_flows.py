@@ -25,7 +25,6 @@ import aiomqtt
 import psutil
 import pytest
 
-from tests.broker.conftest import wait_for
 from tests.nodered.nodered import NodeRed, ensure_installed, load_flows
 from tests.support.brokers import wait_port
 from tests.support.documented_fleet import (
@@ -38,6 +37,7 @@ from tests.support.documented_fleet import (
     start_registry,
     start_scheduler,
 )
+from tests.support.mqtt import wait_for
 
 pytestmark = pytest.mark.xdist_group("nodered")  # the module's fleet and Node-RED are shared
 NODES = ("edge-1", "edge-2")

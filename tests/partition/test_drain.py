@@ -24,8 +24,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.broker.conftest import MeshProcess, client, collect, eventually_delivered, wait_for
-from tests.support.mesh import start_wan, wan_mesh
+from tests.support.mesh import MeshProcess, start_wan, wan_mesh
+from tests.support.mqtt import client, collect, eventually_delivered, wait_for
 
 N = 600
 RATE = 50.0

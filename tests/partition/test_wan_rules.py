@@ -16,14 +16,8 @@ import aiomqtt
 import pytest
 
 from fogmesh.cli.fleet.plan import link_rules
-from tests.broker.conftest import (
-    PASSWORDS,
-    MeshProcess,
-    broker_spec,
-    link_spec,
-    port_of,
-    write_mesh,
-)
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import PASSWORDS, broker_spec, link_spec, port_of, write_mesh
 
 SITES = ("site-a", "site-b")
 BROKERS = ("cloud", *SITES)

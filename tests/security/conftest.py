@@ -1,4 +1,4 @@
-"""Fixtures of the security tests: the broker tests' mesh processes, and the CLI as a process."""
+"""What the security tests share: the CLI as a process."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import os
 import subprocess
 import sys
 
-from tests.broker.conftest import PASSWORDS, procs
 from tests.support.brokers import REPO
+from tests.support.mesh_file import PASSWORDS
 
-__all__ = ["fogmesh", "procs"]
+__all__ = ["fogmesh"]
 
 
 def fogmesh(port: int, *args: str, user: str = "svc", check: bool = True) -> str:

@@ -15,7 +15,7 @@ from fogmesh.agent.config import AgentConfig
 from fogmesh.bus import Bus
 from fogmesh.cli.fleet.tls import TlsFleetPlan
 from fogmesh.protocol import topics
-from tests.broker.conftest import MeshProcess
+from tests.support.mesh import MeshProcess
 
 
 async def test_fleet_with_tls_links_and_agents(tmp_path: Path, procs: list[MeshProcess]) -> None:

@@ -14,9 +14,9 @@ import pytest
 from fogmesh.agent.config import AgentConfig
 from fogmesh.agent.join import CREDENTIAL_FILE, JoinFailed, prepare, redeem
 from fogmesh.protocol import topics
-from tests.broker.conftest import MeshProcess, client, wait_for
 from tests.security.conftest import fogmesh
-from tests.support.mesh import start_alone
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mqtt import client, wait_for
 
 _REFUSED_WAIT = 8.0  # how long a refused token is given to be admitted after all
 

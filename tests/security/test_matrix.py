@@ -31,8 +31,8 @@ import yaml
 
 from fogmesh.protocol import ActualState, WorkloadPhase, WorkloadStatus, topics
 from fogmesh.protocol.audit import AuditRecord
-from tests.broker.conftest import collect, wait_for
 from tests.support.documented_fleet import Fleet, cli, serving_fleet, start_services, write_private
+from tests.support.mqtt import collect, wait_for
 
 # the module-scoped fleet is made once per worker that runs any of its tests: keep them on one
 pytestmark = pytest.mark.xdist_group("security-matrix")

@@ -10,9 +10,9 @@ import aiomqtt
 import pytest
 
 from fogmesh.protocol import topics
-from tests.broker.conftest import MeshProcess, client, wait_for
 from tests.security.conftest import fogmesh
-from tests.support.mesh import start_alone
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mqtt import client, wait_for
 
 
 @pytest.fixture

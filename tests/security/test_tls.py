@@ -14,18 +14,11 @@ from fogmesh.agent.config import AgentConfig
 from fogmesh.agent.join import prepare
 from fogmesh.broker.certs import CertPair, issue_cert, make_ca
 from fogmesh.protocol import topics
-from tests.broker.conftest import (
-    PASSWORDS,
-    MeshProcess,
-    broker_spec,
-    client,
-    eventually_delivered,
-    link_spec,
-    port_of,
-    write_mesh,
-)
 from tests.security.conftest import fogmesh
 from tests.support.brokers import free_port
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import PASSWORDS, broker_spec, link_spec, port_of, write_mesh
+from tests.support.mqtt import client, eventually_delivered
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.support.processes import kill, terminate
 
-__all__ = ["BrokerProcess", "free_port", "mesh_broker_command", "wait_port"]
+__all__ = ["BrokerProcess", "free_port", "mesh_broker_command", "wait_port", "wait_ready"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,6 +78,20 @@ def mesh_broker_command(mesh: Path, broker: str, *args: str) -> list[str]:
         sys.executable, "-m", "fogmesh.broker", "--log-level", "INFO",
         "run", "--mesh", str(mesh), "--broker", broker, *args,
     ]  # fmt: skip
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], log: Path, broker: str, timeout: float = 30.0
+) -> None:
+    """Block until ``log`` (the output of ``proc``, a :func:`mesh_broker_command`) has the
+    ``ready {broker}`` line; RuntimeError with the log's tail if ``proc`` ends or ``timeout``
+    seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while f"ready {broker}" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{broker} did not start:\n{tail}")
+        time.sleep(0.05)
 
 
 @dataclass

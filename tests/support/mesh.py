@@ -1,11 +1,12 @@
-"""What the tests of a site broker and a cloud broker joined by a link share: the two-broker
-mesh file, and a client on each end that collects what crosses (on top of the mesh helpers of
-``tests/broker/conftest.py``)."""
+"""Mesh brokers run as ``python -m fogmesh.broker`` processes, and the two-broker mesh the link
+tests share: brokers ``site`` and ``cloud`` joined by link ``wan``, and a client on each end that
+collects what crosses."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,20 +14,57 @@ from typing import Any
 
 import aiomqtt
 
-from tests.broker.conftest import (
-    MeshProcess,
-    broker_spec,
-    client,
-    collect,
-    eventually_delivered,
-    link_spec,
-    port_of,
-    site_cloud_mesh,
-    warm_persistent_subscriber,
-    write_mesh,
-)
+from tests.support.brokers import REPO, mesh_broker_command, wait_port, wait_ready
+from tests.support.mesh_file import broker_spec, link_spec, port_of, write_mesh
+from tests.support.mqtt import client, collect, eventually_delivered
+from tests.support.processes import kill, terminate
 
-__all__ = ["Ends", "Wan", "cloud_killed", "link_ends", "start_alone", "start_wan", "wan_mesh"]
+__all__ = [
+    "Ends",
+    "MeshProcess",
+    "Wan",
+    "cloud_killed",
+    "link_ends",
+    "site_cloud_mesh",
+    "start_alone",
+    "start_wan",
+    "wan_mesh",
+    "warm_persistent_subscriber",
+]
+
+
+@dataclass
+class MeshProcess:
+    """One ``python -m fogmesh.broker run`` process that can be stopped, killed and restarted."""
+
+    mesh: Path
+    broker: str
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.mesh.parent / f"{self.broker}{''.join(self.args)}.log"
+
+    def start(self) -> MeshProcess:
+        cmd = mesh_broker_command(self.mesh, self.broker, *self.args)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        if "--no-broker" not in self.args:
+            wait_port(port_of(self.mesh, self.broker), timeout=30)
+        wait_ready(self.proc, self.log, self.broker)
+        return self
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; returns the exit code."""
+        code = terminate(self.proc, 20)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye."""
+        kill(self.proc)
+        self.proc = None
 
 
 def start_alone(tmp: Path, procs: list[MeshProcess], name: str = "hub") -> tuple[MeshProcess, int]:
@@ -59,6 +97,11 @@ def wan_mesh(
     return write_mesh(tmp / "mesh.yaml", brokers, [spec])
 
 
+def site_cloud_mesh(tmp: Path) -> Path:
+    """:func:`wan_mesh` carrying ``tele/#`` out at QoS 1."""
+    return wan_mesh(tmp, [{"pattern": "tele/#", "direction": "out", "qos": 1}])
+
+
 @dataclass
 class Wan:
     """The ``cloud`` and ``site`` processes of a two-broker mesh file, both running."""
@@ -81,6 +124,22 @@ def start_wan(mesh: Path, procs: list[MeshProcess]) -> Wan:
     site = MeshProcess(mesh, "site").start()
     procs.append(site)
     return Wan(mesh, cloud, site)
+
+
+async def warm_persistent_subscriber(
+    cloud: int, site: int, got: list[aiomqtt.Message], ident: str = "cloud-sub"
+) -> None:
+    """Give the cloud a persistent ``tele/#`` subscriber and prove the link carries to it.
+
+    The subscriber disconnects afterwards; its session must keep what arrives meanwhile.
+    """
+    async with client(cloud, ident=ident, clean=False) as c, client(site) as s:
+        await c.subscribe("tele/#", qos=1)
+        task = asyncio.create_task(collect(c, got))
+        await eventually_delivered(
+            lambda: s.publish("tele/warmup", b"w-0", qos=1), lambda: bool(got)
+        )
+        task.cancel()
 
 
 async def cloud_killed(tmp: Path, procs: list[MeshProcess], got: list[aiomqtt.Message]) -> Wan:

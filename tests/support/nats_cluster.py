@@ -24,8 +24,9 @@ import aiomqtt
 import pytest
 
 from fogmesh.broker.nats import password_env
-from tests.broker.conftest import PASSWORDS, broker_spec, client, link_spec, write_mesh
 from tests.support.brokers import REPO, free_port
+from tests.support.mesh_file import PASSWORDS, broker_spec, link_spec, write_mesh
+from tests.support.mqtt import client
 
 __all__ = ["RULES", "Cluster", "Member", "cluster_mesh", "nats_cluster", "wait_ready"]
 

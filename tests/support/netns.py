@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.brokers import REPO, mesh_broker_command
+from tests.support.brokers import REPO, mesh_broker_command, wait_ready
 from tests.support.processes import terminate
 
 __all__ = [
@@ -222,11 +222,7 @@ class NsBroker:
         with self.log.open("ab") as out:
             # ip netns exec execs the command: this pid is the broker's
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while f"ready {self.broker}" not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.broker} did not start:\n{self.tail()}")
-            time.sleep(0.05)
+        wait_ready(self.proc, self.log, self.broker, timeout)
         return self
 
     def tail(self, chars: int = 3000) -> str:
