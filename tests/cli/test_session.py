@@ -15,8 +15,8 @@ from fogmesh.bus import MessageContext
 from fogmesh.cli import queries
 from fogmesh.cli.session import CliSettings, connect
 from fogmesh.protocol import Event, EventKind, topics
-from tests.support.mesh import MeshProcess
-from tests.support.mesh_file import PASSWORDS, broker_spec, port_of, write_mesh
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mesh_file import PASSWORDS
 from tests.support.mqtt import client, eventually_delivered
 
 FOGMESH = str(Path(sys.executable).with_name("fogmesh"))
@@ -37,14 +37,12 @@ def _fogmesh(port: int, user: str, password: str, *args: str) -> subprocess.Comp
 def test_a_command_leaves_no_error_in_the_broker_log(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
-    broker = MeshProcess(mesh, "site").start()
-    procs.append(broker)
+    broker, port = start_alone(tmp_path, procs, "site")
     # the test's own TCP wait for the port is logged (later) as "No data": look only after it
     time.sleep(1.5)
     since = time.strftime("%Y-%m-%d %H:%M:%S")
     # no scheduler answers: the command times out, after a full connect and disconnect
-    done = _fogmesh(port_of(mesh, "site"), "acme", PASSWORDS["acme"], "--tenant", "acme", "apps")
+    done = _fogmesh(port, "acme", PASSWORDS["acme"], "--tenant", "acme", "apps")
     assert "Traceback" not in done.stderr
     assert "cannot reach" not in done.stderr
     broker.stop()
@@ -57,9 +55,8 @@ def test_a_command_leaves_no_error_in_the_broker_log(
 
 
 def test_a_refused_account_is_one_line(tmp_path: Path, procs: list[MeshProcess]) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
-    procs.append(MeshProcess(mesh, "site").start())
-    done = _fogmesh(port_of(mesh, "site"), "acme", "wrong", "apps")
+    port = start_alone(tmp_path, procs, "site")[1]
+    done = _fogmesh(port, "acme", "wrong", "apps")
     assert done.returncode == 3
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
@@ -75,9 +72,7 @@ def test_a_refused_account_is_one_line(tmp_path: Path, procs: list[MeshProcess])
 async def test_follow_subscribes_only_to_what_the_account_reads(
     tmp_path: Path, procs: list[MeshProcess], user: str, expected: set[str]
 ) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
-    procs.append(MeshProcess(mesh, "site").start())
-    port = port_of(mesh, "site")
+    port = start_alone(tmp_path, procs, "site")[1]
     settings = CliSettings(
         port=port, tenant="acme", username=user, password=PASSWORDS[user], timeout=20
     )
