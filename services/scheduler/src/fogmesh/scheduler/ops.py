@@ -50,7 +50,8 @@ class Operations:
         self.tracker = tracker
         self.config = config
         self.holders: dict[str, list[str]] = {}
-        """``{tenant}/{workload}`` -> the nodes holding its state's replica (the migrator's)."""
+        """``{tenant}/{workload}`` -> the nodes holding its state's replica (the migrator's);
+        healing reads this very dict, so it is changed in place only."""
         self.picture = FleetPicture(store, tracker)
         self._healing = Healing(store, tracker, self.picture, self.holders)
 
