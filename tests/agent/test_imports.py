@@ -3,8 +3,8 @@
 only the native runtime is configured, no mDNS without discovery, none of the contract's app
 manifest and registry queries, no join contract without a token, no device reader without
 device streams; and, while it runs no workload, neither psutil (the native runtime's process
-statistics), ``tarfile`` (snapshots, container files, artefacts) nor the artefact contract
-(fetches, loaded images).
+statistics), ``tarfile`` (snapshots, container files, artefacts), the artefact contract
+(fetches, loaded images) nor the event contract (phase changes, rejections, lost devices).
 
 The agent runs as ``python -m fogmesh.agent`` does (its ``__main__`` module, through runpy),
 connected to a real broker; when it has stopped on SIGTERM, an exit hook writes the names of
@@ -14,6 +14,7 @@ its loaded modules. No timing and no memory figure is asserted here (those are i
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -82,7 +83,7 @@ async def _modules_of_agent(
 
 
 NEVER = {"rich", "socks", "zeroconf", "fogmesh.protocol.manifest", "fogmesh.protocol.queries"}
-IDLE = {"psutil", "tarfile", "fogmesh.protocol.artefacts"}
+IDLE = {"psutil", "tarfile", "fogmesh.protocol.artefacts", "fogmesh.protocol.events"}
 """Loaded on first use by what an idle agent does not do."""
 UNCONFIGURED = {
     "fogmesh.agent.discovery",
@@ -109,3 +110,42 @@ async def test_agent_imports_only_what_its_configuration_uses(
     modules = await _modules_of_agent(broker, probe, tmp_path, runtimes)
     assert {"fogmesh.agent.service", "structlog", *present} <= modules
     assert not (absent & modules), sorted(absent & modules)
+
+
+PLUGINS_AFTER_START = """
+import os, sys
+from fogmesh.agent.cli import keep_out_unused_extras
+keep_out_unused_extras()
+from pydantic import BaseModel
+from pydantic.plugin import _loader
+
+class One(BaseModel):
+    x: int = 0
+
+One()
+print(os.environ.get("PYDANTIC_DISABLE_PLUGINS"), _loader._plugins is None)
+"""
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [(None, "__all__ True"), ("", " False")],  # scanned: the loader's table is a dict
+)
+def test_the_entry_point_turns_pydantic_plugins_off_unless_told(
+    preset: str | None, expected: str
+) -> None:
+    """No entry-point scan for pydantic plugins in the agent's process; an operator's own
+    setting of the switch (empty: plugins on) is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if preset is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = preset
+    done = subprocess.run(
+        [sys.executable, "-c", PLUGINS_AFTER_START],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.rstrip("\n") == expected

@@ -25,7 +25,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import structlog
 
@@ -46,18 +46,17 @@ from fogmesh.agent.store import DesiredStore, StoppedWorkloads
 from fogmesh.agent.tracked import STABLE_AFTER_S, Tracked, overall_state, retry_delay
 from fogmesh.protocol import (
     ActualState,
-    Event,
-    EventData,
-    EventKind,
     FogmeshError,
-    ReplacedData,
     RestartPolicy,
     RuntimeKind,
     WorkloadPhase,
     WorkloadSpec,
-    WorkloadStateData,
     WorkloadStatus,
 )
+
+if TYPE_CHECKING:  # the event contract is imported by the first event (a node without
+    # workloads sends none: docs/agent.md, "Memory")
+    from fogmesh.protocol.events import Event, EventData, EventKind
 
 __all__ = ["Reconciler"]
 
@@ -66,7 +65,7 @@ log = structlog.get_logger("fogmesh.agent.reconcile")
 P = WorkloadPhase
 _ACTIVE = frozenset({P.RUNNING, P.STARTING, P.PAUSED, P.STOPPING})
 
-EventSink = Callable[[str | None, Event], None]
+EventSink = Callable[[str | None, "Event"], None]
 T = TypeVar("T")
 
 
@@ -322,6 +321,8 @@ class Reconciler:
         )
         await self._call(tracked, runtime.remove(_key(spec), keep_state=same_owner))
         machine.drive_to(P.DEFINED, reason)
+        from fogmesh.protocol.events import EventKind, ReplacedData
+
         self._send_event(
             spec.tenant,
             EventKind.REPLACED,
@@ -440,6 +441,8 @@ class Reconciler:
                 tenant=tenant,
             )
             if tracked is not None:
+                from fogmesh.protocol.events import EventKind, WorkloadStateData
+
                 self._send_event(
                     tracked.spec.tenant,
                     EventKind.WORKLOAD_STATE,
@@ -461,6 +464,8 @@ class Reconciler:
     ) -> None:
         if self._emit is None:
             return
+        from fogmesh.protocol.events import Event
+
         event = Event.of(
             kind,
             data,

@@ -35,12 +35,8 @@ from fogmesh.agent.store import DesiredStore
 from fogmesh.agent.trouble import TroubleWatch
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage, Will
 from fogmesh.protocol import (
-    DesiredRejectedData,
     DesiredState,
     DeviceInfo,
-    DeviceLostData,
-    Event,
-    EventKind,
     Heartbeat,
     NodeChannel,
     NodeFacts,
@@ -56,6 +52,7 @@ from fogmesh.protocol import (
 
 if TYPE_CHECKING:
     from fogmesh.agent.device_reader import DeviceReader
+    from fogmesh.protocol.events import Event
 
 __all__ = ["Agent"]
 
@@ -360,8 +357,10 @@ class Agent:
 
     def _tell_holders(self, gone: list[DeviceInfo]) -> None:
         """A ``device-lost`` event for each workload given a device that went away."""
-        if self.reconciler is None:
+        if self.reconciler is None or not gone:
             return
+        from fogmesh.protocol.events import DeviceLostData, Event, EventKind
+
         for info in gone:
             for tracked in self.reconciler.tracked.values():
                 spec = tracked.spec
@@ -456,6 +455,8 @@ class Agent:
     async def _reject(self, bus: Bus, reason: str, raw: bytes) -> None:
         assert self.reconciler is not None
         log.warning("desired state rejected", reason=reason[:500], size=len(raw))
+        from fogmesh.protocol.events import DesiredRejectedData, Event, EventKind
+
         self.reconciler.set_rejected(reason)
         event = Event.of(
             EventKind.DESIRED_REJECTED,
