@@ -45,7 +45,6 @@ from fogmesh.bus._limits import RecentIds, TokenBuckets
 from fogmesh.bus._replies import invalid_payload_reply, refusal_reply
 from fogmesh.bus._reply_rule import account_of
 from fogmesh.protocol import ContractError, ErrorCode, ErrorInfo, Request, topics
-from fogmesh.protocol.audit import AuditRecord
 from fogmesh.protocol.topics import TopicKind, TopicRef
 
 if TYPE_CHECKING:
@@ -202,6 +201,9 @@ class RequestRouter:
         outcome: str,
     ) -> None:
         """Publish the audit record of one request in the background (never waited on)."""
+        # its module is loaded by the first request (a node agent may never be asked anything)
+        from fogmesh.protocol.audit import AuditRecord
+
         bus = ctx.bus
         ref = ctx.ref
         target = None
