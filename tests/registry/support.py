@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from fogmesh.bus import Bus, Will
+from fogmesh.bus import Bus, BusConfig, Will
 from fogmesh.protocol import (
     Event,
     Heartbeat,
@@ -28,6 +28,7 @@ from fogmesh.protocol import (
     topics,
 )
 from fogmesh.registry import Registry, RegistrySettings
+from tests.broker.conftest import PASSWORDS
 from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import bus_config, unique
 
@@ -40,6 +41,7 @@ __all__ = [
     "ask",
     "pg_url_or_skip",
     "run_registry",
+    "svc_config",
     "until",
     "watched_registry",
 ]
@@ -96,6 +98,20 @@ async def ask(bus: Bus, tenant: str, path: str, request: Request, model: type[R]
     """Send a query to ``fm/v1/api/{tenant}/{path}`` and return its reply."""
     resource, action = path.split("/")
     return await bus.request(topics.api(tenant, resource, action), request, model, timeout=15.0)
+
+
+def svc_config(port: int, client_id: str) -> BusConfig:
+    """A :class:`BusConfig` for a mesh broker or the NATS cluster on ``port``, as the test
+    users' service account (``tests.broker.conftest.PASSWORDS``)."""
+    return BusConfig(
+        port=port,
+        client_id=client_id,
+        username="svc",
+        password=PASSWORDS["svc"],
+        reconnect_base=0.1,
+        reconnect_cap=1.0,
+        keepalive=5,
+    )
 
 
 def facts(**overrides: Any) -> NodeFacts:

@@ -25,9 +25,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from fogmesh.bus import Bus, BusConfig, MessageContext
+from fogmesh.bus import Bus, MessageContext
 from fogmesh.protocol import (
     EventKind,
     Heartbeat,
@@ -39,9 +38,8 @@ from fogmesh.protocol import (
 from fogmesh.registry import Registry, RegistrySettings
 from fogmesh.registry.db import make_engine
 from fogmesh.registry.db.writes import EVENTS, NODES
-from fogmesh.registry.partition import REPLICAS
 from tests.broker.conftest import PASSWORDS, MeshProcess, broker_spec, port_of, write_mesh
-from tests.registry.support import USAGE, facts, until
+from tests.registry.support import USAGE, facts, svc_config, until
 from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import unique
 from tests.support.nats_cluster import Cluster, nats_cluster, wait_ready
@@ -49,18 +47,6 @@ from tests.support.nats_cluster import Cluster, nats_cluster, wait_ready
 NODES_N = 12
 INTERVAL = 1.0
 _SETTINGS: dict[str, Any] = {"share": "registry", "missed": 3, "default_interval": INTERVAL}
-
-
-def _config(port: int, client_id: str) -> BusConfig:
-    return BusConfig(
-        port=port,
-        client_id=client_id,
-        username="svc",
-        password=PASSWORDS["svc"],
-        reconnect_base=0.1,
-        reconnect_cap=1.0,
-        keepalive=5,
-    )
 
 
 async def _hello(bus: Bus, names: list[str]) -> None:
@@ -98,7 +84,7 @@ async def _beating(
 @contextlib.asynccontextmanager
 async def _fleet(port: int, names: list[str], interval: float = INTERVAL) -> AsyncIterator[None]:
     """``names`` say hello and online, then heartbeat every ``interval`` (one connection)."""
-    async with Bus(_config(port, unique("fleet"))) as bus:
+    async with Bus(svc_config(port, unique("fleet"))) as bus:
         await bus.wait_connected(timeout=15)
         await _hello(bus, names)
         async with _beating(bus, names, interval):
@@ -172,7 +158,7 @@ async def _replica(
 ) -> AsyncIterator[Replica]:
     """A replica running in this event loop; ended at the block's end or by ``stop()``."""
     chosen = {**_SETTINGS, **settings}
-    registry = Registry(RegistrySettings(bus=_config(port, client_id), db_url=db_url, **chosen))
+    registry = Registry(RegistrySettings(bus=svc_config(port, client_id), db_url=db_url, **chosen))
     beats: Counter[str] = Counter()
     ingest = registry.ingest.on_heartbeat
 
@@ -259,11 +245,6 @@ async def _one_dies(
         with _cli_replica(
             port, db_url, "registry-a", group, share_by=share_by, interval=interval
         ) as a:
-            if share_by == "registry":
-                # replicas started at the same moment both take every key until they see each
-                # other (up to a period: docs/registry.md); b starts once a has joined
-                await until(lambda: _async(_members(engine, group) == {"registry-a"}),
-                            timeout=60, what="a joins the group")  # fmt: skip
             settings = {"share": group, "share_by": share_by, "default_interval": interval}
             async with (
                 _replica(port, db_url, "registry-b", **settings) as b,
@@ -309,16 +290,6 @@ async def _one_dies(
         return b, heard_by_b, _events(engine)
     finally:
         engine.dispose()
-
-
-def _members(engine: Engine, group: str) -> set[str]:
-    """The replicas with a row in ``group`` (none before the table is made)."""
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(REPLICAS.c.replica).where(REPLICAS.c.grp == group))
-            return {r for (r,) in rows}
-    except SQLAlchemyError:
-        return set()
 
 
 def _no_double_work(events: dict[str, int]) -> None:
@@ -383,7 +354,7 @@ async def test_split_replicas_leave_a_quiet_node_to_its_owner(hub: int, db_url: 
     default, quiet, every = 2.0, 12.0, 30.0  # sent every 12 s, announced as 30 s
     engine = make_engine(db_url)
     group = unique("reg")
-    async with Bus(_config(hub, unique("fleet"))) as bus:
+    async with Bus(svc_config(hub, unique("fleet"))) as bus:
         await bus.wait_connected(timeout=15)
         await _hello(bus, names)
         settings = {"share": group, "share_by": "registry", "default_interval": default}

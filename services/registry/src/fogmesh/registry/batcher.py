@@ -65,12 +65,13 @@ class WriteQueue:
         """Queue a heartbeat; a newer one of the same node replaces it."""
         self.put(op)
 
-    def after_commit(self, callback: Callable[[], None]) -> None:
+    def after_commit(self, callback: Callable[[], None], *, claim: str | None = None) -> None:
         """Call ``callback()`` once the operations queued so far are committed (e.g. hand the
-        event of a change to the publisher only when a query can already see the change).
+        event of a change to the publisher only when a query can already see the change);
+        with ``claim`` (a node), only if that commit created the node's row (``EventOp``).
 
         Callbacks must not block: the writer calls them between transactions."""
-        self._batch.after_commit.append(callback)
+        self._batch.after_commit.append((callback, claim))
         self._note()
 
     def _note(self) -> None:
@@ -134,8 +135,10 @@ class WriteQueue:
 
     @staticmethod
     def _run_callbacks(batch: Batch) -> None:
-        """Call the batch's callbacks in order; log failures."""
-        for callback in batch.after_commit:
+        """Call the batch's callbacks in order (those of the claims it won); log failures."""
+        for callback, claim in batch.after_commit:
+            if not batch.won(claim):
+                continue
             try:
                 callback()
             except Exception:

@@ -101,15 +101,18 @@ class Ingest:
         sub(topics.events_filter(), Event, self.on_event)
 
     async def apply(self, transitions: list[Transition]) -> None:
-        """Record each transition and its event; publish the event once both are committed."""
+        """Record each transition and its event; publish the event once both are committed
+        (a ``node-joined`` only if that commit created the node's row: see ``EventOp``)."""
         for tr in transitions:
             now = time.time()
             self.writer.put(LivenessOp(tr.node, tr.new, now, tr.reason, tr.boot_id))
             event = transition_event(tr, self.source)
             if event is not None:
                 log.info("node liveness", node=tr.node, old=tr.old, new=tr.new, reason=tr.reason)
-                self.writer.put(EventOp(event_row(event, None, now)))
-                self.writer.after_commit(functools.partial(self.publish, event))
+                # a join is told by the replica whose batch creates the node's row
+                claim = tr.node if event.kind is EventKind.NODE_JOINED else None
+                self.writer.put(EventOp(event_row(event, None, now), claim=claim))
+                self.writer.after_commit(functools.partial(self.publish, event), claim=claim)
 
     @staticmethod
     def _matches(ctx: MessageContext, node: str) -> bool:

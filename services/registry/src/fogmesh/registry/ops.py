@@ -7,7 +7,9 @@ hellos is a few statements of many rows each, not 40,000 statements:
 * hellos, actuals and heartbeats: the latest per node wins (each replaces what it reports);
 * liveness changes: merged per node into the last one (its state, time and reason), keeping
   the last boot id any of them named and when the node was last seen online;
-* apps: in order (a deploy then a delete must stay that way); events: all of them.
+* apps: in order (a deploy then a delete must stay that way); events: all of them, but a
+  node's ``node-joined`` only if the batch creates the node's row (its claim, which two
+  replicas that both took a new node race for: the database picks one).
 
 Kinds are applied in a fixed order (nodes, tenants, workloads, apps, events, heartbeats); no
 two kinds write the same columns except ``last_seen``, which the heartbeat writes last.
@@ -88,9 +90,14 @@ class AppOp:
 
 @dataclass(frozen=True, slots=True)
 class EventOp:
-    """An event to record (duplicates by ``id`` are ignored)."""
+    """An event to record (duplicates by ``id`` are ignored).
+
+    ``claim``: a node whose join this event tells (``node-joined``): recorded only if its
+    batch creates the node's row, so of replicas that all took a new node for their own, one
+    records (and publishes) its join (see :attr:`Batch.created`)."""
 
     row: dict[str, Any]
+    claim: str | None = None
 
 
 Op = HelloOp | LivenessOp | ActualOp | AppOp | EventOp
@@ -111,7 +118,10 @@ class Batch:
     apps: list[AppOp] = field(default_factory=list)
     events: list[EventOp] = field(default_factory=list)
     heartbeats: dict[str, HeartbeatOp] = field(default_factory=dict)
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    after_commit: list[tuple[Callable[[], None], str | None]] = field(default_factory=list)
+    """Callbacks once committed, each with the node it claims (None: run it in any case)."""
+    created: set[str] = field(default_factory=set)
+    """The nodes whose rows this batch created (set by the writer): the claims it won."""
     coalesced: int = 0
     """Operations absorbed by a later one of the same node."""
 
@@ -155,6 +165,10 @@ class Batch:
             if op.boot_id is None and prev.boot_id is not None:
                 op = replace(op, boot_id=prev.boot_id)
         self.liveness[op.node] = op
+
+    def won(self, claim: str | None) -> bool:
+        """Whether what claims ``claim`` is this batch's to record and publish."""
+        return claim is None or claim in self.created
 
     def __len__(self) -> int:
         return (

@@ -19,7 +19,12 @@ filters and ingests only the messages whose key it owns:
   subscription is a JetStream consumer, which may take seconds to create). Until it has joined
   it takes every key if it found no live member when it started, as a lone registry would, and
   none otherwise: the live members, which do not know it yet, still take every key, so the
-  retained hellos replayed to it as it subscribes are not taken twice (each node joins once).
+  retained hellos replayed to it as it subscribes are not taken twice;
+* replicas started together into an empty group each find no live member, so each takes every
+  key until they see each other's rows (up to a period): a node new to the fleet is then taken
+  by both, and its ``node-joined`` is recorded and published by the one whose write batch
+  creates the node's row (``EventOp.claim``; the database picks one), so every node joins
+  once whatever the start order.
 
 Each replica still receives every message (the broker cannot split them); a message of a key
 it does not own is dropped before its payload is parsed, so the parsing, the liveness work and
@@ -52,12 +57,12 @@ from sqlalchemy import (
     Table,
     delete,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
 from fogmesh.bus import Bus, MessageContext, RawMessage
+from fogmesh.registry.db.engine import ddl_lock
 
 __all__ = ["LIVE_PERIODS", "REPLICAS", "Partition", "owner_of"]
 
@@ -66,7 +71,7 @@ log = structlog.get_logger("fogmesh.registry.partition")
 LIVE_PERIODS = 2
 """A member whose row is older than this many periods is gone."""
 
-_LOCK = 0x666D_7265_706C  # "fmrepl": the advisory lock the table is created under
+_LOCK = 0x666D_7265_706C  # "fmrepl": the lock the table is created under (ddl_lock)
 
 _META = MetaData()
 REPLICAS = Table(
@@ -124,8 +129,7 @@ class Partition:
 
     def _create(self) -> None:
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+            ddl_lock(conn, _LOCK)
             _META.create_all(conn)
 
     def _beat(self) -> list[str]:

@@ -114,7 +114,7 @@ def _names(columns: Sequence[Column]) -> str:
 # Built from this module's constant column names: no outside text reaches the SQL (S608).
 _INSERT_NODES = (
     f"INSERT INTO nodes ({_names(_NODE_COLUMNS)}) SELECT * FROM {recordset(_NODE_COLUMNS)}"  # noqa: S608
-    " ON CONFLICT (node) DO NOTHING"
+    " ON CONFLICT (node) DO NOTHING RETURNING node"
 )
 _UPDATE_LIVENESS = (
     "UPDATE nodes SET state = v.l_state, state_since = v.l_at, offline_reason = v.l_reason,"  # noqa: S608
@@ -132,10 +132,14 @@ _INSERT_EVENTS = (
 )
 
 
-def insert_nodes(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Create the nodes of ``rows`` (``_node_row`` dicts) that do not exist yet."""
-    if rows:
-        conn.exec_driver_sql(_INSERT_NODES, rows_param(_NODE_COLUMNS, rows))
+def insert_nodes(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Create the nodes of ``rows`` (``_node_row`` dicts) that do not exist yet; return those
+    this statement created (a concurrent transaction's insert of the same node waits for it
+    to end and then creates nothing)."""
+    if not rows:
+        return set()
+    result = conn.exec_driver_sql(_INSERT_NODES, rows_param(_NODE_COLUMNS, rows))
+    return {str(node) for (node,) in result}
 
 
 def update_liveness(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ from sqlmodel import SQLModel
 
 from fogmesh.protocol.errors import FogmeshError
 from fogmesh.registry.db import schema
+from fogmesh.registry.db.engine import ddl_lock
 from fogmesh.registry.db.schema import SCHEMA_VERSION
 
 __all__ = ["SchemaTooNew", "migrate"]
@@ -32,10 +33,7 @@ def migrate(engine: Engine) -> list[str]:
     assert schema.TABLE_MODELS  # the models must be imported for their tables to exist
     added: list[str] = []
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # replicas starting together on a fresh database: one creates, the others wait
-            # (two concurrent CREATE TABLEs fail with a unique violation in pg_type)
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
+        ddl_lock(conn, _MIGRATE_LOCK)  # replicas starting together: one creates, the others wait
         SQLModel.metadata.create_all(conn)
         current = conn.execute(text("SELECT version FROM schema_version WHERE id = 1")).scalar()
         if current is not None and int(current) > SCHEMA_VERSION:

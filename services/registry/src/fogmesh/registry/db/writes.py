@@ -26,7 +26,7 @@ from fogmesh.registry.db.schema import (
     UsageRow,
     WorkloadRow,
 )
-from fogmesh.registry.db.upsert import insert_ignore, upsert
+from fogmesh.registry.db.upsert import insert_ignore, insert_new, upsert
 from fogmesh.registry.ops import ActualOp, AppOp, Batch, HeartbeatOp, HelloOp, LivenessOp
 
 __all__ = ["BatchWriter"]
@@ -89,7 +89,7 @@ class BatchWriter:
             self._actuals(conn, list(batch.actuals.values()))
             for op in batch.apps:
                 self._app(conn, op)
-            events = [op.row for op in batch.events]
+            events = [op.row for op in batch.events if batch.won(op.claim)]
             if conn.dialect.name == "postgresql":
                 join_pg.insert_events(conn, events)
             else:
@@ -99,17 +99,21 @@ class BatchWriter:
     # -- nodes: new rows, liveness, facts ---------------------------------------------------
 
     def _nodes(self, conn: Connection, batch: Batch) -> None:
-        """Create the nodes never seen, then record their liveness and their facts."""
-        new = [_node_row(node, state, at) for node, (state, at) in batch.joins.items()]
+        """Create the nodes never seen (noting in ``batch.created`` which this transaction
+        created), then record their liveness and their facts. New rows go in node order, so
+        two replicas' batches creating some of the same nodes wait on each other's rows in
+        one order, never in a cycle (a deadlock on PostgreSQL)."""
+        joins = sorted(batch.joins.items())
+        new = [_node_row(node, state, at) for node, (state, at) in joins]
         if conn.dialect.name == "postgresql":  # one statement per kind (see join_pg)
-            join_pg.insert_nodes(conn, new)
+            batch.created = join_pg.insert_nodes(conn, new)
             liveness = [
                 _liveness_params(op, batch.online_at.get(op.node)) for op in batch.liveness.values()
             ]
             join_pg.update_liveness(conn, liveness)
             join_pg.update_hellos(conn, [_hello_params(op) for op in batch.hellos.values()])
             return
-        insert_ignore(conn, NODES, new, keys=["node"])
+        batch.created = insert_new(conn, NODES, new, key="node")
         groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
         for op in batch.liveness.values():
             seen = batch.online_at.get(op.node)
