@@ -3,7 +3,8 @@
 Nodes sharing liveness, runtimes, arch, labels and devices share a profile, so a constraint set
 is judged on a profile once. Per constraint set the filters keep the passing nodes
 (:meth:`Filters.static`) and, for ranked scans that stop early, each node's verdict as the
-scan reaches it (:meth:`Filters.passing`).
+scan reaches it (:meth:`Filters.passing`, over a ranking of
+:class:`~fogmesh.scheduler.placement.ranking.Rankings`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 
+from fogmesh.protocol.node import Location
 from fogmesh.scheduler.placement.caches import remember
 from fogmesh.scheduler.placement.constraints import Constraints
 from fogmesh.scheduler.placement.model import Liveness, NodeInfo
+from fogmesh.scheduler.placement.ranking import Rankings
 
 __all__ = ["Filters"]
 
@@ -84,22 +87,20 @@ class Filters:
         return cached[1]
 
     def passing(
-        self,
-        cons: Constraints,
-        entries: Iterable[tuple[float, int]],
-        rtts: list[float] | None,
+        self, cons: Constraints, rankings: Rankings, source: Location | None
     ) -> Iterator[tuple[float, int]]:
-        """The ``entries`` (anything, node index) whose node passes ``cons``, in their order;
-        each node is judged as the scan reaches it, and remembered (``rtts``: the latencies
-        from ``cons.data_source``)."""
+        """The nodes passing ``cons`` as (cost bound, index), in the order of ``rankings``'
+        ranking for ``source``; each node is judged as the scan reaches it, and remembered."""
         key = cons.key()
         verdicts = self._verdicts.get(key)
         if verdicts is None:
             verdicts = bytearray(len(self._nodes))
             remember(self._verdicts, key, verdicts)
             self._prune()
+        ranking = rankings.ranked(source)
         passes, profiles = self._passes, self._profile_ok.setdefault(key, {})
-        for entry in entries:
+        rtts = None if cons.data_source is None else rankings.latencies(cons.data_source)
+        for entry in ranking.entries:
             i = entry[1]
             ok = verdicts[i]
             if ok == _UNJUDGED:

@@ -270,6 +270,4 @@ class ClusterView:
         may stop at the first bound above the best cost found. Constraints are judged as the
         scan reaches each node (and remembered), so a scan that stops early judges few nodes.
         """
-        ranking = self._rankings.ranked(source)
-        rtts = None if cons.data_source is None else self._rankings.latencies(cons.data_source)
-        yield from self._filters.passing(cons, ranking.entries, rtts)
+        return self._filters.passing(cons, self._rankings, source)
