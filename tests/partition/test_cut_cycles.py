@@ -28,19 +28,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from fogmesh.cli.fleet.plan import TENANT
-from tests.partition.test_site_autonomy import site_migrator
-from tests.partition.test_unreachable import SITE_NODES, CutFleet
+from tests.partition.cut_fleet import APP, SITE_NODES, CutFleet, site_migrator
+from tests.partition.workloads import marked, sleeper
 from tests.support.brokers import REPO
 from tests.support.buses import eventually
 from tests.support.netns import NsPair
 
 pytestmark = pytest.mark.netns
 
-APP = "keep"  # the name CutFleet.probe asks the scheduler about
 CYCLES = 10
 SHORT_S, LONG_S = 3.0, 10.0
 REACH_S = 20.0
@@ -58,7 +56,7 @@ def manifest(token: str) -> dict[str, Any]:
                 "name": "w",
                 "runtime": "native",
                 "executable": sys.executable,
-                "command": ["-c", f"import time; time.sleep(3600)  # {token}"],
+                "command": sleeper(token),
                 "requests": {"cpu": "50m", "memory": "32Mi"},
                 "replicas": CYCLES,
             }
@@ -114,18 +112,7 @@ class Prober:
 
 def running(token: str) -> dict[str, str]:
     """What the agents run: workload name -> node (from the processes' own environment)."""
-    found = {}
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = proc.info["cmdline"] or []
-        if proc.info["status"] == psutil.STATUS_ZOMBIE or "-c" not in cmdline:
-            continue
-        if any(part.endswith(token) for part in cmdline):
-            try:
-                env = proc.environ()
-            except psutil.Error:
-                continue
-            found[env.get("FOGMESH_WORKLOAD", "?")] = env.get("FOGMESH_NODE", "?")
-    return found
+    return {w.name: w.node for w in marked(token)}
 
 
 @pytest.mark.timeout(600)
@@ -167,9 +154,7 @@ async def test_after_every_heal_the_cut_s_desired_state_is_run(
             lambda: all(look().get("nodes", {}).get(n) == "online" for n in SITE_NODES),
             120, "both site nodes online",
         )  # fmt: skip
-        path = tmp_path / "manifest.json"
-        path.write_text(json.dumps(manifest(token)))
-        deployed = fleet.probe("deploy", "--manifest", str(path))
+        deployed = fleet.deploy(manifest(token))
         assert "error" not in deployed, f"{deployed}\n{fleet.logs()}"
         await wait(lambda: agree(CYCLES), 120, "every replica running")
         assert len(set(records["running"].values())) == 2, records  # both nodes run some

@@ -18,7 +18,6 @@ Skipped without root or ``ip netns``, except with ``CI=true``, where it fails in
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -27,24 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from fogmesh.cli.fleet.plan import TENANT
-from tests.partition.test_unreachable import BIN, SITE_NODES, CutFleet
+from tests.partition.cut_fleet import APP, SITE_NODES, CutFleet, site_migrator
+from tests.partition.workloads import marked, sleeper
 from tests.support.buses import eventually
 from tests.support.netns import NsPair
 
+__all__ = ["running", "site_migrator"]  # bench/partition_agents.py imports them from here
+
 pytestmark = pytest.mark.netns
-
-APP = "keep"
-
-
-def site_migrator(fleet: CutFleet) -> None:
-    """site-a's own migrator, in site mode, on the site broker, as ``fogmesh up`` starts it
-    (docs/migrator.md, "During a partition")."""
-    argv = [str(BIN / "fogmesh-migrator"), "--config", str(fleet.paths["migrator-site-a"])]
-    fleet.start("migrator-site-a", fleet.pair.site, argv, {})
 
 
 def manifest(token: str) -> dict[str, Any]:
@@ -55,7 +47,7 @@ def manifest(token: str) -> dict[str, Any]:
             "name": name,
             "runtime": "native",
             "executable": sys.executable,
-            "command": ["-c", f"import time; time.sleep(3600)  # {token}-{name}"],
+            "command": sleeper(f"{token}-{name}"),
             "requests": {"cpu": "50m", "memory": "32Mi"},
             **extra,
         }
@@ -69,18 +61,7 @@ def manifest(token: str) -> dict[str, Any]:
 
 def running(token: str, component: str) -> dict[int, str]:
     """The live processes of ``component`` (pid: the node whose agent started it)."""
-    found = {}
-    mark = f"{token}-{component}"
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        cmdline = proc.info["cmdline"] or []
-        if proc.info["status"] == psutil.STATUS_ZOMBIE or "-c" not in cmdline:
-            continue
-        if any(part.endswith(mark) for part in cmdline):
-            try:
-                found[proc.info["pid"]] = proc.environ().get("FOGMESH_NODE", "?")
-            except psutil.Error:
-                continue
-    return found
+    return {w.pid: w.node for w in marked(f"{token}-{component}")}
 
 
 async def test_a_cut_site_moves_a_dead_nodes_workload_to_its_peer(
@@ -100,9 +81,7 @@ async def test_a_cut_site_moves_a_dead_nodes_workload_to_its_peer(
         fleet.start_all()
         site_migrator(fleet)
         await eventually(lambda: nodes_are("online"), 120, "both site nodes online")
-        path = tmp_path / "manifest.json"
-        path.write_text(json.dumps(manifest(token)))
-        deployed = fleet.probe("deploy", "--manifest", str(path))
+        deployed = fleet.deploy(manifest(token))
         assert "error" not in deployed, f"{deployed}\n{fleet.logs()}"
         placed = deployed["placements"]
         dead = placed[f"{APP}-solo-0"]
