@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,15 @@ def mosquitto_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     proc = BrokerProcess("mosquitto", tmp_path / "mosquitto").start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def install_dir() -> Iterator[Path]:
+    """A directory user ``mosquitto`` can reach, as /etc/mosquitto/... is (pytest's are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="fm-mosquitto-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

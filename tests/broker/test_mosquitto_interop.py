@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,15 +32,6 @@ RULES = [
     {"pattern": "tele/#", "direction": "out", "qos": 1},
     {"pattern": "cmd/#", "direction": "in", "qos": 1},
 ]
-
-
-@pytest.fixture
-def install_dir() -> Iterator[Path]:
-    """A directory user ``mosquitto`` can reach, as /etc/mosquitto/... is (pytest's are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="fm-mosquitto-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class Mosquitto:

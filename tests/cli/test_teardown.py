@@ -5,24 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from fogmesh.cli.fleet.teardown import remove_leftovers
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_only_the_fleets_own_processes_are_killed(

@@ -17,12 +17,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 
 from tests.support.mesh import MeshProcess, start_wan, wan_mesh
 from tests.support.mqtt import client, collect, eventually_delivered, wait_for
@@ -31,15 +29,6 @@ N = 600
 RATE = 50.0
 STATUS = "fm/v1/mesh/site/links/wan"
 NODE = "fm/v1/nodes/n1"
-
-
-@pytest.fixture
-def started() -> Iterator[list[MeshProcess]]:
-    """Broker processes started by the test, killed after it."""
-    made: list[MeshProcess] = []
-    yield made
-    for proc in reversed(made):
-        proc.kill()
 
 
 def _mesh(tmp: Path) -> Path:
@@ -72,9 +61,9 @@ async def _status(port: int, ok: Any) -> dict[str, Any]:
 
 
 async def test_a_backlog_drains_at_its_rate_while_live_traffic_flows(
-    tmp_path: Path, started: list[MeshProcess]
+    tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
-    wan = start_wan(_mesh(tmp_path), started)
+    wan = start_wan(_mesh(tmp_path), procs)
     site, cloud = wan.ports
     cloud_proc = wan.cloud
 

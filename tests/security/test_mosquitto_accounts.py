@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,15 +23,6 @@ from tests.support.mesh_file import PASSWORDS, broker_spec, port_of, write_mesh
 from tests.support.mqtt import client
 
 pytestmark = pytest.mark.mosquitto
-
-
-@pytest.fixture
-def install_dir() -> Iterator[Path]:
-    """A directory user ``mosquitto`` can reach, as /etc/mosquitto/... is (pytest's are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="fm-mosquitto-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
