@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -436,9 +437,9 @@ def report(kind: str, r: dict[str, Any]) -> None:
         print(f"  WAN bytes per msg   {r['burst_wire_bytes_per_msg']:.1f} B (burst, to cloud)")
 
 
-def write_results(results: dict[str, Any]) -> Path:
-    """Write bench/results/mesh.json."""
-    out = Path(__file__).resolve().parent / "results" / "mesh.json"
+def write_results(results: dict[str, Any], name: str = "mesh") -> Path:
+    """Write bench/results/{name}.json."""
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return out
@@ -453,8 +454,19 @@ async def main() -> None:
     parser.add_argument(
         "--only", choices=["amqtt", "mosquitto", "links-only", "peer"], default=None
     )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="A/B: a tree (e.g. `git archive` of a commit) whose broker/src runs the link in "
+        "alternate rounds beside this one's; writes bench/results/mesh-ab.json",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="A/B rounds (with --base)")
     args = parser.parse_args()
     partition = args.partition or (60.0 if args.full else 5.0)
+    if args.base is not None:
+        await ab(args.base, args.only or "links-only", args.rounds, partition, args.throughput_msgs)
+        return
     results: dict[str, Any] = {
         "partition_s": partition,
         "load_average": os.getloadavg(),
@@ -482,6 +494,65 @@ async def main() -> None:
     results["load_average_end"] = os.getloadavg()
     print(f"load average at the start {results['load_average']}, at the end", os.getloadavg())
     print(f"wrote {write_results(results)}")
+
+
+AB_FIGURES = (
+    "hop_ratio",
+    "hop_p50_ms",
+    "direct_p50_ms",
+    "burst_msgs_per_s",
+    "burst_site_cpu_us_per_msg",
+    "drain_msgs_per_s",
+    "drain_site_cpu_us_per_msg",
+)
+
+
+@contextlib.contextmanager
+def link_tree(tree: Path | None) -> Iterator[None]:
+    """Processes started in the block run ``tree``'s broker package (None: this tree's)."""
+    if tree is None:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str((tree / "broker" / "src").resolve()), *([before] if before else [])]
+    )
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+async def ab(base: Path, kind: str, rounds: int, partition: float, n_tput: int) -> None:
+    """``kind`` with this tree's link and ``base``'s, alternating (the order flips each round),
+    with Mosquitto's own bridge (the peer) once per round; medians of each side."""
+    runs: dict[str, list[dict[str, Any]]] = {"current": [], "base": [], "peer": []}
+    load = [os.getloadavg()]
+    for r in range(rounds):
+        order = [("current", None), ("base", base)]
+        for name, tree in order if r % 2 == 0 else order[::-1]:
+            with tempfile.TemporaryDirectory(prefix=f"fm-bench-{kind}-") as tmp, link_tree(tree):
+                runs[name].append(await bench_end(kind, Path(tmp), partition, n_tput))
+            print(name, {k: round(runs[name][-1][k], 2) for k in AB_FIGURES}, flush=True)
+        with tempfile.TemporaryDirectory(prefix="fm-bench-peer-") as tmp:
+            runs["peer"].append(await bench_end("peer", Path(tmp), partition, n_tput))
+        print("peer", {k: round(runs["peer"][-1][k], 2) for k in AB_FIGURES}, flush=True)
+        load.append(os.getloadavg())
+    medians = {
+        name: {k: statistics.median(x[k] for x in got) for k in AB_FIGURES}
+        for name, got in runs.items()
+    }
+    for name, figures in medians.items():
+        print(f"{name:8} median of {rounds}:", {k: round(v, 2) for k, v in figures.items()})
+    out = write_results(
+        {"kind": kind, "base": str(base), "rounds": rounds, "load_average": load,
+         "medians": medians, "runs": runs},
+        "mesh-ab",
+    )  # fmt: skip
+    print(f"load average {load[0]} -> {load[-1]}; wrote {out}")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ import asyncio
 import logging
 
 import aiomqtt
+from paho.mqtt.client import MQTTMessage
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fogmesh.broker.link_client import RECEIVE_MAXIMUM, LinkClients
-from fogmesh.broker.link_core import BATCH, NET_ERRORS, OTHER, PUBLISH_TIMEOUT, Side
+from fogmesh.broker.link_core import NET_ERRORS, OTHER, PUBLISH_TIMEOUT, Side
 from fogmesh.broker.link_status import FAR_COUNTERS_EVERY, _far_needs
 from fogmesh.broker.link_writer import LinkWriter
 from fogmesh.broker.paths import LinkPath, PathSpent, PreferredBack, probe
@@ -143,18 +144,10 @@ class Link(LinkClients, LinkWriter):
     # ---- message flow -------------------------------------------------------------------
 
     async def _reader(self, side: Side, client: aiomqtt.Client, path: LinkPath | None) -> None:
+        """Subscribe; arrivals are committed and acknowledged as they are read (:meth:`_take`,
+        :class:`~fogmesh.broker.link_reader.PassReader`) until the connection ends."""
         await self._subscribe(side, client, path)
-        messages = client.messages
-        async for first in messages:
-            # everything that already arrived goes to disk in one transaction, then is acked
-            burst = [first]
-            while len(burst) < BATCH and len(messages) > 0:
-                burst.append(await anext(messages))
-            self._take(side, burst, path)
-            for message in burst:
-                if message.qos > 0:
-                    # ack only now: it is committed to the disk queue (or deliberately dropped)
-                    client._client.ack(message.mid, message.qos)
+        await self._readers[client].run(client)
 
     async def _subscribe(self, side: Side, client: aiomqtt.Client, path: LinkPath | None) -> None:
         """Subscribe the rules' source filters of ``side``; on a kept session (the preferred
@@ -190,21 +183,18 @@ class Link(LinkClients, LinkWriter):
         if kept:
             self.filters.record(side, set(filters))
 
-    def _take(self, side: Side, burst: list[aiomqtt.Message], path: LinkPath | None) -> None:
+    def _take(self, side: Side, burst: list[MQTTMessage], path: LinkPath | None) -> None:
         """Queue arrivals for the other side, except echoes and what matches no rule (and,
         over the preferred path, what a fallback path already brought in)."""
         rows: list[tuple[str, bytes, int, bool]] = []
         carried = 0
         for message in burst:
-            topic = message.topic.value
-            raw = message.payload
-            if isinstance(raw, bytes | bytearray):
-                payload = bytes(raw)
-            elif raw is None:
-                payload = b""
-            else:  # aiomqtt only yields bytes from the wire; anything else is not ours to carry
+            try:
+                topic = message.topic
+            except UnicodeDecodeError:  # not a topic any rule can name
                 self.ignored += 1
                 continue
+            payload = bytes(message.payload)  # paho hands bytes: no copy
             if self.echo[side].is_echo(topic, payload):
                 continue
             if path is not None and len(self.paths) > 1:

@@ -25,6 +25,7 @@ from fogmesh.broker.link_core import (
     SESSION_EXPIRY,
     Side,
 )
+from fogmesh.broker.link_reader import PassReader
 from fogmesh.broker.link_status import LinkStatusReport
 from fogmesh.broker.paths import LinkPath, PathSpent, tls_parameters
 from fogmesh.broker.wire import (
@@ -47,7 +48,7 @@ RECEIVE_MAXIMUM = 5 * BATCH
 
 Mosquitto otherwise holds a client to its ``max_inflight_messages`` (default 20): each 20
 messages then waited for a disk commit and a round trip. The reader commits what one socket
-read brought (up to :data:`BATCH`), so a few batches' worth keeps it fed."""
+read brought (:mod:`fogmesh.broker.link_reader`), so a few batches' worth keeps it fed."""
 
 
 class LinkClients(LinkStatusReport):
@@ -113,6 +114,8 @@ class LinkClients(LinkStatusReport):
         # every whole packet a wake-up brought is handled in it: a burst reaches the reader
         # (one disk commit, one send of PUBACKs) and a batch's PUBACKs the writer together
         drain_reads(client._client)
+        # arrivals go to disk and are acknowledged in the pass that read them
+        self._readers[client] = PassReader(client, lambda burst: self._take(side, burst, path))
         no_filtered_callbacks(client)  # the link sets none: no topic lookup per message
         coalesce_writes(client)  # a burst's PUBACKs / a batch's PUBLISHes in one send()
         # a writer hears of its acknowledged batches through the same event as of new messages
@@ -161,6 +164,7 @@ class LinkClients(LinkStatusReport):
                     await client.__aenter__()
             except NET_ERRORS as exc:
                 self._publishers.pop(client, None)
+                self._readers.pop(client, None)
                 self._note_error(side, exc, path)
                 continue
             return client, path
@@ -180,6 +184,7 @@ class LinkClients(LinkStatusReport):
                 await client.__aexit__(None, None, None)
         self._clients[side] = None
         self._publishers.pop(client, None)
+        self._readers.pop(client, None)
 
     def _note_error(self, side: Side, exc: BaseException, path: LinkPath | None = None) -> None:
         over = f" (path {path.name})" if path is not None and len(self.paths) > 1 else ""

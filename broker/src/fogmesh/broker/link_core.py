@@ -15,12 +15,14 @@ from typing import Literal
 
 import aiomqtt
 from aiomqtt import MqttError
+from paho.mqtt.client import MQTTMessage
 
 from fogmesh.broker.config import LinkSpec, PathSpec, ResolvedEndpoint
 from fogmesh.broker.diskqueue import DiskQueue
 from fogmesh.broker.drain import Drain
 from fogmesh.broker.echo import EchoMemory
 from fogmesh.broker.link_filters import SessionFilters
+from fogmesh.broker.link_reader import PassReader
 from fogmesh.broker.paths import LinkPath, PathBook
 from fogmesh.broker.rules import Route, routes_from
 from fogmesh.broker.server import BRIDGE_PREFIX
@@ -92,6 +94,7 @@ class LinkCore:
         self.connected: dict[Side, bool] = {"local": False, "remote": False}
         self._clients: dict[Side, aiomqtt.Client | None] = {"local": None, "remote": None}
         self._publishers: dict[aiomqtt.Client, Publisher] = {}
+        self._readers: dict[aiomqtt.Client, PassReader] = {}
         self._wake: dict[Side, asyncio.Event] = {
             "local": asyncio.Event(),
             "remote": asyncio.Event(),
@@ -139,6 +142,10 @@ class LinkCore:
 
     def _mqtt5(self, side: Side) -> bool:
         return self.ends[side].kind == "mosquitto"
+
+    def _take(self, side: Side, burst: list[MQTTMessage], path: LinkPath | None) -> None:
+        """Queue ``burst``, arrived on ``side``, for the other side (the reader's)."""
+        raise NotImplementedError
 
     def _route(self, side: Side, topic: str) -> tuple[Route, str] | None:
         for route in self.routes:
