@@ -71,9 +71,12 @@ for v in "$NODE" "$SITE"; do
     case "$v" in *[!A-Za-z0-9._-]*) echo "install.sh: bad id '$v'" >&2; exit 2 ;; esac
 done
 case "$TOKEN" in *[!A-Za-z0-9._-]*) echo "install.sh: bad token" >&2; exit 2 ;; esac
+case "$RUNTIMES" in *[!a-z,]* | "") echo "install.sh: bad --runtimes $RUNTIMES" >&2; exit 2 ;; esac
 
 log() { echo "install.sh: $*" >&2; }
-quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }
+# a JSON string (backslashes and double quotes escaped); a word for sh (in single quotes)
+json() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+shquote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 ROOT="${ROOT%/}"
 OPT="$ROOT/opt/fogmesh"
 ETC="$ROOT/etc/fogmesh"
@@ -89,7 +92,7 @@ if [ -n "$PY" ]; then
     *) PY="$(command -v "$PY")" ;;
     esac
     "$PY" -c 'import fogmesh.agent' || { echo "install.sh: $PY has no fogmesh.agent" >&2; exit 1; }
-    printf '#!/bin/sh\nexec %s -m fogmesh.agent "$@"\n' "$(quote "$PY")" >"$OPT/bin/fogmesh-agent"
+    printf '#!/bin/sh\nexec %s -m fogmesh.agent "$@"\n' "$(shquote "$PY")" >"$OPT/bin/fogmesh-agent"
     chmod 0755 "$OPT/bin/fogmesh-agent"
     log "wrapper $OPT/bin/fogmesh-agent -> $PY -m fogmesh.agent"
 else
@@ -103,28 +106,31 @@ else
 fi
 
 # --- 2. the configuration --------------------------------------------------------------------
+# agent.yaml in JSON syntax (JSON is YAML, edit it as either): the agent reads a file it can
+# parse as JSON without loading PyYAML, 1 MB resident it would keep (docs/agent.md, "Memory")
 umask 077
 {
-    [ -n "$NODE" ] && echo "node_id: $NODE"
-    [ -n "$SITE" ] && echo "site: $SITE"
-    echo "state_dir: $(quote "$STATE")"
-    echo "broker:"
-    echo "  host: $(quote "$HOST")"
-    echo "  port: $PORT"
+    echo "{"
+    echo "  \"state_dir\": $(json "$STATE"),"
+    [ -n "$NODE" ] && echo "  \"node_id\": \"$NODE\","
+    [ -n "$SITE" ] && echo "  \"site\": \"$SITE\","
+    printf '  "broker": {"host": %s, "port": %s' "$(json "$HOST")" "$PORT"
     if [ "$TLS" = 1 ]; then
-        echo "  tls: true"
-        [ -n "$CA" ] && echo "  ca_file: $(quote "$CA")"
+        printf ', "tls": true'
+        [ -n "$CA" ] && printf ', "ca_file": %s' "$(json "$CA")"
     fi
-    echo "runtimes: [$(echo "$RUNTIMES" | sed 's/,/, /g')]"
-    echo "labels:"
-    [ -n "$SITE" ] && echo "  site: $SITE"
+    echo "},"
+    echo "  \"runtimes\": [\"$(echo "$RUNTIMES" | sed 's/,/", "/g')\"],"
+    printf '  "labels": {"fogmesh.install": "agent"'
+    [ -n "$SITE" ] && printf ', "site": "%s"' "$SITE"
     for kv in $LABELS; do
         k="${kv%%=*}"
         v="${kv#*=}"
         case "$k" in *[!A-Za-z0-9._/-]* | "") echo "install.sh: bad label $kv" >&2; exit 2 ;; esac
-        echo "  $k: $(quote "$v")"
+        printf ', "%s": %s' "$k" "$(json "$v")"
     done
-    echo "  fogmesh.install: agent"
+    echo "}"
+    echo "}"
 } >"$ETC/agent.yaml"
 printf 'FOGMESH_JOIN_TOKEN=%s\n' "$TOKEN" >"$ETC/agent.env"
 chmod 0600 "$ETC/agent.env" "$ETC/agent.yaml"

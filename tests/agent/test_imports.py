@@ -4,7 +4,8 @@ only the native runtime is configured, no mDNS without discovery, none of the co
 manifest and registry queries, no join contract without a token, no device reader without
 device streams; and, while it runs no workload, neither psutil (the native runtime's process
 statistics), ``tarfile`` (snapshots, container files, artefacts), the artefact contract
-(fetches, loaded images) nor the event contract (phase changes, rejections, lost devices).
+(fetches, loaded images) nor the event contract (phase changes, rejections, lost devices). A
+settings file in JSON syntax is read without PyYAML.
 
 The agent runs as ``python -m fogmesh.agent`` does (its ``__main__`` module, through runpy),
 connected to a real broker; when it has stopped on SIGTERM, an exit hook writes the names of
@@ -149,3 +150,37 @@ def test_the_entry_point_turns_pydantic_plugins_off_unless_told(
         timeout=60,
     )
     assert done.stdout.rstrip("\n") == expected
+
+
+READ_CONFIG = """
+import sys
+from pathlib import Path
+from fogmesh.agent.config import load_config
+
+config = load_config(Path(sys.argv[1]))
+print(config.labels["zone"], "yaml" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"labels": {"zone": "north"}}', "north False"),  # as deploy/agent/install.sh writes it
+        ("labels:\n  zone: north  # a comment\n", "north True"),
+    ],
+)
+def test_a_settings_file_in_json_syntax_is_read_without_pyyaml(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """``agent.yaml`` in JSON syntax (JSON is YAML) is read by json; YAML syntax loads PyYAML."""
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-c", READ_CONFIG, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == expected

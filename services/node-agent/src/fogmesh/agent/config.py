@@ -166,11 +166,16 @@ class AgentConfig(BaseModel):
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    """The file's mapping: JSON for ``.json``, otherwise YAML. A YAML file written in JSON
+    syntax (JSON is YAML; ``deploy/agent/install.sh`` writes one) is read without PyYAML,
+    which an agent would keep loaded, 1.0 MB resident (docs/agent.md, "Memory")."""
     text = path.read_text()
     data: Any
-    if path.suffix.lower() == ".json":
+    try:
         data = json.loads(text)
-    else:
+    except ValueError:
+        if path.suffix.lower() == ".json":
+            raise
         import yaml
 
         data = yaml.safe_load(text) or {}
