@@ -10,8 +10,10 @@
   native runtime, ``--runtimes native``; goal <= 32 MB): VmRSS once the agent has converged on
   an empty desired state (``after_start``) and ``FOGMESH_BENCH_IDLE_S`` later (the figure).
   Each is measured twice: started as the shipped unit starts it (the ``Environment=`` settings
-  of ``deploy/systemd/fogmesh-agent.service``, e.g. ``MALLOC_ARENA_MAX=1``: the figure) and
-  without them (``without_unit_environment``); both are printed and kept.
+  of ``deploy/systemd/fogmesh-agent.service``, e.g. ``MALLOC_ARENA_MAX=1``, and ``--config``
+  with an ``agent.yaml`` in JSON syntax, as ``deploy/agent/install.sh`` writes it: the figure)
+  and without either, every setting a flag (``without_unit``); both are printed
+  and kept.
   With ``--base <tree>`` (or ``FOGMESH_BENCH_BASE``; a work tree of an earlier commit, e.g.
   ``git worktree add /tmp/base HEAD~1``) the same is measured, interleaved, for the agent of
   that tree (its ``protocol/src`` and ``services/node-agent/src`` first on ``PYTHONPATH``):
@@ -242,6 +244,19 @@ def tree_commit(tree: str) -> str:
     return done.stdout.strip()
 
 
+def settings_file(work: Path, node: str, port: int) -> Path:
+    """An ``agent.yaml`` for ``node`` as ``deploy/agent/install.sh`` writes one (JSON syntax)."""
+    path = work / f"agent-{node}.yaml"
+    settings = {
+        "state_dir": str(work / f"state-{node}"),
+        "node_id": node,
+        "broker": {"host": "127.0.0.1", "port": port},
+        "labels": {"fogmesh.install": "agent"},
+    }
+    path.write_text(json.dumps(settings, indent=2) + "\n")
+    return path
+
+
 def spawn_agent(
     node: str,
     port: int,
@@ -251,7 +266,8 @@ def spawn_agent(
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m fogmesh.agent`` for ``node`` on the broker at ``port``."""
+    """Start ``python -m fogmesh.agent`` for ``node`` on the broker at ``port`` (``extra``
+    flags last)."""
     log = (work / f"agent-{node}.log").open("wb")
     return subprocess.Popen(
         [
@@ -300,7 +316,10 @@ async def idle_rss(
 
     bus.subscribe(topics.node(node, "actual"), ActualState, on_actual)
     env = tree_env(tree, start)
-    agent = spawn_agent(node, port, work, label, extra=RUNTIME_CONFIGS[config], env=env)
+    flags = RUNTIME_CONFIGS[config]
+    if start == "unit":
+        flags = [*flags, "--config", str(settings_file(work, node, port))]
+    agent = spawn_agent(node, port, work, label, extra=flags, env=env)
     try:
         await asyncio.sleep(3)
         desired = topics.node(node, "desired")
@@ -328,14 +347,13 @@ async def idle_by_config(
     bus: Bus, node: str, port: int, work: Path, label: str, *, trees: dict[str, str], repeat: int
 ) -> Idle:
     """``idle_rss`` of each tree's agent (``{"now": tree, "baseline": tree}``, "" for this
-    checkout) per runtime configuration and way of starting it (a tree whose unit sets no
-    environment is started one way only), ``repeat`` agents each, interleaved so that every
-    tree sees the same machine load; the medians with every run."""
+    checkout) per runtime configuration and way of starting it, ``repeat`` agents each,
+    interleaved so that every tree sees the same machine load; the medians with every run."""
     runs: dict[str, dict[str, dict[str, list[dict[str, float]]]]] = {w: {} for w in trees}
     for i in range(repeat):
         for config in RUNTIME_CONFIGS:
             for which, tree in trees.items():
-                for start in STARTS if unit_environment(tree) else ("plain",):
+                for start in STARTS:
                     one = await idle_rss(
                         bus,
                         f"{node}{config[0]}{which[0]}{start[0]}{i}",
@@ -365,12 +383,11 @@ async def idle_by_config(
 
 def _figures(idle: dict[str, dict[str, dict[str, Any]]], tree: str) -> dict[str, Any]:
     """One tree's idle figures: as its unit starts it (the figure) and without the unit's
-    environment, each configuration's median."""
-    shipped = idle.get("unit", idle["plain"])
+    environment and settings file, each configuration's median."""
     return {
-        **{config: shipped[config]["after_idle"] for config in RUNTIME_CONFIGS},
+        **{config: idle["unit"][config]["after_idle"] for config in RUNTIME_CONFIGS},
         "unit_environment": unit_environment(tree),
-        "without_unit_environment": {c: idle["plain"][c]["after_idle"] for c in RUNTIME_CONFIGS},
+        "without_unit": {c: idle["plain"][c]["after_idle"] for c in RUNTIME_CONFIGS},
         "commit": tree_commit(tree),
         "detail": idle,
     }
@@ -381,7 +398,8 @@ def rss_idle_section(idle: Idle, trees: dict[str, str], load_start: list[float])
     section: dict[str, Any] = {
         "goal_mb": {"docker": 40, "native": 32},
         "idle_s": IDLE_WINDOW_S,
-        "started_as": f"{UNIT} (its Environment= settings), and without them",
+        "started_as": f"{UNIT}: its Environment= settings, --config agent.yaml (JSON syntax);"
+        " and without them",
         **_figures(idle["now"], trees["now"]),
     }
     if "baseline" in trees:
