@@ -242,6 +242,4 @@ def _put_gone(queue: asyncio.Queue[Any]) -> None:
 
 def _raise_gone(disconnected: asyncio.Future[None]) -> NoReturn:
     """Raise what aiomqtt's message iterator raises when its connection is gone."""
-    raise aiomqtt.MqttError("Disconnected during message iteration") from (
-        disconnected.exception()
-    )
+    raise aiomqtt.MqttError("Disconnected during message iteration") from (disconnected.exception())
