@@ -29,8 +29,15 @@ message to one of them) and, after the window, the first is killed (SIGKILL): ``
 the time until every node has a heartbeat stored that was made after the kill (one interval
 when nothing fails; Mosquitto notices the dead replica after 1.5 of its keepalives).
 
+``--broker nats`` runs the fleet over the three-member NATS cluster (replicas split it with
+``--share-by registry``). Each flap event is kept with the phase of the run it came in (join,
+settle, window, failover), the replica that judged it and the silence it judged
+(``flaps_by_phase``, ``flap_silent_max_s``); ``joined_more_than_once`` counts the nodes whose
+``node-joined`` came twice.
+
 Run: ``.venv/bin/python bench/registry.py [--nodes N --interval S --measure S] [--db URL]
-[--replicas N]`` (writes ``bench/results/registry-{sqlite|postgresql}[-Nreplicas].json``).
+[--replicas N] [--broker nats]`` (writes
+``bench/results/registry-{sqlite|postgresql}[-Nreplicas][-nats].json``).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +75,7 @@ SIM_PROCS = 2
 POLL_S = 0.05
 SAMPLE = 300
 FLAP_KINDS = ("node-stale", "node-lost")
+JOINED = "node-joined"
 
 
 # -- the processes of one run --------------------------------------------------------------
@@ -222,13 +231,33 @@ class DbProbe:
 
 @dataclass
 class BusProbe:
-    """One plain MQTT subscriber: the sample's heartbeats (the baseline) and flap events."""
+    """One plain MQTT subscriber: the sample's heartbeats (the baseline), flap events (each
+    with the phase of the run it came in, the replica that judged and the silence it judged)
+    and joins (a node joined more than once was taken by two replicas)."""
 
     port: int
     sample: list[str]
     credentials: tuple[str, str] | None = None
     baseline: list[float] = field(default_factory=list)
     flapped: set[str] = field(default_factory=set)
+    phase: str = "start"
+    """Set by :func:`measure`: join, settle, window, failover."""
+    flaps: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(phase, source, kind) of each flap event."""
+    silent_max_s: float = 0.0
+    joins: Counter[str] = field(default_factory=Counter)
+
+    def flap_summary(self) -> dict[str, Any]:
+        """The flaps by phase, replica and kind; the longest silence judged; the nodes joined
+        more than once."""
+        by: dict[str, dict[str, int]] = {}
+        for (phase, source, kind), n in sorted(self.flaps.items()):
+            by.setdefault(phase, {})[f"{source} {kind}"] = n
+        return {
+            "flaps_by_phase": by,
+            "flap_silent_max_s": round(self.silent_max_s, 1),
+            "joined_more_than_once": sum(1 for n in self.joins.values() if n > 1),
+        }
 
     async def run(self, subscribed: asyncio.Event) -> None:
         user, password = self.credentials or (None, None)
@@ -236,7 +265,7 @@ class BusProbe:
             "127.0.0.1", self.port, identifier="bench-probe", username=user, password=password
         ) as client:
             filters = [(f"{ROOT}/{n}/heartbeat", 0) for n in self.sample]
-            filters += [(f"fm/v1/events/fleet/{kind}", 1) for kind in FLAP_KINDS]
+            filters += [(f"fm/v1/events/fleet/{kind}", 1) for kind in (*FLAP_KINDS, JOINED)]
             await client.subscribe(filters)
             subscribed.set()
             async for message in client.messages:
@@ -247,8 +276,14 @@ class BusProbe:
                 data = json.loads(payload)
                 if message.topic.matches(f"{ROOT}/+/heartbeat"):
                     self.baseline.append(now - data["ts"])
+                elif data.get("kind") == JOINED:
+                    self.joins[data.get("node") or "?"] += 1
                 else:
                     self.flapped.add(data.get("node") or "?")
+                    key = (self.phase, str(data.get("source")), str(data.get("kind")))
+                    self.flaps[key] += 1
+                    silent = (data.get("data") or {}).get("silent_s") or 0.0
+                    self.silent_max_s = max(self.silent_max_s, float(silent))
 
 
 async def poll(probe: DbProbe, what: str, done: Any, timeout: float) -> float:
@@ -304,9 +339,12 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
         await poll(probe, "the registry's schema", DbProbe.ready, 60)
         async with asyncio.timeout(15):
             await subscribed.wait()
+        bus.phase = "join"
         fleet.start_simulators("sim")
         join_s = await join(probe, fleet.nodes, timeout=180)
+        bus.phase = "settle"
         await asyncio.sleep(2 * fleet.interval + 1)  # steady state: past the join storm
+        bus.phase = "window"
         _, _, total0 = await asyncio.to_thread(probe.counts)
         pids = [r.pid for r in fleet.registries]
         cpu0, base0, w0 = sum(map(cpu_seconds, pids)), len(bus.baseline), time.monotonic()
@@ -315,6 +353,7 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
         cpu = (sum(map(cpu_seconds, pids)) - cpu0) / window
         _, not_online, total1 = await asyncio.to_thread(probe.counts)
         baseline = bus.baseline[base0:]
+        bus.phase = "failover"
         failover = await kill_a_replica(fleet, probe) if fleet.replicas > 1 else None
         if failover is not None:
             _, not_online, _ = await asyncio.to_thread(probe.counts)
@@ -331,6 +370,7 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
         "broker_baseline": summarise(baseline) if baseline else {"n": 0},
         "not_online_at_end": not_online,
         "flapped": len(bus.flapped),
+        **bus.flap_summary(),
         "replicas": fleet.replicas,
         "failover_s": failover,
     }
@@ -444,6 +484,9 @@ def table(r: dict[str, Any]) -> str:
             f"{r['broker_baseline_p50_ms']} / {r['broker_baseline_p99_ms']} ms",
         ),
         ("live nodes ever not online", str(r["live_nodes_not_online"])),
+        ("  flaps by phase (replica kind: n)", json.dumps(r.get("flaps_by_phase", {}))),
+        ("  longest silence judged", f"{r.get('flap_silent_max_s')} s"),
+        ("nodes joined more than once", str(r.get("joined_more_than_once"))),
         ("registry replicas / failover", f"{r['replicas']} / {r['failover_s']} s"),
         ("simulator wheel late at worst", f"{r['sim_max_late_s']} s"),
         ("load average before / after", "{before} / {after}".format(**r["load_average"])),
@@ -460,14 +503,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for nodes, interval, measure_s in plan:
         print(f"fleet of {nodes} nodes, heartbeat every {interval} s ...", flush=True)
-        result = await run_fleet(nodes, interval, measure_s, args.db, replicas=args.replicas)
+        result = await run_fleet(
+            nodes, interval, measure_s, args.db, replicas=args.replicas, broker=args.broker
+        )
         runs.append(result)
         print(table(result), flush=True)
         if not holds(result):
             break
     held = [r["nodes"] for r in runs if holds(r)]
     return {
-        "broker": "mosquitto",
+        "broker": args.broker,
         "db": "sqlite" if args.db is None else "postgresql",
         "goal": "10,000 nodes every 10 s with p99 lag < 1 s and no live node stale or offline",
         "runs": runs,
@@ -488,10 +533,17 @@ def main() -> None:
         default=1,
         help="registries sharing the fleet ($share); >1: the first is killed after the window",
     )
+    p.add_argument(
+        "--broker",
+        choices=("mosquitto", "nats"),
+        default="mosquitto",
+        help="nats: the three-member cluster, replicas with --share-by registry",
+    )
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = asyncio.run(main_async(args))
     suffix = "" if args.replicas == 1 else f"-{args.replicas}replicas"
+    suffix += "" if args.broker == "mosquitto" else f"-{args.broker}"
     path = write_result(f"registry-{report['db']}{suffix}", report)
     print(f"largest fleet held (p99 < 1 s, no flaps): {report['largest_fleet_held']}")
     print(f"wrote {path}")
