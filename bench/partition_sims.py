@@ -22,6 +22,7 @@ __all__ = [
     "PASSWORD",
     "READINGS",
     "SITE_PORT",
+    "SUBSCRIBED",
     "WAN_PORT",
     "read_json",
     "site_nodes",
@@ -30,6 +31,8 @@ __all__ = [
 
 CLOUD_PORT, WAN_PORT, SITE_PORT = 21883, 21884, 21885
 READINGS = "fm/v1/data/bench/readings/out"
+SUBSCRIBED = "readings subscribed"
+"""What the cloud's subscriber prints once its subscription stands."""
 PASSWORD = os.environ.setdefault("FM_PARTITION_BENCH_PW", secrets.token_hex(8))  # children inherit
 CONNS = 10
 
@@ -126,6 +129,7 @@ async def watch_readings(port: int, stop_file: Path, out: Path) -> None:
         clean_session=False, timeout=30,
     ) as c:  # fmt: skip
         await c.subscribe(READINGS, qos=1)
+        print(SUBSCRIBED, flush=True)  # the run starts the site's readings after this line
 
         async def read() -> None:
             async for msg in c.messages:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from _common import load_average
 from ns_processes import NsProcesses
-from partition_sims import CLOUD_PORT, PASSWORD, SITE_PORT, WAN_PORT, read_json
+from partition_sims import CLOUD_PORT, PASSWORD, SITE_PORT, SUBSCRIBED, WAN_PORT, read_json
 
 from fogmesh.broker.passwords import hash_password
 from tests.support.netns import NsPair, netns_unavailable, ns_pair
@@ -134,7 +134,8 @@ def storm(opts: argparse.Namespace) -> dict[str, Any]:
                 "--client-id", "registry", "--default-interval", str(opts.interval),
                 "--missed", "3", "--db", f"sqlite:///{root / 'registry.db'}",
             )  # fmt: skip
-            run.start("watch", pair.cloud, *me, "watch", "--root", str(root))
+            # readings sent before the cloud's subscription stands would count as lost
+            run.start("watch", pair.cloud, *me, "watch", "--root", str(root), ready=SUBSCRIBED)
             run.start("sims", pair.site, *me, "site", "--root", str(root),
                       "--nodes", str(opts.nodes), "--interval", str(opts.interval))  # fmt: skip
             deadline = time.monotonic() + 300
