@@ -1,11 +1,12 @@
 """What a running agent has imported (docs/agent.md, "Memory"): never ``rich`` nor ``socks``
 (structlog and paho would load them merely because they are installed), no Docker client when
-only the native runtime is configured, no mDNS without discovery, none of the contract's app
-manifest and registry queries, no join contract without a token, no device reader without
-device streams; and, while it runs no workload, neither psutil (the native runtime's process
-statistics), ``tarfile`` (snapshots, container files, artefacts), the artefact contract
-(fetches, loaded images) nor the event contract (phase changes, rejections, lost devices). A
-settings file in JSON syntax is read without PyYAML.
+only the native runtime is configured (neither aiodocker nor the agent's own engine client), no
+mDNS without discovery, none of the contract's app manifest and registry queries, no join
+contract without a token, no device reader without device streams; and, while it runs no
+workload, neither psutil (the native runtime's process statistics), ``tarfile`` (snapshots,
+container files, artefacts), the artefact contract (fetches, loaded images) nor the event
+contract (phase changes, rejections, lost devices). A settings file in JSON syntax is read
+without PyYAML.
 
 The agent runs as ``python -m fogmesh.agent`` does (its ``__main__`` module, through runpy),
 connected to a real broker; when it has stopped on SIGTERM, an exit hook writes the names of
@@ -94,7 +95,10 @@ UNCONFIGURED = {
 """Loaded only with discovery, device streams, a join token to redeem."""
 CASES = {  # --runtimes: (modules it must not load, modules it must load)
     "native": (
-        NEVER | IDLE | UNCONFIGURED | {"aiodocker", "aiohttp"},
+        NEVER
+        | IDLE
+        | UNCONFIGURED
+        | {"aiodocker", "aiohttp", "fogmesh.agent.runtime.engine._client"},
         {"fogmesh.agent.runtime.native"},
     ),
     "docker,native": (NEVER | IDLE | UNCONFIGURED, {"fogmesh.agent.runtime.docker"}),

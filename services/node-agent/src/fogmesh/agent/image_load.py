@@ -9,12 +9,15 @@ with :func:`unload_image`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from fogmesh.agent.runtime.engine import Engine, EngineError
+from fogmesh.agent.runtime.engine import EngineError
 from fogmesh.agent.runtime.errors import PrepareFailed
+
+if TYPE_CHECKING:
+    from fogmesh.agent.runtime.engine import Engine
 
 __all__ = ["REF_REPO", "load_image", "loaded_refs", "ref_image", "unload_image"]
 

@@ -7,12 +7,20 @@ agent's 40 MB budget (docs/agent.md, Memory), and the agent needs only the calls
 (spooled), the multiplexed log stream, and uploads of a tar or an image file in pieces.
 Every refusal is one :class:`EngineError` with the status and the engine's message
 (:class:`EngineUnreachable` when there was no answer at all); every call has a timeout.
+
+The names below are imported on first use (module ``__getattr__``): the runtimes' error
+translation needs only the errors, so an agent without the Docker runtime never loads the
+client (docs/agent.md, "Memory").
 """
 
-from fogmesh.agent.runtime.engine._address import DEFAULT_SOCKET, Address, engine_address
-from fogmesh.agent.runtime.engine._client import Engine, Filters, is_regular_file
-from fogmesh.agent.runtime.engine._errors import NO_ANSWER, EngineError, EngineUnreachable
-from fogmesh.agent.runtime.engine._frames import STREAM_FAILED, demux, json_lines
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fogmesh.agent.runtime.engine._address import DEFAULT_SOCKET, Address, engine_address
+    from fogmesh.agent.runtime.engine._client import Engine, Filters, is_regular_file
+    from fogmesh.agent.runtime.engine._errors import NO_ANSWER, EngineError, EngineUnreachable
+    from fogmesh.agent.runtime.engine._frames import STREAM_FAILED, demux, json_lines
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -28,3 +36,26 @@ __all__ = [
     "is_regular_file",
     "json_lines",
 ]
+
+_HOMES = {
+    "DEFAULT_SOCKET": "_address",
+    "Address": "_address",
+    "engine_address": "_address",
+    "Engine": "_client",
+    "Filters": "_client",
+    "is_regular_file": "_client",
+    "NO_ANSWER": "_errors",
+    "EngineError": "_errors",
+    "EngineUnreachable": "_errors",
+    "STREAM_FAILED": "_frames",
+    "demux": "_frames",
+    "json_lines": "_frames",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import one of :data:`__all__` from its module when first asked for."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{home}"), name)
