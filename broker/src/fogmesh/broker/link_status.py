@@ -49,16 +49,19 @@ def _far_needs(snap: dict[str, Any], far: dict[str, Any] | None, age: float) -> 
     Both are a status's fields without the wire counts, and ``waiting``: whether a message
     has waited :data:`WAITING_AFTER` or more in either queue (:class:`QueueWait`).
     """
-    if far is None or age >= FAR_COUNTERS_EVERY:
-        return True
-    if any(snap[k] != far[k] for k in _STATE_FIELDS):
+    if far is None or any(snap[k] != far[k] for k in _STATE_FIELDS):
         return True
     if snap["backlog"] or far["backlog"]:
         return True  # a drain, watched by an operator: every tick, and its end
     if snap["waiting"]:
         return not far["waiting"] or age >= FAR_WAITING_EVERY
-    # the far copy says messages wait that no longer do: once
-    return bool(far["waiting"]) or (bool(far["queue_depth"]) and not snap["queue_depth"])
+    if far["waiting"] or (far["queue_depth"] and not snap["queue_depth"]):
+        return True  # the far copy says messages wait that no longer do: once
+    if age >= FAR_COUNTERS_EVERY:
+        # for up to FAR_WAITING_EVERY more, for a tick with no message in flight: a copy
+        # that caught one would need putting right at the next tick
+        return not snap["queue_depth"] or age >= FAR_COUNTERS_EVERY + FAR_WAITING_EVERY
+    return False
 
 
 class QueueWait:
