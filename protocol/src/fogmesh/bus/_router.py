@@ -63,12 +63,22 @@ _TARGETS = ("workload", "app", "node", "snapshot")
 
 @dataclass(frozen=True, slots=True)
 class Action(Generic[Q]):
-    """One action a router serves: the model its requests validate as, and its handler."""
+    """One action a router serves: the model its requests validate as, and its handler.
 
-    model: type[Q]
+    ``model`` is the request model, or a function of no arguments that returns it: a service
+    whose verbs are rare (the agent's migration verbs) so imports their contract module at the
+    action's first request, not at start.
+    """
+
+    model: type[Q] | Callable[[], type[Q]]
     handler: Callable[[Q, MessageContext], Awaitable[None]]
     background: bool = False
     """Handle off the subscription's worker (the handler waits on other services)."""
+
+    def request_model(self) -> type[Q]:
+        """The model requests validate as (``model`` called, when it is a function)."""
+        model = self.model
+        return model if isinstance(model, type) else model()
 
 
 class RequestRouter:
@@ -124,7 +134,7 @@ class RequestRouter:
             self._audit(ctx, raw, name, None, ErrorCode.UNAVAILABLE.value)
             return  # an API request's tenant is its topic's: refused before parsing
         try:
-            request = action.model.model_validate_json(raw.payload)
+            request = action.request_model().model_validate_json(raw.payload)
         except ValidationError as exc:
             answer = invalid_payload_reply(
                 raw.payload, exc, source=ctx.bus.config.client_id, topic=ctx.topic
