@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 import yaml
 from _common import REPO, write_result
+from ns_processes import NsProcesses
 
 from fogmesh.broker.passwords import hash_password
 from tests.support.netns import NsPair, netns_unavailable, ns_pair
@@ -212,36 +212,6 @@ def _shape(pair: NsPair) -> str:
     return f"tc tbf {DOWN_MBIT} Mbit/s down, {UP_MBIT} Mbit/s up (burst 32 kB)"
 
 
-class Run:
-    """The processes of one run, each inside its namespace, with logs under ``root``."""
-
-    def __init__(self, root: Path, pair: NsPair) -> None:
-        self.root, self.pair = root, pair
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, ns: str, *argv: str, ready: str = "") -> None:
-        log = self.root / f"{name}.log"
-        with log.open("ab") as out:
-            self.procs[name] = subprocess.Popen(
-                self.pair.exec(ns, *argv), cwd=REPO, stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 120
-        while ready and ready not in log.read_text(errors="replace"):
-            if time.monotonic() > deadline or self.procs[name].poll() is not None:
-                raise RuntimeError(f"{name} did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 def bench(opts: argparse.Namespace) -> dict[str, Any]:
     reason = netns_unavailable()
     if reason is not None:
@@ -249,7 +219,7 @@ def bench(opts: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="fm-artefacts-bench-"))
     svc = ["--broker-username", "svc", "--broker-password", PASSWORD]
     with ns_pair() as pair:
-        run = Run(root, pair)
+        run = NsProcesses(root, pair)
         try:
             shaping = _shape(pair)
             mesh = _mesh(root, pair)
