@@ -17,7 +17,10 @@ if str(REPO) not in sys.path:
 
 RESULTS = REPO / "bench" / "results"
 
-__all__ = ["REPO", "RESULTS", "load_average", "summarise", "write_result"]
+__all__ = ["REPO", "RESULTS", "load_average", "read_result", "summarise", "write_result"]
+
+# what write_result adds to a bench's figures
+_STAMP = ("benchmark", "when", "machine")
 
 
 def load_average() -> list[float]:
@@ -59,3 +62,13 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def read_result(name: str) -> dict[str, Any]:
+    """The figures ``bench/results/{name}.json`` holds, without what ``write_result`` added to
+    them (an empty dict when there is no such file yet): what a run merges its own into."""
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return {}
+    old: dict[str, Any] = json.loads(path.read_text())
+    return {k: v for k, v in old.items() if k not in _STAMP}

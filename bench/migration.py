@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import statistics
 import sys
@@ -42,7 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, RESULTS, load_average, write_result
+from _common import REPO, load_average, read_result, write_result
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -320,10 +319,7 @@ def main() -> None:
         found = asyncio.run(run_unplanned(args.rounds))
         for key, value in found.items():
             print(f"{key:<28} {value}")
-        path = RESULTS / "migration.json"
-        old = json.loads(path.read_text()) if path.exists() else {}
-        kept = {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine")}
-        print(f"written to {write_result('migration', {**kept, **found})}")
+        print(f"written to {write_result('migration', {**read_result('migration'), **found})}")
         return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     result = asyncio.run(run(sizes, args.rounds))

@@ -29,11 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Any
 
-from _common import RESULTS, load_average, write_result
+from _common import load_average, read_result, write_result
 from partition_agents import site_autonomy
-from partition_sims import CLOUD_PORT, SITE_PORT, read_json, site_nodes, watch_readings
+from partition_sims import CLOUD_PORT, SITE_PORT, site_nodes, watch_readings
 from partition_storm import storm
 
 
@@ -61,10 +60,8 @@ def main() -> None:
         return
     cases = set(opts.cases.split(","))
     # one case alone is merged into the figures of the last run of the other
-    old = read_json(RESULTS / "partition.json", {})
-    stale = {"benchmark", "when", "machine", "workloads_evicted_reason",
-             "site_local_migration_s_reason"}  # fmt: skip
-    result: dict[str, Any] = {k: v for k, v in old.items() if k not in stale}
+    stale = {"workloads_evicted_reason", "site_local_migration_s_reason"}
+    result = {k: v for k, v in read_result("partition").items() if k not in stale}
     if "storm" in cases:
         result.update(storm(opts))
     if "agents" in cases:

@@ -44,14 +44,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, load_average, write_result
+from _common import load_average, read_result, write_result
 from wan_agents import run_agents
 from wan_measure import measure
 from wan_report import merged, payload, show
@@ -79,10 +78,7 @@ async def main_async(args: argparse.Namespace) -> None:
     show(result, args.duration, load_before)
     name = "wan-only" if args.only and not args.merge else "wan"
     if args.merge:
-        old = json.loads((RESULTS / "wan.json").read_text())
-        result = merged(
-            {k: v for k, v in old.items() if k not in ("benchmark", "when", "machine")}, result
-        )
+        result = merged(read_result("wan"), result)
     print(f"written to {write_result(name, result)}")
 
 
