@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import tempfile
+import tty
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,6 +29,7 @@ __all__ = [
     "probe",
     "run_id",
     "run_label",
+    "serial_sensor",
 ]
 
 
@@ -42,6 +45,20 @@ def device_root() -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def serial_sensor(device_root: Path) -> Iterator[int]:
+    """A pty pair as a serial sensor (``serial:ttyUSB0``): ``dev/ttyUSB0`` links to the slave;
+    yields the master the test writes readings into."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)  # no echo, no line editing: the bytes written are the bytes read
+    (device_root / "dev/ttyUSB0").symlink_to(os.ttyname(slave))
+    try:
+        yield master
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def make_char_device(path: Path, major: int = 1, minor: int = 5, mode: int = 0o600) -> Path:

@@ -4,9 +4,7 @@ writes readings into) and a character device reads them; one not given them cann
 from __future__ import annotations
 
 import os
-import pty
-import tty
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,19 +26,6 @@ PROBE = (
     'if head -c 1 $d >/dev/null 2>&1; then echo "$d opened"; else echo "$d denied"; fi; done; '
     "exec sleep 300"
 )
-
-
-@pytest.fixture
-def serial_sensor(device_root: Path) -> Iterator[int]:
-    """A pty pair as a serial sensor: ``dev/ttyUSB0`` links to the slave; yields the master."""
-    master, slave = pty.openpty()
-    tty.setraw(slave)  # no echo, no line editing: the bytes written are the bytes read
-    (device_root / "dev/ttyUSB0").symlink_to(os.ttyname(slave))
-    try:
-        yield master
-    finally:
-        os.close(master)
-        os.close(slave)
 
 
 @pytest.fixture

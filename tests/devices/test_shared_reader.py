@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -52,19 +51,6 @@ USERS = (
 )
 
 
-@pytest.fixture
-def sensor(device_root: Path) -> Iterator[int]:
-    """A pty pair, its slave linked as ``{root}/dev/ttyUSB0`` (``serial:ttyUSB0``): yields the
-    master the test writes readings into."""
-    master, slave = os.openpty()
-    (device_root / "dev/ttyUSB0").symlink_to(os.ttyname(slave))
-    try:
-        yield master
-    finally:
-        os.close(master)
-        os.close(slave)
-
-
 def _sleeper(app: str) -> dict[str, object]:
     return {
         "name": f"{app}-reader-0", "tenant": TENANT, "app": app, "component": "reader",
@@ -97,7 +83,7 @@ def _start_agent(fleet: Fleet, device_root: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["amqtt", "mosquitto"])
 async def test_two_apps_each_get_every_reading_and_no_one_else(
-    kind: str, tmp_path: Path, device_root: Path, sensor: int
+    kind: str, tmp_path: Path, device_root: Path, serial_sensor: int
 ) -> None:
     """Both apps' workloads run (a streamed device is shared) and each app receives every
     reading, in order, from its node; another tenant gets none, a forged one never arrives."""
@@ -110,7 +96,7 @@ async def test_two_apps_each_get_every_reading_and_no_one_else(
             if kind == "amqtt":  # the registry behind fogmesh nodes: once is enough
                 start_registry(fleet)
             state = _start_agent(fleet, device_root)
-            await _readings_reach_the_holders(fleet, sensor)
+            await _readings_reach_the_holders(fleet, serial_sensor)
             if kind == "amqtt":
                 make_char_device(device_root / "dev/video0")
                 await _shows_in_fogmesh_nodes(fleet, "video:video0")
