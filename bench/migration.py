@@ -46,7 +46,6 @@ from _common import REPO, load_average, read_result, write_result
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fogmesh.agent.runtime.native import NativeRuntime
 from fogmesh.protocol import topics
 from fogmesh.protocol.apps import AppAction
 from fogmesh.protocol.events import EventKind, MigrationData
@@ -57,7 +56,7 @@ from fogmesh.protocol.migration import (
     MoveWorkload,
     StageOutcome,
 )
-from tests.agent.support import wait_for
+from tests.agent.support import remove_native, wait_for
 from tests.migrator.support import TENANT, Stack, stack, state_file
 from tests.migrator.test_replica import COUNTER
 from tests.sample_app.helpers import USERNAME, AppProcess, Collector, Names, app_env, running
@@ -152,12 +151,7 @@ async def _kill_node(st: Stack, node: str) -> None:
     """``kill -9`` of a node's agent and of its workloads' processes (the whole node dies)."""
     agent = st.agents[node]
     agent.kill()
-    native = NativeRuntime(agent.state_dir / "native", agent.node)
-    try:
-        for inst in await native.list_instances():
-            await native.remove(inst.name)
-    finally:
-        await native.close()
+    await remove_native([agent])
 
 
 async def _readings(st: Stack, tmp: Path, count: int = 300) -> dict[str, int]:
