@@ -32,8 +32,10 @@ when nothing fails; Mosquitto notices the dead replica after 1.5 of its keepaliv
 ``--broker nats`` runs the fleet over the three-member NATS cluster (replicas split it with
 ``--share-by registry``). Each flap event is kept with the phase of the run it came in (join,
 settle, window, failover), the replica that judged it and the silence it judged
-(``flaps_by_phase``, ``flap_silent_max_s``); ``joined_more_than_once`` counts the nodes whose
-``node-joined`` came twice.
+(``flaps_by_phase``, ``flap_silent_max_s``), and the flapped nodes' stored heartbeats are
+checked for holes after the window (``flapped_with_heartbeats_not_stored``: lost on the way or
+left by every replica, rather than stored late); ``joined_more_than_once`` counts the nodes
+whose ``node-joined`` came twice.
 
 Run: ``.venv/bin/python bench/registry.py [--nodes N --interval S --measure S] [--db URL]
 [--replicas N] [--broker nats]`` (writes
@@ -76,6 +78,8 @@ POLL_S = 0.05
 SAMPLE = 300
 FLAP_KINDS = ("node-stale", "node-lost")
 JOINED = "node-joined"
+FLAPS_CHECKED = 500
+"""Flapped nodes whose stored heartbeats are checked for holes (``DbProbe.holes``)."""
 
 
 # -- the processes of one run --------------------------------------------------------------
@@ -222,6 +226,21 @@ class DbProbe:
         with self.engine.connect() as conn:
             return int(conn.execute(sql, {"t": t}).scalar() or 0)
 
+    def holes(self, nodes: list[str]) -> dict[str, list[int]]:
+        """Of ``nodes``, those whose stored usage history (the last ``--history`` heartbeats)
+        lacks a sequence number between its lowest and highest: heartbeats never stored (lost
+        on the way, or left by every replica), as opposed to stored late."""
+        if not nodes:
+            return {}
+        sql = text("SELECT node, seq FROM usage_history WHERE node IN :nodes")
+        sql = sql.bindparams(bindparam("nodes", expanding=True))
+        seqs: dict[str, set[int]] = {}
+        with self.engine.connect() as conn:
+            for node, seq in conn.execute(sql, {"nodes": nodes}):
+                seqs.setdefault(node, set()).add(int(seq))
+        missing = {n: sorted(set(range(min(s), max(s) + 1)) - s) for n, s in seqs.items()}
+        return {n: m for n, m in missing.items() if m}
+
     def seqs(self, sample: list[str]) -> list[tuple[str, int | None, float | None]]:
         sql = text("SELECT node, last_seq, heartbeat_ts FROM nodes WHERE node IN :nodes")
         sql = sql.bindparams(bindparam("nodes", expanding=True))
@@ -353,6 +372,8 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
         cpu = (sum(map(cpu_seconds, pids)) - cpu0) / window
         _, not_online, total1 = await asyncio.to_thread(probe.counts)
         baseline = bus.baseline[base0:]
+        flapped = sorted(bus.flapped)[:FLAPS_CHECKED]
+        holes = await asyncio.to_thread(probe.holes, flapped)
         bus.phase = "failover"
         failover = await kill_a_replica(fleet, probe) if fleet.replicas > 1 else None
         if failover is not None:
@@ -371,6 +392,9 @@ async def measure(fleet: Fleet, probe: DbProbe, measure_s: float) -> dict[str, A
         "not_online_at_end": not_online,
         "flapped": len(bus.flapped),
         **bus.flap_summary(),
+        "flapped_checked": len(flapped),
+        "flapped_with_heartbeats_not_stored": len(holes),
+        "heartbeats_not_stored_of_flapped": sum(len(m) for m in holes.values()),
         "replicas": fleet.replicas,
         "failover_s": failover,
     }
@@ -486,6 +510,11 @@ def table(r: dict[str, Any]) -> str:
         ("live nodes ever not online", str(r["live_nodes_not_online"])),
         ("  flaps by phase (replica kind: n)", json.dumps(r.get("flaps_by_phase", {}))),
         ("  longest silence judged", f"{r.get('flap_silent_max_s')} s"),
+        (
+            "  flapped with heartbeats not stored",
+            f"{r.get('flapped_with_heartbeats_not_stored')} of {r.get('flapped_checked')}"
+            f" ({r.get('heartbeats_not_stored_of_flapped')} heartbeats)",
+        ),
         ("nodes joined more than once", str(r.get("joined_more_than_once"))),
         ("registry replicas / failover", f"{r['replicas']} / {r['failover_s']} s"),
         ("simulator wheel late at worst", f"{r['sim_max_late_s']} s"),
