@@ -17,15 +17,13 @@ gives ``-n N --dist loadgroup``), so every test keeps to its own resources:
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fogmesh.service import configure_logging
-from tests.support.brokers import BrokerProcess
+from tests.support.brokers import BrokerProcess, mosquitto_etc, require_mosquitto
 from tests.support.mesh import MeshProcess
 from tests.support.netns import NsPair, netns_unavailable, ns_pair
 
@@ -38,10 +36,8 @@ BROKER_KINDS = ["amqtt", "mosquitto"]
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BrokerProcess]:
     """A fresh broker of each kind (embedded amqtt, real Mosquitto) for the test."""
     kind = str(request.param)
-    if kind == "mosquitto" and not (
-        shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()
-    ):
-        pytest.fail("mosquitto is not installed; .ci/run installs it")
+    if kind == "mosquitto":
+        require_mosquitto()
     proc = BrokerProcess(kind, tmp_path / "broker").start()
     yield proc
     proc.stop()
@@ -66,10 +62,8 @@ def mosquitto_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
 @pytest.fixture
 def install_dir() -> Iterator[Path]:
     """A directory user ``mosquitto`` can reach, as /etc/mosquitto/... is (pytest's are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="fm-mosquitto-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with mosquitto_etc() as path:
+        yield path
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ topics stay private to their account although Mosquitto does not tie client ids 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +18,10 @@ import pytest
 from fogmesh.broker.config import MeshConfigError, load_mesh
 from fogmesh.broker.mosquitto import render_mosquitto
 from fogmesh.protocol import topics
-from tests.support.brokers import wait_port
+from tests.support.brokers import Mosquitto
 from tests.support.mesh import MeshProcess, link_ends
 from tests.support.mesh_file import broker_spec, link_spec, port_of, write_mesh
 from tests.support.mqtt import client, collect, wait_for
-from tests.support.processes import terminate
 
 pytestmark = pytest.mark.mosquitto
 
@@ -32,28 +29,6 @@ RULES = [
     {"pattern": "tele/#", "direction": "out", "qos": 1},
     {"pattern": "cmd/#", "direction": "in", "qos": 1},
 ]
-
-
-class Mosquitto:
-    """``mosquitto -c CONF`` as a child process, its output in a log file."""
-
-    def __init__(self, conf: Path, log: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            pytest.fail("mosquitto is not installed; .ci/run installs it")
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=out, stderr=out)
-
-    def wait_serving(self, port: int) -> None:
-        try:
-            wait_port(port, timeout=30)
-        except TimeoutError:
-            raise AssertionError(f"mosquitto did not start:\n{self.log.read_text()}") from None
-        assert self.proc.poll() is None, self.log.read_text()
-
-    def stop(self) -> None:
-        terminate(self.proc, 10)
 
 
 @pytest.fixture

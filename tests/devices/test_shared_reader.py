@@ -24,12 +24,11 @@ from fogmesh.protocol import topics
 from tests.agent.helpers import desired
 from tests.agent.support import wait_for
 from tests.devices.conftest import make_char_device
-from tests.support.brokers import wait_port
+from tests.support.brokers import mosquitto_etc, wait_port
 from tests.support.documented_fleet import (
     BIN,
     Fleet,
     cli,
-    mosquitto_etc,
     start_broker,
     start_registry,
     write_private,

@@ -37,9 +37,9 @@ from fogmesh.protocol.migration import (
 from fogmesh.protocol.node import Heartbeat
 from tests.agent.support import AgentProc, wait_for
 from tests.migrator.support import _print_agent_logs
-from tests.support.brokers import BrokerProcess, wait_port
+from tests.support.brokers import BrokerProcess, mosquitto_etc, wait_port
 from tests.support.buses import bus_config
-from tests.support.documented_fleet import Fleet, mosquitto_etc, start_agent, start_broker
+from tests.support.documented_fleet import Fleet, start_agent, start_broker
 
 R = TypeVar("R", bound=Reply)
 TENANT, WORKLOAD = "acme", "w"

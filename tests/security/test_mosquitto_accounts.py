@@ -16,9 +16,8 @@ import pytest
 from fogmesh.broker.config import load_mesh
 from fogmesh.broker.mosquitto import render_mosquitto
 from fogmesh.protocol import topics
-from tests.broker.test_mosquitto_interop import Mosquitto
 from tests.security.conftest import fogmesh
-from tests.support.brokers import REPO
+from tests.support.brokers import REPO, Mosquitto
 from tests.support.mesh_file import PASSWORDS, broker_spec, port_of, write_mesh
 from tests.support.mqtt import client
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from fogmesh.bus import Bus
 from fogmesh.protocol import (
@@ -25,7 +22,7 @@ from fogmesh.registry import Registry
 from tests.agent.helpers import desired, native_workload
 from tests.agent.support import AgentProc, Probe, mosquitto_pub, remove_native, wait_for
 from tests.registry.support import run_registry
-from tests.support.brokers import BrokerProcess
+from tests.support.brokers import BrokerProcess, require_mosquitto
 from tests.support.buses import bus_config, unique
 
 __all__ = ["TICKER", "Fleet", "fleet_running"]
@@ -108,8 +105,7 @@ class Fleet:
 @contextlib.asynccontextmanager
 async def fleet_running(tmp_path: Path) -> AsyncIterator[Fleet]:
     """Mosquitto, a registry and one native agent (isolation ``agent-user``), torn down after."""
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.fail("mosquitto is not installed")
+    require_mosquitto()
     broker = BrokerProcess("mosquitto", tmp_path / "broker").start()
     node = unique("n")
     script = tmp_path / "ticker.sh"

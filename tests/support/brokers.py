@@ -10,15 +10,32 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.support.processes import kill, terminate
 
-__all__ = ["BrokerProcess", "free_port", "mesh_broker_command", "wait_port", "wait_ready"]
+__all__ = [
+    "MOSQUITTO",
+    "BrokerProcess",
+    "Mosquitto",
+    "free_port",
+    "mesh_broker_command",
+    "mosquitto_etc",
+    "require_mosquitto",
+    "wait_port",
+    "wait_ready",
+]
 
 REPO = Path(__file__).resolve().parents[2]
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+"""The mosquitto binary (Debian's package puts it in /usr/sbin, off a user's PATH)."""
 
 
 # Under pytest-xdist each worker (gwN) hands out ports from its own block below the kernel's
@@ -94,6 +111,46 @@ def wait_ready(
         time.sleep(0.05)
 
 
+def require_mosquitto() -> str:
+    """:data:`MOSQUITTO`; fails the test where it is not installed."""
+    if not Path(MOSQUITTO).exists():
+        pytest.fail("mosquitto is not installed; .ci/run installs it")
+    return MOSQUITTO
+
+
+@contextlib.contextmanager
+def mosquitto_etc() -> Iterator[Path]:
+    """Where Mosquitto's files go: a directory its own user can reach (pytest's are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="fm-mosquitto-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class Mosquitto:
+    """``mosquitto -c CONF`` (a rendered configuration) as a child process, its output in a log
+    file."""
+
+    def __init__(self, conf: Path, log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [require_mosquitto(), "-c", str(conf)], stdout=out, stderr=out
+            )
+
+    def wait_serving(self, port: int) -> None:
+        try:
+            wait_port(port, timeout=30)
+        except TimeoutError:
+            raise AssertionError(f"mosquitto did not start:\n{self.log.read_text()}") from None
+        assert self.proc.poll() is None, self.log.read_text()
+
+    def stop(self) -> None:
+        terminate(self.proc, 10)
+
+
 @dataclass
 class BrokerProcess:
     """A broker child process that can be stopped, killed and started again on the same port."""
@@ -113,7 +170,6 @@ class BrokerProcess:
         if self.kind == "amqtt":
             cmd = [sys.executable, "-m", "tests.support.run_amqtt", str(self.port)]
         elif self.kind == "mosquitto":
-            exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
             conf = self.workdir / f"mosquitto-{self.port}.conf"
             conf.write_text(
                 f"listener {self.port} 127.0.0.1\n"
@@ -123,7 +179,7 @@ class BrokerProcess:
                 "max_queued_messages 100000\n"
                 "set_tcp_nodelay true\n"
             )
-            cmd = [exe, "-c", str(conf)]
+            cmd = [MOSQUITTO, "-c", str(conf)]
         else:
             raise ValueError(self.kind)
         self.proc = subprocess.Popen(

@@ -8,11 +8,9 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -23,7 +21,7 @@ import aiomqtt
 import psutil
 
 from fogmesh.broker.passwords import hash_password
-from tests.support.brokers import free_port, wait_port
+from tests.support.brokers import MOSQUITTO, free_port, mosquitto_etc, wait_port
 
 __all__ = [
     "BIN",
@@ -31,7 +29,6 @@ __all__ = [
     "Fleet",
     "cli",
     "kill_marked",
-    "mosquitto_etc",
     "serving_fleet",
     "start_agent",
     "start_broker",
@@ -167,19 +164,7 @@ def start_broker(
         return
     render = [fogmesh_broker, "render-mosquitto", "--mesh", str(mesh), "--broker", "cloud"]
     subprocess.run([*render, "--out", str(etc)], check=True, timeout=60, capture_output=True)
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    fleet.start("broker", exe, "-c", str(etc / "mosquitto.conf"))
-
-
-@contextlib.contextmanager
-def mosquitto_etc() -> Iterator[Path]:
-    """Where Mosquitto's files go: a directory its own user can reach (pytest's are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="fm-fleet-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    fleet.start("broker", MOSQUITTO, "-c", str(etc / "mosquitto.conf"))
 
 
 @contextlib.contextmanager
