@@ -39,9 +39,9 @@ from typing import Any
 
 import yaml
 from _common import REPO, write_result
+from ns_mesh import ns_mesh
 from ns_processes import NsProcesses
 
-from fogmesh.broker.passwords import hash_password
 from tests.support.netns import NsPair, netns_unavailable, ns_pair
 
 BIN = Path(sys.executable).parent
@@ -153,49 +153,15 @@ async def _drive(opts: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _mesh(root: Path, pair: NsPair) -> Path:
-    digest = hash_password(PASSWORD)
-    users = [
-        {"username": "svc", "role": "service", "password_hash": digest},
-        {"username": "bridge", "role": "bridge", "password_hash": digest},
-        *({"username": n, "role": "node", "password_hash": digest} for n in NODES),
-    ]
-    mesh = {
-        "brokers": {
-            "cloud": {
-                "listeners": [
-                    {"name": "default", "host": "127.0.0.1", "port": CLOUD_PORT},
-                    {"name": "wan", "host": pair.cloud_addr, "port": WAN_PORT},
-                ],
-                "data_dir": str(root / "cloud"),
-                "users": users,
-            },
-            SITE: {
-                "listeners": [{"name": "default", "host": "127.0.0.1", "port": SITE_PORT}],
-                "data_dir": str(root / SITE),
-                "users": users,
-            },
-        },
-        "links": [
-            {
-                "name": "wan",
-                "broker": SITE,
-                "local": {"username": "bridge", "password": PASSWORD},
-                "remote": {"broker": "cloud", "listener": "wan", "username": "bridge",
-                           "password": PASSWORD},
-                # API requests go up to the cloud's services, never down: a push's chunks
-                # stay off the WAN (with fm/v1/# both ways they would cross it too)
-                "rules": [
-                    {"pattern": "fm/v1/api/#", "direction": "out", "qos": 1},
-                    *({"pattern": f"fm/v1/{tree}/#", "direction": "both", "qos": 1}
-                      for tree in ("nodes", "reply", "ops", "events")),
-                ],
-                "keepalive": 10,
-            }
-        ],
-    }  # fmt: skip
-    path = root / "mesh.yaml"
-    path.write_text(yaml.safe_dump(mesh, sort_keys=False))
-    return path
+    # API requests go up to the cloud's services, never down: a push's chunks stay off the WAN
+    # (with fm/v1/# both ways they would cross it too)
+    rules = [
+        {"pattern": "fm/v1/api/#", "direction": "out", "qos": 1},
+        *({"pattern": f"fm/v1/{tree}/#", "direction": "both", "qos": 1}
+          for tree in ("nodes", "reply", "ops", "events")),
+    ]  # fmt: skip
+    return ns_mesh(root, pair, site=SITE, ports=(CLOUD_PORT, WAN_PORT, SITE_PORT),
+                   password=PASSWORD, rules=rules, nodes=NODES, keepalive=10)  # fmt: skip
 
 
 def _shape(pair: NsPair) -> str:

@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from _common import load_average
+from ns_mesh import ns_mesh
 from ns_processes import NsProcesses
 from partition_sims import CLOUD_PORT, PASSWORD, SITE_PORT, SUBSCRIBED, WAN_PORT, read_json
 
-from fogmesh.broker.passwords import hash_password
 from tests.support.netns import NsPair, netns_unavailable, ns_pair
 
 __all__ = ["storm"]
@@ -31,49 +30,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def _mesh(root: Path, pair: NsPair, drain_rate: float) -> Path:
-    digest = hash_password(PASSWORD)
-    users = [
-        {"username": "svc", "role": "service", "password_hash": digest},
-        {"username": "bridge", "role": "bridge", "password_hash": digest},
+    rules = [
+        {"pattern": "fm/v1/nodes/#", "direction": "out", "qos": 1},
+        {"pattern": "fm/v1/data/#", "direction": "out", "qos": 1},
     ]
-    cloud_listeners = [
-        {"name": "default", "host": "127.0.0.1", "port": CLOUD_PORT},
-        {"name": "wan", "host": pair.cloud_addr, "port": WAN_PORT},
-    ]
-    mesh = {
-        "brokers": {
-            "cloud": {
-                "listeners": cloud_listeners,
-                "data_dir": str(root / "cloud"),
-                "users": users,
-            },
-            "site": {
-                "listeners": [{"name": "default", "host": "127.0.0.1", "port": SITE_PORT}],
-                "data_dir": str(root / "site"),
-                "users": users,
-            },
-        },
-        "links": [
-            {
-                "name": "wan",
-                "broker": "site",
-                "local": {"username": "bridge", "password": PASSWORD},
-                "remote": {"broker": "cloud", "listener": "wan", "username": "bridge",
-                           "password": PASSWORD},
-                "rules": [
-                    {"pattern": "fm/v1/nodes/#", "direction": "out", "qos": 1},
-                    {"pattern": "fm/v1/data/#", "direction": "out", "qos": 1},
-                ],
-                "keepalive": 5,
-                "backoff_base": 0.5,
-                "backoff_cap": 5,
-                "drain": {"rate": drain_rate, "backlog": 1000},
-            }
-        ],
-    }  # fmt: skip
-    path = root / "mesh.yaml"
-    path.write_text(yaml.safe_dump(mesh, sort_keys=False))
-    return path
+    return ns_mesh(root, pair, site="site", ports=(CLOUD_PORT, WAN_PORT, SITE_PORT),
+                   password=PASSWORD, rules=rules, keepalive=5, backoff_base=0.5, backoff_cap=5,
+                   drain={"rate": drain_rate, "backlog": 1000})  # fmt: skip
 
 
 class StormRun(NsProcesses):
