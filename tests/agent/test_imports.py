@@ -4,8 +4,9 @@ only the native runtime is configured (neither aiodocker nor the agent's own eng
 mDNS without discovery, none of the contract's app manifest and registry queries, no join
 contract without a token, no device reader without device streams; and, while it runs no
 workload, neither psutil (the native runtime's process statistics), ``tarfile`` (snapshots,
-container files, artefacts), the artefact contract (fetches, loaded images) nor the event
-contract (phase changes, rejections, lost devices). A settings file in JSON syntax is read
+container files, artefacts), the artefact contract (fetches, loaded images), the event
+contract (phase changes, rejections, lost devices) nor the migration contract (the migrator's
+verbs, trouble). A settings file in JSON syntax is read
 without PyYAML.
 
 The agent runs as ``python -m fogmesh.agent`` does (its ``__main__`` module, through runpy),
@@ -85,7 +86,14 @@ async def _modules_of_agent(
 
 
 NEVER = {"rich", "socks", "zeroconf", "fogmesh.protocol.manifest", "fogmesh.protocol.queries"}
-IDLE = {"psutil", "tarfile", "fogmesh.protocol.artefacts", "fogmesh.protocol.events"}
+IDLE = {
+    "psutil",
+    "tarfile",
+    "fogmesh.protocol.artefacts",
+    "fogmesh.protocol.events",
+    "fogmesh.protocol.migration",
+    "fogmesh.agent.transfer",
+}
 """Loaded on first use by what an idle agent does not do."""
 UNCONFIGURED = {
     "fogmesh.agent.discovery",

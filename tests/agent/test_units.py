@@ -109,3 +109,12 @@ def test_retry_delay_is_capped_and_jittered() -> None:
     delays = [retry_delay(a, base=1.0, cap=8.0) for a in range(12)]
     assert all(0.5 <= d <= 8.0 for d in delays)
     assert max(retry_delay(30, base=1.0, cap=8.0) for _ in range(50)) <= 8.0
+
+
+def test_the_command_payload_limit_holds_a_state_chunk() -> None:
+    """The router's limit is set from the upload's size, without the migration contract: a state
+    chunk (base64) with its envelope must fit under it too."""
+    from fogmesh.agent.commands import MAX_COMMAND_PAYLOAD
+    from fogmesh.protocol.migration import MAX_CHUNK_BYTES
+
+    assert MAX_CHUNK_BYTES * 4 // 3 + 64 * 1024 <= MAX_COMMAND_PAYLOAD
