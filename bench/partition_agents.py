@@ -31,6 +31,7 @@ from fogmesh.cli.fleet.plan import TENANT
 from tests.partition.test_cut_cycles import Prober
 from tests.partition.test_site_autonomy import running, site_migrator
 from tests.partition.test_unreachable import SITE_NODES, CutFleet
+from tests.partition.workloads import sleeper
 from tests.support.netns import ns_pair
 
 __all__ = ["site_autonomy"]
@@ -45,7 +46,7 @@ def _manifest(token: str) -> dict[str, Any]:
             "name": name,
             "runtime": "native",
             "executable": sys.executable,
-            "command": ["-c", f"import time; time.sleep(3600)  # {token}-{name}"],
+            "command": sleeper(f"{token}-{name}"),
             "requests": {"cpu": "50m", "memory": "32Mi"},
             **extra,
         }
