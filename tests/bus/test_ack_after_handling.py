@@ -19,9 +19,10 @@ import pytest
 
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.protocol import topics
-from tests.broker.conftest import PASSWORDS, MeshProcess, broker_spec, port_of, write_mesh
 from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import eventually, unique
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mesh_file import PASSWORDS
 
 COUNT = 10
 
@@ -47,16 +48,17 @@ class Endpoint:
 
 
 @pytest.fixture(params=["embedded", "mosquitto"])
-def endpoint(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Endpoint]:
+def endpoint(
+    request: pytest.FixtureRequest, tmp_path: Path, procs: list[MeshProcess]
+) -> Iterator[Endpoint]:
     """The embedded fogmesh broker (as the service account) or a plain Mosquitto."""
     if request.param == "mosquitto":
         mosquitto = BrokerProcess("mosquitto", tmp_path / "mosquitto").start()
         yield Endpoint(mosquitto.port, "svc", None)
         mosquitto.stop()
         return
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"a": broker_spec(tmp_path, "a")}, [])
-    embedded = MeshProcess(mesh, "a").start()
-    yield Endpoint(port_of(mesh, "a"), "svc", PASSWORDS["svc"])
+    embedded, port = start_alone(tmp_path, procs, "a")
+    yield Endpoint(port, "svc", PASSWORDS["svc"])
     embedded.stop()
 
 

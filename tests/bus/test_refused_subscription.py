@@ -13,24 +13,17 @@ import structlog
 
 from fogmesh.bus import Bus, BusConfig, MessageContext, RawMessage
 from fogmesh.protocol import topics
-from tests.broker.conftest import (
-    PASSWORDS,
-    MeshProcess,
-    broker_spec,
-    client,
-    port_of,
-    write_mesh,
-)
 from tests.support.buses import eventually
+from tests.support.mesh import MeshProcess, start_alone
+from tests.support.mesh_file import PASSWORDS
+from tests.support.mqtt import client
 
 
-async def test_refused_subscription_is_logged_and_the_rest_keeps_working(tmp_path: Path) -> None:
-    mesh = write_mesh(tmp_path / "mesh.yaml", {"site": broker_spec(tmp_path, "site")}, [])
-    broker = MeshProcess(mesh, "site").start()
-    try:
-        await _refused_and_kept(port_of(mesh, "site"))
-    finally:
-        broker.kill()
+async def test_refused_subscription_is_logged_and_the_rest_keeps_working(
+    tmp_path: Path, procs: list[MeshProcess]
+) -> None:
+    _, port = start_alone(tmp_path, procs, "site")
+    await _refused_and_kept(port)
 
 
 async def _refused_and_kept(port: int) -> None:
