@@ -28,7 +28,7 @@ from fogmesh.registry.cli import settings_from as registry_settings
 from fogmesh.scheduler.cli import load_config as scheduler_config
 from fogmesh.scheduler.cli import parse_args as scheduler_args
 from fogmesh.service import BrokerSettings, broker_env
-from tests.support.brokers import free_port, wait_port
+from tests.support.brokers import Mosquitto, free_port, require_mosquitto
 from tests.support.buses import eventually, unique
 
 NAME = "broker.test"
@@ -84,9 +84,9 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(exe).exists() or shutil.which("openssl") is None:
-        pytest.fail("mosquitto and openssl are needed; .ci/run installs them")
+    require_mosquitto()
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed; .ci/run installs it")
     d = tmp_path / "tls"
     d.mkdir()
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
@@ -105,15 +105,12 @@ def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
         f"user root\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
         f"cafile {d / 'ca.pem'}\ncertfile {d / 'server.pem'}\nkeyfile {d / 'server.key'}\n"
     )
-    log = (d / "mosquitto.log").open("ab")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    broker = Mosquitto(conf, d / "mosquitto.log")
     try:
-        wait_port(port)
+        broker.wait_serving(port)
         yield TlsBroker(port, d / "ca.pem")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+        broker.stop()
 
 
 def test_a_wrong_server_name_fails_the_handshake(tls_broker: TlsBroker) -> None:
