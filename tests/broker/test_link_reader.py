@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.client import MQTTMessage
 
 from fogmesh.broker.link_reader import PassReader
-from fogmesh.bus import drain_reads
+from fogmesh.bus import _paho, drain_reads
 from tests.support.brokers import BrokerProcess
 
 N = 500
@@ -27,8 +27,8 @@ def _reader_client(
     port: int, take: Callable[[list[MQTTMessage]], None]
 ) -> tuple[aiomqtt.Client, PassReader]:
     c = aiomqtt.Client("127.0.0.1", port, identifier="link-reader", clean_session=False)
-    c._client.manual_ack_set(True)
-    drain_reads(c._client)
+    _paho.set_manual_ack(c)
+    drain_reads(_paho.paho_of(c))
     return c, PassReader(c, take)
 
 

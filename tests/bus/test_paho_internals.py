@@ -1,10 +1,13 @@
-"""The paho-mqtt and aiomqtt internals the bus relies on are there (``fogmesh.bus._paho``).
+"""The paho-mqtt and aiomqtt internals the bus and the broker's links rely on are there
+(``fogmesh.bus._paho``, ``fogmesh.bus._paho_wire``).
 
 The bus reaches past both libraries' public API in a few places (manual PUBACKs written in one
-batch, the half-keepalive pings, the read buffer, the bounded disconnect). An upgrade that drops
-or reshapes one of those internals must fail here, naming it, not in a fleet. The clients below
-are built but never connected: what is checked is their shape, not a broker's behaviour (the
-other tests in this directory run that against real brokers).
+batch, the half-keepalive pings, the read buffer, the bounded disconnect), and a bridge link in
+a few more (socket byte counts, joined writes, its own publisher and reader, the decoding
+shortcuts). An upgrade that drops or reshapes one of those internals must fail here, naming it,
+not in a fleet. The clients below are built but never connected: what is checked is their
+shape, not a broker's behaviour (the other tests here and in tests/broker run that against real
+brokers).
 """
 
 from __future__ import annotations
@@ -14,13 +17,22 @@ import inspect
 import re
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
+import paho.mqtt._packet as paho_packet
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.matcher import MQTTMatcher
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from fogmesh.bus import _paho
+import fogmesh.broker
+from fogmesh.bus import _paho, _paho_wire
 
 BUS = Path(_paho.__file__).parent
+BROKER = Path(fogmesh.broker.__file__).parent
+ADAPTERS = {"_paho.py": _paho.RELIED_ON, "_paho_wire.py": _paho_wire.RELIED_ON}
 PINS = f"paho-mqtt {version('paho-mqtt')}, aiomqtt {version('aiomqtt')}"
 
 # How the bus calls the methods it relies on: their parameters after ``self``.
@@ -32,6 +44,8 @@ SIGNATURES = {
     "_send_pingreq": (),
     "_sock_close": (),
     "loop_read": ("max_packets",),
+    "_sock_send": ("buf",),
+    "_packet_write": (),
 }
 
 
@@ -56,6 +70,56 @@ async def test_every_private_attribute_the_bus_uses_exists() -> None:
     assert not _paho.is_connected(client), PINS
 
 
+async def test_every_private_attribute_the_links_use_exists() -> None:
+    client = aiomqtt.Client("127.0.0.1", 1, identifier="internals")  # never connected
+    matcher: Any = MQTTMatcher()  # type: ignore[no-untyped-call]
+    instances: dict[str, object] = {
+        "paho.mqtt.client.Client": _paho.paho_of(client),
+        "paho.mqtt.matcher.MQTTMatcher": matcher,
+        "paho.mqtt.matcher.MQTTMatcher.Node": matcher._root,
+        "paho.mqtt._packet": paho_packet,
+    }
+    missing = [
+        f"{owner}.{name}"
+        for owner, names in _paho_wire.RELIED_ON.items()
+        for name in names
+        if not hasattr(instances[owner], name)
+    ]
+    assert not missing, f"{PINS} lacks what fogmesh/bus/_paho_wire.py relies on: {missing}"
+    assert isinstance(matcher._root, MQTTMatcher.Node), PINS
+    assert paho_packet.Properties is Properties, PINS  # type: ignore[attr-defined]
+    # the decoder builds its properties by that global name (what lean_properties replaces)
+    assert "Properties(" in inspect.getsource(paho_packet), PINS
+    assert isinstance(_paho.paho_of(client)._on_message_filtered, MQTTMatcher), PINS
+
+
+async def test_paho_queues_packets_with_the_keys_the_joined_writes_use() -> None:
+    paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="internals")  # never connected
+    paho._packet_queue(mqtt.PUBACK, b"\x40\x02\x00\x01", 1, 1)
+    queued = paho._out_packet[-1]
+    lacking = [k for k in _paho_wire.OUT_PACKET_KEYS if k not in queued]
+    assert not lacking, f"{PINS}: paho's queued packets lack {lacking}"
+    assert (queued["pos"], queued["to_process"]) == (0, 4), PINS
+
+
+def test_a_fresh_properties_holds_what_lean_properties_sets() -> None:
+    fresh = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    assert set(vars(fresh)) == set(_paho_wire.PROPERTIES_STATE), f"{PINS}: {sorted(vars(fresh))}"
+
+
+async def test_aiomqtt_sets_the_callbacks_the_links_chain() -> None:
+    client = aiomqtt.Client("127.0.0.1", 1, identifier="internals")  # never connected
+    paho = _paho.paho_of(client)
+    not_aiomqtts = [
+        name
+        for name in _paho_wire.AIOMQTT_CALLBACKS
+        if getattr(getattr(paho, name), "__self__", None) is not client
+    ]
+    assert not not_aiomqtts, f"{PINS}: aiomqtt no longer sets paho's {not_aiomqtts}"
+    # its socket callback looks loop_read up on the paho instance (after_each_read wraps that)
+    assert ".loop_read()" in inspect.getsource(aiomqtt.Client), PINS
+
+
 def test_the_methods_the_bus_calls_take_the_arguments_it_passes() -> None:
     changed = {}
     for name, expected in SIGNATURES.items():
@@ -69,16 +133,21 @@ def test_the_methods_the_bus_calls_take_the_arguments_it_passes() -> None:
     assert not changed, f"{PINS} changed what fogmesh/bus/_paho.py calls: {changed}"
 
 
-def test_only_the_adapter_touches_the_private_attributes() -> None:
-    names = "|".join(n for ns in _paho.RELIED_ON.values() for n in ns if n.startswith("_"))
+def test_only_the_adapters_touch_the_private_attributes() -> None:
+    names = "|".join(
+        n for relied in ADAPTERS.values() for ns in relied.values() for n in ns if n[0] == "_"
+    )
     # ``self._client`` and the like are the bus's own attributes, ``fogmesh.bus._client`` a module
-    use = re.compile(rf"(?<!self)(?<!fogmesh\.bus)\.({names})\b")
+    use = re.compile(rf"(?<!self)(?<!fogmesh\.bus)\.({names})\b|paho\.mqtt\.(_packet)\b")
+    sources = [p for p in sorted(BUS.glob("*.py")) if p.name not in ADAPTERS]
+    sources += sorted(BROKER.glob("*.py"))
     used_elsewhere = {
-        path.name: sorted(set(use.findall(path.read_text())))
-        for path in sorted(BUS.glob("*.py"))
-        if path.name != "_paho.py" and use.search(path.read_text())
+        path.name: sorted({a or b for a, b in use.findall(path.read_text())})
+        for path in sources
+        if use.search(path.read_text())
     }
-    assert not used_elsewhere, f"paho / aiomqtt internals outside _paho.py: {used_elsewhere}"
-    adapter = (BUS / "_paho.py").read_text()
-    unused = [n for ns in _paho.RELIED_ON.values() for n in ns if f".{n}" not in adapter]
-    assert not unused, f"RELIED_ON names what _paho.py does not use: {unused}"
+    assert not used_elsewhere, f"paho / aiomqtt internals outside the adapters: {used_elsewhere}"
+    for module, relied in ADAPTERS.items():
+        adapter = (BUS / module).read_text()
+        unused = [n for ns in relied.values() for n in ns if f".{n}" not in adapter]
+        assert not unused, f"RELIED_ON names what {module} does not use: {unused}"

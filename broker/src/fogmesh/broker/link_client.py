@@ -36,7 +36,7 @@ from fogmesh.broker.wire import (
     lean_properties,
     no_filtered_callbacks,
 )
-from fogmesh.bus import drain_reads
+from fogmesh.bus import _paho, _paho_wire, drain_reads
 from fogmesh.protocol import LinkState
 
 __all__ = ["CONNECT_TIMEOUT", "RECEIVE_MAXIMUM", "LinkClients"]
@@ -107,13 +107,13 @@ class LinkClients(LinkStatusReport):
         )
         # Acknowledge only after the message is on disk: aiomqtt 2.5 has no switch for this,
         # paho (underneath) does.
-        client._client.manual_ack_set(True)
+        _paho.set_manual_ack(client)
         if kept:
             self._note_session(side, client)
         count_bytes(client, *self._counters(side, path))
         # every whole packet a wake-up brought is handled in it: a burst reaches the reader
         # (one disk commit, one send of PUBACKs) and a batch's PUBACKs the writer together
-        drain_reads(client._client)
+        drain_reads(_paho.paho_of(client))
         # arrivals go to disk and are acknowledged in the pass that read them
         self._readers[client] = PassReader(client, lambda burst: self._take(side, burst, path))
         no_filtered_callbacks(client)  # the link sets none: no topic lookup per message
@@ -124,16 +124,12 @@ class LinkClients(LinkStatusReport):
 
     def _note_session(self, side: Side, client: aiomqtt.Client) -> None:
         """Note in :attr:`session_present` whether the broker kept ``side``'s session."""
-        answer: Any = client._client.on_connect  # aiomqtt's: it completes the connect
 
-        def on_connect(
-            paho: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None
-        ) -> None:
-            self.session_present[side] = bool(flags.session_present)
-            answer(paho, userdata, flags, reason, properties)
+        def note(present: bool) -> None:
+            self.session_present[side] = present
 
         self.session_present[side] = False
-        client._client.on_connect = on_connect
+        _paho_wire.before_on_connect(client, note)
 
     def _counters(self, side: Side, path: LinkPath | None) -> list[WireBytes]:
         """The wire counters a client of ``side`` over ``path`` adds its bytes to."""

@@ -18,6 +18,8 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.client import MQTTMessage
 
+from fogmesh.bus import _paho, _paho_wire
+
 __all__ = ["PassReader"]
 
 
@@ -29,22 +31,13 @@ class PassReader:
     """
 
     def __init__(self, client: aiomqtt.Client, take: Callable[[list[MQTTMessage]], None]) -> None:
-        paho: Any = client._client  # paho's callback and read loop: pinned to paho-mqtt 2.x
-        self._paho = paho
+        self._paho = _paho.paho_of(client)
         self._take = take
         self._pending: list[MQTTMessage] = []
         self.failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         """Completed with the exception of a ``take`` that failed."""
-        paho.on_message = self._pending_append
-        read = paho.loop_read
-
-        def loop_read(max_packets: int = 1) -> Any:
-            try:
-                return read(max_packets)
-            finally:
-                self._flush()
-
-        paho.loop_read = loop_read
+        _paho_wire.replace_on_message(client, self._pending_append)
+        _paho_wire.after_each_read(client, self._flush)
 
     def _pending_append(self, _paho: Any, _userdata: Any, message: MQTTMessage) -> None:
         self._pending.append(message)
@@ -67,7 +60,7 @@ class PassReader:
     async def run(self, client: aiomqtt.Client) -> None:
         """Until ``client`` is disconnected (raises ``MqttError``) or a ``take`` failed (raises
         its exception)."""
-        gone: asyncio.Future[None] = client._disconnected  # aiomqtt 2.x: its connection's end
+        gone = _paho.disconnected(client)
         await asyncio.wait((gone, self.failed), return_when=asyncio.FIRST_COMPLETED)
         if self.failed.done():
             self.failed.result()

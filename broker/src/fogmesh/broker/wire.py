@@ -27,21 +27,24 @@ the common case; every other behaviour is paho's own.
 :func:`no_filtered_callbacks`: paho looks every arriving PUBLISH's topic up in its tree of
 per-filter callbacks, which the link never sets (9% of the link's CPU in a ``links-only``
 burst); :class:`EmptyFirst` answers at once while the tree is empty.
+
+Every paho and aiomqtt internal these use is reached through ``fogmesh.bus._paho`` and
+``fogmesh.bus._paho_wire`` (``tests/bus/test_paho_internals.py`` checks them on an upgrade).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
-import paho.mqtt._packet as paho_packet
 from aiomqtt import MqttCodeError
 from paho.mqtt.client import DISCONNECT, MQTT_ERR_SUCCESS, PUBLISH
-from paho.mqtt.matcher import MQTTMatcher
-from paho.mqtt.properties import Properties
+
+from fogmesh.bus import _paho, _paho_wire
+from fogmesh.bus._paho_wire import EmptyFirst, LeanProperties, lean_properties
 
 __all__ = [
     "MAX_JOINED",
@@ -104,63 +107,12 @@ def join_queued(queue: deque[dict[str, Any]]) -> None:
 
 def coalesce_writes(client: aiomqtt.Client) -> None:
     """Make ``client``'s paho join its queued packets before each write (see the module)."""
-    paho: Any = client._client  # paho's private queue and writer: pinned to paho-mqtt 2.x
-    write = paho._packet_write
-
-    def packet_write() -> Any:
-        join_queued(paho._out_packet)
-        return write()
-
-    paho._packet_write = packet_write
-
-
-_TABLES = Properties(0)  # type: ignore[no-untyped-call]
-_PRIVATE = ("packetType", "types", "names", "properties")  # paho's own attributes
-
-
-class LeanProperties(Properties):
-    """paho's ``Properties`` with the name and type tables shared, not built per packet."""
-
-    def __init__(self, packetType: int) -> None:  # noqa: N803 (paho's name)
-        setattr_ = object.__setattr__
-        setattr_(self, "packetType", packetType)
-        setattr_(self, "types", _TABLES.types)
-        setattr_(self, "names", _TABLES.names)
-        setattr_(self, "properties", _TABLES.properties)
-
-    def unpack(self, buffer: bytes | bytearray) -> tuple[Properties, int]:
-        """paho's ``unpack``; an empty property list on a fresh object costs nothing."""
-        if buffer[:1] == b"\x00" and len(self.__dict__) == len(_PRIVATE):
-            return self, 1
-        result: tuple[Properties, int] = super().unpack(buffer)  # type: ignore[no-untyped-call]
-        return result
-
-
-class EmptyFirst(MQTTMatcher):
-    """paho's filter tree; matching against an empty tree yields nothing without a walk."""
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-
-    def iter_match(self, topic: str) -> Iterator[Any]:
-        """paho's ``iter_match``, short-cut while no filter is stored."""
-        root = self._root
-        if not root._children and root._content is None:
-            return iter(())
-        found: Iterator[Any] = super().iter_match(topic)  # type: ignore[no-untyped-call]
-        return found
+    _paho_wire.before_each_write(_paho.paho_of(client), join_queued)
 
 
 def no_filtered_callbacks(client: aiomqtt.Client) -> None:
     """Give ``client``'s paho an :class:`EmptyFirst` tree (it holds no callbacks yet)."""
-    paho: Any = client._client  # paho's private callback tree: pinned to paho-mqtt 2.x
-    if not paho._on_message_filtered._root._children:
-        paho._on_message_filtered = EmptyFirst()
-
-
-def lean_properties() -> None:
-    """Make paho's packet decoder build :class:`LeanProperties` (process-wide, idempotent)."""
-    paho_packet.Properties = LeanProperties  # type: ignore[attr-defined]
+    _paho_wire.no_filtered_callbacks(_paho.paho_of(client))
 
 
 @dataclass(slots=True)
@@ -177,9 +129,9 @@ def count_bytes(client: aiomqtt.Client, *counters: WireBytes) -> None:
     Call before the client connects (its CONNECT is counted too) and before anything else
     wraps paho's socket reads (a read buffer reads through the count).
     """
-    paho: Any = client._client  # paho's private socket calls: pinned to paho-mqtt 2.x
-    send = paho._sock_send
-    recv = paho._sock_recv
+    paho = _paho.paho_of(client)
+    send = _paho_wire.raw_send(paho)
+    recv = _paho.raw_recv(paho)
 
     def sock_send(buf: bytes | bytearray) -> int:
         n = int(send(buf))
@@ -193,9 +145,7 @@ def count_bytes(client: aiomqtt.Client, *counters: WireBytes) -> None:
             counter.received += len(data)
         return data
 
-    # instance attributes shadow paho's methods: _packet_write / _packet_read call these
-    paho._sock_send = sock_send
-    paho._sock_recv = sock_recv
+    _paho_wire.replace_socket_io(paho, sock_send, sock_recv)
 
 
 class Sent:
@@ -226,22 +176,19 @@ class Publisher:
 
     def __init__(self, client: aiomqtt.Client, on_done: Callable[[], None]) -> None:
         """Hook ``client``'s paho; call before it connects."""
-        paho: Any = client._client  # paho's callbacks: pinned to paho-mqtt 2.x
-        self._paho = paho
+        self._paho = _paho.paho_of(client)
         self._on_done = on_done
         self._by_mid: dict[int, Sent] = {}
-        inner = paho.on_publish
+        by_mid = self._by_mid
 
-        def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-            sent = self._by_mid.pop(mid, None)
+        def published(mid: int) -> None:
+            sent = by_mid.pop(mid, None)
             if sent is not None:
                 sent.left -= 1
                 if sent.left == 0:
                     on_done()
-            if inner is not None:
-                inner(c, userdata, mid, reason, props)
 
-        paho.on_publish = on_publish
+        _paho_wire.before_on_publish(client, published)
 
     def publish(self, batch: Sequence[tuple[str, bytes, int, bool]], now: float) -> Sent:
         """Hand ``(topic, payload, qos, retain)`` messages to paho, in order."""

@@ -1,0 +1,211 @@
+"""The paho-mqtt and aiomqtt internals a bridge link's hot path relies on.
+
+The broker's links (``fogmesh.broker.wire``, ``link_reader``, ``link_client``) count the bytes
+on their sockets, join paho's queued packets into one write, publish and take arrivals through
+paho without aiomqtt's futures and queue, and decode MQTT 5 packets with fewer allocations.
+Written against paho-mqtt 2.2 and aiomqtt 2.5, as :mod:`fogmesh.bus._paho` (which has the
+aiomqtt client's own internals: :func:`~fogmesh.bus._paho.paho_of` and the like). Each
+function names what it relies on; :data:`RELIED_ON`, :data:`OUT_PACKET_KEYS` and
+:data:`AIOMQTT_CALLBACKS` list it, and ``tests/bus/test_paho_internals.py`` fails, naming what
+is gone, when an upgrade moves one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt._packet as paho_packet
+from paho.mqtt.matcher import MQTTMatcher
+from paho.mqtt.properties import Properties
+
+from fogmesh.bus import _paho
+
+if TYPE_CHECKING:
+    import aiomqtt
+    import paho.mqtt.client as mqtt
+
+__all__ = [
+    "AIOMQTT_CALLBACKS",
+    "OUT_PACKET_KEYS",
+    "PROPERTIES_STATE",
+    "RELIED_ON",
+    "EmptyFirst",
+    "LeanProperties",
+    "after_each_read",
+    "before_each_write",
+    "before_on_connect",
+    "before_on_publish",
+    "lean_properties",
+    "no_filtered_callbacks",
+    "raw_send",
+    "replace_on_message",
+    "replace_socket_io",
+]
+
+RELIED_ON: dict[str, tuple[str, ...]] = {
+    "paho.mqtt.client.Client": (
+        "_sock_send",
+        "_sock_recv",
+        "_packet_write",
+        "_out_packet",
+        "_on_message_filtered",
+    ),
+    "paho.mqtt.matcher.MQTTMatcher": ("_root",),
+    "paho.mqtt.matcher.MQTTMatcher.Node": ("_children", "_content"),
+    "paho.mqtt._packet": ("Properties",),
+}
+"""The private attributes this module uses, by what carries them (``paho.mqtt._packet`` is
+paho's private decoder module: its global ``Properties`` is what it builds per packet)."""
+
+OUT_PACKET_KEYS = ("command", "qos", "pos", "to_process", "packet")
+"""The keys of a packet on paho's out queue (``_packet_queue`` builds them) the link's joined
+writes read and set (``fogmesh.broker.wire.join_queued``)."""
+
+PROPERTIES_STATE = ("packetType", "types", "names", "properties")
+"""What a paho ``Properties`` holds before any property is set: :class:`LeanProperties` sets
+them itself and shares the three tables."""
+
+AIOMQTT_CALLBACKS = ("on_connect", "on_message", "on_publish")
+"""paho's callbacks aiomqtt 2.5 sets to its own methods when it builds a client: the link
+chains before aiomqtt's ``on_connect`` (which completes the connect) and ``on_publish``, and
+replaces ``on_message`` (aiomqtt's queue then stays empty). aiomqtt's socket callback reads
+through ``loop_read`` on the paho instance, which :func:`after_each_read` wraps."""
+
+
+# -- socket calls and the out queue -----------------------------------------------------
+
+
+def raw_send(paho: mqtt.Client) -> Callable[[bytes | bytearray], int]:
+    """paho's current socket write (``_sock_send``), for a wrapper to call."""
+    return paho._sock_send
+
+
+def replace_socket_io(
+    paho: mqtt.Client,
+    send: Callable[[bytes | bytearray], int],
+    recv: Callable[[int], bytes],
+) -> None:
+    """Make ``paho`` write through ``send`` and read through ``recv``.
+
+    Instance attributes shadow paho's methods: its packet writer and reader call
+    ``self._sock_send`` / ``self._sock_recv``. Read the current ones first with
+    :func:`raw_send` and :func:`fogmesh.bus._paho.raw_recv`."""
+    paho._sock_send = send  # type: ignore[method-assign,assignment]
+    paho._sock_recv = recv  # type: ignore[method-assign,assignment]
+
+
+def before_each_write(paho: mqtt.Client, prepare: Callable[[deque[Any]], None]) -> None:
+    """Call ``prepare`` on paho's out queue (``_out_packet``, entries with
+    :data:`OUT_PACKET_KEYS`) before each of its writes (``_packet_write``)."""
+    write = paho._packet_write
+    queue: deque[Any] = paho._out_packet
+
+    def packet_write() -> Any:
+        prepare(queue)
+        return write()
+
+    paho._packet_write = packet_write  # type: ignore[method-assign]
+
+
+# -- callbacks and the read loop --------------------------------------------------------
+
+
+def before_on_connect(client: aiomqtt.Client, note: Callable[[bool], None]) -> None:
+    """Call ``note(session_present)`` on each CONNACK, then aiomqtt's own ``on_connect``."""
+    paho = _paho.paho_of(client)
+    answer: Any = paho.on_connect
+
+    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
+        note(bool(flags.session_present))
+        answer(c, userdata, flags, reason, properties)
+
+    paho.on_connect = on_connect
+
+
+def before_on_publish(client: aiomqtt.Client, done: Callable[[int], None]) -> None:
+    """Call ``done(mid)`` for each publish paho reports complete, then aiomqtt's own."""
+    paho = _paho.paho_of(client)
+    inner: Any = paho.on_publish
+
+    def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        done(mid)
+        if inner is not None:
+            inner(c, userdata, mid, reason, props)
+
+    paho.on_publish = on_publish
+
+
+def replace_on_message(
+    client: aiomqtt.Client, on_message: Callable[[Any, Any, mqtt.MQTTMessage], None]
+) -> None:
+    """Hand every message paho decodes to ``on_message(paho, userdata, message)`` (paho's
+    callback, called directly) instead of aiomqtt's queue."""
+    _paho.paho_of(client).on_message = on_message
+
+
+def after_each_read(client: aiomqtt.Client, after: Callable[[], None]) -> None:
+    """Run ``after`` when each of paho's ``loop_read`` calls ends (it returned or raised).
+
+    Wraps the ``loop_read`` in use (``fogmesh.bus.drain_reads``'s, once it is set)."""
+    paho = _paho.paho_of(client)
+    read = paho.loop_read
+
+    def loop_read(max_packets: int = 1) -> Any:
+        try:
+            return read(max_packets)
+        finally:
+            after()
+
+    paho.loop_read = loop_read  # type: ignore[method-assign]
+
+
+# -- decoding shortcuts -----------------------------------------------------------------
+
+_TABLES = Properties(0)  # type: ignore[no-untyped-call]
+
+
+class LeanProperties(Properties):
+    """paho's ``Properties`` with the name and type tables shared, not built per packet."""
+
+    def __init__(self, packetType: int) -> None:  # noqa: N803 (paho's name)
+        setattr_ = object.__setattr__
+        setattr_(self, "packetType", packetType)
+        setattr_(self, "types", _TABLES.types)
+        setattr_(self, "names", _TABLES.names)
+        setattr_(self, "properties", _TABLES.properties)
+
+    def unpack(self, buffer: bytes | bytearray) -> tuple[Properties, int]:
+        """paho's ``unpack``; an empty property list on a fresh object costs nothing."""
+        if buffer[:1] == b"\x00" and len(self.__dict__) == len(PROPERTIES_STATE):
+            return self, 1
+        result: tuple[Properties, int] = super().unpack(buffer)  # type: ignore[no-untyped-call]
+        return result
+
+
+def lean_properties() -> None:
+    """Make paho's packet decoder build :class:`LeanProperties` (process-wide, idempotent)."""
+    paho_packet.Properties = LeanProperties  # type: ignore[attr-defined]
+
+
+class EmptyFirst(MQTTMatcher):
+    """paho's filter tree; matching against an empty tree yields nothing without a walk."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def iter_match(self, topic: str) -> Iterator[Any]:
+        """paho's ``iter_match``, short-cut while no filter is stored."""
+        root = self._root
+        if not root._children and root._content is None:
+            return iter(())
+        found: Iterator[Any] = super().iter_match(topic)  # type: ignore[no-untyped-call]
+        return found
+
+
+def no_filtered_callbacks(paho: mqtt.Client) -> None:
+    """Give ``paho`` an :class:`EmptyFirst` tree of per-filter callbacks
+    (``_on_message_filtered``) while it holds none."""
+    if not paho._on_message_filtered._root._children:
+        paho._on_message_filtered = EmptyFirst()
