@@ -11,19 +11,16 @@ site broker only), as a byte-counting relay in front of the cloud sees them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
 
 from fogmesh.broker.link_status import STATUS_EVERY
 from fogmesh.protocol import LinkState, LinkStatus, topics
-from tests.broker.conftest import MeshProcess, client, collect, eventually_delivered, wait_for
 from tests.support.brokers import free_port
-from tests.support.mesh import start_wan, wan_mesh
+from tests.support.mesh import MeshProcess, start_wan, wan_mesh
+from tests.support.mqtt import client, collect, eventually_delivered, wait_for
 from tests.support.relay import CountingRelay
 
 LAG = 1.0  # seconds the cloud's bytes are held back
@@ -31,51 +28,6 @@ STREAM_S = 6 * STATUS_EVERY  # six status ticks
 RATE = 4.0  # messages per second
 STATUS = topics.mesh_link("site", "wan")
 RULES = [{"pattern": "tele/#", "direction": "out", "qos": 1}]
-
-
-@contextlib.asynccontextmanager
-async def lagging_relay(target: int, lag: float) -> AsyncIterator[int]:
-    """A TCP relay on a free port to ``target`` on 127.0.0.1 that delivers what ``target``
-    sends ``lag`` seconds late (in order); yields its port."""
-    port = free_port()
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def pipe(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float
-    ) -> None:
-        held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def deliver() -> None:
-            while True:
-                due, data = await held.get()
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                writer.write(data)
-                await writer.drain()
-
-        out = asyncio.create_task(deliver())
-        try:
-            while data := await reader.read(65536):
-                held.put_nowait((time.monotonic() + delay, data))
-        finally:
-            out.cancel()
-            writer.close()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with asyncio.timeout(10):
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
-        for task in (pipe(reader, up_writer, 0.0), pipe(up_reader, writer, lag)):
-            t = asyncio.create_task(task)
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-
-    server = await asyncio.start_server(serve, "127.0.0.1", port)
-    try:
-        yield port
-    finally:
-        server.close()
-        for t in list(tasks):
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _statuses(messages: list[aiomqtt.Message]) -> list[LinkStatus]:
@@ -90,8 +42,8 @@ async def test_a_steady_stream_sends_no_status_across(
     tmp_path: Path, procs: list[MeshProcess]
 ) -> None:
     cloud_port = free_port()
-    async with lagging_relay(cloud_port, LAG) as relay_port:
-        mesh = wan_mesh(tmp_path, RULES, cloud={"port": cloud_port}, remote={"port": relay_port})
+    async with CountingRelay(cloud_port, lag=LAG) as relay:
+        mesh = wan_mesh(tmp_path, RULES, cloud={"port": cloud_port}, remote={"port": relay.port})
         site = start_wan(mesh, procs).ports[0]
         at_cloud: list[aiomqtt.Message] = []
         at_site: list[aiomqtt.Message] = []

@@ -5,7 +5,8 @@ network namespace) and forwards each connection to a target port on 127.0.0.1. I
 back-pressure (it stops reading from one side while the other side's buffers are full) and,
 when one side of a connection goes quiet, keeps the other open and quiet, as a router would.
 ``up`` counts the bytes towards the target, ``down`` those from it; a ``watch`` factory may see
-each connection's stream per direction (e.g. to split it into MQTT packets).
+each connection's stream per direction (e.g. to split it into MQTT packets). With a ``lag`` the
+target answers late: what it sends is delivered that many seconds after it came, in order.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import Callable
 
 from tests.support.brokers import free_port
@@ -35,12 +37,15 @@ class CountingRelay:
         port: int | None = None,
         sock: socket.socket | None = None,
         watch: Watch | None = None,
+        lag: float = 0.0,
         connect_timeout: float = 10.0,
     ) -> None:
         self.target = target
         self.sock = sock
         self.port = sock.getsockname()[1] if sock is not None else port or free_port()
         self.watch = watch
+        self.lag = lag
+        """Seconds the bytes from the target are held back (that way without back-pressure)."""
         self.connect_timeout = connect_timeout
         self.up = 0
         """Bytes towards the target."""
@@ -98,15 +103,39 @@ class CountingRelay:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, way: str
     ) -> None:
         feed = self.watch(way) if self.watch is not None else None
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(65_536):
-                if way == "up":
-                    self.up += len(data)
-                else:
-                    self.down += len(data)
-                if feed is not None:
-                    feed(data)
-                writer.write(data)
-                await writer.drain()  # back-pressure: a stalled far side stops the reads here
-        with contextlib.suppress(OSError):
-            writer.close()
+        held: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        lagged = asyncio.create_task(_deliver(held, writer)) if way == "down" and self.lag else None
+        try:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await reader.read(65_536):
+                    if way == "up":
+                        self.up += len(data)
+                    else:
+                        self.down += len(data)
+                    if feed is not None:
+                        feed(data)
+                    if lagged is not None:
+                        held.put_nowait((time.monotonic() + self.lag, data))
+                        continue
+                    writer.write(data)
+                    await writer.drain()  # back-pressure: a stalled far side stops the reads
+            if lagged is not None:
+                held.put_nowait(None)  # what is held still goes, then the close
+                await asyncio.gather(lagged, return_exceptions=True)
+        finally:
+            if lagged is not None:
+                lagged.cancel()
+            with contextlib.suppress(OSError):
+                writer.close()
+
+
+async def _deliver(
+    held: asyncio.Queue[tuple[float, bytes] | None], writer: asyncio.StreamWriter
+) -> None:
+    """Write each held chunk at its due time, in order, until the ``None`` that ends them."""
+    with contextlib.suppress(OSError):
+        while (item := await held.get()) is not None:
+            due, data = item
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            writer.write(data)
+            await writer.drain()
