@@ -26,7 +26,7 @@ RUNS = 5
 
 # the modules of fogmesh.protocol an idle agent has loaded (the package loads each on first use;
 # tests/agent/test_imports.py checks that the others below are not)
-AGENT_CONTRACT = ["workload", "node", "commands", "migration", "lan"]
+AGENT_CONTRACT = ["workload", "node", "commands", "lan"]
 
 # (row, modules imported by that step, when the agent needs it)
 STEPS: list[tuple[str, list[str], str]] = [
@@ -59,6 +59,7 @@ STEPS: list[tuple[str, list[str], str]] = [
         "Docker configured",
     ),
     ("the event contract", ["fogmesh.protocol.events"], "the first event (a workload's phase)"),
+    ("the migration contract", ["fogmesh.protocol.migration"], "the first migration verb"),
     ("psutil", ["psutil"], "a native workload (its process statistics)"),
     ("tarfile", ["tarfile"], "a snapshot, a container file, an artefact to unpack"),
     (
