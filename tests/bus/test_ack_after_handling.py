@@ -23,6 +23,7 @@ from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import eventually, unique
 from tests.support.mesh import MeshProcess, start_alone
 from tests.support.mesh_file import PASSWORDS
+from tests.support.processes import kill
 
 COUNT = 10
 
@@ -73,9 +74,7 @@ def slow_service(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        kill(proc)
 
 
 async def _ready(proc: subprocess.Popen[bytes]) -> None:

@@ -179,7 +179,7 @@ class BrokerProcess:
                 "max_queued_messages 100000\n"
                 "set_tcp_nodelay true\n"
             )
-            cmd = [MOSQUITTO, "-c", str(conf)]
+            cmd = [require_mosquitto(), "-c", str(conf)]
         else:
             raise ValueError(self.kind)
         self.proc = subprocess.Popen(
