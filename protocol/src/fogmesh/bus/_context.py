@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from pydantic import BaseModel, ConfigDict
@@ -23,7 +23,7 @@ from fogmesh.protocol._model import Model
 if TYPE_CHECKING:
     from fogmesh.bus._client import Bus
 
-__all__ = ["MessageContext", "RawMessage", "Refusal", "run_handler", "topic_ref"]
+__all__ = ["Backlog", "MessageContext", "RawMessage", "Refusal", "run_handler", "topic_ref"]
 
 log = structlog.get_logger("fogmesh.bus")
 
@@ -57,19 +57,36 @@ class Refusal(FogmeshError):
         return ErrorInfo(code=self.code, message=self.message, details=self.details)
 
 
+class Backlog(Protocol):
+    """How far behind the handling of a subscription is."""
+
+    def waiting_since(self) -> float | None:
+        """When the oldest message not yet handled was received (monotonic; None: none)."""
+        ...
+
+
 @dataclass(slots=True)
 class MessageContext:
-    """The envelope of a delivery: topic, parsed topic, retained flag, and the bus to answer on."""
+    """The envelope of a delivery: topic, parsed topic, retained flag, and the bus to answer on.
+
+    ``received``: when the bus took the message off its connection (monotonic seconds; a
+    message waits in its subscription's queue after that). ``backlog``: that subscription's
+    queue (None for a context made outside a subscription).
+    """
 
     bus: Bus
     topic: str
     ref: TopicRef | None
     retained: bool
     message: BaseModel
+    received: float = 0.0
+    backlog: Backlog | None = None
 
     def with_message(self, message: BaseModel) -> MessageContext:
         """This delivery with ``message`` in place of what the bus parsed (for a router)."""
-        return MessageContext(self.bus, self.topic, self.ref, self.retained, message)
+        return MessageContext(
+            self.bus, self.topic, self.ref, self.retained, message, self.received, self.backlog
+        )
 
     @property
     def request(self) -> Request | None:

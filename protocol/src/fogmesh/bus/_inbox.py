@@ -28,6 +28,11 @@ class Inbox(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def first(self) -> T | None:
+        """The oldest item, left in place (None: empty)."""
+        items = self._items
+        return items[0] if items else None
+
     def put_nowait(self, item: T) -> None:
         """Append ``item`` and wake the reader if it waits."""
         self._items.append(item)

@@ -5,11 +5,17 @@ cancelled by accident never ends the worker. A QoS 1 message is acknowledged to 
 once every subscription it went to has handled it (returned, refused or failed: a poison message
 is acknowledged too, so it is not redelivered forever); one still queued when the service dies
 is delivered again to its persistent session.
+
+Each delivery is stamped (monotonic) when the receive loop takes it off its connection, and a
+subscription tells the arrival of the oldest message it has not finished handling
+(:meth:`Subscription.waiting_since`): a service that judges time by what it has read (the
+registry's liveness) looks at how far behind its own queues are, not only at the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,11 +42,13 @@ Handler = Callable[[M, MessageContext], Awaitable[None]]
 
 @dataclass(slots=True)
 class Delivery:
-    """A message as it came from one connection, and how many subscriptions still hold it."""
+    """A message as it came from one connection, and how many subscriptions still hold it;
+    ``received`` is when it was taken off the connection (monotonic seconds)."""
 
     message: aiomqtt.Message
     client: aiomqtt.Client
     pending: int = 1
+    received: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -57,13 +65,23 @@ class Subscription:
     max_payload: int | None = None
     queue: Inbox[Delivery] = field(default_factory=Inbox)
     worker: asyncio.Task[None] | None = None
+    handling: Delivery | None = None
+    """The delivery its handler has now (None: between messages)."""
+
+    def waiting_since(self) -> float | None:
+        """When the oldest message this subscription has not finished handling was received
+        (monotonic; None: nothing waits). Messages are handled in order, so every message
+        received before then is handled."""
+        delivery = self.handling or self.queue.first()
+        return None if delivery is None else delivery.received
 
     async def serve(self, bus: Bus) -> None:
         """Handle this subscription's messages one by one, for as long as the bus runs."""
         while True:
             delivery = await self.queue.get()
+            self.handling = delivery
             try:
-                await self._handle(bus, delivery.message)
+                await self._handle(bus, delivery)
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
@@ -71,11 +89,14 @@ class Subscription:
                 log.warning("a handler was cancelled; the subscription goes on", topic=self.filter)
             except Exception:  # the loop must outlive any one message
                 log.exception("bus handler failed outside its guard", topic=self.filter)
+            finally:
+                self.handling = None
             delivery.pending -= 1
             if delivery.pending <= 0:
                 bus.acknowledge(delivery)
 
-    async def _handle(self, bus: Bus, message: aiomqtt.Message) -> None:
+    async def _handle(self, bus: Bus, delivery: Delivery) -> None:
+        message = delivery.message
         topic = message.topic.value
         payload = payload_bytes(message.payload)
         limit = self.max_payload or bus.config.max_payload
@@ -97,7 +118,8 @@ class Subscription:
                 if answer is not None:
                     await bus.publish(*answer, qos=1)
             return
-        ctx = MessageContext(bus, topic, topic_ref(topic), bool(message.retain), model)
+        ref = topic_ref(topic)
+        ctx = MessageContext(bus, topic, ref, bool(message.retain), model, delivery.received, self)
         await run_handler(self.handler, model, ctx)
 
     @staticmethod

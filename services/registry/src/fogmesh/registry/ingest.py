@@ -2,7 +2,8 @@
 
 Each handler is cheap: it validates, updates the in-memory liveness tracker and queues writes;
 the database is written by the batching writer. Messages whose topic names another node than
-their payload are dropped with a warning.
+their payload are dropped with a warning. A sign of life counts from when the bus received it,
+and the liveness judge judges on the registry's own timeline (:mod:`fogmesh.registry.timeline`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fogmesh.registry.batcher import WriteQueue
 from fogmesh.registry.liveness import LivenessTracker, Transition
 from fogmesh.registry.ops import ActualOp, AppOp, EventOp, HeartbeatOp, HelloOp, LivenessOp
 from fogmesh.registry.replicas import shared_filter
+from fogmesh.registry.timeline import ReadTimeline
 
 __all__ = ["Ingest", "event_row", "transition_event"]
 
@@ -82,6 +84,7 @@ class Ingest:
         self, tracker: LivenessTracker, writer: WriteQueue, publish: Publish, *, source: str
     ) -> None:
         self.tracker = tracker
+        self.timeline = ReadTimeline(max_behind=tracker.default_interval)
         self.writer = writer
         self.publish = publish
         self.source = source
@@ -125,8 +128,9 @@ class Ingest:
         """Facts: stored; a live hello is a sign of life."""
         if not self._matches(ctx, msg.node):
             return
+        now = self.timeline.received(ctx, time.monotonic())
         transitions = self.tracker.alive(
-            msg.node, time.monotonic(), retained=ctx.retained, via="hello", boot_id=msg.boot_id
+            msg.node, now, retained=ctx.retained, via="hello", boot_id=msg.boot_id
         )
         state = self.tracker.state(msg.node) or "online"
         facts = msg.facts.model_dump(mode="json")
@@ -139,7 +143,7 @@ class Ingest:
         """``online`` is a sign of life; ``offline`` (the last will) is offline at once."""
         if not self._matches(ctx, msg.node):
             return
-        now = time.monotonic()
+        now = self.timeline.received(ctx, time.monotonic())
         if msg.state is NodeLiveness.OFFLINE:
             transitions = self.tracker.last_will(msg.node, now, boot_id=msg.boot_id)
         else:
@@ -152,16 +156,13 @@ class Ingest:
         """Usage: coalesced latest-per-node; a sign of life, unless older than one taken."""
         if not self._matches(ctx, msg.node):
             return
+        now = self.timeline.received(ctx, time.monotonic())
         if not self.tracker.fresh(msg.node, msg.ts, msg.seq):
             # queued through a partition, or a duplicate: old news, neither stored nor alive
             log.debug("heartbeat older than the newest taken", node=msg.node, seq=msg.seq)
             return
         transitions = self.tracker.alive(
-            msg.node,
-            time.monotonic(),
-            retained=ctx.retained,
-            via="heartbeat",
-            interval=msg.interval_s,
+            msg.node, now, retained=ctx.retained, via="heartbeat", interval=msg.interval_s
         )
         await self.apply(transitions)
         usage = msg.usage.model_dump()

@@ -165,7 +165,8 @@ class Registry:
         frozen_at = len(self.tracker.nodes)
         while True:
             await asyncio.sleep(self.settings.tick_s)
-            await self.ingest.apply(self.tracker.tick(time.monotonic()))
+            now = self.ingest.timeline.now(time.monotonic())  # see fogmesh.registry.timeline
+            await self.ingest.apply(self.tracker.tick(now))
             frozen_at = self._keep_gc_short(frozen_at)
 
     def _keep_gc_short(self, frozen_at: int) -> int:
