@@ -6,51 +6,22 @@ reads, ``_HOMES`` for run time); these tests keep the three the same."""
 
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import pkgutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from fogmesh import protocol
 from fogmesh.protocol._model import Model
-
-
-def _type_checking_imports() -> dict[str, str]:
-    """name -> module, from the ``if TYPE_CHECKING:`` block of the package's ``__init__``."""
-    tree = ast.parse(Path(protocol.__file__).read_text())
-    block = next(
-        node
-        for node in tree.body
-        if isinstance(node, ast.If)
-        and isinstance(node.test, ast.Name)
-        and node.test.id == "TYPE_CHECKING"
-    )
-    names: dict[str, str] = {}
-    for stmt in block.body:
-        assert isinstance(stmt, ast.ImportFrom)
-        assert stmt.module is not None
-        for alias in stmt.names:
-            if stmt.module == "fogmesh.protocol":  # a submodule: from fogmesh.protocol import x
-                names[alias.name] = alias.name
-            else:
-                names[alias.name] = stmt.module.removeprefix("fogmesh.protocol.")
-    return names
+from tests.protocol.lazy_exports import assert_one_home_each
 
 
 def test_every_export_has_one_home_and_is_that_modules_own() -> None:
-    assert len(protocol.__all__) == len(set(protocol.__all__))
-    assert set(protocol.__all__) == set(protocol._HOMES)
-    assert _type_checking_imports() == protocol._HOMES
-    for name, home in protocol._HOMES.items():
-        module = importlib.import_module(f"fogmesh.protocol.{home}")
-        expected = module if name == home else getattr(module, name)
-        assert getattr(protocol, name) is expected, name
+    assert_one_home_each(protocol)
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

@@ -8,46 +8,20 @@ The package names each export three times (``__all__``, the imports a type check
 
 from __future__ import annotations
 
-import ast
-import importlib
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from fogmesh import service
 from fogmesh.bus import RawMessage
 from fogmesh.protocol._model import Model
-
-
-def _type_checking_imports() -> dict[str, str]:
-    """name -> module, from the ``if TYPE_CHECKING:`` block of the package's ``__init__``."""
-    tree = ast.parse(Path(service.__file__).read_text())
-    block = next(
-        node
-        for node in tree.body
-        if isinstance(node, ast.If)
-        and isinstance(node.test, ast.Name)
-        and node.test.id == "TYPE_CHECKING"
-    )
-    names: dict[str, str] = {}
-    for stmt in block.body:
-        assert isinstance(stmt, ast.ImportFrom)
-        assert stmt.module is not None
-        for alias in stmt.names:
-            names[alias.name] = stmt.module.removeprefix("fogmesh.service.")
-    return names
+from tests.protocol.lazy_exports import assert_one_home_each
 
 
 def test_every_export_has_one_home_and_is_that_modules_own() -> None:
-    assert len(service.__all__) == len(set(service.__all__))
-    assert set(service.__all__) == set(service._HOMES)
-    assert _type_checking_imports() == service._HOMES
-    for name, home in service._HOMES.items():
-        module = importlib.import_module(f"fogmesh.service.{home}")
-        assert getattr(service, name) is getattr(module, name), name
+    assert_one_home_each(service)
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
