@@ -72,7 +72,8 @@ def _joinable(packet: dict[str, Any]) -> bool:
 
 
 def join_queued(queue: deque[dict[str, Any]]) -> None:
-    """Merge runs of joinable, unstarted packets in paho's out queue, in place and in order."""
+    """Merge runs of joinable, unstarted packets in paho's out queue, in place and in order
+    (an entry's keys: ``fogmesh.bus._paho_wire.OUT_PACKET_KEYS``)."""
     if len(queue) < 2:
         return
     merged: deque[dict[str, Any]] = deque()
