@@ -180,16 +180,22 @@ class Publisher:
         self._paho = _paho.paho_of(client)
         self._on_done = on_done
         self._by_mid: dict[int, Sent] = {}
-        by_mid = self._by_mid
+        _paho_wire.wrap_on_publish(client, self._counting)
 
-        def published(mid: int) -> None:
+    def _counting(self, inner: _paho_wire.OnPublish | None) -> _paho_wire.OnPublish:
+        """paho's ``on_publish``: count the batch holding ``mid`` down, then call ``inner``."""
+        by_mid, on_done = self._by_mid, self._on_done
+
+        def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
             sent = by_mid.pop(mid, None)
             if sent is not None:
                 sent.left -= 1
                 if sent.left == 0:
                     on_done()
+            if inner is not None:
+                inner(c, userdata, mid, reason, props)
 
-        _paho_wire.before_on_publish(client, published)
+        return on_publish
 
     def publish(self, batch: Sequence[tuple[str, bytes, int, bool]], now: float) -> Sent:
         """Hand ``(topic, payload, qos, retain)`` messages to paho, in order."""

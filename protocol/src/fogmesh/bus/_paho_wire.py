@@ -33,15 +33,16 @@ __all__ = [
     "RELIED_ON",
     "EmptyFirst",
     "LeanProperties",
+    "OnPublish",
     "after_each_read",
     "before_each_write",
     "before_on_connect",
-    "before_on_publish",
     "lean_properties",
     "no_filtered_callbacks",
     "raw_send",
     "replace_on_message",
     "replace_socket_io",
+    "wrap_on_publish",
 ]
 
 RELIED_ON: dict[str, tuple[str, ...]] = {
@@ -124,17 +125,17 @@ def before_on_connect(client: aiomqtt.Client, note: Callable[[bool], None]) -> N
     paho.on_connect = on_connect
 
 
-def before_on_publish(client: aiomqtt.Client, done: Callable[[int], None]) -> None:
-    """Call ``done(mid)`` for each publish paho reports complete, then aiomqtt's own."""
+OnPublish = Callable[[Any, Any, int, Any, Any], None]
+"""paho 2.x's ``on_publish(client, userdata, mid, reason_code, properties)``."""
+
+
+def wrap_on_publish(client: aiomqtt.Client, wrap: Callable[[OnPublish | None], OnPublish]) -> None:
+    """Set paho's ``on_publish`` to ``wrap(aiomqtt's own)``; the callback ``wrap`` returns
+    must call aiomqtt's (its ``publish`` waits on it). One call per acknowledged message: the
+    wrapper is the caller's own callback, not a layer around it."""
     paho = _paho.paho_of(client)
-    inner: Any = paho.on_publish
-
-    def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        done(mid)
-        if inner is not None:
-            inner(c, userdata, mid, reason, props)
-
-    paho.on_publish = on_publish
+    aiomqtts: Any = paho.on_publish  # paho types it as either API version's callback
+    paho.on_publish = wrap(aiomqtts)
 
 
 def replace_on_message(
