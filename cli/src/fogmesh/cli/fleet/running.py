@@ -26,6 +26,10 @@ from fogmesh.service import BrokerSettings
 
 __all__ = ["RunningFleet"]
 
+AGENT_ENVIRONMENT = {"MALLOC_ARENA_MAX": "1"}
+"""What the shipped unit (deploy/systemd/fogmesh-agent.service) sets for the agent: one malloc
+arena for its threads (docs/agent.md, "Memory")."""
+
 
 def _migrator_command() -> list[str] | None:
     """The migrator's console script, beside this interpreter or on the PATH (None: the
@@ -146,6 +150,7 @@ class RunningFleet:
                 "--config",
                 str(self.paths[f"agent-{node.node}"]),
                 node=node.node,
+                env=AGENT_ENVIRONMENT,
             )
 
     def viewer_config(self) -> BusConfig:
