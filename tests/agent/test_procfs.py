@@ -1,14 +1,19 @@
-"""The agent's /proc and /sys reader (fogmesh.agent.procfs) gives the figures psutil gives on
-this machine: memory total and available, CPU percent between two samples, the MAC the node id
-is made from. Read one right after the other, so only what the machine did in between differs."""
+"""The agent's /proc reader (fogmesh.agent.procfs) gives the figures psutil gives on this
+machine: memory total and available, CPU percent between two samples, the MAC the node id is
+made from (in this network namespace and in a new one). Read one right after the other, so only
+what the machine did in between differs."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import psutil
+import pytest
 
 from fogmesh.agent import procfs
 from fogmesh.agent.facts import mac_address
@@ -70,3 +75,28 @@ def test_mac_address_is_psutils() -> None:
         if addr.family == psutil.AF_LINK and addr.address
     }
     assert procfs.link_addresses() == theirs
+
+
+_IN_NEW_NETNS = """
+import uuid
+import psutil
+from fogmesh.agent import procfs
+from fogmesh.agent.facts import mac_address
+theirs = {n: a.address for n, al in psutil.net_if_addrs().items() for a in al
+          if a.family == psutil.AF_LINK and a.address}
+print(procfs.link_addresses() == theirs, mac_address() == f"{uuid.getnode():012x}",
+      sorted(procfs.link_addresses()))
+"""
+
+
+def test_a_new_network_namespace_shows_its_own_interfaces() -> None:
+    """Under ``unshare -n`` the sysfs mount still shows the host's interfaces; the reader asks
+    the kernel for this namespace's: only ``lo``, so the MAC falls back as psutil's did."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-n", "true"], check=False).returncode:
+        pytest.skip("no unshare -n here (needs CAP_SYS_ADMIN)")
+    out = subprocess.run(
+        [unshare, "-n", sys.executable, "-c", _IN_NEW_NETNS],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip().split(maxsplit=2)  # fmt: skip
+    assert out == ["True", "True", "['lo']"]

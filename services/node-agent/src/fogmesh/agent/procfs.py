@@ -1,5 +1,5 @@
-"""The node's figures as Linux gives them in ``/proc`` and ``/sys``: memory, CPU time, link
-addresses (the agent is Linux-only).
+"""The node's figures as Linux gives them in ``/proc`` and through a socket: memory, CPU time,
+link addresses (the agent is Linux-only).
 
 The usage sampler runs every heartbeat tick of an idle agent; psutil would cost it 1.0 MB
 resident (its named tuples and platform module, docs/agent.md "Memory") for these three reads.
@@ -11,12 +11,17 @@ process statistics still come from psutil, imported when a native workload is lo
 
 from __future__ import annotations
 
+import fcntl
+import socket
+import struct
 from pathlib import Path
 
 __all__ = ["CpuMeter", "link_addresses", "memory"]
 
 PROC = Path("/proc")
-SYS_NET = Path("/sys/class/net")
+_SIOCGIFHWADDR = 0x8927  # linux/sockios.h: an interface's hardware address (struct ifreq)
+_IFNAMSIZ = 16  # struct ifreq: the name (with its NUL), then the sockaddr: family, address
+_NO_LINK_ADDRESS = {0xFFFE, 0xFFFF}  # ARPHRD_NONE (tun, wireguard), ARPHRD_VOID
 
 
 def memory(proc: Path = PROC) -> tuple[int, int]:
@@ -65,19 +70,28 @@ class CpuMeter:
         return round(min(max((busy - last_busy) * 100.0 / elapsed, 0.0), 100.0), 1)
 
 
-def link_addresses(net: Path = SYS_NET) -> dict[str, str]:
-    """Each network interface's link-layer address (``aa:bb:..``), by name; interfaces without
-    one are left out."""
+def link_addresses() -> dict[str, str]:
+    """Each network interface's link-layer address (``aa:bb:..``), by name, in this process's
+    network namespace; interfaces without one are left out.
+
+    The names come from ``if_nameindex`` and the addresses from ``SIOCGIFHWADDR``, both asked of
+    the kernel through a socket, so they are this namespace's (``/sys/class/net`` shows the
+    namespace its sysfs was mounted in: under ``unshare -n`` the host's interfaces).
+    """
     out: dict[str, str] = {}
     try:
-        names = sorted(p.name for p in net.iterdir())
+        names = sorted(name for _index, name in socket.if_nameindex())
     except OSError:
         return out
-    for name in names:
-        try:
-            address = (net / name / "address").read_text().strip()
-        except OSError:
-            continue
-        if address:
-            out[name] = address
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for name in names:
+            request = struct.pack("256s", name.encode()[: _IFNAMSIZ - 1])
+            try:
+                answer = fcntl.ioctl(sock.fileno(), _SIOCGIFHWADDR, request)
+            except OSError:
+                continue
+            family = struct.unpack_from("=H", answer, _IFNAMSIZ)[0]
+            if family in _NO_LINK_ADDRESS:
+                continue
+            out[name] = ":".join(f"{b:02x}" for b in answer[_IFNAMSIZ + 2 : _IFNAMSIZ + 8])
     return out
