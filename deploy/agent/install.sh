@@ -121,15 +121,17 @@ umask 077
     fi
     echo "},"
     echo "  \"runtimes\": [\"$(echo "$RUNTIMES" | sed 's/,/", "/g')\"],"
-    printf '  "labels": {"fogmesh.install": "agent"'
-    [ -n "$SITE" ] && printf ', "site": "%s"' "$SITE"
+    # the site first, the operator's labels, the install marker last: a duplicate key's last
+    # value wins, so no --label overrides the marker
+    printf '  "labels": {'
+    [ -n "$SITE" ] && printf '"site": "%s", ' "$SITE"
     for kv in $LABELS; do
         k="${kv%%=*}"
         v="${kv#*=}"
         case "$k" in *[!A-Za-z0-9._/-]* | "") echo "install.sh: bad label $kv" >&2; exit 2 ;; esac
-        printf ', "%s": %s' "$k" "$(json "$v")"
+        printf '"%s": %s, ' "$k" "$(json "$v")"
     done
-    echo "}"
+    echo '"fogmesh.install": "agent"}'
     echo "}"
 } >"$ETC/agent.yaml"
 printf 'FOGMESH_JOIN_TOKEN=%s\n' "$TOKEN" >"$ETC/agent.env"

@@ -102,3 +102,17 @@ async def test_installed_agent_joins_with_a_token(tmp_path: Path, procs: list[Me
     finally:
         agent.terminate()
         await asyncio.to_thread(agent.wait, 30)
+
+
+def test_installed_labels_keep_the_install_marker(tmp_path: Path) -> None:
+    """The settings file is JSON (read without PyYAML); a duplicate key's last value wins, so
+    the marker goes last: no ``--label`` overrides it, as with the YAML file before."""
+    from fogmesh.agent.config import load_config
+
+    root = tmp_path / "root"
+    _install(
+        root, "--token", "a.b", "--broker-host", "h", "--site", "s1", "--no-start",
+        "--label", "fogmesh.install=mine", "--label", "tier=edge",
+    )  # fmt: skip
+    labels = load_config(root / "etc/fogmesh/agent.yaml").labels
+    assert labels == {"site": "s1", "tier": "edge", "fogmesh.install": "agent"}
