@@ -182,3 +182,11 @@ def test_diskqueue_put_many_is_one_transaction_with_the_drop_policy(tmp_path: Pa
     assert again.put_many(rows[:1]) == 0
     assert again.dropped == 1
     again.close()
+
+
+def test_a_rule_at_qos_2_is_refused() -> None:
+    """A link acknowledges a QoS 1 message only once it is on disk; at QoS 2 paho would send
+    PUBREC on reading it, so a QoS 2 rule is refused rather than carried less safely."""
+    assert RuleSpec(pattern="a/#", qos=0).qos == 0
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        RuleSpec(pattern="a/#", qos=2)

@@ -199,7 +199,15 @@ class RuleSpec(_Strict):
 
     pattern: str
     direction: Literal["in", "out", "both"] = "out"
-    qos: int = Field(default=1, ge=0, le=2)
+    qos: int = Field(
+        default=1,
+        ge=0,
+        le=1,
+        description=(
+            "0 or 1: a QoS 1 message is acknowledged only once it is in the link's disk queue; "
+            "at QoS 2 the client would acknowledge (PUBREC) before it reached the disk"
+        ),
+    )
     local_prefix: str = ""
     remote_prefix: str = ""
     paths: list[Ident] | None = Field(
