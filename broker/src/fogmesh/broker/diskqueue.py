@@ -79,7 +79,8 @@ class DiskQueue:
                 accepted += self._append(topic, payload, qos, retain=retain)
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                self._db.execute("ROLLBACK")
             self._depth, self.dropped = depth, dropped
             raise
         return accepted

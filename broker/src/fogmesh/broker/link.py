@@ -25,7 +25,7 @@ from paho.mqtt.client import MQTTMessage
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fogmesh.broker.link_client import RECEIVE_MAXIMUM, LinkClients
-from fogmesh.broker.link_core import NET_ERRORS, OTHER, PUBLISH_TIMEOUT, Side
+from fogmesh.broker.link_core import DISK_ERRORS, NET_ERRORS, OTHER, PUBLISH_TIMEOUT, Side
 from fogmesh.broker.link_status import FAR_COUNTERS_EVERY, _far_needs
 from fogmesh.broker.link_writer import LinkWriter
 from fogmesh.broker.paths import LinkPath, PathSpent, PreferredBack, probe
@@ -53,6 +53,7 @@ class Link(LinkClients, LinkWriter):
         """Keep ``side`` connected; run its reader and writer while it is."""
         attempt = 0
         start = 0  # the path to try first (the remote side)
+        disk_failures = 0  # in a row: the back-off grows while the disk queue keeps failing
         while True:
             connected = await self._connect(side, start)
             if side == "remote" and self._switching:
@@ -67,19 +68,8 @@ class Link(LinkClients, LinkWriter):
                 continue
             attempt = 0
             client, path = connected
-            self._clients[side] = client
-            self.connected[side] = True
-            left = None  # the path the remote side ran on before this connection
-            if side == "remote":
-                self.path = path
-                left, self._last_path = self._last_path, path
-            self._refresh_state()
-            where = f" over path {path.name}" if path is not None and len(self.paths) > 1 else ""
-            log.info("link %s: %s side up%s", self.spec.name, side, where)
-            # this broker learns the state at once, not at the next change
-            self._status_due = True
-            self._status_changed.set()
-            switching = False
+            left = self._side_up(side, client, path)
+            switching = disk_failed = False
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(
@@ -94,6 +84,10 @@ class Link(LinkClients, LinkWriter):
                          group.exceptions[0])  # fmt: skip
                 switching, start = True, 0
                 self._switching = side == "remote"
+            except* DISK_ERRORS as group:
+                # nothing of what failed was acknowledged: the broker delivers it again
+                self._note_error(side, group.exceptions[0], path)
+                disk_failed = True
             except* NET_ERRORS as group:
                 self._note_error(side, group.exceptions[0], path)
                 # a path that just failed is tried last next time; the watch brings it back
@@ -104,10 +98,32 @@ class Link(LinkClients, LinkWriter):
                     self.path = None
                 self._refresh_state()
                 await self._close(side, client, say_down=not switching)
+            disk_failures = disk_failures + 1 if disk_failed else 0
             if not switching:
                 await asyncio.sleep(
-                    backoff_delay(0, base=self.spec.backoff_base, cap=self.spec.backoff_cap)
+                    backoff_delay(
+                        disk_failures, base=self.spec.backoff_base, cap=self.spec.backoff_cap
+                    )
                 )
+
+    def _side_up(
+        self, side: Side, client: aiomqtt.Client, path: LinkPath | None
+    ) -> LinkPath | None:
+        """Record ``side`` as connected over ``path``; the path the remote side ran on before
+        this connection (None on the local side)."""
+        self._clients[side] = client
+        self.connected[side] = True
+        left = None
+        if side == "remote":
+            self.path = path
+            left, self._last_path = self._last_path, path
+        self._refresh_state()
+        where = f" over path {path.name}" if path is not None and len(self.paths) > 1 else ""
+        log.info("link %s: %s side up%s", self.spec.name, side, where)
+        # this broker learns the state at once, not at the next change
+        self._status_due = True
+        self._status_changed.set()
+        return left
 
     def _watch_paths(
         self, tg: asyncio.TaskGroup, path: LinkPath | None, left: LinkPath | None

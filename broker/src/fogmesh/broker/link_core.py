@@ -9,6 +9,7 @@ work on it, and the reader and the connection loops in :class:`fogmesh.broker.li
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,7 @@ from fogmesh.protocol import LinkState, topics
 
 __all__ = [
     "BATCH",
+    "DISK_ERRORS",
     "NET_ERRORS",
     "OTHER",
     "PUBLISH_TIMEOUT",
@@ -45,6 +47,9 @@ PUBLISH_TIMEOUT = 30.0
 SESSION_EXPIRY = 7 * 24 * 3600  # an MQTT 5 session (Mosquitto end) lives this long offline
 BATCH = 200  # messages a writer hands over at once; order holds (one socket, sent in order)
 NET_ERRORS = (MqttError, TimeoutError, OSError)
+DISK_ERRORS = (sqlite3.Error,)
+"""The disk queue's failures (a full disk, an I/O error): the connection is dropped with nothing
+acknowledged, and tried again after a back-off, as after a network error."""
 
 
 class LinkCore:
