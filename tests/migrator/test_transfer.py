@@ -203,10 +203,16 @@ async def test_a_damaged_chunk_is_refused_and_sent_again_and_no_other_handover_i
             assert sent > size  # the refused chunk (and those behind it) went again
             assert _ready(peer).read_bytes() == data
             await wait_for(lambda: "state chunk refused" in peer.log_text(), 20, "the refusal")
-            with pytest.raises(RemoteError) as spent:  # the handover is over: its token too
-                await migrator.ask(TENANT, peer.node, NodeVerb.STATE_PUT, forged(token),
-                                   StatePutReply)  # fmt: skip
-            assert spent.value.code is ErrorCode.UNAUTHORISED
+            # the handover is over: its token writes nothing more, it is told the snapshot is in
+            spent = await migrator.ask(TENANT, peer.node, NodeVerb.STATE_PUT, forged(token),
+                                       StatePutReply)  # fmt: skip
+            assert spent.complete
+            assert spent.next_offset == size
+            assert _ready(peer).read_bytes() == data
+            with pytest.raises(RemoteError) as guessed:  # any other token is still refused
+                await migrator.ask(TENANT, peer.node, NodeVerb.STATE_PUT,
+                                   forged(os.urandom(16).hex()), StatePutReply)  # fmt: skip
+            assert guessed.value.code is ErrorCode.UNAUTHORISED
     except BaseException:
         _print_agent_logs([peer])
         raise

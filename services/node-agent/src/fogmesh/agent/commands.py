@@ -450,7 +450,11 @@ class CommandHandler:
         if tenant is None:
             raise Refusal(ErrorCode.INVALID_REQUEST, "state-put must name the workload's tenant")
         key = workload_key(tenant, command.workload)
-        self.transfers.admit(tenant, command)  # only a handover this node was told about
+        if self.transfers.admit(tenant, command):  # only a handover this node was told about
+            await ctx.reply(StatePutReply.to(  # all in already: nothing more is written
+                command, source=ctx.bus.config.client_id, next_offset=command.size, complete=True
+            ))  # fmt: skip
+            return
         try:
             data = base64.b64decode(command.data_b64, validate=True)
         except (binascii.Error, ValueError) as exc:

@@ -74,6 +74,8 @@ class Transfers:
         self.node = node
         self.handover = handover
         self._expected: OrderedDict[tuple[str, str], _Expected] = OrderedDict()
+        self._received: OrderedDict[tuple[str, str], _Expected] = OrderedDict()
+        """Handovers whose snapshot is all in: a late chunk or probe of theirs is told so."""
         self._pushes: dict[str, str] = {}
         """snapshot -> the id of the push that owns it now (a newer send supersedes)."""
 
@@ -83,6 +85,7 @@ class Transfers:
         """Take chunks of ``command.snapshot`` that carry its token from now on."""
         key = (tenant, command.workload)
         self._expected.pop(key, None)
+        self._received.pop(key, None)
         self._expected[key] = _Expected(
             tenant, command.workload, command.snapshot, command.from_node, command.token,
             time.monotonic() + EXPECT_TTL_S,
@@ -90,12 +93,17 @@ class Transfers:
         while len(self._expected) > MAX_EXPECTED:
             self._expected.popitem(last=False)
 
-    def admit(self, tenant: str, command: StatePutCommand) -> None:
-        """Refuse a chunk (or probe) that no handover this node was told about covers."""
-        found = self._expected.get((tenant, command.workload))
-        if found is not None and found.until < time.monotonic():
-            del self._expected[(tenant, command.workload)]
-            found = None
+    def admit(self, tenant: str, command: StatePutCommand) -> bool:
+        """Refuse a chunk (or probe) that no handover this node was told about covers; True
+        when that handover's snapshot is all in already (nothing of the chunk is needed: a
+        push resumed after a cut may ask where the peer stands once the last chunk is in)."""
+        key = (tenant, command.workload)
+        now = time.monotonic()
+        for table in (self._expected, self._received):
+            if (late := table.get(key)) is not None and late.until < now:
+                del table[key]
+        found = self._expected.get(key)
+        done = found is None and (found := self._received.get(key)) is not None
         if (
             found is None
             or command.token is None
@@ -105,14 +113,20 @@ class Transfers:
             log.warning("state chunk for no expected handover refused", tenant=tenant,
                         workload=command.workload, snapshot=command.snapshot)  # fmt: skip
             raise Refusal(ErrorCode.UNAUTHORISED, "no handover of this snapshot is expected here")
+        return done
 
     def received(self, tenant: str, workload: str) -> None:
-        """The snapshot is all in: its token takes no more chunks."""
-        self._expected.pop((tenant, workload), None)
+        """The snapshot is all in: its token takes no more chunks (they are answered complete)."""
+        found = self._expected.pop((tenant, workload), None)
+        if found is not None:
+            self._received[(tenant, workload)] = found
+            while len(self._received) > MAX_EXPECTED:
+                self._received.popitem(last=False)
 
     def forget(self, tenant: str, workload: str) -> None:
         """A dropped workload's handover is expected no more."""
         self._expected.pop((tenant, workload), None)
+        self._received.pop((tenant, workload), None)
 
     # -- the source ---------------------------------------------------------------------------
 
