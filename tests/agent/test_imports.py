@@ -35,7 +35,12 @@ import atexit, json, runpy, sys
 out, argv = sys.argv[1], sys.argv[2:]
 atexit.register(
     lambda: open(out, "w").write(
-        json.dumps(sorted(n for n, m in sys.modules.items() if m is not None))
+        json.dumps(
+            sorted(
+                n for n, m in sys.modules.items()
+                if m is not None and type(m).__name__ != "_StandIn"  # deferred, never used
+            )
+        )
     )
 )
 sys.argv = ["fogmesh-agent", *argv]
@@ -93,6 +98,15 @@ IDLE = {
     "fogmesh.protocol.events",
     "fogmesh.protocol.migration",
     "fogmesh.agent.transfer",
+    # the standard library's modules of fogmesh.agent.deferred.DEFERRED and what they load
+    "urllib.request",
+    "http.client",
+    "email.message",
+    "importlib.metadata",
+    "zipfile",
+    "csv",
+    "bz2",
+    "lzma",
 }
 """Loaded on first use by what an idle agent does not do."""
 UNCONFIGURED = {
@@ -162,6 +176,56 @@ def test_the_entry_point_turns_pydantic_plugins_off_unless_told(
         timeout=60,
     )
     assert done.stdout.rstrip("\n") == expected
+
+
+USE_THE_DEFERRED = """
+import importlib, io, sys
+from fogmesh.agent.cli import keep_out_unused_extras
+from fogmesh.agent.deferred import DEFERRED, is_deferred
+keep_out_unused_extras()
+import paho.mqtt.client, pydantic, shutil, tarfile
+
+class One(pydantic.BaseModel):
+    x: int = 0
+
+One()
+print(all(is_deferred(m) for m in DEFERRED), "bztar" in dict(shutil.get_archive_formats()))
+from urllib.request import urlopen
+from importlib.metadata import entry_points
+print(callable(urlopen), list(entry_points(group="fogmesh.none")))
+print(importlib.metadata.version("pydantic") == pydantic.VERSION)
+for compression in ("bz2", "xz"):
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode=f"w:{compression}") as tar:
+        tar.addfile(tarfile.TarInfo(compression))
+    packed.seek(0)
+    with tarfile.open(fileobj=packed) as tar:
+        print(tar.getnames())
+print([not is_deferred(m) and sys.modules[m] is importlib.import_module(m) for m in DEFERRED])
+"""
+
+
+def test_a_deferred_module_is_whole_at_its_first_use() -> None:
+    """The entry point leaves ``urllib.request``, ``importlib.metadata``, ``bz2`` and ``lzma``
+    unloaded through paho's, pydantic's and shutil's imports; the first use of each (by name,
+    by a function imported before, by an archive) loads the real module."""
+    done = subprocess.run(
+        [sys.executable, "-c", USE_THE_DEFERRED],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"},
+        cwd=REPO,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.splitlines() == [
+        "True True",
+        "True []",
+        "True",
+        "['bz2']",
+        "['xz']",
+        "[True, True, True, True]",
+    ]
 
 
 READ_CONFIG = """

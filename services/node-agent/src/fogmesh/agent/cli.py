@@ -36,7 +36,8 @@ value already set (an empty one turns plugins back on) is left as it is."""
 
 def keep_out_unused_extras() -> None:
     """Make :data:`UNUSED_EXTRAS` unimportable in this process, if nothing has loaded them yet,
-    and turn pydantic's plugins off (:data:`PLUGIN_SWITCH`).
+    turn pydantic's plugins off (:data:`PLUGIN_SWITCH`) and defer the standard library's modules
+    of :data:`fogmesh.agent.deferred.DEFERRED` to their first use.
 
     Called first by :func:`main`, the process's entry point, before structlog and paho are
     imported: structlog then renders exceptions as plain text (the same as an agent installed
@@ -49,6 +50,10 @@ def keep_out_unused_extras() -> None:
     for name in UNUSED_EXTRAS:
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # import then raises ImportError
+    from fogmesh.agent.deferred import DEFERRED, defer
+
+    for module, functions in DEFERRED.items():
+        defer(module, functions)
 
 
 def build_parser() -> argparse.ArgumentParser:
