@@ -1,6 +1,6 @@
 """What the tests of a package that loads its names on first use (``fogmesh.protocol``,
-``fogmesh.service``) check of its three lists of exports: ``__all__``, the imports a type
-checker reads and ``_HOMES`` for run time."""
+``fogmesh.service``, the agent's; ``fogmesh.protocol._lazy``) check of its three lists of
+exports: ``__all__``, the imports a type checker reads and ``_HOMES`` for run time."""
 
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ a process loads only the parts of the contract it uses: the node agent never loa
 manifest nor the registry's queries (docs/agent.md, "Memory").
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fogmesh.protocol._lazy import homes, lazy_exports
 
 if TYPE_CHECKING:  # to a type checker each name is its module's own, nothing else
     from fogmesh.protocol import topics
@@ -262,9 +263,8 @@ __all__ = [
     "topics",
 ]
 
-_HOMES = {
-    name: module
-    for module, names in {  # module -> the names of __all__ it defines
+_HOMES = homes(
+    {  # module -> the names of __all__ it defines
         "_ids": "check_id check_topic Ident MAX_ID_LENGTH",
         "apps": (
             "AppAction AppDeletedReply AppInfo AppListReply AppReply APPS_RESOURCE AppSummary"
@@ -307,21 +307,8 @@ _HOMES = {
             "ActualState Artefact can_transition DesiredState MigrationKind RestartPolicy"
             " RuntimeKind TRANSITIONS VolumeSpec WorkloadPhase WorkloadSpec WorkloadStatus"
         ),
-    }.items()
-    for name in names.split()
-}
-
-
-def _resolve(name: str) -> Any:
-    """One of :data:`__all__`, imported from its module when first asked for, then kept."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = import_module(f"{__name__}.{home}")
-    value = module if name == home else getattr(module, name)
-    globals()[name] = value
-    return value
-
+    }
+)
 
 if not TYPE_CHECKING:  # a type checker sees the imports above instead
-    __getattr__ = _resolve
+    __getattr__ = lazy_exports(__name__, globals(), _HOMES)

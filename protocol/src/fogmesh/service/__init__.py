@@ -6,8 +6,9 @@ a process loads only the plumbing it uses: the node agent, which holds no lease,
 the lease keeper, the leader duty nor the settings loader (docs/agent.md, "Memory").
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fogmesh.protocol._lazy import homes, lazy_exports
 
 if TYPE_CHECKING:  # to a type checker each name is its module's own, nothing else
     from fogmesh.service._broker import (
@@ -41,9 +42,8 @@ __all__ = [
     "serve",
 ]
 
-_HOMES = {
-    name: module
-    for module, names in {  # module -> the names of __all__ it defines
+_HOMES = homes(
+    {  # module -> the names of __all__ it defines
         "_broker": (
             "add_broker_arguments broker_env BROKER_ENV broker_flags BrokerSettings TLS_SETTINGS"
         ),
@@ -52,20 +52,8 @@ _HOMES = {
         "_logging": "configure_logging",
         "_run": "run_until_signalled serve",
         "_settings": "LeaderSettings ServiceSettings",
-    }.items()
-    for name in names.split()
-}
-
-
-def _resolve(name: str) -> Any:
-    """One of :data:`__all__`, imported from its module when first asked for, then kept."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
+    }
+)
 
 if not TYPE_CHECKING:  # a type checker sees the imports above instead
-    __getattr__ = _resolve
+    __getattr__ = lazy_exports(__name__, globals(), _HOMES)

@@ -11,8 +11,9 @@ The names below are imported on first use (module ``__getattr__``), so that impo
 keeps out (docs/agent.md, "Memory").
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fogmesh.protocol._lazy import homes, lazy_exports
 
 if TYPE_CHECKING:
     from fogmesh.agent.config import AgentConfig, BrokerSettings, load_config
@@ -30,20 +31,14 @@ __all__ = [
     "load_config",
 ]
 
-_HOMES = {
-    "AgentConfig": "fogmesh.agent.config",
-    "BrokerSettings": "fogmesh.agent.config",
-    "load_config": "fogmesh.agent.config",
-    "IllegalTransition": "fogmesh.agent.phases",
-    "PhaseMachine": "fogmesh.agent.phases",
-    "Reconciler": "fogmesh.agent.reconcile",
-    "DesiredStore": "fogmesh.agent.store",
-}
+_HOMES = homes(
+    {
+        "config": "AgentConfig BrokerSettings load_config",
+        "phases": "IllegalTransition PhaseMachine",
+        "reconcile": "Reconciler",
+        "store": "DesiredStore",
+    }
+)
 
-
-def __getattr__(name: str) -> Any:
-    """Import one of :data:`__all__` from its module when first asked for."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(home), name)
+if not TYPE_CHECKING:  # a type checker sees the imports above instead
+    __getattr__ = lazy_exports(__name__, globals(), _HOMES)

@@ -10,7 +10,7 @@ modules (docs/agent.md, Memory). The Docker runtime speaks to the engine with th
 small client (:mod:`fogmesh.agent.runtime.engine`), not aiodocker and aiohttp (8.6 MB resident).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fogmesh.agent.runtime.base import (
     InstanceState,
@@ -32,6 +32,7 @@ from fogmesh.agent.runtime.errors import (
     translate_errors,
 )
 from fogmesh.agent.runtime.native_isolation import NativeIsolation
+from fogmesh.protocol._lazy import homes, lazy_exports
 
 if TYPE_CHECKING:
     from fogmesh.agent.runtime.docker import DockerRuntime
@@ -59,14 +60,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import :class:`DockerRuntime` or :class:`NativeRuntime` when first asked for."""
-    if name == "DockerRuntime":
-        from fogmesh.agent.runtime.docker import DockerRuntime
+_HOMES = homes({"docker": "DockerRuntime", "native": "NativeRuntime"})
 
-        return DockerRuntime
-    if name == "NativeRuntime":
-        from fogmesh.agent.runtime.native import NativeRuntime
-
-        return NativeRuntime
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # a type checker sees the imports above instead
+    __getattr__ = lazy_exports(__name__, globals(), _HOMES)

@@ -13,8 +13,9 @@ translation needs only the errors, so an agent without the Docker runtime never 
 client (docs/agent.md, "Memory").
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fogmesh.protocol._lazy import homes, lazy_exports
 
 if TYPE_CHECKING:
     from fogmesh.agent.runtime.engine._address import DEFAULT_SOCKET, Address, engine_address
@@ -37,25 +38,14 @@ __all__ = [
     "json_lines",
 ]
 
-_HOMES = {
-    "DEFAULT_SOCKET": "_address",
-    "Address": "_address",
-    "engine_address": "_address",
-    "Engine": "_client",
-    "Filters": "_client",
-    "is_regular_file": "_client",
-    "NO_ANSWER": "_errors",
-    "EngineError": "_errors",
-    "EngineUnreachable": "_errors",
-    "STREAM_FAILED": "_frames",
-    "demux": "_frames",
-    "json_lines": "_frames",
-}
+_HOMES = homes(
+    {
+        "_address": "DEFAULT_SOCKET Address engine_address",
+        "_client": "Engine Filters is_regular_file",
+        "_errors": "NO_ANSWER EngineError EngineUnreachable",
+        "_frames": "STREAM_FAILED demux json_lines",
+    }
+)
 
-
-def __getattr__(name: str) -> Any:
-    """Import one of :data:`__all__` from its module when first asked for."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{home}"), name)
+if not TYPE_CHECKING:  # a type checker sees the imports above instead
+    __getattr__ = lazy_exports(__name__, globals(), _HOMES)
