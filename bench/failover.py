@@ -39,8 +39,9 @@ from typing import Any
 import yaml
 from _common import REPO, write_result
 
-from tests.broker.conftest import PASSWORDS, broker_spec, wait_for
 from tests.broker.test_link_paths import add_radio, path_mesh
+from tests.support.mesh_file import PASSWORDS, broker_spec
+from tests.support.mqtt import wait_for
 from tests.support.netns import NsAgent, NsBroker, NsPair, netns_unavailable, ns_pair
 
 PORT = 1883  # each broker is alone in its namespace

@@ -49,16 +49,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from fogmesh.protocol import LinkStatus, topics
-from tests.broker.conftest import (
-    PASSWORDS,
-    MeshProcess,
-    broker_spec,
-    client,
-    link_spec,
-    port_of,
-    write_mesh,
-)
 from tests.support.brokers import BrokerProcess, free_port, wait_port
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import PASSWORDS, broker_spec, link_spec, port_of, write_mesh
+from tests.support.mqtt import client
 
 logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt warns on every pipelined publish
 RULES = [{"pattern": "b/#", "direction": "out", "qos": 1}]

@@ -68,8 +68,8 @@ from sqlalchemy import Engine, bindparam, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from fogmesh.registry.db import make_engine
-from tests.broker.conftest import PASSWORDS
 from tests.support.brokers import free_port, wait_port
+from tests.support.mesh_file import PASSWORDS
 from tests.support.nats_cluster import Cluster, nats_cluster, wait_ready
 
 SIMULATOR = Path(__file__).with_name("registry_sim.py")

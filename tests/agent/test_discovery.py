@@ -29,8 +29,9 @@ from fogmesh.agent.discovery import Candidate, DiscoveryFailed, DiscoverySetting
 from fogmesh.broker.announce import cert_fingerprint
 from fogmesh.broker.certs import issue_cert, load_or_make_ca
 from tests.agent.helpers import desired, native_workload
-from tests.broker.conftest import PASSWORDS, broker_spec, wait_for
 from tests.support.brokers import REPO
+from tests.support.mesh_file import PASSWORDS, broker_spec
+from tests.support.mqtt import wait_for
 from tests.support.netns import NsAgent, NsPair
 
 NODE = "edge-d"

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiomqtt
 
 from fogmesh.protocol import LinkState, LinkStatus, topics
-from tests.broker.conftest import MeshProcess, client, wait_for
-from tests.support.mesh import link_ends, start_wan, wan_mesh
+from tests.support.mesh import MeshProcess, link_ends, start_wan, wan_mesh
+from tests.support.mqtt import client, wait_for
 
 RULES = [
     {"pattern": "up/#", "direction": "out", "qos": 1},

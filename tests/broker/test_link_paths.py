@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
-from tests.broker.conftest import PASSWORDS, broker_spec, link_spec, wait_for, write_mesh
 from tests.broker.test_netns_partition import _order
+from tests.support.mesh_file import PASSWORDS, broker_spec, link_spec, write_mesh
+from tests.support.mqtt import wait_for
 from tests.support.netns import NsAgent, NsPair, _run, ns_mesh, warm_up
 
 pytestmark = pytest.mark.netns

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.broker.conftest import MeshProcess, client, port_of
 from tests.support.brokers import BrokerProcess, free_port
-from tests.support.mesh import link_ends, wan_mesh
+from tests.support.mesh import MeshProcess, link_ends, wan_mesh
+from tests.support.mesh_file import port_of
+from tests.support.mqtt import client
 from tests.support.relay import CountingRelay
 
 OLD = [

@@ -28,9 +28,9 @@ from fogmesh.protocol import (
     topics,
 )
 from fogmesh.registry import Registry, RegistrySettings
-from tests.broker.conftest import PASSWORDS
 from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import bus_config, unique
+from tests.support.mesh_file import PASSWORDS
 
 __all__ = [
     "USAGE",
@@ -102,7 +102,7 @@ async def ask(bus: Bus, tenant: str, path: str, request: Request, model: type[R]
 
 def svc_config(port: int, client_id: str) -> BusConfig:
     """A :class:`BusConfig` for a mesh broker or the NATS cluster on ``port``, as the test
-    users' service account (``tests.broker.conftest.PASSWORDS``)."""
+    users' service account (``tests.support.mesh_file.PASSWORDS``)."""
     return BusConfig(
         port=port,
         client_id=client_id,

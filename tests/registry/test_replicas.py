@@ -38,10 +38,11 @@ from fogmesh.protocol import (
 from fogmesh.registry import Registry, RegistrySettings
 from fogmesh.registry.db import make_engine
 from fogmesh.registry.db.writes import EVENTS, NODES
-from tests.broker.conftest import PASSWORDS, MeshProcess, broker_spec, port_of, write_mesh
 from tests.registry.support import USAGE, facts, svc_config, until
 from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import unique
+from tests.support.mesh import MeshProcess
+from tests.support.mesh_file import PASSWORDS, broker_spec, port_of, write_mesh
 from tests.support.nats_cluster import Cluster, nats_cluster, wait_ready
 
 NODES_N = 12
