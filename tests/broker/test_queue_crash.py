@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from fogmesh.bus._paho import paho_of
 from tests.support.mesh import MeshProcess, start_alone
 from tests.support.mqtt import client, wait_for
 
@@ -44,7 +45,7 @@ async def _receive(port: int, got: list[bytes], *, ack: bool) -> None:
     sub = client(port, ident=SINK, clean=False)
     if not ack:
         # aiomqtt has no manual ack; its paho client does: PUBACKs are sent only on ack()
-        sub._client.manual_ack_set(True)
+        paho_of(sub).manual_ack_set(True)
     async with sub:
         async for msg in sub.messages:
             if isinstance(msg.payload, bytes) and msg.topic.matches("sink/#"):
