@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.server
 import io
@@ -286,6 +287,48 @@ async def test_snapshot_restore_keeps_state(native_rt: NativeRuntime) -> None:
     assert (state / "nested/counter").read_bytes() == b"41"
     assert (state / "history.txt").read_text().startswith("run ")
     await native_rt.remove(key(moved))
+
+
+async def test_an_exit_is_reported_once_the_apps_last_words_are_in_its_log(
+    native_rt: NativeRuntime,
+) -> None:
+    """The moment the status says EXITED, the log holds everything the app wrote (the last
+    lines of a crash are what its operator reads): the shim records the exit once its copy of
+    the output has reached the end of it."""
+    spec = sh_spec(
+        "chatty",
+        ["-c", "yes '' | head -n 60000; echo last words >&2; exit 3"],
+    )
+    await native_rt.prepare(spec)
+    await native_rt.create(spec)
+    await native_rt.start(key(spec))
+    while (status := await native_rt.status(key(spec))).state is not InstanceState.EXITED:
+        await asyncio.sleep(0)  # the first status that says so: no grace for the log
+    assert status.exit_code == 3
+    assert await native_rt.logs(key(spec), tail=1) == ["last words"]
+    await native_rt.remove(key(spec))
+
+
+async def test_what_an_app_left_running_ends_with_it(native_rt: NativeRuntime) -> None:
+    """A process the app started and left running (holding its output) is killed when the app
+    exits, as Docker ends a container's and systemd a service's; the exit is then reported."""
+    spec = sh_spec("leaver", ["-c", "sleep 300 & echo $! > left.pid; echo left; exit 4"])
+    await native_rt.prepare(spec)
+    await native_rt.create(spec)
+    await native_rt.start(key(spec))
+    await eventually(lambda: exited(native_rt, key(spec)), what="the app's exit", timeout=30)
+    assert (await native_rt.status(key(spec))).exit_code == 4
+    assert await native_rt.logs(key(spec)) == ["left"]
+    left = int(await native_rt.get_file(key(spec), "left.pid", 64))
+
+    async def gone() -> bool:
+        try:
+            return psutil.Process(left).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    await eventually(gone, what="the process the app left", timeout=30)
+    await native_rt.remove(key(spec))
 
 
 async def test_remove_keep_state_keeps_state_for_successor(native_rt: NativeRuntime) -> None:

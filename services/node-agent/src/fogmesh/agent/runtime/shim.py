@@ -15,12 +15,17 @@ the agent's privileges even for an instant. The shim itself keeps them (it write
 records in directories the app cannot touch). It writes ``instance.json`` (pid, create time,
 start time), copies the app's merged stdout+stderr line by line, each prefixed with a unix
 timestamp, into ``log_path`` rotated at ``max_bytes`` with ``backups`` old files (``.1``
-newest), and writes ``exit.json`` (exit code, 128 + signal when killed) the moment the app
-exits.
+newest), and writes ``exit.json`` (exit code, 128 + signal when killed, the time of the exit)
+once the app has exited, what it left running is killed (its process group and, with a
+cgroup, everything in it: :func:`end_what_it_left`) and its last output is in the log: at the
+pipe's end, or :data:`LOG_DRAIN_S` after the exit if a process that left the app's group (and
+has no cgroup to end it) holds the pipe open. Whoever sees the exit can read the app's last
+words.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 MAX_LINE = 16 * 1024
+LOG_DRAIN_S = 2.0
+"""How long the exit's record waits, after the app exited, for its output to reach the log."""
 _PR_SET_NO_NEW_PRIVS = 38
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork, never in the child
 
@@ -123,6 +130,17 @@ def confine(config: dict[str, Any]) -> None:
             raise OSError("could not drop privileges")
 
 
+def end_what_it_left(pgid: int, cgroup: str | None) -> None:
+    """Kill what the app left running when it exited, as systemd does with a service's and
+    Docker with a container's: its process group (its session's, ``pgid`` = its pid, reserved
+    while a member lives) and, with a cgroup, everything in it (``cgroup.kill``, Linux 5.14)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    if cgroup:
+        with contextlib.suppress(OSError):  # an older kernel: the process group only
+            Path(cgroup, "cgroup.kill").write_text("1\n")
+
+
 def process_create_time(pid: int) -> float:
     """The create time of ``pid`` as psutil gives it on Linux (boot time + the start ticks of
     ``/proc/{pid}/stat``), which the agent compares with psutil's own."""
@@ -167,16 +185,25 @@ def run(config: dict[str, Any]) -> None:
         {"pid": proc.pid, "create_time": create_time, "started_at": started, "shim": os.getpid()},
     )
 
+    pumped = threading.Event()
+
     def wait() -> None:
         code = proc.wait()
+        finished = time.time()
+        end_what_it_left(proc.pid, config.get("cgroup"))
+        # the exit is recorded once the output the app left in the pipe is in the log (EOF),
+        # or after LOG_DRAIN_S if something the app started still holds the pipe open
+        pumped.wait(LOG_DRAIN_S)
         write_json(
-            exit_path,
-            {"exit_code": code if code >= 0 else 128 - code, "finished_at": time.time()},
+            exit_path, {"exit_code": code if code >= 0 else 128 - code, "finished_at": finished}
         )
 
     waiter = threading.Thread(target=wait, daemon=True)
     waiter.start()
-    pump(read_fd, Rotator(Path(config["log_path"]), config["max_bytes"], config["backups"]))
+    try:
+        pump(read_fd, Rotator(Path(config["log_path"]), config["max_bytes"], config["backups"]))
+    finally:
+        pumped.set()
     waiter.join()
 
 
