@@ -2,6 +2,11 @@
 
 Loaded from YAML and validated with pydantic; :func:`load_mesh` is the only entry point. The
 format is documented in ``docs/mesh.md``.
+
+The models live by role: :mod:`fogmesh.broker.mesh_brokers` (brokers, listeners, users, roles),
+:mod:`fogmesh.broker.mesh_links` (links, endpoints, rules, paths) and
+:mod:`fogmesh.broker.config_base` (the strict base and :class:`MeshConfigError`); this module
+holds the whole mesh, :class:`MeshSpec`, with endpoint resolution, and re-exports them all.
 """
 
 from __future__ import annotations
@@ -11,10 +16,29 @@ from pathlib import Path
 from typing import Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from fogmesh.broker.topicmatch import is_valid_filter
-from fogmesh.protocol import FogmeshError, Ident
+from fogmesh.broker.config_base import MeshConfigError, StrictModel
+from fogmesh.broker.mesh_brokers import (
+    AnnounceSpec,
+    BrokerSpec,
+    ClusterMember,
+    ClusterSpec,
+    ListenerSpec,
+    ListenerTls,
+    RoleSpec,
+    UserSpec,
+)
+from fogmesh.broker.mesh_links import (
+    ClientTls,
+    DrainSpec,
+    Endpoint,
+    LinkSpec,
+    PathSpec,
+    QueueSpec,
+    RuleSpec,
+)
+from fogmesh.protocol import Ident
 
 __all__ = [
     "AnnounceSpec",
@@ -39,290 +63,6 @@ __all__ = [
 ]
 
 
-class MeshConfigError(FogmeshError, ValueError):
-    """The mesh file is missing, unreadable or invalid."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ListenerTls(_Strict):
-    """Server certificate for a TLS listener; ``cafile`` also asks clients for certificates."""
-
-    certfile: Path
-    keyfile: Path
-    cafile: Path | None = None
-
-
-class ListenerSpec(_Strict):
-    """One network listener of a broker."""
-
-    name: Ident
-    type: Literal["tcp", "ws"] = "tcp"
-    host: str = "127.0.0.1"
-    port: int = Field(ge=1, le=65535)
-    tls: ListenerTls | None = None
-
-
-class RoleSpec(_Strict):
-    """What a role may do.
-
-    Patterns may hold ``{username}``, ``{client}``, ``{node}`` and ``{tenant}``.
-    """
-
-    publish: list[str] = Field(default_factory=list)
-    subscribe: list[str] = Field(default_factory=list)
-    deny_publish: list[str] = Field(default_factory=list)
-
-
-class UserSpec(_Strict):
-    """A client account: a ``$7$`` hash (see ``fogmesh-broker hash-password``) and a role."""
-
-    username: Ident
-    password_hash: str = Field(pattern=r"^\$7\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")
-    role: Ident
-    node: Ident | None = Field(
-        default=None, description="node id for the node role (default: username)"
-    )
-    tenant: Ident | None = Field(
-        default=None, description="tenant id for the tenant role (default: username)"
-    )
-
-
-class ClusterMember(_Strict):
-    """One member of a clustered broker (NATS): its MQTT, client and route listeners."""
-
-    name: Ident
-    host: str = "127.0.0.1"
-    mqtt_port: int = Field(ge=1, le=65535)
-    client_port: int = Field(ge=1, le=65535, description="NATS clients")
-    route_port: int = Field(ge=1, le=65535, description="cluster routes between members")
-    monitor_port: int | None = Field(default=None, ge=1, le=65535, description="/healthz")
-
-
-class ClusterSpec(_Strict):
-    """A clustered broker's members (``kind: nats``; see ``docs/cluster.md``)."""
-
-    name: Ident = "fogmesh"
-    replicas: int = Field(default=3, ge=1, le=5, description="copies of sessions and retained")
-    members: list[ClusterMember] = Field(default_factory=list)
-
-
-class AnnounceSpec(_Strict):
-    """Announce the broker on the local network by mDNS / DNS-SD (docs/mesh.md, "Zero-conf").
-
-    The service ``_fogmesh-mqtt._tcp`` carries the site name, the broker's name, whether the
-    listener speaks TLS and the SHA-256 fingerprint of its certificate.
-    """
-
-    enabled: bool = True
-    site: Ident | None = Field(default=None, description="default: the broker's name")
-    listener: Ident | None = Field(
-        default=None, description="default: the first TLS listener, else the first plain TCP one"
-    )
-    host: str | None = Field(
-        default=None,
-        description="address announced (default: the listener's; all IPv4 addresses for 0.0.0.0)",
-    )
-
-
-class BrokerSpec(_Strict):
-    """One broker of the mesh (a site, the cloud, or a node with its own broker)."""
-
-    kind: Literal["amqtt", "mosquitto", "nats"] = "amqtt"
-    cluster: ClusterSpec | None = Field(default=None, description="members, with kind nats")
-    listeners: list[ListenerSpec] = Field(min_length=1)
-    data_dir: Path | None = Field(default=None, description="sessions, retained and link queues")
-    allow_anonymous: bool = False
-    session_expiry: int = Field(
-        default=7 * 24 * 3600, ge=1, description="seconds a dead session lives"
-    )
-    split_horizon: bool = Field(
-        default=True, description="never hand a bridged message to another bridge (loop guard)"
-    )
-    users: list[UserSpec] = Field(default_factory=list)
-    roles: dict[str, RoleSpec] = Field(
-        default_factory=dict, description="extra or overriding roles"
-    )
-    announce: AnnounceSpec | None = Field(default=None, description="mDNS announcement (off)")
-
-    @model_validator(mode="after")
-    def _unique(self) -> Self:
-        names = [lst.name for lst in self.listeners]
-        if len(names) != len(set(names)):
-            raise ValueError("listener names must be unique")
-        users = [u.username for u in self.users]
-        if len(users) != len(set(users)):
-            raise ValueError("usernames must be unique")
-        wanted = self.announce.listener if self.announce is not None else None
-        if wanted is not None and wanted not in names:
-            raise ValueError(f"announce: no listener {wanted!r}")
-        for role in self.roles.values():
-            for pat in [*role.publish, *role.subscribe, *role.deny_publish]:
-                if not is_valid_filter(pat.replace("{", "").replace("}", "")):
-                    raise ValueError(f"invalid ACL pattern {pat!r}")
-        return self
-
-    def plain_listener(self) -> ListenerSpec:
-        """The first plain TCP listener: where local bridge clients connect."""
-        for lst in self.listeners:
-            if lst.type == "tcp" and lst.tls is None:
-                return lst
-        raise MeshConfigError("broker has no plain TCP listener for local links")
-
-
-class ClientTls(_Strict):
-    """TLS settings of a link's client side."""
-
-    cafile: Path | None = None
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    insecure: bool = Field(default=False, description="skip hostname check (tests only)")
-
-
-class Endpoint(_Strict):
-    """Where one end of a link connects: a mesh broker by name, or host and port."""
-
-    broker: Ident | None = None
-    listener: Ident | None = None
-    host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = Field(default=None, description="plain password (prefer password_env)")
-    password_env: str | None = Field(default=None, description="environment variable holding it")
-    tls: ClientTls | None = None
-
-
-class RuleSpec(_Strict):
-    """Like Mosquitto's ``topic pattern direction qos local_prefix remote_prefix``."""
-
-    pattern: str
-    direction: Literal["in", "out", "both"] = "out"
-    qos: int = Field(
-        default=1,
-        ge=0,
-        le=1,
-        description=(
-            "0 or 1: a QoS 1 message is acknowledged only once it is in the link's disk queue; "
-            "at QoS 2 the client would acknowledge (PUBREC) before it reached the disk"
-        ),
-    )
-    local_prefix: str = ""
-    remote_prefix: str = ""
-    paths: list[Ident] | None = Field(
-        default=None, description="the link's paths this rule may use (None: every path)"
-    )
-
-    @field_validator("pattern")
-    @classmethod
-    def _pattern(cls, value: str) -> str:
-        if not is_valid_filter(value):
-            raise ValueError(f"invalid topic pattern {value!r}")
-        return value
-
-    @field_validator("local_prefix", "remote_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if any(c in value for c in "+#\x00"):
-            raise ValueError("a prefix cannot hold wildcards")
-        return value
-
-
-class QueueSpec(_Strict):
-    """The link's disk queue bound. ``drop``: which message goes when it is full."""
-
-    max_messages: int = Field(default=1_000_000, ge=1)
-    drop: Literal["oldest", "newest"] = "oldest"
-
-
-class DrainSpec(_Strict):
-    """How a link empties a backlog (docs/mesh.md, "Draining a backlog").
-
-    ``rate`` None (default): the queue crosses as fast as the far broker acknowledges, in one
-    order. With a ``rate``, a queue deeper than ``backlog`` messages when a side connects is a
-    backlog: it crosses at ``rate`` messages per second at most, oldest first, while messages
-    arriving meanwhile cross at once; in the backlog only the newest message of each retained
-    topic, and of each topic ``latest_only`` matches, crosses.
-    """
-
-    rate: float | None = Field(default=None, gt=0, description="messages/s for a backlog")
-    backlog: int = Field(default=1000, ge=0, description="queue depth that makes a backlog")
-    latest_only: list[str] = Field(
-        default_factory=lambda: ["fm/v1/nodes/+/heartbeat"],
-        description="filters of topics whose older queued messages are stale news",
-    )
-
-    @model_validator(mode="after")
-    def _valid_filters(self) -> Self:
-        bad = [f for f in self.latest_only if not is_valid_filter(f)]
-        if bad:
-            raise ValueError(f"latest_only: not a topic filter: {', '.join(bad)}")
-        return self
-
-
-class PathSpec(_Strict):
-    """One way to reach a link's remote broker (docs/mesh.md, "Paths: a link with a fallback").
-
-    Unset address fields are the link's ``remote``'s; credentials are always the remote's.
-    """
-
-    name: Ident
-    broker: Ident | None = None
-    listener: Ident | None = None
-    host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    tls: ClientTls | None = None
-    keepalive: int | None = Field(
-        default=None,
-        ge=1,
-        le=3600,
-        description="seconds (default: the link's); a silent cut is noticed after about two",
-    )
-    connect_timeout: float = Field(default=5.0, gt=0, le=60)
-    rate: float | None = Field(
-        default=None, gt=0, description="bytes/s the link sends over this path at most"
-    )
-    budget_bytes: int | None = Field(
-        default=None, ge=1, description="bytes per calendar month (UTC), both directions"
-    )
-
-
-class LinkSpec(_Strict):
-    """A bridge link, run by the process of broker ``broker`` (its local end)."""
-
-    name: Ident
-    broker: Ident
-    kind: Literal["wan", "lan"] = "wan"
-    local: Endpoint = Field(default_factory=Endpoint)
-    remote: Endpoint
-    rules: list[RuleSpec] = Field(min_length=1)
-    paths: list[PathSpec] = Field(
-        default_factory=list, description="ways to the remote, preferred first (none: remote)"
-    )
-    probe_every: float = Field(
-        default=5.0, gt=0, le=3600, description="seconds between tries of a preferred path"
-    )
-    queue: QueueSpec = Field(default_factory=QueueSpec)
-    drain: DrainSpec = Field(default_factory=DrainSpec)
-    keepalive: int = Field(default=30, ge=5, le=3600)
-    backoff_base: float = Field(default=0.5, gt=0, le=60)
-    backoff_cap: float = Field(default=30.0, gt=0, le=3600)
-
-    @model_validator(mode="after")
-    def _paths(self) -> Self:
-        names = [p.name for p in self.paths]
-        if len(names) != len(set(names)):
-            raise ValueError(f"link {self.name}: path names must be unique")
-        for rule in self.rules:
-            unknown = sorted(set(rule.paths or []) - set(names))
-            if unknown:
-                raise ValueError(
-                    f"link {self.name}: rule {rule.pattern!r} names unknown paths {unknown}"
-                )
-        return self
-
-
 class ResolvedEndpoint(BaseModel):
     """An endpoint with its address and credentials worked out."""
 
@@ -334,7 +74,7 @@ class ResolvedEndpoint(BaseModel):
     kind: Literal["amqtt", "mosquitto", "nats", "external"]
 
 
-class MeshSpec(_Strict):
+class MeshSpec(StrictModel):
     """The whole mesh file."""
 
     brokers: dict[Ident, BrokerSpec] = Field(min_length=1)
