@@ -323,7 +323,7 @@ async def test_what_an_app_left_running_ends_with_it(native_rt: NativeRuntime) -
 
     async def gone() -> bool:
         try:
-            return psutil.Process(left).status() == psutil.STATUS_ZOMBIE
+            return bool(psutil.Process(left).status() == psutil.STATUS_ZOMBIE)
         except psutil.NoSuchProcess:
             return True
 
