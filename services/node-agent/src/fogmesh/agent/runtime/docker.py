@@ -23,10 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fogmesh.agent.devices import DeviceCatalog, DeviceRefused
-from fogmesh.agent.image_load import load_image, ref_image
 from fogmesh.agent.runtime.base import (
-    LABEL_APP,
-    LABEL_COMPONENT,
     LABEL_NODE,
     LABEL_TENANT,
     LABEL_WORKLOAD,
@@ -36,30 +33,21 @@ from fogmesh.agent.runtime.base import (
     split_key,
     workload_env,
     workload_key,
-    workload_labels,
 )
-from fogmesh.agent.runtime.docker_config import host_config as make_host_config
+from fogmesh.agent.runtime.docker_create import container_config, create_volumes
+from fogmesh.agent.runtime.docker_files import load_snapshot, read_file, take_snapshot
+from fogmesh.agent.runtime.docker_images import ensure_image, ensure_ref_image
 from fogmesh.agent.runtime.docker_names import container_name, docker_safe, network_name
-from fogmesh.agent.runtime.docker_names import volume_name as make_volume_name
 from fogmesh.agent.runtime.docker_networks import TenantNetworks, network_vanished
-from fogmesh.agent.runtime.docker_state import (
-    SKIP_CHANGES,
-    copy_member,
-    repack,
-    status_from_inspect,
-    subtar,
-    usage_from_stats,
-)
-from fogmesh.agent.runtime.engine import Engine, EngineError, Filters, is_regular_file
+from fogmesh.agent.runtime.docker_state import status_from_inspect, usage_from_stats
+from fogmesh.agent.runtime.engine import Engine, EngineError, Filters
 from fogmesh.agent.runtime.errors import (
     InstanceExists,
     InstanceNotFound,
-    PrepareFailed,
     RuntimeFailure,
-    UnsafePath,
     translate_errors,
 )
-from fogmesh.agent.runtime.tarutil import one_file_tar, read_manifest, write_manifest
+from fogmesh.agent.runtime.tarutil import one_file_tar, read_manifest
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 if TYPE_CHECKING:
@@ -70,9 +58,6 @@ if TYPE_CHECKING:
 __all__ = ["DockerRuntime"]
 
 log = logging.getLogger(__name__)
-
-_TAR_OVERHEAD = 64 * 1024
-"""What a tar of one file may hold beyond the file: its headers, padding and end blocks."""
 
 
 class DockerRuntime:
@@ -164,44 +149,13 @@ class DockerRuntime:
         """Pull ``spec.image`` unless present (or always, with ``always_pull``); an
         ``image_ref`` is fetched from the site's cache and loaded instead."""
         if spec.image_ref is not None:
-            await self._prepare_ref(spec, spec.image_ref)
+            await ensure_ref_image(
+                self._docker, self.fetcher, spec, spec.image_ref, timeout=self._pull_timeout
+            )
             return
-        image = str(spec.image)
-        with translate_errors(f"pull {image}", failure=PrepareFailed):
-            try:
-                await self._docker.inspect_image(image)
-                present = True
-            except EngineError as exc:
-                if exc.status != 404:
-                    raise
-                present = False
-            if present and not self._always_pull:
-                return
-            try:
-                await self._docker.pull(image, timeout=self._pull_timeout)
-            except EngineError as exc:
-                if not present:
-                    raise
-                log.warning("pull of %s failed (%s); using the local image", image, exc)
-
-    async def _prepare_ref(self, spec: WorkloadSpec, ref: str) -> None:
-        name = ref_image(ref)
-        with translate_errors(f"load {ref}", failure=PrepareFailed):
-            try:
-                await self._docker.inspect_image(name)
-                present = True
-            except EngineError as exc:
-                if exc.status != 404:
-                    raise
-                present = False
-            if self.fetcher is None:
-                if present:
-                    return
-                raise PrepareFailed(f"prepare {spec.name}: no artefact store on this node")
-            # A loaded image serves only the tenants the site's cache admitted for its ref.
-            blob = await self.fetcher.fetch(ref, spec.tenant)
-            if not present:
-                await load_image(self._docker, blob, ref, timeout=self._pull_timeout)
+        await ensure_image(
+            self._docker, str(spec.image), always_pull=self._always_pull, timeout=self._pull_timeout
+        )
 
     async def create(self, spec: WorkloadSpec) -> InstanceStatus:
         """Create the container (network and volumes first) with limits, env and labels."""
@@ -222,30 +176,23 @@ class DockerRuntime:
             # just deleted and keeps a dead id for good (no start can succeed), while a name is
             # resolved again at the start, after :meth:`start` has made the network again.
             network = "host" if self._host_network else network_name(spec.tenant)
-            mounts = []
-            for volume in spec.volumes:
-                vname = make_volume_name(cname, volume.name)
-                await self._ensure_volume(vname, spec)
-                mounts.append({"Type": "volume", "Source": vname, "Target": volume.mount_path})
-            labels = {**spec.labels, **self._extra_labels, **workload_labels(spec, self.node)}
+            mounts = await create_volumes(
+                self._docker, spec, cname, node=self.node, extra_labels=self._extra_labels
+            )
             try:
                 devices = self._devices.given(spec.devices)
             except DeviceRefused as exc:
                 raise RuntimeFailure(f"create {spec.name}: {exc}") from exc
-            host_config = make_host_config(
-                spec, network, mounts, host_network_allowed=self._host_network, devices=devices
+            config = container_config(
+                spec,
+                node=self.node,
+                extra_labels=self._extra_labels,
+                env=self._env(spec),
+                network=network,
+                mounts=mounts,
+                devices=devices,
+                host_network=self._host_network,
             )
-            aliases = sorted({docker_safe(spec.component), docker_safe(spec.name)})
-            config: dict[str, Any] = {
-                "Image": ref_image(spec.image_ref) if spec.image_ref else spec.image,
-                "Env": [f"{k}={v}" for k, v in self._env(spec).items()],
-                "Labels": labels,
-                "HostConfig": host_config,
-            }
-            if not self._host_network:
-                config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": aliases}}}
-            if spec.command:
-                config["Cmd"] = list(spec.command)
             try:
                 container = await self._create_container(config, cname, spec.tenant)
             except EngineError as exc:
@@ -353,53 +300,20 @@ class DockerRuntime:
         archive = one_file_tar(path, data, mode)
         with translate_errors(f"put_file {key}:{path}", missing=InstanceNotFound):
             container = await self._get(key)
-            await self._put_archive(container, "/", archive)
+            await self._docker.put_archive(container, "/", archive)
 
     async def get_file(self, key: str, path: str, limit: int) -> bytes:
         """The regular file at absolute ``path`` in the container (``GET /archive``)."""
         with translate_errors(f"get_file {key}:{path}", missing=InstanceNotFound):
             container = await self._get(key)
-
-            def check(stat: dict[str, Any]) -> None:  # before any of the tar is read
-                if stat and not is_regular_file(stat):
-                    raise UnsafePath(f"{path} is not a regular file")
-                if int(stat.get("size", 0)) > limit:
-                    raise RuntimeFailure(f"{path} is larger than {limit} bytes")
-
-            async with self._docker.get_archive(
-                container, path, check=check, max_bytes=limit + _TAR_OVERHEAD
-            ) as archive:
-                member = archive.next()
-                if member is None or not member.isfile():
-                    raise UnsafePath(f"{path} is not a regular file")
-                if member.size > limit:
-                    raise RuntimeFailure(f"{path} is larger than {limit} bytes")
-                handle = archive.extractfile(member)
-                return b"" if handle is None else handle.read()
+            return await read_file(self._docker, container, path, limit)
 
     async def snapshot(self, key: str) -> bytes:
         """A tar of the container's volumes' content (or, without volumes, of its changed
         files); see :mod:`fogmesh.agent.runtime.docker_state`."""
         with translate_errors(f"snapshot {key}", missing=InstanceNotFound):
             container = await self._get(key)
-            info = await self._docker.inspect_container(container)
-            mounts = [
-                m["Destination"] for m in info.get("Mounts") or [] if m.get("Type") == "volume"
-            ]
-            import tarfile
-
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w") as out:
-                kind = "volumes" if mounts else "rootfs"
-                write_manifest(
-                    out, {"runtime": "docker", "workload": key, "kind": kind, "mounts": mounts}
-                )
-                for index, path in enumerate(mounts):
-                    async with self._docker.get_archive(container, path) as archive:
-                        repack(out, archive, f"mounts/{index}/", strip_first=True)
-                if not mounts:
-                    await self._snapshot_changes(container, out)
-            return buf.getvalue()
+            return await take_snapshot(self._docker, container, key)
 
     async def restore(self, spec: WorkloadSpec, snapshot: bytes) -> InstanceStatus:
         """Create the container for ``spec`` and load ``snapshot`` into it (not started)."""
@@ -415,13 +329,7 @@ class DockerRuntime:
         manifest = read_manifest(source, runtime="docker")
         status = await self.create(spec)
         container = await self._get(workload_key(spec.tenant, spec.name))
-        if manifest.get("kind") == "rootfs":
-            await self._put_archive(container, "/", subtar(source, "rootfs/"))
-        for index, path in enumerate(manifest.get("mounts") or []):
-            if path not in {v.mount_path for v in spec.volumes}:
-                log.warning("restore %s: no volume at %s in the new spec", spec.name, path)
-                continue
-            await self._put_archive(container, path, subtar(source, f"mounts/{index}/"))
+        await load_snapshot(self._docker, container, spec, source, manifest)
         return status
 
     async def usage(self, key: str) -> Usage:
@@ -441,31 +349,3 @@ class DockerRuntime:
 
     def _env(self, spec: WorkloadSpec) -> dict[str, str]:
         return {**self._env_defaults, **workload_env(spec, self.node)}
-
-    async def _ensure_volume(self, name: str, spec: WorkloadSpec) -> None:
-        labels = {
-            **self._extra_labels,
-            LABEL_NODE: self.node,
-            LABEL_TENANT: spec.tenant,
-            LABEL_APP: spec.app,
-            LABEL_COMPONENT: spec.component,
-            LABEL_WORKLOAD: spec.name,
-        }
-        config = {"Name": name, "Labels": labels}
-        await self._docker.create_volume(config)
-
-    async def _put_archive(self, container: str, path: str, data: bytes) -> None:
-        await self._docker.put_archive(container, path, data)
-
-    async def _snapshot_changes(self, container: str, out: tarfile.TarFile) -> None:
-        changes = await self._docker.changes(container)
-        for change in changes:
-            path = str(change.get("Path", ""))
-            if change.get("Kind") == 2 or not path or path.startswith(SKIP_CHANGES):
-                continue
-            async with self._docker.get_archive(container, path) as archive:
-                # a directory's archive holds its whole tree: keep only its own entry, since
-                # every changed file below it is a change of its own
-                top = archive.next()
-                if top is not None:
-                    copy_member(out, archive, top, f"rootfs/{path.lstrip('/')}")
