@@ -25,46 +25,48 @@
 * Restart-safe: the shim records pid + create time; a new :class:`NativeRuntime` on the same
   ``state_dir`` re-adopts a process whose pid and create time still match (psutil), and
   ``start`` of a running instance is a no-op, so no duplicate starts.
+
+The lifecycle (prepare, create, start, stop, remove, status, usage) is here; lookups and the
+status of an instance on disk are in :mod:`.native_lookup`, logs and files in
+:mod:`.native_files`, snapshot and restore in :mod:`.native_snapshot`, device access in
+:mod:`.native_devices`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fogmesh.agent.devices import DeviceCatalog, DeviceRefused, grant, revoke
+from fogmesh.agent.devices import DeviceCatalog
 from fogmesh.agent.runtime.artefact import artefact_dir, fetch_artefact
 from fogmesh.agent.runtime.base import (
     InstanceState,
     InstanceStatus,
     Usage,
-    split_key,
     workload_env,
     workload_key,
-    workload_labels,
 )
-from fogmesh.agent.runtime.docker_state import repack, subtar
 from fogmesh.agent.runtime.errors import (
     InstanceExists,
     InstanceNotFound,
     PrepareFailed,
     RuntimeFailure,
-    UnsafePath,
     translate_errors,
 )
 from fogmesh.agent.runtime.native_access import NativeAccess
-from fogmesh.agent.runtime.native_io import cpu_and_rss, read_logs
-from fogmesh.agent.runtime.native_isolation import NativeIsolation, RunAs
+from fogmesh.agent.runtime.native_devices import NativeDevices
+from fogmesh.agent.runtime.native_files import NativeFiles
+from fogmesh.agent.runtime.native_io import cpu_and_rss
+from fogmesh.agent.runtime.native_isolation import NativeIsolation
 from fogmesh.agent.runtime.native_launch import resolve_executable, shim_config, spawn_shim
+from fogmesh.agent.runtime.native_snapshot import NativeSnapshots
 from fogmesh.agent.runtime.native_state import (
     Layout,
     alive_process,
@@ -72,10 +74,8 @@ from fogmesh.agent.runtime.native_state import (
     shim_alive,
     write_json,
 )
-from fogmesh.agent.runtime.native_user_io import pack, read_file, unpack, write_file
+from fogmesh.agent.runtime.native_user_io import unpack
 from fogmesh.agent.runtime.native_work import work_archive
-from fogmesh.agent.runtime.tarutil import read_manifest, safe_join, write_manifest
-from fogmesh.protocol.node import DeviceInfo
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ DEFAULT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 _POLL = 0.05
 
 
-class NativeRuntime:
+class NativeRuntime(NativeFiles, NativeSnapshots, NativeDevices):
     """Runs workloads as processes, each in its own directory under ``state_dir``.
 
     ``isolation`` says who they run as (:class:`NativeIsolation`); ``cgroup_parent`` is the
@@ -127,57 +127,6 @@ class NativeRuntime:
     def kind(self) -> RuntimeKind:
         """Always :attr:`RuntimeKind.NATIVE`."""
         return RuntimeKind.NATIVE
-
-    # -- lookup -------------------------------------------------------------------------------
-
-    def _layout(self, key: str) -> Layout:
-        tenant, name = split_key(key)
-        if not tenant:  # "/{dir}": an instance of the flat layout older agents made
-            return Layout(self.state_dir / name)
-        return Layout.of(self.state_dir, tenant, name)
-
-    def _spec(self, key: str) -> WorkloadSpec:
-        raw = read_json(self._layout(key).spec)
-        if raw is None:
-            raise InstanceNotFound(f"no native instance {key!r} in {self.state_dir}")
-        return WorkloadSpec.model_validate(raw)
-
-    async def _run_as(self, spec: WorkloadSpec) -> RunAs:
-        return await asyncio.to_thread(self.access.run_as, spec.tenant)
-
-    def _status(self, key: str) -> InstanceStatus:
-        layout = self._layout(key)
-        raw = read_json(layout.spec)
-        if raw is None:
-            return InstanceStatus(key, InstanceState.ABSENT, RuntimeKind.NATIVE)
-        spec = WorkloadSpec.model_validate(raw)
-        record, ended = read_json(layout.record), read_json(layout.exit)
-        base = InstanceStatus(
-            name=key,
-            state=InstanceState.CREATED,
-            runtime=RuntimeKind.NATIVE,
-            spec_hash=spec.spec_hash(),
-            labels=workload_labels(spec, self.node),
-        )
-        if record is not None:
-            started = float(record.get("started_at") or 0) or None
-            pid = str(record.get("pid", ""))
-            if alive_process(record) is not None and ended is None:
-                return replace(
-                    base, state=InstanceState.RUNNING, started_at=started, runtime_id=pid
-                )
-            ended = ended or {}
-            return replace(
-                base,
-                state=InstanceState.EXITED,
-                exit_code=ended.get("exit_code"),
-                started_at=started,
-                finished_at=ended.get("finished_at"),
-                runtime_id=pid,
-            )
-        if ended is not None:  # the shim could not even exec the program
-            return replace(base, state=InstanceState.EXITED, exit_code=ended.get("exit_code"))
-        return base
 
     # -- Runtime ------------------------------------------------------------------------------
 
@@ -340,79 +289,6 @@ class NativeRuntime:
                     found.append(self._status(key))
             return [s for s in found if s.state is not InstanceState.ABSENT]
 
-    async def logs(self, key: str, tail: int = 100, since: float | None = None) -> list[str]:
-        """The last ``tail`` lines of the rotated logs (written after ``since`` if given)."""
-        if tail <= 0:
-            return []
-        with translate_errors(f"logs {key}", missing=InstanceNotFound):
-            self._spec(key)
-            files = self._layout(key).log_files()
-            return await asyncio.to_thread(read_logs, files, tail, since)
-
-    async def put_file(self, key: str, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write ``data`` to ``path`` relative to ``work/`` (``UnsafePath`` if it escapes), as
-        the workload's user."""
-        with translate_errors(f"put_file {key}:{path}", missing=InstanceNotFound):
-            spec = self._spec(key)
-            target = safe_join(self._layout(key).work, path)
-            owner = self.access.owner(await self._run_as(spec))
-            await asyncio.to_thread(write_file, owner, target, data, mode)
-
-    async def get_file(self, key: str, path: str, limit: int) -> bytes:
-        """Read ``path`` relative to ``work/`` (``UnsafePath`` if it escapes), as the
-        workload's user."""
-        with translate_errors(f"get_file {key}:{path}", missing=InstanceNotFound):
-            spec = self._spec(key)
-            target = safe_join(self._layout(key).work, path)
-            owner = self.access.owner(await self._run_as(spec))
-            try:
-                data = await asyncio.to_thread(read_file, owner, target, limit)
-            except OSError as exc:
-                if isinstance(exc, FileNotFoundError) or "No such file" in str(exc):
-                    raise InstanceNotFound(f"no file {path}") from exc
-                raise UnsafePath(f"cannot read {path}: {exc}") from exc
-        if len(data) > limit:
-            raise RuntimeFailure(f"{path} is larger than {limit} bytes")
-        return data
-
-    async def snapshot(self, key: str) -> bytes:
-        """A tar of ``work/state/`` (members ``state/...``) after the manifest, read as the
-        workload's user."""
-        with translate_errors(f"snapshot {key}", missing=InstanceNotFound):
-            spec = self._spec(key)
-            owner = self.access.owner(await self._run_as(spec))
-            state = await asyncio.to_thread(pack, owner, self._layout(key).state, "state")
-            import tarfile
-
-            buf = io.BytesIO()
-            with (
-                tarfile.open(fileobj=io.BytesIO(state), mode="r") as source,
-                tarfile.open(fileobj=buf, mode="w") as out,
-            ):
-                write_manifest(out, {"runtime": "native", "workload": spec.name, "kind": "state"})
-                repack(out, source, "", strip_first=False)
-            return buf.getvalue()
-
-    async def restore(self, spec: WorkloadSpec, snapshot: bytes) -> InstanceStatus:
-        """Create the instance with the snapshot's ``work/state/`` (unpacked as the workload's
-        user, with the artefact, in one go); an instance already there with this spec has its
-        ``work/state/`` replaced."""
-        import tarfile
-
-        key = workload_key(spec.tenant, spec.name)
-        with translate_errors(f"restore {spec.name}"):
-            with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r") as tar:
-                read_manifest(tar, runtime="native")
-                status, made = await self._create(spec, tar)
-                if made:
-                    return status
-                state = self._layout(key).state
-                owner = self.access.owner(await self._run_as(spec))
-                if state.exists():
-                    await asyncio.to_thread(shutil.rmtree, state)
-                await asyncio.to_thread(unpack, owner, state, subtar(tar, "state/"))
-            return status
-
     async def usage(self, key: str) -> Usage:
         """CPU (over 0.5 s) and RSS of the process and its descendants; zeros if not running."""
         with translate_errors(f"usage {key}"):
@@ -432,39 +308,6 @@ class NativeRuntime:
 
     def _cgroup_key(self, key: str) -> str:
         return f"{self.node}/{key}"  # several agents of one host share the cgroup parent
-
-    def _device_access(self, spec: WorkloadSpec, *, allow: bool) -> None:
-        run_as = self.access.run_as(spec.tenant)
-        if not run_as.switches or run_as.uid is None:
-            return  # the agent's own user: it can open the devices already
-        for name in spec.devices:
-            try:
-                info = self.devices.resolve(name)
-            except DeviceRefused as exc:
-                if allow:
-                    raise RuntimeFailure(f"start {spec.name}: {exc}") from exc
-                continue  # gone: nothing left to take back
-            if self.devices.streams(info):
-                continue  # the shared reader reads it; the workload gets its readings
-            if allow:
-                grant(info.path, run_as.uid)
-            elif not self._tenant_peers_hold(spec, info):
-                revoke(info.path, run_as.uid)  # the entry is the tenant user's, not one instance's
-
-    def _tenant_peers_hold(self, spec: WorkloadSpec, info: DeviceInfo) -> bool:
-        """Whether another instance of ``spec``'s tenant here was given device ``info`` (a
-        shared device two of a tenant's workloads hold: removing one keeps the other's access);
-        a peer's request by properties counts for the device the catalog resolves it to."""
-        me = self._layout(workload_key(spec.tenant, spec.name))
-        for path in me.tenant_dir.glob("*/spec.json"):
-            raw = read_json(path)
-            if path == me.spec or raw is None:
-                continue
-            for request in raw.get("devices") or []:
-                with contextlib.suppress(DeviceRefused):
-                    if self.devices.resolve(str(request)).name == info.name:
-                        return True
-        return False
 
     def _shim_config(self, spec: WorkloadSpec, layout: Layout) -> dict[str, object]:
         run_as = self.access.run_as(spec.tenant)
