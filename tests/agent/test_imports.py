@@ -228,6 +228,44 @@ def test_a_deferred_module_is_whole_at_its_first_use() -> None:
     ]
 
 
+FIRST_USE_FROM_THREADS = """
+import sys, threading
+from fogmesh.agent.cli import keep_out_unused_extras
+keep_out_unused_extras()
+import urllib.request
+stand_in, start, got, failed = urllib.request, threading.Barrier(16), [], []
+
+def use():
+    start.wait()
+    try:
+        got.append(stand_in.urlopen)
+    except Exception as exc:
+        failed.append(repr(exc))
+
+threads = [threading.Thread(target=use) for _ in range(16)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+real = sys.modules["urllib.request"]
+print(failed, len(got), all(f is real.urlopen for f in got), real is not stand_in)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_deferred_module_used_first_by_many_threads_is_imported_once(attempt: int) -> None:
+    """Sixteen threads reaching through the stand-in at once all get the one real module."""
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_USE_FROM_THREADS],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "[] 16 True True", (attempt, done.stderr[-2000:])
+
+
 READ_CONFIG = """
 import sys
 from pathlib import Path

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,9 @@ DEFERRED: dict[str, tuple[str, ...]] = {
 """Module -> the functions a dependency imports from it by name before any use."""
 
 
+_SWAP = threading.Lock()  # taking a stand-in out of ``sys.modules``
+
+
 class _StandIn(types.ModuleType):
     """Takes the place of a module not imported yet; any attribute but the import system's
     dunders (``__path__``, looked up by ``from ... import``) imports it."""
@@ -46,11 +50,14 @@ class _StandIn(types.ModuleType):
 
 
 def load(name: str) -> types.ModuleType:
-    """The real module ``name``, imported now if only its stand-in is there."""
-    current = sys.modules.get(name)
-    if current is not None and not isinstance(current, _StandIn):
-        return current
-    sys.modules.pop(name, None)
+    """The real module ``name``, imported now if only its stand-in is there.
+
+    Safe from several threads at once: the stand-in is taken out under a lock, so no thread
+    takes out a module another one is importing, and the import system hands a module that is
+    still being imported to the others only once it is whole."""
+    with _SWAP:
+        if isinstance(sys.modules.get(name), _StandIn):
+            del sys.modules[name]
     module = importlib.import_module(name)
     parent, _, child = name.rpartition(".")
     if parent:
