@@ -16,12 +16,13 @@ import pytest
 
 from fogmesh.agent.runtime import (
     InstanceState,
+    InstanceStatus,
     NativeRuntime,
     PrepareFailed,
     Runtime,
     UnsafePath,
 )
-from fogmesh.agent.runtime.native_state import Layout
+from fogmesh.agent.runtime.native_state import Layout, shim_alive
 from fogmesh.protocol.workload import Artefact, RuntimeKind, VolumeSpec, WorkloadSpec
 from tests.agent_runtime.helpers import eventually, key
 
@@ -329,6 +330,48 @@ async def test_what_an_app_left_running_ends_with_it(native_rt: NativeRuntime) -
 
     await eventually(gone, what="the process the app left", timeout=30)
     await native_rt.remove(key(spec))
+
+
+async def test_a_restart_waits_for_the_old_runs_exit_record(native_rt: NativeRuntime) -> None:
+    """While the shim of a run that ended still records its exit (here: a process the app
+    left in a session of its own holds the output), the instance is running, not exited
+    without a code: a restart then cannot start a second copy, nor get the old run's exit."""
+    spec = sh_spec(
+        "rerun",
+        [
+            "-c",
+            "if [ -e ran ]; then echo second; exec sleep 300; fi;"
+            " touch ran; setsid sleep 20 & sleep 0.3; exit 1",
+        ],
+    )
+    await native_rt.prepare(spec)
+    await native_rt.create(spec)
+    await native_rt.start(key(spec))
+
+    async def listed() -> InstanceStatus:
+        [one] = [s for s in await native_rt.list_instances() if s.name == key(spec)]
+        return one
+
+    while (first := await listed()).state is not InstanceState.EXITED:
+        await asyncio.sleep(0.02)  # as the reconciler reads it, at every pass
+    assert first.exit_code == 1
+    second = await native_rt.start(key(spec))
+    assert second.state is InstanceState.RUNNING
+    await asyncio.sleep(2.5)  # past the old shim's longest wait for the app's output
+    again = await listed()
+    assert (again.state, again.runtime_id) == (InstanceState.RUNNING, second.runtime_id)
+    await native_rt.remove(key(spec))
+
+
+def test_a_shim_pid_taken_by_a_newer_process_is_not_the_shim() -> None:
+    """A record's shim is alive only while its pid is that shim's: the create time it holds,
+    or (a record of an older shim) a process created before the app started."""
+    me = psutil.Process()
+    created = me.create_time()
+    assert shim_alive({"shim": me.pid, "shim_create_time": created, "started_at": created})
+    assert not shim_alive({"shim": me.pid, "shim_create_time": created - 60})
+    assert shim_alive({"shim": me.pid, "started_at": created + 1})
+    assert not shim_alive({"shim": me.pid, "started_at": created - 3600})  # after a reboot
 
 
 async def test_remove_keep_state_keeps_state_for_successor(native_rt: NativeRuntime) -> None:

@@ -212,8 +212,11 @@ class NativeRuntime(NativeFiles, NativeSnapshots, NativeDevices):
         with translate_errors(f"stop {key}"):
             layout = self._layout(key)
             record = read_json(layout.record)
-            proc = alive_process(record)
-            if record is None or proc is None:
+            if record is None:
+                return self._status(key)
+            if alive_process(record) is None:
+                if shim_alive(record):  # the app is gone: its shim is recording the exit
+                    await _wait(layout.exit.exists, 10.0)
                 return self._status(key)
             pgid = int(record["pid"])
             with contextlib.suppress(ProcessLookupError):

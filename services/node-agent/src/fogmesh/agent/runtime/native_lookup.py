@@ -15,7 +15,7 @@ from fogmesh.agent.runtime.base import InstanceState, InstanceStatus, split_key,
 from fogmesh.agent.runtime.errors import InstanceNotFound
 from fogmesh.agent.runtime.native_access import NativeAccess
 from fogmesh.agent.runtime.native_isolation import RunAs
-from fogmesh.agent.runtime.native_state import Layout, alive_process, read_json
+from fogmesh.agent.runtime.native_state import Layout, alive_process, read_json, shim_alive
 from fogmesh.protocol.workload import RuntimeKind, WorkloadSpec
 
 __all__ = ["NativeLookup"]
@@ -61,7 +61,9 @@ class NativeLookup:
         if record is not None:
             started = float(record.get("started_at") or 0) or None
             pid = str(record.get("pid", ""))
-            if alive_process(record) is not None and ended is None:
+            # running until its shim has recorded the exit: the app's last output may still be
+            # on its way to the log, and a new run must not start before the old shim is done
+            if ended is None and (alive_process(record) is not None or shim_alive(record)):
                 return replace(
                     base, state=InstanceState.RUNNING, started_at=started, runtime_id=pid
                 )

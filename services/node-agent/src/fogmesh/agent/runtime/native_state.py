@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CREATE_TIME_SLACK",
+    "SHIM_START_SLACK",
     "Layout",
     "alive_process",
     "read_json",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 CREATE_TIME_SLACK = 0.05
+SHIM_START_SLACK = 2.0
+"""How much later than the app's start a shim without its own create time may seem created
+(the boot time's whole seconds in ``/proc/stat``)."""
 """Seconds two create times of one process may differ (psutil derives them from boot time)."""
 
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -172,9 +176,24 @@ def alive_process(record: dict[str, Any] | None) -> psutil.Process | None:
 
 
 def shim_alive(record: dict[str, Any] | None) -> bool:
-    """Whether the shim recorded in ``record`` still runs (and so will write exit.json)."""
+    """Whether the shim recorded in ``record`` still runs (and so will write exit.json).
+
+    The pid must still be that shim's: its create time is the one the record holds, or, in a
+    record of an older shim that wrote none, no later than the app's start (a pid reused after
+    a reboot names a newer process)."""
     if not record or not record.get("shim"):
         return False
+    import psutil
+
+    with contextlib.suppress(psutil.Error, ValueError, TypeError):
+        proc = psutil.Process(int(record["shim"]))
+        created, recorded = proc.create_time(), float(record.get("shim_create_time") or 0)
+        if recorded and abs(created - recorded) > CREATE_TIME_SLACK:
+            return False
+        if not recorded and created > float(record.get("started_at") or 0) + SHIM_START_SLACK:
+            return False
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    return False
     import psutil
 
     with contextlib.suppress(psutil.Error, ValueError, TypeError):

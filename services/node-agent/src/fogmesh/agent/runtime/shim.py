@@ -130,6 +130,15 @@ def confine(config: dict[str, Any]) -> None:
             raise OSError("could not drop privileges")
 
 
+def discard(fd: int) -> None:
+    """Read ``fd`` to its end, keeping nothing, then close it (if :func:`pump` has not)."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 65536):
+            pass
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 def end_what_it_left(pgid: int, cgroup: str | None) -> None:
     """Kill what the app left running when it exited, as systemd does with a service's and
     Docker with a container's: its process group (its session's, ``pgid`` = its pid, reserved
@@ -179,10 +188,20 @@ def run(config: dict[str, Any]) -> None:
         create_time = process_create_time(proc.pid)
     except (OSError, ValueError, IndexError):
         create_time = 0.0
+    try:
+        shim_created = process_create_time(os.getpid())
+    except (OSError, ValueError, IndexError):
+        shim_created = 0.0
     started = time.time()
     write_json(
         record_path,
-        {"pid": proc.pid, "create_time": create_time, "started_at": started, "shim": os.getpid()},
+        {
+            "pid": proc.pid,
+            "create_time": create_time,
+            "started_at": started,
+            "shim": os.getpid(),
+            "shim_create_time": shim_created,
+        },
     )
 
     pumped = threading.Event()
@@ -202,6 +221,8 @@ def run(config: dict[str, Any]) -> None:
     waiter.start()
     try:
         pump(read_fd, Rotator(Path(config["log_path"]), config["max_bytes"], config["backups"]))
+    except OSError:
+        discard(read_fd)  # the log cannot be written (a full disk): the app runs on, unblocked
     finally:
         pumped.set()
     waiter.join()
