@@ -374,6 +374,24 @@ def test_a_shim_pid_taken_by_a_newer_process_is_not_the_shim() -> None:
     assert not shim_alive({"shim": me.pid, "started_at": created - 3600})  # after a reboot
 
 
+async def test_an_exit_is_recorded_when_the_log_cannot_be_written(
+    native_rt: NativeRuntime,
+) -> None:
+    """A shim that cannot write the log (its file cannot be opened: here the log's place is
+    a directory) still reads the app's output to its end, so the app is not blocked on a full
+    pipe, and records its exit."""
+    spec = sh_spec("unlogged", ["-c", "yes '' | head -n 100000; exit 5"])
+    await native_rt.prepare(spec)
+    await native_rt.create(spec)
+    log = Layout.of(native_rt.state_dir, spec.tenant, spec.name).log
+    log.unlink(missing_ok=True)
+    log.mkdir(parents=True)
+    await native_rt.start(key(spec))
+    await eventually(lambda: exited(native_rt, key(spec)), what="the app's exit", timeout=30)
+    assert (await native_rt.status(key(spec))).exit_code == 5
+    await native_rt.remove(key(spec))
+
+
 async def test_remove_keep_state_keeps_state_for_successor(native_rt: NativeRuntime) -> None:
     """remove(keep_state=True) drops everything but work/state; a new spec of the name sees it."""
     spec = sh_spec("db", SLEEPER)
