@@ -266,6 +266,32 @@ def test_a_deferred_module_used_first_by_many_threads_is_imported_once(attempt: 
     assert done.stdout.strip() == "[] 16 True True", (attempt, done.stderr[-2000:])
 
 
+SPECS_OF_THE_DEFERRED = """
+import importlib.util, sys
+from fogmesh.agent.cli import keep_out_unused_extras
+from fogmesh.agent.deferred import DEFERRED, defer, is_deferred
+keep_out_unused_extras()
+print([importlib.util.find_spec(m).name == m for m in DEFERRED], all(map(is_deferred, DEFERRED)))
+defer("json.no_such_module")
+print("json.no_such_module" in sys.modules)
+"""
+
+
+def test_a_stand_in_answers_find_spec_and_a_missing_module_gets_none() -> None:
+    """``importlib.util.find_spec`` answers a stand-in's name with the real module's spec,
+    without importing it; a module that is not there gets no stand-in (its import fails as
+    before; on a Python without ``_lzma`` or ``_bz2`` so do ``lzma`` and ``bz2``)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SPECS_OF_THE_DEFERRED],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.splitlines() == ["[True, True, True, True] True", "False"]
+
+
 READ_CONFIG = """
 import sys
 from pathlib import Path

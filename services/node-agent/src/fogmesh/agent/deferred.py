@@ -19,13 +19,14 @@ whole; one that does not never loads it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import threading
 import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DEFERRED", "defer", "is_deferred", "load"]
+__all__ = ["DEFERRED", "NEEDS", "defer", "is_deferred", "load"]
 
 DEFERRED: dict[str, tuple[str, ...]] = {
     "urllib.request": (),
@@ -34,6 +35,9 @@ DEFERRED: dict[str, tuple[str, ...]] = {
     "lzma": (),
 }
 """Module -> the functions a dependency imports from it by name before any use."""
+NEEDS = {"bz2": "_bz2", "lzma": "_lzma"}
+"""Module -> the extension it cannot work without (absent from some Python builds): no
+stand-in without it, so ``try: import lzma`` fails as it should."""
 
 
 _SWAP = threading.Lock()  # taking a stand-in out of ``sys.modules``
@@ -80,11 +84,17 @@ def defer(name: str, functions: tuple[str, ...] = ()) -> None:
     if name in sys.modules:
         return
     parent, _, child = name.rpartition(".")
+    if parent:
+        importlib.import_module(parent)
+    spec = importlib.util.find_spec(name)
+    if spec is None or importlib.util.find_spec(NEEDS.get(name, name)) is None:
+        return  # not there to import: its import fails as it would without a stand-in
     stand_in = _StandIn(name)
+    stand_in.__spec__ = spec  # what importlib.util.find_spec answers for it
     for function in functions:
         setattr(stand_in, function, _calls_later(name, function))
     if parent:
-        setattr(importlib.import_module(parent), child, stand_in)
+        setattr(sys.modules[parent], child, stand_in)
     sys.modules[name] = stand_in
 
 
