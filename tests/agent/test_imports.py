@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
@@ -139,6 +140,20 @@ async def test_agent_imports_only_what_its_configuration_uses(
     assert not (absent & modules), sorted(absent & modules)
 
 
+def run_python(script: str, *args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter from the repository (this one has loaded far more
+    than an agent); fails on a non-zero exit."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=True,
+        timeout=60,
+    )
+
+
 PLUGINS_AFTER_START = """
 import os, sys
 from fogmesh.agent.cli import keep_out_unused_extras
@@ -166,15 +181,7 @@ def test_the_entry_point_turns_pydantic_plugins_off_unless_told(
     env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
     if preset is not None:
         env["PYDANTIC_DISABLE_PLUGINS"] = preset
-    done = subprocess.run(
-        [sys.executable, "-c", PLUGINS_AFTER_START],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        check=True,
-        timeout=60,
-    )
+    done = run_python(PLUGINS_AFTER_START, env=env)
     assert done.stdout.rstrip("\n") == expected
 
 
@@ -209,14 +216,9 @@ def test_a_deferred_module_is_whole_at_its_first_use() -> None:
     """The entry point leaves ``urllib.request``, ``importlib.metadata``, ``bz2`` and ``lzma``
     unloaded through paho's, pydantic's and shutil's imports; the first use of each (by name,
     by a function imported before, by an archive) loads the real module."""
-    done = subprocess.run(
-        [sys.executable, "-c", USE_THE_DEFERRED],
-        capture_output=True,
-        text=True,
+    done = run_python(
+        USE_THE_DEFERRED,
         env={k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"},
-        cwd=REPO,
-        check=True,
-        timeout=60,
     )
     assert done.stdout.splitlines() == [
         "True True",
@@ -255,14 +257,7 @@ print(failed, len(got), all(f is real.urlopen for f in got), real is not stand_i
 @pytest.mark.parametrize("attempt", range(3))
 def test_a_deferred_module_used_first_by_many_threads_is_imported_once(attempt: int) -> None:
     """Sixteen threads reaching through the stand-in at once all get the one real module."""
-    done = subprocess.run(
-        [sys.executable, "-c", FIRST_USE_FROM_THREADS],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=True,
-        timeout=60,
-    )
+    done = run_python(FIRST_USE_FROM_THREADS)
     assert done.stdout.strip() == "[] 16 True True", (attempt, done.stderr[-2000:])
 
 
@@ -281,14 +276,7 @@ def test_a_stand_in_answers_find_spec_and_a_missing_module_gets_none() -> None:
     """``importlib.util.find_spec`` answers a stand-in's name with the real module's spec,
     without importing it; a module that is not there gets no stand-in (its import fails as
     before; on a Python without ``_lzma`` or ``_bz2`` so do ``lzma`` and ``bz2``)."""
-    done = subprocess.run(
-        [sys.executable, "-c", SPECS_OF_THE_DEFERRED],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=True,
-        timeout=60,
-    )
+    done = run_python(SPECS_OF_THE_DEFERRED)
     assert done.stdout.splitlines() == ["[True, True, True, True] True", "False"]
 
 
@@ -315,12 +303,5 @@ def test_a_settings_file_in_json_syntax_is_read_without_pyyaml(
     """``agent.yaml`` in JSON syntax (JSON is YAML) is read by json; YAML syntax loads PyYAML."""
     path = tmp_path / "agent.yaml"
     path.write_text(text)
-    done = subprocess.run(
-        [sys.executable, "-c", READ_CONFIG, str(path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=True,
-        timeout=60,
-    )
+    done = run_python(READ_CONFIG, str(path))
     assert done.stdout.strip() == expected

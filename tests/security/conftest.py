@@ -1,15 +1,29 @@
-"""What the security tests share: the CLI as a process."""
+"""What the security tests share: the CLI as a process; the matrix modules' fleet."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
+import pytest
+
+from tests.security.matrix_cases import FLEET_KINDS, matrix_fleet
 from tests.support.brokers import REPO
+from tests.support.documented_fleet import Fleet
 from tests.support.mesh_file import PASSWORDS
 
-__all__ = ["fogmesh"]
+__all__ = ["fleet", "fogmesh"]
+
+
+@pytest.fixture(scope="module", params=FLEET_KINDS)
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """The broker of ``request.param``, registry, scheduler and agent, both apps running."""
+    with matrix_fleet(request.param, tmp_path_factory) as made:
+        yield made
 
 
 def fogmesh(port: int, *args: str, user: str = "svc", check: bool = True) -> str:

@@ -22,19 +22,16 @@ the helpers are in matrix_cases.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from fogmesh.protocol import topics
 from tests.security.matrix_cases import (
-    FLEET_KINDS,
     MARK,
     NODE,
     VICTIM,
     WAIT,
-    matrix_fleet,
     peer,
     watching,
 )
@@ -50,15 +47,6 @@ from tests.support.mqtt import wait_for
 
 # the module-scoped fleet is made once per worker that runs any of its tests: keep them on one
 pytestmark = pytest.mark.xdist_group("security-matrix")
-
-
-@pytest.fixture(scope="module", params=FLEET_KINDS)
-def fleet(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    """The broker of ``request.param``, registry, scheduler and agent, both apps running."""
-    with matrix_fleet(request.param, tmp_path_factory) as made:
-        yield made
 
 
 async def test_a_node_cannot_speak_for_another(fleet: Fleet) -> None:

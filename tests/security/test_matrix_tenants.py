@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 
 import aiomqtt
 import pytest
@@ -16,10 +15,8 @@ import pytest
 from fogmesh.protocol import topics
 from tests.security.matrix_cases import (
     APP_ATTACKS,
-    FLEET_KINDS,
     VICTIM,
     WORKLOAD_ATTACKS,
-    matrix_fleet,
     peer,
     watching,
 )
@@ -32,15 +29,6 @@ from tests.support.mqtt import collect
 # the module-scoped fleet is made once per worker that runs any of its tests: keep them on one
 # (a group of this module's own: its fleet shares nothing fixed with test_matrix.py's)
 pytestmark = pytest.mark.xdist_group("security-matrix-tenants")
-
-
-@pytest.fixture(scope="module", params=FLEET_KINDS)
-def fleet(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    """The broker of ``request.param``, registry, scheduler and agent, both apps running."""
-    with matrix_fleet(request.param, tmp_path_factory) as made:
-        yield made
 
 
 @pytest.mark.parametrize("by", ["topic", "tenant-field"])
