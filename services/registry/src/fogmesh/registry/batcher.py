@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
-from fogmesh.registry.ops import Batch, HeartbeatOp, Op
+from fogmesh.registry.ops import Batch, HeartbeatOp, LostClaim, Op
 
 __all__ = ["WriteQueue", "WriterStats"]
 
@@ -53,6 +54,9 @@ class WriteQueue:
         self._idle = asyncio.Event()
         self._idle.set()
         self.stats = WriterStats()
+        self.lost: Callable[[str, LostClaim], None] | None = None
+        """Told, in the place of a claim's callbacks, each claim a committed batch lost: the
+        node and what the batch found and recorded instead (``Batch.lost``)."""
 
     def put(self, op: Op | HeartbeatOp) -> None:
         """Queue one operation; a later one of the same node and kind absorbs it."""
@@ -68,7 +72,8 @@ class WriteQueue:
     def after_commit(self, callback: Callable[[], None], *, claim: str | None = None) -> None:
         """Call ``callback()`` once the operations queued so far are committed (e.g. hand the
         event of a change to the publisher only when a query can already see the change);
-        with ``claim`` (a node), only if that commit created the node's row (``EventOp``).
+        with ``claim`` (a node), only if that commit created the node's row (``EventOp``;
+        otherwise :attr:`lost` is told).
 
         Callbacks must not block: the writer calls them between transactions."""
         self._batch.after_commit.append((callback, claim))
@@ -133,13 +138,19 @@ class WriteQueue:
         if not len(self._batch):
             self._idle.set()
 
-    @staticmethod
-    def _run_callbacks(batch: Batch) -> None:
-        """Call the batch's callbacks in order (those of the claims it won); log failures."""
+    def _run_callbacks(self, batch: Batch) -> None:
+        """Call the batch's callbacks in order (those of the claims it won; :attr:`lost` in
+        the place of a lost one's); log failures."""
+        told: set[str] = set()
         for callback, claim in batch.after_commit:
-            if not batch.won(claim):
-                continue
+            call = callback
+            if claim is not None and not batch.won(claim):
+                lost = batch.lost.get(claim)
+                if lost is None or self.lost is None or claim in told:
+                    continue  # a claim made without its JoinClaim, or told already
+                told.add(claim)
+                call = functools.partial(self.lost, claim, lost)
             try:
-                callback()
+                call()
             except Exception:
                 log.exception("after-commit callback failed")

@@ -31,8 +31,18 @@ from fogmesh.protocol import (
     topics,
 )
 from fogmesh.registry.batcher import WriteQueue
+from fogmesh.registry.events import event_row, transition_event
 from fogmesh.registry.liveness import LivenessTracker, Transition
-from fogmesh.registry.ops import ActualOp, AppOp, EventOp, HeartbeatOp, HelloOp, LivenessOp
+from fogmesh.registry.ops import (
+    ActualOp,
+    AppOp,
+    EventOp,
+    HeartbeatOp,
+    HelloOp,
+    JoinClaim,
+    LivenessOp,
+    LostClaim,
+)
 from fogmesh.registry.replicas import shared_filter
 from fogmesh.registry.timeline import ReadTimeline
 
@@ -47,36 +57,6 @@ HelloHook = Callable[[NodeHello], Awaitable[None]]
 """Told every hello after ingest took it (the site watch learns each node's site)."""
 
 
-def transition_event(tr: Transition, source: str) -> Event | None:
-    """The fleet event of a liveness transition (None for a silent one)."""
-    if tr.kind is None:
-        return None
-    return Event(
-        kind=tr.kind,
-        node=tr.node,
-        source=source,
-        message=f"node {tr.node} {tr.old or 'unknown'} -> {tr.new} ({tr.reason})",
-        data=tr.data,
-    )
-
-
-def event_row(event: Event, tenant: str | None, received_at: float) -> dict[str, Any]:
-    """An ``events`` row for ``event``; ``tenant`` is the one its topic names (None: fleet)."""
-    return {
-        "id": event.id,
-        "kind": event.kind.value,
-        "tenant": tenant,
-        "node": event.node,
-        "app": event.app,
-        "workload": event.workload,
-        "ts": event.ts,
-        "source": event.source,
-        "message": event.message,
-        "data": event.data,
-        "received_at": received_at,
-    }
-
-
 class Ingest:
     """The bus handlers of the registry's ingest side."""
 
@@ -89,6 +69,7 @@ class Ingest:
         self.publish = publish
         self.source = source
         self.hello_hooks: list[HelloHook] = []
+        writer.lost = self.claim_lost
 
     def attach(self, bus: Bus, *, share: str | None = None) -> None:
         """Subscribe to every node channel the registry reads, and to all events (as members
@@ -108,14 +89,28 @@ class Ingest:
         (a ``node-joined`` only if that commit created the node's row: see ``EventOp``)."""
         for tr in transitions:
             now = time.time()
-            self.writer.put(LivenessOp(tr.node, tr.new, now, tr.reason, tr.boot_id))
             event = transition_event(tr, self.source)
+            # a join is told by the replica whose batch creates the node's row (claim_lost)
+            claim = tr.node if event is not None and event.kind is EventKind.NODE_JOINED else None
+            join = None
+            if claim is not None:
+                join = JoinClaim(tr.node, tr.reason, tr.boot_id or "", tr.retained, self.source)
+            self.writer.put(LivenessOp(tr.node, tr.new, now, tr.reason, tr.boot_id, join=join))
             if event is not None:
                 log.info("node liveness", node=tr.node, old=tr.old, new=tr.new, reason=tr.reason)
-                # a join is told by the replica whose batch creates the node's row
-                claim = tr.node if event.kind is EventKind.NODE_JOINED else None
                 self.writer.put(EventOp(event_row(event, None, now), claim=claim))
                 self.writer.after_commit(functools.partial(self.publish, event), claim=claim)
+
+    def claim_lost(self, node: str, lost: LostClaim) -> None:
+        """``node``'s join, claimed here, was another replica's to tell (its batch created the
+        row): publish what the batch recorded instead (``node-back``), or, when it recorded
+        nothing, take the node as stored (:mod:`fogmesh.registry.claims`). After the commit."""
+        if lost.told is not None:
+            log.info("node liveness", node=node, old=lost.state, new="online", claim="lost")
+            self.publish(lost.told)
+            return
+        seen = time.monotonic() - max(0.0, time.time() - lost.last_seen)
+        self.tracker.settle(node, lost.state, lost.reason, seen=seen, now=time.monotonic())
 
     @staticmethod
     def _matches(ctx: MessageContext, node: str) -> bool:

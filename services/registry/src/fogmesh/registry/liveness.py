@@ -40,7 +40,7 @@ from typing import Any
 from fogmesh.protocol import EventKind
 from fogmesh.protocol.partition import PARTITION_GRACE_S
 
-__all__ = ["LivenessTracker", "NodeLive", "Transition"]
+__all__ = ["LivenessTracker", "NodeLive", "Transition", "comes_back"]
 
 ONLINE, STALE, OFFLINE, UNREACHABLE = "online", "stale", "offline", "unreachable"
 LAST_WILL, MISSED, PARTITION = "last-will", "missed-heartbeats", "partition"
@@ -85,6 +85,17 @@ class Transition:
     reason: str = ""
     boot_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    retained: bool = False
+    """Made by a retained message (a ``node-joined`` of a node a replayed hello introduced)."""
+
+
+def comes_back(state: str, reason: str, via: str) -> bool:
+    """Whether a live sign of life (``via``: hello, state or heartbeat) brings back a node in
+    ``state`` (``node-back``): a stale or offline one, but one the last will took offline only
+    on a live ``state: online`` or ``hello``."""
+    if state not in (STALE, OFFLINE):
+        return False
+    return not (state == OFFLINE and reason == LAST_WILL and via == "heartbeat")
 
 
 class LivenessTracker:
@@ -155,7 +166,8 @@ class LivenessTracker:
             live.heard = not retained
             self.nodes[node] = live
             self._schedule(node, live, self._deadline(live, now))
-            return [Transition(node, None, ONLINE, EventKind.NODE_JOINED, via, live.boot_id)]
+            joined = EventKind.NODE_JOINED
+            return [Transition(node, None, ONLINE, joined, via, live.boot_id, retained=retained)]
         rebooted = bool(boot_id) and bool(live.boot_id) and boot_id != live.boot_id
         if boot_id:
             live.boot_id = boot_id
@@ -170,15 +182,29 @@ class LivenessTracker:
         if retained:
             return []
         live.last_seen, live.heard = now, True
-        if live.state in (ONLINE, UNREACHABLE):
-            return []  # an unreachable node's site is back only when its link says so
-        if live.state == OFFLINE and live.reason == LAST_WILL and via == "heartbeat":
-            return []
+        if not comes_back(live.state, live.reason, via):
+            return []  # online already; an unreachable one is back when its link says so
         old, live.state, live.reason = live.state, ONLINE, ""
         live.judge_after = now
         self._schedule(node, live, self._deadline(live, now))
         data = {"from": old, "via": via, "rebooted": rebooted}
         return [Transition(node, old, ONLINE, EventKind.NODE_BACK, via, live.boot_id, data)]
+
+    def settle(self, node: str, state: str, reason: str, *, seen: float, now: float) -> None:
+        """``node`` joined here but another replica had stored it first, ``state`` (its
+        ``reason``; ``seen``: its stored sign of life, monotonic here), and this replica
+        recorded no change of it (the join's sign of life did not bring it back): it is as
+        stored, unless it changed here since its join (it is no longer online)."""
+        live = self.nodes.get(node)
+        if live is None or live.state != ONLINE or state not in (STALE, OFFLINE):
+            return  # stored online (or unreachable: as a node handed over, see alive)
+        live.state, live.reason = state, reason
+        if state == OFFLINE:
+            live.due = None
+            return
+        if not live.heard:  # known from a retained message only: judged by the stored sign
+            live.last_seen = seen
+        self._schedule(node, live, self._deadline(live, now))
 
     def last_will(self, node: str, now: float, *, boot_id: str) -> list[Transition]:
         """``state: offline`` (the last will, or a clean goodbye): offline at once."""

@@ -9,7 +9,9 @@ hellos is a few statements of many rows each, not 40,000 statements:
   the last boot id any of them named and when the node was last seen online;
 * apps: in order (a deploy then a delete must stay that way); events: all of them, but a
   node's ``node-joined`` only if the batch creates the node's row (its claim, which two
-  replicas that both took a new node race for: the database picks one).
+  replicas that both took a new node race for: the database picks one). A batch that loses
+  the claim finds the row another replica stored and records what that state calls for in
+  the join's place (:class:`LostClaim`, :mod:`fogmesh.registry.claims`).
 
 Kinds are applied in a fixed order (nodes, tenants, workloads, apps, events, heartbeats); no
 two kinds write the same columns except ``last_seen``, which the heartbeat writes last.
@@ -21,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fogmesh.protocol import Event
+
 __all__ = [
     "ActualOp",
     "AppOp",
@@ -28,7 +32,9 @@ __all__ = [
     "EventOp",
     "HeartbeatOp",
     "HelloOp",
+    "JoinClaim",
     "LivenessOp",
+    "LostClaim",
     "Op",
 ]
 
@@ -45,14 +51,44 @@ class HelloOp:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinClaim:
+    """The sign of life that made a node's ``node-joined`` (what a batch that loses the join's
+    claim judges the stored node by)."""
+
+    node: str
+    via: str
+    """``hello``, ``state`` or ``heartbeat``."""
+    boot_id: str
+    retained: bool
+    source: str
+    """Who tells the node's events (the replica)."""
+
+
+@dataclass(frozen=True, slots=True)
 class LivenessOp:
-    """A node's liveness changed (creates the node row if new)."""
+    """A node's liveness changed (creates the node row if new); ``join``: the change is the
+    node's join, claimed (see :class:`EventOp`)."""
 
     node: str
     state: str
     at: float
     reason: str = ""
     boot_id: str | None = None
+    join: JoinClaim | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LostClaim:
+    """A node's row as a batch that lost the node's join claim found it (another replica
+    stored it first), and the event it recorded instead of the join (None: none, and the
+    join's liveness was not written: the stored state stands)."""
+
+    state: str
+    reason: str
+    boot_id: str
+    last_seen: float
+    """Wall-clock seconds."""
+    told: Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +156,12 @@ class Batch:
     heartbeats: dict[str, HeartbeatOp] = field(default_factory=dict)
     after_commit: list[tuple[Callable[[], None], str | None]] = field(default_factory=list)
     """Callbacks once committed, each with the node it claims (None: run it in any case)."""
+    claims: dict[str, JoinClaim] = field(default_factory=dict)
+    """The joins the batch claims, by node (from their liveness changes)."""
     created: set[str] = field(default_factory=set)
     """The nodes whose rows this batch created (set by the writer): the claims it won."""
+    lost: dict[str, LostClaim] = field(default_factory=dict)
+    """The claims of :attr:`claims` it lost (set by the writer)."""
     coalesced: int = 0
     """Operations absorbed by a later one of the same node."""
 
@@ -143,6 +183,8 @@ class Batch:
                 self._keep_latest(self.hellos, op.node, op)
             case LivenessOp():
                 self.joins.setdefault(op.node, (op.state, op.at))
+                if op.join is not None:
+                    self.claims.setdefault(op.node, op.join)
                 self._liveness(op)
             case ActualOp():
                 self._keep_latest(self.actuals, op.node, op)

@@ -24,7 +24,8 @@ filters and ingests only the messages whose key it owns:
   key until they see each other's rows (up to a period): a node new to the fleet is then taken
   by both, and its ``node-joined`` is recorded and published by the one whose write batch
   creates the node's row (``EventOp.claim``; the database picks one), so every node joins
-  once whatever the start order.
+  once whatever the start order; the other takes the node as that row stores it
+  (:mod:`fogmesh.registry.claims`: a ``node-back`` if the join's sign of life brings it back).
 
 Each replica still receives every message (the broker cannot split them); a message of a key
 it does not own is dropped before its payload is parsed, so the parsing, the liveness work and

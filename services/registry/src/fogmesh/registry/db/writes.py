@@ -4,6 +4,11 @@ Each kind of row is one ``executemany`` of one statement compiled once (bound pa
 ORM objects): the cost of a batch grows with its rows, not with a statement per operation. The
 heartbeats, most of every batch, go as whole-batch statements
 (:mod:`~fogmesh.registry.db.heartbeats`).
+
+A batch that loses a node's join claim (another replica created the row first) reads the row
+it met, locked until its commit, and records what that state calls for in the join's place
+(:mod:`~fogmesh.registry.claims`): a ``node-back`` with the join's ``online``, or nothing at
+all, the join's liveness included, so the stored state stands (``Batch.lost``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Engine, Table, bindparam, delete, select, update
 from sqlalchemy.sql.dml import Update
 
+from fogmesh.registry.claims import told_instead
 from fogmesh.registry.db import join_pg
 from fogmesh.registry.db.heartbeats import write_heartbeats
 from fogmesh.registry.db.schema import (
@@ -27,7 +33,17 @@ from fogmesh.registry.db.schema import (
     WorkloadRow,
 )
 from fogmesh.registry.db.upsert import insert_ignore, insert_new, upsert
-from fogmesh.registry.ops import ActualOp, AppOp, Batch, HeartbeatOp, HelloOp, LivenessOp
+from fogmesh.registry.events import event_row
+from fogmesh.registry.ops import (
+    ActualOp,
+    AppOp,
+    Batch,
+    EventOp,
+    HeartbeatOp,
+    HelloOp,
+    LivenessOp,
+    LostClaim,
+)
 
 __all__ = ["BatchWriter"]
 
@@ -89,7 +105,7 @@ class BatchWriter:
             self._actuals(conn, list(batch.actuals.values()))
             for op in batch.apps:
                 self._app(conn, op)
-            events = [op.row for op in batch.events if batch.won(op.claim)]
+            events = [row for op in batch.events if (row := _recorded(op, batch)) is not None]
             if conn.dialect.name == "postgresql":
                 join_pg.insert_events(conn, events)
             else:
@@ -107,15 +123,15 @@ class BatchWriter:
         new = [_node_row(node, state, at) for node, (state, at) in joins]
         if conn.dialect.name == "postgresql":  # one statement per kind (see join_pg)
             batch.created = join_pg.insert_nodes(conn, new)
-            liveness = [
-                _liveness_params(op, batch.online_at.get(op.node)) for op in batch.liveness.values()
-            ]
+            self._lost_claims(conn, batch)
+            liveness = [_liveness_params(op, batch.online_at.get(op.node)) for op in _told(batch)]
             join_pg.update_liveness(conn, liveness)
             join_pg.update_hellos(conn, [_hello_params(op) for op in batch.hellos.values()])
             return
         batch.created = insert_new(conn, NODES, new, key="node")
+        self._lost_claims(conn, batch)
         groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
-        for op in batch.liveness.values():
+        for op in _told(batch):
             seen = batch.online_at.get(op.node)
             row = _liveness_params(op, seen)
             groups.setdefault((op.boot_id is not None, seen is not None), []).append(row)
@@ -123,6 +139,20 @@ class BatchWriter:
             conn.execute(_liveness_update(with_boot_id, with_seen), rows)
         if batch.hellos:
             conn.execute(_HELLO_NODE, [_hello_params(op) for op in batch.hellos.values()])
+
+    def _lost_claims(self, conn: Connection, batch: Batch) -> None:
+        """Note in ``batch.lost`` the claims it lost: the row each met (locked until the
+        commit, so what is written next is written over what was read) and what it tells."""
+        batch.lost = {}
+        lost = sorted(set(batch.claims) - batch.created)
+        cols = (NODES.c.node, NODES.c.state, NODES.c.offline_reason, NODES.c.boot_id)
+        for chunk in _chunks(lost):
+            query = select(*cols, NODES.c.last_seen).where(NODES.c.node.in_(chunk))
+            for node, state, reason, boot, seen in conn.execute(
+                query.order_by(NODES.c.node).with_for_update()  # SQLite: its write lock
+            ):
+                told = told_instead(batch.claims[node], state, reason or "", boot or "")
+                batch.lost[node] = LostClaim(state, reason or "", boot or "", seen, told)
 
     # -- workloads and apps -----------------------------------------------------------------
 
@@ -169,6 +199,27 @@ class BatchWriter:
 
     def _heartbeats(self, conn: Connection, beats: list[HeartbeatOp]) -> None:
         write_heartbeats(conn, beats, history_size=self.history_size)
+
+
+def _told(batch: Batch) -> list[LivenessOp]:
+    """The liveness changes to write: all but a lost join's that tells nothing (a change that
+    followed the join in the batch is written: it has its own event, or is silent by rule)."""
+    out = []
+    for op in batch.liveness.values():
+        lost = batch.lost.get(op.node) if op.join is not None else None
+        if lost is None or lost.told is not None:
+            out.append(op)
+    return out
+
+
+def _recorded(op: EventOp, batch: Batch) -> dict[str, Any] | None:
+    """The row ``op`` records: its own, or for a lost claim what the claim tells instead."""
+    if batch.won(op.claim):
+        return op.row
+    lost = batch.lost.get(op.claim or "")
+    if lost is None or lost.told is None:
+        return None
+    return event_row(lost.told, None, op.row["received_at"])
 
 
 def _node_row(node: str, state: str, at: float) -> dict[str, Any]:
