@@ -74,6 +74,7 @@ async def test_every_private_attribute_the_links_use_exists() -> None:
     client = aiomqtt.Client("127.0.0.1", 1, identifier="internals")  # never connected
     matcher: Any = MQTTMatcher()  # type: ignore[no-untyped-call]
     instances: dict[str, object] = {
+        "aiomqtt.Client": client,
         "paho.mqtt.client.Client": _paho.paho_of(client),
         "paho.mqtt.matcher.MQTTMatcher": matcher,
         "paho.mqtt.matcher.MQTTMatcher.Node": matcher._root,

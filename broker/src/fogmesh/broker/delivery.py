@@ -31,6 +31,14 @@ BRIDGE_PREFIX = "fmb-"
 """Client ids of bridge links start with this."""
 
 
+def _settle(task: asyncio.Task[Any]) -> None:
+    """Take a finished delivery's outcome, as amqtt's loop does (a failure is logged)."""
+    if task.cancelled():
+        return
+    if (exc := task.exception()) is not None:
+        log.debug("delivery failed: %r", exc)
+
+
 def _is_bridge(session: Session | None) -> bool:
     return bool(session and session.client_id and session.client_id.startswith(BRIDGE_PREFIX))
 
@@ -118,10 +126,46 @@ class Delivery(Broker):  # type: ignore[misc]
         assert source is not None
         return self.split_horizon or source.client_id == target.client_id
 
+    async def _broadcast_loop(self) -> None:
+        """amqtt 0.12's broadcast loop without a task and an ``asyncio.wait`` per message:
+        a queued broadcast is taken at once, and only an empty queue is waited on (beside
+        the shutdown, which ends the loop as amqtt's does)."""
+        running = self._tasks_queue
+        queue = self._broadcast_queue
+        stop = self._broadcast_shutdown_waiter
+        try:
+            while not stop.done():
+                while running and running[0].done():
+                    _settle(running.popleft())
+                if queue.empty():
+                    getter = asyncio.ensure_future(queue.get())
+                    await asyncio.wait([getter, stop], return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        break
+                    broadcast = getter.result()
+                else:
+                    broadcast = queue.get_nowait()
+                try:
+                    await self._broadcast_one(broadcast, running)
+                except Exception:  # one bad broadcast must not stop every later one
+                    log.exception("broadcast on %s failed", broadcast.get("topic"))
+        finally:
+            for task in running:
+                if not task.done():
+                    task.cancel()
+
     async def _run_broadcast(
         self, running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]]
     ) -> None:
-        broadcast = await self._broadcast_queue.get()
+        await self._broadcast_one(await self._broadcast_queue.get(), running_tasks)
+
+    async def _broadcast_one(
+        self,
+        broadcast: dict[str, Any],
+        running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]],
+    ) -> None:
+        """Hand one broadcast to every matching session (split horizon, shared groups)."""
         topic = broadcast["topic"]
         source = broadcast["session"]
         durable: list[asyncio.Task[Any]] = []  # deliveries the journal entry waits for
@@ -160,9 +204,7 @@ class Delivery(Broker):  # type: ignore[misc]
         if not durable:
             self._journal_done(journal)
             return
-        finish = asyncio.ensure_future(self._journal_when_acked(journal, durable))
-        self._deliveries.add(finish)
-        finish.add_done_callback(self._deliveries.discard)
+        self._journal_when_acked(journal, durable)
 
     def _deliver(
         self,

@@ -88,12 +88,21 @@ class InboundJournal(Broker):  # type: ignore[misc]
             broadcast["qos"] = force_qos
         await self._broadcast_queue.put(broadcast)
 
-    async def _journal_when_acked(self, journal: int, durable: list[asyncio.Task[Any]]) -> None:
-        """Drop the journal entry once every persistent session acknowledged the message.
+    def _journal_when_acked(self, journal: int, durable: list[asyncio.Task[Any]]) -> None:
+        """Drop the journal entry once every persistent session acknowledged the message
+        (each delivery's end is counted by a callback: no task waits for them).
 
         An unacknowledged one stays in flight in memory only, so the entry stays too: a crash
         then broadcasts it again (a duplicate for those that had it), never loses it.
         """
-        results = await asyncio.gather(*durable, return_exceptions=True)
-        if not any(isinstance(r, BaseException) for r in results):
-            self._journal_done(journal)
+        left = [len(durable), 0]  # deliveries still flying, deliveries that failed
+
+        def ended(task: asyncio.Task[Any]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                left[1] += 1
+            left[0] -= 1
+            if left[0] == 0 and not left[1]:
+                self._journal_done(journal)
+
+        for task in durable:
+            task.add_done_callback(ended)

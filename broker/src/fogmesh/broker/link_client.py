@@ -118,6 +118,7 @@ class LinkClients(LinkStatusReport):
         self._readers[client] = PassReader(client, lambda burst: self._take(side, burst, path))
         no_filtered_callbacks(client)  # the link sets none: no topic lookup per message
         coalesce_writes(client)  # a burst's PUBACKs / a batch's PUBLISHes in one send()
+        _paho_wire.write_in_pass(client)  # that send in the pass that queued them
         # a writer hears of its acknowledged batches through the same event as of new messages
         self._publishers[client] = Publisher(client, self._wake[side].set)
         return client

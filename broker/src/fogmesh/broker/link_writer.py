@@ -16,7 +16,7 @@ import time
 
 import aiomqtt
 
-from fogmesh.broker.diskqueue import QueuedMessage
+from fogmesh.broker.diskqueue import DiskQueue, QueuedMessage
 from fogmesh.broker.drain import Drain
 from fogmesh.broker.link_core import BATCH, OTHER, PUBLISH_TIMEOUT, LinkCore, Side
 from fogmesh.broker.paths import LinkPath, PathSpent
@@ -27,6 +27,24 @@ __all__ = ["WINDOW", "LinkWriter"]
 
 log = logging.getLogger("fogmesh.broker.link")
 WINDOW = 4  # batches a writer has in flight before it waits for the oldest one's PUBACKs
+
+
+class Ticker:
+    """Set ``wake`` every ``every`` seconds until stopped (one timer, re-armed as it fires)."""
+
+    def __init__(self, wake: asyncio.Event, every: float) -> None:
+        """Start ticking."""
+        self._wake, self._every = wake, every
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(every, self._fire)
+
+    def _fire(self) -> None:
+        self._wake.set()
+        self._handle = self._loop.call_later(self._every, self._fire)
+
+    def stop(self) -> None:
+        """Stop ticking."""
+        self._handle.cancel()
 
 
 class LinkWriter(LinkCore):
@@ -62,6 +80,22 @@ class LinkWriter(LinkCore):
         queue = self.queue[OTHER[side]]
         wake = self._wake[side]
         window: collections.deque[tuple[list[QueuedMessage], Sent, int]] = collections.deque()
+        # woken at least once a second (to see a PUBACK overdue) by one timer for the whole
+        # pipeline, not a deadline armed and cancelled around every wait
+        tick = Ticker(wake, 1.0)
+        try:
+            await self._pipe(side, client, queue, wake, window)
+        finally:
+            tick.stop()
+
+    async def _pipe(
+        self,
+        side: Side,
+        client: aiomqtt.Client,
+        queue: DiskQueue,
+        wake: asyncio.Event,
+        window: collections.deque[tuple[list[QueuedMessage], Sent, int]],
+    ) -> None:
         after = 0  # the newest seq handed over
         flying = 0  # messages in the window
         while True:
@@ -83,15 +117,10 @@ class LinkWriter(LinkCore):
                 flying += len(batch)
                 after = batch[-1].seq
                 continue
+            if window and window[0][1].at + PUBLISH_TIMEOUT <= time.monotonic():
+                raise TimeoutError(f"{side}: no PUBACK within {PUBLISH_TIMEOUT:.0f} s")
             wake.clear()  # paho's callbacks run only while this waits: nothing is missed
-            wait = 1.0
-            if window:
-                wait = window[0][1].at + PUBLISH_TIMEOUT - time.monotonic()
-                if wait <= 0:
-                    raise TimeoutError(f"{side}: no PUBACK within {PUBLISH_TIMEOUT:.0f} s")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await wake.wait()
+            await wake.wait()
 
     def _restricted(self, path: LinkPath) -> bool:
         """Whether some outgoing rule may not use ``path``."""

@@ -38,7 +38,8 @@ __all__ = ["InboundMessage", "RetainedSource", "SqlitePersistencePlugin"]
 
 log = logging.getLogger(__name__)
 QUEUED_FLUSH = 0.05
-"""Seconds acknowledged queue rows wait to be deleted together (a crash meanwhile: a duplicate)."""
+"""Seconds acknowledged queue rows and ended journal entries wait to be deleted together (a
+crash meanwhile: a duplicate)."""
 
 _ORPHANS = "DELETE FROM queued WHERE client_id NOT IN (SELECT client_id FROM sessions)"
 _SCHEMA = """
@@ -103,6 +104,7 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
         # id(queued message) -> (message, row, client id), until its delivery takes the row
         self._rows: dict[int, tuple[RetainedApplicationMessage, int, str]] = {}
         self._acked: list[int] = []  # rows whose delivery was acknowledged, not yet deleted
+        self._ended: list[int] = []  # journal entries broadcast and stored, not yet deleted
         self._flush: asyncio.TimerHandle | None = None
 
     def _subs(self, client_id: str) -> dict[str, int]:
@@ -250,18 +252,24 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
     def queued_done(self, row: int) -> None:
         """The client acknowledged the delivery of queue row ``row``: delete it (batched)."""
         self._acked.append(row)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(QUEUED_FLUSH, self.flush_queued)
 
     def flush_queued(self) -> None:
-        """Delete the acknowledged queue rows now, in one transaction."""
+        """Delete the acknowledged queue rows and the ended journal entries now, in one
+        transaction."""
         self._flush = None
         rows, self._acked = self._acked, []
-        if not rows:
+        ended, self._ended = self._ended, []
+        if not rows and not ended:
             return
         with self._db:  # one commit for the batch
             self._db.execute("BEGIN")
             self._db.executemany("DELETE FROM queued WHERE id=?", [(r,) for r in rows])
+            self._db.executemany("DELETE FROM inbound WHERE id=?", [(e,) for e in ended])
 
     # ---- the inbound journal (called by the broker, synchronously: before the PUBACK) ----
 
@@ -276,8 +284,10 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
         return int(cur.lastrowid or 0)
 
     def journal_done(self, entry: int) -> None:
-        """The message is broadcast and stored wherever it must be: forget it."""
-        self._db.execute("DELETE FROM inbound WHERE id=?", (entry,))
+        """The message is broadcast and stored wherever it must be: forget it (batched with
+        the queue rows: a crash before the batch is written broadcasts it again)."""
+        self._ended.append(entry)
+        self._flush_soon()
 
     def journal_pending(self) -> list[InboundMessage]:
         """What a crash left unbroadcast, oldest first."""

@@ -36,7 +36,9 @@ Three amqtt behaviours are changed by overriding small methods of :class:`amqtt.
   between broadcasts the journal again when it starts (at-least-once, never lost);
 * a row of a session's offline queue leaves disk only when the client acknowledges its
   delivery (amqtt, and this broker until now, deleted the queue when the session connected):
-  a broker killed while delivering the queue delivers the unacknowledged rest after a restart.
+  a broker killed while delivering the queue delivers the unacknowledged rest after a restart;
+* a connection's packets are written once per pass of the event loop, joined
+  (:class:`fogmesh.broker.pass_writer.PassWriter`), not with a ``send`` each.
 
 The roles live beside this module, one each: :mod:`fogmesh.broker.takeover` (connections,
 take-over, disconnect), :mod:`fogmesh.broker.delivery` (broadcast, split horizon, queue and
@@ -51,6 +53,7 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakSet
 
+from amqtt.adapters import StreamReaderAdapter
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 
 from fogmesh.broker import qos1fix
@@ -58,6 +61,7 @@ from fogmesh.broker.config import BrokerSpec
 from fogmesh.broker.delivery import BRIDGE_PREFIX, Delivery
 from fogmesh.broker.handoff import Claim, SessionHandoff
 from fogmesh.broker.journal import InboundJournal
+from fogmesh.broker.pass_writer import PassWriter
 from fogmesh.broker.persistence import SqlitePersistencePlugin
 from fogmesh.broker.takeover import SessionHandling, close_idle
 
@@ -113,3 +117,9 @@ class MeshBroker(SessionHandoff, SessionHandling, Delivery, InboundJournal):
         self._store: SqlitePersistencePlugin | None = self.plugins_manager.get_plugin(
             SqlitePersistencePlugin.__name__
         )
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        """amqtt's TCP (and TLS) connection entry, with a pass's packets in one write."""
+        await self._client_connected(listener_name, StreamReaderAdapter(reader), PassWriter(writer))

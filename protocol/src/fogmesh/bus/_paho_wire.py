@@ -12,6 +12,7 @@ is gone, when an upgrade moves one.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -43,9 +44,11 @@ __all__ = [
     "replace_on_message",
     "replace_socket_io",
     "wrap_on_publish",
+    "write_in_pass",
 ]
 
 RELIED_ON: dict[str, tuple[str, ...]] = {
+    "aiomqtt.Client": ("_loop",),
     "paho.mqtt.client.Client": (
         "_sock_send",
         "_sock_recv",
@@ -68,10 +71,17 @@ PROPERTIES_STATE = ("packetType", "types", "names", "properties")
 """What a paho ``Properties`` holds before any property is set: :class:`LeanProperties` sets
 them itself and shares the three tables."""
 
-AIOMQTT_CALLBACKS = ("on_connect", "on_message", "on_publish")
+AIOMQTT_CALLBACKS = (
+    "on_connect",
+    "on_message",
+    "on_publish",
+    "on_socket_register_write",
+    "on_socket_unregister_write",
+)
 """paho's callbacks aiomqtt 2.5 sets to its own methods when it builds a client: the link
-chains before aiomqtt's ``on_connect`` (which completes the connect) and ``on_publish``, and
-replaces ``on_message`` (aiomqtt's queue then stays empty). aiomqtt's socket callback reads
+chains before aiomqtt's ``on_connect`` (which completes the connect) and ``on_publish``,
+replaces ``on_message`` (aiomqtt's queue then stays empty), and calls aiomqtt's socket-write
+pair only when a write does not fit (:func:`write_in_pass`). aiomqtt's socket callback reads
 through ``loop_read`` on the paho instance, which :func:`after_each_read` wraps."""
 
 
@@ -108,6 +118,55 @@ def before_each_write(paho: mqtt.Client, prepare: Callable[[deque[Any]], None]) 
         return write()
 
     paho._packet_write = packet_write  # type: ignore[method-assign]
+
+
+def write_in_pass(client: aiomqtt.Client) -> None:
+    """Write what paho queues in one pass of the event loop, without watching the socket.
+
+    aiomqtt 2.5 answers paho's "I have packets" (``on_socket_register_write``) with
+    ``call_soon_threadsafe(add_writer)``: a wake-up byte through the loop's self-pipe, then
+    two ``epoll_ctl`` calls (register and unregister) and a ``select`` before each write, a
+    tenth of a link's CPU in a burst. Called on the loop's own thread it now schedules one
+    ``loop_write`` with ``call_soon`` instead, which writes everything queued by then; only
+    when the socket does not take it all (or the call comes from another thread: paho's
+    connect runs in an executor) is aiomqtt's own writer registered, and it writes the rest
+    when the socket is writable. A failed write ends the connection as aiomqtt's does."""
+    paho = _paho.paho_of(client)
+    loop = client._loop
+    home = threading.get_ident()
+    register: Any = paho.on_socket_register_write  # aiomqtt's callbacks, kept for the rest
+    unregister: Any = paho.on_socket_unregister_write
+    state = {"due": False, "watched": False}
+
+    def flush() -> None:
+        state["due"] = False
+        try:
+            paho.loop_write()
+        except Exception as exc:  # noqa: BLE001 (as aiomqtt's own writer: the link is gone)
+            gone = _paho.disconnected(client)
+            if not gone.done():
+                gone.set_exception(exc)
+            return
+        sock = paho.socket()
+        if paho.want_write() and sock is not None and not state["watched"]:
+            state["watched"] = True  # the socket's buffer is full: wait until it drains
+            register(paho, None, sock)
+
+    def on_register(c: Any, userdata: Any, sock: Any) -> None:
+        if threading.get_ident() != home:
+            state["watched"] = True
+            register(c, userdata, sock)
+        elif not state["due"]:
+            state["due"] = True
+            loop.call_soon(flush)
+
+    def on_unregister(c: Any, userdata: Any, sock: Any) -> None:
+        if state["watched"]:
+            state["watched"] = False
+            unregister(c, userdata, sock)
+
+    paho.on_socket_register_write = on_register
+    paho.on_socket_unregister_write = on_unregister
 
 
 # -- callbacks and the read loop --------------------------------------------------------
