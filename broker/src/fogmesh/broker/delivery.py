@@ -21,14 +21,20 @@ from amqtt.events import BrokerEvents
 from amqtt.session import OutgoingApplicationMessage, Session
 
 from fogmesh.broker import qos1fix
+from fogmesh.broker.join import JOIN_TOPIC_PREFIX
 from fogmesh.broker.persistence import SqlitePersistencePlugin
+from fogmesh.broker.plugins import MeshAclPlugin
 from fogmesh.broker.shared import pick_member, share_key, split_shared, unshared
 
-__all__ = ["BRIDGE_PREFIX", "Delivery"]
+__all__ = ["BRIDGE_PREFIX", "BROADCAST_EVENT_TOPICS", "Delivery"]
 
 log = logging.getLogger(__name__)
 BRIDGE_PREFIX = "fmb-"
 """Client ids of bridge links start with this."""
+BROADCAST_EVENT_TOPICS = (JOIN_TOPIC_PREFIX,)
+"""The topics (prefixes) whose broadcast plugins are told of (``MESSAGE_BROADCAST``): the join
+requests :class:`fogmesh.broker.plugins.MeshAuthPlugin` redeems. amqtt told them of every
+message, a task each."""
 
 
 def _settle(task: asyncio.Task[Any]) -> None:
@@ -71,9 +77,12 @@ class Delivery(Broker):  # type: ignore[misc]
             log.info("%s may not publish on %s", client_session.client_id, topic)
             self._journal_done(journal)
             return True
-        await self.plugins_manager.fire_event(
-            BrokerEvents.MESSAGE_BROADCAST, client_id=client_session.client_id, message=app_message
-        )
+        if topic.startswith(BROADCAST_EVENT_TOPICS):
+            await self.plugins_manager.fire_event(
+                BrokerEvents.MESSAGE_BROADCAST,
+                client_id=client_session.client_id,
+                message=app_message,
+            )
         retain = bool(app_message.publish_packet and app_message.publish_packet.retain_flag)
         if retain:  # stored before the broadcast can finish and drop the journal entry
             await self.retain_message(client_session, topic, app_message.data, app_message.qos)
@@ -81,6 +90,16 @@ class Delivery(Broker):  # type: ignore[misc]
             client_session, topic, app_message.data, retain=retain, journal=journal
         )
         return True
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        """amqtt's check; when the mesh ACL is the only topic plugin, called directly."""
+        manager = self.plugins_manager
+        plugins = manager._topic_plugins
+        if len(plugins) == 1 and isinstance(plugins[0], MeshAclPlugin):
+            return not manager.is_topic_filtering_enabled() or plugins[0].allows(
+                session, topic, action
+            )
+        return bool(await super()._topic_filtering(session, topic, action))
 
     async def retain_message(
         self,

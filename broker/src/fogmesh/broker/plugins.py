@@ -170,7 +170,12 @@ class MeshAclPlugin(BaseTopicPlugin):  # type: ignore[misc]
         topic: str | None = None,
         action: Action | None = None,
     ) -> bool | None:
-        """Check one publish or subscribe; deliveries were vetted at subscribe time."""
+        """amqtt's topic plugin call: :meth:`allows`."""
+        return self.allows(session, topic, action)
+
+    def allows(self, session: Session | None, topic: str | None, action: Action | None) -> bool:
+        """Check one publish or subscribe; deliveries were vetted at subscribe time (the
+        broker calls this directly, without amqtt's task per plugin and check)."""
         if action == Action.RECEIVE:
             return True
         who = self._identity(session)

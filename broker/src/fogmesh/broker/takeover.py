@@ -25,11 +25,14 @@ from transitions import MachineError
 
 from fogmesh.broker import qos1fix
 
-__all__ = ["ORPHAN_SWEEP", "SessionHandling", "close_idle"]
+__all__ = ["ORPHAN_SWEEP", "QUEUED_RUN", "SessionHandling", "close_idle"]
 
 log = logging.getLogger(__name__)
 ORPHAN_SWEEP = 5.0
 """Seconds between looks for in-flight messages that lost their connection (see qos1fix)."""
+QUEUED_RUN = 64
+"""Acknowledged messages of one client broadcast in a row, without a task and an
+``asyncio.wait`` each, before its loop waits again (and lets others run)."""
 
 
 def close_idle(handler: Any) -> None:
@@ -232,9 +235,8 @@ class SessionHandling(Broker):  # type: ignore[misc]
                         handler.get_next_pending_unsubscription()
                     )
                 if wait_deliver.done():
-                    if not await self._handle_message_delivery(
-                        client_session, handler, wait_deliver
-                    ):
+                    stop = (subscribe_waiter, unsubscribe_waiter, disconnect_waiter)
+                    if not await self._deliver_burst(client_session, handler, wait_deliver, stop):
                         break
                     wait_deliver = asyncio.ensure_future(handler.mqtt_deliver_next_message())
                 if disconnect_waiter.done():
@@ -267,10 +269,40 @@ class SessionHandling(Broker):  # type: ignore[misc]
         )
         if taken and not await self._handle_message_delivery(client_session, handler, wait_deliver):
             return False
+        return await self._deliver_queued(client_session, handler, (), None)
+
+    async def _deliver_burst(
+        self,
+        client_session: Session,
+        handler: Any,
+        wait_deliver: asyncio.Future[Any],
+        stop: tuple[asyncio.Future[Any], ...],
+    ) -> bool:
+        """The message ``wait_deliver`` took, then up to :data:`QUEUED_RUN` more already
+        queued, unless one of ``stop`` (a (un)subscribe, the disconnect) came first."""
+        if not await self._handle_message_delivery(client_session, handler, wait_deliver):
+            return False
+        return await self._deliver_queued(client_session, handler, stop, QUEUED_RUN)
+
+    async def _deliver_queued(
+        self,
+        client_session: Session,
+        handler: Any,
+        stop: tuple[asyncio.Future[Any], ...],
+        limit: int | None,
+    ) -> bool:
+        """Broadcast what is in ``client_session``'s queue of acknowledged messages, in order,
+        up to ``limit`` (None: all), until one of ``stop`` is done. False if the session must
+        be closed (an invalid topic), as in amqtt's loop."""
         queue = client_session.delivered_message_queue
-        while not queue.empty():
-            item: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        taken = 0
+        while not queue.empty() and (limit is None or taken < limit):
+            if any(waiter.done() for waiter in stop):
+                break
+            item: asyncio.Future[Any] = loop.create_future()
             item.set_result(queue.get_nowait())
+            taken += 1
             if not await self._handle_message_delivery(client_session, handler, item):
                 return False
         return True
