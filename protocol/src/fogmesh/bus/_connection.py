@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import aiomqtt
 import structlog
 
-from fogmesh.bus import _paho
+from fogmesh.bus import _paho, _paho_wire
 from fogmesh.bus._backoff import backoff_delay
 from fogmesh.bus._config import Will
 from fogmesh.bus._keepalive import early_pings
@@ -129,6 +129,7 @@ class Connection:
         )
         _paho.set_manual_ack(client)  # PUBACK after handling (``_acks``)
         drain_reads(_paho.paho_of(client))  # every whole packet of a wake-up, one recv
+        _paho_wire.write_in_pass(client)  # what a loop pass queued, written in that pass
         return client
 
     async def _connect_once(self) -> None:
