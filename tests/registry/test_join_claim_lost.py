@@ -7,7 +7,11 @@ it records and tells instead is what the stored state calls for:
 * stored offline (a node another replica took offline, now back): ``node-back`` from offline,
   recorded and published with the node's ``online`` (that replica wrote the node online and
   published nothing at all: offline -> online without an event);
-* stored online: nothing (the other replica told its join), and the stored state stands.
+* stored online: nothing (the other replica told its join), and the stored state stands;
+* a late heartbeat, the will again and a new boot's hello: one ``node-back``, no second loss.
+
+And a node b knows from its snapshot only (stored online by a): its will, heard at b before any
+sign of life, is its ``node-lost``.
 
 Two replicas of one group in this loop on a real amqtt broker, SQLite or PostgreSQL. Replica b's
 snapshot of the others' nodes is its start's (its ``ReplicaView`` reads once): the snapshot
@@ -19,18 +23,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from fogmesh.bus import Bus
-from fogmesh.protocol import EventKind, NodeHello, NodeLiveness, NodeStateMessage, topics
+from fogmesh.protocol import (
+    EventKind,
+    Heartbeat,
+    NodeHello,
+    NodeLiveness,
+    NodeStateMessage,
+    topics,
+)
 from fogmesh.registry import Registry, RegistrySettings
 from fogmesh.registry.db import make_engine
 from fogmesh.registry.db.writes import EVENTS, NODES
 from fogmesh.registry.partition import owner_of
-from tests.registry.support import EventLog, facts, until
+from tests.registry.support import USAGE, EventLog, facts, until
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import bus_config, unique
 
@@ -92,12 +104,21 @@ async def _async(value: Any) -> Any:
     return value
 
 
+async def _published_after(bus: Bus, log: EventLog, node: str) -> None:
+    """Once the replica has recorded what it heard of ``node`` (its writer drained): a marker
+    node joins, and its ``node-joined`` is published after whatever it told of ``node``."""
+    marker = f"marker-{node}"
+    await _say(bus, marker, NodeLiveness.ONLINE, "boot-m", hello=True)
+    await until(lambda: _async(log.kinds(marker) == ["node-joined"]), what="the marker joins")
+
+
 @contextlib.asynccontextmanager
 async def _handed_over(
-    broker: BrokerProcess, db_url: str, *, lost_first: bool
+    broker: BrokerProcess, db_url: str, *, lost_first: bool, frozen_view: bool = True
 ) -> AsyncIterator[tuple[Registry, Bus, EventLog, Engine, str]]:
     """Replica a hears a node join (and, if ``lost_first``, go offline by its will), then
-    stops; replica b, whose snapshot predates the node's row, owns the node from then on."""
+    stops; replica b owns the node from then on. b's snapshot predates the node's row, or,
+    without ``frozen_view``, holds it."""
     group, a_id, b_id = unique("reg"), unique("registry-a"), unique("registry-b")
     members = sorted([a_id, b_id])
     node = next(n for i in range(64) if owner_of((n := f"n{i}-{group}").encode(), members) == a_id)
@@ -107,7 +128,7 @@ async def _handed_over(
             log = EventLog()
             log.attach(bus)
             await bus.wait_connected(timeout=15)
-            async with _replica(broker, db_url, b_id, group, frozen_view=True) as (b, _):
+            async with _replica(broker, db_url, b_id, group, frozen_view=frozen_view) as (b, _):
                 assert a[0].partition is not None
                 assert b.partition is not None
                 both = a[0].partition, b.partition
@@ -133,8 +154,12 @@ async def _handed_over(
                     await a[1]
                 await until(lambda: _async(b.partition.members == [b_id]), what="b alone")
                 assert node not in b.tracker.nodes  # b never heard it: a owned it
-                assert b.replicas is not None
-                assert b.replicas.lookup(node) is None
+                view = b.replicas
+                assert view is not None
+                if frozen_view:
+                    assert view.lookup(node) is None
+                else:
+                    await until(lambda: _async(view.lookup(node)), what="b's view has the node")
                 yield b, bus, log, engine, node
     finally:
         engine.dispose()
@@ -176,7 +201,49 @@ async def test_a_node_stored_online_tells_nothing_through_a_lost_join_claim(
         await _say(bus, node, NodeLiveness.ONLINE, "boot-1", hello=True)
         await until(lambda: _async(node in b.tracker.nodes), what="b hears the node")
         await b.writer.drained(timeout=15)
-        await asyncio.sleep(1.0)  # what b would publish has crossed the broker by now
+        await _published_after(bus, log, node)
         assert _stored(engine, node) == ("online", ["node-joined"])
         assert log.kinds(node) == ["node-joined"]
         assert b.tracker.state(node) == "online"
+
+
+async def test_a_will_heard_first_at_the_next_replica_loses_the_node_once(
+    amqtt_broker: BrokerProcess, db_url: str
+) -> None:
+    """b owns the node (a stopped) and knows it from its snapshot only (stored online by a);
+    the node's will reaches b before any sign of life: ``node-lost`` from online, recorded and
+    published once, and b's tracker holds the node offline."""
+    async with _handed_over(amqtt_broker, db_url, lost_first=False, frozen_view=False) as (
+        b, bus, log, engine, node
+    ):  # fmt: skip
+        await _say(bus, node, NodeLiveness.OFFLINE, "boot-1", hello=False)
+        await until(lambda: _async(node in b.tracker.nodes), what="b hears the will")
+        await b.writer.drained(timeout=15)
+        await _published_after(bus, log, node)
+        assert _stored(engine, node) == ("offline", ["node-joined", "node-lost"])
+        assert log.kinds(node) == ["node-joined", "node-lost"]
+        lost = next(e for e in log.events if e.node == node and e.kind is EventKind.NODE_LOST)
+        assert lost.data == {"from": "online", "reason": "last-will"}
+        assert b.tracker.state(node) == "offline"
+
+
+async def test_a_late_heartbeat_its_will_and_a_new_boot_at_the_losing_replica(
+    amqtt_broker: BrokerProcess, db_url: str
+) -> None:
+    """Stored offline by its will (a told it), the node is heard at b (its snapshot older than
+    the row): a late heartbeat of boot 1 (b takes it for new and claims the join), boot 1's
+    will again, then boot 2's hello, back to back. One ``node-back`` from offline, no second
+    ``node-lost``; stored online and online in b's tracker, judged."""
+    async with _handed_over(amqtt_broker, db_url, lost_first=True) as (b, bus, log, engine, node):
+        beat = Heartbeat(node=node, seq=1, ts=time.time(), interval_s=INTERVAL, usage=USAGE)
+        await bus.publish(topics.node(node, "heartbeat"), beat)
+        await _say(bus, node, NodeLiveness.OFFLINE, "boot-1", hello=False)
+        await _say(bus, node, NodeLiveness.ONLINE, "boot-2", hello=True)
+        await until(lambda: _async("node-back" in log.kinds(node)), what="node-back published")
+        await b.writer.drained(timeout=15)
+        await _published_after(bus, log, node)
+        kinds = ["node-joined", "node-lost", "node-back"]
+        assert _stored(engine, node) == ("online", kinds)
+        assert log.kinds(node) == kinds
+        assert b.tracker.state(node) == "online"
+        assert b.tracker.nodes[node].due is not None

@@ -11,11 +11,12 @@ import concurrent.futures
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from fogmesh.registry.batcher import WriteQueue
 from fogmesh.registry.db import BatchWriter, make_engine, migrate
@@ -202,7 +203,8 @@ def test_batches_claiming_the_same_nodes_at_once_lose_quietly(db: Engine) -> Non
     """Two replicas' batches join the same 300 new nodes at once (other orders, two threads):
     each node's row is created by one, which records its join; the other meets it online and
     records nothing of it (no second join, no ``node-back``), on PostgreSQL without a deadlock
-    (the rows met are read locked, in node order)."""
+    (both create rows in node order, so the later one waits for the earlier's rows in that
+    order, never in a cycle)."""
     nodes = [f"n{i:03d}" for i in range(300)]
     batches = []
     for k, order in enumerate([nodes, nodes[::-1]]):
@@ -234,3 +236,38 @@ def test_batches_claiming_the_same_nodes_at_once_lose_quietly(db: Engine) -> Non
     with db.connect() as conn:
         kinds = list(conn.execute(select(EVENTS.c.kind)).scalars())
     assert kinds == ["node-joined"] * len(nodes)
+
+
+def test_a_lost_claim_waits_for_the_change_another_replica_is_committing(db: Engine) -> None:
+    """Stored offline; another replica's batch holds the node's row (PostgreSQL: locked,
+    ``SELECT ... FOR UPDATE``; SQLite: its write lock) and brings the node back (``online``
+    and ``node-back``) while this replica's batch loses its join claim. That batch's read of
+    the row waits for the other to commit and takes the node as it is then, online: no second
+    ``node-back``, and its join's ``online`` is not written."""
+    _stored_by_another(db, "offline", "missed-heartbeats")
+    other = make_engine(str(db.url.render_as_string(hide_password=False)))
+    batch = Batch.of(*_join("hello"))
+    try:
+        with other.connect() as conn, concurrent.futures.ThreadPoolExecutor(1) as pool:
+            tx = conn.begin()
+            row = select(NODES.c.state).where(NODES.c.node == NODE)
+            assert conn.execute(row.with_for_update()).scalar() == "offline"
+            back = update(NODES).where(NODES.c.node == NODE)
+            back = back.values(state="online", offline_reason="", state_since=150.0)
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                conn.execute(back)  # SQLite locks by writing
+            losing = pool.submit(BatchWriter(db), batch)
+            time.sleep(0.5)
+            assert not losing.done()  # it waits on the row the other replica holds
+            if not sqlite:
+                conn.execute(back)  # while the losing batch's read waits on the row
+            conn.execute(EVENTS.insert(), [_event("node-back", 150.0)])
+            tx.commit()
+            losing.result(timeout=30)
+    finally:
+        other.dispose()
+    assert batch.created == set()
+    lost = batch.lost[NODE]
+    assert (lost.state, lost.told) == ("online", None)
+    assert _node(db) == ("online", 150.0, ["node-back"])

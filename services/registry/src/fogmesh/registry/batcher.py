@@ -57,6 +57,8 @@ class WriteQueue:
         self.lost: Callable[[str, LostClaim], None] | None = None
         """Told, in the place of a claim's callbacks, each claim a committed batch lost: the
         node and what the batch found and recorded instead (``Batch.lost``)."""
+        self.dropped: Callable[[Batch], None] | None = None
+        """Told each batch given up after its retries (its claims are neither won nor lost)."""
 
     def put(self, op: Op | HeartbeatOp) -> None:
         """Queue one operation; a later one of the same node and kind absorbs it."""
@@ -130,6 +132,8 @@ class WriteQueue:
                 log.exception("batch failed", size=len(batch), attempt=attempt)
                 if attempt == self.retries:
                     self.stats.dropped_batches += 1
+                    if self.dropped is not None:
+                        self.dropped(batch)
                     break
                 await asyncio.sleep(0.5 * (attempt + 1))
         self.stats.batches += 1

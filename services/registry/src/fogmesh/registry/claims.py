@@ -9,6 +9,8 @@ of life brings a stale or offline node back (``node-back``, ``data.from`` the st
 recorded with the node's ``online`` in that batch and published once it is committed; a node
 stored online (or unreachable), or a sign that brings nothing back (a retained message, or a
 heartbeat of a node the last will took offline), tells nothing, and the stored state stands.
+What the node says until that batch is committed waits, and is judged from the state the claim
+settled (``LivenessTracker.settle``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from fogmesh.registry.liveness import LivenessTracker, Transition
 from fogmesh.registry.ops import (
     ActualOp,
     AppOp,
+    Batch,
     EventOp,
     HeartbeatOp,
     HelloOp,
@@ -70,6 +71,7 @@ class Ingest:
         self.source = source
         self.hello_hooks: list[HelloHook] = []
         writer.lost = self.claim_lost
+        writer.dropped = self.claims_dropped
 
     def attach(self, bus: Bus, *, share: str | None = None) -> None:
         """Subscribe to every node channel the registry reads, and to all events (as members
@@ -87,30 +89,66 @@ class Ingest:
     async def apply(self, transitions: list[Transition]) -> None:
         """Record each transition and its event; publish the event once both are committed
         (a ``node-joined`` only if that commit created the node's row: see ``EventOp``)."""
+        self._record(transitions)
+
+    def _record(self, transitions: list[Transition]) -> None:
         for tr in transitions:
             now = time.time()
             event = transition_event(tr, self.source)
-            # a join is told by the replica whose batch creates the node's row (claim_lost)
+            # a join is told by the replica whose batch creates the node's row (claim_lost);
+            # until that batch is committed the node's signs and will wait (tracker.settle)
             claim = tr.node if event is not None and event.kind is EventKind.NODE_JOINED else None
             join = None
             if claim is not None:
                 join = JoinClaim(tr.node, tr.reason, tr.boot_id or "", tr.retained, self.source)
+                self.tracker.claimed(tr.node)
             self.writer.put(LivenessOp(tr.node, tr.new, now, tr.reason, tr.boot_id, join=join))
             if event is not None:
                 log.info("node liveness", node=tr.node, old=tr.old, new=tr.new, reason=tr.reason)
                 self.writer.put(EventOp(event_row(event, None, now), claim=claim))
-                self.writer.after_commit(functools.partial(self.publish, event), claim=claim)
+                told = functools.partial(self.publish, event)
+                if claim is not None:
+                    told = functools.partial(self._joined, claim, event)
+                self.writer.after_commit(told, claim=claim)
+
+    def _joined(self, node: str, event: Event) -> None:
+        """``node``'s join, claimed here, is this replica's: publish it, then take what the
+        node said meanwhile. After the commit."""
+        try:
+            self.publish(event)
+        finally:
+            self._settle(node, None)
 
     def claim_lost(self, node: str, lost: LostClaim) -> None:
         """``node``'s join, claimed here, was another replica's to tell (its batch created the
         row): publish what the batch recorded instead (``node-back``), or, when it recorded
-        nothing, take the node as stored (:mod:`fogmesh.registry.claims`). After the commit."""
-        if lost.told is not None:
-            log.info("node liveness", node=node, old=lost.state, new="online", claim="lost")
-            self.publish(lost.told)
+        nothing, take the node as stored (:mod:`fogmesh.registry.claims`); then what the node
+        said meanwhile. After the commit."""
+        if lost.told is None:
+            self._settle(node, lost)
             return
-        seen = time.monotonic() - max(0.0, time.time() - lost.last_seen)
-        self.tracker.settle(node, lost.state, lost.reason, seen=seen, now=time.monotonic())
+        log.info("node liveness", node=node, old=lost.state, new="online", claim="lost")
+        try:
+            self.publish(lost.told)
+        finally:
+            self._settle(node, None)
+
+    def claims_dropped(self, batch: Batch) -> None:
+        """A batch was given up: its claims settle as joined here (nothing was recorded)."""
+        for node in batch.claims:
+            self._settle(node, None)
+
+    def _settle(self, node: str, lost: LostClaim | None) -> None:
+        now = time.monotonic()
+        if lost is None:
+            self._record(self.tracker.settle(node, None, seen=now, now=now))
+            return
+        seen = now - max(0.0, time.time() - lost.last_seen)
+        self._record(
+            self.tracker.settle(
+                node, lost.state, lost.reason, boot_id=lost.boot_id, seen=seen, now=now
+            )
+        )
 
     @staticmethod
     def _matches(ctx: MessageContext, node: str) -> bool:

@@ -22,6 +22,11 @@ apart, its successor's hello follows the will in the backlog) and dropped if a n
 agent speaks meanwhile (``hello`` or ``state: online`` with another ``boot_id``); otherwise it
 takes the node offline then. Any other will: offline at once.
 
+A node whose join is claimed (:meth:`LivenessTracker.claimed`: the replica whose batch creates
+its row tells it) is not judged, and its live signs and will wait, until :meth:`settle` says
+what the claim found (joined, back, or as another replica stored it): they are then judged
+from that state, in order.
+
 Judging is driven by a heap of deadlines, not by a scan: each node that is not offline has one
 entry, the earliest moment its state could change. A heartbeat only moves ``last_seen``; when
 an entry comes due, the node's real deadline is computed again and the entry pushed back if it
@@ -34,68 +39,25 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from fogmesh.protocol import EventKind
 from fogmesh.protocol.partition import PARTITION_GRACE_S
+from fogmesh.registry.nodelive import (
+    LAST_WILL,
+    MISSED,
+    OFFLINE,
+    ONLINE,
+    PARTITION,
+    STALE,
+    UNREACHABLE,
+    NodeLive,
+    Transition,
+    comes_back,
+    wait,
+)
 
 __all__ = ["LivenessTracker", "NodeLive", "Transition", "comes_back"]
-
-ONLINE, STALE, OFFLINE, UNREACHABLE = "online", "stale", "offline", "unreachable"
-LAST_WILL, MISSED, PARTITION = "last-will", "missed-heartbeats", "partition"
-
-
-@dataclass(slots=True)
-class NodeLive:
-    """The tracker's view of one node (times are monotonic seconds)."""
-
-    state: str
-    last_seen: float
-    interval: float | None
-    boot_id: str = ""
-    judge_after: float = 0.0
-    reason: str = ""
-    due: float | None = None
-    """When its heap entry comes due (None: no entry, the node is offline or unreachable)."""
-    newest_ts: float = 0.0
-    """The ``ts`` of the newest heartbeat taken (an older one is not news)."""
-    newest_seq: int = -1
-    """The ``seq`` of that heartbeat."""
-    held_until: float = 0.0
-    """Its loss waits until then for its site's link status (see :attr:`LivenessTracker.hold`)."""
-    replay_until: float = 0.0
-    """Until then a will may be history replayed from its site's backlog (set by ``mend``)."""
-    will_at: float = 0.0
-    """A held will takes the node offline then, unless a newer boot speaks first (0: none)."""
-    will_boot: str = ""
-    """The boot of that will."""
-    heard: bool = False
-    """Whether this registry has heard the node itself (not only loaded it at start)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A change of a node's liveness, and the event it makes (None: record it silently)."""
-
-    node: str
-    old: str | None
-    new: str
-    kind: EventKind | None
-    reason: str = ""
-    boot_id: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    retained: bool = False
-    """Made by a retained message (a ``node-joined`` of a node a replayed hello introduced)."""
-
-
-def comes_back(state: str, reason: str, via: str) -> bool:
-    """Whether a live sign of life (``via``: hello, state or heartbeat) brings back a node in
-    ``state`` (``node-back``): a stale or offline one, but one the last will took offline only
-    on a live ``state: online`` or ``hello``."""
-    if state not in (STALE, OFFLINE):
-        return False
-    return not (state == OFFLINE and reason == LAST_WILL and via == "heartbeat")
 
 
 class LivenessTracker:
@@ -154,6 +116,9 @@ class LivenessTracker:
     ) -> list[Transition]:
         """A sign of life: ``via`` is ``hello``, ``state`` or ``heartbeat``."""
         live = self.nodes.get(node)
+        if live is not None and live.waiting is not None and not retained:
+            wait(live.waiting, now, via, boot_id or "", interval)
+            return []
         stored = None if live is not None or self.elsewhere is None else self.elsewhere(node)
         if stored is not None:  # another replica's node, handed over: no join
             state = stored[1] if stored[1] in (ONLINE, STALE, OFFLINE) else ONLINE
@@ -190,28 +155,63 @@ class LivenessTracker:
         data = {"from": old, "via": via, "rebooted": rebooted}
         return [Transition(node, old, ONLINE, EventKind.NODE_BACK, via, live.boot_id, data)]
 
-    def settle(self, node: str, state: str, reason: str, *, seen: float, now: float) -> None:
-        """``node`` joined here but another replica had stored it first, ``state`` (its
-        ``reason``; ``seen``: its stored sign of life, monotonic here), and this replica
-        recorded no change of it (the join's sign of life did not bring it back): it is as
-        stored, unless it changed here since its join (it is no longer online)."""
+    def claimed(self, node: str) -> None:
+        """``node``'s join is claimed (see :mod:`fogmesh.registry.claims`): its live signs and
+        wills wait, and it is not judged, until :meth:`settle` tells what the claim found."""
         live = self.nodes.get(node)
-        if live is None or live.state != ONLINE or state not in (STALE, OFFLINE):
-            return  # stored online (or unreachable: as a node handed over, see alive)
-        live.state, live.reason = state, reason
-        if state == OFFLINE:
+        if live is not None and live.waiting is None:
+            live.waiting = []
+
+    def settle(
+        self,
+        node: str,
+        state: str | None,
+        reason: str = "",
+        *,
+        seen: float,
+        now: float,
+        boot_id: str = "",
+    ) -> list[Transition]:
+        """``node``'s join claim is settled: won, or lost with a ``node-back`` told (``state``
+        None: it is online as joined), or lost to a row another replica stored, ``state`` (its
+        ``reason``, ``boot_id``; ``seen``: its stored sign of life, monotonic here), of which
+        this replica recorded nothing: it is as stored, unless it changed here since its join.
+        Then the signs and wills that waited are taken in order; returns their transitions."""
+        live = self.nodes.get(node)
+        if live is None:
+            return []
+        waited, live.waiting = live.waiting or [], None
+        if live.state == ONLINE and state in (STALE, OFFLINE):
+            live.state, live.reason, live.boot_id = state, reason, live.boot_id or boot_id
+            if not live.heard:  # known from a retained message only: judged by the stored sign
+                live.last_seen = seen
+        if live.state == OFFLINE:
             live.due = None
-            return
-        if not live.heard:  # known from a retained message only: judged by the stored sign
-            live.last_seen = seen
-        self._schedule(node, live, self._deadline(live, now))
+        elif live.state != UNREACHABLE:
+            self._schedule(node, live, self._deadline(live, now))
+        out: list[Transition] = []
+        for at, via, boot, interval in waited:
+            if via is None:
+                out += self.last_will(node, at, boot_id=boot)
+            else:
+                out += self.alive(node, at, retained=False, via=via, boot_id=boot or None,
+                                  interval=interval)  # fmt: skip
+        return out
 
     def last_will(self, node: str, now: float, *, boot_id: str) -> list[Transition]:
         """``state: offline`` (the last will, or a clean goodbye): offline at once."""
         live = self.nodes.get(node)
-        if live is None:
+        if live is not None and live.waiting is not None:
+            live.waiting.append((now, None, boot_id, None))
+            return []
+        stored = None if live is not None or self.elsewhere is None else self.elsewhere(node)
+        if live is None and (stored is None or stored[1] == OFFLINE):
             self.nodes[node] = NodeLive(OFFLINE, now, None, boot_id, reason=LAST_WILL)
-            return [Transition(node, None, OFFLINE, None, LAST_WILL, boot_id)]
+            return [] if stored else [Transition(node, None, OFFLINE, None, LAST_WILL, boot_id)]
+        if live is None:  # another replica's node, handed over: its will is news here
+            assert stored is not None
+            live = NodeLive(stored[1], stored[0], None, boot_id, judge_after=now)
+            self.nodes[node] = live
         if boot_id and live.boot_id and boot_id != live.boot_id:
             return []  # the will of an earlier boot, arriving after the node came back
         if live.state == OFFLINE:
@@ -289,6 +289,8 @@ class LivenessTracker:
             if live is None or live.due != due:
                 continue  # superseded by a later entry of the same node
             live.due = None
+            if live.waiting is not None:
+                continue  # its claim is not settled yet: judged from then on (settle)
             transition = self._judge(node, live, now)
             if transition is not None:
                 out.append(transition)
