@@ -38,7 +38,8 @@ Three amqtt behaviours are changed by overriding small methods of :class:`amqtt.
   delivery (amqtt, and this broker until now, deleted the queue when the session connected):
   a broker killed while delivering the queue delivers the unacknowledged rest after a restart;
 * a connection's packets are written once per pass of the event loop, joined
-  (:class:`fogmesh.broker.pass_writer.PassWriter`), not with a ``send`` each.
+  (:class:`fogmesh.broker.pass_writer.PassWriter`), not with a ``send`` each, and the packets
+  a read brought are all read in one pass (:mod:`fogmesh.broker.reader_loop`).
 
 The roles live beside this module, one each: :mod:`fogmesh.broker.takeover` (connections,
 take-over, disconnect), :mod:`fogmesh.broker.delivery` (broadcast, split horizon, queue and
@@ -56,7 +57,7 @@ from weakref import WeakSet
 from amqtt.adapters import StreamReaderAdapter
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 
-from fogmesh.broker import qos1fix
+from fogmesh.broker import qos1fix, reader_loop
 from fogmesh.broker.config import BrokerSpec
 from fogmesh.broker.delivery import BRIDGE_PREFIX, Delivery
 from fogmesh.broker.handoff import Claim, SessionHandoff
@@ -104,6 +105,7 @@ class MeshBroker(SessionHandoff, SessionHandling, Delivery, InboundJournal):
         """Build the broker; ``split_horizon`` as in :class:`BrokerSpec`; ``name``, the
         broker's name in the mesh, turns on the session handoff (:mod:`fogmesh.broker.handoff`)."""
         qos1fix.install()
+        reader_loop.install()
         BrokerProtocolHandler.handle_read_timeout = close_idle
         super().__init__(config)
         self.split_horizon = split_horizon
