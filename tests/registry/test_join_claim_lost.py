@@ -10,8 +10,8 @@ it records and tells instead is what the stored state calls for:
 * stored online: nothing (the other replica told its join), and the stored state stands;
 * a late heartbeat, the will again and a new boot's hello: one ``node-back``, no second loss.
 
-And a node b knows from its snapshot only (stored online by a): its will, heard at b before any
-sign of life, is its ``node-lost``.
+And a node b never heard, stored online by a (b's snapshot holding its row, or older than it):
+its will, heard at b before any sign of life, is its ``node-lost``.
 
 Two replicas of one group in this loop on a real amqtt broker, SQLite or PostgreSQL. Replica b's
 snapshot of the others' nodes is its start's (its ``ReplicaView`` reads once): the snapshot
@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
 
 from fogmesh.bus import Bus
@@ -207,13 +208,14 @@ async def test_a_node_stored_online_tells_nothing_through_a_lost_join_claim(
         assert b.tracker.state(node) == "online"
 
 
+@pytest.mark.parametrize("frozen_view", [False, True], ids=["snapshot", "older-snapshot"])
 async def test_a_will_heard_first_at_the_next_replica_loses_the_node_once(
-    amqtt_broker: BrokerProcess, db_url: str
+    amqtt_broker: BrokerProcess, db_url: str, frozen_view: bool
 ) -> None:
-    """b owns the node (a stopped) and knows it from its snapshot only (stored online by a);
-    the node's will reaches b before any sign of life: ``node-lost`` from online, recorded and
-    published once, and b's tracker holds the node offline."""
-    async with _handed_over(amqtt_broker, db_url, lost_first=False, frozen_view=False) as (
+    """b owns the node (a stopped) and never heard it (stored online by a; b's snapshot holds
+    the row, or is older than it); the node's will reaches b before any sign of life:
+    ``node-lost`` from online, recorded and published once, and b's tracker holds it offline."""
+    async with _handed_over(amqtt_broker, db_url, lost_first=False, frozen_view=frozen_view) as (
         b, bus, log, engine, node
     ):  # fmt: skip
         await _say(bus, node, NodeLiveness.OFFLINE, "boot-1", hello=False)

@@ -105,6 +105,44 @@ def test_a_lost_claim_records_what_the_stored_state_calls_for(
     assert kinds_now == [*kinds, "node-back"]  # in the join's place, not the join
 
 
+@pytest.mark.parametrize(
+    "case",
+    [("online", "online"), ("stale", "stale"), ("unreachable", "unreachable"), ("offline", None)],
+)
+def test_a_will_of_a_node_not_known_here_tells_the_stored_nodes_loss(
+    db: Engine, case: tuple[str, str | None]
+) -> None:
+    """The will of a node neither this replica's tracker nor its snapshot knows, claimed: the
+    row another replica stored, not offline, is lost (``node-lost``, ``data.from`` the stored
+    state) with the will's ``offline``; stored offline, nothing is written; a node never
+    stored is created offline, silently (its will tells no loss of a node never joined)."""
+    stored, told = case
+    _stored_by_another(db, stored, "partition" if stored == "unreachable" else "late")
+    _, since, kinds = _node(db)
+    claim = JoinClaim(NODE, "will", "boot-1", False, "r-b")
+    batch = Batch.of(LivenessOp(NODE, "offline", 200.0, "last-will", "boot-1", join=claim))
+    BatchWriter(db)(batch)
+    lost = batch.lost[NODE]
+    if told is None:
+        assert lost.told is None
+        assert _node(db) == ("offline", since, kinds)
+        return
+    assert lost.told is not None
+    assert (lost.told.kind.value, lost.told.data) == (
+        "node-lost",
+        {"from": told, "reason": "last-will"},
+    )
+    assert _node(db) == ("offline", 200.0, [*kinds, "node-lost"])
+    lost_kinds = [*kinds, "node-lost"]
+    new = JoinClaim("n2", "will", "boot-9", False, "r-b")
+    fresh = Batch.of(LivenessOp("n2", "offline", 300.0, "last-will", "boot-9", join=new))
+    BatchWriter(db)(fresh)
+    assert fresh.created == {"n2"}
+    with db.connect() as conn:
+        assert conn.execute(select(NODES.c.state).where(NODES.c.node == "n2")).scalar() == "offline"
+        assert list(conn.execute(select(EVENTS.c.node))) == [(NODE,)] * len(lost_kinds)
+
+
 def test_a_won_claim_records_the_join(db: Engine) -> None:
     batch = Batch.of(*_join("hello"))
     BatchWriter(db)(batch)

@@ -98,11 +98,16 @@ class Ingest:
             # a join is told by the replica whose batch creates the node's row (claim_lost);
             # until that batch is committed the node's signs and will wait (tracker.settle)
             claim = tr.node if event is not None and event.kind is EventKind.NODE_JOINED else None
+            will = tr.old is None and tr.new == "offline"  # a will of a node not known here
             join = None
-            if claim is not None:
-                join = JoinClaim(tr.node, tr.reason, tr.boot_id or "", tr.retained, self.source)
+            if claim is not None or will:
+                via = "will" if will else tr.reason
+                join = JoinClaim(tr.node, via, tr.boot_id or "", tr.retained, self.source)
                 self.tracker.claimed(tr.node)
             self.writer.put(LivenessOp(tr.node, tr.new, now, tr.reason, tr.boot_id, join=join))
+            if will:  # its loss, if the node was stored, is told by claim_lost
+                settle = functools.partial(self._settle, tr.node, None)
+                self.writer.after_commit(settle, claim=tr.node)
             if event is not None:
                 log.info("node liveness", node=tr.node, old=tr.old, new=tr.new, reason=tr.reason)
                 self.writer.put(EventOp(event_row(event, None, now), claim=claim))
@@ -127,7 +132,9 @@ class Ingest:
         if lost.told is None:
             self._settle(node, lost)
             return
-        log.info("node liveness", node=node, old=lost.state, new="online", claim="lost")
+        log.info(
+            "node liveness", node=node, old=lost.state, kind=lost.told.kind.value, claim="lost"
+        )
         try:
             self.publish(lost.told)
         finally:

@@ -57,7 +57,8 @@ class JoinClaim:
 
     node: str
     via: str
-    """``hello``, ``state`` or ``heartbeat``."""
+    """``hello``, ``state`` or ``heartbeat``; ``will``: the claim of a will's ``offline`` of a
+    node the replica did not know (it has no event of its own, see ``told_instead``)."""
     boot_id: str
     retained: bool
     source: str

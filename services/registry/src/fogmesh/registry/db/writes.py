@@ -7,8 +7,9 @@ heartbeats, most of every batch, go as whole-batch statements
 
 A batch that loses a node's join claim (another replica created the row first) reads the row
 it met, locked until its commit, and records what that state calls for in the join's place
-(:mod:`~fogmesh.registry.claims`): a ``node-back`` with the join's ``online``, or nothing at
-all, the join's liveness included, so the stored state stands (``Batch.lost``).
+(:mod:`~fogmesh.registry.claims`): a ``node-back`` with the join's ``online`` (a will's claim:
+a ``node-lost`` with its ``offline``), or nothing at all, the claimed liveness included, so the
+stored state stands (``Batch.lost``).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class BatchWriter:
             for op in batch.apps:
                 self._app(conn, op)
             events = [row for op in batch.events if (row := _recorded(op, batch)) is not None]
+            events += _wills_told(batch)
             if conn.dialect.name == "postgresql":
                 join_pg.insert_events(conn, events)
             else:
@@ -220,6 +222,17 @@ def _recorded(op: EventOp, batch: Batch) -> dict[str, Any] | None:
     if lost is None or lost.told is None:
         return None
     return event_row(lost.told, None, op.row["received_at"])
+
+
+def _wills_told(batch: Batch) -> list[dict[str, Any]]:
+    """The rows of the losses the batch's lost will claims tell (they have no ``EventOp``; the
+    node's later changes wait for the commit, so nothing of it follows in the batch)."""
+    wills = [(node, lost.told) for node, lost in batch.lost.items() if lost.told is not None]
+    return [
+        event_row(told, None, batch.liveness[node].at)
+        for node, told in wills
+        if batch.claims[node].via == "will"
+    ]
 
 
 def _node_row(node: str, state: str, at: float) -> dict[str, Any]:
