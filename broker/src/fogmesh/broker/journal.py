@@ -10,16 +10,63 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from amqtt.broker import Broker
 from amqtt.session import Session
 
-from fogmesh.broker.persistence import SqlitePersistencePlugin
+from fogmesh.broker.persistence import JournalRow, SqlitePersistencePlugin
 
-__all__ = ["InboundJournal"]
+__all__ = ["GroupCommit", "InboundJournal"]
 
 log = logging.getLogger(__name__)
+
+
+class GroupCommit:
+    """Journal rows added in one pass of the event loop, committed in one transaction at the
+    pass's end; each adder waits for its row's id (its message is then durable).
+
+    Rows commit in the order added and their waiters resume in that order, so a client's
+    messages keep their order into the broadcast. A failed commit fails every waiter of the
+    group (no PUBACK: the client sends those messages again). A waiter cancelled meanwhile (its
+    connection went) never acknowledged its message: its row is dropped again.
+    """
+
+    def __init__(
+        self, write: Callable[[list[JournalRow]], list[int]], drop: Callable[[int], None]
+    ) -> None:
+        """``write`` commits rows and returns their ids; ``drop`` forgets one."""
+        self._write, self._drop = write, drop
+        self._rows: list[JournalRow] = []
+        self._waiters: list[asyncio.Future[int]] = []
+
+    def add(self, row: JournalRow) -> asyncio.Future[int]:
+        """Journal ``row`` with the others of this pass; the future is its id once committed."""
+        loop = asyncio.get_running_loop()
+        if not self._rows:
+            loop.call_soon(self._commit)
+        waiter: asyncio.Future[int] = loop.create_future()
+        self._rows.append(row)
+        self._waiters.append(waiter)
+        return waiter
+
+    def _commit(self) -> None:
+        rows, waiters = self._rows, self._waiters
+        self._rows, self._waiters = [], []
+        try:
+            ids = self._write(rows)
+        except Exception as exc:  # each adder gets it: none is acknowledged
+            log.exception("inbound journal: %d messages not stored", len(rows))
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter, entry in zip(waiters, ids, strict=True):
+            if waiter.done():  # cancelled: its message was never acknowledged
+                self._drop(entry)
+            else:
+                waiter.set_result(entry)
 
 
 class InboundJournal(Broker):  # type: ignore[misc]
@@ -27,6 +74,7 @@ class InboundJournal(Broker):  # type: ignore[misc]
 
     _store: SqlitePersistencePlugin | None
     _journalled: dict[int, tuple[Any, int]]
+    _group: GroupCommit | None = None
 
     async def start(self) -> None:
         """Start serving, then broadcast what the inbound journal kept from a crash."""
@@ -45,23 +93,27 @@ class InboundJournal(Broker):  # type: ignore[misc]
         if pending:
             log.info("broadcasting %d journalled messages left by a crash", len(pending))
 
-    def journal_incoming(self, session: Session | None, app_message: Any) -> None:
-        """Make an incoming QoS 1 message durable before it is acknowledged (qos1fix calls this)."""
-        if self._store is None or not app_message.topic:
+    async def journal_incoming(self, session: Session | None, app_message: Any) -> None:
+        """Make an incoming QoS 1 message durable before it is acknowledged (qos1fix awaits
+        this): the messages of one loop pass are committed together (:class:`GroupCommit`)."""
+        store = self._store
+        if store is None or not app_message.topic:
             return
+        if self._group is None:
+            self._group = GroupCommit(store.journal_add_many, store.journal_done)
         packet = app_message.publish_packet
-        # amqtt's messages have __slots__: the entry is kept here, with the message itself, so
-        # its id() cannot be reused before the broadcast takes it
-        self._journalled[id(app_message)] = (
-            app_message,
-            self._store.journal_add(
+        entry = await self._group.add(
+            (
                 session.client_id if session is not None else None,
                 app_message.topic,
                 bytes(app_message.data or b""),
                 int(app_message.qos or 0),
-                retain=bool(packet is not None and packet.retain_flag),
-            ),
+                bool(packet is not None and packet.retain_flag),
+            )
         )
+        # amqtt's messages have __slots__: the entry is kept here, with the message itself, so
+        # its id() cannot be reused before the broadcast takes it
+        self._journalled[id(app_message)] = (app_message, entry)
 
     def _journal_done(self, entry: int | None) -> None:
         if entry is not None and self._store is not None:

@@ -34,13 +34,15 @@ from amqtt.broker import BrokerContext, RetainedApplicationMessage
 from amqtt.plugins.base import BasePlugin
 from amqtt.session import Session
 
-__all__ = ["InboundMessage", "RetainedSource", "SqlitePersistencePlugin"]
+__all__ = ["InboundMessage", "JournalRow", "RetainedSource", "SqlitePersistencePlugin"]
 
 log = logging.getLogger(__name__)
 QUEUED_FLUSH = 0.05
 """Seconds acknowledged queue rows and ended journal entries wait to be deleted together (a
 crash meanwhile: a duplicate)."""
 
+JournalRow = tuple[str | None, str, bytes, int, bool]
+"""An incoming message for the journal: client id, topic, payload, QoS, retain."""
 _ORPHANS = "DELETE FROM queued WHERE client_id NOT IN (SELECT client_id FROM sessions)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -282,6 +284,21 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
             (client_id, topic, data, qos, int(retain)),
         )
         return int(cur.lastrowid or 0)
+
+    def journal_add_many(self, rows: list[JournalRow]) -> list[int]:
+        """Journal incoming messages ``(client_id, topic, data, qos, retain)`` in one
+        transaction; their ids, in order. Committed when this returns (all or none)."""
+        ids: list[int] = []
+        with self._db:  # one commit for the group
+            self._db.execute("BEGIN")
+            for client_id, topic, data, qos, retain in rows:
+                cur = self._db.execute(
+                    "INSERT INTO inbound (client_id, topic, data, qos, retain)"
+                    " VALUES (?,?,?,?,?)",
+                    (client_id, topic, data, qos, int(retain)),
+                )
+                ids.append(int(cur.lastrowid or 0))
+        return ids
 
     def journal_done(self, entry: int) -> None:
         """The message is broadcast and stored wherever it must be: forget it (batched with

@@ -21,8 +21,8 @@ go out in order, as tasks, without holding up the connection.
 
 Incoming: amqtt acknowledges a QoS 1 PUBLISH as soon as it is queued in memory for broadcast.
 If the broker defines ``journal_incoming(session, message)`` (:class:`MeshBroker` does: it
-writes the message to its SQLite journal), that runs first, so the PUBACK follows only a
-durable copy.
+writes the message to its SQLite journal, committed with the others of the loop pass), that is
+awaited first, so the PUBACK follows only a durable copy.
 
 Outgoing messages can carry a callback for their PUBACK (:func:`publish_tracked`): the broker
 deletes a delivered offline-queue row from disk only then, on whichever connection the
@@ -62,7 +62,7 @@ async def _qos1_flow(self: Any, app_message: Any) -> None:
     if app_message.direction == INCOMING:
         journal = _journal_of(self)
         if journal is not None:
-            journal(self.session, app_message)  # durable before amqtt sends the PUBACK
+            await journal(self.session, app_message)  # durable before amqtt sends the PUBACK
     if app_message.direction != OUTGOING or not isinstance(app_message, OutgoingApplicationMessage):
         await _original(self, app_message)
         return
