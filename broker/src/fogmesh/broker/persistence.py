@@ -293,8 +293,7 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
             self._db.execute("BEGIN")
             for client_id, topic, data, qos, retain in rows:
                 cur = self._db.execute(
-                    "INSERT INTO inbound (client_id, topic, data, qos, retain)"
-                    " VALUES (?,?,?,?,?)",
+                    "INSERT INTO inbound (client_id, topic, data, qos, retain) VALUES (?,?,?,?,?)",
                     (client_id, topic, data, qos, int(retain)),
                 )
                 ids.append(int(cur.lastrowid or 0))
