@@ -54,6 +54,8 @@ class Stack:
     agents: dict[str, AgentProc]
     events: list[Event] = field(default_factory=list)
     beats: dict[str, Heartbeat] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    """Nodes a test killed: their last heartbeat still shows what ran before the kill."""
 
     def kinds(self, kind: EventKind) -> list[Event]:
         """The events of one kind seen so far."""
@@ -67,8 +69,9 @@ class Stack:
         )
 
     def where(self, workload: str) -> list[str]:
-        """Nodes whose heartbeat shows the workload running."""
-        return sorted(n for n in self.beats if self.runs(n, workload))
+        """Live nodes whose heartbeat shows the workload running (a killed node's last
+        heartbeat is history: its processes are gone)."""
+        return sorted(n for n in self.beats if n not in self.gone and self.runs(n, workload))
 
     async def deploy(
         self, app: str, /, manifest: dict[str, Any] | None = None, **component: Any
