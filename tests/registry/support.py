@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import Engine
 
 from fogmesh.bus import Bus, BusConfig, Will
 from fogmesh.protocol import (
@@ -28,6 +31,8 @@ from fogmesh.protocol import (
     topics,
 )
 from fogmesh.registry import Registry, RegistrySettings
+from fogmesh.registry.db import BatchWriter
+from fogmesh.registry.ops import Batch
 from tests.support.brokers import REPO, BrokerProcess
 from tests.support.buses import bus_config, unique
 from tests.support.mesh_file import PASSWORDS
@@ -44,9 +49,23 @@ __all__ = [
     "svc_config",
     "until",
     "watched_registry",
+    "write_at_once",
 ]
 
 R = TypeVar("R", bound=Reply)
+
+
+def write_at_once(engines: list[Engine], batches: list[Batch]) -> None:
+    """Write each batch through its own engine (two replicas' writers), started together."""
+    start = threading.Barrier(len(engines))
+
+    def write(engine: Engine, batch: Batch) -> None:
+        start.wait(timeout=30)
+        BatchWriter(engine)(batch)
+
+    with concurrent.futures.ThreadPoolExecutor(len(engines)) as pool:
+        for done in [pool.submit(write, e, b) for e, b in zip(engines, batches, strict=True)]:
+            done.result(timeout=60)
 
 
 def pg_url_or_skip() -> str:

@@ -10,7 +10,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from fogmesh.registry.db import BatchWriter, make_engine, migrate
 from fogmesh.registry.db.writes import EVENTS, NODES
 from fogmesh.registry.liveness import LivenessTracker
 from fogmesh.registry.ops import Batch, EventOp, JoinClaim, LivenessOp, LostClaim, Op
+from tests.registry.support import write_at_once
 
 NODE = "n1"
 
@@ -253,16 +253,8 @@ def test_batches_claiming_the_same_nodes_at_once_lose_quietly(db: Engine) -> Non
             ops += [LivenessOp(n, "online", 1.0, "hello", join=claim), EventOp(row, claim=n)]
         batches.append(Batch.of(*ops))
     engines = [db, make_engine(str(db.url.render_as_string(hide_password=False)))]
-    start = threading.Barrier(2)
-
-    def write(engine: Engine, batch: Batch) -> None:
-        start.wait(timeout=30)
-        BatchWriter(engine)(batch)
-
     try:
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(write, e, b) for e, b in zip(engines, batches, strict=True)]:
-                done.result(timeout=60)
+        write_at_once(engines, batches)
     finally:
         engines[1].dispose()
     first, second = batches

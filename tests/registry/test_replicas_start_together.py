@@ -11,7 +11,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,11 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from fogmesh.bus import Bus, BusConfig
 from fogmesh.protocol import EventKind, NodeHello, NodeLiveness, NodeStateMessage, topics
 from fogmesh.registry import Registry, RegistrySettings
-from fogmesh.registry.db import BatchWriter, make_engine, migrate
+from fogmesh.registry.db import make_engine, migrate
 from fogmesh.registry.db.writes import EVENTS, NODES
 from fogmesh.registry.ops import Batch, EventOp, LivenessOp
 from fogmesh.registry.partition import Partition
-from tests.registry.support import EventLog, facts, svc_config, until
+from tests.registry.support import EventLog, facts, svc_config, until, write_at_once
 from tests.support.brokers import BrokerProcess
 from tests.support.buses import bus_config, unique
 from tests.support.nats_cluster import Cluster, nats_cluster, wait_ready
@@ -177,16 +176,8 @@ def test_batches_creating_the_same_nodes_at_once_record_each_join_once(db_url: s
             batch.add(EventOp({**row, "data": {}, "received_at": 1.0}, claim=n))
             batch.after_commit.append((functools.partial(published.append, n), n))
         batches.append(batch)
-    start = threading.Barrier(2)
-
-    def write(engine: Engine, batch: Batch) -> None:
-        start.wait(timeout=30)
-        BatchWriter(engine)(batch)
-
     try:
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(write, e, b) for e, b in zip(engines, batches, strict=True)]:
-                done.result(timeout=60)
+        write_at_once(engines, batches)
         for batch in batches:  # as the writer does once the batch is committed
             for callback, claim in batch.after_commit:
                 if batch.won(claim):

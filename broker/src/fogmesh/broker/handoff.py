@@ -98,9 +98,7 @@ class SessionHandoff(Broker):  # type: ignore[misc]
 
     async def _publish_durably(self, topic: str, data: bytes) -> None:
         """Publish as the broker itself, QoS 1, through the inbound journal."""
-        entry = None
-        if self._store is not None:
-            entry = self._store.journal_add(None, topic, data, 1, retain=False)
+        entry = await self.journal((None, topic, data, 1, False))  # InboundJournal's
         await self._broadcast_message(None, topic, data, 1, journal=entry)
 
     async def _handle_message_delivery(

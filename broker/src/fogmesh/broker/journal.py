@@ -96,13 +96,10 @@ class InboundJournal(Broker):  # type: ignore[misc]
     async def journal_incoming(self, session: Session | None, app_message: Any) -> None:
         """Make an incoming QoS 1 message durable before it is acknowledged (qos1fix awaits
         this): the messages of one loop pass are committed together (:class:`GroupCommit`)."""
-        store = self._store
-        if store is None or not app_message.topic:
+        if self._store is None or not app_message.topic:
             return
-        if self._group is None:
-            self._group = GroupCommit(store.journal_add_many, store.journal_done)
         packet = app_message.publish_packet
-        entry = await self._group.add(
+        entry = await self.journal(
             (
                 session.client_id if session is not None else None,
                 app_message.topic,
@@ -113,7 +110,18 @@ class InboundJournal(Broker):  # type: ignore[misc]
         )
         # amqtt's messages have __slots__: the entry is kept here, with the message itself, so
         # its id() cannot be reused before the broadcast takes it
-        self._journalled[id(app_message)] = (app_message, entry)
+        if entry is not None:
+            self._journalled[id(app_message)] = (app_message, entry)
+
+    async def journal(self, row: JournalRow) -> int | None:
+        """Journal ``row`` with the others of this loop pass; its entry once committed (None
+        without a store)."""
+        store = self._store
+        if store is None:
+            return None
+        if self._group is None:
+            self._group = GroupCommit(store.journal_add_many, store.journal_done)
+        return await self._group.add(row)
 
     def _journal_done(self, entry: int | None) -> None:
         if entry is not None and self._store is not None:

@@ -273,17 +273,7 @@ class SqlitePersistencePlugin(BasePlugin[BrokerContext]):  # type: ignore[misc]
             self._db.executemany("DELETE FROM queued WHERE id=?", [(r,) for r in rows])
             self._db.executemany("DELETE FROM inbound WHERE id=?", [(e,) for e in ended])
 
-    # ---- the inbound journal (called by the broker, synchronously: before the PUBACK) ----
-
-    def journal_add(
-        self, client_id: str | None, topic: str, data: bytes, qos: int, *, retain: bool
-    ) -> int:
-        """Journal an incoming message; its id. Committed when this returns."""
-        cur = self._db.execute(
-            "INSERT INTO inbound (client_id, topic, data, qos, retain) VALUES (?,?,?,?,?)",
-            (client_id, topic, data, qos, int(retain)),
-        )
-        return int(cur.lastrowid or 0)
+    # ---- the inbound journal (the broker's group commit writes it, before the PUBACK) ----
 
     def journal_add_many(self, rows: list[JournalRow]) -> list[int]:
         """Journal incoming messages ``(client_id, topic, data, qos, retain)`` in one
