@@ -26,14 +26,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 import fogmesh.broker
 from fogmesh.bus import _paho, _paho_wire
+from fogmesh.bus._paho_wire import LeanMessageInfo, LeanProperties, LeanReasonCode
 
 BUS = Path(_paho.__file__).parent
 BROKER = Path(fogmesh.broker.__file__).parent
 ADAPTERS = {"_paho.py": _paho.RELIED_ON, "_paho_wire.py": _paho_wire.RELIED_ON}
 PINS = f"paho-mqtt {version('paho-mqtt')}, aiomqtt {version('aiomqtt')}"
+_PAHOS_MESSAGE_INFO: type[mqtt.MQTTMessageInfo] = LeanMessageInfo.__bases__[0]  # paho's own
 
 # How the bus calls the methods it relies on: their parameters after ``self``.
 SIGNATURES = {
@@ -79,6 +82,8 @@ async def test_every_private_attribute_the_links_use_exists() -> None:
         "paho.mqtt.matcher.MQTTMatcher": matcher,
         "paho.mqtt.matcher.MQTTMatcher.Node": matcher._root,
         "paho.mqtt._packet": paho_packet,
+        "paho.mqtt.client.MQTTMessageInfo": _PAHOS_MESSAGE_INFO(1),
+        "paho.mqtt.client": mqtt,
     }
     missing = [
         f"{owner}.{name}"
@@ -88,10 +93,59 @@ async def test_every_private_attribute_the_links_use_exists() -> None:
     ]
     assert not missing, f"{PINS} lacks what fogmesh/bus/_paho_wire.py relies on: {missing}"
     assert isinstance(matcher._root, MQTTMatcher.Node), PINS
-    assert paho_packet.Properties is Properties, PINS  # type: ignore[attr-defined]
-    # the decoder builds its properties by that global name (what lean_properties replaces)
-    assert "Properties(" in inspect.getsource(paho_packet), PINS
+    # paho's own, or the lean ones once a link client was made in this process (lean_paho)
+    assert paho_packet.Properties in (Properties, LeanProperties), PINS  # type: ignore[attr-defined]
+    assert paho_packet.ReasonCode in (ReasonCode, LeanReasonCode), PINS  # type: ignore[attr-defined]
+    assert mqtt.MQTTMessageInfo in (_PAHOS_MESSAGE_INFO, LeanMessageInfo), PINS
+    # the decoder builds its properties and reason codes by those global names (what
+    # lean_paho replaces)
+    decoder = inspect.getsource(paho_packet)
+    assert "Properties(" in decoder, PINS
+    assert "ReasonCode(" in decoder, PINS
     assert isinstance(_paho.paho_of(client)._on_message_filtered, MQTTMatcher), PINS
+
+
+def test_paho_builds_and_reads_what_lean_paho_replaces() -> None:
+    """The client calls the decoder's ``decode_puback`` by its module attribute, builds each
+    message's info by the module's global name, and touches an info's condition only in the
+    info's own methods (so :class:`LeanMessageInfo` may make it lazily)."""
+    client = inspect.getsource(mqtt)
+    assert "_packet.decode_puback(" in inspect.getsource(mqtt.Client._handle_pubackcomp), PINS
+    assert "MQTTMessageInfo(" in inspect.getsource(mqtt.MQTTMessage.__init__), PINS
+    assert "MQTTMessageInfo(" in inspect.getsource(mqtt.Client.publish), PINS
+    info = inspect.getsource(_PAHOS_MESSAGE_INFO)
+    assert "_condition" not in client.replace(info, ""), PINS
+    assert "._set_as_published()" in client, PINS
+    assert callable(getattr(_PAHOS_MESSAGE_INFO, "_set_as_published", None)), PINS
+    # slots only, and LeanMessageInfo sets every one of them itself
+    assert not hasattr(_PAHOS_MESSAGE_INFO(1), "__dict__"), PINS
+    assert set(_PAHOS_MESSAGE_INFO.__slots__) == {
+        "_condition",
+        "_iterpos",
+        "_published",
+        "mid",
+        "rc",
+    }, PINS
+    fields = paho_packet.PubackPacket._fields
+    assert fields == ("mid", "reason", "properties"), PINS
+    params = tuple(inspect.signature(_paho_wire._PAHOS_DECODE_PUBACK).parameters)
+    assert params == ("header", "packet", "protocol"), PINS
+    params = tuple(inspect.signature(ReasonCode.__init__).parameters)
+    assert params == ("self", "packetType", "aName", "identifier"), PINS
+    # the debug level quiet_debug_log skips is the one paho's packet lines use
+    assert "MQTT_LOG_DEBUG" in inspect.getsource(mqtt.Client._handle_pubackcomp), PINS
+    assert tuple(inspect.signature(mqtt.Client._easy_log).parameters) == (
+        "self",
+        "level",
+        "fmt",
+        "args",
+    ), PINS
+
+
+def test_a_fresh_reason_code_holds_what_lean_reason_code_sets() -> None:
+    fresh = ReasonCode(PacketTypes.PUBACK)
+    assert set(vars(fresh)) == set(_paho_wire.REASON_CODE_STATE), f"{PINS}: {sorted(vars(fresh))}"
+    assert set(vars(LeanReasonCode(PacketTypes.PUBACK))) == set(_paho_wire.REASON_CODE_STATE)
 
 
 async def test_paho_queues_packets_with_the_keys_the_joined_writes_use() -> None:

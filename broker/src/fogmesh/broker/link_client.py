@@ -33,8 +33,9 @@ from fogmesh.broker.wire import (
     WireBytes,
     coalesce_writes,
     count_bytes,
-    lean_properties,
+    lean_paho,
     no_filtered_callbacks,
+    quiet_debug_log,
 )
 from fogmesh.bus import _paho, _paho_wire, drain_reads
 from fogmesh.protocol import LinkState
@@ -80,7 +81,6 @@ class LinkClients(LinkStatusReport):
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = SESSION_EXPIRY if kept else 0
             props.ReceiveMaximum = RECEIVE_MAXIMUM
-            lean_properties()  # paho decodes properties on every packet of an MQTT 5 end
             v5 = {
                 "protocol": aiomqtt.ProtocolVersion.V5,
                 "clean_start": not kept,
@@ -105,6 +105,8 @@ class LinkClients(LinkStatusReport):
             # a hop's latency is the point: no Nagle delay on the link's sockets
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        # paho's per-message objects made lean, whichever MQTT version the end speaks
+        lean_paho()
         # Acknowledge only after the message is on disk: aiomqtt 2.5 has no switch for this,
         # paho (underneath) does.
         _paho.set_manual_ack(client)
@@ -117,6 +119,7 @@ class LinkClients(LinkStatusReport):
         # arrivals go to disk and are acknowledged in the pass that read them
         self._readers[client] = PassReader(client, lambda burst: self._take(side, burst, path))
         no_filtered_callbacks(client)  # the link sets none: no topic lookup per message
+        quiet_debug_log(client)  # no Logger.log call per packet while debug is off
         coalesce_writes(client)  # a burst's PUBACKs / a batch's PUBLISHes in one send()
         _paho_wire.write_in_pass(client)  # that send in the pass that queued them
         # a writer hears of its acknowledged batches through the same event as of new messages
