@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from functools import partial
 from typing import Any
 
 from amqtt.broker import Broker, RetainedApplicationMessage
 from amqtt.contexts import Action
 from amqtt.events import BrokerEvents
-from amqtt.session import OutgoingApplicationMessage, Session
+from amqtt.session import Session
 
-from fogmesh.broker import qos1fix
+from fogmesh.broker import qos1_inline
 from fogmesh.broker.join import JOIN_TOPIC_PREFIX
 from fogmesh.broker.persistence import SqlitePersistencePlugin
 from fogmesh.broker.plugins import MeshAclPlugin
@@ -37,7 +38,7 @@ requests :class:`fogmesh.broker.plugins.MeshAuthPlugin` redeems. amqtt told them
 message, a task each."""
 
 
-def _settle(task: asyncio.Task[Any]) -> None:
+def _settle(task: asyncio.Future[Any]) -> None:
     """Take a finished delivery's outcome, as amqtt's loop does (a failure is logged)."""
     if task.cancelled():
         return
@@ -55,7 +56,7 @@ class Delivery(Broker):  # type: ignore[misc]
     split_horizon: bool
     _store: SqlitePersistencePlugin | None
     _journalled: dict[int, tuple[Any, int]]
-    _deliveries: set[asyncio.Task[Any]]
+    _deliveries: set[asyncio.Future[Any]]
 
     async def _handle_message_delivery(
         self, client_session: Session, handler: Any, wait_deliver: asyncio.Future[Any]
@@ -174,20 +175,18 @@ class Delivery(Broker):  # type: ignore[misc]
                 if not task.done():
                     task.cancel()
 
-    async def _run_broadcast(
-        self, running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]]
-    ) -> None:
+    async def _run_broadcast(self, running_tasks: deque[asyncio.Future[Any]]) -> None:
         await self._broadcast_one(await self._broadcast_queue.get(), running_tasks)
 
     async def _broadcast_one(
         self,
         broadcast: dict[str, Any],
-        running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]],
+        running_tasks: deque[asyncio.Future[Any]],
     ) -> None:
         """Hand one broadcast to every matching session (split horizon, shared groups)."""
         topic = broadcast["topic"]
         source = broadcast["session"]
-        durable: list[asyncio.Task[Any]] = []  # deliveries the journal entry waits for
+        durable: list[asyncio.Future[Any]] = []  # deliveries the journal entry waits for
         for k_filter, subscriptions in list(self._subscriptions.items()):
             if not self._matches(topic, unshared(k_filter)):
                 continue
@@ -211,8 +210,8 @@ class Delivery(Broker):  # type: ignore[misc]
                 handler = self._get_handler(target_session)
                 if handler:
                     retain = bool(broadcast.get("retain")) and _is_bridge(target_session)
-                    task = asyncio.ensure_future(
-                        handler.mqtt_publish(topic, broadcast["data"], qos, retain=retain)
+                    task = qos1_inline.deliver(
+                        handler, topic, broadcast["data"], qos, retain=retain
                     )
                     running_tasks.append(task)
                     if qos and not target_session.clean_session:
@@ -243,17 +242,14 @@ class Delivery(Broker):  # type: ignore[misc]
         the client's PUBACK (a crash before that delivers it again after the restart).
         """
         store = self._store
+        on_ack = None
         if row is not None and store is not None and qos:
-            publish = qos1fix.publish_tracked(
-                handler, topic, data, qos, retain=retain, on_ack=lambda: store.queued_done(row)
-            )
-        else:
-            publish = handler.mqtt_publish(topic, data, qos, retain=retain)
-        task = asyncio.ensure_future(publish)
+            on_ack = partial(store.queued_done, row)
+        task = qos1_inline.deliver(handler, topic, data, qos, retain=retain, on_ack=on_ack)
         self._deliveries.add(task)
         task.add_done_callback(self._delivered)
 
-    def _delivered(self, task: asyncio.Task[Any]) -> None:
+    def _delivered(self, task: asyncio.Future[Any]) -> None:
         self._deliveries.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             # an unacknowledged QoS 1 message stays in flight (qos1fix); nothing is lost here

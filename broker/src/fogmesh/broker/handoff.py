@@ -36,7 +36,7 @@ from amqtt.broker import Broker, RetainedApplicationMessage
 from amqtt.session import Session
 from pydantic import ValidationError
 
-from fogmesh.broker import qos1fix
+from fogmesh.broker import outflight
 from fogmesh.broker.delivery import BRIDGE_PREFIX
 from fogmesh.broker.persistence import SqlitePersistencePlugin
 from fogmesh.broker.topicmatch import is_valid_filter, matches
@@ -175,7 +175,7 @@ class SessionHandoff(Broker):  # type: ignore[misc]
         for packet_id, inflight in list(session.inflight_out.items()):
             if id(inflight) in sent:
                 del session.inflight_out[packet_id]
-                qos1fix.settle(inflight)
+                outflight.settle(inflight)
         store = self._store
         for msg in handed:
             row = None if store is None else store.take_queued_row(msg)

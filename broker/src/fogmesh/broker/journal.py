@@ -96,10 +96,19 @@ class InboundJournal(Broker):  # type: ignore[misc]
     async def journal_incoming(self, session: Session | None, app_message: Any) -> None:
         """Make an incoming QoS 1 message durable before it is acknowledged (qos1fix awaits
         this): the messages of one loop pass are committed together (:class:`GroupCommit`)."""
+        waiter = self.journal_incoming_soon(session, app_message)
+        if waiter is not None:
+            self.journalled(app_message, await waiter)
+
+    def journal_incoming_soon(
+        self, session: Session | None, app_message: Any
+    ) -> asyncio.Future[int] | None:
+        """Add an incoming QoS 1 message to this pass's group commit, without waiting: its
+        entry once committed (hand it to :meth:`journalled`), None if nothing is journalled."""
         if self._store is None or not app_message.topic:
-            return
+            return None
         packet = app_message.publish_packet
-        entry = await self.journal(
+        return self.journal_soon(
             (
                 session.client_id if session is not None else None,
                 app_message.topic,
@@ -108,20 +117,28 @@ class InboundJournal(Broker):  # type: ignore[misc]
                 bool(packet is not None and packet.retain_flag),
             )
         )
+
+    def journalled(self, app_message: Any, entry: int) -> None:
+        """``app_message`` is durable as journal ``entry``: its broadcast drops the entry."""
         # amqtt's messages have __slots__: the entry is kept here, with the message itself, so
         # its id() cannot be reused before the broadcast takes it
-        if entry is not None:
-            self._journalled[id(app_message)] = (app_message, entry)
+        self._journalled[id(app_message)] = (app_message, entry)
 
     async def journal(self, row: JournalRow) -> int | None:
         """Journal ``row`` with the others of this loop pass; its entry once committed (None
         without a store)."""
+        waiter = self.journal_soon(row)
+        return None if waiter is None else await waiter
+
+    def journal_soon(self, row: JournalRow) -> asyncio.Future[int] | None:
+        """:meth:`journal` without waiting: the future of ``row``'s entry (None without a
+        store)."""
         store = self._store
         if store is None:
             return None
         if self._group is None:
             self._group = GroupCommit(store.journal_add_many, store.journal_done)
-        return await self._group.add(row)
+        return self._group.add(row)
 
     def _journal_done(self, entry: int | None) -> None:
         if entry is not None and self._store is not None:
@@ -148,7 +165,7 @@ class InboundJournal(Broker):  # type: ignore[misc]
             broadcast["qos"] = force_qos
         await self._broadcast_queue.put(broadcast)
 
-    def _journal_when_acked(self, journal: int, durable: list[asyncio.Task[Any]]) -> None:
+    def _journal_when_acked(self, journal: int, durable: list[asyncio.Future[Any]]) -> None:
         """Drop the journal entry once every persistent session acknowledged the message
         (each delivery's end is counted by a callback: no task waits for them).
 
@@ -157,7 +174,7 @@ class InboundJournal(Broker):  # type: ignore[misc]
         """
         left = [len(durable), 0]  # deliveries still flying, deliveries that failed
 
-        def ended(task: asyncio.Task[Any]) -> None:
+        def ended(task: asyncio.Future[Any]) -> None:
             if task.cancelled() or task.exception() is not None:
                 left[1] += 1
             left[0] -= 1

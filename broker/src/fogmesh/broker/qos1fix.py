@@ -27,12 +27,17 @@ awaited first, so the PUBACK follows only a durable copy.
 Outgoing messages can carry a callback for their PUBACK (:func:`publish_tracked`): the broker
 deletes a delivered offline-queue row from disk only then, on whichever connection the
 PUBACK finally arrives (a resend keeps the callback: it goes with the message).
+
+The outgoing half itself (the write, the in-flight table, the PUBACK's future and its timeout)
+is :mod:`fogmesh.broker.outflight`; resends go through it in order, so a reconnected session's
+resends leave before anything sent to it later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -40,17 +45,12 @@ from amqtt.errors import AMQTTError
 from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.session import INCOMING, OUTGOING, OutgoingApplicationMessage
 
-__all__ = ["install", "publish_tracked", "resend_orphans", "settle"]
+from fogmesh.broker import outflight
+
+__all__ = ["install", "publish_tracked", "resend_in_flight", "resend_orphans"]
 
 log = logging.getLogger(__name__)
-# amqtt gave up after 5 s; a busy link acknowledging a few thousand queued messages takes
-# longer, and each give-up became a resend (more load, duplicates). A PUBACK is waited for this
-# long before the message counts as orphaned and is resent (a hung client holds no task forever).
-_PUBACK_TIMEOUT = 60.0
 _original: Any = ProtocolHandler._handle_qos1_message_flow
-# id(message) -> (message, callback): amqtt's messages have __slots__ and no weakref; the
-# message is held here so its id() cannot be reused before its PUBACK pops the entry
-_on_puback: dict[int, tuple[Any, Callable[[], None]]] = {}
 
 
 def _journal_of(handler: Any) -> Any:
@@ -58,34 +58,25 @@ def _journal_of(handler: Any) -> Any:
     return getattr(broker, "journal_incoming", None)
 
 
+def _outgoing(app_message: Any) -> bool:
+    return (
+        app_message.direction == OUTGOING
+        and app_message.qos == 1
+        and isinstance(app_message, OutgoingApplicationMessage)
+    )
+
+
 async def _qos1_flow(self: Any, app_message: Any) -> None:
     if app_message.direction == INCOMING:
         journal = _journal_of(self)
         if journal is not None:
             await journal(self.session, app_message)  # durable before amqtt sends the PUBACK
-    if app_message.direction != OUTGOING or not isinstance(app_message, OutgoingApplicationMessage):
+    if not _outgoing(app_message):
         await _original(self, app_message)
         return
-    session = self.session
-    packet_id = app_message.packet_id
-    session.inflight_out[packet_id] = app_message
-    dup = app_message.publish_packet is not None  # already sent once: this is a retry
-    publish_packet = app_message.build_publish_packet(dup=dup)
-    # the waiter exists before the send, so resend_orphans never takes a message being sent
-    waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    self._puback_waiters[packet_id] = waiter
-    try:
-        await self._send_packet(publish_packet)
-        app_message.publish_packet = publish_packet
-        async with asyncio.timeout(_PUBACK_TIMEOUT):
-            app_message.puback_packet = await waiter
-    finally:
-        if self._puback_waiters.get(packet_id) is waiter:
-            del self._puback_waiters[packet_id]
-    # only an acknowledged message leaves the in-flight table
-    session.inflight_out.pop(packet_id, None)
-    if (tracked := _on_puback.pop(id(app_message), None)) is not None:
-        tracked[1]()
+    # in flight until its PUBACK; the future fails (TimeoutError) if outflight's sweep gives
+    # up on it, and is cancelled if the connection ends: the message stays in flight
+    await outflight.send(self, app_message)
 
 
 async def publish_tracked(
@@ -111,18 +102,11 @@ async def publish_tracked(
         raise AMQTTError(f"A message with the same packet ID '{packet_id}' is already in flight")
     message = OutgoingApplicationMessage(packet_id, topic, qos, data, retain)
     if qos == 1:
-        _on_puback[id(message)] = (message, on_ack)
+        outflight.track(message, on_ack)
         await handler._handle_message_flow(message)
         return
     await handler._handle_message_flow(message)
     on_ack()
-
-
-def settle(app_message: Any) -> None:
-    """``app_message`` left its session's in-flight table for good (handed on to another
-    broker, :mod:`fogmesh.broker.handoff`): run its PUBACK callback as if acknowledged."""
-    if (tracked := _on_puback.pop(id(app_message), None)) is not None:
-        tracked[1]()
 
 
 _resends: set[asyncio.Task[None]] = set()
@@ -136,38 +120,58 @@ async def _resend(handler: Any, app_message: Any) -> None:
         log.debug("resend of %s failed: %r", app_message.packet_id, exc)
 
 
-def _spawn_resend(handler: Any, app_message: Any) -> None:
+def _resend_soon(handler: Any, app_message: Any) -> None:
+    """Send ``app_message`` again: an outgoing QoS 1 one now, in order (outflight), any other
+    by amqtt's flow in a task."""
+    if _outgoing(app_message):
+        outflight.send(handler, app_message)
+        return
     task = asyncio.ensure_future(_resend(handler, app_message))
     _resends.add(task)
     task.add_done_callback(_resends.discard)
 
 
-async def _retry_deliveries(self: Any) -> None:
-    """[MQTT-4.4.0-1]: send what is in flight again, in order, without waiting for the acks."""
-    session = self.session
+_resent: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def resend_in_flight(handler: Any) -> None:
+    """[MQTT-4.4.0-1]: send what is in flight for ``handler``'s session again, in order,
+    without waiting for the acks (the broker calls it with the CONNACK; amqtt's ``start``
+    then resends nothing twice)."""
+    _resent.add(handler)
+    session = handler.session
     if session is None:
         return
     for message in [*session.inflight_in.values(), *session.inflight_out.values()]:
-        _spawn_resend(self, message)
+        _resend_soon(handler, message)
+
+
+async def _retry_deliveries(self: Any) -> None:
+    """amqtt's resend at ``start``, unless :func:`resend_in_flight` already did it."""
+    if self in _resent:
+        _resent.discard(self)
+        return
+    resend_in_flight(self)
+    _resent.discard(self)
 
 
 def resend_orphans(handler: Any) -> int:
-    """Resend, on ``handler``'s connection, its session's QoS 1 messages no one waits for.
+    """Resend, on ``handler``'s connection, its session's QoS 1 messages no one waits for
+    (after giving up the PUBACKs waited for too long, :func:`fogmesh.broker.outflight.expire`).
 
-    Returns how many were resent (each as a task; an unanswered one stays in flight).
+    Returns how many were resent (an unanswered one stays in flight).
     """
     session = handler.session
     if session is None:
         return 0
+    outflight.expire(handler)
     orphans = [
         m
         for pid, m in list(session.inflight_out.items())
-        if pid not in handler._puback_waiters
-        and m.qos == 1
-        and isinstance(m, OutgoingApplicationMessage)
+        if pid not in handler._puback_waiters and _outgoing(m)
     ]
     for message in orphans:
-        _spawn_resend(handler, message)
+        _resend_soon(handler, message)
     return len(orphans)
 
 

@@ -6,8 +6,10 @@ packet, even when the socket read brought a hundred. So a burst was handled one 
 pass, and whatever joins the work of one pass (the connection's writes, :mod:`pass_writer`;
 the journal's commits) had nothing to join. :func:`install` replaces the loop with amqtt's own,
 the read deadline kept with ``asyncio.timeout`` in the loop's task (no task per packet; a
-buffered packet is read without suspending). Everything else is amqtt's: the packet classes,
-one handler task per packet (in arrival order), the read-timeout and error handling, the end.
+buffered packet is read without suspending). A QoS 1 PUBLISH and a PUBACK are handled
+in the same pass, without a task (:mod:`fogmesh.broker.qos1_inline`). Everything else is
+amqtt's: the packet classes, one handler task per other packet (in arrival order), the
+read-timeout and error handling, the end.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from amqtt.mqtt.packet import (
 )
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 
+from fogmesh.broker import qos1_inline
+
 __all__ = ["HANDLERS", "install"]
 
 log = logging.getLogger(__name__)
@@ -68,7 +72,7 @@ async def _reader_loop(self: Any) -> None:
         raise AMQTTError("Session is not initialized.")
     if not self._reader_ready:
         raise ProtocolHandlerError("Reader ready is not initialized.")
-    running: collections.deque[asyncio.Task[None]] = collections.deque()
+    running: collections.deque[asyncio.Future[Any]] = collections.deque()
     keepalive: int | None = self.session.keep_alive
     if keepalive is not None and keepalive <= 0:
         keepalive = None
@@ -95,7 +99,7 @@ async def _reader_loop(self: Any) -> None:
 
 
 async def _read_one(
-    self: Any, running: collections.deque[asyncio.Task[None]], keepalive: int | None
+    self: Any, running: collections.deque[asyncio.Future[Any]], keepalive: int | None
 ) -> bool:
     """Read one packet and start its handling; False at the end of the stream."""
     self._reader_ready.set()
@@ -120,6 +124,10 @@ async def _read_one(
     if kind == CONNECT:
         # as amqtt: the connection is set up before any other packet is handled
         await self.handle_connect(packet)
+    elif kind == PUBLISH and qos1_inline.take_publish(self, packet, running):
+        pass  # QoS 1: acknowledged once journalled, without a task (qos1_inline)
+    elif kind == PUBACK and qos1_inline.take_puback(self, packet):
+        pass
     elif (name := HANDLERS.get(kind)) is not None:
         running.append(asyncio.create_task(getattr(self, name)(packet)))
     else:

@@ -114,7 +114,7 @@ class MeshBroker(SessionHandoff, SessionHandling, Delivery, InboundJournal):
         # handlers whose session a newer connection of the same client took over
         self._superseded: WeakSet[Any] = WeakSet()
         self._admitted: WeakSet[Any] = WeakSet()
-        self._deliveries: set[asyncio.Task[Any]] = set()
+        self._deliveries: set[asyncio.Future[Any]] = set()
         self._journalled: dict[int, tuple[Any, int]] = {}
         self._store: SqlitePersistencePlugin | None = self.plugins_manager.get_plugin(
             SqlitePersistencePlugin.__name__

@@ -17,13 +17,14 @@ from weakref import WeakSet
 from amqtt.broker import Broker
 from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
 from amqtt.events import BrokerEvents
+from amqtt.mqtt.connack import CONNECTION_ACCEPTED, ConnackPacket
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import format_client_message, gen_client_id
 from transitions import MachineError
 
-from fogmesh.broker import qos1fix
+from fogmesh.broker import outflight, qos1fix
 
 __all__ = ["ORPHAN_SWEEP", "QUEUED_RUN", "SessionHandling", "close_idle"]
 
@@ -147,7 +148,14 @@ class SessionHandling(Broker):  # type: ignore[misc]
                 await asyncio.sleep(1)
         handler.attach(client_session, reader, writer)
         self._sessions[client_id] = (client_session, handler)
-        await handler.mqtt_connack_authorize(authenticated)
+        if authenticated and outflight.writes_inline(handler):
+            # the CONNACK and the session's resends in this pass: the broadcast, which sees
+            # the session connected from here on, can send it nothing newer before them
+            connack = ConnackPacket.build(client_session.parent, CONNECTION_ACCEPTED)
+            handler.writer.write(connack.to_bytes())
+            qos1fix.resend_in_flight(handler)
+        else:
+            await handler.mqtt_connack_authorize(authenticated)
         if not authenticated:
             await writer.close()
             return
