@@ -145,7 +145,7 @@ async def test_a_burst_read_in_one_pass_is_acknowledged_and_delivered_in_order(
     pub = await Wire.open(port, "svc-inline-pub", clean=True)
     # the whole burst in one send: the broker's read loop finds it all buffered
     await pub.send(b"".join(publish("tele/inline/x", f"m-{i}".encode(), i + 1) for i in range(N)))
-    acks = []
+    acks: list[int] = []
     while len(acks) < N:
         packet = await pub.read()
         assert packet.kind == 0x40, packet
