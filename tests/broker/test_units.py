@@ -190,3 +190,22 @@ def test_a_rule_at_qos_2_is_refused() -> None:
     assert RuleSpec(pattern="a/#", qos=0).qos == 0
     with pytest.raises(ValueError, match="less than or equal to 1"):
         RuleSpec(pattern="a/#", qos=2)
+
+
+def test_remembered_publish_grants_answer_as_fresh_ones() -> None:
+    """RoleTable keeps each identity's expanded publish patterns: asked again, or once the memo
+    started over, every answer is the same as from a table that never saw the identity."""
+    topics = ["fm/v1/nodes/node-a/state", "fm/v1/nodes/node-a/desired", "fm/v1/nodes/node-b/x"]
+    users = [
+        UserSpec(username=name, password_hash=hash_password("x"), role="node")
+        for name in ("node-a", "node-b")
+    ]
+    table = RoleTable()
+    for rnd in range(3):
+        for user in users:
+            for client_id in ("c-1", "c-2", "#"):
+                who = table.identity(user, client_id)
+                fresh = RoleTable()
+                for topic in topics:
+                    assert table.may_publish(who, topic) == fresh.may_publish(who, topic), rnd
+        table._publish_grants.clear()  # the memo starting over

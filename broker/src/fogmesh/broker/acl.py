@@ -22,7 +22,7 @@ from fogmesh.protocol.artefacts import FETCH_VERB
 from fogmesh.protocol.commands import NodeVerb
 from fogmesh.protocol.topics import ROOT, NodeChannel
 
-__all__ = ["DEFAULT_ROLES", "EVERYONE", "Identity", "RoleTable"]
+__all__ = ["DEFAULT_ROLES", "EVERYONE", "MAX_REMEMBERED", "Identity", "RoleTable"]
 
 _NODE = f"{ROOT}/nodes/{{node}}"
 
@@ -72,6 +72,10 @@ DEFAULT_ROLES: dict[str, RoleSpec] = {
 EVERYONE = RoleSpec(subscribe=[f"{ROOT}/reply/{{username}}/#"])
 
 
+MAX_REMEMBERED = 4096
+"""Identities whose expanded publish patterns a :class:`RoleTable` keeps (then it starts over)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who a session is: its username, client id and role."""
@@ -89,6 +93,8 @@ class RoleTable:
     def __init__(self, extra: dict[str, RoleSpec] | None = None) -> None:
         """Start from :data:`DEFAULT_ROLES`; ``extra`` adds or replaces roles."""
         self.roles = {**DEFAULT_ROLES, **(extra or {})}
+        # identity -> its expanded (deny, allow) publish patterns: asked on every publish
+        self._publish_grants: dict[Identity, tuple[list[str], list[str]]] = {}
 
     def identity(self, user: UserSpec, client_id: str) -> Identity:
         """The identity of ``user`` connected as ``client_id``."""
@@ -127,12 +133,19 @@ class RoleTable:
 
     def may_publish(self, who: Identity, topic: str) -> bool:
         """True if ``who`` may publish on the concrete ``topic``."""
-        role = self.roles.get(who.role)
-        if role is None:
+        grants = self._publish_grants.get(who)
+        if grants is None:
+            role = self.roles.get(who.role)
+            if role is None:
+                return False
+            grants = (self._expand(role.deny_publish, who), self._expand(role.publish, who))
+            if len(self._publish_grants) >= MAX_REMEMBERED:
+                self._publish_grants.clear()
+            self._publish_grants[who] = grants
+        deny, allow = grants
+        if any(matches(topic, p) for p in deny):
             return False
-        if any(matches(topic, p) for p in self._expand(role.deny_publish, who)):
-            return False
-        return any(matches(topic, p) for p in self._expand(role.publish, who))
+        return any(matches(topic, p) for p in allow)
 
     def may_subscribe(self, who: Identity, flt: str) -> bool:
         """True if every topic ``flt`` can match is one ``who`` may read."""

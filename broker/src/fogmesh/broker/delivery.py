@@ -257,6 +257,7 @@ class Delivery(Broker):  # type: ignore[misc]
 
     async def _publish_session_retained_messages(self, session: Session) -> None:
         # Queued while offline: these are ordinary messages, so retain=0 (amqtt sends 1).
+        # Nothing here awaits: a reconnect sends the queue in the pass of its CONNACK (takeover).
         handler = self._get_handler(session)
         if handler is None:
             return

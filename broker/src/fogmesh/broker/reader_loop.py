@@ -6,7 +6,8 @@ packet, even when the socket read brought a hundred. So a burst was handled one 
 pass, and whatever joins the work of one pass (the connection's writes, :mod:`pass_writer`;
 the journal's commits) had nothing to join. :func:`install` replaces the loop with amqtt's own,
 the read deadline kept with ``asyncio.timeout`` in the loop's task (no task per packet; a
-buffered packet is read without suspending). A QoS 1 PUBLISH and a PUBACK are handled
+buffered packet is read without suspending, and without a deadline: a header already in the
+buffer cannot keep the read waiting). A QoS 1 PUBLISH and a PUBACK are handled
 in the same pass, without a task (:mod:`fogmesh.broker.qos1_inline`). Everything else is
 amqtt's: the packet classes, one handler task per other packet (in arrival order), the
 read-timeout and error handling, the end.
@@ -98,6 +99,17 @@ async def _reader_loop(self: Any) -> None:
     await self.stop()
 
 
+def _header_buffered(reader: Any) -> bool:
+    """Whether a whole fixed header (its type byte and remaining length) is already in
+    ``reader``'s buffer (an asyncio stream's, under amqtt's adapter)."""
+    buffer = getattr(getattr(reader, "_reader", None), "_buffer", None)
+    if not buffer:
+        return False
+    if len(buffer) >= 5:  # a fixed header is 5 bytes at most
+        return True
+    return any(not byte & 0x80 for byte in buffer[1:])
+
+
 async def _read_one(
     self: Any, running: collections.deque[asyncio.Future[Any]], keepalive: int | None
 ) -> bool:
@@ -108,8 +120,11 @@ async def _read_one(
     if self.reader is None:
         log.warning("reader is not initialized")
         return False
-    async with asyncio.timeout(keepalive):
+    if _header_buffered(self.reader):  # read without waiting: no deadline to keep
         fixed_header = await MQTTFixedHeader.from_stream(self.reader)
+    else:
+        async with asyncio.timeout(keepalive):
+            fixed_header = await MQTTFixedHeader.from_stream(self.reader)
     if not fixed_header:
         return False
     if fixed_header.packet_type in (RESERVED_0, RESERVED_15):

@@ -148,12 +148,15 @@ class SessionHandling(Broker):  # type: ignore[misc]
                 await asyncio.sleep(1)
         handler.attach(client_session, reader, writer)
         self._sessions[client_id] = (client_session, handler)
-        if authenticated and outflight.writes_inline(handler):
-            # the CONNACK and the session's resends in this pass: the broadcast, which sees
-            # the session connected from here on, can send it nothing newer before them
+        queue_sent = authenticated and outflight.writes_inline(handler)
+        if queue_sent:
+            # the CONNACK, the session's resends and its offline queue in this pass (none of
+            # it awaits): the broadcast, which sees the session connected from here on, can
+            # send it nothing newer before them
             connack = ConnackPacket.build(client_session.parent, CONNECTION_ACCEPTED)
             handler.writer.write(connack.to_bytes())
             qos1fix.resend_in_flight(handler)
+            await self._publish_session_retained_messages(client_session)
         else:
             await handler.mqtt_connack_authorize(authenticated)
         if not authenticated:
@@ -163,7 +166,8 @@ class SessionHandling(Broker):  # type: ignore[misc]
             BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=client_session
         )
         await handler.start()  # resends what was in flight for the session (amqtt)
-        await self._publish_session_retained_messages(client_session)
+        if not queue_sent:
+            await self._publish_session_retained_messages(client_session)
         own = [
             (topic_filter, qos)
             for topic_filter, subscribers in list(self._subscriptions.items())
