@@ -29,12 +29,16 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 import fogmesh.broker
-from fogmesh.bus import _paho, _paho_wire
-from fogmesh.bus._paho_wire import LeanMessageInfo, LeanProperties, LeanReasonCode
+from fogmesh.bus import _paho, _paho_lean, _paho_wire
+from fogmesh.bus._paho_lean import LeanMessageInfo, LeanProperties, LeanReasonCode
 
 BUS = Path(_paho.__file__).parent
 BROKER = Path(fogmesh.broker.__file__).parent
-ADAPTERS = {"_paho.py": _paho.RELIED_ON, "_paho_wire.py": _paho_wire.RELIED_ON}
+ADAPTERS = {
+    "_paho.py": _paho.RELIED_ON,
+    "_paho_wire.py": _paho_wire.RELIED_ON,
+    "_paho_lean.py": _paho_lean.RELIED_ON,
+}
 PINS = f"paho-mqtt {version('paho-mqtt')}, aiomqtt {version('aiomqtt')}"
 _PAHOS_MESSAGE_INFO: type[mqtt.MQTTMessageInfo] = LeanMessageInfo.__bases__[0]  # paho's own
 
@@ -87,11 +91,14 @@ async def test_every_private_attribute_the_links_use_exists() -> None:
     }
     missing = [
         f"{owner}.{name}"
-        for owner, names in _paho_wire.RELIED_ON.items()
+        for relied in (_paho_wire.RELIED_ON, _paho_lean.RELIED_ON)
+        for owner, names in relied.items()
         for name in names
         if not hasattr(instances[owner], name)
     ]
-    assert not missing, f"{PINS} lacks what fogmesh/bus/_paho_wire.py relies on: {missing}"
+    assert not missing, (
+        f"{PINS} lacks what fogmesh/bus/_paho_wire.py or _paho_lean.py relies on: {missing}"
+    )
     assert isinstance(matcher._root, MQTTMatcher.Node), PINS
     # paho's own, or the lean ones once a link client was made in this process (lean_paho)
     assert paho_packet.Properties in (Properties, LeanProperties), PINS  # type: ignore[attr-defined]
@@ -128,7 +135,7 @@ def test_paho_builds_and_reads_what_lean_paho_replaces() -> None:
     }, PINS
     fields = paho_packet.PubackPacket._fields
     assert fields == ("mid", "reason", "properties"), PINS
-    params = tuple(inspect.signature(_paho_wire._PAHOS_DECODE_PUBACK).parameters)
+    params = tuple(inspect.signature(_paho_lean._PAHOS_DECODE_PUBACK).parameters)
     assert params == ("header", "packet", "protocol"), PINS
     params = tuple(inspect.signature(ReasonCode.__init__).parameters)
     assert params == ("self", "packetType", "aName", "identifier"), PINS
@@ -144,8 +151,8 @@ def test_paho_builds_and_reads_what_lean_paho_replaces() -> None:
 
 def test_a_fresh_reason_code_holds_what_lean_reason_code_sets() -> None:
     fresh = ReasonCode(PacketTypes.PUBACK)
-    assert set(vars(fresh)) == set(_paho_wire.REASON_CODE_STATE), f"{PINS}: {sorted(vars(fresh))}"
-    assert set(vars(LeanReasonCode(PacketTypes.PUBACK))) == set(_paho_wire.REASON_CODE_STATE)
+    assert set(vars(fresh)) == set(_paho_lean.REASON_CODE_STATE), f"{PINS}: {sorted(vars(fresh))}"
+    assert set(vars(LeanReasonCode(PacketTypes.PUBACK))) == set(_paho_lean.REASON_CODE_STATE)
 
 
 async def test_paho_queues_packets_with_the_keys_the_joined_writes_use() -> None:
@@ -159,7 +166,7 @@ async def test_paho_queues_packets_with_the_keys_the_joined_writes_use() -> None
 
 def test_a_fresh_properties_holds_what_lean_properties_sets() -> None:
     fresh = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    assert set(vars(fresh)) == set(_paho_wire.PROPERTIES_STATE), f"{PINS}: {sorted(vars(fresh))}"
+    assert set(vars(fresh)) == set(_paho_lean.PROPERTIES_STATE), f"{PINS}: {sorted(vars(fresh))}"
 
 
 async def test_aiomqtt_sets_the_callbacks_the_links_chain() -> None:

@@ -1,4 +1,4 @@
-"""paho's per-message objects, made lean (``fogmesh.bus._paho_wire.lean_paho``), behave as
+"""paho's per-message objects, made lean (``fogmesh.bus._paho_lean.lean_paho``), behave as
 paho's own: reason codes, decoded PUBACKs, and the ``MQTTMessageInfo`` of a message published
 or received, in isolation and through real brokers (amqtt speaks MQTT 3.1.1, Mosquitto 5)."""
 
@@ -20,15 +20,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from fogmesh.bus import _paho, _paho_wire
-from fogmesh.bus._paho_wire import LeanMessageInfo, LeanProperties, LeanReasonCode
+from fogmesh.bus import _paho, _paho_lean, _paho_wire
+from fogmesh.bus._paho_lean import LeanMessageInfo, LeanProperties, LeanReasonCode
 from tests.support.brokers import BrokerProcess
 
 V311, V5 = MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5
 PAHOS = {
     (paho_packet, "Properties"): Properties,
     (paho_packet, "ReasonCode"): ReasonCode,
-    (paho_packet, "decode_puback"): _paho_wire._PAHOS_DECODE_PUBACK,
+    (paho_packet, "decode_puback"): _paho_lean._PAHOS_DECODE_PUBACK,
     (mqtt, "MQTTMessageInfo"): LeanMessageInfo.__bases__[0],
 }
 
@@ -121,8 +121,8 @@ PUBACKS = [
 
 def test_lean_pubacks_decode_as_pahos() -> None:
     plain = [paho_packet.decode_puback(0x40, p, v) for v, p in PUBACKS]
-    _paho_wire.lean_paho()
-    assert paho_packet.decode_puback is _paho_wire.decode_puback
+    _paho_lean.lean_paho()
+    assert paho_packet.decode_puback is _paho_lean.decode_puback
     for _ in range(2):
         lean = [paho_packet.decode_puback(0x40, p, v) for v, p in PUBACKS]
         for a, b in zip(plain, lean, strict=True):
@@ -141,7 +141,7 @@ def test_lean_pubacks_decode_as_pahos() -> None:
     assert lean[0].properties is not lean[2].properties
     for version, packet in ((V311, b"\x00"), (V311, b"\x00\x05\x00"), (V5, b"\x00")):
         with pytest.raises(MalformedPacket):
-            _paho_wire._PAHOS_DECODE_PUBACK(0x40, packet, version)
+            _paho_lean._PAHOS_DECODE_PUBACK(0x40, packet, version)
         with pytest.raises(MalformedPacket):
             paho_packet.decode_puback(0x40, packet, version)
 
@@ -224,7 +224,7 @@ def test_a_real_publish_is_published_as_with_pahos(
     and polled), on_publish gets the reason codes and properties paho's give, every message
     arrives with a lean info."""
     kind, protocol = kind_protocol
-    _paho_wire.lean_paho()
+    _paho_lean.lean_paho()
     broker = BrokerProcess(kind, tmp_path / kind).start()
     arrived: list[mqtt.MQTTMessage] = []
     acked: list[tuple[int, Any, Any]] = []
@@ -269,7 +269,7 @@ def test_a_real_publish_is_published_as_with_pahos(
 async def test_aiomqtt_publishes_through_the_lean_objects(broker: BrokerProcess) -> None:
     """aiomqtt's own publish (is_published, then its on_publish) over each broker, with the
     lean objects and the quiet debug log."""
-    _paho_wire.lean_paho()
+    _paho_lean.lean_paho()
     client = aiomqtt.Client(
         "127.0.0.1",
         broker.port,

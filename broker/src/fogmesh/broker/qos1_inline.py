@@ -33,17 +33,13 @@ from typing import Any
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1
 from amqtt.mqtt.puback import PubackPacket
-from amqtt.session import IncomingApplicationMessage, OutgoingApplicationMessage
+from amqtt.session import IncomingApplicationMessage
 
 from fogmesh.broker import outflight, qos1fix
 
 __all__ = ["deliver", "take_puback", "take_publish"]
 
 log = logging.getLogger(__name__)
-
-
-def _broker_of(handler: Any) -> Any:
-    return getattr(handler.plugins_manager.app_context, "_broker_instance", None)
 
 
 def take_publish(handler: Any, packet: Any, running: deque[asyncio.Future[Any]]) -> bool:
@@ -62,7 +58,7 @@ def take_publish(handler: Any, packet: Any, running: deque[asyncio.Future[Any]])
         header.packet_id, packet.topic_name, QOS_1, packet.data, packet.retain_flag
     )
     message.publish_packet = packet
-    broker = _broker_of(handler)
+    broker = qos1fix.broker_of(handler)
     soon = getattr(broker, "journal_incoming_soon", None)
     waiter = None if soon is None else soon(handler.session, message)
     if waiter is None:
@@ -131,14 +127,12 @@ def deliver(
 
     ``on_ack`` runs once the client acknowledged the message, on whichever connection of the
     session that PUBACK comes (:func:`fogmesh.broker.qos1fix.publish_tracked`)."""
-    session = handler.session
-    if qos == QOS_1 and session is not None:
+    if qos == QOS_1:
         try:
-            packet_id = session.next_packet_id
-        except AMQTTError:  # no free packet id: amqtt's path raises it in its task
-            packet_id = None
-        if packet_id is not None and packet_id not in session.inflight_out:
-            message = OutgoingApplicationMessage(packet_id, topic, QOS_1, data, retain)
+            message = qos1fix.outgoing_message(handler, topic, data, qos, retain)
+        except AMQTTError:  # amqtt's path raises it again, in its task (logged there)
+            message = None
+        if message is not None:
             if on_ack is not None:
                 outflight.track(message, on_ack)
             return outflight.send(handler, message)

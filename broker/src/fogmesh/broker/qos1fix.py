@@ -28,7 +28,7 @@ Outgoing messages can carry a callback for their PUBACK (:func:`publish_tracked`
 deletes a delivered offline-queue row from disk only then, on whichever connection the
 PUBACK finally arrives (a resend keeps the callback: it goes with the message).
 
-The outgoing half itself (the write, the in-flight table, the PUBACK's future and its timeout)
+The outgoing half itself (the write, the in-flight table, the PUBACK's future, giving up on it)
 is :mod:`fogmesh.broker.outflight`; resends go through it in order, so a reconnected session's
 resends leave before anything sent to it later.
 """
@@ -47,15 +47,36 @@ from amqtt.session import INCOMING, OUTGOING, OutgoingApplicationMessage
 
 from fogmesh.broker import outflight
 
-__all__ = ["install", "publish_tracked", "resend_in_flight", "resend_orphans"]
+__all__ = [
+    "broker_of",
+    "install",
+    "outgoing_message",
+    "publish_tracked",
+    "resend_in_flight",
+    "resend_orphans",
+]
 
 log = logging.getLogger(__name__)
 _original: Any = ProtocolHandler._handle_qos1_message_flow
 
 
-def _journal_of(handler: Any) -> Any:
-    broker = getattr(handler.plugins_manager.app_context, "_broker_instance", None)
-    return getattr(broker, "journal_incoming", None)
+def broker_of(handler: Any) -> Any:
+    """The broker ``handler``'s connection belongs to (None outside one)."""
+    return getattr(handler.plugins_manager.app_context, "_broker_instance", None)
+
+
+def outgoing_message(
+    handler: Any, topic: str, data: bytes | bytearray, qos: int | None, retain: bool
+) -> OutgoingApplicationMessage:
+    """A new message for ``handler``'s client, with the session's next packet id for QoS 1
+    and 2 (amqtt's ``mqtt_publish``, its errors too)."""
+    session = handler.session
+    if session is None:
+        raise AMQTTError("Session is not initialized.")
+    packet_id = session.next_packet_id if qos else None
+    if packet_id is not None and packet_id in session.inflight_out:
+        raise AMQTTError(f"A message with the same packet ID '{packet_id}' is already in flight")
+    return OutgoingApplicationMessage(packet_id, topic, qos, data, retain)
 
 
 def _outgoing(app_message: Any) -> bool:
@@ -68,7 +89,7 @@ def _outgoing(app_message: Any) -> bool:
 
 async def _qos1_flow(self: Any, app_message: Any) -> None:
     if app_message.direction == INCOMING:
-        journal = _journal_of(self)
+        journal = getattr(broker_of(self), "journal_incoming", None)
         if journal is not None:
             await journal(self.session, app_message)  # durable before amqtt sends the PUBACK
     if not _outgoing(app_message):
@@ -94,13 +115,7 @@ async def publish_tracked(
     (:func:`resend_orphans`, a reconnect) is what gets the PUBACK. QoS 2 calls it when amqtt's
     flow completes here; QoS 0 when sent.
     """
-    session = handler.session
-    if session is None:
-        raise AMQTTError("Session is not initialized.")
-    packet_id = session.next_packet_id if qos else None
-    if packet_id is not None and packet_id in session.inflight_out:
-        raise AMQTTError(f"A message with the same packet ID '{packet_id}' is already in flight")
-    message = OutgoingApplicationMessage(packet_id, topic, qos, data, retain)
+    message = outgoing_message(handler, topic, data, qos, retain)
     if qos == 1:
         outflight.track(message, on_ack)
         await handler._handle_message_flow(message)

@@ -28,7 +28,7 @@ the common case; every other behaviour is paho's own.
 each PUBACK built a ``Properties`` with its tables, 3.4% of the site broker's CPU in a py-spy
 profile of a 20,000-message QoS 1 burst through an amqtt site), and adds the rest of paho's
 per-message objects: a PUBACK that is only a packet id is decoded without paho's generic path
-(:func:`~fogmesh.bus._paho_wire.decode_puback`, with a :class:`LeanReasonCode`, which shares
+(:func:`~fogmesh.bus._paho_lean.decode_puback`, with a :class:`LeanReasonCode`, which shares
 paho's table of codes instead of copying it per object: ``decode_puback`` took 5.0% of the
 profile, about 14 us a PUBACK in a micro-benchmark, now 1.3 us); and each message published
 or received gets a :class:`LeanMessageInfo`, whose ``threading.Condition`` is made only when
@@ -43,8 +43,9 @@ what paho's own objects give (``tests/bus/test_paho_lean.py``).
 per-filter callbacks, which the link never sets (9% of the link's CPU in a ``links-only``
 burst); :class:`EmptyFirst` answers at once while the tree is empty.
 
-Every paho and aiomqtt internal these use is reached through ``fogmesh.bus._paho`` and
-``fogmesh.bus._paho_wire`` (``tests/bus/test_paho_internals.py`` checks them on an upgrade).
+Every paho and aiomqtt internal these use is reached through ``fogmesh.bus._paho``,
+``fogmesh.bus._paho_wire`` and ``fogmesh.bus._paho_lean`` (``tests/bus/test_paho_internals.py``
+checks them on an upgrade).
 """
 
 from __future__ import annotations
@@ -59,14 +60,14 @@ from aiomqtt import MqttCodeError
 from paho.mqtt.client import DISCONNECT, MQTT_ERR_SUCCESS, PUBLISH
 
 from fogmesh.bus import _paho, _paho_wire
-from fogmesh.bus._paho_wire import (
-    EmptyFirst,
+from fogmesh.bus._paho_lean import (
     LeanMessageInfo,
     LeanProperties,
     LeanReasonCode,
     lean_paho,
     lean_properties,
 )
+from fogmesh.bus._paho_wire import EmptyFirst
 
 __all__ = [
     "MAX_JOINED",
